@@ -1,0 +1,96 @@
+package job
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Spec is a job's definition, as stored and as shown by the API.
+type Spec struct {
+	Name     string            `json:"name" bson:"_id"`
+	Schedule string            `json:"schedule" bson:"schedule"`                     // cron with seconds, "@every 10s", "@daily", ...
+	TimeZone string            `json:"time_zone,omitempty" bson:"time_zone,omitempty"` // IANA name; empty means UTC
+	Handler  string            `json:"handler" bson:"handler"`                       // "shell", or a Go handler name a client serves
+	Params   map[string]string `json:"params,omitempty" bson:"params,omitempty"`
+	Timeout  Duration          `json:"timeout,omitempty" bson:"timeout,omitempty"`
+	Contacts []string          `json:"contacts,omitempty" bson:"contacts,omitempty"`
+	Paused   bool              `json:"paused" bson:"paused"`
+
+	// Source says who owns the definition: "api", or "client:<id>" for a job declared by a client.
+	Source string `json:"source,omitempty" bson:"source,omitempty"`
+	// Version grows by one on every change; updates are conditional on it.
+	Version   int64     `json:"version" bson:"version"`
+	CreatedAt time.Time `json:"created_at" bson:"created_at"`
+	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
+	// ActiveSince is when the job was created or last resumed: no firing before it is ever caught up.
+	ActiveSince time.Time `json:"active_since" bson:"active_since"`
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidateName reports whether name can name a job: it is part of execution ids and URLs.
+func ValidateName(name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("job name %q: must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Validate checks the fields that do not need the schedule parser (package schedule checks the schedule).
+func (s *Spec) Validate() error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if s.Schedule == "" {
+		return fmt.Errorf("job %s: schedule is required", s.Name)
+	}
+	if s.Handler == "" {
+		return fmt.Errorf("job %s: handler is required", s.Name)
+	}
+	if s.Handler == HandlerShell && s.Params["command"] == "" {
+		return fmt.Errorf("job %s: handler %q needs params.command", s.Name, HandlerShell)
+	}
+	if s.Timeout < 0 {
+		return fmt.Errorf("job %s: timeout %s is negative", s.Name, time.Duration(s.Timeout))
+	}
+	if s.TimeZone != "" {
+		if _, err := time.LoadLocation(s.TimeZone); err != nil {
+			return fmt.Errorf("job %s: time_zone %q: %w", s.Name, s.TimeZone, err)
+		}
+	}
+	return nil
+}
+
+// HandlerShell runs params.command with /bin/sh -c on the client.
+const HandlerShell = "shell"
+
+// Duration is a time.Duration that reads and writes as "30s" in JSON and as nanoseconds in BSON.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON accepts a Go duration string ("90s") or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case string:
+		p, err := time.ParseDuration(x)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", x, err)
+		}
+		*d = Duration(p)
+	case float64:
+		*d = Duration(time.Duration(x * float64(time.Second)))
+	default:
+		return fmt.Errorf("duration: want a string like \"30s\" or seconds, got %s", b)
+	}
+	return nil
+}

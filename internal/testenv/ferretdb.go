@@ -1,0 +1,75 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FerretDB is a FerretDB server (MongoDB wire protocol over SQLite) on a loopback port.
+type FerretDB struct {
+	URI  string // mongodb://127.0.0.1:PORT/
+	addr string
+	dir  string
+	bin  string
+	t    testing.TB
+	proc *Process
+}
+
+// FerretDBBinary returns the FerretDB binary, building it once through scripts/ferretdb.sh;
+// CLOVER_FERRETDB overrides it.
+func FerretDBBinary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("CLOVER_FERRETDB"); p != "" {
+		return p
+	}
+	out, err := exec.Command(filepath.Join(RepoRoot(t), "scripts", "ferretdb.sh")).Output()
+	if err != nil {
+		t.Fatalf("testenv: build FerretDB with scripts/ferretdb.sh: %v (run `make deps`)", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// StartFerretDB starts FerretDB for the test and stops it when the test ends.
+func StartFerretDB(t testing.TB) *FerretDB {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ferretdb")
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := FreePort(t)
+	f := &FerretDB{
+		addr: fmt.Sprintf("127.0.0.1:%d", port),
+		dir:  dir,
+		bin:  FerretDBBinary(t),
+		t:    t,
+	}
+	f.URI = "mongodb://" + f.addr + "/"
+	f.Start()
+	return f
+}
+
+// Start (re)starts the server on the same port and data.
+func (f *FerretDB) Start() {
+	f.t.Helper()
+	f.proc = StartProcess(f.t, "ferretdb", filepath.Join(f.dir, "ferretdb.log"), nil,
+		f.bin, "--handler=sqlite", "--sqlite-url=file:"+filepath.Join(f.dir, "data")+"/",
+		"--listen-addr="+f.addr, "--telemetry=disable", "--debug-addr=-", "--state-dir="+f.dir,
+		"--log-level=warn")
+	ok := Poll(30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		return f.proc.Exited() || dialOK(ctx, f.addr)
+	})
+	if !ok || f.proc.Exited() {
+		f.t.Fatalf("testenv: ferretdb did not start on %s:\n%s", f.addr, f.proc.Tail(30))
+	}
+}
+
+// Stop kills the server; Start brings it back with its data.
+func (f *FerretDB) Stop() { f.proc.Kill() }
