@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -17,13 +16,13 @@ type FerretDB struct {
 	addr string
 	dir  string
 	bin  string
-	t    testing.TB
+	t    T
 	proc *Process
 }
 
 // FerretDBBinary returns the FerretDB binary, building it once through scripts/ferretdb.sh;
 // CLOVER_FERRETDB overrides it.
-func FerretDBBinary(t testing.TB) string {
+func FerretDBBinary(t T) string {
 	t.Helper()
 	if p := os.Getenv("CLOVER_FERRETDB"); p != "" {
 		return p
@@ -36,7 +35,7 @@ func FerretDBBinary(t testing.TB) string {
 }
 
 // StartFerretDB starts FerretDB for the test and stops it when the test ends.
-func StartFerretDB(t testing.TB) *FerretDB {
+func StartFerretDB(t T) *FerretDB {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ferretdb")
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {

@@ -11,12 +11,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
+func FreePort(t T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,7 +26,7 @@ func FreePort(t testing.TB) int {
 }
 
 // RepoRoot is the directory holding go.mod.
-func RepoRoot(t testing.TB) string {
+func RepoRoot(t T) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -57,7 +56,7 @@ type Process struct {
 }
 
 // StartProcess starts argv with env added to the test's environment.
-func StartProcess(t testing.TB, name, logPath string, env []string, argv ...string) *Process {
+func StartProcess(t T, name, logPath string, env []string, argv ...string) *Process {
 	t.Helper()
 	p := &Process{Name: name, LogPath: logPath}
 	if err := p.start(env, argv); err != nil {
@@ -176,7 +175,7 @@ func TailFile(path string, n int) string {
 }
 
 // WaitFor polls cond every 20ms until it returns true or timeout passes, then fails the test with what.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+func WaitFor(t T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	if !Poll(timeout, cond) {
 		t.Fatalf("timed out after %s waiting for %s", timeout, what)
@@ -205,4 +204,14 @@ func dialOK(ctx context.Context, addr string) bool {
 	}
 	c.Close()
 	return true
+}
+
+// T is the part of testing.TB that testenv needs; a load driver outside `go test` can supply its own.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Logf(format string, args ...any)
 }

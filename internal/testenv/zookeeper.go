@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -24,12 +23,12 @@ func ZkServerSh() string {
 type ZooKeeper struct {
 	Addr string // host:port
 	dir  string
-	t    testing.TB
+	t    T
 	proc *Process
 }
 
 // StartZooKeeper starts a ZooKeeper server for the test and stops it when the test ends.
-func StartZooKeeper(t testing.TB) *ZooKeeper {
+func StartZooKeeper(t T) *ZooKeeper {
 	t.Helper()
 	if _, err := os.Stat(ZkServerSh()); err != nil {
 		t.Fatalf("testenv: ZooKeeper not installed (%v): run `make deps`", err)

@@ -1,0 +1,53 @@
+# Clover's developer entry points. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/clover
+PKGS := ./...
+# Integration tests start real processes; the race detector makes them slower but keeps them honest.
+TEST_FLAGS ?= -race -count=1 -timeout 40m
+
+.PHONY: help deps build run test test-short bench lint fmt tidy-check fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install ZooKeeper, libzmq (apt) and build FerretDB, idempotently
+	@scripts/deps.sh
+
+build: deps ## build bin/clover
+	$(GO) build -o $(BIN) ./cmd/clover
+
+run: build ## run a local cluster: ZooKeeper, FerretDB, 2 servers, 2 clients, example jobs (Ctrl-C stops it)
+	@scripts/run.sh
+
+test: deps ## vet, then every test with -race against real ZooKeeper, FerretDB and ZeroMQ
+	$(GO) vet $(PKGS)
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+test-short: deps ## unit tests only (no cluster tests)
+	$(GO) test -race -short -count=1 $(PKGS)
+
+bench: build ## Go benchmarks and the cluster load driver (prints tables; figures, not pass/fail)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/wire/ ./internal/schedule/ ./internal/store/
+	$(GO) run ./cmd/clover-bench
+
+fuzz: ## run each fuzz target for 30s
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/wire/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/schedule/
+
+lint: ## go vet, gofmt check, go mod tidy check
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(MAKE) --no-print-directory tidy-check
+
+fmt: ## gofmt the tree
+	gofmt -w .
+
+tidy-check: ## fail if go.mod/go.sum are not tidy
+	@cp go.mod /tmp/clover.go.mod.bak; cp go.sum /tmp/clover.go.sum.bak; \
+	$(GO) mod tidy; \
+	if ! diff -q go.mod /tmp/clover.go.mod.bak >/dev/null || ! diff -q go.sum /tmp/clover.go.sum.bak >/dev/null; then \
+	  cp /tmp/clover.go.mod.bak go.mod; cp /tmp/clover.go.sum.bak go.sum; echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; fi
+
+clean: ## remove build output and the local run folder
+	rm -rf bin run

@@ -1,0 +1,48 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// runShell runs params.command with /bin/sh -c in its own process group, so that a timeout kills
+// everything the command started, not only the shell. The job's context reaches the command as
+// CLOVER_JOB, CLOVER_EXECUTION, CLOVER_CLIENT, CLOVER_SCHEDULED_AT and CLOVER_PARAM_<NAME> variables.
+func runShell(ctx context.Context, jc JobContext) error {
+	command := jc.Params["command"]
+	if command == "" {
+		return errors.New("shell: params.command is empty")
+	}
+	cmd := exec.Command("/bin/sh", "-c", command)
+	cmd.Stdout, cmd.Stderr = jc.Output, jc.Output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(),
+		"CLOVER_JOB="+jc.Job,
+		"CLOVER_EXECUTION="+jc.ExecutionID,
+		"CLOVER_CLIENT="+jc.Client,
+		"CLOVER_SCHEDULED_AT="+jc.ScheduledAt.UTC().Format(time.RFC3339),
+	)
+	for k, v := range jc.Params {
+		if k != "command" {
+			cmd.Env = append(cmd.Env, "CLOVER_PARAM_"+strings.ToUpper(k)+"="+v)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return ctx.Err()
+	}
+}

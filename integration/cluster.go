@@ -1,0 +1,374 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/server"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds bin/clover once per process (with -race when the tests run with it) and returns its path.
+// CLOVER_BIN overrides it.
+func Binary(t testenv.T) string {
+	t.Helper()
+	if p := os.Getenv("CLOVER_BIN"); p != "" {
+		return p
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "clover-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "clover")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/clover")...)
+		cmd.Dir = testenv.RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build clover: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Options shape a cluster.
+type Options struct {
+	Servers        int
+	Clients        int
+	SessionTimeout time.Duration // default 1.5s
+	ClientHandlers []string      // default ["shell"]
+	ClientCapacity int           // default 64
+	ServerEnv      []string      // extra CLOVER_* settings for every server
+	ClientEnv      []string
+}
+
+// Cluster is a running Clover cluster and the services under it.
+type Cluster struct {
+	t       testenv.T
+	opts    Options
+	Dir     string
+	Bin     string
+	ZK      *testenv.ZooKeeper
+	Mongo   *testenv.FerretDB
+	DB      string
+	Root    string
+	Servers []*Member
+	Clients []*Member
+
+	storeOnce sync.Once
+	store     *store.Store
+}
+
+// Member is one clover server or client process.
+type Member struct {
+	ID     string
+	Kind   string // "server" or "client"
+	API    string // host:port (servers)
+	Listen string // ZeroMQ endpoint
+	Proc   *testenv.Process
+	args   []string
+	env    []string
+	log    string
+}
+
+// StartCluster starts ZooKeeper, FerretDB, the servers and the clients, and waits until a leader leads and
+// every client is registered. Everything is stopped when the test ends.
+func StartCluster(t testenv.T, opts Options) *Cluster {
+	t.Helper()
+	if opts.SessionTimeout == 0 {
+		opts.SessionTimeout = 1500 * time.Millisecond
+	}
+	if opts.ClientHandlers == nil {
+		opts.ClientHandlers = []string{"shell"}
+	}
+	if opts.ClientCapacity == 0 {
+		opts.ClientCapacity = 64
+	}
+	// Shorter than the defaults so that a test of a lost dispatch does not wait long.
+	opts.ServerEnv = append([]string{"CLOVER_ACK_TIMEOUT=1s", "CLOVER_ACCEPT_WINDOW=3s"}, opts.ServerEnv...)
+	c := &Cluster{t: t, opts: opts, Dir: t.TempDir(), Bin: Binary(t), DB: "clover", Root: "/clover"}
+	c.ZK = testenv.StartZooKeeper(t)
+	c.Mongo = testenv.StartFerretDB(t)
+	for i := range opts.Servers {
+		c.AddServer(fmt.Sprintf("server-%d", i+1))
+	}
+	c.WaitLeader(30 * time.Second)
+	for i := range opts.Clients {
+		c.AddClient(fmt.Sprintf("client-%d", i+1))
+	}
+	c.WaitClients(opts.Clients, 30*time.Second)
+	t.Cleanup(func() {
+		if c.store != nil {
+			_ = c.store.Close(context.Background())
+		}
+	})
+	return c
+}
+
+func (c *Cluster) commonEnv() []string {
+	return []string{
+		"CLOVER_ZOOKEEPER_SERVERS=" + c.ZK.Addr,
+		"CLOVER_ZOOKEEPER_ROOT=" + c.Root,
+		"CLOVER_ZOOKEEPER_SESSION_TIMEOUT=" + c.opts.SessionTimeout.String(),
+		"CLOVER_LOG_LEVEL=debug",
+		"GORACE=halt_on_error=1",
+	}
+}
+
+// AddServer starts one more server.
+func (c *Cluster) AddServer(id string) *Member {
+	c.t.Helper()
+	m := &Member{
+		ID: id, Kind: "server",
+		API:    fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(c.t)),
+		Listen: fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t)),
+		log:    filepath.Join(c.Dir, id+".log"),
+	}
+	m.args = []string{c.Bin, "server", "--id", id, "--api-listen", m.API, "--listen", m.Listen}
+	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB)
+	m.env = append(m.env, c.opts.ServerEnv...)
+	c.Servers = append(c.Servers, m)
+	c.Start(m)
+	return m
+}
+
+// AddClient starts one more client offering the cluster's client handlers.
+func (c *Cluster) AddClient(id string) *Member {
+	c.t.Helper()
+	m := &Member{
+		ID: id, Kind: "client",
+		Listen: fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t)),
+		log:    filepath.Join(c.Dir, id+".log"),
+	}
+	m.args = []string{c.Bin, "client", "--id", id, "--listen", m.Listen,
+		"--handlers", strings.Join(c.opts.ClientHandlers, ","), "--capacity", fmt.Sprint(c.opts.ClientCapacity)}
+	m.env = append(c.commonEnv(), c.opts.ClientEnv...)
+	c.Clients = append(c.Clients, m)
+	c.Start(m)
+	return m
+}
+
+// Start (re)starts a member with its original arguments.
+func (c *Cluster) Start(m *Member) {
+	c.t.Helper()
+	m.Proc = testenv.StartProcess(c.t, m.ID, m.log, m.env, m.args...)
+}
+
+// Kill SIGKILLs a member.
+func (m *Member) Kill() { m.Proc.Kill() }
+
+// Signal sends a signal to a member.
+func (m *Member) Signal(sig syscall.Signal) error { return m.Proc.Signal(sig) }
+
+// Log returns the member's log tail.
+func (m *Member) Log(lines int) string { return m.Proc.Tail(lines) }
+
+// Status asks one server for the cluster status.
+func (c *Cluster) Status(m *Member) (server.ClusterStatus, error) {
+	var st server.ClusterStatus
+	err := c.Call(m, "GET", "/api/v1/cluster", nil, &st)
+	return st, err
+}
+
+// Leader returns the leading server and its epoch as seen by any live server that agrees with itself
+// (the leader must also report itself as leader).
+func (c *Cluster) Leader() (*Member, int64, bool) {
+	for _, m := range c.Servers {
+		if m.Proc.Exited() {
+			continue
+		}
+		st, err := c.Status(m)
+		if err != nil || st.Leader == nil {
+			continue
+		}
+		for _, l := range c.Servers {
+			if l.ID == st.Leader.ID && !l.Proc.Exited() {
+				return l, st.Leader.Epoch, true
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// WaitLeader waits until some server leads and returns it.
+func (c *Cluster) WaitLeader(timeout time.Duration) (*Member, int64) {
+	c.t.Helper()
+	var (
+		leader *Member
+		epoch  int64
+	)
+	if !testenv.Poll(timeout, func() bool {
+		var ok bool
+		leader, epoch, ok = c.Leader()
+		return ok && c.isLeading(leader)
+	}) {
+		c.t.Fatalf("no leader within %s\n%s", timeout, c.Logs(20))
+	}
+	return leader, epoch
+}
+
+// isLeading checks the server's own metric: the registry may name a leader whose loop has not started.
+func (c *Cluster) isLeading(m *Member) bool {
+	v, err := c.Metric(m, "clover_server_is_leader")
+	return err == nil && v == 1
+}
+
+// WaitClients waits until n clients are registered.
+func (c *Cluster) WaitClients(n int, timeout time.Duration) {
+	c.t.Helper()
+	if !testenv.Poll(timeout, func() bool {
+		for _, m := range c.Servers {
+			if m.Proc.Exited() {
+				continue
+			}
+			if st, err := c.Status(m); err == nil && len(st.Clients) == n {
+				return true
+			}
+		}
+		return false
+	}) {
+		c.t.Fatalf("%d clients not registered within %s\n%s", n, timeout, c.Logs(20))
+	}
+}
+
+// AnyServer returns a live server.
+func (c *Cluster) AnyServer() *Member {
+	for _, m := range c.Servers {
+		if !m.Proc.Exited() {
+			return m
+		}
+	}
+	c.t.Fatal("no live server")
+	return nil
+}
+
+// Call makes a REST call to server m, decoding a JSON answer into out. Non-2xx answers are errors of type
+// *APIError.
+func (c *Cluster) Call(m *Member, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.API+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return &APIError{Status: resp.StatusCode, Body: string(data)}
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// APIError is a non-2xx answer.
+type APIError struct {
+	Status int
+	Body   string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
+
+// CreateJob creates a job through a live server's API.
+func (c *Cluster) CreateJob(spec job.Spec) {
+	c.t.Helper()
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/jobs", spec, nil); err != nil {
+		c.t.Fatalf("create job %s: %v", spec.Name, err)
+	}
+}
+
+// Metric reads one unlabelled sample (or the sum over labels) of a server's /metrics.
+func (c *Cluster) Metric(m *Member, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+m.API+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var sum float64
+	found := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, name) || len(line) <= len(name) {
+			continue
+		}
+		if rest := line[len(name)]; rest != ' ' && rest != '{' {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			sum += v
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("metric %s not found", name)
+	}
+	return sum, nil
+}
+
+// Store opens the cluster's database directly, to check what was recorded.
+func (c *Cluster) Store() *store.Store {
+	c.t.Helper()
+	c.storeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s, err := store.Open(ctx, c.Mongo.URI, c.DB)
+		if err != nil {
+			c.t.Fatalf("open store: %v", err)
+		}
+		c.store = s
+	})
+	return c.store
+}
+
+// Logs returns the tail of every member's log, for failure messages.
+func (c *Cluster) Logs(lines int) string {
+	var b strings.Builder
+	for _, m := range append(append([]*Member{}, c.Servers...), c.Clients...) {
+		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", m.ID, m.log, m.Log(lines))
+	}
+	return b.String()
+}

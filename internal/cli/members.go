@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/clover-sched/clover/client"
+	"github.com/clover-sched/clover/internal/config"
+	"github.com/clover-sched/clover/server"
+)
+
+// Flags shared by members, mapped to their config keys.
+var memberFlagKeys = map[string]string{
+	"zookeeper":       "zookeeper.servers",
+	"zk-root":         "zookeeper.root",
+	"session-timeout": "zookeeper.session_timeout",
+	"mongo-uri":       "mongo.uri",
+	"mongo-database":  "mongo.database",
+	"log-level":       "log_level",
+	"api-listen":      "api_listen",
+}
+
+func addMemberFlags(cmd *cobra.Command, mongo bool) {
+	f := cmd.Flags()
+	f.String("config", "", "config file (YAML, TOML or JSON)")
+	f.String("id", "", "member id, unique in the cluster (default <kind>-<host>-<pid>)")
+	f.String("listen", "", "ZeroMQ endpoint to bind, tcp://host:port")
+	f.StringSlice("zookeeper", nil, "ZooKeeper servers, host:port,...")
+	f.String("zk-root", "", "root znode of this cluster (default /clover)")
+	f.Duration("session-timeout", 0, "ZooKeeper session timeout")
+	f.String("log-level", "", "debug, info, warn or error")
+	if mongo {
+		f.String("mongo-uri", "", "MongoDB URI")
+		f.String("mongo-database", "", "MongoDB database")
+	}
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newServerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Clover server (one member of the HA cluster)",
+		Long: "Run a Clover server. Servers elect one leader through ZooKeeper; the leader fires jobs and dispatches\n" +
+			"them to clients, the others stand by. Every server serves the REST API and records client reports.\n\n" +
+			"Config comes from --config, then CLOVER_* environment variables (CLOVER_MONGO_URI, ...), then flags.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := server.DefaultConfig()
+			file, _ := cmd.Flags().GetString("config")
+			if err := config.Load(file, cmd.Flags(), memberFlagKeys, &cfg); err != nil {
+				return err
+			}
+			logger, err := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			srv, err := server.New(cfg, server.WithLogger(logger), server.WithRegistry(reg))
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return srv.Run(ctx)
+		},
+	}
+	addMemberFlags(cmd, true)
+	cmd.Flags().String("api-listen", "", "REST API listen address, host:port")
+	return cmd
+}
+
+func newClientCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "client",
+		Short: "Run a Clover client (a worker that serves jobs)",
+		Long: "Run a Clover client. It registers in ZooKeeper with the jobs declared in its config and the handlers it\n" +
+			"offers, runs what the leader dispatches to it and reports results to any live server.\n\n" +
+			"Built-in handlers: shell (when listed in handlers), noop, sleep (params.duration), fail.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := client.DefaultConfig()
+			file, _ := cmd.Flags().GetString("config")
+			if err := config.Load(file, cmd.Flags(), memberFlagKeys, &cfg); err != nil {
+				return err
+			}
+			logger, err := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			c, err := client.New(cfg, client.WithLogger(logger))
+			if err != nil {
+				return err
+			}
+			registerBuiltins(c)
+			ctx, stop := signalContext()
+			defer stop()
+			return c.Run(ctx)
+		},
+	}
+	addMemberFlags(cmd, false)
+	cmd.Flags().Int("capacity", 0, "executions run at once")
+	cmd.Flags().StringSlice("handlers", nil, "generic handlers offered, e.g. shell")
+	return cmd
+}
+
+// registerBuiltins adds the Go handlers every `clover client` offers: useful for trying Clover out and for
+// the benchmarks.
+func registerBuiltins(c *client.Client) {
+	c.Handle("noop", func(ctx context.Context, jc client.JobContext) error { return nil })
+	c.Handle("sleep", func(ctx context.Context, jc client.JobContext) error {
+		d, err := time.ParseDuration(jc.Params["duration"])
+		if err != nil {
+			return fmt.Errorf("sleep: params.duration: %w", err)
+		}
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	c.Handle("fail", func(ctx context.Context, jc client.JobContext) error {
+		return fmt.Errorf("fail: failing on purpose (%s)", jc.Params["reason"])
+	})
+	c.Handle("hello", func(ctx context.Context, jc client.JobContext) error {
+		jc.Logger.Info("hello from a Go handler", "job", jc.Job, "scheduled_at", jc.ScheduledAt)
+		return nil
+	})
+}

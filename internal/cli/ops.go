@@ -1,0 +1,416 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/server"
+)
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func wantJSON(cmd *cobra.Command) bool {
+	o, _ := cmd.Flags().GetString("output")
+	return o == "json"
+}
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func newClusterCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster"}
+	addAPIFlags(cmd)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "Show the leader, its epoch, the servers and the clients",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var st server.ClusterStatus
+			if err := api.do(cmd.Context(), "GET", "/api/v1/cluster", nil, &st); err != nil {
+				return err
+			}
+			if wantJSON(cmd) {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			w := table(cmd.OutOrStdout())
+			if st.Leader != nil {
+				fmt.Fprintf(w, "leader:\t%s (epoch %d, api %s)\n", st.Leader.ID, st.Leader.Epoch, st.Leader.APIAddr)
+			} else {
+				fmt.Fprintf(w, "leader:\tnone\n")
+			}
+			fmt.Fprintln(w, "\nKIND\tID\tENDPOINT\tAPI\tJOBS/HANDLERS\tSINCE")
+			for _, m := range st.Servers {
+				fmt.Fprintf(w, "server\t%s\t%s\t%s\t\t%s\n", m.ID, m.Endpoint, m.APIAddr, m.StartedAt.Format(time.RFC3339))
+			}
+			for _, m := range st.Clients {
+				fmt.Fprintf(w, "client\t%s\t%s\t\t%s\t%s\n", m.ID, m.Endpoint,
+					strings.Join(append(append([]string{}, m.Jobs...), m.Handlers...), ","), m.StartedAt.Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	})
+	return cmd
+}
+
+func newJobCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Manage jobs: list, get, add, update, delete, trigger, pause, resume, next"}
+	addAPIFlags(cmd)
+
+	cmd.AddCommand(&cobra.Command{
+		Use: "list", Short: "List jobs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var jobs []job.Spec
+			if err := api.do(cmd.Context(), "GET", "/api/v1/jobs", nil, &jobs); err != nil {
+				return err
+			}
+			if wantJSON(cmd) {
+				return printJSON(cmd.OutOrStdout(), jobs)
+			}
+			w := table(cmd.OutOrStdout())
+			fmt.Fprintln(w, "NAME\tSCHEDULE\tZONE\tHANDLER\tPAUSED\tSOURCE\tVERSION")
+			for _, j := range jobs {
+				zone := j.TimeZone
+				if zone == "" {
+					zone = "UTC"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\t%s\t%d\n", j.Name, j.Schedule, zone, j.Handler, j.Paused, j.Source, j.Version)
+			}
+			return w.Flush()
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use: "get NAME", Short: "Show one job", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var spec job.Spec
+			if err := api.do(cmd.Context(), "GET", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, &spec); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), spec)
+		},
+	})
+
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Create a job",
+		Example: `  clover job add backup --schedule "0 0 2 * * ?" --command "/usr/local/bin/backup.sh" --timeout 1h
+  clover job add report --schedule "@every 30s" --handler report --param region=emea
+  clover job add settle --file settle.json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := specFromFlags(cmd, args, job.Spec{})
+			if err != nil {
+				return err
+			}
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out job.Spec
+			if err := api.do(cmd.Context(), "POST", "/api/v1/jobs", spec, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	addSpecFlags(add)
+	cmd.AddCommand(add)
+
+	update := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change a job: only the flags given change",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var cur job.Spec
+			if err := api.do(cmd.Context(), "GET", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, &cur); err != nil {
+				return err
+			}
+			spec, err := specFromFlags(cmd, args, cur)
+			if err != nil {
+				return err
+			}
+			var out job.Spec
+			if err := api.do(cmd.Context(), "PUT", "/api/v1/jobs/"+url.PathEscape(args[0]), spec, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	addSpecFlags(update)
+	cmd.AddCommand(update)
+
+	cmd.AddCommand(&cobra.Command{
+		Use: "delete NAME", Short: "Delete a job", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := api.do(cmd.Context(), "DELETE", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+			return nil
+		},
+	})
+
+	trigger := &cobra.Command{
+		Use: "trigger NAME", Short: "Run a job now, outside its schedule", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			params, err := paramsFlag(cmd)
+			if err != nil {
+				return err
+			}
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out server.TriggerResponse
+			body := map[string]any{}
+			if params != nil {
+				body["params"] = params
+			}
+			if err := api.do(cmd.Context(), "POST", "/api/v1/jobs/"+url.PathEscape(args[0])+"/trigger", body, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.Execution)
+			return nil
+		},
+	}
+	trigger.Flags().StringArray("param", nil, "parameter NAME=VALUE for this run (repeatable); replaces the job's parameters")
+	cmd.AddCommand(trigger)
+
+	for _, verb := range []string{"pause", "resume"} {
+		cmd.AddCommand(&cobra.Command{
+			Use: verb + " NAME", Short: strings.ToUpper(verb[:1]) + verb[1:] + " a job", Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				api, err := newAPIClient(cmd)
+				if err != nil {
+					return err
+				}
+				var out job.Spec
+				if err := api.do(cmd.Context(), "POST", "/api/v1/jobs/"+url.PathEscape(args[0])+"/"+verb, nil, &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: paused=%v (version %d)\n", out.Name, out.Paused, out.Version)
+				return nil
+			},
+		})
+	}
+
+	next := &cobra.Command{
+		Use: "next NAME", Short: "Preview a job's next fire times", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, _ := cmd.Flags().GetInt("n")
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				TimeZone string      `json:"time_zone"`
+				Next     []time.Time `json:"next"`
+			}
+			if err := api.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/jobs/%s/next?n=%d", url.PathEscape(args[0]), n), nil, &out); err != nil {
+				return err
+			}
+			loc, err := time.LoadLocation(out.TimeZone)
+			if err != nil {
+				loc = time.UTC
+			}
+			for _, t := range out.Next {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", t.In(loc).Format("2006-01-02 15:04:05 MST"), t.UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	next.Flags().IntP("n", "n", 10, "how many")
+	cmd.AddCommand(next)
+	return cmd
+}
+
+func addSpecFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.String("file", "", "read the job definition from a JSON file (- for stdin); flags override it")
+	f.String("schedule", "", `schedule: Quartz cron with seconds ("0 */5 * * * ?"), "@every 10s", "@daily", ...`)
+	f.String("tz", "", "IANA time zone of the schedule (default UTC)")
+	f.String("handler", "", "handler: shell, or a Go handler name a client serves")
+	f.String("command", "", "shell command (sets handler=shell and params.command)")
+	f.StringArray("param", nil, "parameter NAME=VALUE (repeatable)")
+	f.Duration("timeout", 0, "time limit of one run (0: none)")
+	f.StringSlice("contact", nil, "owner contacts")
+	f.Bool("paused", false, "create or leave the job paused")
+}
+
+func paramsFlag(cmd *cobra.Command) (map[string]string, error) {
+	kvs, _ := cmd.Flags().GetStringArray("param")
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--param %q: want NAME=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// specFromFlags starts from base (or --file) and applies the flags that were set.
+func specFromFlags(cmd *cobra.Command, args []string, base job.Spec) (job.Spec, error) {
+	spec := base
+	f := cmd.Flags()
+	if file, _ := f.GetString("file"); file != "" {
+		var data []byte
+		var err error
+		if file == "-" {
+			data, err = io.ReadAll(cmd.InOrStdin())
+		} else {
+			data, err = os.ReadFile(file)
+		}
+		if err != nil {
+			return spec, fmt.Errorf("--file: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&spec); err != nil {
+			return spec, fmt.Errorf("--file %s: %w", file, err)
+		}
+	}
+	if len(args) == 1 {
+		spec.Name = args[0]
+	}
+	if spec.Name == "" {
+		return spec, fmt.Errorf("a job name is required (argument or \"name\" in --file)")
+	}
+	if f.Changed("schedule") {
+		spec.Schedule, _ = f.GetString("schedule")
+	}
+	if f.Changed("tz") {
+		spec.TimeZone, _ = f.GetString("tz")
+	}
+	if f.Changed("handler") {
+		spec.Handler, _ = f.GetString("handler")
+	}
+	params, err := paramsFlag(cmd)
+	if err != nil {
+		return spec, err
+	}
+	if params != nil {
+		if spec.Params == nil {
+			spec.Params = map[string]string{}
+		}
+		for k, v := range params {
+			spec.Params[k] = v
+		}
+	}
+	if f.Changed("command") {
+		c, _ := f.GetString("command")
+		if spec.Params == nil {
+			spec.Params = map[string]string{}
+		}
+		spec.Params["command"] = c
+		if !f.Changed("handler") {
+			spec.Handler = job.HandlerShell
+		}
+	}
+	if f.Changed("timeout") {
+		d, _ := f.GetDuration("timeout")
+		spec.Timeout = job.Duration(d)
+	}
+	if f.Changed("contact") {
+		spec.Contacts, _ = f.GetStringSlice("contact")
+	}
+	if f.Changed("paused") {
+		spec.Paused, _ = f.GetBool("paused")
+	}
+	// Bookkeeping fields are the server's; sending them back would only cause conflicts.
+	spec.Source, spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = "", time.Time{}, time.Time{}, time.Time{}
+	return spec, nil
+}
+
+func newExecCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "exec", Short: "Inspect executions"}
+	addAPIFlags(cmd)
+	list := &cobra.Command{
+		Use: "list", Short: "List executions, newest first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			for _, k := range []string{"job", "state"} {
+				if v, _ := cmd.Flags().GetString(k); v != "" {
+					q.Set(k, v)
+				}
+			}
+			limit, _ := cmd.Flags().GetInt("limit")
+			q.Set("limit", fmt.Sprint(limit))
+			var execs []job.Execution
+			if err := api.do(cmd.Context(), "GET", "/api/v1/executions?"+q.Encode(), nil, &execs); err != nil {
+				return err
+			}
+			if wantJSON(cmd) {
+				return printJSON(cmd.OutOrStdout(), execs)
+			}
+			w := table(cmd.OutOrStdout())
+			fmt.Fprintln(w, "ID\tSTATE\tTRIGGER\tCLIENT\tDURATION\tEXIT")
+			for _, e := range execs {
+				dur, exit := "", ""
+				if e.Result != nil {
+					dur, exit = time.Duration(e.Result.Duration).Round(time.Millisecond).String(), fmt.Sprint(e.Result.ExitCode)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.State, e.Trigger, e.Client, dur, exit)
+			}
+			return w.Flush()
+		},
+	}
+	list.Flags().String("job", "", "only this job")
+	list.Flags().String("state", "", "only this state: pending, running, succeeded, failed")
+	list.Flags().Int("limit", 20, "at most this many")
+	cmd.AddCommand(list)
+	cmd.AddCommand(&cobra.Command{
+		Use: "get ID", Short: "Show one execution with its result and output tail", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var e job.Execution
+			if err := api.do(cmd.Context(), "GET", "/api/v1/executions/"+url.PathEscape(args[0]), nil, &e); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), e)
+		},
+	})
+	return cmd
+}

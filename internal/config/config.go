@@ -1,0 +1,156 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// ZooKeeper says where the coordination service is.
+type ZooKeeper struct {
+	Servers        []string      `mapstructure:"servers"`         // host:port of each ZooKeeper server
+	Root           string        `mapstructure:"root"`            // every Clover znode lives under this path
+	SessionTimeout time.Duration `mapstructure:"session_timeout"` // how long a silent process keeps its session (and leadership)
+}
+
+// DefaultZooKeeper is a local standalone ZooKeeper.
+func DefaultZooKeeper() ZooKeeper {
+	return ZooKeeper{Servers: []string{"127.0.0.1:2181"}, Root: "/clover", SessionTimeout: 5 * time.Second}
+}
+
+// Validate names the bad key.
+func (z ZooKeeper) Validate() error {
+	if len(z.Servers) == 0 {
+		return errors.New("zookeeper.servers: at least one host:port is required")
+	}
+	if !strings.HasPrefix(z.Root, "/") || strings.HasSuffix(z.Root, "/") {
+		return fmt.Errorf("zookeeper.root %q: must start with / and not end with /", z.Root)
+	}
+	if z.SessionTimeout < 400*time.Millisecond || z.SessionTimeout > time.Minute {
+		return fmt.Errorf("zookeeper.session_timeout %s: must be between 400ms and 1m", z.SessionTimeout)
+	}
+	return nil
+}
+
+// Mongo says where the state lives.
+type Mongo struct {
+	URI      string `mapstructure:"uri"`
+	Database string `mapstructure:"database"`
+}
+
+// DefaultMongo is a local MongoDB (or FerretDB) on the default port.
+func DefaultMongo() Mongo { return Mongo{URI: "mongodb://127.0.0.1:27017/", Database: "clover"} }
+
+// Validate names the bad key.
+func (m Mongo) Validate() error {
+	if !strings.HasPrefix(m.URI, "mongodb://") && !strings.HasPrefix(m.URI, "mongodb+srv://") {
+		return fmt.Errorf("mongo.uri %q: must start with mongodb:// or mongodb+srv://", m.URI)
+	}
+	if m.Database == "" || strings.ContainsAny(m.Database, "/\\. \"$") {
+		return fmt.Errorf("mongo.database %q: must be a non-empty name without / \\ . space \" $", m.Database)
+	}
+	return nil
+}
+
+// Load fills out (a pointer to a struct already holding the defaults) from file (optional), CLOVER_*
+// environment variables (key "zookeeper.session_timeout" is CLOVER_ZOOKEEPER_SESSION_TIMEOUT) and the flags
+// that were set on the command line. keys maps a flag's name to its config key where they differ. A key in
+// the file that out does not have is an error naming it.
+func Load(file string, flags *pflag.FlagSet, keys map[string]string, out any) error {
+	v := viper.New()
+	v.SetEnvPrefix("CLOVER")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
+	v.AutomaticEnv()
+
+	// Register every key with its default so that environment variables are seen by Unmarshal.
+	defaults := map[string]any{}
+	if err := mapstructure.Decode(out, &defaults); err != nil {
+		return fmt.Errorf("config: defaults: %w", err)
+	}
+	known := flatten("", defaults)
+	for k, val := range known {
+		v.SetDefault(k, val)
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("config: read %s: %w", file, err)
+		}
+	}
+	if flags != nil {
+		var bindErr error
+		flags.VisitAll(func(f *pflag.Flag) {
+			if !f.Changed || bindErr != nil {
+				return
+			}
+			key, ok := keys[f.Name]
+			if !ok {
+				key = f.Name
+			}
+			if _, isKey := known[key]; isKey {
+				bindErr = v.BindPFlag(key, f)
+			}
+		})
+		if bindErr != nil {
+			return fmt.Errorf("config: flags: %w", bindErr)
+		}
+	}
+	err := v.Unmarshal(out, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+	})
+	if err != nil {
+		where := "environment and flags"
+		if file != "" {
+			where = file
+		}
+		return fmt.Errorf("config: %s: %w", where, err)
+	}
+	return nil
+}
+
+func flatten(prefix string, m map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, val := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub, ok := val.(map[string]any); ok && len(sub) > 0 {
+			for sk, sv := range flatten(key, sub) {
+				out[sk] = sv
+			}
+			continue
+		}
+		if rv := reflect.ValueOf(val); rv.Kind() == reflect.Struct {
+			sub := map[string]any{}
+			if err := mapstructure.Decode(val, &sub); err == nil && len(sub) > 0 {
+				for sk, sv := range flatten(key, sub) {
+					out[sk] = sv
+				}
+				continue
+			}
+		}
+		out[key] = val
+	}
+	return out
+}
+
+// DefaultID names a process after its host and pid, which is unique on a machine and readable in logs.
+func DefaultID(kind string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return fmt.Sprintf("%s-%s-%d", kind, host, os.Getpid())
+}

@@ -1,0 +1,408 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+// storedExecution is e as read back with no events.
+func storedExecution(e job.Execution) job.Execution {
+	e.ScheduledAt, e.FiredAt = storedTime(e.ScheduledAt), storedTime(e.FiredAt)
+	e.State = job.StatePending
+	return e
+}
+
+func TestInsertExecutionsDuplicates(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		stored  []int // minutes after t0 of the executions stored before, by server "old"
+		batch   []int // minutes after t0 of the executions inserted, by server "new"
+		wantDup []int // minutes of the executions reported as duplicates
+	}{
+		"empty batch":             {},
+		"all new":                 {batch: []int{0, 1, 2}},
+		"all duplicates":          {stored: []int{0, 1}, batch: []int{0, 1}, wantDup: []int{0, 1}},
+		"new and duplicate mixed": {stored: []int{1, 3}, batch: []int{0, 1, 2, 3, 4}, wantDup: []int{1, 3}},
+		"duplicate in the batch":  {batch: []int{0, 1, 0}, wantDup: []int{0}},
+		"many, every other stored": {
+			stored: seq(0, 1000, 2), batch: seq(0, 1000, 1), wantDup: seq(0, 1000, 2),
+		},
+	}
+	s := testStore(t)
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			jobName := notInDBName.ReplaceAllString(name, "-")
+			firing := func(server string, minutes []int) []job.Execution {
+				var execs []job.Execution
+				for _, m := range minutes {
+					e := execution(jobName, t0.Add(time.Duration(m)*time.Minute), job.TriggerSchedule)
+					e.Server = server
+					execs = append(execs, e)
+				}
+				return execs
+			}
+			mustInsert(t, s, firing("old", tt.stored), nil)
+
+			dups, err := s.InsertExecutions(t.Context(), firing("new", tt.batch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, e := range firing("", tt.wantDup) {
+				want = append(want, e.ID)
+			}
+			slices.Sort(dups)
+			slices.Sort(want)
+			if !slices.Equal(dups, want) {
+				t.Errorf("duplicates = %v, want %v", dups, want)
+			}
+
+			// The first insert stays: a deposed leader's firing is not overwritten.
+			wantServer := make(map[string]string)
+			for _, e := range firing("new", tt.batch) {
+				wantServer[e.ID] = e.Server
+			}
+			for _, e := range firing("old", tt.stored) {
+				wantServer[e.ID] = e.Server
+			}
+			got, err := s.ListExecutions(t.Context(), ExecutionFilter{Job: jobName, Limit: MaxListLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(wantServer) {
+				t.Errorf("stored %d executions, want %d", len(got), len(wantServer))
+			}
+			for _, e := range got {
+				if e.Server != wantServer[e.ID] {
+					t.Fatalf("%s was fired by %q, want %q", e.ID, e.Server, wantServer[e.ID])
+				}
+			}
+		})
+	}
+}
+
+func seq(from, to, step int) []int {
+	var s []int
+	for i := from; i < to; i += step {
+		s = append(s, i)
+	}
+	return s
+}
+
+func TestInsertExecutionsRequiresID(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	e := execution("j", t0, job.TriggerSchedule)
+	e.ID = ""
+	if _, err := s.InsertExecutions(t.Context(), []job.Execution{e}); err == nil {
+		t.Error("InsertExecutions of an execution without id succeeded")
+	}
+}
+
+func TestInsertEventsDuplicates(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	e := execution("j", t0, job.TriggerSchedule)
+	mustInsert(t, s, []job.Execution{e}, nil)
+	a1, a2, a3 := acked(e, 1, t0.Add(time.Second)), acked(e, 2, t0.Add(2*time.Second)), acked(e, 3, t0.Add(3*time.Second))
+	fin := finished(e, job.StateSucceeded, t0.Add(4*time.Second))
+
+	tests := []struct {
+		name    string
+		batch   []job.Event
+		wantDup int
+	}{
+		{"new", []job.Event{a1, fin}, 0},
+		{"repeated report", []job.Event{a1, fin}, 2},
+		{"mixed", []job.Event{fin, a2, a1}, 2},
+		{"repeated in the batch", []job.Event{a3, a3}, 1},
+	}
+	for _, tt := range tests { // in order: each step sees the events of the previous ones
+		dups, err := s.InsertEvents(t.Context(), tt.batch)
+		if err != nil || dups != tt.wantDup {
+			t.Errorf("%s: InsertEvents = %d, %v; want %d duplicates", tt.name, dups, err, tt.wantDup)
+		}
+	}
+	got, err := s.GetExecution(t.Context(), e.ID)
+	if err != nil || got.State != job.StateSucceeded {
+		t.Errorf("GetExecution = %+v, %v; want succeeded", got, err)
+	}
+}
+
+func TestGetExecutionFolds(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	e := execution("j", t0, job.TriggerSchedule)
+	mustInsert(t, s, []job.Execution{e}, nil)
+
+	want := storedExecution(e)
+	steps := []struct {
+		name  string
+		event job.Event
+		apply func(*job.Execution, job.Event)
+	}{
+		{"acked", acked(e, 1, t0.Add(1234567*time.Nanosecond)), func(x *job.Execution, ev job.Event) {
+			x.State, x.Client, x.Attempt, x.AckedAt = job.StateRunning, ev.Client, ev.Attempt, storedTime(ev.At)
+		}},
+		{"finished", finished(e, job.StateSucceeded, t0.Add(2*time.Second+999999)), func(x *job.Execution, ev job.Event) {
+			r := *ev.Result
+			x.State, x.FinishedAt, x.Result = job.StateSucceeded, storedTime(ev.At), &r
+		}},
+	}
+	check := func(step string) {
+		t.Helper()
+		got, err := s.GetExecution(t.Context(), e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: GetExecution =\n%+v\nwant\n%+v", step, got, want)
+		}
+	}
+	check("fired")
+	for _, st := range steps {
+		mustInsert(t, s, nil, []job.Event{st.event})
+		st.apply(&want, st.event)
+		check(st.name)
+	}
+
+	if _, err := s.GetExecution(t.Context(), "j@nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetExecution of a missing id = %v, want ErrNotFound", err)
+	}
+}
+
+// history stores executions of jobs x and y, one a minute, in the states their names say.
+func history(t *testing.T, s *Store) map[string]job.Execution {
+	t.Helper()
+	states := []struct {
+		name  string
+		job   string
+		state job.State
+	}{
+		{"x0", "x", job.StateSucceeded}, {"x1", "x", job.StateFailed}, {"y2", "y", job.StatePending},
+		{"x3", "x", job.StateRunning}, {"x4", "x", job.StatePending}, {"x5", "x", job.StateSucceeded},
+		{"y6", "y", job.StatePending}, {"x7", "x", job.StateRunning},
+	}
+	byName := make(map[string]job.Execution)
+	var execs []job.Execution
+	var events []job.Event
+	for i, st := range states {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		e := execution(st.job, at, job.TriggerSchedule)
+		execs = append(execs, e)
+		byName[st.name] = e
+		switch st.state {
+		case job.StateRunning:
+			events = append(events, acked(e, 1, at.Add(time.Second)))
+		case job.StateSucceeded, job.StateFailed:
+			events = append(events, acked(e, 1, at.Add(time.Second)), finished(e, st.state, at.Add(2*time.Second)))
+		}
+	}
+	mustInsert(t, s, execs, events)
+	return byName
+}
+
+func TestListExecutions(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	h := history(t, s)
+	tests := map[string]struct {
+		filter ExecutionFilter
+		want   []string
+	}{
+		"all, newest first":       {ExecutionFilter{}, []string{"x7", "y6", "x5", "x4", "x3", "y2", "x1", "x0"}},
+		"by job":                  {ExecutionFilter{Job: "x"}, []string{"x7", "x5", "x4", "x3", "x1", "x0"}},
+		"limit":                   {ExecutionFilter{Job: "x", Limit: 2}, []string{"x7", "x5"}},
+		"before":                  {ExecutionFilter{Before: h["x4"].ScheduledAt}, []string{"x3", "y2", "x1", "x0"}},
+		"by state":                {ExecutionFilter{State: job.StateRunning}, []string{"x7", "x3"}},
+		"by state, limit":         {ExecutionFilter{State: job.StateSucceeded, Limit: 1}, []string{"x5"}},
+		"by job and state":        {ExecutionFilter{Job: "y", State: job.StatePending}, []string{"y6", "y2"}},
+		"state before":            {ExecutionFilter{State: job.StatePending, Before: h["y6"].ScheduledAt}, []string{"x4", "y2"}},
+		"no match":                {ExecutionFilter{Job: "y", State: job.StateFailed}, nil},
+		"unknown job":             {ExecutionFilter{Job: "z"}, nil},
+		"limit above the maximum": {ExecutionFilter{Job: "y", Limit: MaxListLimit + 1}, []string{"y6", "y2"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := s.ListExecutions(t.Context(), tt.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []job.Execution
+			for _, n := range tt.want {
+				want = append(want, h[n])
+			}
+			if ids(got) != ids(want) {
+				t.Errorf("got  %s\nwant %s", ids(got), ids(want))
+			}
+			for _, e := range got {
+				if tt.filter.State != "" && e.State != tt.filter.State {
+					t.Errorf("%s is %s", e.ID, e.State)
+				}
+			}
+		})
+	}
+
+	if _, err := s.ListExecutions(t.Context(), ExecutionFilter{State: "lost"}); err == nil {
+		t.Error("ListExecutions with an unknown state succeeded")
+	}
+}
+
+func TestCountExecutions(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	history(t, s)
+	tests := map[string]struct {
+		job  string
+		want map[job.State]int64
+	}{
+		"x":        {"x", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 1}},
+		"y":        {"y", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 2}},
+		"all jobs": {"", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 3}},
+		"unknown":  {"z", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 0}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := s.CountExecutions(t.Context(), tt.job)
+			if err != nil || !maps.Equal(got, tt.want) {
+				t.Errorf("CountExecutions(%q) = %v, %v; want %v", tt.job, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLastFired(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	mustInsert(t, s, []job.Execution{
+		execution("a", at(0), job.TriggerSchedule),
+		execution("a", at(time.Minute), job.TriggerSchedule),
+		execution("a", at(2*time.Minute), job.TriggerCatchUp),
+		execution("a", at(5*time.Minute), job.TriggerManual), // not a firing of the schedule
+		execution("b", at(-time.Hour), job.TriggerSchedule),  // before since
+		execution("c", at(30*time.Second), job.TriggerSchedule),
+		execution("c", at(-time.Second), job.TriggerSchedule),
+	}, nil)
+
+	got, err := s.LastFired(t.Context(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"a": at(2 * time.Minute), "c": at(30 * time.Second)}
+	if !maps.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("LastFired = %v, want %v", got, want)
+	}
+}
+
+func TestOpenExecutions(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	old := execution("j", at(-time.Hour), job.TriggerSchedule) // pending, but before since
+	pending := execution("j", at(0), job.TriggerSchedule)
+	running := execution("j", at(time.Minute), job.TriggerSchedule)
+	done := execution("j", at(2*time.Minute), job.TriggerSchedule)
+	failed := execution("j", at(3*time.Minute), job.TriggerSchedule)
+	catchUp := execution("j", at(-2*time.Hour), job.TriggerCatchUp) // for an old time, fired after since
+	catchUp.FiredAt = at(5 * time.Second)
+	manual := execution("j", at(10*time.Second), job.TriggerManual)
+	mustInsert(t, s, []job.Execution{old, pending, running, done, failed, catchUp, manual}, []job.Event{
+		acked(running, 1, at(time.Minute+time.Second)),
+		acked(done, 1, at(2*time.Minute+time.Second)),
+		finished(done, job.StateSucceeded, at(2*time.Minute+2*time.Second)),
+		finished(failed, job.StateFailed, at(3*time.Minute+time.Second)), // refused: finished without ack
+	})
+
+	got, err := s.OpenExecutions(t.Context(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []job.Execution{catchUp, pending, manual, running}
+	if ids(got) != ids(want) {
+		t.Fatalf("OpenExecutions =\n%s\nwant\n%s", ids(got), ids(want))
+	}
+	for _, e := range got {
+		wantState := job.StatePending
+		if e.ID == running.ID {
+			wantState = job.StateRunning
+		}
+		if e.State != wantState {
+			t.Errorf("%s is %s, want %s", e.ID, e.State, wantState)
+		}
+	}
+}
+
+func BenchmarkInsertExecutions(b *testing.B) {
+	s := testStore(b)
+	const batch = 500
+	n := 0
+	for b.Loop() {
+		execs := make([]job.Execution, batch)
+		for i := range execs {
+			execs[i] = execution("bench", t0.Add(time.Duration(n)*time.Second), job.TriggerSchedule)
+			n++
+		}
+		if dups, err := s.InsertExecutions(b.Context(), execs); err != nil || len(dups) > 0 {
+			b.Fatal(dups, err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "inserts/s")
+}
+
+func BenchmarkInsertEvents(b *testing.B) {
+	s := testStore(b)
+	const batch = 500
+	e := execution("bench", t0, job.TriggerSchedule)
+	n := 0
+	for b.Loop() {
+		events := make([]job.Event, batch)
+		for i := range events {
+			events[i] = acked(e, n, t0.Add(time.Duration(n)*time.Millisecond))
+			n++
+		}
+		if dups, err := s.InsertEvents(b.Context(), events); err != nil || dups > 0 {
+			b.Fatal(dups, err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "inserts/s")
+}
+
+// BenchmarkReads shows what reads cost as history grows: on FerretDB 1.24 every query but one on _id alone
+// reads the whole collection, so folding in events costs as much for one execution as for a thousand.
+func BenchmarkReads(b *testing.B) {
+	for _, size := range []int{1000, 10000} {
+		b.Run(fmt.Sprint("executions=", size), func(b *testing.B) {
+			s := testStore(b)
+			var execs []job.Execution
+			var events []job.Event
+			for i := range size {
+				e := execution("bench", t0.Add(time.Duration(i)*time.Second), job.TriggerSchedule)
+				execs = append(execs, e)
+				events = append(events, acked(e, 1, e.ScheduledAt), finished(e, job.StateSucceeded, e.ScheduledAt))
+			}
+			mustInsert(b, s, execs, events)
+			b.Run("GetExecution", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := s.GetExecution(b.Context(), execs[size/2].ID); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("ListExecutions", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := s.ListExecutions(b.Context(), ExecutionFilter{Job: "bench"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

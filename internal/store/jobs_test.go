@@ -1,0 +1,81 @@
+package store
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+func spec(name string) job.Spec {
+	created := t0.Add(123456789 * time.Nanosecond) // loses its sub-millisecond part when stored
+	return job.Spec{
+		Name: name, Schedule: "@every 10s", Handler: job.HandlerShell,
+		Params: map[string]string{"command": "echo hi"}, Timeout: job.Duration(90 * time.Second),
+		Contacts: []string{"ops@example.com"}, Source: "api", Version: 1,
+		CreatedAt: created, UpdatedAt: created, // ActiveSince left zero: it must come back zero
+	}
+}
+
+func TestJobs(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+
+	a := spec("a")
+	if err := s.CreateJob(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateJob(ctx, spec("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateJob(ctx, a); !errors.Is(err, ErrExists) {
+		t.Errorf("second CreateJob(a) = %v, want ErrExists", err)
+	}
+
+	got, err := s.GetJob(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := storedSpec(a); !reflect.DeepEqual(got, want) {
+		t.Errorf("GetJob(a) =\n%+v\nwant\n%+v", got, want)
+	}
+	if !got.ActiveSince.IsZero() {
+		t.Errorf("zero ActiveSince came back as %v", got.ActiveSince)
+	}
+
+	changed := got
+	changed.Paused, changed.UpdatedAt = true, t0.Add(time.Hour)
+	if err := s.ReplaceJob(ctx, changed, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetJob(ctx, "a"); err != nil || !got.Paused || got.Version != 2 {
+		t.Errorf("after ReplaceJob: %+v, %v; want paused at version 2", got, err)
+	}
+	if err := s.ReplaceJob(ctx, changed, 1); !errors.Is(err, ErrConflict) {
+		t.Errorf("ReplaceJob expecting stale version 1 = %v, want ErrConflict", err)
+	}
+	if err := s.ReplaceJob(ctx, spec("nope"), 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ReplaceJob(nope) = %v, want ErrNotFound", err)
+	}
+
+	jobs, err := s.ListJobs(ctx)
+	if err != nil || len(jobs) != 2 || jobs[0].Name != "a" || jobs[1].Name != "b" {
+		t.Errorf("ListJobs = %+v, %v; want a, b", jobs, err)
+	}
+
+	if err := s.DeleteJob(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteJob(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteJob(a) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetJob(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetJob(a) after delete = %v, want ErrNotFound", err)
+	}
+	if jobs, err := s.ListJobs(ctx); err != nil || len(jobs) != 1 {
+		t.Errorf("ListJobs after delete = %+v, %v; want b", jobs, err)
+	}
+}

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Errors callers tell apart with errors.Is.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+	ErrConflict = errors.New("store: version conflict")
+	ErrFenced   = errors.New("store: fenced by a newer leader")
+)
+
+// DefaultServerSelectionTimeout bounds how long an operation waits for a reachable server, so that a down
+// database fails Open (and every later call) quickly instead of hanging. A serverSelectionTimeoutMS in the
+// URI overrides it.
+const DefaultServerSelectionTimeout = 5 * time.Second
+
+const (
+	collCluster    = "cluster"
+	collJobs       = "jobs"
+	collExecutions = "executions"
+	collEvents     = "execution_events"
+)
+
+// Store is Clover's state in one MongoDB database. It is safe for concurrent use.
+type Store struct {
+	client  *mongo.Client
+	cluster *mongo.Collection
+	jobs    *mongo.Collection
+	execs   *mongo.Collection
+	events  *mongo.Collection
+}
+
+// Open connects to the server at uri, checks that it answers, and creates the indexes Clover needs in
+// database (creating existing indexes again is a no-op).
+func Open(ctx context.Context, uri, database string) (*Store, error) {
+	opts := options.Client().SetServerSelectionTimeout(DefaultServerSelectionTimeout).ApplyURI(uri)
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	db := client.Database(database)
+	s := &Store{
+		client:  client,
+		cluster: db.Collection(collCluster),
+		jobs:    db.Collection(collJobs),
+		execs:   db.Collection(collExecutions),
+		events:  db.Collection(collEvents),
+	}
+	err = s.Ping(ctx)
+	if err == nil {
+		err = s.createIndexes(ctx)
+	}
+	if err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) createIndexes(ctx context.Context) error {
+	for _, ix := range []struct {
+		coll   *mongo.Collection
+		models []mongo.IndexModel
+	}{
+		{s.cluster, []mongo.IndexModel{index("epoch", bson.D{{Key: "epoch", Value: -1}})}},
+		{s.execs, []mongo.IndexModel{
+			index("job_scheduled_at", bson.D{{Key: "job", Value: 1}, {Key: "scheduled_at", Value: -1}}),
+			index("scheduled_at", bson.D{{Key: "scheduled_at", Value: 1}}),
+			// OpenExecutions also looks for executions fired, not only scheduled, since a time.
+			index("fired_at", bson.D{{Key: "fired_at", Value: 1}}),
+		}},
+		{s.events, []mongo.IndexModel{
+			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
+			index("job_at", bson.D{{Key: "job", Value: 1}, {Key: "at", Value: 1}}),
+		}},
+	} {
+		// One index a command: FerretDB 1.24 panics, and drops the connection, when a createIndexes command
+		// names two or more indexes that exist already (its validateIndexesForCreation deletes from the
+		// slice it indexes), which is every Open after the first.
+		for _, m := range ix.models {
+			if _, err := ix.coll.Indexes().CreateOne(ctx, m); err != nil {
+				return fmt.Errorf("store: create indexes on %s: %w", ix.coll.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func index(name string, keys bson.D) mongo.IndexModel {
+	return mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}
+}
+
+// Close disconnects from the server.
+func (s *Store) Close(ctx context.Context) error {
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the server answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// storedTime is t as a BSON date gives it back: UTC, whole milliseconds, no monotonic reading.
+func storedTime(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Millisecond)
+}
+
+// duplicateIndexes returns the positions of the documents an unordered bulk insert refused because their
+// _id existed. err is returned as it is if anything else went wrong.
+func duplicateIndexes(err error) ([]int, error) {
+	if err == nil {
+		return nil, nil
+	}
+	// InsertMany reports a BulkWriteException, InsertOne a WriteException; accept both so that no change of
+	// call or driver version turns a duplicate into a failure.
+	var (
+		writeErrs []mongo.WriteError
+		concern   *mongo.WriteConcernError
+		bwe       mongo.BulkWriteException
+		we        mongo.WriteException
+	)
+	switch {
+	case errors.As(err, &bwe):
+		for _, e := range bwe.WriteErrors {
+			writeErrs = append(writeErrs, e.WriteError)
+		}
+		concern = bwe.WriteConcernError
+	case errors.As(err, &we):
+		writeErrs, concern = we.WriteErrors, we.WriteConcernError
+	default:
+		return nil, err
+	}
+	if concern != nil || len(writeErrs) == 0 {
+		return nil, err
+	}
+	dups := make([]int, 0, len(writeErrs))
+	for _, e := range writeErrs {
+		if !isDuplicateKeyCode(e.Code) {
+			return nil, err
+		}
+		dups = append(dups, e.Index)
+	}
+	return dups, nil
+}
+
+// isDuplicateKeyCode matches the codes mongo.IsDuplicateKeyError accepts for a single write error.
+func isDuplicateKeyCode(code int) bool {
+	return code == 11000 || code == 11001 || code == 12582
+}

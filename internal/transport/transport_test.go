@@ -1,0 +1,93 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/testenv"
+)
+
+type collector struct {
+	mu     sync.Mutex
+	frames []string
+}
+
+func (c *collector) add(b []byte) { c.mu.Lock(); c.frames = append(c.frames, string(b)); c.mu.Unlock() }
+func (c *collector) len() int     { c.mu.Lock(); defer c.mu.Unlock(); return len(c.frames) }
+
+func startInbox(t *testing.T) (*Inbox, *collector) {
+	t.Helper()
+	in, err := Listen("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = in.Run(ctx, c.add) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return in, c
+}
+
+func TestSendReachesThePeer(t *testing.T) {
+	in, got := startInbox(t)
+	out := NewOutbox(slog.Default())
+	defer out.Close()
+	out.SetPeers(map[string]string{"a": in.Endpoint()})
+	// The connection completes asynchronously; until then ZMQ_IMMEDIATE makes sends fail fast.
+	testenv.WaitFor(t, 5*time.Second, "first frame accepted", func() bool { return out.Send("a", []byte("hello")) == nil })
+	for i := 0; i < 99; i++ {
+		if err := out.Send("a", []byte("more")); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	testenv.WaitFor(t, 5*time.Second, "100 frames received", func() bool { return got.len() == 100 })
+}
+
+func TestSendAnySpreadsAndSkipsDeadPeers(t *testing.T) {
+	a, gotA := startInbox(t)
+	b, gotB := startInbox(t)
+	out := NewOutbox(slog.Default())
+	defer out.Close()
+	// "dead" points at a port nobody listens on: SendAny must skip it.
+	dead := "tcp://127.0.0.1:" + itoa(testenv.FreePort(t))
+	out.SetPeers(map[string]string{"a": a.Endpoint(), "b": b.Endpoint(), "dead": dead})
+	testenv.WaitFor(t, 5*time.Second, "both live peers connected", func() bool {
+		return out.Send("a", []byte("x")) == nil && out.Send("b", []byte("x")) == nil
+	})
+	for i := 0; i < 200; i++ {
+		id, err := out.SendAny([]byte("y"))
+		if err != nil {
+			t.Fatalf("SendAny %d: %v", i, err)
+		}
+		if id == "dead" {
+			t.Fatalf("SendAny chose the dead peer")
+		}
+	}
+	testenv.WaitFor(t, 5*time.Second, "all frames received", func() bool { return gotA.len()+gotB.len() == 202 })
+	if gotA.len() < 50 || gotB.len() < 50 {
+		t.Fatalf("frames not spread: a=%d b=%d", gotA.len(), gotB.len())
+	}
+}
+
+func TestSendToUnknownOrDeadPeerFailsFast(t *testing.T) {
+	out := NewOutbox(slog.Default())
+	defer out.Close()
+	if err := out.Send("nobody", []byte("x")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("unknown peer: err = %v, want ErrUnavailable", err)
+	}
+	out.SetPeers(map[string]string{"dead": "tcp://127.0.0.1:" + itoa(testenv.FreePort(t))})
+	if err := out.Send("dead", []byte("x")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("dead peer: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := out.SendAny([]byte("x")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("SendAny with only a dead peer: err = %v, want ErrUnavailable", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,425 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang/snappy"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+const (
+	// Version is the frame version this package writes and reads.
+	Version = 1
+	// MaxFrame bounds a whole frame, header included, in bytes.
+	MaxFrame = 1 << 20
+	// MaxDecoded bounds the JSON in a frame, in bytes, after decompression.
+	MaxDecoded = 4 << 20
+
+	headerLen = 5 // magic, version, kind
+)
+
+var magic = []byte("CLV")
+
+// Kind says which message a frame holds.
+type Kind uint8
+
+const (
+	KindDispatch  Kind = 1 // leader -> client: run this execution
+	KindAck       Kind = 2 // client -> any server: accepted (and started) or refused
+	KindResult    Kind = 3 // client -> any server: the run ended
+	KindReceipt   Kind = 4 // server -> client: these results are recorded
+	KindHeartbeat Kind = 5 // client -> servers: alive, and its load
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDispatch:
+		return "dispatch"
+	case KindAck:
+		return "ack"
+	case KindResult:
+		return "result"
+	case KindReceipt:
+		return "receipt"
+	case KindHeartbeat:
+		return "heartbeat"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Sentinel errors, wrapped by *DecodeError and by Encode's errors.
+var (
+	ErrShort    = errors.New("wire: frame too short")
+	ErrMagic    = errors.New("wire: not a Clover frame")
+	ErrVersion  = errors.New("wire: unsupported version")
+	ErrKind     = errors.New("wire: unknown kind")
+	ErrTooLarge = errors.New("wire: too large")
+	ErrCorrupt  = errors.New("wire: corrupt compressed payload")
+	ErrPayload  = errors.New("wire: invalid message") // bad JSON or a required field missing
+)
+
+// DecodeError says why a frame was rejected.
+type DecodeError struct {
+	Err    error  // one of the sentinels
+	Detail string // what is wrong, for people: "frame of 3000000 bytes exceeds 1048576"
+}
+
+func (e *DecodeError) Error() string { return "wire: " + e.Detail }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Reason names the kind of fault in a fixed, short form fit for a metric label: "short", "magic",
+// "version", "kind", "too_large", "corrupt" or "payload".
+func (e *DecodeError) Reason() string {
+	switch e.Err {
+	case ErrShort:
+		return "short"
+	case ErrMagic:
+		return "magic"
+	case ErrVersion:
+		return "version"
+	case ErrKind:
+		return "kind"
+	case ErrTooLarge:
+		return "too_large"
+	case ErrCorrupt:
+		return "corrupt"
+	}
+	return "payload"
+}
+
+func fail(sentinel error, format string, args ...any) *DecodeError {
+	return &DecodeError{Err: sentinel, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Header is carried by every message.
+type Header struct {
+	From   string    `json:"from"`            // the id of the server or client that wrote it; required
+	Epoch  int64     `json:"epoch,omitempty"` // leadership epoch the message belongs to; 0 when not leader-bound
+	SentAt time.Time `json:"sent_at"`
+	// Via is the id of the server that relayed a client's report to the leader (see Relay); empty on the
+	// original. From stays the client's id.
+	Via string `json:"via,omitempty"`
+}
+
+func (h *Header) header() *Header { return h }
+
+// Message is one of *Dispatch, *Ack, *Result, *Receipt and *Heartbeat.
+type Message interface {
+	Kind() Kind
+	header() *Header
+}
+
+// HeaderOf returns m's header, for code that handles every kind alike (fencing on Epoch, logging From).
+func HeaderOf(m Message) Header { return *m.header() }
+
+// From returns the id of m's writer.
+func From(m Message) string { return m.header().From }
+
+// Via returns the id of the server that relayed m, or "" if m came from its writer.
+func Via(m Message) string { return m.header().Via }
+
+// Relay encodes a copy of m marked as relayed by server via: a follower passes a client's Ack or Result on
+// to the leader this way, so the leader knows the follower already recorded it (and sent the receipt), and
+// a relayed frame is never relayed again. m itself is not changed.
+func Relay(m Message, via string) ([]byte, error) {
+	if !known(m) {
+		return nil, &encodeError{fmt.Sprintf("wire: cannot relay %T", m), ErrKind}
+	}
+	var c Message
+	switch m := m.(type) {
+	case *Dispatch:
+		x := *m
+		c = &x
+	case *Ack:
+		x := *m
+		c = &x
+	case *Result:
+		x := *m
+		c = &x
+	case *Receipt:
+		x := *m
+		c = &x
+	case *Heartbeat:
+		x := *m
+		c = &x
+	}
+	c.header().Via = via
+	return Encode(c)
+}
+
+// Dispatch asks a client to run an execution. Required: From, ExecID, Job, Handler and AcceptBy; Timeout
+// and Attempt not negative. Epoch is not checked here: the client fences on it (an epoch older than the
+// newest it has seen, 0 included, is stale).
+type Dispatch struct {
+	Header
+	ExecID      string            `json:"exec_id"`
+	Job         string            `json:"job"`
+	Handler     string            `json:"handler"`
+	Params      map[string]string `json:"params,omitempty"` // nil when empty
+	Timeout     job.Duration      `json:"timeout,omitempty"`
+	ScheduledAt time.Time         `json:"scheduled_at"`
+	Attempt     int               `json:"attempt"`
+	Trigger     job.Trigger       `json:"trigger,omitempty"`
+	// AcceptBy is the last instant the client may start the run: after it the leader may have given the
+	// execution to another client, so the client refuses instead.
+	AcceptBy time.Time `json:"accept_by"`
+}
+
+// Ack reports that a client accepted (and started) an execution, or refused it. Required: From, ExecID,
+// Job, At; Attempt not negative.
+type Ack struct {
+	Header
+	ExecID   string    `json:"exec_id"`
+	Job      string    `json:"job"`
+	Attempt  int       `json:"attempt"`
+	Accepted bool      `json:"accepted"`
+	Reason   string    `json:"reason,omitempty"` // why it was refused
+	At       time.Time `json:"at"`
+}
+
+// Result reports that a run ended. Required: From, ExecID, Job; Attempt not negative.
+type Result struct {
+	Header
+	ExecID     string     `json:"exec_id"`
+	Job        string     `json:"job"`
+	Attempt    int        `json:"attempt"`
+	Result     job.Result `json:"result"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt time.Time  `json:"finished_at"`
+}
+
+// Receipt tells a client that the results of these executions are durably recorded, so it stops
+// re-sending them. Required: From, and at least one ExecID, none empty.
+type Receipt struct {
+	Header
+	ExecIDs []string `json:"exec_ids"`
+}
+
+// Heartbeat tells servers a client is alive and how loaded it is. Required: From; Running and Capacity
+// not negative.
+type Heartbeat struct {
+	Header
+	Running  int `json:"running"`  // executions running now
+	Capacity int `json:"capacity"` // executions it runs at once at most
+}
+
+func (*Dispatch) Kind() Kind  { return KindDispatch }
+func (*Ack) Kind() Kind       { return KindAck }
+func (*Result) Kind() Kind    { return KindResult }
+func (*Receipt) Kind() Kind   { return KindReceipt }
+func (*Heartbeat) Kind() Kind { return KindHeartbeat }
+
+var (
+	_ Message = (*Dispatch)(nil)
+	_ Message = (*Ack)(nil)
+	_ Message = (*Result)(nil)
+	_ Message = (*Receipt)(nil)
+	_ Message = (*Heartbeat)(nil)
+)
+
+// newMessage returns an empty message of kind k, or nil for an unknown kind.
+func newMessage(k Kind) Message {
+	switch k {
+	case KindDispatch:
+		return new(Dispatch)
+	case KindAck:
+		return new(Ack)
+	case KindResult:
+		return new(Result)
+	case KindReceipt:
+		return new(Receipt)
+	case KindHeartbeat:
+		return new(Heartbeat)
+	}
+	return nil
+}
+
+// Encode validates m and writes it as a frame. Its errors wrap ErrKind (m is nil or not a type of this
+// package), ErrPayload (a required field is missing, or a time cannot be written as RFC 3339) or
+// ErrTooLarge (the frame would exceed MaxFrame, or its JSON MaxDecoded).
+func Encode(m Message) ([]byte, error) {
+	if !known(m) {
+		return nil, &encodeError{fmt.Sprintf("wire: cannot encode %T", m), ErrKind}
+	}
+	if reason := validate(m); reason != "" {
+		return nil, &encodeError{fmt.Sprintf("wire: encode %s: %s", m.Kind(), reason), ErrPayload}
+	}
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return nil, &encodeError{fmt.Sprintf("wire: encode %s: %v", m.Kind(), err), ErrPayload}
+	}
+	if len(payload) > MaxDecoded {
+		return nil, &encodeError{fmt.Sprintf("wire: encode %s: JSON of %d bytes exceeds %d", m.Kind(), len(payload), MaxDecoded), ErrTooLarge}
+	}
+	frame := make([]byte, headerLen+snappy.MaxEncodedLen(len(payload)))
+	copy(frame, magic)
+	frame[3], frame[4] = Version, byte(m.Kind())
+	n := len(snappy.Encode(frame[headerLen:], payload))
+	frame = frame[:headerLen+n]
+	if len(frame) > MaxFrame {
+		return nil, &encodeError{fmt.Sprintf("wire: encode %s: frame of %d bytes exceeds %d", m.Kind(), len(frame), MaxFrame), ErrTooLarge}
+	}
+	return frame, nil
+}
+
+type encodeError struct {
+	msg string
+	err error // a sentinel
+}
+
+func (e *encodeError) Error() string { return e.msg }
+func (e *encodeError) Unwrap() error { return e.err }
+
+// known reports whether m is a non-nil message of this package's types (a type elsewhere could embed
+// Header and so satisfy Message).
+func known(m Message) bool {
+	switch m := m.(type) {
+	case *Dispatch:
+		return m != nil
+	case *Ack:
+		return m != nil
+	case *Result:
+		return m != nil
+	case *Receipt:
+		return m != nil
+	case *Heartbeat:
+		return m != nil
+	}
+	return false
+}
+
+// Peek returns the kind of a frame after checking its size and header, without decompressing it.
+func Peek(frame []byte) (Kind, error) {
+	switch {
+	case len(frame) > MaxFrame:
+		return 0, fail(ErrTooLarge, "frame of %d bytes exceeds %d", len(frame), MaxFrame)
+	case len(frame) < headerLen:
+		return 0, fail(ErrShort, "frame of %d bytes is shorter than the %d-byte header", len(frame), headerLen)
+	case !bytes.Equal(frame[:3], magic):
+		return 0, fail(ErrMagic, "frame starts with %q, not %q", frame[:3], magic)
+	case frame[3] != Version:
+		return 0, fail(ErrVersion, "version %d is not supported (want %d)", frame[3], Version)
+	}
+	k := Kind(frame[4])
+	if newMessage(k) == nil {
+		return 0, fail(ErrKind, "unknown kind %d", frame[4])
+	}
+	return k, nil
+}
+
+// Decode reads a frame: *Dispatch, *Ack, *Result, *Receipt or *Heartbeat. Errors are *DecodeError.
+func Decode(frame []byte) (Message, error) {
+	k, err := Peek(frame)
+	if err != nil {
+		return nil, err
+	}
+	block := frame[headerLen:]
+	n, err := snappy.DecodedLen(block)
+	switch {
+	case errors.Is(err, snappy.ErrTooLarge):
+		return nil, fail(ErrTooLarge, "%s payload: %v", k, err)
+	case err != nil:
+		return nil, fail(ErrCorrupt, "%s payload: %v", k, err)
+	}
+	if n > MaxDecoded {
+		return nil, fail(ErrTooLarge, "%s payload decodes to %d bytes, exceeding %d", k, n, MaxDecoded)
+	}
+	payload, err := snappy.Decode(nil, block)
+	if err != nil {
+		return nil, fail(ErrCorrupt, "%s payload: %v", k, err)
+	}
+	m := newMessage(k)
+	if err := json.Unmarshal(payload, m); err != nil {
+		return nil, fail(ErrPayload, "%s payload: %v", k, err)
+	}
+	normalize(m)
+	if reason := validate(m); reason != "" {
+		return nil, fail(ErrPayload, "%s: %s", k, reason)
+	}
+	return m, nil
+}
+
+// normalize makes empty collections nil, so a decoded message encodes and decodes to itself.
+func normalize(m Message) {
+	switch m := m.(type) {
+	case *Dispatch:
+		if len(m.Params) == 0 {
+			m.Params = nil
+		}
+	case *Receipt:
+		if len(m.ExecIDs) == 0 {
+			m.ExecIDs = nil
+		}
+	}
+}
+
+// validate returns what is wrong with m, or "".
+func validate(m Message) string {
+	h := m.header()
+	switch {
+	case h.From == "":
+		return "from is required"
+	case h.Epoch < 0:
+		return fmt.Sprintf("epoch %d is negative", h.Epoch)
+	}
+	switch m := m.(type) {
+	case *Dispatch:
+		switch {
+		case m.ExecID == "":
+			return "exec_id is required"
+		case m.Job == "":
+			return "job is required"
+		case m.Handler == "":
+			return "handler is required"
+		case m.AcceptBy.IsZero():
+			return "accept_by is required"
+		case m.Timeout < 0:
+			return fmt.Sprintf("timeout %s is negative", m.Timeout)
+		case m.Attempt < 0:
+			return fmt.Sprintf("attempt %d is negative", m.Attempt)
+		}
+	case *Ack:
+		switch {
+		case m.ExecID == "":
+			return "exec_id is required"
+		case m.Job == "":
+			return "job is required"
+		case m.At.IsZero():
+			return "at is required"
+		case m.Attempt < 0:
+			return fmt.Sprintf("attempt %d is negative", m.Attempt)
+		}
+	case *Result:
+		switch {
+		case m.ExecID == "":
+			return "exec_id is required"
+		case m.Job == "":
+			return "job is required"
+		case m.Attempt < 0:
+			return fmt.Sprintf("attempt %d is negative", m.Attempt)
+		}
+	case *Receipt:
+		if len(m.ExecIDs) == 0 {
+			return "exec_ids is required"
+		}
+		for i, id := range m.ExecIDs {
+			if id == "" {
+				return fmt.Sprintf("exec_ids[%d] is empty", i)
+			}
+		}
+	case *Heartbeat:
+		switch {
+		case m.Running < 0:
+			return fmt.Sprintf("running %d is negative", m.Running)
+		case m.Capacity < 0:
+			return fmt.Sprintf("capacity %d is negative", m.Capacity)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,367 @@
+package wire
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+var (
+	t0 = time.Date(2026, 3, 8, 7, 0, 0, 0, time.UTC)
+
+	sampleDispatch = &Dispatch{
+		Header: Header{From: "server-1", Epoch: 7, SentAt: t0.Add(time.Millisecond)},
+		ExecID: job.ExecutionID("backup", t0), Job: "backup", Handler: job.HandlerShell,
+		Params: map[string]string{"command": "pg_dump clover > /backup/clover.sql"}, Timeout: job.Duration(90 * time.Second),
+		ScheduledAt: t0, Attempt: 1, Trigger: job.TriggerSchedule, AcceptBy: t0.Add(30 * time.Second),
+	}
+	sampleAck = &Ack{
+		Header: Header{From: "client-a", Epoch: 7, SentAt: t0.Add(2 * time.Millisecond)},
+		ExecID: sampleDispatch.ExecID, Job: "backup", Attempt: 1, Accepted: true, At: t0.Add(time.Millisecond),
+	}
+	sampleResult = &Result{
+		Header: Header{From: "client-a", SentAt: t0.Add(time.Minute)},
+		ExecID: sampleDispatch.ExecID, Job: "backup", Attempt: 1,
+		Result:    job.Result{Status: job.StateFailed, ExitCode: 2, Duration: job.Duration(59 * time.Second), Output: "pg_dump: error", Error: "exit status 2"},
+		StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(time.Minute),
+	}
+	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}}
+	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: 3, Capacity: 8}
+)
+
+func TestRoundTrip(t *testing.T) {
+	tests := map[string]struct {
+		msg  Message
+		kind Kind
+	}{
+		"dispatch":                  {msg: sampleDispatch, kind: KindDispatch},
+		"dispatch without extras":   {msg: &Dispatch{Header: Header{From: "s", Epoch: 1}, ExecID: "j@manual-x", Job: "j", Handler: "h", ScheduledAt: t0, AcceptBy: t0}, kind: KindDispatch},
+		"ack accepted":              {msg: sampleAck, kind: KindAck},
+		"ack refused":               {msg: &Ack{Header: Header{From: "c"}, ExecID: "e", Job: "j", Attempt: 2, Reason: "accept_by passed", At: t0}, kind: KindAck},
+		"result":                    {msg: sampleResult, kind: KindResult},
+		"result with an empty body": {msg: &Result{Header: Header{From: "c"}, ExecID: "e", Job: "j"}, kind: KindResult},
+		"receipt":                   {msg: sampleReceipt, kind: KindReceipt},
+		"heartbeat":                 {msg: sampleHeartbeat, kind: KindHeartbeat},
+		"relayed ack":               {msg: &Ack{Header: Header{From: "c", Epoch: 3, Via: "server-2"}, ExecID: "e", Job: "j", At: t0}, kind: KindAck},
+		"heartbeat idle":            {msg: &Heartbeat{Header: Header{From: "c"}}, kind: KindHeartbeat},
+		"non-ASCII text":            {msg: &Ack{Header: Header{From: "клиент-1"}, ExecID: "e", Job: "j", Reason: "日本語 \u2028 \"quoted\"", At: t0}, kind: KindAck},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			frame, err := Encode(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k, err := Peek(frame); err != nil || k != tc.kind {
+				t.Errorf("Peek = %v, %v, want %v", k, err, tc.kind)
+			}
+			got, err := Decode(frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.msg) {
+				t.Errorf("round trip:\n got %#v\nwant %#v", got, tc.msg)
+			}
+			if h := HeaderOf(got); h != *tc.msg.header() {
+				t.Errorf("HeaderOf = %+v, want %+v", h, *tc.msg.header())
+			}
+		})
+	}
+}
+
+// TestFrameLayout pins the bytes other implementations and older servers read.
+func TestFrameLayout(t *testing.T) {
+	frame, err := Encode(sampleHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(frame[:5]) != "CLV\x01\x05" {
+		t.Errorf("header = %q, want %q", frame[:5], "CLV\x01\x05")
+	}
+	payload, err := snappy.Decode(nil, frame[5:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"from":"client-a","sent_at":"2026-03-08T07:00:00Z","running":3,"capacity":8}`
+	if string(payload) != want {
+		t.Errorf("payload\n got %s\nwant %s", payload, want)
+	}
+	frame, err = Encode(sampleDispatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ = snappy.Decode(nil, frame[5:])
+	const wantDispatch = `{"from":"server-1","epoch":7,"sent_at":"2026-03-08T07:00:00.001Z","exec_id":"backup@2026-03-08T07:00:00Z","job":"backup","handler":"shell","params":{"command":"pg_dump clover \u003e /backup/clover.sql"},"timeout":"1m30s","scheduled_at":"2026-03-08T07:00:00Z","attempt":1,"trigger":"schedule","accept_by":"2026-03-08T07:00:30Z"}`
+	if string(payload) != wantDispatch {
+		t.Errorf("payload\n got %s\nwant %s", payload, wantDispatch)
+	}
+}
+
+func TestKindString(t *testing.T) {
+	want := map[Kind]string{KindDispatch: "dispatch", KindAck: "ack", KindResult: "result", KindReceipt: "receipt", KindHeartbeat: "heartbeat", 0: "kind(0)", 200: "kind(200)"}
+	for k, s := range want {
+		if k.String() != s {
+			t.Errorf("Kind(%d).String() = %q, want %q", uint8(k), k.String(), s)
+		}
+	}
+}
+
+// frameOf builds a frame from raw parts, for malformed input.
+func frameOf(version byte, kind Kind, json string) []byte {
+	return append([]byte{'C', 'L', 'V', version, byte(kind)}, snappy.Encode(nil, []byte(json))...)
+}
+
+func TestDecodeErrors(t *testing.T) {
+	big := make([]byte, 3000000)
+	copy(big, "CLV\x01\x01")
+	tests := map[string]struct {
+		// spec
+		frame []byte
+		// expectations
+		err error
+		msg string
+	}{
+		"nil":                         {frame: nil, err: ErrShort, msg: "wire: frame of 0 bytes is shorter than the 5-byte header"},
+		"magic only":                  {frame: []byte("CLV"), err: ErrShort, msg: "wire: frame of 3 bytes is shorter than the 5-byte header"},
+		"bad magic":                   {frame: []byte("XYZ\x01\x01abc"), err: ErrMagic, msg: `wire: frame starts with "XYZ", not "CLV"`},
+		"version 2":                   {frame: frameOf(2, KindAck, `{}`), err: ErrVersion, msg: "wire: version 2 is not supported (want 1)"},
+		"version 0":                   {frame: frameOf(0, KindAck, `{}`), err: ErrVersion, msg: "wire: version 0 is not supported (want 1)"},
+		"kind 0":                      {frame: frameOf(1, 0, `{}`), err: ErrKind, msg: "wire: unknown kind 0"},
+		"kind 9":                      {frame: frameOf(1, 9, `{}`), err: ErrKind, msg: "wire: unknown kind 9"},
+		"frame too large":             {frame: big, err: ErrTooLarge, msg: "wire: frame of 3000000 bytes exceeds 1048576"},
+		"decodes too large":           {frame: []byte("CLV\x01\x01\x80\x80\xc0\x02"), err: ErrTooLarge, msg: "wire: dispatch payload decodes to 5242880 bytes, exceeding 4194304"},
+		"declared length 4 GiB":       {frame: []byte("CLV\x01\x01\xff\xff\xff\xff\x0f"), err: ErrTooLarge, msg: "wire: dispatch payload decodes to 4294967295 bytes, exceeding 4194304"},
+		"declared length over 4 GiB":  {frame: []byte("CLV\x01\x01\xff\xff\xff\xff\x7f"), err: ErrCorrupt, msg: "wire: dispatch payload: snappy: corrupt input"},
+		"empty payload":               {frame: []byte("CLV\x01\x02"), err: ErrCorrupt, msg: "wire: ack payload: snappy: corrupt input"},
+		"corrupt snappy":              {frame: []byte("CLV\x01\x02\x10\xff\xff\xff"), err: ErrCorrupt, msg: "wire: ack payload: snappy: corrupt input"},
+		"truncated snappy":            {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":1}`)[:12], err: ErrCorrupt, msg: "wire: heartbeat payload: snappy: corrupt input"},
+		"not JSON":                    {frame: frameOf(1, KindAck, `{not json`), err: ErrPayload, msg: "wire: ack payload: invalid character 'n' looking for beginning of object key string"},
+		"JSON array":                  {frame: frameOf(1, KindAck, `[1]`), err: ErrPayload, msg: "wire: ack payload: json: cannot unmarshal array into Go value of type wire.Ack"},
+		"trailing data":               {frame: frameOf(1, KindAck, `{} {}`), err: ErrPayload, msg: "wire: ack payload: invalid character '{' after top-level value"},
+		"wrong field type":            {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":"3"}`), err: ErrPayload, msg: "wire: heartbeat payload: json: cannot unmarshal string into Go struct field Heartbeat.running of type int"},
+		"JSON null":                   {frame: frameOf(1, KindHeartbeat, `null`), err: ErrPayload, msg: "wire: heartbeat: from is required"},
+		"empty from":                  {frame: frameOf(1, KindHeartbeat, `{"running":1}`), err: ErrPayload, msg: "wire: heartbeat: from is required"},
+		"negative epoch":              {frame: frameOf(1, KindHeartbeat, `{"from":"c","epoch":-1}`), err: ErrPayload, msg: "wire: heartbeat: epoch -1 is negative"},
+		"dispatch without job":        {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"exec_id":"e","handler":"h"}`), err: ErrPayload, msg: "wire: dispatch: job is required"},
+		"dispatch without exec_id":    {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"job":"j","handler":"h"}`), err: ErrPayload, msg: "wire: dispatch: exec_id is required"},
+		"dispatch without handler":    {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"exec_id":"e","job":"j"}`), err: ErrPayload, msg: "wire: dispatch: handler is required"},
+		"dispatch without accept_by":  {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"exec_id":"e","job":"j","handler":"h","scheduled_at":"2026-01-01T00:00:00Z"}`), err: ErrPayload, msg: "wire: dispatch: accept_by is required"},
+		"dispatch negative timeout":   {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"exec_id":"e","job":"j","handler":"h","scheduled_at":"2026-01-01T00:00:00Z","accept_by":"2026-01-01T00:00:00Z","timeout":"-1s"}`), err: ErrPayload, msg: "wire: dispatch: timeout -1s is negative"},
+		"dispatch bad timeout":        {frame: frameOf(1, KindDispatch, `{"from":"s","timeout":"soon"}`), err: ErrPayload, msg: `wire: dispatch payload: duration "soon": time: invalid duration "soon"`},
+		"ack without exec_id":         {frame: frameOf(1, KindAck, `{"from":"c","job":"j","at":"2026-01-01T00:00:00Z"}`), err: ErrPayload, msg: "wire: ack: exec_id is required"},
+		"ack without at":              {frame: frameOf(1, KindAck, `{"from":"c","exec_id":"e","job":"j"}`), err: ErrPayload, msg: "wire: ack: at is required"},
+		"result without exec_id":      {frame: frameOf(1, KindResult, `{"from":"c","job":"j"}`), err: ErrPayload, msg: "wire: result: exec_id is required"},
+		"result negative attempt":     {frame: frameOf(1, KindResult, `{"from":"c","exec_id":"e","job":"j","attempt":-2}`), err: ErrPayload, msg: "wire: result: attempt -2 is negative"},
+		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids is required"},
+		"receipt with an empty id":    {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a",""]}`), err: ErrPayload, msg: "wire: receipt: exec_ids[1] is empty"},
+		"heartbeat negative capacity": {frame: frameOf(1, KindHeartbeat, `{"from":"c","capacity":-1}`), err: ErrPayload, msg: "wire: heartbeat: capacity -1 is negative"},
+		"bad time":                    {frame: frameOf(1, KindHeartbeat, `{"from":"c","sent_at":"yesterday"}`), err: ErrPayload, msg: `wire: heartbeat payload: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m, err := Decode(tc.frame)
+			if err == nil {
+				t.Fatalf("Decode = %#v, want an error", m)
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %T is not a *DecodeError", err)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Errorf("error %v is not %v", err, tc.err)
+			}
+			if err.Error() != tc.msg {
+				t.Errorf("message\n got %s\nwant %s", err, tc.msg)
+			}
+			if want := reasons[tc.err]; de.Reason() != want {
+				t.Errorf("Reason() = %q, want %q", de.Reason(), want)
+			}
+		})
+	}
+}
+
+var reasons = map[error]string{
+	ErrShort: "short", ErrMagic: "magic", ErrVersion: "version", ErrKind: "kind",
+	ErrTooLarge: "too_large", ErrCorrupt: "corrupt", ErrPayload: "payload",
+}
+
+// TestStaleDispatchDecodes: a dispatch of epoch 0 is well-formed; fencing it is the client's job.
+func TestStaleDispatchDecodes(t *testing.T) {
+	m := &Dispatch{Header: Header{From: "intruder"}, ExecID: "e", Job: "j", Handler: "shell", AcceptBy: t0, Attempt: 1}
+	frame, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("got %#v, want %#v", got, m)
+	}
+}
+
+func TestRelay(t *testing.T) {
+	frame, err := Relay(sampleResult, "server-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sampleResult.Via != "" {
+		t.Fatal("Relay changed its argument")
+	}
+	m, err := Decode(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *sampleResult
+	want.Via = "server-2"
+	if !reflect.DeepEqual(m, &want) {
+		t.Errorf("got %#v, want %#v", m, &want)
+	}
+	if From(m) != "client-a" || Via(m) != "server-2" || Via(sampleResult) != "" {
+		t.Errorf("From = %q, Via = %q, Via(original) = %q", From(m), Via(m), Via(sampleResult))
+	}
+	if _, err := Relay(nil, "server-2"); !errors.Is(err, ErrKind) {
+		t.Errorf("Relay(nil) error = %v, want ErrKind", err)
+	}
+	if _, err := Relay(&Ack{Header: Header{From: "c"}}, "server-2"); !errors.Is(err, ErrPayload) {
+		t.Errorf("Relay(invalid ack) error = %v, want ErrPayload", err)
+	}
+}
+
+func TestDecodeAllowsUnknownFields(t *testing.T) {
+	m, err := Decode(frameOf(1, KindHeartbeat, `{"from":"c","running":1,"capacity":4,"memory_mb":512,"labels":{"zone":"a"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Heartbeat{Header: Header{From: "c"}, Running: 1, Capacity: 4}
+	if !reflect.DeepEqual(m, want) {
+		t.Errorf("got %#v, want %#v", m, want)
+	}
+}
+
+func TestPeek(t *testing.T) {
+	frame, err := Encode(sampleReceipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Peek reads the header only: a corrupt body does not matter.
+	frame = append(frame[:5], 0xff, 0xff)
+	if k, err := Peek(frame); err != nil || k != KindReceipt {
+		t.Errorf("Peek = %v, %v, want receipt", k, err)
+	}
+	if _, err := Peek([]byte("CLV\x01\x07")); !errors.Is(err, ErrKind) {
+		t.Errorf("Peek(kind 7) error = %v, want ErrKind", err)
+	}
+}
+
+func TestTimesKeepTheirInstant(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 1, 30, 0, 123456789, ny)
+	frame, err := Encode(&Ack{Header: Header{From: "c", SentAt: time.Now()}, ExecID: "e", Job: "j", At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*Ack).At; !got.Equal(at) {
+		t.Errorf("At = %s, want %s", got, at)
+	}
+}
+
+type foreign struct{ Header }
+
+func (foreign) Kind() Kind { return KindAck }
+
+func TestEncodeErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	noise := func(n int) string { // random hex: snappy cannot shrink it much
+		b := make([]byte, n/2)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return hex.EncodeToString(b)
+	}
+	tests := map[string]struct {
+		// spec
+		m Message
+		// expectations
+		err error
+		msg string
+	}{
+		"nil":             {m: nil, err: ErrKind, msg: "wire: cannot encode <nil>"},
+		"typed nil":       {m: (*Ack)(nil), err: ErrKind, msg: "wire: cannot encode *wire.Ack"},
+		"foreign type":    {m: &foreign{Header{From: "x"}}, err: ErrKind, msg: "wire: cannot encode *wire.foreign"},
+		"no from":         {m: &Heartbeat{}, err: ErrPayload, msg: "wire: encode heartbeat: from is required"},
+		"no exec_id":      {m: &Ack{Header: Header{From: "c"}, Job: "j", At: t0}, err: ErrPayload, msg: "wire: encode ack: exec_id is required"},
+		"year 10000":      {m: &Heartbeat{Header: Header{From: "c", SentAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}, err: ErrPayload, msg: "wire: encode heartbeat: json: error calling MarshalJSON for type time.Time: Time.MarshalJSON: year outside of range [0,9999]"},
+		"frame too large": {m: &Result{Header: Header{From: "c"}, ExecID: "e", Job: "j", Result: job.Result{Output: noise(1500000)}}, err: ErrTooLarge, msg: "wire: encode result: frame of 1500311 bytes exceeds 1048576"},
+		"JSON too large":  {m: &Result{Header: Header{From: "c"}, ExecID: "e", Job: "j", Result: job.Result{Output: strings.Repeat("a", MaxDecoded)}}, err: ErrTooLarge, msg: "wire: encode result: JSON of 4194523 bytes exceeds 4194304"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			frame, err := Encode(tc.m)
+			if err == nil {
+				t.Fatalf("Encode = %d bytes, want an error", len(frame))
+			}
+			if !errors.Is(err, tc.err) {
+				t.Errorf("error %v is not %v", err, tc.err)
+			}
+			if err.Error() != tc.msg {
+				t.Errorf("message\n got %s\nwant %s", err, tc.msg)
+			}
+		})
+	}
+}
+
+// TestLargestFrameDecodes checks the limits agree: JSON of exactly MaxDecoded bytes encodes and decodes.
+func TestLargestFrameDecodes(t *testing.T) {
+	m := &Result{Header: Header{From: "c"}, ExecID: "e", Job: "j", Result: job.Result{Output: "a"}}
+	one, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Result.Output = strings.Repeat("a", MaxDecoded-len(one)+1)
+	frame, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Error("round trip changed the message")
+	}
+	m.Result.Output += "a"
+	if _, err := Encode(m); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Encode of MaxDecoded+1 bytes of JSON: %v, want ErrTooLarge", err)
+	}
+}
+
+func BenchmarkEncodeDecodeDispatch(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		frame, err := Encode(sampleDispatch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Decode(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs a local Clover cluster under ./run: a standalone ZooKeeper, FerretDB (SQLite), two servers and two
+# clients with the example jobs in examples/. Ctrl-C stops every process it started.
+# Ports can be moved with CLOVER_RUN_PORT_BASE (default 17700).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+run="$root/run"
+base=${CLOVER_RUN_PORT_BASE:-17700}
+zk_port=$((base + 81)); mongo_port=$((base + 17))
+api1=$((base + 0)); zmq1=$((base + 1)); api2=$((base + 10)); zmq2=$((base + 11))
+clover="$root/bin/clover"
+ferretdb=$(scripts/ferretdb.sh)
+
+for p in $zk_port $mongo_port $api1 $zmq1 $api2 $zmq2; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "run: port $p is in use (another 'make run'?). Stop it, or set CLOVER_RUN_PORT_BASE." >&2; exit 1
+  fi
+done
+
+mkdir -p "$run"/{zookeeper/data,ferretdb/data,logs}
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "run: stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    alive=0; for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  echo "run: stopped. Logs are in $run/logs."
+}
+trap cleanup INT TERM EXIT
+
+wait_port() { # port name
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "run: $2 did not start on port $1; see $run/logs/$2.log" >&2; exit 1
+}
+
+cat > "$run/zookeeper/zoo.cfg" <<CFG
+tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=$run/zookeeper/data
+clientPort=$zk_port
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,stat,mntr
+CFG
+JMXDISABLE=true ZOO_LOG_DIR="$run/logs" /usr/share/zookeeper/bin/zkServer.sh start-foreground "$run/zookeeper/zoo.cfg" >"$run/logs/zookeeper.log" 2>&1 &
+pids+=($!)
+wait_port $zk_port zookeeper
+
+"$ferretdb" --handler=sqlite --sqlite-url="file:$run/ferretdb/data/" --listen-addr="127.0.0.1:$mongo_port" \
+  --telemetry=disable --debug-addr=- --state-dir="$run/ferretdb" --log-level=warn >"$run/logs/ferretdb.log" 2>&1 &
+pids+=($!)
+wait_port $mongo_port ferretdb
+
+export CLOVER_ZOOKEEPER_SERVERS="127.0.0.1:$zk_port"
+export CLOVER_MONGO_URI="mongodb://127.0.0.1:$mongo_port/"
+"$clover" server --config examples/server.yaml --id server-1 --api-listen "127.0.0.1:$api1" --listen "tcp://127.0.0.1:$zmq1" >"$run/logs/server-1.log" 2>&1 &
+pids+=($!)
+"$clover" server --config examples/server.yaml --id server-2 --api-listen "127.0.0.1:$api2" --listen "tcp://127.0.0.1:$zmq2" >"$run/logs/server-2.log" 2>&1 &
+pids+=($!)
+wait_port $api1 server-1
+wait_port $api2 server-2
+"$clover" client --config examples/client-a.yaml >"$run/logs/client-a.log" 2>&1 &
+pids+=($!)
+"$clover" client --config examples/client-b.yaml >"$run/logs/client-b.log" 2>&1 &
+pids+=($!)
+
+export CLOVER_API="http://127.0.0.1:$api1"
+for _ in $(seq 1 100); do
+  "$clover" cluster status 2>/dev/null | grep -q "^leader: *server" && break; sleep 0.1
+done
+# One job made through the API, beside the ones the clients declare.
+"$clover" job add api-date --schedule "*/15 * * * * ?" --command 'date -u +"api job ran at %T"' >/dev/null 2>&1 || true
+
+cat <<MSG
+
+Clover is running (everything lives in $run):
+$("$clover" cluster status | sed 's/^/  /')
+
+  Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, zookeeper.log, ferretdb.log)
+  Use the CLI:   export CLOVER_API=$CLOVER_API
+                 bin/clover job list
+                 bin/clover exec list --limit 10
+                 bin/clover job trigger go-hello
+  REST API:      curl $CLOVER_API/api/v1/cluster   (second server: http://127.0.0.1:$api2)
+  Metrics:       curl $CLOVER_API/metrics
+  Failover:      kill the leader named above and run 'bin/clover cluster status --api http://127.0.0.1:$api2'
+  Stop:          Ctrl-C (stops every process started here)
+
+MSG
+wait -n "${pids[@]}" || true
+echo "run: a process exited; see $run/logs" >&2

@@ -1,0 +1,395 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/schedule"
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// maxBody bounds a request body: job definitions are small.
+const maxBody = 1 << 20
+
+// routes is the REST API. Reads are answered by any server from the store and its registry view; writes
+// are made by the leader, so a follower forwards them (reverse proxy) to the leader's API.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/cluster", s.getCluster)
+	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
+	mux.HandleFunc("GET /api/v1/jobs/{name}", s.getJob)
+	mux.HandleFunc("GET /api/v1/jobs/{name}/next", s.nextFires)
+	mux.HandleFunc("POST /api/v1/jobs", s.onLeader(s.createJob))
+	mux.HandleFunc("PUT /api/v1/jobs/{name}", s.onLeader(s.updateJob))
+	mux.HandleFunc("DELETE /api/v1/jobs/{name}", s.onLeader(s.deleteJob))
+	mux.HandleFunc("POST /api/v1/jobs/{name}/trigger", s.onLeader(s.triggerJob))
+	mux.HandleFunc("POST /api/v1/jobs/{name}/pause", s.onLeader(s.pauseJob(true)))
+	mux.HandleFunc("POST /api/v1/jobs/{name}/resume", s.onLeader(s.pauseJob(false)))
+	mux.HandleFunc("GET /api/v1/executions", s.listExecutions)
+	mux.HandleFunc("GET /api/v1/executions/{id}", s.getExecution)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, apiError{Error: err.Error()})
+}
+
+// storeStatus maps a store error to an HTTP status.
+func storeStatus(err error) int {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// onLeader runs h when this server leads and otherwise proxies the request to the leader.
+func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.lead.Load() != nil {
+			h(w, r)
+			return
+		}
+		info, _, ok := s.leaderInfo()
+		if !ok || info.APIAddr == "" || info.ID == s.cfg.ID || r.Header.Get("X-Clover-Forwarded-By") != "" {
+			writeError(w, http.StatusServiceUnavailable, errors.New("no leader is available to take this write; retry shortly"))
+			return
+		}
+		target := &url.URL{Scheme: "http", Host: info.APIAddr}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+			writeError(w, http.StatusBadGateway, fmt.Errorf("forward to leader %s at %s: %w", info.ID, info.APIAddr, err))
+		}
+		r.Header.Set("X-Clover-Forwarded-By", s.cfg.ID)
+		proxy.ServeHTTP(w, r)
+	}
+}
+
+// ClusterStatus is the body of GET /api/v1/cluster.
+type ClusterStatus struct {
+	Server  string            `json:"server"` // the server that answered
+	Leader  *LeaderStatus     `json:"leader"`
+	Servers []registry.Member `json:"servers"`
+	Clients []registry.Member `json:"clients"`
+}
+
+// LeaderStatus names the leader and its term.
+type LeaderStatus struct {
+	ID      string `json:"id"`
+	Epoch   int64  `json:"epoch"`
+	APIAddr string `json:"api_addr"`
+}
+
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
+	st := ClusterStatus{Server: s.cfg.ID, Servers: s.servers.Members(), Clients: s.clients.Members()}
+	if info, epoch, ok := s.leaderInfo(); ok {
+		st.Leader = &LeaderStatus{ID: info.ID, Epoch: epoch, APIAddr: info.APIAddr}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	jobs, err := s.store.ListJobs(r.Context())
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if jobs == nil {
+		jobs = []job.Spec{}
+	}
+	writeJSON(w, http.StatusOK, jobs)
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	spec, err := s.store.GetJob(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, spec)
+}
+
+func (s *Server) nextFires(w http.ResponseWriter, r *http.Request) {
+	spec, err := s.store.GetJob(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	n := 10
+	if v := r.URL.Query().Get("n"); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query n=%q: must be a number from 1 to 1000", v))
+			return
+		}
+	}
+	sched, err := schedule.Parse(spec.Schedule, spec.TimeZone)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("job %s: stored schedule: %w", spec.Name, err))
+		return
+	}
+	times := []time.Time{}
+	for t := s.now(); len(times) < n; {
+		t = sched.Next(t)
+		if t.IsZero() {
+			break
+		}
+		times = append(times, t)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"job": spec.Name, "schedule": spec.Schedule, "time_zone": sched.Location().String(), "next": times})
+}
+
+// decodeSpec reads a job definition; unknown fields are refused so that a typo is not silently ignored.
+func decodeSpec(r *http.Request) (job.Spec, error) {
+	var spec job.Spec
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return spec, fmt.Errorf("job definition: %w", err)
+	}
+	return spec, nil
+}
+
+func validateSpec(spec job.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if _, err := schedule.Parse(spec.Schedule, spec.TimeZone); err != nil {
+		return fmt.Errorf("job %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
+	spec, err := decodeSpec(r)
+	if err == nil {
+		err = validateSpec(spec)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	now := s.now().UTC()
+	spec.Source, spec.Version = "api", 1
+	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
+	if err := s.store.CreateJob(r.Context(), spec); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	s.jobChanged(spec.Name)
+	s.respondJob(w, r, http.StatusCreated, spec.Name)
+}
+
+func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	spec, err := decodeSpec(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if spec.Name == "" {
+		spec.Name = name
+	}
+	if spec.Name != name {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("job name %q in the body differs from %q in the path; a job cannot be renamed", spec.Name, name))
+		return
+	}
+	if err := validateSpec(spec); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	cur, err := s.store.GetJob(r.Context(), name)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	expect := cur.Version
+	if spec.Version != 0 && spec.Version != cur.Version {
+		writeError(w, http.StatusConflict, fmt.Errorf("job %s: version %d was given but the stored version is %d; read it again", name, spec.Version, cur.Version))
+		return
+	}
+	now := s.now().UTC()
+	spec.Source, spec.Version = "api", cur.Version+1
+	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = cur.CreatedAt, now, cur.ActiveSince
+	if cur.Paused != spec.Paused && !spec.Paused {
+		spec.ActiveSince = now
+	}
+	if err := s.store.ReplaceJob(r.Context(), spec, expect); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	s.jobChanged(name)
+	s.respondJob(w, r, http.StatusOK, name)
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.store.DeleteJob(r.Context(), name); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	s.jobChanged(name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) pauseJob(pause bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		cur, err := s.store.GetJob(r.Context(), name)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		if cur.Paused == pause {
+			writeJSON(w, http.StatusOK, cur)
+			return
+		}
+		now := s.now().UTC()
+		next := cur
+		next.Paused, next.Version, next.UpdatedAt = pause, cur.Version+1, now
+		if !pause {
+			next.ActiveSince = now // the paused period is not caught up
+		}
+		if err := s.store.ReplaceJob(r.Context(), next, cur.Version); err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		s.jobChanged(name)
+		s.respondJob(w, r, http.StatusOK, name)
+	}
+}
+
+// TriggerResponse is the body of a successful trigger.
+type TriggerResponse struct {
+	Execution string `json:"execution"`
+}
+
+func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Params map[string]string `json:"params"`
+	}
+	if r.ContentLength != 0 {
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("trigger body: %w", err))
+			return
+		}
+	}
+	l := s.lead.Load()
+	if l == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("leadership was lost; retry"))
+		return
+	}
+	reply := make(chan triggerReply, 1)
+	if !l.notify(triggerRequest{name: r.PathValue("name"), params: body.Params, reply: reply}) {
+		writeError(w, http.StatusServiceUnavailable, errors.New("the leader is overloaded; retry"))
+		return
+	}
+	select {
+	case rep := <-reply:
+		if rep.err != nil {
+			writeError(w, storeStatus(rep.err), rep.err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, TriggerResponse{Execution: rep.id})
+	case <-r.Context().Done():
+		writeError(w, http.StatusServiceUnavailable, r.Context().Err())
+	case <-time.After(10 * time.Second):
+		writeError(w, http.StatusServiceUnavailable, errors.New("the leader did not answer within 10s"))
+	}
+}
+
+func (s *Server) jobChanged(name string) {
+	if l := s.lead.Load(); l != nil {
+		l.notify(jobChanged{name: name})
+	}
+}
+
+func (s *Server) respondJob(w http.ResponseWriter, r *http.Request, status int, name string) {
+	spec, err := s.store.GetJob(r.Context(), name)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	writeJSON(w, status, spec)
+}
+
+func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.ExecutionFilter{Job: q.Get("job"), State: job.State(q.Get("state"))}
+	switch f.State {
+	case "", job.StatePending, job.StateRunning, job.StateSucceeded, job.StateFailed:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("query state=%q: must be pending, running, succeeded or failed", f.State))
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query limit=%q: must be a number from 1 to 1000", v))
+			return
+		}
+		f.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query before=%q: must be an RFC 3339 time", v))
+			return
+		}
+		f.Before = t
+	}
+	execs, err := s.store.ListExecutions(r.Context(), f)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if execs == nil {
+		execs = []job.Execution{}
+	}
+	writeJSON(w, http.StatusOK, execs)
+}
+
+func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
+	e, err := s.store.GetExecution(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}

@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// intake receives what clients report (acks, results), records it in the store in batches, tells the
+// client which results are safely recorded (receipts) and passes the reports on to the leader: to this
+// server's leader loop when it leads, otherwise to the leading server over ZeroMQ.
+//
+// Concurrency: receive runs on the inbox goroutine and only decodes and queues; run's goroutine owns the
+// batch and does all store writes, so a slow store never blocks the ZeroMQ socket. A full queue drops
+// frames (counted): clients re-send results until they get a receipt, and the leader re-sends
+// unacknowledged dispatches, so a dropped frame delays a report but does not lose it.
+type intake struct {
+	s     *Server
+	queue chan inbound
+	local chan job.Event
+}
+
+type inbound struct {
+	msg   wire.Message
+	frame []byte
+}
+
+const (
+	intakeBatch = 1000
+	intakeDelay = 5 * time.Millisecond
+)
+
+func newIntake(s *Server) *intake {
+	return &intake{s: s, queue: make(chan inbound, 1<<16), local: make(chan job.Event, 1<<12)}
+}
+
+// receive decodes one frame from the inbox. A frame that does not decode is dropped and counted; it never
+// reaches the rest of the server.
+func (in *intake) receive(frame []byte) {
+	m, err := wire.Decode(frame)
+	if err != nil {
+		reason := "corrupt"
+		var de *wire.DecodeError
+		if errors.As(err, &de) {
+			reason = de.Reason()
+		}
+		in.s.metrics.framesDropped.WithLabelValues(reason).Inc()
+		in.s.logger.Warn("dropped undecodable frame", "bytes", len(frame), "err", err)
+		return
+	}
+	in.s.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
+	switch m.(type) {
+	case *wire.Ack, *wire.Result:
+	case *wire.Heartbeat:
+		return
+	default:
+		in.s.metrics.framesDropped.WithLabelValues("unexpected_kind").Inc()
+		in.s.logger.Warn("dropped frame of a kind servers do not take", "kind", m.Kind().String(), "from", wire.From(m))
+		return
+	}
+	select {
+	case in.queue <- inbound{msg: m, frame: frame}:
+	default:
+		in.s.metrics.framesDropped.WithLabelValues("queue_full").Inc()
+	}
+}
+
+// persist queues an event the leader itself produced (an execution it ended).
+func (in *intake) persist(ev job.Event) {
+	select {
+	case in.local <- ev:
+	default:
+		// The store is far behind; record it synchronously rather than lose an execution's end.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := in.s.store.InsertEvents(ctx, []job.Event{ev}); err != nil {
+			in.s.logger.Error("recording an execution's end failed", "execution", ev.ExecID, "err", err)
+		}
+	}
+}
+
+func (in *intake) run(ctx context.Context) error {
+	batch := make([]inbound, 0, intakeBatch)
+	var local []job.Event
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-in.queue:
+			batch = append(batch, m)
+		case ev := <-in.local:
+			local = append(local, ev)
+		}
+		// Gather what arrives within intakeDelay into one bulk write.
+		timer.Reset(intakeDelay)
+	gather:
+		for len(batch) < intakeBatch {
+			select {
+			case m := <-in.queue:
+				batch = append(batch, m)
+			case ev := <-in.local:
+				local = append(local, ev)
+			case <-timer.C:
+				break gather
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		in.flush(ctx, batch, local)
+		batch, local = batch[:0], nil
+	}
+}
+
+func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event) {
+	events := local
+	for _, m := range batch {
+		if wire.Via(m.msg) != "" {
+			continue // the forwarding server recorded it and sent the receipt
+		}
+		switch x := m.msg.(type) {
+		case *wire.Ack:
+			if x.Accepted {
+				events = append(events, job.Event{
+					ID: job.EventID(x.ExecID, job.EventAcked, x.Attempt), ExecID: x.ExecID, Job: x.Job,
+					Kind: job.EventAcked, Attempt: x.Attempt, Client: x.From, At: x.At.UTC(),
+				})
+			}
+		case *wire.Result:
+			r := x.Result
+			events = append(events, job.Event{
+				ID: job.EventID(x.ExecID, job.EventFinished, x.Attempt), ExecID: x.ExecID, Job: x.Job,
+				Kind: job.EventFinished, Attempt: x.Attempt, Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
+			})
+		}
+	}
+	recorded := true
+	if len(events) > 0 {
+		dups, err := in.s.store.InsertEvents(ctx, events)
+		if err != nil {
+			recorded = false
+			in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
+			in.s.logger.Warn("recording reports failed; clients will re-send", "events", len(events), "err", err)
+		} else {
+			in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
+		}
+	}
+	receipts := map[string][]string{}
+	lead := in.s.lead.Load()
+	for _, m := range batch {
+		switch x := m.msg.(type) {
+		case *wire.Ack:
+			in.toLeader(lead, ackNote{ack: x}, m)
+		case *wire.Result:
+			if recorded && x.Via == "" {
+				receipts[x.From] = append(receipts[x.From], x.ExecID)
+				in.s.metrics.finished.WithLabelValues(string(x.Result.Status)).Inc()
+			}
+			in.toLeader(lead, resultNote{result: x}, m)
+		}
+	}
+	for client, ids := range receipts {
+		frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: in.s.now()}, ExecIDs: ids})
+		if err == nil {
+			_ = in.s.outbox.Send(client, frame) // a lost receipt only makes the client send the result again
+		}
+	}
+}
+
+// toLeader passes a report to the leader loop, here or on the leading server. A report that was already
+// forwarded once is not forwarded again, so two servers that each believe the other leads cannot bounce it.
+func (in *intake) toLeader(lead *leader, note any, m inbound) {
+	if lead != nil {
+		lead.notify(note)
+		return
+	}
+	if wire.Via(m.msg) != "" {
+		return
+	}
+	info, _, ok := in.s.leaderInfo()
+	if !ok || info.ID == in.s.cfg.ID {
+		return
+	}
+	frame, err := wire.Relay(m.msg, in.s.cfg.ID)
+	if err != nil {
+		return
+	}
+	_ = in.s.outbox.Send(info.ID, frame)
+}

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// monitorLeadership campaigns for leadership and runs the leader loop for each term won.
+//
+// A term ends when ZooKeeper can no longer vouch for it (disconnection, session expiry: the election's
+// Term.Done) or when the leader loop itself finds the session unconfirmed or the store fenced. Either way the
+// loop's context is cancelled first, so no firing or dispatch happens after the term ends, then the server
+// resigns (deleting its candidate node if the session still has it) and campaigns again for a new term with
+// a larger epoch. Leadership lost and regained at once is therefore two separate terms, never a continuation.
+func (s *Server) monitorLeadership(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		term, err := s.election.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.logger.Warn("campaign failed; retrying", "err", err, "in", backoff)
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		epoch := term.Epoch()
+		s.logger.Info("leadership acquired", "epoch", epoch)
+		s.metrics.leaderChanges.Inc()
+		s.metrics.isLeader.Set(1)
+		s.metrics.epoch.Set(float64(epoch))
+
+		termCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-term.Done():
+			case <-termCtx.Done():
+			}
+			cancel()
+		}()
+		l := newLeader(s, epoch)
+		s.lead.Store(l)
+		err = l.run(termCtx)
+		s.lead.Store(nil)
+		cancel()
+		s.metrics.isLeader.Set(0)
+		s.metrics.epoch.Set(0)
+
+		reason := "term ended"
+		switch {
+		case ctx.Err() != nil:
+			reason = "server stopping"
+		case errors.Is(err, store.ErrFenced):
+			reason = "a newer leader is recorded in the store"
+		case err != nil:
+			reason = err.Error()
+		}
+		s.logger.Warn("leadership lost", "epoch", epoch, "reason", reason)
+		resignCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = s.election.Resign(resignCtx)
+		done()
+		if err != nil && ctx.Err() == nil {
+			// Give the other candidates a moment to take over before queueing again.
+			sleepCtx(ctx, 200*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

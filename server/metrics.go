@@ -1,0 +1,55 @@
+package server
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are a server's Prometheus series, registered on the registry passed to New.
+type metrics struct {
+	isLeader        prometheus.Gauge
+	epoch           prometheus.Gauge
+	leaderChanges   prometheus.Counter
+	fires           *prometheus.CounterVec // by trigger
+	duplicateFires  prometheus.Counter
+	misfires        prometheus.Counter
+	fireLateness    prometheus.Histogram
+	dispatches      prometheus.Counter
+	redispatches    prometheus.Counter
+	inflight        prometheus.Gauge
+	waiting         prometheus.Gauge
+	framesReceived  *prometheus.CounterVec // by kind
+	framesDropped   *prometheus.CounterVec // by reason
+	eventsPersisted prometheus.Counter
+	storeErrors     *prometheus.CounterVec // by operation
+	finished        *prometheus.CounterVec // by status
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		isLeader:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_server_is_leader", Help: "1 while this server leads."}),
+		epoch:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_server_epoch", Help: "Fencing epoch of this server's current leadership term, 0 when not leading."}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_server_leader_changes_total", Help: "Leadership terms this server started."}),
+		fires:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_fires_total", Help: "Executions fired by this server, by trigger."}, []string{"trigger"}),
+		duplicateFires: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_fires_duplicate_total",
+			Help: "Firings not made because their (job, scheduled time) record already existed."}),
+		misfires: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_misfires_total", Help: "Scheduled times missed by more than the misfire threshold."}),
+		fireLateness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clover_fire_lateness_seconds",
+			Help:    "Time from an execution's scheduled time to its first dispatch.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		dispatches:   prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_dispatches_total", Help: "Dispatch frames sent to clients."}),
+		redispatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_redispatches_total", Help: "Dispatches sent again (no ack, refused, client gone)."}),
+		inflight:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_inflight_executions", Help: "Executions the leader tracks as pending or running."}),
+		waiting:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_waiting_executions", Help: "Executions waiting for a client that can take them."}),
+		framesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_frames_received_total",
+			Help: "Wire frames received, by kind."}, []string{"kind"}),
+		framesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_frames_dropped_total",
+			Help: "Wire frames dropped, by reason."}, []string{"reason"}),
+		eventsPersisted: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_events_persisted_total", Help: "Execution events written to the store."}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_store_errors_total",
+			Help: "Failed store operations, by operation."}, []string{"op"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_executions_finished_total",
+			Help: "Executions whose end this server recorded, by status."}, []string{"status"}),
+	}
+	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.fireLateness,
+		m.dispatches, m.redispatches, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
+		m.storeErrors, m.finished)
+	return m
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clover-sched/clover/internal/election"
+	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/transport"
+	"github.com/clover-sched/clover/internal/zksession"
+)
+
+// Server is one member of the cluster. Create it with New and start it with Run.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	metrics  *metrics
+	now      func() time.Time
+
+	sess     *zksession.Session
+	store    *store.Store
+	inbox    *transport.Inbox
+	outbox   *transport.Outbox
+	clients  *registry.Cache
+	servers  *registry.Cache
+	election *election.Election
+	intake   *intake
+
+	apiAddr  string                          // resolved API listen address
+	leaderAt atomic.Pointer[election.Leader] // the leader as last observed; nil when none
+	lead     atomic.Pointer[leader]          // this server's leader loop while it leads
+}
+
+// Option changes a Server built by New.
+type Option func(*Server)
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
+
+// WithRegistry sets the Prometheus registry the server's metrics go to and /metrics serves.
+func WithRegistry(r *prometheus.Registry) Option { return func(s *Server) { s.registry = r } }
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// New checks cfg and returns a Server that has not started anything yet.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: config: %w", err)
+	}
+	s := &Server{cfg: cfg, logger: slog.Default(), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	s.logger = s.logger.With("component", "server", "server", cfg.ID)
+	s.metrics = newMetrics(s.registry)
+	return s, nil
+}
+
+// serverInfo is what a server publishes in its registry node and election candidate node.
+type serverInfo struct {
+	ID       string `json:"id"`
+	Endpoint string `json:"endpoint"`
+	APIAddr  string `json:"api_addr"`
+}
+
+// Run starts the server and blocks until ctx ends or a component fails; then it stops everything it
+// started (resigning leadership first, so a standby takes over at once rather than after a session timeout).
+func (s *Server) Run(ctx context.Context) error {
+	var err error
+	s.sess, err = zksession.Connect(ctx, s.cfg.ZooKeeper.Servers, s.cfg.ZooKeeper.Root, s.cfg.ZooKeeper.SessionTimeout, s.logger)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	defer s.sess.Close()
+	s.store, err = store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	defer s.store.Close(context.WithoutCancel(ctx))
+	s.inbox, err = transport.Listen(s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("server: listen api %s: %w", s.cfg.APIListen, err)
+	}
+	s.apiAddr = ln.Addr().String()
+	s.outbox = transport.NewOutbox(s.logger)
+	defer s.outbox.Close()
+
+	info := serverInfo{ID: s.cfg.ID, Endpoint: s.inbox.Endpoint(), APIAddr: s.apiAddr}
+	value, _ := json.Marshal(info)
+	reg, err := registry.Register(ctx, s.sess, registry.KindServers, registry.Member{
+		ID: s.cfg.ID, Kind: "server", Endpoint: info.Endpoint, APIAddr: info.APIAddr, StartedAt: s.now().UTC(),
+	}, s.logger)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	s.clients = registry.NewCache(s.sess, registry.KindClients, s.logger)
+	s.servers = registry.NewCache(s.sess, registry.KindServers, s.logger)
+	s.election = election.New(s.sess, s.sess.Path("election"), s.cfg.ID, value, s.logger)
+	s.intake = newIntake(s)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	start := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("server: %s: %w", name, err)
+			}
+		})
+	}
+	start("inbox", func(ctx context.Context) error { return s.inbox.Run(ctx, s.intake.receive) })
+	start("clients cache", func(ctx context.Context) error { s.clients.Run(ctx); return nil })
+	start("servers cache", func(ctx context.Context) error { s.servers.Run(ctx); return nil })
+	start("peers", s.watchPeers)
+	start("leader observer", s.observeLeader)
+	start("intake", s.intake.run)
+	start("leadership", s.monitorLeadership)
+
+	api := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	start("api", func(ctx context.Context) error {
+		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	s.logger.Info("server started", "endpoint", info.Endpoint, "api", s.apiAddr, "zookeeper", s.cfg.ZooKeeper.Servers)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.logger.Error("server stopping after a failure", "err", runErr)
+	}
+	cancel()
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer done()
+	_ = api.Shutdown(shutdownCtx)
+	wg.Wait()
+	_ = s.election.Resign(shutdownCtx)
+	_ = reg.Close(shutdownCtx)
+	s.logger.Info("server stopped")
+	return runErr
+}
+
+// watchPeers keeps the outbox connected to every client (dispatches, receipts) and every other server
+// (forwarding to the leader).
+func (s *Server) watchPeers(ctx context.Context) error {
+	for {
+		peers := map[string]string{}
+		for _, m := range s.clients.Members() {
+			peers[m.ID] = m.Endpoint
+		}
+		for _, m := range s.servers.Members() {
+			if m.ID != s.cfg.ID {
+				peers[m.ID] = m.Endpoint
+			}
+		}
+		s.outbox.SetPeers(peers)
+		if l := s.lead.Load(); l != nil {
+			l.notify(clientsChanged{})
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.clients.Changes():
+		case <-s.servers.Changes():
+		}
+	}
+}
+
+// observeLeader keeps leaderAt current, for forwarding and for the API.
+func (s *Server) observeLeader(ctx context.Context) error {
+	for l := range s.election.Observe(ctx) {
+		if l.ID == "" {
+			s.leaderAt.Store(nil)
+			continue
+		}
+		s.leaderAt.Store(&l)
+	}
+	return nil
+}
+
+// leaderInfo returns the current leader's published info, if there is a leader.
+func (s *Server) leaderInfo() (serverInfo, int64, bool) {
+	l := s.leaderAt.Load()
+	if l == nil {
+		return serverInfo{}, 0, false
+	}
+	var info serverInfo
+	if err := json.Unmarshal(l.Value, &info); err != nil || info.ID == "" {
+		return serverInfo{ID: l.ID}, l.Epoch, true
+	}
+	return info, l.Epoch, true
+}
