@@ -71,7 +71,7 @@ func TestCLIManagesJobsThroughAnyServer(t *testing.T) {
 	if spec.Version != 2 || spec.Schedule != "0 30 3 * * ?" || spec.Params["who"] != "world" {
 		t.Fatalf("updated job = %+v", spec)
 	}
-	if out := clover(t, c, follower, false, "job", "next", "greet", "-n", "3"); strings.Count(out, "03:30:00") != 3 {
+	if out := clover(t, c, follower, false, "job", "next", "greet", "-n", "3"); strings.Count(out, "T03:30:00Z") != 3 {
 		t.Fatalf("job next should list three 03:30:00 times:\n%s", out)
 	}
 	if out := clover(t, c, follower, false, "job", "pause", "greet"); !strings.Contains(out, "paused=true") {
@@ -86,11 +86,11 @@ func TestCLIManagesJobsThroughAnyServer(t *testing.T) {
 		t.Fatalf("trigger printed %q, want an execution id", id)
 	}
 	var e job.Execution
-	testenv.WaitFor(t, 20*time.Second, "the triggered run to succeed", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the triggered run to end", func() bool {
 		out := clover(t, c, follower, false, "exec", "get", id)
-		return json.Unmarshal([]byte(out), &e) == nil && e.State == job.StateSucceeded
+		return json.Unmarshal([]byte(out), &e) == nil && e.State.Terminal()
 	})
-	if e.Result == nil || strings.TrimSpace(e.Result.Output) != "hello-operator" || e.Client != "client-1" || e.Trigger != job.TriggerManual {
+	if e.State != job.StateSucceeded || e.Result == nil || strings.TrimSpace(e.Result.Output) != "hello-operator" || e.Client != "client-1" || e.Trigger != job.TriggerManual {
 		t.Fatalf("triggered execution = %+v (result %+v)", e, e.Result)
 	}
 	if out := clover(t, c, leader, false, "exec", "list", "--job", "greet", "--state", "succeeded"); !strings.Contains(out, id) {

@@ -125,6 +125,9 @@ func StartCluster(t testenv.T, opts Options) *Cluster {
 	}
 	c.WaitClients(opts.Clients, 30*time.Second)
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("member logs:\n%s", c.Logs(300))
+		}
 		if c.store != nil {
 			_ = c.store.Close(context.Background())
 		}

@@ -64,12 +64,13 @@ func (l *ledger) runs(t *testing.T) []run {
 	return out
 }
 
-// bySecond groups the runs of scheduled executions by scheduled time.
-func bySecond(runs []run) map[time.Time][]run {
-	m := map[time.Time][]run{}
+// bySecond groups the runs of scheduled executions by scheduled time, in Unix seconds (time.Time values
+// are not comparable map keys across locations).
+func bySecond(runs []run) map[int64][]run {
+	m := map[int64][]run{}
 	for _, r := range runs {
 		if !r.scheduled.IsZero() {
-			m[r.scheduled] = append(m[r.scheduled], r)
+			m[r.scheduled.Unix()] = append(m[r.scheduled.Unix()], r)
 		}
 	}
 	return m
@@ -82,7 +83,7 @@ func (l *ledger) waitComplete(t *testing.T, c *Cluster, from, to time.Time, time
 	testenv.Poll(timeout, func() bool {
 		seconds := bySecond(l.runs(t))
 		for s := from.Truncate(time.Second); !s.After(to); s = s.Add(time.Second) {
-			if len(seconds[s]) == 0 {
+			if len(seconds[s.Unix()]) == 0 {
 				return false
 			}
 		}
@@ -99,11 +100,11 @@ func checkEverySecondOnce(t *testing.T, runs []run, from, to time.Time) {
 	var problems []string
 	for s, rs := range seconds {
 		if len(rs) > 1 {
-			problems = append(problems, fmt.Sprintf("%s ran %d times: %v", s.Format(time.TimeOnly), len(rs), rs))
+			problems = append(problems, fmt.Sprintf("%s ran %d times: %v", time.Unix(s, 0).Format(time.TimeOnly), len(rs), rs))
 		}
 	}
 	for s := from.Truncate(time.Second); !s.After(to); s = s.Add(time.Second) {
-		if len(seconds[s]) == 0 {
+		if len(seconds[s.Unix()]) == 0 {
 			problems = append(problems, fmt.Sprintf("%s never ran", s.Format(time.TimeOnly)))
 		}
 	}

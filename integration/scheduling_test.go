@@ -47,7 +47,7 @@ func TestEverySecondRunsOnceOnOneClient(t *testing.T) {
 		if err != nil {
 			t.Fatalf("execution at %s: %v", s, err)
 		}
-		ran := bySecond(runs)[s][0].client
+		ran := bySecond(runs)[s.Unix()][0].client
 		if e.State != job.StateSucceeded || e.Client != ran {
 			t.Errorf("execution %s: state %s on %q, but the ledger says it ran on %q", e.ID, e.State, e.Client, ran)
 		}

@@ -27,7 +27,9 @@ const maxBody = 1 << 20
 // are made by the leader, so a follower forwards them (reverse proxy) to the leader's API.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/cluster", s.getCluster)
 	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)

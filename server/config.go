@@ -13,8 +13,8 @@ import (
 // Config is a server's configuration. Keys are shown as they appear in a config file; the environment
 // variable of a key is CLOVER_ followed by the key in upper case with dots as underscores.
 type Config struct {
-	ID        string           `mapstructure:"id"`        // unique in the cluster; default server-<host>-<pid>
-	Listen    string           `mapstructure:"listen"`    // ZeroMQ PULL endpoint for client reports, tcp://host:port
+	ID        string           `mapstructure:"id"`         // unique in the cluster; default server-<host>-<pid>
+	Listen    string           `mapstructure:"listen"`     // ZeroMQ PULL endpoint for client reports, tcp://host:port
 	APIListen string           `mapstructure:"api_listen"` // REST API listen address, host:port
 	ZooKeeper config.ZooKeeper `mapstructure:"zookeeper"`
 	Mongo     config.Mongo     `mapstructure:"mongo"`

@@ -6,12 +6,12 @@
 // dispatches executions (leader.go, dispatch.go). The others are hot standbys that forward API writes and the
 // reports they receive to the leader.
 //
-//	           ZooKeeper: election, registry of servers and clients
-//	                 │
-//	  client ──ack/result──▶ any server ──persist──▶ MongoDB
-//	     ▲                       │ forward
-//	     │                       ▼
-//	     └──────dispatch──── leader ──insert executions──▶ MongoDB
+//	         ZooKeeper: election, registry of servers and clients
+//	               │
+//	client ──ack/result──▶ any server ──persist──▶ MongoDB
+//	   ▲                       │ forward
+//	   │                       ▼
+//	   └──────dispatch──── leader ──insert executions──▶ MongoDB
 //
 // Where to look: the leader loop is leader.go (run), the dispatch path is dispatch.go, the store is
 // internal/store.

@@ -407,11 +407,16 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 	if !l.confirmed() {
 		return "", errUnconfirmed
 	}
-	if params == nil {
-		params = e.spec.Params
+	// A trigger's parameters add to and override the job's own for this run.
+	merged := make(map[string]string, len(e.spec.Params)+len(params))
+	for k, v := range e.spec.Params {
+		merged[k] = v
+	}
+	for k, v := range params {
+		merged[k] = v
 	}
 	now := l.s.now()
-	exec := l.newExecution(e.spec, now, job.TriggerManual, params)
+	exec := l.newExecution(e.spec, now, job.TriggerManual, merged)
 	if _, err := l.s.store.InsertExecutions(ctx, []job.Execution{exec}); err != nil {
 		return "", fmt.Errorf("record manual execution: %w", err)
 	}

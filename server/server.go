@@ -108,7 +108,7 @@ func (s *Server) Run(ctx context.Context) error {
 	info := serverInfo{ID: s.cfg.ID, Endpoint: s.inbox.Endpoint(), APIAddr: s.apiAddr}
 	value, _ := json.Marshal(info)
 	reg, err := registry.Register(ctx, s.sess, registry.KindServers, registry.Member{
-		ID: s.cfg.ID, Kind: "server", Endpoint: info.Endpoint, APIAddr: info.APIAddr, StartedAt: s.now().UTC(),
+		ID: s.cfg.ID, Endpoint: info.Endpoint, APIAddr: info.APIAddr, StartedAt: s.now().UTC(),
 	}, s.logger)
 	if err != nil {
 		ln.Close()

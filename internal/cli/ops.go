@@ -204,7 +204,7 @@ func newJobCmd() *cobra.Command {
 			return nil
 		},
 	}
-	trigger.Flags().StringArray("param", nil, "parameter NAME=VALUE for this run (repeatable); replaces the job's parameters")
+	trigger.Flags().StringArray("param", nil, "parameter NAME=VALUE for this run (repeatable); adds to and overrides the job's parameters")
 	cmd.AddCommand(trigger)
 
 	for _, verb := range []string{"pause", "resume"} {

@@ -8,7 +8,7 @@
 // sequence leads. Every other candidate watches only the node just before its own, so a leader's departure
 // wakes exactly one candidate, not all of them (no herd effect). Children with other names are ignored.
 //
-// Fencing. A term's epoch is the leader node's sequence number. ZooKeeper numbers the children of one parent
+// Fencing. A term's epoch is the leader node's sequence number plus one (so every epoch is positive). ZooKeeper numbers the children of one parent
 // from a counter that only grows, so a node created later always has a larger number. Suppose leader L2
 // follows leader L1. When L1 led, its node n1 was the lowest existing one. Had n2 been created before n1,
 // it would have had a lower number and been there when n1 led (a candidate's node only disappears, it never

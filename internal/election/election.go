@@ -153,10 +153,10 @@ func (e *Election) Campaign(ctx context.Context) (*Term, error) {
 				continue
 			}
 			seq := candidates([]string{path.Base(e.node)})[0].seq
-			t := &Term{epoch: seq, session: e.nodeSession, node: e.node, done: make(chan struct{}), stop: make(chan struct{})}
+			t := &Term{epoch: epochOf(seq), session: e.nodeSession, node: e.node, done: make(chan struct{}), stop: make(chan struct{})}
 			e.term, e.led, handedOver = t, true, true
 			go t.watch(e.sess, sub, own, e.logger)
-			e.logger.Info("leading", "epoch", seq, "node", e.node)
+			e.logger.Info("leading", "epoch", epochOf(seq), "node", e.node)
 			return t, nil
 		}
 		select {
@@ -362,7 +362,7 @@ func (e *Election) leader() (Leader, string, error) {
 	if err != nil {
 		return Leader{}, "", fmt.Errorf("election: read %s: %w", p, err)
 	}
-	l := Leader{Epoch: cands[0].seq}
+	l := Leader{Epoch: epochOf(cands[0].seq)}
 	var nd nodeData
 	if err := json.Unmarshal(data, &nd); err != nil {
 		// Not written by this package: it still holds the first place, so it is reported, without an id.
@@ -373,8 +373,9 @@ func (e *Election) leader() (Leader, string, error) {
 	return l, p, nil
 }
 
-// Observe sends the current leader and then every change of leader (the same leader is not sent twice),
-// until ctx ends; then it closes the channel. A period without any candidate sends nothing.
+// Observe sends the current leader and then every change of leader, until ctx ends; then it closes the
+// channel. The zero Leader (ID "", Epoch 0) means that no candidate is left. The same leader is not sent
+// twice in a row, and a reader that falls behind gets the latest leader, not every one in between.
 func (e *Election) Observe(ctx context.Context) <-chan Leader {
 	ch := make(chan Leader)
 	go e.observe(ctx, ch)
@@ -383,8 +384,8 @@ func (e *Election) Observe(ctx context.Context) <-chan Leader {
 
 // observe runs Observe's loop on its own goroutine, which it alone owns; it ends with ctx (or the Session).
 // Since a new candidate always gets a larger sequence, the leader changes only when the leader's node goes:
-// it watches that one node, or the children while there is no leader. A send to a slow reader blocks the
-// loop, but the watch is already set, so the reader then gets the latest leader.
+// it watches that one node, or the children while there is no leader. The watch is set before the leader
+// is sent, so a change during a slow send is not missed.
 func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 	defer close(ch)
 	sub := e.sess.Subscribe()
@@ -399,14 +400,6 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 			var ok bool
 			if ok, _, w, err = conn.ExistsW(node); err == nil && !ok {
 				continue
-			}
-			if err == nil && (last == nil || !sameLeader(*last, l)) {
-				select {
-				case ch <- l:
-					last = &l
-				case <-ctx.Done():
-					return
-				}
 			}
 		case errors.Is(err, ErrNoLeader):
 			var children []string
@@ -430,6 +423,14 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 				return
 			}
 			continue
+		}
+		if last == nil || !sameLeader(*last, l) {
+			select {
+			case ch <- l:
+				last = &l
+			case <-ctx.Done():
+				return
+			}
 		}
 		select {
 		case <-w:
@@ -455,3 +456,7 @@ func drain(ch <-chan zksession.State) {
 		}
 	}
 }
+
+// epochOf is the epoch of a term led by the node with sequence seq. It is one more than the sequence so that
+// every real epoch is positive: 0 means "not bound to a term" on the wire, and must never pass a fence.
+func epochOf(seq int64) int64 { return seq + 1 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,6 +177,21 @@ func TestOneLeaderAndResignHandsOverWithLargerEpoch(t *testing.T) {
 		c.campaign()
 	}
 	ctx := context.Background()
+	observer := New(newSession(t, z), electionPath, "observer", nil, slog.New(slog.DiscardHandler))
+	obsCtx, stopObserving := context.WithCancel(ctx)
+	var (
+		mu       sync.Mutex
+		observed []Leader
+	)
+	observing := make(chan struct{})
+	go func() {
+		defer close(observing)
+		for l := range observer.Observe(obsCtx) {
+			mu.Lock()
+			observed = append(observed, l)
+			mu.Unlock()
+		}
+	}()
 	var epochs []int64
 	for len(cs) > 0 {
 		leader, term := firstLeader(t, 10*time.Second, cs...)
@@ -193,8 +209,26 @@ func TestOneLeaderAndResignHandsOverWithLargerEpoch(t *testing.T) {
 		cs = slices.DeleteFunc(cs, func(c *cand) bool { return c == leader })
 	}
 	t.Logf("epochs %v", epochs)
-	if _, err := New(newSession(t, z), electionPath, "x", nil, slog.New(slog.DiscardHandler)).Leader(ctx); !errors.Is(err, ErrNoLeader) {
+	if _, err := observer.Leader(ctx); !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("Leader() with no candidates: %v", err)
+	}
+
+	// The observer saw each leader in turn (perhaps after a first "none"), then none.
+	testenv.WaitFor(t, 5*time.Second, "observer to see that nobody leads", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(observed) > 0 && observed[len(observed)-1].ID == ""
+	})
+	stopObserving()
+	<-observing
+	var seenEpochs []int64
+	for _, l := range observed {
+		if l.ID != "" {
+			seenEpochs = append(seenEpochs, l.Epoch)
+		}
+	}
+	if !slices.Equal(seenEpochs, epochs) {
+		t.Fatalf("observed %+v, want epochs %v", observed, epochs)
 	}
 }
 
@@ -328,6 +362,9 @@ func TestGarbageChildrenAreIgnored(t *testing.T) {
 		t.Fatalf("Leader() over garbage = %v", err)
 	}
 	seen := observer.Observe(ctx)
+	if l := <-seen; l.ID != "" || l.Epoch != 0 {
+		t.Fatalf("observed %+v over garbage only, want the zero Leader", l)
+	}
 
 	value := []byte{0xff, 0xfe, 0x00, '{'} // not JSON, not UTF-8: opaque
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
@@ -402,7 +439,7 @@ func TestDeletingANonPredecessorChangesNothing(t *testing.T) {
 	if b.leading() || termC.Epoch() <= termA.Epoch() {
 		t.Fatalf("after a resigned: b leading %v, epoch %d after %d", b.leading(), termC.Epoch(), termA.Epoch())
 	}
-	if got := path.Base(electionPath + "/" + after["c"]); seqOf(got) != termC.Epoch() {
+	if got := path.Base(electionPath + "/" + after["c"]); epochOf(seqOf(got)) != termC.Epoch() {
 		t.Fatalf("epoch %d is not c's node %s", termC.Epoch(), got)
 	}
 }
@@ -459,7 +496,7 @@ func TestCampaignAdoptsTheNodeOfALostCreate(t *testing.T) {
 	a.e.pending = guid // what ensureNode records before a create whose answer never comes
 	a.campaign()
 	term := a.leads(5 * time.Second)
-	if term.Epoch() != seqOf(path.Base(lost)) {
+	if term.Epoch() != epochOf(seqOf(path.Base(lost))) {
 		t.Fatalf("epoch %d, the lost create made %s", term.Epoch(), lost)
 	}
 	children, _, err := sess.Conn().Children(electionPath)

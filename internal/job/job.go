@@ -10,9 +10,9 @@ import (
 // Spec is a job's definition, as stored and as shown by the API.
 type Spec struct {
 	Name     string            `json:"name" bson:"_id"`
-	Schedule string            `json:"schedule" bson:"schedule"`                     // cron with seconds, "@every 10s", "@daily", ...
+	Schedule string            `json:"schedule" bson:"schedule"`                       // cron with seconds, "@every 10s", "@daily", ...
 	TimeZone string            `json:"time_zone,omitempty" bson:"time_zone,omitempty"` // IANA name; empty means UTC
-	Handler  string            `json:"handler" bson:"handler"`                       // "shell", or a Go handler name a client serves
+	Handler  string            `json:"handler" bson:"handler"`                         // "shell", or a Go handler name a client serves
 	Params   map[string]string `json:"params,omitempty" bson:"params,omitempty"`
 	Timeout  Duration          `json:"timeout,omitempty" bson:"timeout,omitempty"`
 	Contacts []string          `json:"contacts,omitempty" bson:"contacts,omitempty"`

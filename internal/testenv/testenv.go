@@ -214,4 +214,5 @@ type T interface {
 	Cleanup(func())
 	TempDir() string
 	Logf(format string, args ...any)
+	Failed() bool
 }

@@ -246,4 +246,3 @@ func (o *Outbox) Close() {
 	}
 	o.order = nil
 }
-
