@@ -43,16 +43,21 @@ type leader struct {
 }
 
 type entry struct {
-	spec  job.Spec
-	sched *schedule.Schedule
-	next  time.Time
-	gen   int
+	spec   job.Spec
+	sched  *schedule.Schedule
+	next   time.Time
+	gen    int
+	loaded time.Time // when this definition was installed
 }
 
 // Notes sent to the leader loop.
 type (
 	clientsChanged struct{}
 	jobChanged     struct{ name string }
+	jobsSnapshot   struct {
+		specs []job.Spec
+		taken time.Time
+	}
 	triggerRequest struct {
 		name   string
 		params map[string]string
@@ -102,8 +107,7 @@ func (l *leader) run(ctx context.Context) error {
 	defer timer.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	resync := time.NewTicker(15 * time.Second)
-	defer resync.Stop()
+	go l.resyncJobs(ctx)
 	for {
 		l.resetTimer(timer)
 		var err error
@@ -114,8 +118,6 @@ func (l *leader) run(ctx context.Context) error {
 			err = l.fireDue(ctx)
 		case <-tick.C:
 			err = l.checkFlights(ctx)
-		case <-resync.C:
-			err = l.syncJobs(ctx, false)
 		case n := <-l.notes:
 			err = l.handle(ctx, n)
 		}
@@ -135,7 +137,7 @@ func (l *leader) establish(ctx context.Context) error {
 		return fmt.Errorf("leader: claim epoch %d: %w", l.epoch, err)
 	}
 	l.rebuildEligibility()
-	if err := l.syncJobs(ctx, true); err != nil {
+	if err := l.loadJobs(ctx); err != nil {
 		return err
 	}
 	now := l.s.now()
@@ -153,33 +155,62 @@ func (l *leader) establish(ctx context.Context) error {
 	return nil
 }
 
-// syncJobs makes l.jobs match the store. A job whose definition changed gets its next firing recomputed
-// from now; at establishment catchUp handles the past.
-func (l *leader) syncJobs(ctx context.Context, establishing bool) error {
+// loadJobs loads every job at establishment.
+func (l *leader) loadJobs(ctx context.Context) error {
 	specs, err := l.s.store.ListJobs(ctx)
 	if err != nil {
 		l.s.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
-		if establishing {
-			return fmt.Errorf("leader: load jobs: %w", err)
-		}
-		l.logger.Warn("job resync failed", "err", err)
-		return nil
+		return fmt.Errorf("leader: load jobs: %w", err)
 	}
+	l.applyJobs(specs, time.Time{})
+	return nil
+}
+
+// resyncJobs reloads every job now and then, off the loop (a full read is slow on FerretDB), so that a change
+// made behind the leader's back (another tool writing the store, a lost notification) is picked up.
+func (l *leader) resyncJobs(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		taken := l.s.now()
+		specs, err := l.s.store.ListJobs(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.s.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
+				l.logger.Warn("job resync failed", "err", err)
+			}
+			continue
+		}
+		l.notify(jobsSnapshot{specs: specs, taken: taken})
+	}
+}
+
+// applyJobs makes l.jobs match specs. A job whose definition changed gets its next firing recomputed from
+// now; at establishment catchUp handles the past. A snapshot taken at a given time (not zero) may be older
+// than a change the loop has applied since, so it never replaces a newer version and never removes a job
+// loaded after it was taken.
+func (l *leader) applyJobs(specs []job.Spec, taken time.Time) {
 	seen := make(map[string]bool, len(specs))
 	now := l.s.now()
 	for _, spec := range specs {
 		seen[spec.Name] = true
-		if e, ok := l.jobs[spec.Name]; ok && e.spec.Version == spec.Version && e.spec.Paused == spec.Paused {
-			continue
+		if e, ok := l.jobs[spec.Name]; ok {
+			if e.spec.Version == spec.Version || (!taken.IsZero() && e.spec.Version > spec.Version) {
+				continue
+			}
 		}
 		l.setJob(spec, now)
 	}
-	for name := range l.jobs {
-		if !seen[name] {
+	for name, e := range l.jobs {
+		if !seen[name] && (taken.IsZero() || e.loaded.Before(taken)) {
 			l.removeJob(name)
 		}
 	}
-	return nil
 }
 
 // setJob installs or replaces a job and schedules its next firing after now.
@@ -196,7 +227,7 @@ func (l *leader) setJob(spec job.Spec, now time.Time) {
 		e = &entry{}
 		l.jobs[spec.Name] = e
 	}
-	e.spec, e.sched = spec, sched
+	e.spec, e.sched, e.loaded = spec, sched, now
 	e.gen++
 	e.next = time.Time{}
 	if spec.Paused {
@@ -373,6 +404,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.rebuildEligibility()
 		l.applyDeclarations(ctx)
 		return l.dispatchWaiting(l.s.now())
+	case jobsSnapshot:
+		l.applyJobs(n.specs, n.taken)
 	case jobChanged:
 		spec, err := l.s.store.GetJob(ctx, n.name)
 		switch {
