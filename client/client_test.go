@@ -58,7 +58,7 @@ func TestClientDecidesEachDispatchOnce(t *testing.T) {
 		capacity   int
 		dispatches []*wire.Dispatch
 		// expectations
-		runs                                     int64
+		runs                                      int64
 		accepted, refused, duplicates, staleEpoch int64
 	}{
 		"runs a dispatch": {
