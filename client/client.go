@@ -46,8 +46,9 @@ type Client struct {
 	mu       sync.Mutex
 	handlers map[string]HandlerFunc
 	declared []job.Spec
-	seen     map[string]decision // execution id -> what we answered
-	pending  map[string]*pendingResult
+	seen     map[string]decision       // execution id -> what we answered
+	pending  map[string]*pendingResult // results not yet confirmed by a receipt
+	acks     map[string]*pendingResult // accepted acks not yet confirmed by a receipt
 	running  int
 
 	maxEpoch atomic.Int64
@@ -64,7 +65,7 @@ type decision struct {
 	accepted bool
 	reason   string
 	attempt  int
-	at       time.Time
+	acceptBy time.Time
 }
 
 type pendingResult struct {
@@ -91,6 +92,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		handlers: map[string]HandlerFunc{},
 		seen:     map[string]decision{},
 		pending:  map[string]*pendingResult{},
+		acks:     map[string]*pendingResult{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -252,6 +254,9 @@ func (c *Client) receive(frame []byte) {
 		for _, id := range x.ExecIDs {
 			delete(c.pending, id)
 		}
+		for _, id := range x.Acked {
+			delete(c.acks, id)
+		}
 		c.mu.Unlock()
 	default:
 		c.stats.Dropped.Add(1)
@@ -283,7 +288,7 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 		reason = fmt.Sprintf("at capacity (%d running)", c.running)
 	}
 	accepted := h != nil && reason == ""
-	c.seen[d.ExecID] = decision{accepted: accepted, reason: reason, attempt: d.Attempt, at: now}
+	c.seen[d.ExecID] = decision{accepted: accepted, reason: reason, attempt: d.Attempt, acceptBy: d.AcceptBy}
 	if accepted {
 		c.running++
 	}
@@ -313,14 +318,24 @@ func (c *Client) resolve(d *wire.Dispatch) (HandlerFunc, string) {
 	return nil, fmt.Sprintf("no handler %q on this client", d.Handler)
 }
 
+// ack answers a dispatch. An accepted ack is kept and sent again until a server confirms it is recorded:
+// a new leader that finds an execution without a recorded ack may give it to another client.
 func (c *Client) ack(d *wire.Dispatch, accepted bool, reason string) {
+	now := c.now()
 	frame, err := wire.Encode(&wire.Ack{
-		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: c.now()},
-		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Accepted: accepted, Reason: reason, At: c.now(),
+		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: now},
+		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Accepted: accepted, Reason: reason, At: now,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode ack", "execution", d.ExecID, "err", err)
 		return
+	}
+	if accepted {
+		c.mu.Lock()
+		if _, done := c.pending[d.ExecID]; !done {
+			c.acks[d.ExecID] = &pendingResult{frame: frame, sentAt: now}
+		}
+		c.mu.Unlock()
 	}
 	if _, err := c.outbox.SendAny(frame); err != nil {
 		// The leader re-sends the dispatch and gets the same answer then.
@@ -366,6 +381,7 @@ func (c *Client) execute(d *wire.Dispatch, h HandlerFunc) {
 	})
 	c.mu.Lock()
 	c.running--
+	delete(c.acks, d.ExecID) // the result says more than the ack
 	if encErr == nil {
 		c.pending[d.ExecID] = &pendingResult{frame: frame, sentAt: finished}
 	}
@@ -386,7 +402,8 @@ func safeCall(ctx context.Context, h HandlerFunc, jc JobContext) (err error) {
 	return h(ctx, jc)
 }
 
-// resendLoop sends results again until a server confirms them, and forgets old answers to dispatches.
+// resendLoop sends acks and results again until a server confirms them, and forgets old answers to
+// dispatches.
 func (c *Client) resendLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.ResultRetry / 2)
 	defer t.Stop()
@@ -399,15 +416,19 @@ func (c *Client) resendLoop(ctx context.Context) {
 		now := c.now()
 		var frames [][]byte
 		c.mu.Lock()
-		for _, p := range c.pending {
-			if now.Sub(p.sentAt) >= c.cfg.ResultRetry {
-				p.sentAt = now
-				frames = append(frames, p.frame)
+		for _, m := range []map[string]*pendingResult{c.acks, c.pending} {
+			for _, p := range m {
+				if now.Sub(p.sentAt) >= c.cfg.ResultRetry {
+					p.sentAt = now
+					frames = append(frames, p.frame)
+				}
 			}
 		}
-		// A dispatch can only be re-sent until its accept-by plus the leader's grace; an hour is far past it.
+		// The same dispatch is re-sent only until its accept-by; after that the leader knows our answer
+		// (the ack is re-sent until recorded) or gives the execution to another client. A minute past
+		// accept-by is far beyond any re-send.
 		for id, d := range c.seen {
-			if now.Sub(d.at) > time.Hour {
+			if now.Sub(d.acceptBy) > time.Minute {
 				delete(c.seen, id)
 			}
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 // intake receives what clients report (acks, results), records it in the store in batches, tells the
-// client which results are safely recorded (receipts) and passes the reports on to the leader: to this
+// client which reports are safely recorded (receipts) and passes the reports on to the leader: to this
 // server's leader loop when it leads, otherwise to the leading server over ZeroMQ.
 //
 // Concurrency: receive runs on the inbox goroutine and only decodes and queues; run's goroutine owns the
@@ -149,24 +149,34 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 			in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
 		}
 	}
-	receipts := map[string][]string{}
+	receipts := map[string]*wire.Receipt{}
+	receipt := func(client string) *wire.Receipt {
+		r := receipts[client]
+		if r == nil {
+			r = &wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: in.s.now()}}
+			receipts[client] = r
+		}
+		return r
+	}
 	lead := in.s.lead.Load()
 	for _, m := range batch {
 		switch x := m.msg.(type) {
 		case *wire.Ack:
+			if recorded && x.Accepted && x.Via == "" {
+				receipt(x.From).Acked = append(receipt(x.From).Acked, x.ExecID)
+			}
 			in.toLeader(lead, ackNote{ack: x}, m)
 		case *wire.Result:
 			if recorded && x.Via == "" {
-				receipts[x.From] = append(receipts[x.From], x.ExecID)
+				receipt(x.From).ExecIDs = append(receipt(x.From).ExecIDs, x.ExecID)
 				in.s.metrics.finished.WithLabelValues(string(x.Result.Status)).Inc()
 			}
 			in.toLeader(lead, resultNote{result: x}, m)
 		}
 	}
-	for client, ids := range receipts {
-		frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: in.s.now()}, ExecIDs: ids})
-		if err == nil {
-			_ = in.s.outbox.Send(client, frame) // a lost receipt only makes the client send the result again
+	for client, r := range receipts {
+		if frame, err := wire.Encode(r); err == nil {
+			_ = in.s.outbox.Send(client, frame) // a lost receipt only makes the client send the report again
 		}
 	}
 }

@@ -194,11 +194,12 @@ type Result struct {
 	FinishedAt time.Time  `json:"finished_at"`
 }
 
-// Receipt tells a client that the results of these executions are durably recorded, so it stops
-// re-sending them. Required: From, and at least one ExecID, none empty.
+// Receipt tells a client that the results (ExecIDs) or the acks (Acked) of these executions are durably
+// recorded, so it stops re-sending them. Required: From, and at least one id in either list, none empty.
 type Receipt struct {
 	Header
 	ExecIDs []string `json:"exec_ids"`
+	Acked   []string `json:"acked,omitempty"`
 }
 
 // Heartbeat tells servers a client is alive and how loaded it is. Required: From; Running and Capacity
@@ -356,6 +357,9 @@ func normalize(m Message) {
 		if len(m.ExecIDs) == 0 {
 			m.ExecIDs = nil
 		}
+		if len(m.Acked) == 0 {
+			m.Acked = nil
+		}
 	}
 }
 
@@ -405,12 +409,17 @@ func validate(m Message) string {
 			return fmt.Sprintf("attempt %d is negative", m.Attempt)
 		}
 	case *Receipt:
-		if len(m.ExecIDs) == 0 {
-			return "exec_ids is required"
+		if len(m.ExecIDs) == 0 && len(m.Acked) == 0 {
+			return "exec_ids or acked is required"
 		}
 		for i, id := range m.ExecIDs {
 			if id == "" {
 				return fmt.Sprintf("exec_ids[%d] is empty", i)
+			}
+		}
+		for i, id := range m.Acked {
+			if id == "" {
+				return fmt.Sprintf("acked[%d] is empty", i)
 			}
 		}
 	case *Heartbeat:

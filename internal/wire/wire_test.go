@@ -34,7 +34,7 @@ var (
 		Result:    job.Result{Status: job.StateFailed, ExitCode: 2, Duration: job.Duration(59 * time.Second), Output: "pg_dump: error", Error: "exit status 2"},
 		StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(time.Minute),
 	}
-	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}}
+	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}, Acked: []string{"c@3"}}
 	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: 3, Capacity: 8}
 )
 
@@ -161,7 +161,7 @@ func TestDecodeErrors(t *testing.T) {
 		"ack without at":              {frame: frameOf(1, KindAck, `{"from":"c","exec_id":"e","job":"j"}`), err: ErrPayload, msg: "wire: ack: at is required"},
 		"result without exec_id":      {frame: frameOf(1, KindResult, `{"from":"c","job":"j"}`), err: ErrPayload, msg: "wire: result: exec_id is required"},
 		"result negative attempt":     {frame: frameOf(1, KindResult, `{"from":"c","exec_id":"e","job":"j","attempt":-2}`), err: ErrPayload, msg: "wire: result: attempt -2 is negative"},
-		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids is required"},
+		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids or acked is required"},
 		"receipt with an empty id":    {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a",""]}`), err: ErrPayload, msg: "wire: receipt: exec_ids[1] is empty"},
 		"heartbeat negative capacity": {frame: frameOf(1, KindHeartbeat, `{"from":"c","capacity":-1}`), err: ErrPayload, msg: "wire: heartbeat: capacity -1 is negative"},
 		"bad time":                    {frame: frameOf(1, KindHeartbeat, `{"from":"c","sent_at":"yesterday"}`), err: ErrPayload, msg: `wire: heartbeat payload: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`},
