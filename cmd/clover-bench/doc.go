@@ -1,0 +1,27 @@
+// Command clover-bench is Clover's load driver: it starts real clusters with the integration harness
+// (ZooKeeper, FerretDB, `clover server` and `clover client` processes, plus clients embedded in this
+// process where a scenario needs Go handlers), drives them and prints one table of figures per scenario.
+// The figures are measurements, not pass/fail: each is printed beside the aim it is compared with.
+//
+//	go run ./cmd/clover-bench                     # every scenario at the issue's scale (about 5 minutes)
+//	go run ./cmd/clover-bench -quick              # 10x fewer jobs, short windows
+//	go run ./cmd/clover-bench -scenario burst -jobs 2000 -v
+//
+// Scenarios:
+//
+//   - shell: 1,000 shell jobs (`true`) every second on 1 server and 2 `clover client` processes. Executions
+//     per second fired and finished against those scheduled, fire lateness from the leader's histogram,
+//     server memory over the window.
+//   - gofunc: 5,000 no-op Go-function jobs every second on 1 server and 4 clients embedded in this process;
+//     handler runs per second, and beside it the store's own bulk insert rate.
+//   - burst: 10,000 one-shot (@at) jobs due in the same second on 4 embedded clients: how long until every
+//     one has started, and whether any was dropped or ran twice.
+//   - failover: 2 servers; time from SIGKILL, and from SIGTERM (the leader resigns), of the leader until
+//     the standby leads.
+//
+// Everything the run starts (processes, temp dirs, embedded clients) is stopped and removed when it ends,
+// when a step fails and on Ctrl-C or SIGTERM (a second one exits at once).
+//
+// Files: main.go wires flags to scenarios; env.go is the testenv.T a non-test program supplies; jobs.go
+// creates jobs; metrics.go reads /metrics and /proc; report.go prints tables; one file per scenario.
+package main

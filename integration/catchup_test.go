@@ -1,0 +1,62 @@
+package integration
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/testenv"
+)
+
+// All servers down for longer than the misfire threshold: when one comes back, the times missed by more
+// than the threshold are replaced by one catch-up run, the recent ones run each, and nothing runs twice.
+func TestAllServersDownCatchUpOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	const threshold = 3 * time.Second
+	c := StartCluster(t, Options{Servers: 1, Clients: 1, ServerEnv: []string{"CLOVER_MISFIRE_THRESHOLD=" + threshold.String()}})
+	l := newLedger(t)
+	c.CreateJob(l.job("tick", "@every 1s"))
+	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	l.waitRunAfter(t, c, start, 30*time.Second)
+
+	srv := c.Servers[0]
+	srv.Kill()
+	killed := time.Now()
+	var lastBefore time.Time
+	for _, r := range l.runs(t) {
+		if r.scheduled.After(lastBefore) {
+			lastBefore = r.scheduled
+		}
+	}
+	// Stay down well past the threshold.
+	testenv.Poll(3*threshold, func() bool { return false })
+	restarted := time.Now()
+	c.Start(srv)
+	c.WaitLeader(20 * time.Second)
+	end := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	l.waitComplete(t, c, restarted.Add(time.Second).Truncate(time.Second), end, 30*time.Second)
+
+	runs := l.runs(t)
+	checkEverySecondOnce(t, runs, start, lastBefore)
+	// Times that were certainly past the threshold when the server came back: one catch-up run in all.
+	misfired := slices.DeleteFunc(slices.Clone(runs), func(r run) bool {
+		return !r.scheduled.After(lastBefore) || !r.scheduled.Before(restarted.Add(-threshold))
+	})
+	if len(misfired) != 1 {
+		t.Fatalf("%d runs for the times missed between %s and %s, want 1 catch-up run: %v (down since %s)",
+			len(misfired), lastBefore.Format(time.TimeOnly), restarted.Add(-threshold).Format(time.TimeOnly), misfired, killed.Format(time.TimeOnly))
+	}
+	e, err := c.Store().GetExecution(t.Context(), misfired[0].execID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Trigger != job.TriggerCatchUp {
+		t.Errorf("the run for the missed times has trigger %q, want %q", e.Trigger, job.TriggerCatchUp)
+	}
+	if v, err := c.Metric(srv, "clover_misfires_total"); err != nil || v != 1 {
+		t.Errorf("clover_misfires_total = %v (%v), want 1", v, err)
+	}
+}
