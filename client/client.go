@@ -274,7 +274,9 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 	now := c.now()
 
 	c.mu.Lock()
-	if prev, ok := c.seen[d.ExecID]; ok {
+	// An execution runs here at most once: a dispatch seen before gets the same answer, unless it was
+	// refused and this is a later attempt (the leader offers it again, say after capacity freed up).
+	if prev, ok := c.seen[d.ExecID]; ok && (prev.accepted || d.Attempt <= prev.attempt) {
 		c.mu.Unlock()
 		c.stats.Duplicates.Add(1)
 		c.ack(d, prev.accepted, prev.reason)

@@ -208,3 +208,26 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func asExit(err error, target *interface{ ExitCode() int }) bool { return errors.As(err, target) }
+
+func TestARefusedExecutionMayBeAcceptedOnALaterAttempt(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	c, runs, release := newTestClient(t, now, 1)
+	later := now.Add(time.Minute)
+	c.onDispatch(dispatch("busy", "work", 1, later)) // takes the only slot
+	second := dispatch("x", "work", 1, later)
+	c.onDispatch(second) // refused: at capacity
+	close(release)
+	waitFor(t, func() bool { return c.PendingResults() == 1 }) // the slot is free again
+	c.onDispatch(second) // the same attempt again: still refused
+	retry := dispatch("x", "work", 1, later)
+	retry.Attempt = 2
+	c.onDispatch(retry) // a new attempt: accepted
+	waitFor(t, func() bool { return runs.Load() == 2 })
+	if got := c.Stats().Refused.Load(); got != 1 {
+		t.Fatalf("refused = %d, want 1", got)
+	}
+	c.onDispatch(retry) // and never run twice
+	if got := runs.Load(); got != 2 {
+		t.Fatalf("runs = %d, want 2", got)
+	}
+}

@@ -73,7 +73,7 @@ func storeStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errUnconfirmed):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -247,8 +247,10 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 	now := s.now().UTC()
 	spec.Source, spec.Version = "api", cur.Version+1
 	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = cur.CreatedAt, now, cur.ActiveSince
-	if cur.Paused != spec.Paused && !spec.Paused {
-		spec.ActiveSince = now
+	// Pausing is done by pause and resume only, so that a PUT that leaves the field out does not resume.
+	spec.Paused = cur.Paused
+	if spec.Schedule != cur.Schedule || spec.TimeZone != cur.TimeZone {
+		spec.ActiveSince = now // the new schedule owes nothing from before it existed
 	}
 	if err := s.store.ReplaceJob(r.Context(), spec, expect); err != nil {
 		writeError(w, storeStatus(err), err)

@@ -2,57 +2,60 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
-	"github.com/clover-sched/clover/internal/schedule"
-	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
-// flight is an execution the leader has fired and not yet seen finish.
+// flight is an execution the leader has fired (or inherited) and not yet seen finish.
 //
-// The rules that keep an execution from running twice:
-//   - a dispatch carries an accept-by instant; a client refuses to start it later than that;
-//   - without an ack, the same frame goes again to the same client (it deduplicates by execution id);
-//   - only after accept-by plus a grace of AckTimeout may the execution go to another client, because the
-//     first client can no longer start it;
-//   - executions inherited from an earlier term wait for heldTill for the same reason: the old leader may
-//     have dispatched them, and we do not know to whom.
+// The rules that keep an execution from running on two clients:
+//   - a dispatch carries an accept-by instant; a client never starts it after that instant, and answers a
+//     re-sent dispatch with its first answer (it runs an execution id at most once);
+//   - while the client it was sent to is registered, the leader only ever sends it the same frame again
+//     (every AckTimeout) until the client acknowledges or refuses it: silence is not a refusal, a late ack
+//     is still an ack;
+//   - it goes to another client only after an explicit refusal, or when the client has left the registry
+//     and accept-by plus AckTimeout has passed, so that it can no longer start it;
+//   - an execution inherited from an earlier term waits (heldUntil) until any dispatch of that term is past
+//     its accept-by, since we cannot know to whom it was sent.
+//
+// Each new dispatch (to a client, after a refusal or a departure) is a new attempt.
 type flight struct {
 	exec      job.Execution
-	attempt   int
-	client    string // the client it was last sent to (or that acked it); "" while waiting for one
+	attempt   int    // the attempt last dispatched
+	client    string // the client it was last sent to (or that acked it); "" while it waits for one
 	frame     []byte
 	sentAt    time.Time
 	acceptBy  time.Time
 	acked     bool
-	inherited bool
-	lostAt    time.Time // when the running client was first seen gone
+	ackedAt   time.Time
+	heldUntil time.Time
+	lostAt    time.Time            // when its running client was first seen gone
+	refused   map[string]time.Time // client -> when it refused
 	sentOnce  bool
 }
 
-// dispatch sends f to a client that serves its job, in round-robin order, skipping exclude. It returns
-// false when no client took it; the execution then waits and is tried again on every tick and registry
-// change.
-func (l *leader) dispatch(f *flight, now time.Time, exclude string) bool {
-	if f.inherited && now.Before(l.heldTill) {
+// refuseBackoff is how long a client that refused an execution is not offered it again.
+const refuseBackoff = time.Second
+
+// dispatch sends f, as a new attempt, to a client that serves its job, in round-robin order. It returns
+// false when no client took it; the execution then waits and is tried again on every tick.
+func (l *leader) dispatch(f *flight, now time.Time) bool {
+	if now.Before(f.heldUntil) || !l.confirmed() {
 		return false
 	}
-	cands := l.candidates(f.exec)
-	if exclude != "" && len(cands) > 1 {
-		cands = slices.DeleteFunc(slices.Clone(cands), func(id string) bool { return id == exclude })
-	}
+	cands := slices.DeleteFunc(slices.Clone(l.candidates(f.exec)), func(id string) bool {
+		at, ok := f.refused[id]
+		return ok && now.Sub(at) < refuseBackoff
+	})
 	if len(cands) == 0 {
 		f.client = ""
 		return false
 	}
+	attempt := f.attempt + 1
 	acceptBy := now.Add(l.s.cfg.AcceptWindow)
 	frame, err := wire.Encode(&wire.Dispatch{
 		Header:      wire.Header{From: l.s.cfg.ID, Epoch: l.epoch, SentAt: now},
@@ -62,14 +65,14 @@ func (l *leader) dispatch(f *flight, now time.Time, exclude string) bool {
 		Params:      f.exec.Params,
 		Timeout:     f.exec.Timeout,
 		ScheduledAt: f.exec.ScheduledAt,
-		Attempt:     f.attempt,
+		Attempt:     attempt,
 		Trigger:     f.exec.Trigger,
 		AcceptBy:    acceptBy,
 	})
 	if err != nil {
 		// Only an oversized frame (huge params) gets here; it can never be sent, so end it as failed.
 		l.logger.Error("cannot encode dispatch", "execution", f.exec.ID, "err", err)
-		l.finishLocally(f, "dispatch could not be encoded: "+err.Error())
+		l.endLocally(f, job.EventFinished, "dispatch could not be encoded: "+err.Error())
 		return false
 	}
 	start := l.rr[f.exec.Job]
@@ -86,7 +89,7 @@ func (l *leader) dispatch(f *flight, now time.Time, exclude string) bool {
 			l.s.metrics.redispatches.Inc()
 		}
 		l.s.metrics.dispatches.Inc()
-		f.client, f.frame, f.sentAt, f.acceptBy = c, frame, now, acceptBy
+		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
 		return true
 	}
 	f.client = ""
@@ -108,8 +111,9 @@ func (l *leader) candidates(e job.Execution) []string {
 }
 
 func (l *leader) rebuildEligibility() {
-	l.byJob, l.byHandle = map[string][]string{}, map[string][]string{}
+	l.byJob, l.byHandle, l.live = map[string][]string{}, map[string][]string{}, map[string]bool{}
 	for _, m := range l.s.clients.Members() { // sorted by id
+		l.live[m.ID] = true
 		for _, j := range m.Jobs {
 			l.byJob[j] = append(l.byJob[j], m.ID)
 		}
@@ -117,46 +121,45 @@ func (l *leader) rebuildEligibility() {
 			l.byHandle[h] = append(l.byHandle[h], m.ID)
 		}
 	}
+	for name := range l.rr {
+		if _, ok := l.jobs[name]; !ok {
+			delete(l.rr, name)
+		}
+	}
 }
 
 // checkFlights runs on every tick: it retries firings the store refused, sends what waits for a client,
-// re-sends what was not acknowledged and hands on what a client can no longer start.
+// re-sends what was not acknowledged, hands on what a departed client can no longer start, and gives up
+// on running executions whose client left for good.
 func (l *leader) checkFlights(ctx context.Context) error {
 	now := l.s.now()
-	if len(l.unsaved) > 0 {
-		execs := l.unsaved
-		l.unsaved = nil
-		if err := l.fire(ctx, execs, now); err != nil {
-			return err
-		}
+	if err := l.retryUnsaved(ctx, now); err != nil {
+		return err
 	}
 	if len(l.flights) > 0 && !l.confirmed() {
 		return errUnconfirmed
 	}
+	lostAfter := l.s.cfg.ZooKeeper.SessionTimeout + l.s.cfg.AckTimeout
 	waiting := 0
 	for _, f := range l.flights {
-		_, alive := l.s.clients.Member(f.client)
 		switch {
 		case f.acked:
-			if alive {
+			if l.live[f.client] {
 				f.lostAt = time.Time{}
-				continue
-			}
-			if f.lostAt.IsZero() {
+			} else if f.lostAt.IsZero() {
 				f.lostAt = now
-			} else if now.Sub(f.lostAt) > l.s.cfg.AckTimeout {
-				l.finishLocally(f, "client "+f.client+" was lost while running it")
+			} else if now.Sub(f.lostAt) > lostAfter {
+				l.endLocally(f, job.EventLost, "client "+f.client+" left the cluster while running it")
 			}
 		case f.client == "":
-			if !l.dispatch(f, now, "") {
+			if !l.dispatch(f, now) {
 				waiting++
 			}
-		case now.After(f.acceptBy.Add(l.s.cfg.AckTimeout)):
-			// The client can no longer start it: another may.
-			if !l.dispatch(f, now, f.client) {
+		case !l.live[f.client]:
+			if now.After(f.acceptBy.Add(l.s.cfg.AckTimeout)) && !l.dispatch(f, now) {
 				waiting++
 			}
-		case alive && now.Sub(f.sentAt) >= l.s.cfg.AckTimeout:
+		case now.Sub(f.sentAt) >= l.s.cfg.AckTimeout:
 			if err := l.s.outbox.Send(f.client, f.frame); err == nil {
 				f.sentAt = now
 				l.s.metrics.redispatches.Inc()
@@ -165,128 +168,86 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	}
 	l.s.metrics.inflight.Set(float64(len(l.flights)))
 	l.s.metrics.waiting.Set(float64(waiting))
+	l.reconcile(ctx, now)
 	return nil
 }
 
-func (l *leader) dispatchWaiting(now time.Time) error {
-	for _, f := range l.flights {
-		if !f.acked && f.client == "" {
-			l.dispatch(f, now, "")
+// reconcile checks, now and then and off the loop, whether executions the loop believes running have in
+// fact finished: a result note can be lost (a relay to a server that just stopped leading, a full queue),
+// and the client stops re-sending once any server has recorded the result.
+func (l *leader) reconcile(ctx context.Context, now time.Time) {
+	if l.reconciling || now.Sub(l.lastReconcile) < reconcileEvery {
+		return
+	}
+	l.lastReconcile = now
+	var ids []string
+	for id, f := range l.flights {
+		if f.acked && now.Sub(f.ackedAt) > reconcileEvery {
+			ids = append(ids, id)
 		}
 	}
-	return nil
+	if len(ids) == 0 {
+		return
+	}
+	l.reconciling = true
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+		defer cancel()
+		execs, err := l.s.store.ExecutionsByID(sctx, ids)
+		var finished []string
+		if err == nil {
+			for _, e := range execs {
+				if e.State.Terminal() {
+					finished = append(finished, e.ID)
+				}
+			}
+		}
+		l.notify(reconciledNote{finished: finished})
+	}()
 }
 
-// finishLocally records the end of an execution that no client will report, and forgets it.
-func (l *leader) finishLocally(f *flight, reason string) {
-	now := l.s.now().UTC()
+// endLocally records the end of an execution that no client will report, and forgets it. kind is
+// EventLost when the client may yet report (its report then wins), EventFinished when nothing ever will.
+func (l *leader) endLocally(f *flight, kind job.EventKind, reason string) {
 	ev := job.Event{
-		ID: job.EventID(f.exec.ID, job.EventFinished, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job,
-		Kind: job.EventFinished, Attempt: f.attempt, Client: f.client, At: now,
+		ID: job.EventID(f.exec.ID, kind, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job,
+		Kind: kind, Attempt: f.attempt, Client: f.client, At: l.s.now().UTC(),
 		Result: &job.Result{Status: job.StateFailed, ExitCode: -1, Error: reason},
 	}
 	l.s.intake.persist(ev)
 	l.logger.Warn("execution failed by the leader", "execution", f.exec.ID, "reason", reason)
-	l.s.metrics.finished.WithLabelValues(string(job.StateFailed)).Inc()
+	status := string(job.StateFailed)
+	if kind == job.EventLost {
+		status = "lost"
+	}
+	l.s.metrics.finished.WithLabelValues(status).Inc()
 	delete(l.flights, f.exec.ID)
 }
 
 func (l *leader) onAck(a *wire.Ack) {
 	f, ok := l.flights[a.ExecID]
-	if !ok || a.Attempt != f.attempt {
+	if !ok {
 		return
 	}
 	if a.Accepted {
-		f.acked, f.client, f.lostAt = true, a.From, time.Time{}
+		// Whatever attempt it answers, the execution runs there.
+		if !f.acked {
+			f.acked, f.ackedAt = true, l.s.now()
+		}
+		f.client, f.lostAt = a.From, time.Time{}
 		return
 	}
-	l.logger.Info("client refused execution", "execution", a.ExecID, "client", a.From, "reason", a.Reason)
-	if f.acked {
-		return
+	if f.acked || a.Attempt != f.attempt || a.From != f.client {
+		return // a stale refusal
 	}
-	l.dispatch(f, l.s.now(), a.From)
+	l.logger.Debug("client refused execution", "execution", a.ExecID, "client", a.From, "reason", a.Reason)
+	if f.refused == nil {
+		f.refused = map[string]time.Time{}
+	}
+	f.refused[a.From] = l.s.now()
+	f.client = "" // the next tick offers it to another client, or to this one after refuseBackoff
 }
 
-func (l *leader) onResult(r *wire.Result) {
-	if _, ok := l.flights[r.ExecID]; ok {
-		delete(l.flights, r.ExecID)
-	}
-}
-
-// applyDeclarations records the jobs that clients declare in their registration. A declaration creates the
-// job if it does not exist and updates it if the stored job came from a declaration too; a job created or
-// edited through the API is never overwritten by a client.
-func (l *leader) applyDeclarations(ctx context.Context) {
-	for _, m := range l.s.clients.Members() {
-		if len(m.Declared) == 0 {
-			continue
-		}
-		var specs []job.Spec
-		if err := json.Unmarshal(m.Declared, &specs); err != nil {
-			l.logger.Warn("client declared jobs that do not decode; ignored", "client", m.ID, "err", err)
-			continue
-		}
-		for _, spec := range specs {
-			fp := fingerprint(spec)
-			if l.declared[spec.Name] == fp {
-				continue
-			}
-			if err := l.applyDeclaration(ctx, m.ID, spec); err != nil {
-				l.logger.Warn("declared job not applied", "client", m.ID, "job", spec.Name, "err", err)
-				continue
-			}
-			l.declared[spec.Name] = fp
-		}
-	}
-}
-
-func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job.Spec) error {
-	if err := spec.Validate(); err != nil {
-		return err
-	}
-	if _, err := schedule.Parse(spec.Schedule, spec.TimeZone); err != nil {
-		return err
-	}
-	now := l.s.now().UTC()
-	cur, err := l.s.store.GetJob(ctx, spec.Name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		spec.Source, spec.Version = "client:"+clientID, 1
-		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
-		spec.Paused = false
-		if err := l.s.store.CreateJob(ctx, spec); err != nil && !errors.Is(err, store.ErrExists) {
-			return err
-		}
-	case err != nil:
-		return err
-	case !strings.HasPrefix(cur.Source, "client:"):
-		return nil // owned by the API
-	case fingerprint(cur) == fingerprint(spec):
-		return nil
-	default:
-		spec.Source, spec.Version = "client:"+clientID, cur.Version+1
-		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = cur.CreatedAt, now, cur.ActiveSince
-		spec.Paused = cur.Paused
-		if err := l.s.store.ReplaceJob(ctx, spec, cur.Version); err != nil {
-			return err
-		}
-	}
-	stored, err := l.s.store.GetJob(ctx, spec.Name)
-	if err != nil {
-		return err
-	}
-	l.setJob(stored, now)
-	return nil
-}
-
-// fingerprint identifies what a declaration says, ignoring bookkeeping fields.
-func fingerprint(s job.Spec) string {
-	b, _ := json.Marshal(struct {
-		Schedule, TimeZone, Handler string
-		Params                      map[string]string
-		Timeout                     job.Duration
-		Contacts                    []string
-	}{s.Schedule, s.TimeZone, s.Handler, s.Params, s.Timeout, s.Contacts})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+func (l *leader) forget(id string) {
+	delete(l.flights, id)
 }

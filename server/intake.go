@@ -138,9 +138,22 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 			})
 		}
 	}
+	// The leader hears of reports before they are recorded: an ack that waited on a slow store could let
+	// the leader believe a running execution was never started.
+	lead := in.s.lead.Load()
+	for _, m := range batch {
+		switch x := m.msg.(type) {
+		case *wire.Ack:
+			in.toLeader(lead, ackNote{ack: x}, m)
+		case *wire.Result:
+			in.toLeader(lead, resultNote{result: x}, m)
+		}
+	}
 	recorded := true
 	if len(events) > 0 {
-		dups, err := in.s.store.InsertEvents(ctx, events)
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		dups, err := in.s.store.InsertEvents(sctx, events)
+		cancel()
 		if err != nil {
 			recorded = false
 			in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
@@ -148,6 +161,9 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		} else {
 			in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
 		}
+	}
+	if !recorded {
+		return
 	}
 	receipts := map[string]*wire.Receipt{}
 	receipt := func(client string) *wire.Receipt {
@@ -158,20 +174,17 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		}
 		return r
 	}
-	lead := in.s.lead.Load()
 	for _, m := range batch {
 		switch x := m.msg.(type) {
 		case *wire.Ack:
-			if recorded && x.Accepted && x.Via == "" {
+			if x.Accepted && x.Via == "" {
 				receipt(x.From).Acked = append(receipt(x.From).Acked, x.ExecID)
 			}
-			in.toLeader(lead, ackNote{ack: x}, m)
 		case *wire.Result:
-			if recorded && x.Via == "" {
+			if x.Via == "" {
 				receipt(x.From).ExecIDs = append(receipt(x.From).ExecIDs, x.ExecID)
 				in.s.metrics.finished.WithLabelValues(string(x.Result.Status)).Inc()
 			}
-			in.toLeader(lead, resultNote{result: x}, m)
 		}
 	}
 	for client, r := range receipts {

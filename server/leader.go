@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/schedule"
@@ -22,24 +19,29 @@ import (
 //
 // Concurrency: run's goroutine owns every field. Other goroutines reach it only through notes, a buffered
 // channel: the intake delivers acks and results, the API delivers job changes and trigger requests,
-// watchPeers delivers registry changes. Store calls are made from run's goroutine with the term's context,
-// so when the term ends (ZooKeeper disconnection, session expiry, fencing) every call in progress is
-// cancelled and no later firing or dispatch can happen under the old epoch.
+// watchPeers delivers registry changes, and two helper goroutines (resyncJobs, reconcile) deliver what they
+// read from the store, which is slow on FerretDB and must not stall firing. Store calls made from run's
+// goroutine use the term's context with a deadline (storeTimeout), so when the term ends (ZooKeeper
+// disconnection, session expiry, fencing) every call in progress is cancelled and no later firing or
+// dispatch can happen under the old epoch, and a hung store cannot freeze the loop for long.
 type leader struct {
 	s      *Server
 	epoch  int64
 	logger *slog.Logger
 	notes  chan any
+	start  time.Time // when the term was established
 
-	jobs     map[string]*entry
-	queue    fireQueue
-	flights  map[string]*flight
-	unsaved  []job.Execution // fired but not yet recorded because the store failed; retried on every tick
-	rr       map[string]int  // round-robin position per job
-	byJob    map[string][]string
-	byHandle map[string][]string
-	declared map[string]string // job -> fingerprint of the last declaration applied in this term
-	heldTill time.Time         // executions inherited from an earlier term are not dispatched before this
+	jobs          map[string]*entry
+	queue         fireQueue
+	flights       map[string]*flight
+	unsaved       []job.Execution // fired but not recorded because the store failed; retried on every tick
+	rr            map[string]int  // round-robin position per job
+	byJob         map[string][]string
+	byHandle      map[string][]string
+	live          map[string]bool   // ids of registered clients
+	declared      map[string]string // client id -> fingerprint of the declarations last applied
+	lastReconcile time.Time
+	reconciling   bool
 }
 
 type entry struct {
@@ -67,8 +69,17 @@ type (
 		id  string
 		err error
 	}
-	ackNote    struct{ ack *wire.Ack }
-	resultNote struct{ result *wire.Result }
+	ackNote        struct{ ack *wire.Ack }
+	resultNote     struct{ result *wire.Result }
+	reconciledNote struct{ finished []string }
+)
+
+const (
+	// storeTimeout bounds one store call made by the loop.
+	storeTimeout = 5 * time.Second
+	// reconcileEvery is how often running executions are checked against the store, in case their
+	// result note never reached the loop.
+	reconcileEvery = 30 * time.Second
 )
 
 var errUnconfirmed = errors.New("leader: ZooKeeper has not confirmed the session recently; stepping down")
@@ -82,12 +93,14 @@ func newLeader(s *Server, epoch int64) *leader {
 		jobs:     map[string]*entry{},
 		flights:  map[string]*flight{},
 		rr:       map[string]int{},
+		live:     map[string]bool{},
 		declared: map[string]string{},
 	}
 }
 
 // notify hands a note to the loop. Reports are dropped when the loop is far behind: every report is
-// persisted by the intake before it gets here, and the loop recovers what it missed through re-sends.
+// recorded by the intake, clients re-send acks and results until recorded, and the loop reconciles running
+// executions with the store, so a dropped note delays the loop's knowledge but loses nothing.
 func (l *leader) notify(n any) bool {
 	select {
 	case l.notes <- n:
@@ -97,8 +110,12 @@ func (l *leader) notify(n any) bool {
 	}
 }
 
-// run is the leader loop: a select over the term's end, the next firing, the flight check tick, a periodic
-// job resync and the notes.
+func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, storeTimeout)
+}
+
+// run is the leader loop: a select over the term's end, the next firing, the flight check tick and the
+// notes.
 func (l *leader) run(ctx context.Context) error {
 	if err := l.establish(ctx); err != nil {
 		return err
@@ -131,23 +148,31 @@ func (l *leader) run(ctx context.Context) error {
 }
 
 // establish makes this term's state: it records the epoch in the store (refused if a newer leader exists),
-// loads the jobs, fires what came due while there was no leader and takes over the executions in flight.
+// loads the jobs, takes over the executions an earlier term left in flight and fires what came due while
+// no leader was acting.
 func (l *leader) establish(ctx context.Context) error {
-	if err := l.s.store.ClaimEpoch(ctx, l.epoch, l.s.cfg.ID); err != nil {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	if err := l.s.store.ClaimEpoch(sctx, l.epoch, l.s.cfg.ID); err != nil {
 		return fmt.Errorf("leader: claim epoch %d: %w", l.epoch, err)
+	}
+	// Without a synced view of the clients every inherited running execution would look orphaned.
+	select {
+	case <-l.s.clients.Synced():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(l.s.cfg.ZooKeeper.SessionTimeout):
+		l.logger.Warn("the client registry is not synced yet; going on without it")
 	}
 	l.rebuildEligibility()
 	if err := l.loadJobs(ctx); err != nil {
 		return err
 	}
-	now := l.s.now()
-	// Any dispatch of an earlier term carried an accept-by at most AcceptWindow after that term could last
-	// act, which was before this term began; past heldTill no client will start one of them any more.
-	l.heldTill = now.Add(l.s.cfg.AcceptWindow + l.s.cfg.AckTimeout)
-	if err := l.takeOver(ctx, now); err != nil {
+	l.start = l.s.now()
+	if err := l.takeOver(ctx, l.start); err != nil {
 		return err
 	}
-	if err := l.catchUp(ctx, now); err != nil {
+	if err := l.catchUp(ctx, l.start); err != nil {
 		return err
 	}
 	l.applyDeclarations(ctx)
@@ -155,14 +180,19 @@ func (l *leader) establish(ctx context.Context) error {
 	return nil
 }
 
-// loadJobs loads every job at establishment.
+// loadJobs loads every job at establishment; catchUp then fires what the past owes.
 func (l *leader) loadJobs(ctx context.Context) error {
-	specs, err := l.s.store.ListJobs(ctx)
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	specs, err := l.s.store.ListJobs(sctx)
 	if err != nil {
 		l.s.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
 		return fmt.Errorf("leader: load jobs: %w", err)
 	}
-	l.applyJobs(specs, time.Time{})
+	now := l.s.now()
+	for _, spec := range specs {
+		l.installJob(spec, now, now)
+	}
 	return nil
 }
 
@@ -178,7 +208,9 @@ func (l *leader) resyncJobs(ctx context.Context) {
 		case <-t.C:
 		}
 		taken := l.s.now()
-		specs, err := l.s.store.ListJobs(ctx)
+		sctx, cancel := storeCtx(ctx)
+		specs, err := l.s.store.ListJobs(sctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				l.s.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
@@ -190,31 +222,44 @@ func (l *leader) resyncJobs(ctx context.Context) {
 	}
 }
 
-// applyJobs makes l.jobs match specs. A job whose definition changed gets its next firing recomputed from
-// now; at establishment catchUp handles the past. A snapshot taken at a given time (not zero) may be older
-// than a change the loop has applied since, so it never replaces a newer version and never removes a job
-// loaded after it was taken.
-func (l *leader) applyJobs(specs []job.Spec, taken time.Time) {
+// applySnapshot makes l.jobs match a snapshot read at taken. The snapshot may be older than a change the
+// loop applied since, so it never replaces a newer version and never removes a job loaded after it was
+// taken.
+func (l *leader) applySnapshot(specs []job.Spec, taken time.Time) {
 	seen := make(map[string]bool, len(specs))
-	now := l.s.now()
 	for _, spec := range specs {
 		seen[spec.Name] = true
-		if e, ok := l.jobs[spec.Name]; ok {
-			if e.spec.Version == spec.Version || (!taken.IsZero() && e.spec.Version > spec.Version) {
-				continue
-			}
+		if e, ok := l.jobs[spec.Name]; ok && e.spec.Version >= spec.Version {
+			continue
 		}
-		l.setJob(spec, now)
+		l.setJob(spec)
 	}
 	for name, e := range l.jobs {
-		if !seen[name] && (taken.IsZero() || e.loaded.Before(taken)) {
+		if !seen[name] && e.loaded.Before(taken) {
 			l.removeJob(name)
 		}
 	}
 }
 
-// setJob installs or replaces a job and schedules its next firing after now.
-func (l *leader) setJob(spec job.Spec, now time.Time) {
+// setJob installs a new or changed definition during the term. A firing that is due and not yet made stays
+// due: a definition that changes at the very moment its job is due must not skip that firing. A job new to
+// this term fires from its ActiveSince (what it missed before now is coalesced by fireDue); the execution key
+// makes any firing an earlier term already made a no-op.
+func (l *leader) setJob(spec job.Spec) {
+	now := l.s.now()
+	from := now
+	if e, ok := l.jobs[spec.Name]; ok {
+		if !e.next.IsZero() && !e.next.After(now) && e.spec.Schedule == spec.Schedule && e.spec.TimeZone == spec.TimeZone {
+			from = e.next.Add(-time.Nanosecond)
+		}
+	} else if spec.ActiveSince.Before(now) {
+		from = spec.ActiveSince.Add(-time.Nanosecond)
+	}
+	l.installJob(spec, from, now)
+}
+
+// installJob installs spec with its next firing after from.
+func (l *leader) installJob(spec job.Spec, from, now time.Time) {
 	sched, err := schedule.Parse(spec.Schedule, spec.TimeZone)
 	if err != nil {
 		// Someone wrote a definition the API would have refused; keep the cluster running without it.
@@ -233,7 +278,7 @@ func (l *leader) setJob(spec job.Spec, now time.Time) {
 	if spec.Paused {
 		return
 	}
-	e.next = sched.Next(now)
+	e.next = sched.Next(from)
 	if !e.next.IsZero() {
 		heap.Push(&l.queue, queued{name: spec.Name, at: e.next, gen: e.gen})
 	}
@@ -244,140 +289,6 @@ func (l *leader) removeJob(name string) {
 		e.gen++ // its queued firings are now stale
 		delete(l.jobs, name)
 	}
-}
-
-// catchUp fires what came due while no leader was acting. Times later than the misfire threshold run each
-// (just late); a job whose missed times are older than that gets one catch-up run for all of them. The
-// (job, scheduled time) key makes every one of these a no-op if the previous leader had fired it already.
-func (l *leader) catchUp(ctx context.Context, now time.Time) error {
-	since := now.Add(-l.s.cfg.MisfireThreshold)
-	last, err := l.s.store.LastFired(ctx, since)
-	if err != nil {
-		return fmt.Errorf("leader: last fired times: %w", err)
-	}
-	var execs []job.Execution
-	names := make([]string, 0, len(l.jobs))
-	for name := range l.jobs {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		e := l.jobs[name]
-		if e.spec.Paused {
-			continue
-		}
-		from := laterOf(e.spec.ActiveSince, since)
-		if lf, ok := last[name]; ok {
-			from = laterOf(from, lf)
-		} else if t := e.sched.Latest(e.spec.ActiveSince, since); !t.IsZero() {
-			execs = append(execs, l.newExecution(e.spec, t, job.TriggerCatchUp, nil))
-		}
-		times, _ := e.sched.Between(from, now, 1000)
-		for _, t := range times {
-			execs = append(execs, l.newExecution(e.spec, t, job.TriggerSchedule, nil))
-		}
-	}
-	return l.fire(ctx, execs, now)
-}
-
-// takeOver tracks the executions an earlier term left pending or running.
-func (l *leader) takeOver(ctx context.Context, now time.Time) error {
-	open, err := l.s.store.OpenExecutions(ctx, now.Add(-l.s.cfg.OpenLookback))
-	if err != nil {
-		return fmt.Errorf("leader: open executions: %w", err)
-	}
-	for _, e := range open {
-		if _, ok := l.flights[e.ID]; ok {
-			continue
-		}
-		f := &flight{exec: e, attempt: max(e.Attempt, 1), inherited: true}
-		if e.State == job.StateRunning {
-			f.acked, f.client = true, e.Client
-		}
-		l.flights[e.ID] = f
-	}
-	return nil
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// fireDue fires every job whose time has come.
-func (l *leader) fireDue(ctx context.Context) error {
-	now := l.s.now()
-	var execs []job.Execution
-	for len(l.queue) > 0 && !l.queue[0].at.After(now) {
-		it := heap.Pop(&l.queue).(queued)
-		e := l.jobs[it.name]
-		if e == nil || e.gen != it.gen {
-			continue
-		}
-		execs = append(execs, l.newExecution(e.spec, it.at, job.TriggerSchedule, nil))
-		e.next = e.sched.Next(it.at)
-		if !e.next.IsZero() {
-			heap.Push(&l.queue, queued{name: it.name, at: e.next, gen: e.gen})
-		}
-	}
-	return l.fire(ctx, execs, now)
-}
-
-func (l *leader) newExecution(spec job.Spec, at time.Time, trigger job.Trigger, params map[string]string) job.Execution {
-	id := job.ExecutionID(spec.Name, at)
-	if trigger == job.TriggerManual {
-		id = job.ManualExecutionID(spec.Name, uuid.NewString())
-	}
-	if params == nil {
-		params = spec.Params
-	}
-	return job.Execution{
-		ID: id, Job: spec.Name, ScheduledAt: at.UTC(), FiredAt: l.s.now().UTC(), Trigger: trigger,
-		Epoch: l.epoch, Server: l.s.cfg.ID, Handler: spec.Handler, Params: params, Timeout: spec.Timeout,
-		State: job.StatePending,
-	}
-}
-
-// fire records the executions in one bulk insert and dispatches those that were not already recorded.
-// Before writing it checks that ZooKeeper confirmed the session recently: a leader that was frozen (GC,
-// SIGSTOP, a VM pause) past its session timeout must not act before the ZooKeeper client notices.
-func (l *leader) fire(ctx context.Context, execs []job.Execution, now time.Time) error {
-	if len(execs) == 0 {
-		return nil
-	}
-	if !l.confirmed() {
-		return errUnconfirmed
-	}
-	dups, err := l.s.store.InsertExecutions(ctx, execs)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		l.s.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
-		l.logger.Warn("recording firings failed; will retry", "executions", len(execs), "err", err)
-		l.unsaved = append(l.unsaved, execs...)
-		return nil
-	}
-	dup := make(map[string]bool, len(dups))
-	for _, id := range dups {
-		dup[id] = true
-	}
-	l.s.metrics.duplicateFires.Add(float64(len(dups)))
-	for _, e := range execs {
-		if dup[e.ID] {
-			continue
-		}
-		l.s.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
-		if e.Trigger == job.TriggerCatchUp {
-			l.s.metrics.misfires.Inc()
-		}
-		f := &flight{exec: e, attempt: 1}
-		l.flights[e.ID] = f
-		l.dispatch(f, now, "")
-	}
-	return nil
 }
 
 func (l *leader) confirmed() bool {
@@ -403,61 +314,34 @@ func (l *leader) handle(ctx context.Context, n any) error {
 	case clientsChanged:
 		l.rebuildEligibility()
 		l.applyDeclarations(ctx)
-		return l.dispatchWaiting(l.s.now())
-	case jobsSnapshot:
-		l.applyJobs(n.specs, n.taken)
 	case jobChanged:
-		spec, err := l.s.store.GetJob(ctx, n.name)
+		sctx, cancel := storeCtx(ctx)
+		spec, err := l.s.store.GetJob(sctx, n.name)
+		cancel()
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			l.removeJob(n.name)
 		case err != nil:
 			l.logger.Warn("reload job failed; the periodic resync will retry", "job", n.name, "err", err)
 		default:
-			l.setJob(spec, l.s.now())
+			l.setJob(spec)
 		}
+	case jobsSnapshot:
+		l.applySnapshot(n.specs, n.taken)
 	case triggerRequest:
 		id, err := l.trigger(ctx, n.name, n.params)
 		n.reply <- triggerReply{id: id, err: err}
 	case ackNote:
 		l.onAck(n.ack)
 	case resultNote:
-		l.onResult(n.result)
+		l.forget(n.result.ExecID)
+	case reconciledNote:
+		l.reconciling = false
+		for _, id := range n.finished {
+			l.forget(id)
+		}
 	}
 	return nil
-}
-
-// trigger fires a job now, outside its schedule.
-func (l *leader) trigger(ctx context.Context, name string, params map[string]string) (string, error) {
-	e, ok := l.jobs[name]
-	if !ok {
-		spec, err := l.s.store.GetJob(ctx, name)
-		if err != nil {
-			return "", err
-		}
-		e = &entry{spec: spec}
-	}
-	if !l.confirmed() {
-		return "", errUnconfirmed
-	}
-	// A trigger's parameters add to and override the job's own for this run.
-	merged := make(map[string]string, len(e.spec.Params)+len(params))
-	for k, v := range e.spec.Params {
-		merged[k] = v
-	}
-	for k, v := range params {
-		merged[k] = v
-	}
-	now := l.s.now()
-	exec := l.newExecution(e.spec, now, job.TriggerManual, merged)
-	if _, err := l.s.store.InsertExecutions(ctx, []job.Execution{exec}); err != nil {
-		return "", fmt.Errorf("record manual execution: %w", err)
-	}
-	l.s.metrics.fires.WithLabelValues(string(job.TriggerManual)).Inc()
-	f := &flight{exec: exec, attempt: 1}
-	l.flights[exec.ID] = f
-	l.dispatch(f, now, "")
-	return exec.ID, nil
 }
 
 // queued is one pending firing in the fire queue; gen tells stale entries (the job changed) apart.

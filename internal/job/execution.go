@@ -77,6 +77,9 @@ type EventKind string
 const (
 	EventAcked    EventKind = "acked"    // a client accepted the execution and started it
 	EventFinished EventKind = "finished" // the run ended; Result is set
+	// EventLost: the client running it left the cluster without reporting; Result says why. A finished
+	// event, if the client reports after all, overrides it.
+	EventLost EventKind = "lost"
 )
 
 // Event is an append-only fact about an execution. Its ID makes a repeated report a duplicate, so a result
@@ -104,6 +107,7 @@ func EventID(execID string, kind EventKind, attempt int) string {
 // Fold applies events (in any order) to e and sets its derived state.
 func (e *Execution) Fold(events []Event) {
 	e.State = StatePending
+	var lost *Event
 	for _, ev := range events {
 		if ev.ExecID != e.ID {
 			continue
@@ -123,6 +127,15 @@ func (e *Execution) Fold(events []Event) {
 					e.State = StateFailed
 				}
 			}
+		case EventLost:
+			if ev.Result != nil {
+				lost = &ev
+			}
 		}
+	}
+	if e.Result == nil && lost != nil {
+		r := *lost.Result
+		r.Status = StateFailed
+		e.Result, e.FinishedAt, e.Client, e.State = &r, lost.At, lost.Client, StateFailed
 	}
 }

@@ -68,8 +68,8 @@ func (s *Store) ListJobs(ctx context.Context) ([]job.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list jobs: %w", err)
 	}
-	var specs []job.Spec
-	if err := cur.All(ctx, &specs); err != nil {
+	specs, err := decodeEach[job.Spec](ctx, s, "job", cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: list jobs: %w", err)
 	}
 	return specs, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -33,6 +34,7 @@ const (
 
 // Store is Clover's state in one MongoDB database. It is safe for concurrent use.
 type Store struct {
+	logger  *slog.Logger
 	client  *mongo.Client
 	cluster *mongo.Collection
 	jobs    *mongo.Collection
@@ -40,22 +42,33 @@ type Store struct {
 	events  *mongo.Collection
 }
 
+// Option changes a Store opened by Open.
+type Option func(*Store)
+
+// WithLogger sets where the store reports documents it had to skip; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } }
+
 // Open connects to the server at uri, checks that it answers, and creates the indexes Clover needs in
 // database (creating existing indexes again is a no-op).
-func Open(ctx context.Context, uri, database string) (*Store, error) {
-	opts := options.Client().SetServerSelectionTimeout(DefaultServerSelectionTimeout).ApplyURI(uri)
-	client, err := mongo.Connect(opts)
+func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, error) {
+	clientOpts := options.Client().SetServerSelectionTimeout(DefaultServerSelectionTimeout).ApplyURI(uri)
+	client, err := mongo.Connect(clientOpts)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	db := client.Database(database)
 	s := &Store{
+		logger:  slog.Default(),
 		client:  client,
 		cluster: db.Collection(collCluster),
 		jobs:    db.Collection(collJobs),
 		execs:   db.Collection(collExecutions),
 		events:  db.Collection(collEvents),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.logger = s.logger.With("component", "store")
 	err = s.Ping(ctx)
 	if err == nil {
 		err = s.createIndexes(ctx)
@@ -162,4 +175,24 @@ func duplicateIndexes(err error) ([]int, error) {
 // isDuplicateKeyCode matches the codes mongo.IsDuplicateKeyError accepts for a single write error.
 func isDuplicateKeyCode(code int) bool {
 	return code == 11000 || code == 11001 || code == 12582
+}
+
+// decodeEach decodes every document of cur into a T. A document that does not decode (written by someone
+// else, or by an older version) is logged and skipped rather than failing the whole read: one bad document
+// must not keep a leader from starting.
+func decodeEach[T any](ctx context.Context, s *Store, what string, cur *mongo.Cursor) ([]T, error) {
+	defer cur.Close(ctx)
+	var out []T
+	for cur.Next(ctx) {
+		var v T
+		if err := cur.Decode(&v); err != nil {
+			s.logger.Error("skipped a document that does not decode", "what", what, "id", cur.Current.Lookup("_id").String(), "err", err)
+			continue
+		}
+		out = append(out, v)
+	}
+	if err := cur.Err(); err != nil {
+		return out, err
+	}
+	return out, nil
 }

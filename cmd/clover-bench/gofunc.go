@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clover-sched/clover/client"
+	"github.com/clover-sched/clover/integration"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// runGoFunc: n no-op Go-function jobs every second on 1 server and 4 clients embedded in this process,
+// counted in the handlers; beside it, the store's own bulk insert rate.
+func runGoFunc(t *T, s settings, out io.Writer) {
+	n, win := s.jobsOr(5000), s.windowOr(30*time.Second, 10*time.Second)
+	c := startCluster(t, integration.Options{Servers: 1, Clients: 0})
+	leader, _ := c.WaitLeader(30 * time.Second)
+
+	t.Progressf("timing the store's bulk insert on the idle cluster")
+	bulk := storeBulkRate(t, c)
+
+	// The handler counts runs; until warm-up ends it also notes which jobs have run at least once.
+	var (
+		runs   atomic.Int64
+		warmed atomic.Bool
+		mu     sync.Mutex
+		seen   = make(map[string]struct{}, n)
+	)
+	noop := func(ctx context.Context, jc client.JobContext) error {
+		runs.Add(1)
+		if !warmed.Load() {
+			mu.Lock()
+			seen[jc.Job] = struct{}{}
+			mu.Unlock()
+		}
+		return nil
+	}
+	clients := startEmbeddedClients(t, c, 4, "noop", noop)
+
+	specs := make([]job.Spec, n)
+	for i := range specs {
+		specs[i] = job.Spec{Name: fmt.Sprintf("gofunc-%05d", i+1), Schedule: "@every 1s", Handler: "noop"}
+	}
+	t.Progressf("creating %d Go-function jobs", n)
+	cr, err := createJobs(context.Background(), c, leader, specs, apiBudget)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Progressf("created %s; waiting until every job has run once", cr)
+	allRan := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= n
+	}
+	warm := pollUntil(resyncEvery+10*time.Second, allRan)
+	warmed.Store(true)
+	time.Sleep(settle(s))
+
+	t.Progressf("measuring for %s", win)
+	before := takeSnapshot(t, leader)
+	runs0, cl0 := runs.Load(), totals(clients)
+	ws := window(t, leader, win)
+	runs1, cl1 := runs.Load(), totals(clients)
+	after := takeSnapshot(t, leader)
+
+	secs := after.at.Sub(before.at).Seconds()
+	ran := float64(runs1-runs0) / secs
+	cl := cl1.minus(cl0)
+	tb := newTable(fmt.Sprintf("gofunc: %s no-op Go-function jobs @every 1s, 1 server + 4 embedded clients (capacity 4096), window %s",
+		fmtInt(int64(n)), win))
+	tb.add("handler runs (end to end)", fmt.Sprintf("%s (%s of scheduled)", fmtRate(ran), fmtPct(ran, float64(n))), "≥ 5,000/s")
+	steadyRows(tb, before, after, ws, float64(n))
+	tb.add("clients: refused / duplicate dispatches / stale epoch", fmt.Sprintf("%s / %s / %s",
+		fmtInt(cl.refused), fmtInt(cl.duplicates), fmtInt(cl.staleEpoch)), "0 / 0 / 0")
+	tb.add("store bulk insert (InsertExecutions, 20 x 500)", fmtRate(bulk)+" documents", "")
+	tb.add("  store-bound ceiling at 3 documents an execution", fmtRate(bulk/3)+" executions", "")
+	steadyNotes(tb, win)
+	tb.note("handler runs are counted in this process, over the same window; the store figure was taken on the idle cluster")
+	tb.note("  before the jobs existed (a scratch database on the same FerretDB); an execution costs one execution")
+	tb.note("  document and two event documents (acked, finished), all bulk inserts")
+	tb.note("jobs: %s", cr)
+	if !warm {
+		tb.note("WARNING: not every job had run once before the window began")
+	}
+	tb.print(out)
+}
+
+// storeBulkRate times InsertExecutions of 20 batches of 500 synthetic executions into a scratch database
+// on the cluster's FerretDB and returns documents per second.
+func storeBulkRate(t *T, c *integration.Cluster) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, c.Mongo.URI, "bench_scratch")
+	if err != nil {
+		t.Fatalf("open scratch store: %v", err)
+	}
+	defer st.Close(context.Background())
+	const batches, size = 20, 500
+	base := time.Now().UTC().Truncate(time.Second)
+	start := time.Now()
+	for b := range batches {
+		execs := make([]job.Execution, size)
+		for i := range execs {
+			at := base.Add(time.Duration(b*size+i) * time.Millisecond)
+			execs[i] = job.Execution{
+				ID: job.ExecutionID("bench-bulk", at), Job: "bench-bulk", ScheduledAt: at, FiredAt: time.Now().UTC(),
+				Trigger: job.TriggerSchedule, Epoch: 1, Server: "clover-bench", Handler: "noop",
+			}
+		}
+		dups, err := st.InsertExecutions(ctx, execs)
+		if err != nil {
+			t.Fatalf("bulk insert: %v", err)
+		}
+		if len(dups) > 0 {
+			t.Fatalf("bulk insert: %d duplicates in fresh ids", len(dups))
+		}
+	}
+	return float64(batches*size) / time.Since(start).Seconds()
+}
+
+// pollUntil polls cond every 50ms until it is true (true) or timeout passes (false).
+func pollUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/clover-sched/clover/client"
+	"github.com/clover-sched/clover/integration"
+	"github.com/clover-sched/clover/internal/config"
+)
+
+// sessionTimeout is the ZooKeeper session timeout of every member, the harness's default.
+const sessionTimeout = 1500 * time.Millisecond
+
+// startCluster starts a cluster for one scenario. Members log at info, as in production: the harness's
+// debug level is for tests that read the logs.
+func startCluster(t *T, opts integration.Options) *integration.Cluster {
+	opts.SessionTimeout = sessionTimeout
+	opts.ServerEnv = append(opts.ServerEnv, "CLOVER_LOG_LEVEL=info")
+	opts.ClientEnv = append(opts.ClientEnv, "CLOVER_LOG_LEVEL=info")
+	t.Progressf("starting ZooKeeper, FerretDB, %d server(s), %d client process(es)", opts.Servers, opts.Clients)
+	c := integration.StartCluster(t, opts)
+	t.Logf("cluster up in %s", c.Dir)
+	return c
+}
+
+// startEmbeddedClients runs n Clover clients inside this process, each serving handler with h, and waits
+// until the servers see them. They stop when t's scope ends, before the cluster under them.
+func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h client.HandlerFunc) []*client.Client {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			fmt.Fprintf(t.r.out, "clover-bench: %s: embedded clients did not stop within 15s\n", t.name)
+		}
+	})
+	clients := make([]*client.Client, n)
+	for i := range n {
+		cfg := client.Config{
+			ID:     fmt.Sprintf("%s-embedded-%d", t.name, i+1),
+			Listen: "tcp://127.0.0.1:0",
+			ZooKeeper: config.ZooKeeper{
+				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: sessionTimeout,
+			},
+			Capacity:    4096,
+			ResultRetry: time.Second,
+			LogLevel:    "info",
+		}
+		cl, err := client.New(cfg, client.WithLogger(t.Logger()))
+		if err != nil {
+			t.Fatalf("embedded client: %v", err)
+		}
+		cl.Handle(handler, h)
+		clients[i] = cl
+		wg.Go(func() {
+			if err := cl.Run(ctx); err != nil {
+				fmt.Fprintf(t.r.out, "clover-bench: %s: embedded client %s: %v\n", t.name, cfg.ID, err)
+			}
+		})
+	}
+	c.WaitClients(n, 30*time.Second)
+	return clients
+}
+
+// clientTotals adds up the embedded clients' counters.
+type clientTotals struct{ accepted, refused, duplicates, staleEpoch, succeeded, failed int64 }
+
+func totals(clients []*client.Client) clientTotals {
+	var tot clientTotals
+	for _, c := range clients {
+		s := c.Stats()
+		tot.accepted += s.Accepted.Load()
+		tot.refused += s.Refused.Load()
+		tot.duplicates += s.Duplicates.Load()
+		tot.staleEpoch += s.StaleEpoch.Load()
+		tot.succeeded += s.Succeeded.Load()
+		tot.failed += s.Failed.Load()
+	}
+	return tot
+}
+
+func (a clientTotals) minus(b clientTotals) clientTotals {
+	return clientTotals{a.accepted - b.accepted, a.refused - b.refused, a.duplicates - b.duplicates,
+		a.staleEpoch - b.staleEpoch, a.succeeded - b.succeeded, a.failed - b.failed}
+}
+
+// snapshot is the leader's state at one instant: its metrics and its resident memory.
+type snapshot struct {
+	at  time.Time
+	m   sample
+	rss int64
+}
+
+func takeSnapshot(t *T, m *integration.Member) snapshot {
+	s, err := scrape(context.Background(), m.API)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	r, err := rss(m.Proc.Pid())
+	if err != nil {
+		t.Fatalf("memory of %s: %v", m.ID, err)
+	}
+	return snapshot{at: time.Now(), m: s, rss: r}
+}
+
+// waitFiring waits until the leader fires at least 90% of want executions a second over the last two
+// seconds (every job is loaded: through the API at once, from the store at the next resync), or until
+// timeout. It reports whether the rate was reached.
+func waitFiring(t *T, m *integration.Member, want float64, timeout time.Duration) bool {
+	type point struct {
+		at    time.Time
+		fires float64
+	}
+	var hist []point
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s, err := scrape(context.Background(), m.API)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		now := time.Now()
+		hist = append(hist, point{now, s.sum("clover_fires_total")})
+		for len(hist) > 2 && now.Sub(hist[1].at) >= 2*time.Second {
+			hist = hist[1:]
+		}
+		if span := now.Sub(hist[0].at); span >= 2*time.Second {
+			if (hist[len(hist)-1].fires-hist[0].fires)/span.Seconds() >= 0.9*want {
+				return true
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return false
+}
+
+// windowStats is what window saw of the leader while it waited.
+type windowStats struct {
+	peakRSS     int64
+	maxInflight float64 // clover_inflight_executions, sampled every second
+	maxWaiting  float64 // clover_waiting_executions, sampled every second
+}
+
+// window waits d, sampling the leader's memory and backlog gauges every second.
+func window(t *T, m *integration.Member, d time.Duration) windowStats {
+	var ws windowStats
+	end := time.Now().Add(d)
+	for {
+		if r, err := rss(m.Proc.Pid()); err == nil && r > ws.peakRSS {
+			ws.peakRSS = r
+		}
+		if s, err := scrape(context.Background(), m.API); err == nil {
+			ws.maxInflight = max(ws.maxInflight, s.sum("clover_inflight_executions"))
+			ws.maxWaiting = max(ws.maxWaiting, s.sum("clover_waiting_executions"))
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			return ws
+		}
+		time.Sleep(min(left, time.Second))
+	}
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/clover-sched/clover/integration"
+	"github.com/clover-sched/clover/internal/job"
+)
+
+// runShell: n shell jobs (`true`) every second on 1 server and 2 `clover client` processes.
+func runShell(t *T, s settings, out io.Writer) {
+	n, win := s.jobsOr(1000), s.windowOr(60*time.Second, 10*time.Second)
+	c := startCluster(t, integration.Options{Servers: 1, Clients: 2, ClientCapacity: 512})
+	leader, _ := c.WaitLeader(30 * time.Second)
+	idle := takeSnapshot(t, leader)
+
+	specs := make([]job.Spec, n)
+	for i := range specs {
+		specs[i] = job.Spec{Name: fmt.Sprintf("shell-%05d", i+1), Schedule: "@every 1s", Handler: job.HandlerShell,
+			Params: map[string]string{"command": "true"}}
+	}
+	t.Progressf("creating %d shell jobs", n)
+	cr, err := createJobs(context.Background(), c, leader, specs, apiBudget)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Progressf("created %s; waiting until the leader fires them all", cr)
+	warm := waitFiring(t, leader, float64(n), resyncEvery+10*time.Second)
+	time.Sleep(settle(s))
+	t.Progressf("measuring for %s", win)
+	before := takeSnapshot(t, leader)
+	ws := window(t, leader, win)
+	after := takeSnapshot(t, leader)
+
+	tb := newTable(fmt.Sprintf("shell: %s shell jobs (`true`) @every 1s, 1 server + 2 client processes (capacity 512), window %s",
+		fmtInt(int64(n)), win))
+	steadyRows(tb, before, after, ws, float64(n))
+	tb.add("  idle, before the jobs", fmtMiB(idle.rss), "")
+	steadyNotes(tb, win)
+	tb.note("jobs: %s", cr)
+	if !warm {
+		tb.note("WARNING: the leader never fired 90%% of the jobs a second during warm-up: it is overloaded, or jobs were not loaded")
+	}
+	tb.print(out)
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/schedule"
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// applyDeclarations records the jobs that clients declare in their registration. A declaration creates the
+// job if it does not exist, and updates it if the stored job was declared by the same client, or by one that
+// has left. A job created or edited through the API is never overwritten by a client, and two live clients
+// that declare the same job differently do not take turns rewriting it: the first one keeps it.
+func (l *leader) applyDeclarations(ctx context.Context) {
+	for _, m := range l.s.clients.Members() {
+		if len(m.Declared) == 0 {
+			continue
+		}
+		fp := fingerprintBytes(m.Declared)
+		if l.declared[m.ID] == fp {
+			continue
+		}
+		var specs []job.Spec
+		if err := json.Unmarshal(m.Declared, &specs); err != nil {
+			l.logger.Warn("client declared jobs that do not decode; ignored", "client", m.ID, "err", err)
+			l.declared[m.ID] = fp
+			continue
+		}
+		ok := true
+		for _, spec := range specs {
+			if err := l.applyDeclaration(ctx, m.ID, spec); err != nil {
+				l.logger.Warn("declared job not applied", "client", m.ID, "job", spec.Name, "err", err)
+				ok = ok && !isTransient(err)
+			}
+		}
+		if ok {
+			l.declared[m.ID] = fp
+		}
+	}
+	for id := range l.declared {
+		if !l.live[id] {
+			delete(l.declared, id)
+		}
+	}
+}
+
+func isTransient(err error) bool {
+	return !errors.Is(err, errDeclarationRefused)
+}
+
+var errDeclarationRefused = errors.New("declaration refused")
+
+func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return errors.Join(errDeclarationRefused, err)
+	}
+	if _, err := schedule.Parse(spec.Schedule, spec.TimeZone); err != nil {
+		return errors.Join(errDeclarationRefused, err)
+	}
+	now := l.s.now().UTC()
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	cur, err := l.s.store.GetJob(sctx, spec.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		spec.Source, spec.Version = "client:"+clientID, 1
+		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
+		spec.Paused = false
+		if err := l.s.store.CreateJob(sctx, spec); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+	case err != nil:
+		return err
+	case !strings.HasPrefix(cur.Source, "client:"):
+		return nil // owned by the API
+	case fingerprint(cur) == fingerprint(spec):
+		return nil
+	case cur.Source != "client:"+clientID && l.live[strings.TrimPrefix(cur.Source, "client:")]:
+		l.logger.Warn("two clients declare the same job differently; keeping the first", "job", spec.Name,
+			"kept", cur.Source, "ignored", "client:"+clientID)
+		return nil
+	default:
+		spec.Source, spec.Version = "client:"+clientID, cur.Version+1
+		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = cur.CreatedAt, now, cur.ActiveSince
+		if spec.Schedule != cur.Schedule || spec.TimeZone != cur.TimeZone {
+			spec.ActiveSince = now // the new schedule owes nothing from before it existed
+		}
+		spec.Paused = cur.Paused
+		if err := l.s.store.ReplaceJob(sctx, spec, cur.Version); err != nil {
+			return err
+		}
+	}
+	stored, err := l.s.store.GetJob(sctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	l.setJob(stored)
+	return nil
+}
+
+// fingerprint identifies what a declaration says, ignoring bookkeeping fields.
+func fingerprint(s job.Spec) string {
+	b, _ := json.Marshal(struct {
+		Schedule, TimeZone, Handler string
+		Params                      map[string]string
+		Timeout                     job.Duration
+		Contacts                    []string
+	}{s.Schedule, s.TimeZone, s.Handler, s.Params, s.Timeout, s.Contacts})
+	return fingerprintBytes(b)
+}
+
+func fingerprintBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
