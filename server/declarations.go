@@ -18,7 +18,7 @@ import (
 // has left. A job created or edited through the API is never overwritten by a client, and two live clients
 // that declare the same job differently do not take turns rewriting it: the first one keeps it.
 func (l *leader) applyDeclarations(ctx context.Context) {
-	for _, m := range l.s.clients.Members() {
+	for _, m := range l.members() {
 		if len(m.Declared) == 0 {
 			continue
 		}
@@ -63,16 +63,16 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 	if _, err := schedule.Parse(spec.Schedule, spec.TimeZone); err != nil {
 		return errors.Join(errDeclarationRefused, err)
 	}
-	now := l.s.now().UTC()
+	now := l.now().UTC()
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
-	cur, err := l.s.store.GetJob(sctx, spec.Name)
+	cur, err := l.store.GetJob(sctx, spec.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		spec.Source, spec.Version = "client:"+clientID, 1
 		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
 		spec.Paused = false
-		if err := l.s.store.CreateJob(sctx, spec); err != nil && !errors.Is(err, store.ErrExists) {
+		if err := l.store.CreateJob(sctx, spec); err != nil && !errors.Is(err, store.ErrExists) {
 			return err
 		}
 	case err != nil:
@@ -92,11 +92,11 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 			spec.ActiveSince = now // the new schedule owes nothing from before it existed
 		}
 		spec.Paused = cur.Paused
-		if err := l.s.store.ReplaceJob(sctx, spec, cur.Version); err != nil {
+		if err := l.store.ReplaceJob(sctx, spec, cur.Version); err != nil {
 			return err
 		}
 	}
-	stored, err := l.s.store.GetJob(sctx, spec.Name)
+	stored, err := l.store.GetJob(sctx, spec.Name)
 	if err != nil {
 		return err
 	}

@@ -56,9 +56,9 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		return false
 	}
 	attempt := f.attempt + 1
-	acceptBy := now.Add(l.s.cfg.AcceptWindow)
+	acceptBy := now.Add(l.cfg.AcceptWindow)
 	frame, err := wire.Encode(&wire.Dispatch{
-		Header:      wire.Header{From: l.s.cfg.ID, Epoch: l.epoch, SentAt: now},
+		Header:      wire.Header{From: l.cfg.ID, Epoch: l.epoch, SentAt: now},
 		ExecID:      f.exec.ID,
 		Job:         f.exec.Job,
 		Handler:     f.exec.Handler,
@@ -79,16 +79,16 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 	l.rr[f.exec.Job] = start + 1
 	for i := range cands {
 		c := cands[(start+i)%len(cands)]
-		if err := l.s.outbox.Send(c, frame); err != nil {
+		if err := l.send(c, frame); err != nil {
 			continue
 		}
 		if !f.sentOnce {
-			l.s.metrics.fireLateness.Observe(now.Sub(f.exec.ScheduledAt).Seconds())
+			l.metrics.fireLateness.Observe(now.Sub(f.exec.ScheduledAt).Seconds())
 			f.sentOnce = true
 		} else {
-			l.s.metrics.redispatches.Inc()
+			l.metrics.redispatches.Inc()
 		}
-		l.s.metrics.dispatches.Inc()
+		l.metrics.dispatches.Inc()
 		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
 		return true
 	}
@@ -112,7 +112,7 @@ func (l *leader) candidates(e job.Execution) []string {
 
 func (l *leader) rebuildEligibility() {
 	l.byJob, l.byHandle, l.live = map[string][]string{}, map[string][]string{}, map[string]bool{}
-	for _, m := range l.s.clients.Members() { // sorted by id
+	for _, m := range l.members() { // sorted by id
 		l.live[m.ID] = true
 		for _, j := range m.Jobs {
 			l.byJob[j] = append(l.byJob[j], m.ID)
@@ -132,14 +132,14 @@ func (l *leader) rebuildEligibility() {
 // re-sends what was not acknowledged, hands on what a departed client can no longer start, and gives up
 // on running executions whose client left for good.
 func (l *leader) checkFlights(ctx context.Context) error {
-	now := l.s.now()
+	now := l.now()
 	if err := l.retryUnsaved(ctx, now); err != nil {
 		return err
 	}
 	if len(l.flights) > 0 && !l.confirmed() {
 		return errUnconfirmed
 	}
-	lostAfter := l.s.cfg.ZooKeeper.SessionTimeout + l.s.cfg.AckTimeout
+	lostAfter := l.cfg.ZooKeeper.SessionTimeout + l.cfg.AckTimeout
 	waiting := 0
 	for _, f := range l.flights {
 		switch {
@@ -156,18 +156,18 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				waiting++
 			}
 		case !l.live[f.client]:
-			if now.After(f.acceptBy.Add(l.s.cfg.AckTimeout)) && !l.dispatch(f, now) {
+			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) && !l.dispatch(f, now) {
 				waiting++
 			}
-		case now.Sub(f.sentAt) >= l.s.cfg.AckTimeout:
-			if err := l.s.outbox.Send(f.client, f.frame); err == nil {
+		case now.Sub(f.sentAt) >= l.cfg.AckTimeout:
+			if err := l.send(f.client, f.frame); err == nil {
 				f.sentAt = now
-				l.s.metrics.redispatches.Inc()
+				l.metrics.redispatches.Inc()
 			}
 		}
 	}
-	l.s.metrics.inflight.Set(float64(len(l.flights)))
-	l.s.metrics.waiting.Set(float64(waiting))
+	l.metrics.inflight.Set(float64(len(l.flights)))
+	l.metrics.waiting.Set(float64(waiting))
 	l.reconcile(ctx, now)
 	return nil
 }
@@ -193,7 +193,7 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 	go func() {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
-		execs, err := l.s.store.ExecutionsByID(sctx, ids)
+		execs, err := l.store.ExecutionsByID(sctx, ids)
 		var finished []string
 		if err == nil {
 			for _, e := range execs {
@@ -211,16 +211,16 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 func (l *leader) endLocally(f *flight, kind job.EventKind, reason string) {
 	ev := job.Event{
 		ID: job.EventID(f.exec.ID, kind, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job,
-		Kind: kind, Attempt: f.attempt, Client: f.client, At: l.s.now().UTC(),
+		Kind: kind, Attempt: f.attempt, Client: f.client, At: l.now().UTC(),
 		Result: &job.Result{Status: job.StateFailed, ExitCode: -1, Error: reason},
 	}
-	l.s.intake.persist(ev)
+	l.persist(ev)
 	l.logger.Warn("execution failed by the leader", "execution", f.exec.ID, "reason", reason)
 	status := string(job.StateFailed)
 	if kind == job.EventLost {
 		status = "lost"
 	}
-	l.s.metrics.finished.WithLabelValues(status).Inc()
+	l.metrics.finished.WithLabelValues(status).Inc()
 	delete(l.flights, f.exec.ID)
 }
 
@@ -232,7 +232,7 @@ func (l *leader) onAck(a *wire.Ack) {
 	if a.Accepted {
 		// Whatever attempt it answers, the execution runs there.
 		if !f.acked {
-			f.acked, f.ackedAt = true, l.s.now()
+			f.acked, f.ackedAt = true, l.now()
 		}
 		f.client, f.lostAt = a.From, time.Time{}
 		return
@@ -244,7 +244,7 @@ func (l *leader) onAck(a *wire.Ack) {
 	if f.refused == nil {
 		f.refused = map[string]time.Time{}
 	}
-	f.refused[a.From] = l.s.now()
+	f.refused[a.From] = l.now()
 	f.client = "" // the next tick offers it to another client, or to this one after refuseBackoff
 }
 

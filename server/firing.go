@@ -18,7 +18,7 @@ const maxOwed = 1000
 // fireDue fires every job whose time has come. A job that fell behind (the loop was stalled) owes what
 // owed says: each time within the misfire threshold, one catch-up run for anything older.
 func (l *leader) fireDue(ctx context.Context) error {
-	now := l.s.now()
+	now := l.now()
 	var execs []job.Execution
 	for len(l.queue) > 0 && !l.queue[0].at.After(now) {
 		it := heap.Pop(&l.queue).(queued)
@@ -39,7 +39,7 @@ func (l *leader) fireDue(ctx context.Context) error {
 // threshold, and a single catch-up run standing in for every time older than that.
 func (l *leader) owed(e *entry, from, now time.Time) []job.Execution {
 	var out []job.Execution
-	cut := now.Add(-l.s.cfg.MisfireThreshold)
+	cut := now.Add(-l.cfg.MisfireThreshold)
 	if from.Before(cut) {
 		if t := e.sched.Latest(from, cut); !t.IsZero() {
 			out = append(out, l.newExecution(e.spec, t, job.TriggerCatchUp, nil))
@@ -63,7 +63,7 @@ func (l *leader) owed(e *entry, from, now time.Time) []job.Execution {
 func (l *leader) catchUp(ctx context.Context, now time.Time) error {
 	sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout) // one read of the recent history
 	defer cancel()
-	last, err := l.s.store.LastFired(sctx, now.Add(-l.s.cfg.OpenLookback))
+	last, err := l.store.LastFired(sctx, now.Add(-l.cfg.OpenLookback))
 	if err != nil {
 		return fmt.Errorf("leader: last fired times: %w", err)
 	}
@@ -91,7 +91,7 @@ func (l *leader) catchUp(ctx context.Context, now time.Time) error {
 func (l *leader) takeOver(ctx context.Context, now time.Time) error {
 	sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout) // one read of the recent history
 	defer cancel()
-	open, err := l.s.store.OpenExecutions(sctx, now.Add(-l.s.cfg.OpenLookback))
+	open, err := l.store.OpenExecutions(sctx, now.Add(-l.cfg.OpenLookback))
 	if err != nil {
 		return fmt.Errorf("leader: open executions: %w", err)
 	}
@@ -113,7 +113,7 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 	if e.State == job.StateRunning {
 		f.acked, f.ackedAt, f.client = true, now, e.Client
 	} else {
-		f.heldUntil = now.Add(l.s.cfg.AcceptWindow + l.s.cfg.AckTimeout)
+		f.heldUntil = now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout)
 	}
 	l.flights[e.ID] = f
 }
@@ -127,8 +127,8 @@ func (l *leader) newExecution(spec job.Spec, at time.Time, trigger job.Trigger, 
 		params = spec.Params
 	}
 	return job.Execution{
-		ID: id, Job: spec.Name, ScheduledAt: at.UTC(), FiredAt: l.s.now().UTC(), Trigger: trigger,
-		Epoch: l.epoch, Server: l.s.cfg.ID, Handler: spec.Handler, Params: params, Timeout: spec.Timeout,
+		ID: id, Job: spec.Name, ScheduledAt: at.UTC(), FiredAt: l.now().UTC(), Trigger: trigger,
+		Epoch: l.epoch, Server: l.cfg.ID, Handler: spec.Handler, Params: params, Timeout: spec.Timeout,
 		State: job.StatePending,
 	}
 }
@@ -147,13 +147,13 @@ func (l *leader) fire(ctx context.Context, execs []job.Execution, now time.Time)
 		return errUnconfirmed
 	}
 	sctx, cancel := storeCtx(ctx)
-	dups, err := l.s.store.InsertExecutions(sctx, execs)
+	dups, err := l.store.InsertExecutions(sctx, execs)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		l.s.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
+		l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
 		l.logger.Warn("recording firings failed; will retry", "executions", len(execs), "err", err)
 		l.unsaved = append(l.unsaved, execs...)
 		return nil
@@ -162,7 +162,7 @@ func (l *leader) fire(ctx context.Context, execs []job.Execution, now time.Time)
 	for _, id := range dups {
 		dup[id] = true
 	}
-	l.s.metrics.duplicateFires.Add(float64(len(dups)))
+	l.metrics.duplicateFires.Add(float64(len(dups)))
 	var unexplained []string
 	for _, e := range execs {
 		if dup[e.ID] {
@@ -171,9 +171,9 @@ func (l *leader) fire(ctx context.Context, execs []job.Execution, now time.Time)
 			}
 			continue
 		}
-		l.s.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
+		l.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
 		if e.Trigger == job.TriggerCatchUp {
-			l.s.metrics.misfires.Inc()
+			l.metrics.misfires.Inc()
 		}
 		f := &flight{exec: e}
 		l.flights[e.ID] = f
@@ -189,7 +189,7 @@ func (l *leader) adopt(ctx context.Context, ids []string, now time.Time) error {
 		return nil
 	}
 	sctx, cancel := storeCtx(ctx)
-	execs, err := l.s.store.ExecutionsByID(sctx, ids)
+	execs, err := l.store.ExecutionsByID(sctx, ids)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -219,7 +219,7 @@ func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	if len(l.unsaved) == 0 {
 		return nil
 	}
-	cut := now.Add(-l.s.cfg.MisfireThreshold)
+	cut := now.Add(-l.cfg.MisfireThreshold)
 	latestOld := map[string]int{}
 	var keep []job.Execution
 	for i, e := range l.unsaved {
@@ -247,7 +247,7 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 		spec = e.spec
 	} else {
 		sctx, cancel := storeCtx(ctx)
-		s, err := l.s.store.GetJob(sctx, name)
+		s, err := l.store.GetJob(sctx, name)
 		cancel()
 		if err != nil {
 			return "", err
@@ -264,10 +264,10 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 	for k, v := range params {
 		merged[k] = v
 	}
-	now := l.s.now()
+	now := l.now()
 	exec := l.newExecution(spec, now, job.TriggerManual, merged)
 	sctx, cancel := storeCtx(ctx)
-	_, err := l.s.store.InsertExecutions(sctx, []job.Execution{exec})
+	_, err := l.store.InsertExecutions(sctx, []job.Execution{exec})
 	cancel()
 	if err != nil {
 		// The insert may have landed even so: adopt it if it did, so it is not left stranded.
@@ -277,7 +277,7 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 		}
 		return "", fmt.Errorf("record manual execution: %w", err)
 	}
-	l.s.metrics.fires.WithLabelValues(string(job.TriggerManual)).Inc()
+	l.metrics.fires.WithLabelValues(string(job.TriggerManual)).Inc()
 	f := &flight{exec: exec}
 	l.flights[exec.ID] = f
 	l.dispatch(f, now)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
@@ -25,7 +26,7 @@ import (
 // disconnection, session expiry, fencing) every call in progress is cancelled and no later firing or
 // dispatch can happen under the old epoch, and a hung store cannot freeze the loop for long.
 type leader struct {
-	s      *Server
+	leaderDeps
 	epoch  int64
 	logger *slog.Logger
 	notes  chan any
@@ -84,17 +85,53 @@ const (
 
 var errUnconfirmed = errors.New("leader: ZooKeeper has not confirmed the session recently; stepping down")
 
-func newLeader(s *Server, epoch int64) *leader {
+// leaderStore is what a leadership term needs of the store.
+type leaderStore interface {
+	ClaimEpoch(ctx context.Context, epoch int64, server string) error
+	ListJobs(ctx context.Context) ([]job.Spec, error)
+	GetJob(ctx context.Context, name string) (job.Spec, error)
+	CreateJob(ctx context.Context, spec job.Spec) error
+	ReplaceJob(ctx context.Context, spec job.Spec, expectVersion int64) error
+	LastFired(ctx context.Context, since time.Time) (map[string]time.Time, error)
+	OpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error)
+	ExecutionsByID(ctx context.Context, ids []string) ([]job.Execution, error)
+	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
+}
+
+var _ leaderStore = (*store.Store)(nil)
+
+// leaderDeps is what a term uses of its server; tests supply their own.
+type leaderDeps struct {
+	cfg     Config
+	metrics *metrics
+	now     func() time.Time
+	store   leaderStore
+	healthy func(maxAge time.Duration) bool       // ZooKeeper confirmed the session within maxAge
+	send    func(peer string, frame []byte) error // queue a frame for a client
+	members func() []registry.Member              // the registered clients
+	synced  <-chan struct{}                       // closed once the client registry is loaded
+	persist func(job.Event)                       // record an event the leader itself produces
+}
+
+func (s *Server) leaderDeps() leaderDeps {
+	return leaderDeps{
+		cfg: s.cfg, metrics: s.metrics, now: s.now, store: s.store,
+		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.clients.Members,
+		synced: s.clients.Synced(), persist: s.intake.persist,
+	}
+}
+
+func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 	return &leader{
-		s:        s,
-		epoch:    epoch,
-		logger:   s.logger.With("epoch", epoch),
-		notes:    make(chan any, 1<<16),
-		jobs:     map[string]*entry{},
-		flights:  map[string]*flight{},
-		rr:       map[string]int{},
-		live:     map[string]bool{},
-		declared: map[string]string{},
+		leaderDeps: deps,
+		epoch:      epoch,
+		logger:     logger.With("epoch", epoch),
+		notes:      make(chan any, 1<<16),
+		jobs:       map[string]*entry{},
+		flights:    map[string]*flight{},
+		rr:         map[string]int{},
+		live:       map[string]bool{},
+		declared:   map[string]string{},
 	}
 }
 
@@ -153,22 +190,22 @@ func (l *leader) run(ctx context.Context) error {
 func (l *leader) establish(ctx context.Context) error {
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
-	if err := l.s.store.ClaimEpoch(sctx, l.epoch, l.s.cfg.ID); err != nil {
+	if err := l.store.ClaimEpoch(sctx, l.epoch, l.cfg.ID); err != nil {
 		return fmt.Errorf("leader: claim epoch %d: %w", l.epoch, err)
 	}
 	// Without a synced view of the clients every inherited running execution would look orphaned.
 	select {
-	case <-l.s.clients.Synced():
+	case <-l.synced:
 	case <-ctx.Done():
 		return nil
-	case <-time.After(l.s.cfg.ZooKeeper.SessionTimeout):
+	case <-time.After(l.cfg.ZooKeeper.SessionTimeout):
 		l.logger.Warn("the client registry is not synced yet; going on without it")
 	}
 	l.rebuildEligibility()
 	if err := l.loadJobs(ctx); err != nil {
 		return err
 	}
-	l.start = l.s.now()
+	l.start = l.now()
 	if err := l.takeOver(ctx, l.start); err != nil {
 		return err
 	}
@@ -184,12 +221,12 @@ func (l *leader) establish(ctx context.Context) error {
 func (l *leader) loadJobs(ctx context.Context) error {
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
-	specs, err := l.s.store.ListJobs(sctx)
+	specs, err := l.store.ListJobs(sctx)
 	if err != nil {
-		l.s.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
+		l.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
 		return fmt.Errorf("leader: load jobs: %w", err)
 	}
-	now := l.s.now()
+	now := l.now()
 	for _, spec := range specs {
 		l.installJob(spec, now, now)
 	}
@@ -207,13 +244,13 @@ func (l *leader) resyncJobs(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		taken := l.s.now()
+		taken := l.now()
 		sctx, cancel := storeCtx(ctx)
-		specs, err := l.s.store.ListJobs(sctx)
+		specs, err := l.store.ListJobs(sctx)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				l.s.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
+				l.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
 				l.logger.Warn("job resync failed", "err", err)
 			}
 			continue
@@ -246,7 +283,7 @@ func (l *leader) applySnapshot(specs []job.Spec, taken time.Time) {
 // this term fires from its ActiveSince (what it missed before now is coalesced by fireDue); the execution key
 // makes any firing an earlier term already made a no-op.
 func (l *leader) setJob(spec job.Spec) {
-	now := l.s.now()
+	now := l.now()
 	from := now
 	if e, ok := l.jobs[spec.Name]; ok {
 		if !e.next.IsZero() && !e.next.After(now) && e.spec.Schedule == spec.Schedule && e.spec.TimeZone == spec.TimeZone {
@@ -292,7 +329,7 @@ func (l *leader) removeJob(name string) {
 }
 
 func (l *leader) confirmed() bool {
-	return l.s.sess.Healthy(l.s.cfg.ZooKeeper.SessionTimeout * 2 / 3)
+	return l.healthy(l.cfg.ZooKeeper.SessionTimeout * 2 / 3)
 }
 
 func (l *leader) resetTimer(t *time.Timer) {
@@ -302,7 +339,7 @@ func (l *leader) resetTimer(t *time.Timer) {
 			heap.Pop(&l.queue)
 			continue
 		}
-		t.Reset(max(it.at.Sub(l.s.now()), 0))
+		t.Reset(max(it.at.Sub(l.now()), 0))
 		return
 	}
 	t.Reset(time.Hour)
@@ -316,7 +353,7 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.applyDeclarations(ctx)
 	case jobChanged:
 		sctx, cancel := storeCtx(ctx)
-		spec, err := l.s.store.GetJob(sctx, n.name)
+		spec, err := l.store.GetJob(sctx, n.name)
 		cancel()
 		switch {
 		case errors.Is(err, store.ErrNotFound):

@@ -43,7 +43,7 @@ func (s *Server) monitorLeadership(ctx context.Context) error {
 			}
 			cancel()
 		}()
-		l := newLeader(s, epoch)
+		l := newLeader(s.leaderDeps(), s.logger, epoch)
 		s.lead.Store(l)
 		err = l.run(termCtx)
 		s.lead.Store(nil)

@@ -67,6 +67,7 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 	ws := window(t, leader, win)
 	runs1, cl1 := runs.Load(), totals(clients)
 	after := takeSnapshot(t, leader)
+	logMetrics(t, before, after)
 
 	secs := after.at.Sub(before.at).Seconds()
 	ran := float64(runs1-runs0) / secs

@@ -9,16 +9,21 @@ import (
 	"github.com/clover-sched/clover/client"
 	"github.com/clover-sched/clover/integration"
 	"github.com/clover-sched/clover/internal/config"
+	"github.com/clover-sched/clover/server"
 )
 
 // sessionTimeout is the ZooKeeper session timeout of every member, the harness's default.
 const sessionTimeout = 1500 * time.Millisecond
 
-// startCluster starts a cluster for one scenario. Members log at info, as in production: the harness's
-// debug level is for tests that read the logs.
+// startCluster starts a cluster for one scenario, configured as in production rather than for tests:
+// members log at info (the harness's debug is for tests that read logs) and servers keep their default
+// ack timeout and accept window (the harness shortens them so that tests of lost dispatches end sooner;
+// under load, shorter ones mean more re-sends).
 func startCluster(t *T, opts integration.Options) *integration.Cluster {
+	def := server.DefaultConfig()
 	opts.SessionTimeout = sessionTimeout
-	opts.ServerEnv = append(opts.ServerEnv, "CLOVER_LOG_LEVEL=info")
+	opts.ServerEnv = append(opts.ServerEnv, "CLOVER_LOG_LEVEL=info",
+		"CLOVER_ACK_TIMEOUT="+def.AckTimeout.String(), "CLOVER_ACCEPT_WINDOW="+def.AcceptWindow.String())
 	opts.ClientEnv = append(opts.ClientEnv, "CLOVER_LOG_LEVEL=info")
 	t.Progressf("starting ZooKeeper, FerretDB, %d server(s), %d client process(es)", opts.Servers, opts.Clients)
 	c := integration.StartCluster(t, opts)

@@ -34,6 +34,7 @@ func runShell(t *T, s settings, out io.Writer) {
 	before := takeSnapshot(t, leader)
 	ws := window(t, leader, win)
 	after := takeSnapshot(t, leader)
+	logMetrics(t, before, after)
 
 	tb := newTable(fmt.Sprintf("shell: %s shell jobs (`true`) @every 1s, 1 server + 2 client processes (capacity 512), window %s",
 		fmtInt(int64(n)), win))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -39,7 +41,7 @@ func steadyRows(tb *table, before, after snapshot, ws windowStats, scheduledPerS
 	tb.add("misfires (catch-up runs)", fmtInt(int64(delta("clover_misfires_total"))), "0")
 	tb.add("re-dispatches", fmtInt(int64(delta("clover_redispatches_total"))), "0")
 	tb.add("store errors", fmtInt(int64(delta("clover_store_errors_total"))), "0")
-	tb.add("frames dropped by the server", fmtInt(int64(delta("clover_frames_dropped_total"))), "0")
+	tb.add("frames dropped by the server", fmtInt(int64(delta("clover_frames_dropped_total")))+byLabel(before, after, "clover_frames_dropped_total", "reason"), "0")
 	tb.add("in flight, max of 1 s samples / at end", fmt.Sprintf("%s / %s",
 		fmtInt(int64(ws.maxInflight)), fmtInt(int64(after.m.sum("clover_inflight_executions")))), "≤ about 1 s of jobs")
 	tb.add("waiting for a client, max of 1 s samples", fmtInt(int64(ws.maxWaiting)), "0")
@@ -49,10 +51,42 @@ func steadyRows(tb *table, before, after snapshot, ws windowStats, scheduledPerS
 	tb.add("  peak of 1 s samples", fmtMiB(ws.peakRSS), "")
 }
 
+// byLabel lists what series name gained over the window by the value of label key, as " (a 3, b 5)", or ""
+// when nothing was gained.
+func byLabel(before, after snapshot, name, key string) string {
+	var parts []string
+	for series, v := range after.m {
+		if seriesName(series) != name {
+			continue
+		}
+		if d := v - before.m[series]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", label(series, key), fmtInt(int64(d))))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	slices.Sort(parts)
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
 // steadyNotes explains where the steady figures come from.
 func steadyNotes(tb *table, window time.Duration) {
 	tb.note("window %s after warm-up; rates are deltas of the leader's /metrics over it (clover_fires_total,", window)
 	tb.note("  clover_executions_finished_total), so executions fired before the window but finished in it count too")
 	tb.note("lateness is scheduled time → first dispatch, from the clover_fire_lateness_seconds buckets (1, 5, 10, 25, 50,")
 	tb.note("  100, 250, 500 ms, 1, 2.5, 5, 10, 30 s): quantiles interpolated inside a bucket, max = bound of the highest non-empty one")
+}
+
+// logMetrics logs (with -v) every series of the leader that changed over the window, for digging into a
+// figure: counters as deltas, gauges as before → after.
+func logMetrics(t *T, before, after snapshot) {
+	var lines []string
+	for series, v := range after.m {
+		if b := before.m[series]; v != b {
+			lines = append(lines, fmt.Sprintf("%s: %g → %g (%+g)", series, b, v, v-b))
+		}
+	}
+	slices.Sort(lines)
+	t.Logf("leader metrics that changed over the window:\n  %s", strings.Join(lines, "\n  "))
 }

@@ -1,0 +1,465 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/transport"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// fakeStore keeps executions in memory with the one guarantee the real store gives: an execution id is
+// inserted once.
+type fakeStore struct {
+	mu         sync.Mutex
+	jobs       map[string]job.Spec
+	execs      map[string]job.Execution
+	events     map[string]job.Event
+	lastFired  map[string]time.Time
+	failInsert int // the next n inserts store the executions but report an error (a lost answer)
+}
+
+func newFakeStore(specs ...job.Spec) *fakeStore {
+	fs := &fakeStore{jobs: map[string]job.Spec{}, execs: map[string]job.Execution{}, events: map[string]job.Event{}, lastFired: map[string]time.Time{}}
+	for _, s := range specs {
+		fs.jobs[s.Name] = s
+	}
+	return fs
+}
+
+var _ leaderStore = (*fakeStore)(nil)
+
+func (f *fakeStore) ClaimEpoch(context.Context, int64, string) error { return nil }
+func (f *fakeStore) ListJobs(context.Context) ([]job.Spec, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []job.Spec
+	for _, s := range f.jobs {
+		out = append(out, s)
+	}
+	return out, nil
+}
+func (f *fakeStore) GetJob(_ context.Context, name string) (job.Spec, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.jobs[name]
+	if !ok {
+		return s, store.ErrNotFound
+	}
+	return s, nil
+}
+func (f *fakeStore) CreateJob(_ context.Context, s job.Spec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs[s.Name] = s
+	return nil
+}
+func (f *fakeStore) ReplaceJob(_ context.Context, s job.Spec, _ int64) error { return f.CreateJob(nil, s) }
+func (f *fakeStore) LastFired(context.Context, time.Time) (map[string]time.Time, error) {
+	return f.lastFired, nil
+}
+func (f *fakeStore) OpenExecutions(context.Context, time.Time) ([]job.Execution, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []job.Execution
+	for _, e := range f.folded() {
+		if !e.State.Terminal() {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+func (f *fakeStore) ExecutionsByID(_ context.Context, ids []string) ([]job.Execution, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []job.Execution
+	for _, e := range f.folded() {
+		if slices.Contains(ids, e.ID) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+func (f *fakeStore) InsertExecutions(_ context.Context, execs []job.Execution) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var dups []string
+	for _, e := range execs {
+		if _, ok := f.execs[e.ID]; ok {
+			dups = append(dups, e.ID)
+			continue
+		}
+		f.execs[e.ID] = e
+	}
+	if f.failInsert > 0 {
+		f.failInsert--
+		return nil, errors.New("connection reset")
+	}
+	return dups, nil
+}
+func (f *fakeStore) folded() []job.Execution {
+	var evs []job.Event
+	for _, ev := range f.events {
+		evs = append(evs, ev)
+	}
+	var out []job.Execution
+	for _, e := range f.execs {
+		e.Fold(evs)
+		out = append(out, e)
+	}
+	return out
+}
+func (f *fakeStore) ids() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.execs {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// harness is a leader with fake dependencies and a clock that moves only when told.
+type harness struct {
+	t       *testing.T
+	l       *leader
+	store   *fakeStore
+	now     time.Time
+	clients []registry.Member
+	down    map[string]bool
+	sent    []sent
+	healthy bool
+	events  []job.Event
+}
+
+type sent struct {
+	peer string
+	d    *wire.Dispatch
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// created is just after t0: jobs created then owe nothing at t0 itself.
+var created = t0.Add(time.Millisecond)
+
+func newHarness(t *testing.T, fs *fakeStore, clients ...string) *harness {
+	h := &harness{t: t, store: fs, now: t0, down: map[string]bool{}, healthy: true}
+	for _, c := range clients {
+		h.clients = append(h.clients, registry.Member{ID: c, Handlers: []string{"shell"}})
+	}
+	cfg := DefaultConfig()
+	cfg.ZooKeeper.SessionTimeout = 2 * time.Second
+	synced := make(chan struct{})
+	close(synced)
+	deps := leaderDeps{
+		cfg: cfg, metrics: newMetrics(prometheus.NewRegistry()), now: func() time.Time { return h.now },
+		store:   fs,
+		healthy: func(time.Duration) bool { return h.healthy },
+		send: func(peer string, frame []byte) error {
+			if h.down[peer] {
+				return transport.ErrUnavailable
+			}
+			m, err := wire.Decode(frame)
+			if err != nil {
+				t.Fatalf("leader sent an undecodable frame: %v", err)
+			}
+			h.sent = append(h.sent, sent{peer: peer, d: m.(*wire.Dispatch)})
+			return nil
+		},
+		members: func() []registry.Member { return h.clients },
+		synced:  synced,
+		persist: func(ev job.Event) { h.events = append(h.events, ev) },
+	}
+	h.l = newLeader(deps, slog.New(slog.DiscardHandler), 7)
+	return h
+}
+
+func (h *harness) establish() {
+	h.t.Helper()
+	if err := h.l.establish(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// advance moves the clock and runs what the loop would: due firings and the flight check.
+func (h *harness) advance(d time.Duration) {
+	h.t.Helper()
+	h.now = h.now.Add(d)
+	if err := h.l.fireDue(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.l.checkFlights(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) sentTo(peer string) []sent {
+	return slices.DeleteFunc(slices.Clone(h.sent), func(s sent) bool { return s.peer != peer })
+}
+
+func shellJob(name, sched string, activeSince time.Time) job.Spec {
+	return job.Spec{Name: name, Schedule: sched, Handler: "shell", Params: map[string]string{"command": "true"}, Version: 1, ActiveSince: activeSince}
+}
+
+func ids(name string, times ...time.Time) []string {
+	var out []string
+	for _, t := range times {
+		out = append(out, job.ExecutionID(name, t))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestEachScheduledTimeFiresOnceToOneClient(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("tick", "@every 1s", created)), "a", "b")
+	h.establish()
+	for range 4 {
+		h.advance(time.Second)
+	}
+	want := ids("tick", t0.Add(time.Second), t0.Add(2*time.Second), t0.Add(3*time.Second), t0.Add(4*time.Second))
+	if got := h.store.ids(); !slices.Equal(got, want) {
+		t.Fatalf("recorded %v, want %v", got, want)
+	}
+	// Without acks the leader re-sends, but each execution only ever to the client it chose.
+	to := map[string]string{}
+	for _, s := range h.sent {
+		if prev, ok := to[s.d.ExecID]; ok && prev != s.peer {
+			t.Fatalf("%s sent to %s and %s", s.d.ExecID, prev, s.peer)
+		}
+		to[s.d.ExecID] = s.peer
+	}
+	if len(to) != 4 || len(h.sentTo("a")) == 0 || len(h.sentTo("b")) == 0 {
+		t.Fatalf("dispatched %v, want 4 executions spread over a and b", to)
+	}
+}
+
+func TestCatchUpAfterALeaderChange(t *testing.T) {
+	for name, tc := range map[string]struct {
+		// spec
+		lastFired time.Time // zero: no firing recorded recently
+		// expectations
+		schedule, catchUp int
+	}{
+		"a short gap runs each time late": {lastFired: t0.Add(-5 * time.Second), schedule: 5},
+		"a long gap runs once for the old times": {lastFired: t0.Add(-time.Hour), schedule: 15, catchUp: 1},
+		"nothing recorded since the job exists":  {schedule: 15, catchUp: 1},
+		"fired just now: nothing owed":           {lastFired: t0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := newFakeStore(shellJob("tick", "@every 1s", t0.Add(-24*time.Hour)))
+			if !tc.lastFired.IsZero() {
+				fs.lastFired["tick"] = tc.lastFired
+			}
+			h := newHarness(t, fs, "a")
+			h.establish()
+			var schedule, catchUp int
+			for _, e := range fs.execs {
+				switch e.Trigger {
+				case job.TriggerSchedule:
+					schedule++
+				case job.TriggerCatchUp:
+					catchUp++
+					if !e.ScheduledAt.Equal(t0.Add(-h.l.cfg.MisfireThreshold)) {
+						t.Errorf("catch-up for %s, want the latest missed time %s", e.ScheduledAt, t0.Add(-h.l.cfg.MisfireThreshold))
+					}
+				}
+			}
+			if schedule != tc.schedule || catchUp != tc.catchUp {
+				t.Fatalf("fired %d on schedule and %d catch-up, want %d and %d", schedule, catchUp, tc.schedule, tc.catchUp)
+			}
+		})
+	}
+}
+
+func TestAStalledLoopCoalescesMissedTimes(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("tick", "@every 1s", created)), "a")
+	h.establish()
+	h.advance(time.Minute) // the loop did not run for a minute
+	var schedule, catchUp int
+	for _, e := range h.store.execs {
+		if e.Trigger == job.TriggerCatchUp {
+			catchUp++
+		} else {
+			schedule++
+		}
+	}
+	if catchUp != 1 || schedule != 15 {
+		t.Fatalf("after a 60s stall: %d catch-up and %d scheduled, want 1 and 15", catchUp, schedule)
+	}
+}
+
+func TestAJobChangedWhenDueStillFires(t *testing.T) {
+	fs := newFakeStore(shellJob("daily", "0 0 13 * * ?", t0))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.now = t0.Add(time.Hour + 300*time.Millisecond) // 13:00:00.3, the loop busy until now
+	changed := fs.jobs["daily"]
+	changed.Version, changed.Contacts = 2, []string{"ops@example.com"}
+	h.l.setJob(changed)
+	h.advance(0)
+	if got, want := h.store.ids(), ids("daily", t0.Add(time.Hour)); !slices.Equal(got, want) {
+		t.Fatalf("recorded %v, want %v", got, want)
+	}
+}
+
+func TestASilentLiveClientKeepsItsExecution(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("tick", "@at 2026-03-01T12:00:01Z", t0)), "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	first := h.sent[0].peer
+	for range 40 { // 20 seconds, far past accept-by, without an ack
+		h.advance(500 * time.Millisecond)
+	}
+	for _, s := range h.sent {
+		if s.peer != first || s.d.Attempt != 1 {
+			t.Fatalf("sent attempt %d to %s; want only re-sends of attempt 1 to %s", s.d.Attempt, s.peer, first)
+		}
+	}
+	if len(h.sent) < 5 {
+		t.Fatalf("only %d sends in 20s without an ack, want re-sends", len(h.sent))
+	}
+}
+
+func TestARefusalMovesTheExecutionWithANewAttempt(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	first := h.sent[0]
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: first.peer}, ExecID: first.d.ExecID, Attempt: 1, Accepted: false, Reason: "busy"})
+	h.advance(250 * time.Millisecond)
+	if len(h.sent) != 2 || h.sent[1].peer == first.peer || h.sent[1].d.Attempt != 2 {
+		t.Fatalf("after a refusal by %s: sends %+v, want attempt 2 to the other client", first.peer, h.sent)
+	}
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: first.peer}, ExecID: first.d.ExecID, Attempt: 1, Accepted: false})
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: h.sent[1].peer}, ExecID: first.d.ExecID, Attempt: 2, Accepted: true})
+	for range 20 {
+		h.advance(time.Second)
+	}
+	if len(h.sent) != 2 {
+		t.Fatalf("an acknowledged execution was sent again: %+v", h.sent[2:])
+	}
+}
+
+func TestADepartedClientsExecutionMovesOnlyAfterAcceptBy(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	gone := h.sent[0].peer
+	h.clients = slices.DeleteFunc(h.clients, func(m registry.Member) bool { return m.ID == gone })
+	h.down[gone] = true
+	h.l.rebuildEligibility()
+	acceptBy := h.sent[0].d.AcceptBy
+	for h.now.Before(acceptBy.Add(h.l.cfg.AckTimeout)) {
+		h.advance(250 * time.Millisecond)
+		if len(h.sent) > 1 && h.now.Before(acceptBy.Add(h.l.cfg.AckTimeout)) {
+			t.Fatalf("re-dispatched at %s, before accept-by %s plus the ack timeout", h.now.Format(time.StampMilli), acceptBy.Format(time.StampMilli))
+		}
+	}
+	h.advance(250 * time.Millisecond)
+	if len(h.sent) != 2 || h.sent[1].peer == gone || h.sent[1].d.Attempt != 2 {
+		t.Fatalf("sends %+v, want attempt 2 to the remaining client", h.sent)
+	}
+}
+
+func TestInheritedExecutionsWaitForTheOldAcceptBy(t *testing.T) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
+	old := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 6, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.execs[old.ID] = old
+	h := newHarness(t, fs, "a")
+	h.establish()
+	held := h.l.cfg.AcceptWindow + h.l.cfg.AckTimeout
+	for h.now.Before(t0.Add(held)) {
+		if len(h.sent) > 0 {
+			t.Fatalf("dispatched an inherited execution at +%s, before +%s", h.now.Sub(t0), held)
+		}
+		h.advance(250 * time.Millisecond)
+	}
+	h.advance(250 * time.Millisecond)
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != old.ID {
+		t.Fatalf("sends %+v, want the inherited execution once", h.sent)
+	}
+}
+
+func TestAnInsertThatLandedDespiteAnErrorIsDispatchedOnce(t *testing.T) {
+	fs := newFakeStore(shellJob("tick", "@every 1s", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	fs.failInsert = 1
+	h.now = t0.Add(time.Second)
+	if err := h.l.fireDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.sent) != 0 {
+		t.Fatalf("dispatched %d executions whose insert reported an error", len(h.sent))
+	}
+	h.advance(0) // the retry finds the execution recorded, by this term: ours to dispatch
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != job.ExecutionID("tick", t0.Add(time.Second)) {
+		t.Fatalf("sends %+v, want the landed execution once", h.sent)
+	}
+	h.advance(0)
+	if len(h.sent) != 1 {
+		t.Fatalf("sent again: %+v", h.sent)
+	}
+}
+
+func TestAnUnconfirmedSessionStopsTheTerm(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("tick", "@every 1s", created)), "a")
+	h.establish()
+	h.healthy = false
+	h.now = t0.Add(time.Second)
+	if err := h.l.fireDue(context.Background()); !errors.Is(err, errUnconfirmed) {
+		t.Fatalf("fireDue with an unconfirmed session: err = %v, want errUnconfirmed", err)
+	}
+	if len(h.store.execs) != 0 || len(h.sent) != 0 {
+		t.Fatalf("recorded %d and sent %d while unconfirmed", len(h.store.execs), len(h.sent))
+	}
+}
+
+func TestARunningExecutionOfAClientThatLeftIsMarkedLost(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a")
+	h.establish()
+	h.advance(time.Second)
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: "a"}, ExecID: h.sent[0].d.ExecID, Attempt: 1, Accepted: true})
+	h.clients = nil
+	h.l.rebuildEligibility()
+	lostAfter := h.l.cfg.ZooKeeper.SessionTimeout + h.l.cfg.AckTimeout
+	for elapsed := time.Duration(0); elapsed <= lostAfter; elapsed += 250 * time.Millisecond {
+		h.advance(250 * time.Millisecond)
+		if len(h.events) > 0 && elapsed < lostAfter {
+			t.Fatalf("marked lost after %s, before %s", elapsed, lostAfter)
+		}
+	}
+	h.advance(500 * time.Millisecond)
+	if len(h.events) != 1 || h.events[0].Kind != job.EventLost {
+		t.Fatalf("events %+v, want one lost event", h.events)
+	}
+	if _, tracked := h.l.flights[h.sent[0].d.ExecID]; tracked {
+		t.Fatal("a lost execution is still tracked")
+	}
+}
+
+func TestManyJobsDueTogetherAreOneInsert(t *testing.T) {
+	var specs []job.Spec
+	for i := range 100 {
+		specs = append(specs, shellJob(fmt.Sprintf("j%03d", i), "@every 1s", created))
+	}
+	fs := newFakeStore(specs...)
+	h := newHarness(t, fs, "a", "b", "c")
+	h.establish()
+	h.advance(time.Second)
+	if len(fs.execs) != 100 || len(h.sent) != 100 {
+		t.Fatalf("recorded %d, sent %d; want 100 each", len(fs.execs), len(h.sent))
+	}
+}
