@@ -218,7 +218,7 @@ func TestARefusedExecutionMayBeAcceptedOnALaterAttempt(t *testing.T) {
 	c.onDispatch(second) // refused: at capacity
 	close(release)
 	waitFor(t, func() bool { return c.PendingResults() == 1 }) // the slot is free again
-	c.onDispatch(second) // the same attempt again: still refused
+	c.onDispatch(second)                                       // the same attempt again: still refused
 	retry := dispatch("x", "work", 1, later)
 	retry.Attempt = 2
 	c.onDispatch(retry) // a new attempt: accepted

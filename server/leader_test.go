@@ -65,7 +65,9 @@ func (f *fakeStore) CreateJob(_ context.Context, s job.Spec) error {
 	f.jobs[s.Name] = s
 	return nil
 }
-func (f *fakeStore) ReplaceJob(_ context.Context, s job.Spec, _ int64) error { return f.CreateJob(nil, s) }
+func (f *fakeStore) ReplaceJob(_ context.Context, s job.Spec, _ int64) error {
+	return f.CreateJob(nil, s)
+}
 func (f *fakeStore) LastFired(context.Context, time.Time) (map[string]time.Time, error) {
 	return f.lastFired, nil
 }
@@ -252,7 +254,7 @@ func TestCatchUpAfterALeaderChange(t *testing.T) {
 		// expectations
 		schedule, catchUp int
 	}{
-		"a short gap runs each time late": {lastFired: t0.Add(-5 * time.Second), schedule: 5},
+		"a short gap runs each time late":        {lastFired: t0.Add(-5 * time.Second), schedule: 5},
 		"a long gap runs once for the old times": {lastFired: t0.Add(-time.Hour), schedule: 15, catchUp: 1},
 		"nothing recorded since the job exists":  {schedule: 15, catchUp: 1},
 		"fired just now: nothing owed":           {lastFired: t0},
