@@ -16,11 +16,7 @@ func TestAllServersDownCatchUpOnce(t *testing.T) {
 		t.Skip("cluster test")
 	}
 	const threshold = 3 * time.Second
-	c := StartCluster(t, Options{Servers: 1, Clients: 1, ServerEnv: []string{"CLOVER_MISFIRE_THRESHOLD=" + threshold.String()}})
-	l := newLedger(t)
-	c.CreateJob(l.job("tick", "@every 1s"))
-	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
-	l.waitRunAfter(t, c, start, 30*time.Second)
+	c, l, start := startTicking(t, Options{Servers: 1, Clients: 1, ServerEnv: []string{"CLOVER_MISFIRE_THRESHOLD=" + threshold.String()}})
 
 	srv := c.Servers[0]
 	srv.Kill()

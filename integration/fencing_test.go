@@ -15,19 +15,9 @@ func TestFrozenLeaderStaysSilentAfterResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	c := StartCluster(t, Options{Servers: 2, Clients: 2})
-	l := newLedger(t)
-	c.CreateJob(l.job("tick", "@every 1s"))
-	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
-	l.waitRunAfter(t, c, start.Add(2*time.Second), 30*time.Second)
-
+	c, l, start := startTicking(t, Options{Servers: 2, Clients: 2})
 	old, oldEpoch := c.WaitLeader(10 * time.Second)
-	var standby *Member
-	for _, m := range c.Servers {
-		if m != old {
-			standby = m
-		}
-	}
+	standby := c.otherServer(old)
 	frozen := time.Now()
 	if err := old.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -24,11 +24,7 @@ func TestGarbageFramesAreDropped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	c := StartCluster(t, Options{Servers: 2, Clients: 2})
-	l := newLedger(t)
-	c.CreateJob(l.job("tick", "@every 1s"))
-	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
-	l.waitRunAfter(t, c, start, 30*time.Second)
+	c, l, start := startTicking(t, Options{Servers: 2, Clients: 2})
 
 	valid, err := wire.Encode(&wire.Result{
 		Header: wire.Header{From: "intruder", SentAt: time.Now()},

@@ -134,3 +134,25 @@ func firstScheduled(runs []run) time.Time {
 	}
 	return first
 }
+
+// startTicking starts a cluster with a job "tick" firing every second into a ledger, and waits until it
+// has run for a couple of seconds. It returns the first second that every later check may count on.
+func startTicking(t *testing.T, opts Options) (*Cluster, *ledger, time.Time) {
+	t.Helper()
+	c := StartCluster(t, opts)
+	l := newLedger(t)
+	c.CreateJob(l.job("tick", "@every 1s"))
+	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	l.waitRunAfter(t, c, start.Add(time.Second), 30*time.Second)
+	return c, l, start
+}
+
+// otherServer returns a server other than m.
+func (c *Cluster) otherServer(m *Member) *Member {
+	for _, s := range c.Servers {
+		if s != m {
+			return s
+		}
+	}
+	return nil
+}

@@ -20,11 +20,7 @@ func TestEverySecondRunsOnceOnOneClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	c := StartCluster(t, Options{Servers: 2, Clients: 2})
-	l := newLedger(t)
-	c.CreateJob(l.job("tick", "@every 1s"))
-
-	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	c, l, start := startTicking(t, Options{Servers: 2, Clients: 2})
 	end := start.Add(8 * time.Second)
 	l.waitComplete(t, c, start, end, 30*time.Second)
 
@@ -60,21 +56,11 @@ func TestLeaderKilledStandbyTakesOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	c := StartCluster(t, Options{Servers: 2, Clients: 2})
-	l := newLedger(t)
-	c.CreateJob(l.job("tick", "@every 1s"))
-	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
-	l.waitRunAfter(t, c, start.Add(2*time.Second), 30*time.Second)
-
+	c, l, start := startTicking(t, Options{Servers: 2, Clients: 2})
 	old, oldEpoch := c.WaitLeader(10 * time.Second)
 	killed := time.Now()
 	old.Kill()
-	var standby *Member
-	for _, m := range c.Servers {
-		if m != old {
-			standby = m
-		}
-	}
+	standby := c.otherServer(old)
 	testenv.WaitFor(t, 10*time.Second, "the standby to lead", func() bool { return c.isLeading(standby) })
 	took := time.Since(killed)
 	t.Logf("failover after SIGKILL took %s (session timeout %s)", took, c.opts.SessionTimeout)
@@ -96,12 +82,7 @@ func TestClientKilledFiringsMoveToTheOther(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	c := StartCluster(t, Options{Servers: 2, Clients: 2})
-	l := newLedger(t)
-	c.CreateJob(l.job("tick", "@every 1s"))
-	start := time.Now().Add(2 * time.Second).Truncate(time.Second)
-	l.waitRunAfter(t, c, start.Add(2*time.Second), 30*time.Second)
-
+	c, l, start := startTicking(t, Options{Servers: 2, Clients: 2})
 	victim, survivor := c.Clients[0], c.Clients[1]
 	victim.Kill()
 	c.WaitClients(1, 10*time.Second)

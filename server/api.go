@@ -80,14 +80,37 @@ func storeStatus(err error) int {
 	}
 }
 
-// onLeader runs h when this server leads and otherwise proxies the request to the leader.
+// leaderWait is how long a write waits for a leader to be known (an election in progress) before it is
+// refused.
+const leaderWait = 5 * time.Second
+
+// onLeader runs h when this server leads and otherwise proxies the request to the leader. During an
+// election it waits up to leaderWait for one, so that a write made during a failover succeeds.
 func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.lead.Load() != nil {
-			h(w, r)
-			return
+		var (
+			info serverInfo
+			ok   bool
+		)
+		deadline := time.NewTimer(leaderWait)
+		defer deadline.Stop()
+		for {
+			if s.lead.Load() != nil {
+				h(w, r)
+				return
+			}
+			if info, _, ok = s.leaderInfo(); ok && info.ID != s.cfg.ID {
+				break
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-deadline.C:
+			case <-time.After(50 * time.Millisecond):
+				continue
+			}
+			break
 		}
-		info, _, ok := s.leaderInfo()
 		if !ok || info.APIAddr == "" || info.ID == s.cfg.ID || r.Header.Get("X-Clover-Forwarded-By") != "" {
 			writeError(w, http.StatusServiceUnavailable, errors.New("no leader is available to take this write; retry shortly"))
 			return
