@@ -14,6 +14,7 @@ import (
 
 	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/transport"
@@ -54,6 +55,7 @@ type Client struct {
 	maxEpoch atomic.Int64
 	outbox   *transport.Outbox
 	stats    Stats
+	dropLog  logx.Limiter
 }
 
 // Stats counts what a client did; read it with Stats().
@@ -239,11 +241,11 @@ func (c *Client) watchServers(ctx context.Context, servers *registry.Cache) {
 
 // receive handles one frame from a server. Nothing a server sends can crash the client: frames that do not
 // decode, and kinds a client does not take, are dropped and counted.
-func (c *Client) receive(frame []byte) {
+func (c *Client) receive(frame []byte, peer string) {
 	m, err := wire.Decode(frame)
 	if err != nil {
 		c.stats.Dropped.Add(1)
-		c.logger.Warn("dropped undecodable frame", "bytes", len(frame), "err", err)
+		c.dropLog.Warn(c.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
 		return
 	}
 	switch x := m.(type) {
@@ -260,7 +262,7 @@ func (c *Client) receive(frame []byte) {
 		c.mu.Unlock()
 	default:
 		c.stats.Dropped.Add(1)
-		c.logger.Warn("dropped frame of a kind clients do not take", "kind", m.Kind().String(), "from", wire.From(m))
+		c.dropLog.Warn(c.logger, "dropped frame of a kind clients do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -18,9 +19,10 @@ import (
 // frames (counted): clients re-send results until they get a receipt, and the leader re-sends
 // unacknowledged dispatches, so a dropped frame delays a report but does not lose it.
 type intake struct {
-	s     *Server
-	queue chan inbound
-	local chan job.Event
+	s       *Server
+	queue   chan inbound
+	local   chan job.Event
+	dropLog logx.Limiter
 }
 
 type inbound struct {
@@ -39,7 +41,7 @@ func newIntake(s *Server) *intake {
 
 // receive decodes one frame from the inbox. A frame that does not decode is dropped and counted; it never
 // reaches the rest of the server.
-func (in *intake) receive(frame []byte) {
+func (in *intake) receive(frame []byte, peer string) {
 	m, err := wire.Decode(frame)
 	if err != nil {
 		reason := "corrupt"
@@ -48,7 +50,7 @@ func (in *intake) receive(frame []byte) {
 			reason = de.Reason()
 		}
 		in.s.metrics.framesDropped.WithLabelValues(reason).Inc()
-		in.s.logger.Warn("dropped undecodable frame", "bytes", len(frame), "err", err)
+		in.dropLog.Warn(in.s.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
 		return
 	}
 	in.s.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
@@ -58,7 +60,7 @@ func (in *intake) receive(frame []byte) {
 		return
 	default:
 		in.s.metrics.framesDropped.WithLabelValues("unexpected_kind").Inc()
-		in.s.logger.Warn("dropped frame of a kind servers do not take", "kind", m.Kind().String(), "from", wire.From(m))
+		in.dropLog.Warn(in.s.logger, "dropped frame of a kind servers do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
 		return
 	}
 	select {

@@ -101,6 +101,7 @@ type snapshot struct {
 	at  time.Time
 	m   sample
 	rss int64
+	cpu cpuSample
 }
 
 func takeSnapshot(t *T, m *integration.Member) snapshot {
@@ -112,7 +113,7 @@ func takeSnapshot(t *T, m *integration.Member) snapshot {
 	if err != nil {
 		t.Fatalf("memory of %s: %v", m.ID, err)
 	}
-	return snapshot{at: time.Now(), m: s, rss: r}
+	return snapshot{at: time.Now(), m: s, rss: r, cpu: sampleCPU()}
 }
 
 // waitFiring waits until the leader fires at least 90% of want executions a second over the last two

@@ -49,6 +49,7 @@ func steadyRows(tb *table, before, after snapshot, ws windowStats, scheduledPerS
 	growth := float64(after.rss-before.rss) / secs * 60
 	tb.add("server RSS at window start → end", fmt.Sprintf("%s → %s (%+.1f MiB/min)", fmtMiB(before.rss), fmtMiB(after.rss), growth/(1<<20)), "flat")
 	tb.add("  peak of 1 s samples", fmtMiB(ws.peakRSS), "")
+	tb.add("CPUs busy over the window", cpuRow(before.cpu, after.cpu), "")
 }
 
 // byLabel lists what series name gained over the window by the value of label key, as " (a 3, b 5)", or ""
@@ -76,6 +77,8 @@ func steadyNotes(tb *table, window time.Duration) {
 	tb.note("  clover_executions_finished_total), so executions fired before the window but finished in it count too")
 	tb.note("lateness is scheduled time → first dispatch, from the clover_fire_lateness_seconds buckets (1, 5, 10, 25, 50,")
 	tb.note("  100, 250, 500 ms, 1, 2.5, 5, 10, 30 s): quantiles interpolated inside a bucket, max = bound of the highest non-empty one")
+	tb.note("CPUs busy: from /proc, per kind of process this run started (a client includes the commands it ran; driver is")
+	tb.note("  this process, with any embedded clients); others is the rest of the machine")
 }
 
 // logMetrics logs (with -v) every series of the leader that changed over the window, for digging into a

@@ -55,9 +55,10 @@ func Listen(endpoint string) (*Inbox, error) {
 // Endpoint is the bound address, with the port resolved.
 func (in *Inbox) Endpoint() string { return in.endpoint }
 
-// Run reads frames and hands each to deliver until ctx ends, then closes the socket. deliver runs on Run's
-// goroutine and must not block for long: a slow deliver backs up the peers' queues.
-func (in *Inbox) Run(ctx context.Context, deliver func(frame []byte)) error {
+// Run reads frames and hands each to deliver, with the sender's address ("ip" as ZeroMQ reports it, for
+// logs), until ctx ends, then closes the socket. deliver runs on Run's goroutine and must not block for long:
+// a slow deliver backs up the peers' queues.
+func (in *Inbox) Run(ctx context.Context, deliver func(frame []byte, peer string)) error {
 	defer in.sock.Close()
 	poller := zmq.NewPoller()
 	poller.Add(in.sock, zmq.POLLIN)
@@ -73,11 +74,11 @@ func (in *Inbox) Run(ctx context.Context, deliver func(frame []byte)) error {
 			continue
 		}
 		for {
-			frame, err := in.sock.RecvBytes(zmq.DONTWAIT)
+			frame, meta, err := in.sock.RecvBytesWithMetadata(zmq.DONTWAIT, "Peer-Address")
 			if err != nil {
 				break // EAGAIN: drained
 			}
-			deliver(frame)
+			deliver(frame, meta["Peer-Address"])
 		}
 	}
 	return nil

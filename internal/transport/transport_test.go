@@ -15,10 +15,16 @@ import (
 type collector struct {
 	mu     sync.Mutex
 	frames []string
+	peers  []string
 }
 
-func (c *collector) add(b []byte) { c.mu.Lock(); c.frames = append(c.frames, string(b)); c.mu.Unlock() }
-func (c *collector) len() int     { c.mu.Lock(); defer c.mu.Unlock(); return len(c.frames) }
+func (c *collector) add(b []byte, peer string) {
+	c.mu.Lock()
+	c.frames = append(c.frames, string(b))
+	c.peers = append(c.peers, peer)
+	c.mu.Unlock()
+}
+func (c *collector) len() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.frames) }
 
 func startInbox(t *testing.T) (*Inbox, *collector) {
 	t.Helper()
@@ -47,6 +53,11 @@ func TestSendReachesThePeer(t *testing.T) {
 		}
 	}
 	testenv.WaitFor(t, 5*time.Second, "100 frames received", func() bool { return got.len() == 100 })
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if got.peers[0] != "127.0.0.1" {
+		t.Fatalf("sender address %q, want 127.0.0.1", got.peers[0])
+	}
 }
 
 func TestSendAnySpreadsAndSkipsDeadPeers(t *testing.T) {

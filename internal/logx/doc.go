@@ -1,0 +1,2 @@
+// Package logx holds small helpers for log/slog shared by servers and clients.
+package logx
