@@ -57,7 +57,7 @@ func sampleCPU() cpuSample {
 }
 
 type procFields struct {
-	ppid                          int
+	ppid                         int
 	utime, stime, cutime, cstime float64
 }
 

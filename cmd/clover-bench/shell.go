@@ -35,10 +35,16 @@ func runShell(t *T, s settings, out io.Writer) {
 	ws := window(t, leader, win)
 	after := takeSnapshot(t, leader)
 	logMetrics(t, before, after)
+	time.Sleep(2 * time.Second) // reports of runs that ended just before the window closed
+	finished, err := countFinished(c, before.at, after.at)
+	if err != nil {
+		t.Logf("%v", err)
+		finished = -1
+	}
 
 	tb := newTable(fmt.Sprintf("shell: %s shell jobs (`true`) @every 1s, 1 server + 2 client processes (capacity 512), window %s",
 		fmtInt(int64(n)), win))
-	steadyRows(tb, before, after, ws, float64(n))
+	steadyRows(tb, before, after, ws, float64(n), finished)
 	tb.add("  idle, before the jobs", fmtMiB(idle.rss), "")
 	steadyNotes(tb, win)
 	tb.note("jobs: %s", cr)
