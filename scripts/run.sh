@@ -93,5 +93,14 @@ $("$clover" cluster status | sed 's/^/  /')
   Stop:          Ctrl-C (stops every process started here)
 
 MSG
-wait -n "${pids[@]}" || true
-echo "run: a process exited; see $run/logs" >&2
+# Keep running until Ctrl-C, even when a member is killed on purpose (to watch a failover).
+names=(zookeeper ferretdb server-1 server-2 client-a client-b)
+declare -A reported=()
+while sleep 1; do
+  for i in "${!pids[@]}"; do
+    if [ -z "${reported[$i]:-}" ] && ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "run: ${names[$i]} (pid ${pids[$i]}) exited; see $run/logs/${names[$i]}.log" >&2
+      reported[$i]=1
+    fi
+  done
+done

@@ -142,7 +142,7 @@ func runBurst(t *T, s settings, out io.Writer) {
 	tb.add("re-dispatches / store errors", fmt.Sprintf("%s / %s",
 		fmtInt(int64(after.m.sum("clover_redispatches_total")-before.m.sum("clover_redispatches_total"))),
 		fmtInt(int64(after.m.sum("clover_store_errors_total")-before.m.sum("clover_store_errors_total")))), "0 / 0")
-	tb.add("CPUs busy from before T to the end", cpuRow(before.cpu, after.cpu), "")
+	cpuRows(tb, "from before T to the end", before.cpu, after.cpu)
 	tb.note("an execution counts as started at its first handler call in this process (dispatch, ZeroMQ delivery, the")
 	tb.note("  client's checks); the leader's own dispatch time is its clover_fire_lateness_seconds histogram")
 	tb.note("jobs: %s", cr)

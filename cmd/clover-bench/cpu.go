@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,32 +97,35 @@ func kindOf(pid int) string {
 	}
 }
 
-// cpuRow says how many CPUs each kind of process kept busy between two samples, and the whole machine.
-func cpuRow(before, after cpuSample) string {
+// cpuRows adds how many CPUs each kind of process kept busy between two samples, on average, and the
+// whole machine.
+func cpuRows(tb *table, what string, before, after cpuSample) {
 	secs := after.at.Sub(before.at).Seconds()
-	var kinds []string
+	machine := (after.machineBusy - before.machineBusy) / clockTick / secs
+	tb.add(fmt.Sprintf("CPUs busy %s, of %d", what, runtime.NumCPU()), fmt.Sprintf("%.2f", machine), "")
+	kinds := make([]string, 0, len(after.byKind))
 	for k := range after.byKind {
 		kinds = append(kinds, k)
 	}
-	order := map[string]int{"server": 0, "client": 1, "ferretdb": 2, "zookeeper": 3, "driver": 4}
-	slices.SortFunc(kinds, func(a, b string) int {
-		oa, ok := order[a]
-		if !ok {
-			oa = 9
+	rank := func(k string) int {
+		if i := slices.Index([]string{"server", "client", "ferretdb", "zookeeper", "driver"}, k); i >= 0 {
+			return i
 		}
-		ob, ok := order[b]
-		if !ok {
-			ob = 9
-		}
-		return oa - ob
-	})
-	var parts []string
+		return 9
+	}
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Or(rank(a)-rank(b), strings.Compare(a, b)) })
 	var ours float64
 	for _, k := range kinds {
 		used := (after.byKind[k] - before.byKind[k]) / clockTick / secs
 		ours += used
-		parts = append(parts, fmt.Sprintf("%s %.2f", k, used))
+		name := k
+		switch k {
+		case "client":
+			name = "client processes"
+		case "driver":
+			name = "this driver"
+		}
+		tb.add("  "+name, fmt.Sprintf("%.2f", used), "")
 	}
-	machine := (after.machineBusy - before.machineBusy) / clockTick / secs
-	return fmt.Sprintf("%s; machine %.2f of %d (others %.2f)", strings.Join(parts, ", "), machine, runtime.NumCPU(), max(machine-ours, 0))
+	tb.add("  the rest of the machine", fmt.Sprintf("%.2f", max(machine-ours, 0)), "")
 }

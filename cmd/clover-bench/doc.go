@@ -19,9 +19,15 @@
 //   - failover: 2 servers; time from SIGKILL, and from SIGTERM (the leader resigns), of the leader until
 //     the standby leads.
 //
+// Members run as in production, not as in tests: servers keep their default ack timeout and accept window
+// and everything logs at info. Each table also says how busy each kind of process kept the CPUs, so that
+// a figure taken while something else loaded the machine can be told apart.
+//
 // Everything the run starts (processes, temp dirs, embedded clients) is stopped and removed when it ends,
 // when a step fails and on Ctrl-C or SIGTERM (a second one exits at once).
 //
-// Files: main.go wires flags to scenarios; env.go is the testenv.T a non-test program supplies; jobs.go
-// creates jobs; metrics.go reads /metrics and /proc; report.go prints tables; one file per scenario.
+// Files: main.go wires flags to scenarios; env.go is the testenv.T a non-test program supplies; harness.go
+// starts clusters and embedded clients; jobs.go creates jobs; metrics.go reads /metrics and memory, cpu.go
+// CPU times, storecount.go counts finished executions in the store; report.go prints tables; one file per
+// scenario (steady.go holds what shell and gofunc share).
 package main

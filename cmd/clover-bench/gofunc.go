@@ -24,20 +24,23 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 	t.Progressf("timing the store's bulk insert on the idle cluster")
 	bulk := storeBulkRate(t, c)
 
-	// The handler counts runs; until warm-up ends it also notes which jobs have run at least once.
+	// The handler counts runs, and runs of each execution id (an id that runs twice breaks Clover's
+	// promise); until warm-up ends it also notes which jobs have run at least once.
 	var (
 		runs   atomic.Int64
 		warmed atomic.Bool
 		mu     sync.Mutex
 		seen   = make(map[string]struct{}, n)
+		calls  = make(map[string]int32, n)
 	)
 	noop := func(ctx context.Context, jc client.JobContext) error {
 		runs.Add(1)
+		mu.Lock()
+		calls[jc.ExecutionID]++
 		if !warmed.Load() {
-			mu.Lock()
 			seen[jc.Job] = struct{}{}
-			mu.Unlock()
 		}
+		mu.Unlock()
 		return nil
 	}
 	clients := startEmbeddedClients(t, c, 4, "noop", noop)
@@ -75,6 +78,15 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 		finished = -1
 	}
 
+	mu.Lock()
+	executions, doubled := len(calls), 0
+	for _, k := range calls {
+		if k > 1 {
+			doubled++
+		}
+	}
+	mu.Unlock()
+
 	secs := after.at.Sub(before.at).Seconds()
 	ran := float64(runs1-runs0) / secs
 	cl := cl1.minus(cl0)
@@ -82,6 +94,7 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 		fmtInt(int64(n)), win))
 	tb.add("handler runs (end to end)", fmt.Sprintf("%s (%s of scheduled)", fmtRate(ran), fmtPct(ran, float64(n))), "≥ 5,000/s")
 	steadyRows(tb, before, after, ws, float64(n), finished)
+	tb.add("executions run more than once (whole run)", fmt.Sprintf("%s of %s", fmtInt(int64(doubled)), fmtInt(int64(executions))), "0")
 	tb.add("clients: refused / duplicate dispatches / stale epoch", fmt.Sprintf("%s / %s / %s",
 		fmtInt(cl.refused), fmtInt(cl.duplicates), fmtInt(cl.staleEpoch)), "0 / 0 / 0")
 	tb.add("store bulk insert (InsertExecutions, 20 x 500)", fmtRate(bulk)+" documents", "")

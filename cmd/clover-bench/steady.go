@@ -25,9 +25,9 @@ func steadyRows(tb *table, before, after snapshot, ws windowStats, scheduledPerS
 	tb.add("fired by the leader", fmt.Sprintf("%s (%s)", fmtRate(fired), fmtPct(fired, scheduledPerSec)), "100% of scheduled")
 	if finished >= 0 {
 		f := float64(finished) / secs
-		tb.add("finished (in the store, by finish time)", fmt.Sprintf("%s (%s)", fmtRate(f), fmtPct(f, scheduledPerSec)), "100% of scheduled")
+		tb.add("finished and recorded (store)", fmt.Sprintf("%s (%s)", fmtRate(f), fmtPct(f, scheduledPerSec)), "100% of scheduled")
 	} else {
-		tb.add("finished (in the store, by finish time)", "- (count failed)", "100% of scheduled")
+		tb.add("finished and recorded (store)", "- (count failed)", "100% of scheduled")
 	}
 	tb.add("result reports recorded (counter)", fmtRate(reports), "= finished")
 	tb.add("  failed reports", fmtInt(int64(series(`clover_executions_finished_total{status="failed"}`))), "0")
@@ -56,7 +56,7 @@ func steadyRows(tb *table, before, after snapshot, ws windowStats, scheduledPerS
 	growth := float64(after.rss-before.rss) / secs * 60
 	tb.add("server RSS at window start → end", fmt.Sprintf("%s → %s (%+.1f MiB/min)", fmtMiB(before.rss), fmtMiB(after.rss), growth/(1<<20)), "flat")
 	tb.add("  peak of 1 s samples", fmtMiB(ws.peakRSS), "")
-	tb.add("CPUs busy over the window", cpuRow(before.cpu, after.cpu), "")
+	cpuRows(tb, "over the window", before.cpu, after.cpu)
 }
 
 // byLabel lists what series name gained over the window by the value of label key, as " (a 3, b 5)", or ""
@@ -82,11 +82,11 @@ func byLabel(before, after snapshot, name, key string) string {
 func steadyNotes(tb *table, window time.Duration) {
 	tb.note("window %s after warm-up; fired and result reports are deltas of the leader's /metrics over it", window)
 	tb.note("  (clover_fires_total, clover_executions_finished_total, which counts re-sent reports again); finished counts")
-	tb.note("  the finished events in the store whose finish time is in the window (one per execution), read after it")
+	tb.note("  the finished events in the store whose finish time is in the window (one per execution), read 2 s after it")
 	tb.note("lateness is scheduled time → first dispatch, from the clover_fire_lateness_seconds buckets (1, 5, 10, 25, 50,")
 	tb.note("  100, 250, 500 ms, 1, 2.5, 5, 10, 30 s): quantiles interpolated inside a bucket, max = bound of the highest non-empty one")
-	tb.note("CPUs busy: from /proc, per kind of process this run started (a client includes the commands it ran; driver is")
-	tb.note("  this process, with any embedded clients); others is the rest of the machine")
+	tb.note("CPUs busy: from /proc, per kind of process this run started (client processes include the commands they ran;")
+	tb.note("  this driver includes any embedded clients)")
 }
 
 // logMetrics logs (with -v) every series of the leader that changed over the window, for digging into a
