@@ -46,6 +46,7 @@ func runShell(t *T, s settings, out io.Writer) {
 		fmtInt(int64(n)), win))
 	steadyRows(tb, before, after, ws, float64(n), finished)
 	tb.add("  idle, before the jobs", fmtMiB(idle.rss), "")
+	cpuRows(tb, "over the window", before.cpu, after.cpu)
 	steadyNotes(tb, win)
 	tb.note("jobs: %s", cr)
 	if !warm {

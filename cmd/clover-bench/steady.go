@@ -56,7 +56,6 @@ func steadyRows(tb *table, before, after snapshot, ws windowStats, scheduledPerS
 	growth := float64(after.rss-before.rss) / secs * 60
 	tb.add("server RSS at window start → end", fmt.Sprintf("%s → %s (%+.1f MiB/min)", fmtMiB(before.rss), fmtMiB(after.rss), growth/(1<<20)), "flat")
 	tb.add("  peak of 1 s samples", fmtMiB(ws.peakRSS), "")
-	cpuRows(tb, "over the window", before.cpu, after.cpu)
 }
 
 // byLabel lists what series name gained over the window by the value of label key, as " (a 3, b 5)", or ""
