@@ -48,8 +48,8 @@ type Client struct {
 	handlers map[string]HandlerFunc
 	declared []job.Spec
 	seen     map[string]decision       // execution id -> what we answered
-	pending  map[string]*pendingResult // results not yet confirmed by a receipt
-	acks     map[string]*pendingResult // accepted acks not yet confirmed by a receipt
+	pending  map[string]*pendingReport // results not yet confirmed by a receipt
+	acks     map[string]*pendingReport // accepted acks not yet confirmed by a receipt
 	running  int
 
 	maxEpoch atomic.Int64
@@ -65,15 +65,26 @@ type Stats struct {
 
 type decision struct {
 	accepted bool
+	code     string
 	reason   string
 	attempt  int
 	acceptBy time.Time
 }
 
-type pendingResult struct {
-	frame  []byte
-	sentAt time.Time
+// pendingReport is an ack or a result waiting for a receipt. It is sent at next, then again with a
+// doubling backoff, so that a server that is slow to record reports is not buried under re-sends.
+type pendingReport struct {
+	frame []byte
+	next  time.Time
+	wait  time.Duration
 }
+
+// ackDelay is how long an accepted execution's ack waits before it is sent: a run that ends sooner reports
+// only its result, which says more, and halves the reports of short jobs.
+const ackDelay = 200 * time.Millisecond
+
+// maxReportBackoff caps the backoff of re-sent reports.
+const maxReportBackoff = 30 * time.Second
 
 // Option changes a Client built by New.
 type Option func(*Client)
@@ -93,8 +104,8 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		cfg: cfg, logger: slog.Default(), now: time.Now,
 		handlers: map[string]HandlerFunc{},
 		seen:     map[string]decision{},
-		pending:  map[string]*pendingResult{},
-		acks:     map[string]*pendingResult{},
+		pending:  map[string]*pendingReport{},
+		acks:     map[string]*pendingReport{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -281,24 +292,27 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 	if prev, ok := c.seen[d.ExecID]; ok && (prev.accepted || d.Attempt <= prev.attempt) {
 		c.mu.Unlock()
 		c.stats.Duplicates.Add(1)
-		c.ack(d, prev.accepted, prev.reason)
+		c.ack(d, prev.accepted, prev.code, prev.reason, true)
 		return
 	}
-	h, reason := c.resolve(d)
+	h := c.resolve(d)
+	var code, reason string
 	switch {
+	case h == nil:
+		code, reason = wire.RefuseNoHandler, fmt.Sprintf("no handler %q on this client", d.Handler)
 	case now.After(d.AcceptBy):
-		reason = "accept-by has passed; the leader may have given it to another client"
-	case h != nil && c.running >= c.cfg.Capacity:
-		reason = fmt.Sprintf("at capacity (%d running)", c.running)
+		code, reason = wire.RefuseLate, "accept-by has passed; the leader may have given it to another client"
+	case c.running >= c.cfg.Capacity:
+		code, reason = wire.RefuseBusy, fmt.Sprintf("at capacity (%d running)", c.running)
 	}
-	accepted := h != nil && reason == ""
-	c.seen[d.ExecID] = decision{accepted: accepted, reason: reason, attempt: d.Attempt, acceptBy: d.AcceptBy}
+	accepted := code == ""
+	c.seen[d.ExecID] = decision{accepted: accepted, code: code, reason: reason, attempt: d.Attempt, acceptBy: d.AcceptBy}
 	if accepted {
 		c.running++
 	}
 	c.mu.Unlock()
 
-	c.ack(d, accepted, reason)
+	c.ack(d, accepted, code, reason, false)
 	if !accepted {
 		c.stats.Refused.Add(1)
 		return
@@ -309,37 +323,40 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 
 // resolve finds the handler for a dispatch: a Go handler named like the job's handler, then the shell
 // handler if offered, then a Go handler named like the job.
-func (c *Client) resolve(d *wire.Dispatch) (HandlerFunc, string) {
+func (c *Client) resolve(d *wire.Dispatch) HandlerFunc {
 	if h, ok := c.handlers[d.Handler]; ok {
-		return h, ""
+		return h
 	}
 	if d.Handler == job.HandlerShell && slices.Contains(c.cfg.Handlers, job.HandlerShell) {
-		return runShell, ""
+		return runShell
 	}
 	if h, ok := c.handlers[d.Job]; ok {
-		return h, ""
+		return h
 	}
-	return nil, fmt.Sprintf("no handler %q on this client", d.Handler)
+	return nil
 }
 
-// ack answers a dispatch. An accepted ack is kept and sent again until a server confirms it is recorded:
-// a new leader that finds an execution without a recorded ack may give it to another client.
-func (c *Client) ack(d *wire.Dispatch, accepted bool, reason string) {
-	now := c.now()
+// ack answers a dispatch. A refusal, or the answer to a dispatch seen before (now), goes out at once. A new
+// acceptance is held for ackDelay (a short run reports its result instead), then sent and re-sent until a
+// server confirms it is recorded: a new leader that finds an execution without a recorded ack may, after
+// a while, give it to another client.
+func (c *Client) ack(d *wire.Dispatch, accepted bool, code, reason string, now bool) {
+	at := c.now()
 	frame, err := wire.Encode(&wire.Ack{
-		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: now},
-		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Accepted: accepted, Reason: reason, At: now,
+		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: at},
+		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Accepted: accepted, Code: code, Reason: reason, At: at,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode ack", "execution", d.ExecID, "err", err)
 		return
 	}
-	if accepted {
+	if accepted && !now {
 		c.mu.Lock()
 		if _, done := c.pending[d.ExecID]; !done {
-			c.acks[d.ExecID] = &pendingResult{frame: frame, sentAt: now}
+			c.acks[d.ExecID] = &pendingReport{frame: frame, next: at.Add(ackDelay), wait: c.cfg.ResultRetry}
 		}
 		c.mu.Unlock()
+		return
 	}
 	if _, err := c.outbox.SendAny(frame); err != nil {
 		// The leader re-sends the dispatch and gets the same answer then.
@@ -387,7 +404,7 @@ func (c *Client) execute(d *wire.Dispatch, h HandlerFunc) {
 	c.running--
 	delete(c.acks, d.ExecID) // the result says more than the ack
 	if encErr == nil {
-		c.pending[d.ExecID] = &pendingResult{frame: frame, sentAt: finished}
+		c.pending[d.ExecID] = &pendingReport{frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry}
 	}
 	c.mu.Unlock()
 	if encErr != nil {
@@ -406,11 +423,12 @@ func safeCall(ctx context.Context, h HandlerFunc, jc JobContext) (err error) {
 	return h(ctx, jc)
 }
 
-// resendLoop sends acks and results again until a server confirms them, and forgets old answers to
-// dispatches.
+// resendLoop sends held acks when they are due and re-sends acks and results until a server confirms
+// them, each with its own doubling backoff, and forgets old answers to dispatches.
 func (c *Client) resendLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.ResultRetry / 2)
+	t := time.NewTicker(ackDelay / 2)
 	defer t.Stop()
+	var lastPrune time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -420,20 +438,27 @@ func (c *Client) resendLoop(ctx context.Context) {
 		now := c.now()
 		var frames [][]byte
 		c.mu.Lock()
-		for _, m := range []map[string]*pendingResult{c.acks, c.pending} {
+		for _, m := range []map[string]*pendingReport{c.acks, c.pending} {
 			for _, p := range m {
-				if now.Sub(p.sentAt) >= c.cfg.ResultRetry {
-					p.sentAt = now
+				if !now.Before(p.next) {
+					p.next = now.Add(p.wait)
+					p.wait = min(2*p.wait, maxReportBackoff)
 					frames = append(frames, p.frame)
 				}
 			}
 		}
-		// The same dispatch is re-sent only until its accept-by; after that the leader knows our answer
-		// (the ack is re-sent until recorded) or gives the execution to another client. A minute past
-		// accept-by is far beyond any re-send.
-		for id, d := range c.seen {
-			if now.Sub(d.acceptBy) > time.Minute {
-				delete(c.seen, id)
+		// The leader re-sends a dispatch whose answer it has not heard, with a backoff. Keep every answer
+		// while its reports wait for a receipt, and for decisionMemory after accept-by. A re-send that
+		// comes later is refused as late, and the leader checks the store before it hands the execution
+		// to anyone else.
+		if now.Sub(lastPrune) > 5*time.Second {
+			lastPrune = now
+			for id, d := range c.seen {
+				_, ackPending := c.acks[id]
+				_, resultPending := c.pending[id]
+				if !ackPending && !resultPending && now.Sub(d.acceptBy) > decisionMemory {
+					delete(c.seen, id)
+				}
 			}
 		}
 		c.mu.Unlock()
@@ -444,6 +469,9 @@ func (c *Client) resendLoop(ctx context.Context) {
 		}
 	}
 }
+
+// decisionMemory is how long after its accept-by a client remembers how it answered a dispatch.
+const decisionMemory = time.Minute
 
 // PendingResults is the number of results not yet confirmed by a server.
 func (c *Client) PendingResults() int {

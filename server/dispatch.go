@@ -36,7 +36,14 @@ type flight struct {
 	lostAt    time.Time            // when its running client was first seen gone
 	refused   map[string]time.Time // client -> when it refused
 	sentOnce  bool
+	resend    time.Duration // wait before the next re-send of the same frame; doubles up to maxResend
+	// check: before it goes to another client, the store must say it has not finished. Set when the client
+	// it was sent to refused it as late or left: that client may have run it and forgotten since.
+	check bool
 }
+
+// maxResend caps the backoff between re-sends of an unanswered dispatch.
+const maxResend = 30 * time.Second
 
 // refuseBackoff is how long a client that refused an execution is not offered it again.
 const refuseBackoff = time.Second
@@ -44,9 +51,10 @@ const refuseBackoff = time.Second
 // dispatch sends f, as a new attempt, to a client that serves its job, in round-robin order. It returns
 // false when no client took it; the execution then waits and is tried again on every tick.
 func (l *leader) dispatch(f *flight, now time.Time) bool {
-	if now.Before(f.heldUntil) || !l.confirmed() {
+	if f.check || now.Before(f.heldUntil) || !l.confirmed() {
 		return false
 	}
+	now = l.now() // the caller's now may predate a slow store write: measure and set deadlines from the send
 	cands := slices.DeleteFunc(slices.Clone(l.candidates(f.exec)), func(id string) bool {
 		at, ok := f.refused[id]
 		return ok && now.Sub(at) < refuseBackoff
@@ -90,6 +98,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		}
 		l.metrics.dispatches.Inc()
 		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
+		f.resend = l.cfg.AckTimeout
 		return true
 	}
 	f.client = ""
@@ -151,17 +160,22 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			} else if now.Sub(f.lostAt) > lostAfter {
 				l.endLocally(f, job.EventLost, "client "+f.client+" left the cluster while running it")
 			}
+		case f.check:
+			waiting++
 		case f.client == "":
 			if !l.dispatch(f, now) {
 				waiting++
 			}
 		case !l.live[f.client]:
-			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) && !l.dispatch(f, now) {
+			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
+				// It can no longer start it; whether it ran it, the store tells.
+				f.client, f.check = "", true
 				waiting++
 			}
-		case now.Sub(f.sentAt) >= l.cfg.AckTimeout:
+		case now.Sub(f.sentAt) >= f.resend:
 			if err := l.send(f.client, f.frame); err == nil {
 				f.sentAt = now
+				f.resend = min(2*f.resend, maxResend)
 				l.metrics.redispatches.Inc()
 			}
 		}
@@ -172,19 +186,26 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	return nil
 }
 
-// reconcile checks, now and then and off the loop, whether executions the loop believes running have in
-// fact finished: a result note can be lost (a relay to a server that just stopped leading, a full queue),
-// and the client stops re-sending once any server has recorded the result.
+// reconcile asks the store, off the loop, about executions the loop is unsure of: those waiting for a
+// check (see flight.check), at once, and now and then those in flight for a long time, since a result
+// note can be lost (a relay to a server that just stopped leading, a full queue) and a client stops
+// re-sending once any server has recorded its result.
 func (l *leader) reconcile(ctx context.Context, now time.Time) {
-	if l.reconciling || now.Sub(l.lastReconcile) < reconcileEvery {
+	if l.reconciling {
 		return
 	}
-	l.lastReconcile = now
-	var ids []string
+	periodic := now.Sub(l.lastReconcile) >= reconcileEvery
+	var ids, checked []string
 	for id, f := range l.flights {
-		if f.acked && now.Sub(f.ackedAt) > reconcileEvery {
+		switch {
+		case f.check:
+			ids, checked = append(ids, id), append(checked, id)
+		case periodic && ((f.acked && now.Sub(f.ackedAt) > reconcileEvery) || (!f.acked && f.sentOnce && now.Sub(f.sentAt) > reconcileEvery)):
 			ids = append(ids, id)
 		}
+	}
+	if periodic {
+		l.lastReconcile = now
 	}
 	if len(ids) == 0 {
 		return
@@ -193,16 +214,17 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 	go func() {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
+		note := reconciledNote{checked: checked}
 		execs, err := l.store.ExecutionsByID(sctx, ids)
-		var finished []string
-		if err == nil {
-			for _, e := range execs {
-				if e.State.Terminal() {
-					finished = append(finished, e.ID)
-				}
+		if err != nil {
+			note.checked = nil // unsure still: check again on a later tick
+		}
+		for _, e := range execs {
+			if e.State.Terminal() {
+				note.finished = append(note.finished, e.ID)
 			}
 		}
-		l.notify(reconciledNote{finished: finished})
+		l.tell(ctx, note)
 	}()
 }
 
@@ -239,6 +261,9 @@ func (l *leader) onAck(a *wire.Ack) {
 	}
 	if f.acked || a.Attempt != f.attempt || a.From != f.client {
 		return // a stale refusal
+	}
+	if a.Code == wire.RefuseLate {
+		f.check = true // it may have run it before; the store tells
 	}
 	l.logger.Debug("client refused execution", "execution", a.ExecID, "client", a.From, "reason", a.Reason)
 	if f.refused == nil {

@@ -23,6 +23,7 @@ type intake struct {
 	queue   chan inbound
 	local   chan job.Event
 	dropLog logx.Limiter
+	recent  recentIDs
 }
 
 type inbound struct {
@@ -119,27 +120,9 @@ func (in *intake) run(ctx context.Context) error {
 }
 
 func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event) {
-	events := local
-	for _, m := range batch {
-		if wire.Via(m.msg) != "" {
-			continue // the forwarding server recorded it and sent the receipt
-		}
-		switch x := m.msg.(type) {
-		case *wire.Ack:
-			if x.Accepted {
-				events = append(events, job.Event{
-					ID: job.EventID(x.ExecID, job.EventAcked, x.Attempt), ExecID: x.ExecID, Job: x.Job,
-					Kind: job.EventAcked, Attempt: x.Attempt, Client: x.From, At: x.At.UTC(),
-				})
-			}
-		case *wire.Result:
-			r := x.Result
-			events = append(events, job.Event{
-				ID: job.EventID(x.ExecID, job.EventFinished, x.Attempt), ExecID: x.ExecID, Job: x.Job,
-				Kind: job.EventFinished, Attempt: x.Attempt, Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
-			})
-		}
-	}
+	now := in.s.now()
+	in.recent.expire(now)
+	events, fresh := in.newEvents(batch, local)
 	// The leader hears of reports before they are recorded: an ack that waited on a slow store could let
 	// the leader believe a running execution was never started.
 	lead := in.s.lead.Load()
@@ -151,27 +134,28 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 			in.toLeader(lead, resultNote{result: x}, m)
 		}
 	}
-	recorded := true
 	if len(events) > 0 {
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		dups, err := in.s.store.InsertEvents(sctx, events)
 		cancel()
 		if err != nil {
-			recorded = false
 			in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
 			in.s.logger.Warn("recording reports failed; clients will re-send", "events", len(events), "err", err)
-		} else {
-			in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
+			return
+		}
+		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
+		for _, ev := range events {
+			in.recent.add(ev.ID, now)
 		}
 	}
-	if !recorded {
-		return
+	for _, st := range fresh {
+		in.s.metrics.finished.WithLabelValues(string(st)).Inc()
 	}
 	receipts := map[string]*wire.Receipt{}
 	receipt := func(client string) *wire.Receipt {
 		r := receipts[client]
 		if r == nil {
-			r = &wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: in.s.now()}}
+			r = &wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: now}}
 			receipts[client] = r
 		}
 		return r
@@ -185,7 +169,6 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		case *wire.Result:
 			if x.Via == "" {
 				receipt(x.From).ExecIDs = append(receipt(x.From).ExecIDs, x.ExecID)
-				in.s.metrics.finished.WithLabelValues(string(x.Result.Status)).Inc()
 			}
 		}
 	}
@@ -193,6 +176,96 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		if frame, err := wire.Encode(r); err == nil {
 			_ = in.s.outbox.Send(client, frame) // a lost receipt only makes the client send the report again
 		}
+	}
+}
+
+// newEvents turns a batch of reports into the events to insert, leaving out what need not be written: a
+// report relayed by another server (it recorded it), one recorded here recently (a client re-sent it
+// because its receipt was slow or lost), the same report twice in one batch, and an ack whose result is in
+// the same batch (the result says more). Duplicates matter beyond their own cost: FerretDB inserts a bulk
+// that holds one a document at a time. fresh lists the status of each result seen for the first time here.
+func (in *intake) newEvents(batch []inbound, local []job.Event) (events []job.Event, fresh []job.State) {
+	finished := map[string]bool{}
+	for _, m := range batch {
+		if r, ok := m.msg.(*wire.Result); ok && r.Via == "" {
+			finished[r.ExecID] = true
+		}
+	}
+	seen := map[string]bool{}
+	add := func(ev job.Event) bool {
+		if seen[ev.ID] || in.recent.has(ev.ID) {
+			return false
+		}
+		seen[ev.ID] = true
+		events = append(events, ev)
+		return true
+	}
+	for _, ev := range local {
+		add(ev)
+	}
+	for _, m := range batch {
+		if wire.Via(m.msg) != "" {
+			continue
+		}
+		switch x := m.msg.(type) {
+		case *wire.Ack:
+			if x.Accepted && !finished[x.ExecID] {
+				add(job.Event{
+					ID: job.EventID(x.ExecID, job.EventAcked, x.Attempt), ExecID: x.ExecID, Job: x.Job,
+					Kind: job.EventAcked, Attempt: x.Attempt, Client: x.From, At: x.At.UTC(),
+				})
+			}
+		case *wire.Result:
+			r := x.Result
+			if add(job.Event{
+				ID: job.EventID(x.ExecID, job.EventFinished, x.Attempt), ExecID: x.ExecID, Job: x.Job,
+				Kind: job.EventFinished, Attempt: x.Attempt, Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
+			}) {
+				fresh = append(fresh, r.Status)
+			}
+		}
+	}
+	return events, fresh
+}
+
+// recentIDs remembers the ids of events recorded in the last recentFor, so that re-sent reports are
+// answered with a receipt without another write. Only the intake goroutine uses it.
+type recentIDs struct {
+	at    map[string]time.Time
+	order []recentID // oldest first, from head on
+	head  int
+}
+
+type recentID struct {
+	id string
+	at time.Time
+}
+
+const recentFor = 30 * time.Second
+
+func (r *recentIDs) has(id string) bool { _, ok := r.at[id]; return ok }
+
+func (r *recentIDs) add(id string, now time.Time) {
+	if r.at == nil {
+		r.at = map[string]time.Time{}
+	}
+	if _, ok := r.at[id]; ok {
+		return
+	}
+	r.at[id] = now
+	r.order = append(r.order, recentID{id: id, at: now})
+}
+
+func (r *recentIDs) expire(now time.Time) {
+	for r.head < len(r.order) && now.Sub(r.order[r.head].at) > recentFor {
+		delete(r.at, r.order[r.head].id)
+		r.head++
+	}
+	// Compact only when most of the slice is expired, so that expiring stays cheap per flush.
+	if r.head > 1024 && 2*r.head > len(r.order) {
+		n := copy(r.order, r.order[r.head:])
+		clear(r.order[n:])
+		r.order, r.head = r.order[:n], 0
 	}
 }
 

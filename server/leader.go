@@ -72,13 +72,16 @@ type (
 	}
 	ackNote        struct{ ack *wire.Ack }
 	resultNote     struct{ result *wire.Result }
-	reconciledNote struct{ finished []string }
+	reconciledNote struct {
+		finished []string // ended: forget them
+		checked  []string // checked and not ended: they may go to another client
+	}
 )
 
 const (
 	// storeTimeout bounds one store call made by the loop.
 	storeTimeout = 5 * time.Second
-	// reconcileEvery is how often running executions are checked against the store, in case their
+	// reconcileEvery is how often executions long in flight are checked against the store, in case their
 	// result note never reached the loop.
 	reconcileEvery = 30 * time.Second
 )
@@ -144,6 +147,15 @@ func (l *leader) notify(n any) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// tell hands a note from one of the term's own goroutines to the loop, waiting for room: unlike a report,
+// such a note is not sent again if it is lost.
+func (l *leader) tell(ctx context.Context, n any) {
+	select {
+	case l.notes <- n:
+	case <-ctx.Done():
 	}
 }
 
@@ -255,7 +267,7 @@ func (l *leader) resyncJobs(ctx context.Context) {
 			}
 			continue
 		}
-		l.notify(jobsSnapshot{specs: specs, taken: taken})
+		l.tell(ctx, jobsSnapshot{specs: specs, taken: taken})
 	}
 }
 
@@ -376,6 +388,11 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.reconciling = false
 		for _, id := range n.finished {
 			l.forget(id)
+		}
+		for _, id := range n.checked {
+			if f, ok := l.flights[id]; ok {
+				f.check = false
+			}
 		}
 	}
 	return nil

@@ -205,6 +205,17 @@ func (h *harness) advance(d time.Duration) {
 	if err := h.l.checkFlights(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}
+	// A store check runs off the loop: wait for its answer and apply it, as the loop would.
+	for h.l.reconciling {
+		select {
+		case n := <-h.l.notes:
+			if err := h.l.handle(context.Background(), n); err != nil {
+				h.t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			h.t.Fatal("the store check did not answer")
+		}
+	}
 }
 
 func (h *harness) sentTo(peer string) []sent {
@@ -329,8 +340,9 @@ func TestASilentLiveClientKeepsItsExecution(t *testing.T) {
 			t.Fatalf("sent attempt %d to %s; want only re-sends of attempt 1 to %s", s.d.Attempt, s.peer, first)
 		}
 	}
-	if len(h.sent) < 5 {
-		t.Fatalf("only %d sends in 20s without an ack, want re-sends", len(h.sent))
+	// Re-sends back off: after 1s, 2s, 4s, 8s... (ack timeout 2s, doubling).
+	if len(h.sent) != 4 {
+		t.Fatalf("%d sends in 20s without an ack, want 4 (the dispatch and re-sends backing off)", len(h.sent))
 	}
 }
 
@@ -369,6 +381,7 @@ func TestADepartedClientsExecutionMovesOnlyAfterAcceptBy(t *testing.T) {
 			t.Fatalf("re-dispatched at %s, before accept-by %s plus the ack timeout", h.now.Format(time.StampMilli), acceptBy.Format(time.StampMilli))
 		}
 	}
+	h.advance(250 * time.Millisecond) // the store says it has not finished
 	h.advance(250 * time.Millisecond)
 	if len(h.sent) != 2 || h.sent[1].peer == gone || h.sent[1].d.Attempt != 2 {
 		t.Fatalf("sends %+v, want attempt 2 to the remaining client", h.sent)
@@ -463,5 +476,42 @@ func TestManyJobsDueTogetherAreOneInsert(t *testing.T) {
 	h.advance(time.Second)
 	if len(fs.execs) != 100 || len(h.sent) != 100 {
 		t.Fatalf("recorded %d, sent %d; want 100 each", len(fs.execs), len(h.sent))
+	}
+}
+
+func TestALateRefusalOfAFinishedExecutionDoesNotRunItAgain(t *testing.T) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	first := h.sent[0]
+	// The client ran it and its result was recorded, but the note never reached the leader; much later
+	// the client, having forgotten it, refuses a re-send as late.
+	fs.mu.Lock()
+	fs.events["r"] = job.Event{ID: "r", ExecID: first.d.ExecID, Kind: job.EventFinished, Result: &job.Result{Status: job.StateSucceeded}}
+	fs.mu.Unlock()
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: first.peer}, ExecID: first.d.ExecID, Attempt: 1, Code: wire.RefuseLate})
+	for range 10 {
+		h.advance(250 * time.Millisecond)
+	}
+	if len(h.sent) != 1 {
+		t.Fatalf("a finished execution was dispatched again: %+v", h.sent[1:])
+	}
+	if _, tracked := h.l.flights[first.d.ExecID]; tracked {
+		t.Fatal("the finished execution is still tracked")
+	}
+}
+
+func TestRecentIDsForgetAfterTheirTime(t *testing.T) {
+	var r recentIDs
+	for i := range 3000 {
+		r.add(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	r.expire(t0.Add(recentFor + 2*time.Second)) // the first 2,000 are older than recentFor
+	if r.has("0") || r.has("1999") || !r.has("2001") || !r.has("2999") {
+		t.Fatalf("after expiry: has 0=%v 1999=%v 2001=%v 2999=%v", r.has("0"), r.has("1999"), r.has("2001"), r.has("2999"))
+	}
+	if len(r.order)-r.head != len(r.at) {
+		t.Fatalf("order holds %d live ids, the map %d", len(r.order)-r.head, len(r.at))
 	}
 }

@@ -179,9 +179,18 @@ type Ack struct {
 	Job      string    `json:"job"`
 	Attempt  int       `json:"attempt"`
 	Accepted bool      `json:"accepted"`
-	Reason   string    `json:"reason,omitempty"` // why it was refused
+	Code     string    `json:"code,omitempty"`   // why it was refused, for the leader: one of the Refuse* codes
+	Reason   string    `json:"reason,omitempty"` // why it was refused, for people
 	At       time.Time `json:"at"`
 }
+
+// Refusal codes. Only RefuseLate leaves the leader unsure whether the client ran the execution (it may
+// have, and forgotten since); the others say it did not.
+const (
+	RefuseLate      = "late"       // the dispatch arrived after its accept-by
+	RefuseBusy      = "busy"       // the client is at capacity
+	RefuseNoHandler = "no_handler" // the client does not serve the job
+)
 
 // Result reports that a run ended. Required: From, ExecID, Job; Attempt not negative.
 type Result struct {
