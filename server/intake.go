@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -10,37 +11,65 @@ import (
 	"github.com/clover-sched/clover/internal/wire"
 )
 
-// intake receives what clients report (acks, results), records it in the store in batches, tells the
-// client which reports are safely recorded (receipts) and passes the reports on to the leader: to this
-// server's leader loop when it leads, otherwise to the leading server over ZeroMQ.
+// intake receives what clients report (acks, results): it tells the leader at once (this server's leader
+// loop when it leads, otherwise the leading server over ZeroMQ), records the reports in the store in
+// batches, and tells each client which of its reports are safely recorded (receipts), so that it stops
+// re-sending them.
 //
-// Concurrency: receive runs on the inbox goroutine and only decodes and queues; run's goroutine owns the
-// batch and does all store writes, so a slow store never blocks the ZeroMQ socket. A full queue drops
-// frames (counted): clients re-send results until they get a receipt, and the leader re-sends
-// unacknowledged dispatches, so a dropped frame delays a report but does not lose it.
+// Concurrency: receive runs on the inbox goroutine. It decodes, tells the leader, and queues what is new;
+// run's goroutine owns the batch and does every store write, so a slow store never blocks the ZeroMQ socket
+// nor delays what the leader learns (a leader that heard of acks only after a slow write would re-send
+// dispatches, and the re-sent answers would slow the store further). known, shared by both, holds the ids
+// of events queued or recorded recently: a re-sent report is dropped at once (answered with a receipt if it
+// is recorded already) instead of being queued and written again. A full queue drops frames (counted):
+// clients re-send until they get a receipt, so a dropped frame delays a report but does not lose it.
 type intake struct {
 	s       *Server
 	queue   chan inbound
 	local   chan job.Event
 	dropLog logx.Limiter
-	recent  recentIDs
+
+	mu     sync.Mutex
+	known  map[string]bool // event id -> recorded (true) or queued (false)
+	expiry []recentID      // recorded ids, oldest first, from head on
+	head   int
 }
 
 type inbound struct {
 	msg   wire.Message
-	frame []byte
+	event string // id of the event it records, "" for none (a refusal)
+}
+
+type recentID struct {
+	id string
+	at time.Time
 }
 
 const (
 	intakeBatch = 1000
 	intakeDelay = 5 * time.Millisecond
+	// recentFor is how long a recorded event id is remembered to answer re-sent reports.
+	recentFor = 30 * time.Second
 )
 
 func newIntake(s *Server) *intake {
-	return &intake{s: s, queue: make(chan inbound, 1<<16), local: make(chan job.Event, 1<<12)}
+	return &intake{s: s, queue: make(chan inbound, 1<<16), local: make(chan job.Event, 1<<12), known: map[string]bool{}}
 }
 
-// receive decodes one frame from the inbox. A frame that does not decode is dropped and counted; it never
+// eventID is the id of the event a report records, or "" if it records none.
+func eventID(m wire.Message) string {
+	switch x := m.(type) {
+	case *wire.Ack:
+		if x.Accepted {
+			return job.EventID(x.ExecID, job.EventAcked, x.Attempt)
+		}
+	case *wire.Result:
+		return job.EventID(x.ExecID, job.EventFinished, x.Attempt)
+	}
+	return ""
+}
+
+// receive handles one frame from the inbox. A frame that does not decode is dropped and counted; it never
 // reaches the rest of the server.
 func (in *intake) receive(frame []byte, peer string) {
 	m, err := wire.Decode(frame)
@@ -55,8 +84,11 @@ func (in *intake) receive(frame []byte, peer string) {
 		return
 	}
 	in.s.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
-	switch m.(type) {
-	case *wire.Ack, *wire.Result:
+	switch x := m.(type) {
+	case *wire.Ack:
+		in.toLeader(ackNote{ack: x}, m)
+	case *wire.Result:
+		in.toLeader(resultNote{result: x}, m)
 	case *wire.Heartbeat:
 		return
 	default:
@@ -64,9 +96,28 @@ func (in *intake) receive(frame []byte, peer string) {
 		in.dropLog.Warn(in.s.logger, "dropped frame of a kind servers do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
 		return
 	}
+	id := eventID(m)
+	if id == "" || wire.Via(m) != "" {
+		return // nothing to record, or recorded by the server that relayed it
+	}
+	in.mu.Lock()
+	recorded, seen := in.known[id]
+	if !seen {
+		in.known[id] = false
+	}
+	in.mu.Unlock()
+	if seen {
+		if recorded {
+			in.sendReceipts(map[string]*wire.Receipt{wire.From(m): receiptFor(in.s.cfg.ID, in.s.now(), m)})
+		}
+		return
+	}
 	select {
-	case in.queue <- inbound{msg: m, frame: frame}:
+	case in.queue <- inbound{msg: m, event: id}:
 	default:
+		in.mu.Lock()
+		delete(in.known, id) // let a re-send be queued
+		in.mu.Unlock()
 		in.s.metrics.framesDropped.WithLabelValues("queue_full").Inc()
 	}
 }
@@ -77,7 +128,7 @@ func (in *intake) persist(ev job.Event) {
 	case in.local <- ev:
 	default:
 		// The store is far behind; record it synchronously rather than lose an execution's end.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()
 		if _, err := in.s.store.InsertEvents(ctx, []job.Event{ev}); err != nil {
 			in.s.logger.Error("recording an execution's end failed", "execution", ev.ExecID, "err", err)
@@ -119,19 +170,34 @@ func (in *intake) run(ctx context.Context) error {
 	}
 }
 
+// flush records a batch and sends the receipts. An ack whose result is in the same batch is not written:
+// the result says more, and FerretDB writes fewer documents faster.
 func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event) {
 	now := in.s.now()
-	in.recent.expire(now)
-	events, fresh := in.newEvents(batch, local)
-	// The leader hears of reports before they are recorded: an ack that waited on a slow store could let
-	// the leader believe a running execution was never started.
-	lead := in.s.lead.Load()
+	finished := map[string]bool{}
+	for _, m := range batch {
+		if r, ok := m.msg.(*wire.Result); ok {
+			finished[r.ExecID] = true
+		}
+	}
+	events := local
+	var fresh []job.State
 	for _, m := range batch {
 		switch x := m.msg.(type) {
 		case *wire.Ack:
-			in.toLeader(lead, ackNote{ack: x}, m)
+			if !finished[x.ExecID] {
+				events = append(events, job.Event{
+					ID: m.event, ExecID: x.ExecID, Job: x.Job, Kind: job.EventAcked, Attempt: x.Attempt,
+					Client: x.From, At: x.At.UTC(),
+				})
+			}
 		case *wire.Result:
-			in.toLeader(lead, resultNote{result: x}, m)
+			r := x.Result
+			events = append(events, job.Event{
+				ID: m.event, ExecID: x.ExecID, Job: x.Job, Kind: job.EventFinished, Attempt: x.Attempt,
+				Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
+			})
+			fresh = append(fresh, r.Status)
 		}
 	}
 	if len(events) > 0 {
@@ -141,37 +207,67 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		if err != nil {
 			in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
 			in.s.logger.Warn("recording reports failed; clients will re-send", "events", len(events), "err", err)
+			in.mu.Lock()
+			for _, m := range batch {
+				delete(in.known, m.event)
+			}
+			in.mu.Unlock()
 			return
 		}
 		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
-		for _, ev := range events {
-			in.recent.add(ev.ID, now)
-		}
 	}
 	for _, st := range fresh {
 		in.s.metrics.finished.WithLabelValues(string(st)).Inc()
 	}
+	in.remember(batch, now)
 	receipts := map[string]*wire.Receipt{}
-	receipt := func(client string) *wire.Receipt {
-		r := receipts[client]
-		if r == nil {
-			r = &wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: now}}
-			receipts[client] = r
-		}
-		return r
-	}
 	for _, m := range batch {
-		switch x := m.msg.(type) {
-		case *wire.Ack:
-			if x.Accepted && x.Via == "" {
-				receipt(x.From).Acked = append(receipt(x.From).Acked, x.ExecID)
-			}
-		case *wire.Result:
-			if x.Via == "" {
-				receipt(x.From).ExecIDs = append(receipt(x.From).ExecIDs, x.ExecID)
-			}
+		from := wire.From(m.msg)
+		if r := receipts[from]; r != nil {
+			addToReceipt(r, m.msg)
+		} else {
+			receipts[from] = receiptFor(in.s.cfg.ID, now, m.msg)
 		}
 	}
+	in.sendReceipts(receipts)
+}
+
+// remember marks the batch's events recorded, and forgets those recorded more than recentFor ago.
+func (in *intake) remember(batch []inbound, now time.Time) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, m := range batch {
+		in.known[m.event] = true
+		in.expiry = append(in.expiry, recentID{id: m.event, at: now})
+	}
+	for in.head < len(in.expiry) && now.Sub(in.expiry[in.head].at) > recentFor {
+		delete(in.known, in.expiry[in.head].id)
+		in.head++
+	}
+	// Compact only when most of the slice is expired, so that expiring stays cheap per batch.
+	if in.head > 1024 && 2*in.head > len(in.expiry) {
+		n := copy(in.expiry, in.expiry[in.head:])
+		clear(in.expiry[n:])
+		in.expiry, in.head = in.expiry[:n], 0
+	}
+}
+
+func receiptFor(server string, now time.Time, m wire.Message) *wire.Receipt {
+	r := &wire.Receipt{Header: wire.Header{From: server, SentAt: now}}
+	addToReceipt(r, m)
+	return r
+}
+
+func addToReceipt(r *wire.Receipt, m wire.Message) {
+	switch x := m.(type) {
+	case *wire.Ack:
+		r.Acked = append(r.Acked, x.ExecID)
+	case *wire.Result:
+		r.ExecIDs = append(r.ExecIDs, x.ExecID)
+	}
+}
+
+func (in *intake) sendReceipts(receipts map[string]*wire.Receipt) {
 	for client, r := range receipts {
 		if frame, err := wire.Encode(r); err == nil {
 			_ = in.s.outbox.Send(client, frame) // a lost receipt only makes the client send the report again
@@ -179,111 +275,21 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 	}
 }
 
-// newEvents turns a batch of reports into the events to insert, leaving out what need not be written: a
-// report relayed by another server (it recorded it), one recorded here recently (a client re-sent it
-// because its receipt was slow or lost), the same report twice in one batch, and an ack whose result is in
-// the same batch (the result says more). Duplicates matter beyond their own cost: FerretDB inserts a bulk
-// that holds one a document at a time. fresh lists the status of each result seen for the first time here.
-func (in *intake) newEvents(batch []inbound, local []job.Event) (events []job.Event, fresh []job.State) {
-	finished := map[string]bool{}
-	for _, m := range batch {
-		if r, ok := m.msg.(*wire.Result); ok && r.Via == "" {
-			finished[r.ExecID] = true
-		}
-	}
-	seen := map[string]bool{}
-	add := func(ev job.Event) bool {
-		if seen[ev.ID] || in.recent.has(ev.ID) {
-			return false
-		}
-		seen[ev.ID] = true
-		events = append(events, ev)
-		return true
-	}
-	for _, ev := range local {
-		add(ev)
-	}
-	for _, m := range batch {
-		if wire.Via(m.msg) != "" {
-			continue
-		}
-		switch x := m.msg.(type) {
-		case *wire.Ack:
-			if x.Accepted && !finished[x.ExecID] {
-				add(job.Event{
-					ID: job.EventID(x.ExecID, job.EventAcked, x.Attempt), ExecID: x.ExecID, Job: x.Job,
-					Kind: job.EventAcked, Attempt: x.Attempt, Client: x.From, At: x.At.UTC(),
-				})
-			}
-		case *wire.Result:
-			r := x.Result
-			if add(job.Event{
-				ID: job.EventID(x.ExecID, job.EventFinished, x.Attempt), ExecID: x.ExecID, Job: x.Job,
-				Kind: job.EventFinished, Attempt: x.Attempt, Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
-			}) {
-				fresh = append(fresh, r.Status)
-			}
-		}
-	}
-	return events, fresh
-}
-
-// recentIDs remembers the ids of events recorded in the last recentFor, so that re-sent reports are
-// answered with a receipt without another write. Only the intake goroutine uses it.
-type recentIDs struct {
-	at    map[string]time.Time
-	order []recentID // oldest first, from head on
-	head  int
-}
-
-type recentID struct {
-	id string
-	at time.Time
-}
-
-const recentFor = 30 * time.Second
-
-func (r *recentIDs) has(id string) bool { _, ok := r.at[id]; return ok }
-
-func (r *recentIDs) add(id string, now time.Time) {
-	if r.at == nil {
-		r.at = map[string]time.Time{}
-	}
-	if _, ok := r.at[id]; ok {
-		return
-	}
-	r.at[id] = now
-	r.order = append(r.order, recentID{id: id, at: now})
-}
-
-func (r *recentIDs) expire(now time.Time) {
-	for r.head < len(r.order) && now.Sub(r.order[r.head].at) > recentFor {
-		delete(r.at, r.order[r.head].id)
-		r.head++
-	}
-	// Compact only when most of the slice is expired, so that expiring stays cheap per flush.
-	if r.head > 1024 && 2*r.head > len(r.order) {
-		n := copy(r.order, r.order[r.head:])
-		clear(r.order[n:])
-		r.order, r.head = r.order[:n], 0
-	}
-}
-
 // toLeader passes a report to the leader loop, here or on the leading server. A report that was already
-// forwarded once is not forwarded again, so two servers that each believe the other leads cannot bounce it.
-func (in *intake) toLeader(lead *leader, note any, m inbound) {
-	if lead != nil {
+// relayed once is not relayed again, so two servers that each believe the other leads cannot bounce it.
+func (in *intake) toLeader(note any, m wire.Message) {
+	if lead := in.s.lead.Load(); lead != nil {
 		lead.notify(note)
 		return
 	}
-	if wire.Via(m.msg) != "" {
+	if wire.Via(m) != "" {
 		return
 	}
 	info, _, ok := in.s.leaderInfo()
 	if !ok || info.ID == in.s.cfg.ID {
 		return
 	}
-	frame, err := wire.Relay(m.msg, in.s.cfg.ID)
+	frame, err := wire.Relay(m, in.s.cfg.ID)
 	if err != nil {
 		return
 	}

@@ -501,17 +501,3 @@ func TestALateRefusalOfAFinishedExecutionDoesNotRunItAgain(t *testing.T) {
 		t.Fatal("the finished execution is still tracked")
 	}
 }
-
-func TestRecentIDsForgetAfterTheirTime(t *testing.T) {
-	var r recentIDs
-	for i := range 3000 {
-		r.add(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Millisecond))
-	}
-	r.expire(t0.Add(recentFor + 2*time.Second)) // the first 2,000 are older than recentFor
-	if r.has("0") || r.has("1999") || !r.has("2001") || !r.has("2999") {
-		t.Fatalf("after expiry: has 0=%v 1999=%v 2001=%v 2999=%v", r.has("0"), r.has("1999"), r.has("2001"), r.has("2999"))
-	}
-	if len(r.order)-r.head != len(r.at) {
-		t.Fatalf("order holds %d live ids, the map %d", len(r.order)-r.head, len(r.at))
-	}
-}
