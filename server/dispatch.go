@@ -141,6 +141,11 @@ func (l *leader) rebuildEligibility() {
 // re-sends what was not acknowledged, hands on what a departed client can no longer start, and gives up
 // on running executions whose client left for good.
 func (l *leader) checkFlights(ctx context.Context) error {
+	// Apply the notes already waiting first: an ack queued behind a slow store write is not silence, and
+	// re-sending its dispatch would only add load.
+	if err := l.drainNotes(ctx); err != nil {
+		return err
+	}
 	now := l.now()
 	if err := l.retryUnsaved(ctx, now); err != nil {
 		return err
@@ -183,6 +188,21 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	l.metrics.inflight.Set(float64(len(l.flights)))
 	l.metrics.waiting.Set(float64(waiting))
 	l.reconcile(ctx, now)
+	return nil
+}
+
+// drainNotes applies the notes waiting now, without waiting for more.
+func (l *leader) drainNotes(ctx context.Context) error {
+	for range cap(l.notes) {
+		select {
+		case n := <-l.notes:
+			if err := l.handle(ctx, n); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
 	return nil
 }
 
