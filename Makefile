@@ -34,6 +34,8 @@ bench: build ## Go benchmarks and the cluster load driver (prints tables; figure
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/wire/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/schedule/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/registry/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeSpec -fuzztime 30s ./server/
 
 lint: ## go vet, gofmt check, go mod tidy check
 	$(GO) vet $(PKGS)
