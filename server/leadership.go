@@ -57,6 +57,11 @@ func (s *Server) monitorLeadership(ctx context.Context) error {
 			reason = "server stopping"
 		case errors.Is(err, store.ErrFenced):
 			reason = "a newer leader is recorded in the store"
+			s.logger.Error("the store records a newer epoch than ZooKeeper gave this term. If this persists, "+
+				"ZooKeeper's data (or the election node) was wiped and its counter restarted: epochs only grow "+
+				"again once it passes the recorded one; point zookeeper.root at a fresh path or drop the store's "+
+				"cluster collection, knowing that fencing by epoch is then void until every member restarts",
+				"epoch", epoch, "err", err)
 		case err != nil:
 			reason = err.Error()
 		}
