@@ -57,10 +57,10 @@ func (s *Server) monitorLeadership(ctx context.Context) error {
 			reason = "server stopping"
 		case errors.Is(err, store.ErrFenced):
 			reason = "a newer leader is recorded in the store"
-			s.logger.Error("the store records a newer epoch than ZooKeeper gave this term. If this persists, "+
-				"ZooKeeper's data (or the election node) was wiped and its counter restarted: epochs only grow "+
-				"again once it passes the recorded one; point zookeeper.root at a fresh path or drop the store's "+
-				"cluster collection, knowing that fencing by epoch is then void until every member restarts",
+			s.logger.Error("the store records a newer epoch than ZooKeeper gave this term. If it persists, "+
+				"ZooKeeper's data or the election node was wiped and its sequence counter restarted. To recover: "+
+				"stop every server, delete the epoch documents in the store's cluster collection, then restart "+
+				"the servers and every client (clients remember the newest epoch they saw)",
 				"epoch", epoch, "err", err)
 		case err != nil:
 			reason = err.Error()
