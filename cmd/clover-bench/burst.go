@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/clover-sched/clover/internal/testenv"
 	"io"
 	"math"
 	"slices"
@@ -78,7 +79,7 @@ func runBurst(t *T, s settings, out io.Writer) {
 
 	before := takeSnapshot(t, leader)
 	cl0 := totals(clients)
-	all := pollUntil(time.Until(due.Add(wait)), func() bool { return l.distinct() >= n })
+	all := testenv.Poll(time.Until(due.Add(wait)), func() bool { return l.distinct() >= n })
 	if all {
 		// Long enough for any second dispatch to be accepted: accept window 3s plus ack timeout 1s.
 		time.Sleep(5 * time.Second)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/clover-sched/clover/internal/testenv"
 	"io"
 	"slices"
 	"syscall"
@@ -73,7 +74,7 @@ func failoverOnce(t *T, c *integration.Cluster, sig syscall.Signal) time.Duratio
 		old.Kill()
 	}
 	c.Start(old)
-	ready := pollUntil(30*time.Second, func() bool {
+	ready := testenv.Poll(30*time.Second, func() bool {
 		v, err := c.Metric(old, "clover_server_is_leader")
 		if err != nil || v != 0 {
 			return false

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/clover-sched/clover/internal/testenv"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -60,7 +61,7 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 		defer mu.Unlock()
 		return len(seen) >= n
 	}
-	warm := pollUntil(resyncEvery+10*time.Second, allRan)
+	warm := testenv.Poll(resyncEvery+10*time.Second, allRan)
 	warmed.Store(true)
 	time.Sleep(settle(s))
 
@@ -142,18 +143,4 @@ func storeBulkRate(t *T, c *integration.Cluster) float64 {
 		}
 	}
 	return float64(batches*size) / time.Since(start).Seconds()
-}
-
-// pollUntil polls cond every 50ms until it is true (true) or timeout passes (false).
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +44,16 @@ func addMemberFlags(cmd *cobra.Command, mongo bool) {
 	}
 }
 
+// loadMemberConfig fills cfg (holding its defaults) from --config, the environment and the flags, and
+// builds the logger at the level it names.
+func loadMemberConfig(cmd *cobra.Command, cfg any, level *string) (*slog.Logger, error) {
+	file, _ := cmd.Flags().GetString("config")
+	if err := config.Load(file, cmd.Flags(), memberFlagKeys, cfg); err != nil {
+		return nil, err
+	}
+	return newLogger(*level, cmd.ErrOrStderr())
+}
+
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
@@ -57,11 +68,7 @@ func newServerCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := server.DefaultConfig()
-			file, _ := cmd.Flags().GetString("config")
-			if err := config.Load(file, cmd.Flags(), memberFlagKeys, &cfg); err != nil {
-				return err
-			}
-			logger, err := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
+			logger, err := loadMemberConfig(cmd, &cfg, &cfg.LogLevel)
 			if err != nil {
 				return err
 			}
@@ -91,11 +98,7 @@ func newClientCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := client.DefaultConfig()
-			file, _ := cmd.Flags().GetString("config")
-			if err := config.Load(file, cmd.Flags(), memberFlagKeys, &cfg); err != nil {
-				return err
-			}
-			logger, err := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
+			logger, err := loadMemberConfig(cmd, &cfg, &cfg.LogLevel)
 			if err != nil {
 				return err
 			}
