@@ -48,6 +48,7 @@ type Client struct {
 	handlers map[string]HandlerFunc
 	declared []job.Spec
 	seen     map[string]decision       // execution id -> what we answered
+	active   map[string]bool           // executions running here
 	pending  map[string]*pendingReport // results not yet confirmed by a receipt
 	acks     map[string]*pendingReport // accepted acks not yet confirmed by a receipt
 	running  int
@@ -106,6 +107,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		seen:     map[string]decision{},
 		pending:  map[string]*pendingReport{},
 		acks:     map[string]*pendingReport{},
+		active:   map[string]bool{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -309,6 +311,7 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 	c.seen[d.ExecID] = decision{accepted: accepted, code: code, reason: reason, attempt: d.Attempt, acceptBy: d.AcceptBy}
 	if accepted {
 		c.running++
+		c.active[d.ExecID] = true
 	}
 	c.mu.Unlock()
 
@@ -402,6 +405,7 @@ func (c *Client) execute(d *wire.Dispatch, h HandlerFunc) {
 	})
 	c.mu.Lock()
 	c.running--
+	delete(c.active, d.ExecID)
 	delete(c.acks, d.ExecID) // the result says more than the ack
 	if encErr == nil {
 		c.pending[d.ExecID] = &pendingReport{frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry}
@@ -448,7 +452,8 @@ func (c *Client) resendLoop(ctx context.Context) {
 			}
 		}
 		// The leader re-sends a dispatch whose answer it has not heard, with a backoff. Keep every answer
-		// while its reports wait for a receipt, and for decisionMemory after accept-by. A re-send that
+		// while its execution runs or its reports wait for a receipt, and for decisionMemory after
+		// accept-by. A re-send that
 		// comes later is refused as late, and the leader checks the store before it hands the execution
 		// to anyone else.
 		if now.Sub(lastPrune) > 5*time.Second {
@@ -456,7 +461,7 @@ func (c *Client) resendLoop(ctx context.Context) {
 			for id, d := range c.seen {
 				_, ackPending := c.acks[id]
 				_, resultPending := c.pending[id]
-				if !ackPending && !resultPending && now.Sub(d.acceptBy) > decisionMemory {
+				if !ackPending && !resultPending && !c.active[id] && now.Sub(d.acceptBy) > decisionMemory {
 					delete(c.seen, id)
 				}
 			}

@@ -146,6 +146,11 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	if err := l.drainNotes(ctx); err != nil {
 		return err
 	}
+	// A registry change whose note was dropped (a full queue) is still seen here.
+	if l.clientsDirty() {
+		l.rebuildEligibility()
+		l.applyDeclarations(ctx)
+	}
 	now := l.now()
 	if err := l.retryUnsaved(ctx, now); err != nil {
 		return err
@@ -181,7 +186,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			if err := l.send(f.client, f.frame); err == nil {
 				f.sentAt = now
 				f.resend = min(2*f.resend, maxResend)
-				l.metrics.redispatches.Inc()
+				l.metrics.resends.Inc()
 			}
 		}
 	}
@@ -234,14 +239,17 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 	go func() {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
-		note := reconciledNote{checked: checked}
+		note := reconciledNote{checked: checked, running: map[string]string{}}
 		execs, err := l.store.ExecutionsByID(sctx, ids)
 		if err != nil {
 			note.checked = nil // unsure still: check again on a later tick
 		}
 		for _, e := range execs {
-			if e.State.Terminal() {
+			switch {
+			case e.State.Terminal():
 				note.finished = append(note.finished, e.ID)
+			case e.State == job.StateRunning:
+				note.running[e.ID] = e.Client // a recorded ack the loop never heard of
 			}
 		}
 		l.tell(ctx, note)

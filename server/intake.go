@@ -127,7 +127,8 @@ func (in *intake) persist(ev job.Event) {
 	select {
 	case in.local <- ev:
 	default:
-		// The store is far behind; record it synchronously rather than lose an execution's end.
+		// The store is far behind; record it synchronously rather than lose an execution's end. The wait
+		// is bounded by storeTimeout.
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()
 		if _, err := in.s.store.InsertEvents(ctx, []job.Event{ev}); err != nil {

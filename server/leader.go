@@ -39,8 +39,9 @@ type leader struct {
 	rr            map[string]int  // round-robin position per job
 	byJob         map[string][]string
 	byHandle      map[string][]string
-	live          map[string]bool   // ids of registered clients
-	declared      map[string]string // client id -> fingerprint of the declarations last applied
+	live          map[string]bool      // ids of registered clients
+	removed       map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
+	declared      map[string]string    // client id -> fingerprint of the declarations last applied
 	lastReconcile time.Time
 	reconciling   bool
 }
@@ -73,8 +74,9 @@ type (
 	ackNote        struct{ ack *wire.Ack }
 	resultNote     struct{ result *wire.Result }
 	reconciledNote struct {
-		finished []string // ended: forget them
-		checked  []string // checked and not ended: they may go to another client
+		finished []string          // ended: forget them
+		running  map[string]string // acknowledged (id -> client) though the loop never heard the ack
+		checked  []string          // checked and neither: they may go to another client
 	}
 )
 
@@ -113,7 +115,9 @@ type leaderDeps struct {
 	send    func(peer string, frame []byte) error // queue a frame for a client
 	members func() []registry.Member              // the registered clients
 	synced  <-chan struct{}                       // closed once the client registry is loaded
-	persist func(job.Event)                       // record an event the leader itself produces
+	// clientsDirty reports, and clears, whether the registry of clients changed since it was last asked.
+	clientsDirty func() bool
+	persist      func(job.Event) // record an event the leader itself produces
 }
 
 func (s *Server) leaderDeps() leaderDeps {
@@ -121,6 +125,7 @@ func (s *Server) leaderDeps() leaderDeps {
 		cfg: s.cfg, metrics: s.metrics, now: s.now, store: s.store,
 		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.clients.Members,
 		synced: s.clients.Synced(), persist: s.intake.persist,
+		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
 	}
 }
 
@@ -134,6 +139,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		flights:    map[string]*flight{},
 		rr:         map[string]int{},
 		live:       map[string]bool{},
+		removed:    map[string]time.Time{},
 		declared:   map[string]string{},
 	}
 }
@@ -281,7 +287,15 @@ func (l *leader) applySnapshot(specs []job.Spec, taken time.Time) {
 		if e, ok := l.jobs[spec.Name]; ok && e.spec.Version >= spec.Version {
 			continue
 		}
+		if at, ok := l.removed[spec.Name]; ok && !at.Before(taken) {
+			continue // deleted after the snapshot was read
+		}
 		l.setJob(spec)
+	}
+	for name, at := range l.removed {
+		if at.Before(taken) {
+			delete(l.removed, name)
+		}
 	}
 	for name, e := range l.jobs {
 		if !seen[name] && e.loaded.Before(taken) {
@@ -338,6 +352,7 @@ func (l *leader) removeJob(name string) {
 		e.gen++ // its queued firings are now stale
 		delete(l.jobs, name)
 	}
+	l.removed[name] = l.now()
 }
 
 func (l *leader) confirmed() bool {
@@ -361,8 +376,10 @@ func (l *leader) resetTimer(t *time.Timer) {
 func (l *leader) handle(ctx context.Context, n any) error {
 	switch n := n.(type) {
 	case clientsChanged:
-		l.rebuildEligibility()
-		l.applyDeclarations(ctx)
+		if l.clientsDirty() {
+			l.rebuildEligibility()
+			l.applyDeclarations(ctx)
+		}
 	case jobChanged:
 		sctx, cancel := storeCtx(ctx)
 		spec, err := l.store.GetJob(sctx, n.name)
@@ -388,6 +405,11 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.reconciling = false
 		for _, id := range n.finished {
 			l.forget(id)
+		}
+		for id, client := range n.running {
+			if f, ok := l.flights[id]; ok && !f.acked {
+				f.acked, f.ackedAt, f.client, f.lostAt = true, l.now(), client, time.Time{}
+			}
 		}
 		for _, id := range n.checked {
 			if f, ok := l.flights[id]; ok {

@@ -144,6 +144,7 @@ type harness struct {
 	sent    []sent
 	healthy bool
 	events  []job.Event
+	dirty   bool // the client registry changed
 }
 
 type sent struct {
@@ -183,6 +184,11 @@ func newHarness(t *testing.T, fs *fakeStore, clients ...string) *harness {
 		members: func() []registry.Member { return h.clients },
 		synced:  synced,
 		persist: func(ev job.Event) { h.events = append(h.events, ev) },
+		clientsDirty: func() bool {
+			d := h.dirty
+			h.dirty = false
+			return d
+		},
 	}
 	h.l = newLeader(deps, slog.New(slog.DiscardHandler), 7)
 	return h
@@ -499,5 +505,42 @@ func TestALateRefusalOfAFinishedExecutionDoesNotRunItAgain(t *testing.T) {
 	}
 	if _, tracked := h.l.flights[first.d.ExecID]; tracked {
 		t.Fatal("the finished execution is still tracked")
+	}
+}
+
+func TestARecordedAckTheLeaderMissedKeepsTheExecutionWhereItRuns(t *testing.T) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	first := h.sent[0]
+	// The client acked through another server, which recorded it; the relay to the leader was lost. Then
+	// the client's ZooKeeper session ended while it kept running.
+	fs.mu.Lock()
+	fs.events["ack"] = job.Event{ID: "ack", ExecID: first.d.ExecID, Kind: job.EventAcked, Attempt: 1, Client: first.peer}
+	fs.mu.Unlock()
+	h.clients = slices.DeleteFunc(h.clients, func(m registry.Member) bool { return m.ID == first.peer })
+	h.down[first.peer] = true
+	h.dirty = true
+	for range 40 {
+		h.advance(250 * time.Millisecond)
+	}
+	if len(h.sent) != 1 {
+		t.Fatalf("a running execution was dispatched again: %+v", h.sent[1:])
+	}
+}
+
+func TestAnOldSnapshotDoesNotReviveADeletedJob(t *testing.T) {
+	fs := newFakeStore(shellJob("gone", "@every 1s", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	specs, _ := fs.ListJobs(context.Background())
+	taken := h.now
+	h.now = h.now.Add(100 * time.Millisecond)
+	delete(fs.jobs, "gone")
+	h.l.removeJob("gone") // the DELETE reached the loop before the snapshot read earlier
+	h.l.applySnapshot(specs, taken)
+	if _, ok := h.l.jobs["gone"]; ok {
+		t.Fatal("a snapshot read before the delete brought the job back")
 	}
 }

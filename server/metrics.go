@@ -13,6 +13,7 @@ type metrics struct {
 	fireLateness    prometheus.Histogram
 	dispatches      prometheus.Counter
 	redispatches    prometheus.Counter
+	resends         prometheus.Counter
 	inflight        prometheus.Gauge
 	waiting         prometheus.Gauge
 	framesReceived  *prometheus.CounterVec // by kind
@@ -35,7 +36,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from an execution's scheduled time to its first dispatch.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 		dispatches:   prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_dispatches_total", Help: "Dispatch frames sent to clients."}),
-		redispatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_redispatches_total", Help: "Dispatches sent again (no ack, refused, client gone)."}),
+		redispatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_redispatches_total", Help: "Executions dispatched again as a new attempt (after a refusal or a departure)."}),
+		resends:      prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_dispatch_resends_total", Help: "Unanswered dispatches sent again, unchanged, to the same client."}),
 		inflight:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_inflight_executions", Help: "Executions the leader tracks as pending or running."}),
 		waiting:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_waiting_executions", Help: "Executions waiting for a client that can take them."}),
 		framesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_frames_received_total",
@@ -49,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Executions whose end this server recorded, by status."}, []string{"status"}),
 	}
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.fireLateness,
-		m.dispatches, m.redispatches, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
+		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
 		m.storeErrors, m.finished)
 	return m
 }

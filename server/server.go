@@ -38,9 +38,10 @@ type Server struct {
 	election *election.Election
 	intake   *intake
 
-	apiAddr  string                          // resolved API listen address
-	leaderAt atomic.Pointer[election.Leader] // the leader as last observed; nil when none
-	lead     atomic.Pointer[leader]          // this server's leader loop while it leads
+	apiAddr      string                          // resolved API listen address
+	clientsDirty atomic.Bool                     // the client registry changed since the leader loop last looked
+	leaderAt     atomic.Pointer[election.Leader] // the leader as last observed; nil when none
+	lead         atomic.Pointer[leader]          // this server's leader loop while it leads
 }
 
 // Option changes a Server built by New.
@@ -178,6 +179,7 @@ func (s *Server) watchPeers(ctx context.Context) error {
 			}
 		}
 		s.outbox.SetPeers(peers)
+		s.clientsDirty.Store(true)
 		if l := s.lead.Load(); l != nil {
 			l.notify(clientsChanged{})
 		}
