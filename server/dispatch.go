@@ -40,7 +40,15 @@ type flight struct {
 	// check: before it goes to another client, the store must say it has not finished. Set when the client
 	// it was sent to refused it as late or left: that client may have run it and forgotten since.
 	check bool
+	// result is the outcome a client reported, kept until a server says it is recorded (recordedNote):
+	// until then the execution is neither re-sent nor given up, and if no server records it within
+	// resultGrace the leader records it itself.
+	result   *wire.Result
+	resultAt time.Time
 }
+
+// resultGrace is how long the leader waits for a reported result to be recorded before it records it.
+const resultGrace = time.Minute
 
 // maxResend caps the backoff between re-sends of an unanswered dispatch.
 const maxResend = 30 * time.Second
@@ -162,6 +170,10 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	waiting := 0
 	for _, f := range l.flights {
 		switch {
+		case f.result != nil:
+			if now.Sub(f.resultAt) > resultGrace {
+				l.recordResult(f)
+			}
 		case f.acked:
 			if l.live[f.client] {
 				f.lostAt = time.Time{}
@@ -299,6 +311,25 @@ func (l *leader) onAck(a *wire.Ack) {
 	}
 	f.refused[a.From] = l.now()
 	f.client = "" // the next tick offers it to another client, or to this one after refuseBackoff
+}
+
+// onResult notes that the execution ended. It is forgotten once a server has recorded the result.
+func (l *leader) onResult(r *wire.Result) {
+	if f, ok := l.flights[r.ExecID]; ok && f.result == nil {
+		f.result, f.resultAt, f.client = r, l.now(), r.From
+	}
+}
+
+// recordResult records a result no server reported recorded (their write failed, or the news was lost):
+// the event's id makes it a no-op if it was recorded after all.
+func (l *leader) recordResult(f *flight) {
+	r := f.result
+	res := r.Result
+	l.persist(job.Event{
+		ID: job.EventID(r.ExecID, job.EventFinished, r.Attempt), ExecID: r.ExecID, Job: r.Job, Kind: job.EventFinished,
+		Attempt: r.Attempt, Client: r.From, At: r.FinishedAt.UTC(), Result: &res,
+	})
+	l.forget(f.exec.ID)
 }
 
 func (l *leader) forget(id string) {

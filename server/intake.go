@@ -91,6 +91,12 @@ func (in *intake) receive(frame []byte, peer string) {
 		in.toLeader(resultNote{result: x}, m)
 	case *wire.Heartbeat:
 		return
+	case *wire.Receipt:
+		// A follower telling the leader which results it recorded.
+		if lead := in.s.lead.Load(); lead != nil && len(x.ExecIDs) > 0 {
+			lead.notify(recordedNote{ids: x.ExecIDs})
+		}
+		return
 	default:
 		in.s.metrics.framesDropped.WithLabelValues("unexpected_kind").Inc()
 		in.dropLog.Warn(in.s.logger, "dropped frame of a kind servers do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
@@ -231,6 +237,31 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		}
 	}
 	in.sendReceipts(receipts)
+	in.tellRecorded(batch, now)
+}
+
+// tellRecorded tells the leader which results are now recorded, so that it forgets them.
+func (in *intake) tellRecorded(batch []inbound, now time.Time) {
+	var ids []string
+	for _, m := range batch {
+		if r, ok := m.msg.(*wire.Result); ok {
+			ids = append(ids, r.ExecID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if lead := in.s.lead.Load(); lead != nil {
+		lead.notify(recordedNote{ids: ids})
+		return
+	}
+	info, _, ok := in.s.leaderInfo()
+	if !ok || info.ID == in.s.cfg.ID {
+		return // the next leader reads what is recorded from the store
+	}
+	if frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: now}, ExecIDs: ids}); err == nil {
+		_ = in.s.outbox.Send(info.ID, frame)
+	}
 }
 
 // remember marks the batch's events recorded, and forgets those recorded more than recentFor ago.

@@ -73,6 +73,7 @@ type (
 	}
 	ackNote        struct{ ack *wire.Ack }
 	resultNote     struct{ result *wire.Result }
+	recordedNote   struct{ ids []string } // results a server has recorded in the store
 	reconciledNote struct {
 		finished []string          // ended: forget them
 		running  map[string]string // acknowledged (id -> client) though the loop never heard the ack
@@ -400,7 +401,11 @@ func (l *leader) handle(ctx context.Context, n any) error {
 	case ackNote:
 		l.onAck(n.ack)
 	case resultNote:
-		l.forget(n.result.ExecID)
+		l.onResult(n.result)
+	case recordedNote:
+		for _, id := range n.ids {
+			l.forget(id)
+		}
 	case reconciledNote:
 		l.reconciling = false
 		for _, id := range n.finished {

@@ -544,3 +544,37 @@ func TestAnOldSnapshotDoesNotReviveADeletedJob(t *testing.T) {
 		t.Fatal("a snapshot read before the delete brought the job back")
 	}
 }
+
+func TestAReportedResultIsKeptUntilRecorded(t *testing.T) {
+	for name, recorded := range map[string]bool{"a server records it": true, "no server does": false} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a")
+			h.establish()
+			h.advance(time.Second)
+			id := h.sent[0].d.ExecID
+			h.l.onResult(&wire.Result{Header: wire.Header{From: "a"}, ExecID: id, Job: "once", Attempt: 1,
+				Result: job.Result{Status: job.StateSucceeded}, FinishedAt: h.now})
+			if recorded {
+				if err := h.l.handle(context.Background(), recordedNote{ids: []string{id}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 8 {
+				h.advance(10 * time.Second)
+			}
+			if len(h.sent) != 1 {
+				t.Fatalf("an execution that reported its result was sent again: %+v", h.sent[1:])
+			}
+			if _, tracked := h.l.flights[id]; tracked {
+				t.Fatal("still tracked after resultGrace")
+			}
+			wantEvents := 0
+			if !recorded {
+				wantEvents = 1 // the leader records the result itself
+			}
+			if len(h.events) != wantEvents || (wantEvents == 1 && (h.events[0].Kind != job.EventFinished || h.events[0].Result.Status != job.StateSucceeded)) {
+				t.Fatalf("events %+v, want %d finished event(s) from the leader", h.events, wantEvents)
+			}
+		})
+	}
+}
