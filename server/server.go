@@ -38,10 +38,10 @@ type Server struct {
 	election *election.Election
 	intake   *intake
 
-	apiAddr      string                          // resolved API listen address
-	clientsDirty atomic.Bool                     // the client registry changed since the leader loop last looked
-	leaderAt     atomic.Pointer[election.Leader] // the leader as last observed; nil when none
-	lead         atomic.Pointer[leader]          // this server's leader loop while it leads
+	apiAddr      string                         // resolved API listen address
+	clientsDirty atomic.Bool                    // the client registry changed since the leader loop last looked
+	leaderAt     atomic.Pointer[observedLeader] // the leader as last observed; nil when none
+	lead         atomic.Pointer[leader]         // this server's leader loop while it leads
 }
 
 // Option changes a Server built by New.
@@ -192,6 +192,13 @@ func (s *Server) watchPeers(ctx context.Context) error {
 	}
 }
 
+// observedLeader is the leader's published info, decoded once when it changes: followers read it for every
+// report they relay.
+type observedLeader struct {
+	info  serverInfo
+	epoch int64
+}
+
 // observeLeader keeps leaderAt current, for forwarding and for the API.
 func (s *Server) observeLeader(ctx context.Context) error {
 	for l := range s.election.Observe(ctx) {
@@ -199,7 +206,11 @@ func (s *Server) observeLeader(ctx context.Context) error {
 			s.leaderAt.Store(nil)
 			continue
 		}
-		s.leaderAt.Store(&l)
+		var info serverInfo
+		if err := json.Unmarshal(l.Value, &info); err != nil || info.ID == "" {
+			info = serverInfo{ID: l.ID} // written by someone else: we know its id only
+		}
+		s.leaderAt.Store(&observedLeader{info: info, epoch: l.Epoch})
 	}
 	return nil
 }
@@ -210,9 +221,5 @@ func (s *Server) leaderInfo() (serverInfo, int64, bool) {
 	if l == nil {
 		return serverInfo{}, 0, false
 	}
-	var info serverInfo
-	if err := json.Unmarshal(l.Value, &info); err != nil || info.ID == "" {
-		return serverInfo{ID: l.ID}, l.Epoch, true
-	}
-	return info, l.Epoch, true
+	return l.info, l.epoch, true
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/clover-sched/clover/internal/testenv"
 	"io"
 	"math"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/clover-sched/clover/integration"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // ledger records every handler call of the burst by execution id.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/clover-sched/clover/internal/testenv"
 	"io"
 	"slices"
 	"syscall"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/clover-sched/clover/integration"
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // runFailover: 2 servers and 1 client running a few jobs. The leader is stopped, by SIGKILL (its

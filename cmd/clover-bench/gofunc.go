@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/clover-sched/clover/internal/testenv"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"github.com/clover-sched/clover/integration"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // runGoFunc: n no-op Go-function jobs every second on 1 server and 4 clients embedded in this process,
