@@ -155,7 +155,7 @@ func (c *Client) member(endpoint string) (registry.Member, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := registry.Member{
-		ID: c.cfg.ID, Endpoint: endpoint, Capacity: c.cfg.Capacity, Labels: c.cfg.Labels,
+		ID: c.cfg.ID, Endpoint: endpoint, Capacity: c.cfg.Capacity, Width: c.cfg.Width, Labels: c.cfg.Labels,
 		StartedAt: c.now().UTC(),
 	}
 	handlers := slices.Clone(c.cfg.Handlers)

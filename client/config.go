@@ -11,11 +11,14 @@ import (
 
 // Config is a client's configuration.
 type Config struct {
-	ID        string            `mapstructure:"id"`     // unique in the cluster; default client-<host>-<pid>
-	Listen    string            `mapstructure:"listen"` // ZeroMQ PULL endpoint for dispatches, tcp://host:port (port 0: any)
-	ZooKeeper config.ZooKeeper  `mapstructure:"zookeeper"`
-	Capacity  int               `mapstructure:"capacity"` // executions run at once; more are refused
-	Labels    map[string]string `mapstructure:"labels"`
+	ID        string           `mapstructure:"id"`     // unique in the cluster; default client-<host>-<pid>
+	Listen    string           `mapstructure:"listen"` // ZeroMQ PULL endpoint for dispatches, tcp://host:port (port 0: any)
+	ZooKeeper config.ZooKeeper `mapstructure:"zookeeper"`
+	Capacity  int              `mapstructure:"capacity"` // slots: executions run at once; more are refused
+	// Width is the resource width (memory units, licences...) its runs share; each run takes its job's
+	// routing.width. 0: unbounded.
+	Width  int               `mapstructure:"width"`
+	Labels map[string]string `mapstructure:"labels"`
 	// Handlers are generic handlers this client offers for any job that names them, e.g. "shell".
 	Handlers []string `mapstructure:"handlers"`
 	// Jobs are declared by this client: created in the cluster when it registers, and served by it.
@@ -84,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.Capacity < 1 {
 		return fmt.Errorf("capacity %d: must be at least 1", c.Capacity)
+	}
+	if c.Width < 0 {
+		return fmt.Errorf("width %d: must not be negative", c.Width)
 	}
 	if c.ResultRetry <= 0 {
 		return fmt.Errorf("result_retry %s: must be positive", c.ResultRetry)

@@ -1,7 +1,9 @@
 package job
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -9,14 +11,19 @@ import (
 type State string
 
 const (
-	StatePending   State = "pending"   // fired and recorded, not yet acknowledged by a client
+	StatePending   State = "pending"   // fired and recorded, not yet acknowledged by a client (or waiting for one)
 	StateRunning   State = "running"   // a client acknowledged it and runs it
+	StateRetrying  State = "retrying"  // a run failed and a retry is due
+	StateOrphaned  State = "orphaned"  // its client vanished mid-run and the job is not rerunnable: someone must decide
 	StateSucceeded State = "succeeded" // the handler returned without error (exit code 0)
-	StateFailed    State = "failed"    // the handler failed, or the client refused it
+	StateFailed    State = "failed"    // the handler failed (its last run), or the client refused it
+	StateSkipped   State = "skipped"   // it never ran: an overlap or misfire policy skipped it
 )
 
 // Terminal reports whether s is final.
-func (s State) Terminal() bool { return s == StateSucceeded || s == StateFailed }
+func (s State) Terminal() bool {
+	return s == StateSucceeded || s == StateFailed || s == StateSkipped
+}
 
 // Trigger says why an execution exists.
 type Trigger string
@@ -25,6 +32,7 @@ const (
 	TriggerSchedule Trigger = "schedule" // fired on time, or late within the misfire threshold
 	TriggerCatchUp  Trigger = "catch-up" // one run standing in for firings missed past the threshold
 	TriggerManual   Trigger = "manual"   // asked for through the API or CLI
+	TriggerLocal    Trigger = "local"    // fired by the client itself (a job in local mode)
 )
 
 // Execution is one firing of a job. The stored document holds the fields up to Params; the rest is folded
@@ -40,10 +48,23 @@ type Execution struct {
 	Handler     string            `json:"handler" bson:"handler"`
 	Params      map[string]string `json:"params,omitempty" bson:"params,omitempty"`
 	Timeout     Duration          `json:"timeout,omitempty" bson:"timeout,omitempty"`
+	// MaxRuns is how many times it may run (1 + retries); 0 means 1.
+	MaxRuns    int  `json:"max_runs,omitempty" bson:"max_runs,omitempty"`
+	Rerunnable bool `json:"rerunnable,omitempty" bson:"rerunnable,omitempty"`
+	// Shard is set on each execution of a sharded firing.
+	Shard *Shard `json:"shard,omitempty" bson:"shard,omitempty"`
+	// Missed is how many fire times this execution stands for besides its own (a catch-up run, or a
+	// skipped record of a misfire).
+	Missed int `json:"missed,omitempty" bson:"missed,omitempty"`
+	// Width is the resource width it holds on its client (Routing.Width of its job).
+	Width int `json:"width,omitempty" bson:"width,omitempty"`
 
 	State      State     `json:"state" bson:"-"`
 	Client     string    `json:"client,omitempty" bson:"-"`
-	Attempt    int       `json:"attempt,omitempty" bson:"-"`
+	Attempt    int       `json:"attempt,omitempty" bson:"-"` // dispatches so far; each to one client
+	Run        int       `json:"run,omitempty" bson:"-"`     // the run now or last under way: 1, then 2 for the first retry...
+	Overdue    bool      `json:"overdue,omitempty" bson:"-"`
+	Runs       []Event   `json:"runs,omitempty" bson:"-"` // the outcome of every run that ended, oldest first
 	AckedAt    time.Time `json:"acked_at,omitzero" bson:"-"`
 	FinishedAt time.Time `json:"finished_at,omitzero" bson:"-"`
 	Result     *Result   `json:"result,omitempty" bson:"-"`
@@ -53,6 +74,21 @@ type Execution struct {
 func ExecutionID(jobName string, scheduled time.Time) string {
 	return jobName + "@" + scheduled.UTC().Format(time.RFC3339Nano)
 }
+
+// ShardExecutionID is the key of shard index of the firing keyed fireID.
+func ShardExecutionID(fireID string, index int) string {
+	return fmt.Sprintf("%s~%d", fireID, index)
+}
+
+// Shard says which part of a sharded firing an execution is.
+type Shard struct {
+	Index int    `json:"index" bson:"index"` // 0-based
+	Total int    `json:"total" bson:"total"`
+	Item  string `json:"item,omitempty" bson:"item,omitempty"`
+}
+
+// RunLimit is MaxRuns with its default.
+func (e *Execution) RunLimit() int { return max(e.MaxRuns, 1) }
 
 // ManualExecutionID is the key of a manual trigger; token makes it unique (the API supplies a random one).
 func ManualExecutionID(jobName, token string) string {
@@ -66,6 +102,9 @@ type Result struct {
 	Duration Duration `json:"duration" bson:"duration"`
 	Output   string   `json:"output,omitempty" bson:"output,omitempty"` // the tail, at most MaxOutput bytes
 	Error    string   `json:"error,omitempty" bson:"error,omitempty"`
+	// Final says no retry may follow, whatever the job's retry policy: the run was stopped, or the leader
+	// gave it up without knowing whether it is still running somewhere.
+	Final bool `json:"final,omitempty" bson:"final,omitempty"`
 }
 
 // MaxOutput bounds the output tail a client keeps and reports.
@@ -75,11 +114,19 @@ const MaxOutput = 4096
 type EventKind string
 
 const (
-	EventAcked    EventKind = "acked"    // a client accepted the execution and started it
-	EventFinished EventKind = "finished" // the run ended; Result is set
-	// EventLost: the client running it left the cluster without reporting; Result says why. A finished
-	// event, if the client reports after all, overrides it.
+	EventAcked    EventKind = "acked"    // a client accepted the execution and started it (attempt)
+	EventFinished EventKind = "finished" // a run ended; Result is set (one per run)
+	// EventLost: the client running an attempt left or let its lease lapse. With a Result (the job is not
+	// rerunnable and is given up), it fails the run unless the client reports after all; without one, the
+	// execution is dispatched again.
 	EventLost EventKind = "lost"
+	// EventOrphaned: the client running an attempt vanished and the job is not rerunnable: the execution
+	// waits for the client to report or for an operator to decide.
+	EventOrphaned EventKind = "orphaned"
+	EventRerun    EventKind = "rerun"    // an operator chose to run an orphaned execution again
+	EventResumed  EventKind = "resumed"  // the client of an orphaned attempt showed it still runs it
+	EventOverdue  EventKind = "overdue"  // the run lasts longer than its job expects (an alarm only)
+	EventStopping EventKind = "stopping" // someone asked for the run to be stopped
 )
 
 // Event is an append-only fact about an execution. Its ID makes a repeated report a duplicate, so a result
@@ -90,50 +137,111 @@ type Event struct {
 	Job     string    `json:"job" bson:"job"`
 	Kind    EventKind `json:"kind" bson:"kind"`
 	Attempt int       `json:"attempt" bson:"attempt"`
+	Run     int       `json:"run,omitempty" bson:"run,omitempty"` // 0 means 1
 	Client  string    `json:"client" bson:"client"`
 	At      time.Time `json:"at" bson:"at"`
 	Result  *Result   `json:"result,omitempty" bson:"result,omitempty"`
+	Note    string    `json:"note,omitempty" bson:"note,omitempty"` // who decided, and why
 }
 
-// EventID is the key of the event of kind for attempt of exec. A finished event is keyed without the
-// attempt: an execution ends once.
-func EventID(execID string, kind EventKind, attempt int) string {
+// EventID is the key of the event of kind for attempt n of exec. A finished event is keyed by run instead
+// (n is the run): each run ends once, whoever reports it.
+func EventID(execID string, kind EventKind, n int) string {
 	if kind == EventFinished {
-		return execID + "/" + string(kind)
+		if n <= 1 {
+			return execID + "/" + string(kind)
+		}
+		return fmt.Sprintf("%s/%s/r%d", execID, kind, n)
 	}
-	return fmt.Sprintf("%s/%s/%d", execID, kind, attempt)
+	return fmt.Sprintf("%s/%s/%d", execID, kind, n)
+}
+
+// kindOrder orders the events of one attempt by cause and effect.
+var kindOrder = map[EventKind]int{
+	EventAcked: 0, EventStopping: 1, EventOverdue: 1, EventLost: 2, EventOrphaned: 2, EventResumed: 3, EventRerun: 3, EventFinished: 4,
 }
 
 // Fold applies events (in any order) to e and sets its derived state.
+//
+// Events are applied by attempt, and within one attempt by cause and effect (ack, then lost or orphaned,
+// then resumed or rerun, then finished): every step the leader takes that changes an execution's course
+// (a retry, a dispatch after a lost client, a rerun) is a new attempt, so this order is the order in which
+// things happened, whatever the clocks of the machines that recorded them say.
 func (e *Execution) Fold(events []Event) {
-	e.State = StatePending
-	var lost *Event
+	mine := make([]Event, 0, len(events))
 	for _, ev := range events {
-		if ev.ExecID != e.ID {
+		if ev.ExecID == e.ID {
+			mine = append(mine, ev)
+		}
+	}
+	slices.SortStableFunc(mine, func(a, b Event) int {
+		if c := cmp.Compare(a.Attempt, b.Attempt); c != 0 {
+			return c
+		}
+		return cmp.Compare(kindOrder[a.Kind], kindOrder[b.Kind])
+	})
+	e.State, e.Run, e.Runs, e.Overdue = StatePending, 1, nil, false
+	ended := map[int]bool{}
+	var lost *Event // a lost event with a result: the run fails unless it is reported after all
+	for _, ev := range mine {
+		run := max(ev.Run, 1)
+		if e.State.Terminal() && ev.Kind != EventFinished {
 			continue
 		}
 		switch ev.Kind {
 		case EventAcked:
-			if ev.Attempt >= e.Attempt && e.Result == nil {
-				e.Attempt, e.Client, e.AckedAt = ev.Attempt, ev.Client, ev.At
-				e.State = StateRunning
-			}
-		case EventFinished:
-			if ev.Result != nil {
-				r := *ev.Result
-				e.Result, e.FinishedAt, e.Client = &r, ev.At, ev.Client
-				e.State = r.Status
-				if !e.State.Terminal() {
-					e.State = StateFailed
-				}
+			if run >= e.Run && ev.Attempt >= e.Attempt && !ended[run] {
+				e.Attempt, e.Run, e.Client, e.AckedAt = ev.Attempt, run, ev.Client, ev.At
+				e.State, e.Overdue, lost = StateRunning, false, nil
 			}
 		case EventLost:
-			if ev.Result != nil {
-				lost = &ev
+			if run == e.Run && !ended[run] {
+				e.Attempt = max(e.Attempt, ev.Attempt)
+				if ev.Result != nil {
+					lost = &ev
+				} else if e.State == StateRunning {
+					e.State = StatePending
+				}
+			}
+		case EventOrphaned:
+			if run == e.Run && !ended[run] {
+				e.Attempt, e.State = max(e.Attempt, ev.Attempt), StateOrphaned
+			}
+		case EventResumed:
+			if e.State == StateOrphaned {
+				e.State = StateRunning
+			}
+		case EventRerun:
+			if e.State == StateOrphaned {
+				e.State = StatePending
+			}
+		case EventOverdue:
+			if e.State == StateRunning {
+				e.Overdue = true
+			}
+		case EventFinished:
+			if ev.Result == nil || ended[run] {
+				continue
+			}
+			ended[run] = true
+			r := *ev.Result
+			if r.Status != StateSucceeded && r.Status != StateSkipped {
+				r.Status = StateFailed
+			}
+			e.Runs = append(e.Runs, ev)
+			e.Result, e.FinishedAt, e.Client, lost = &r, ev.At, ev.Client, nil
+			e.Attempt = max(e.Attempt, ev.Attempt)
+			switch {
+			case run < e.Run:
+				// A late report of an earlier run: a later one is already under way.
+			case r.Status != StateFailed || r.Final || run >= e.RunLimit():
+				e.State = r.Status
+			default:
+				e.State, e.Run = StateRetrying, run+1
 			}
 		}
 	}
-	if e.Result == nil && lost != nil {
+	if lost != nil && !e.State.Terminal() && e.State != StateRetrying {
 		r := *lost.Result
 		r.Status = StateFailed
 		e.Result, e.FinishedAt, e.Client, e.State = &r, lost.At, lost.Client, StateFailed

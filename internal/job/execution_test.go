@@ -11,7 +11,7 @@ func TestFoldDerivesTheState(t *testing.T) {
 	acked := Event{ID: EventID(id, EventAcked, 1), ExecID: id, Kind: EventAcked, Attempt: 1, Client: "a", At: at}
 	ok := Event{ID: EventID(id, EventFinished, 1), ExecID: id, Kind: EventFinished, Client: "a", At: at,
 		Result: &Result{Status: StateSucceeded}}
-	lost := Event{ID: EventID(id, EventLost, 1), ExecID: id, Kind: EventLost, Client: "a", At: at,
+	lost := Event{ID: EventID(id, EventLost, 1), ExecID: id, Kind: EventLost, Attempt: 1, Client: "a", At: at,
 		Result: &Result{Status: StateFailed, Error: "client a left"}}
 	other := Event{ID: "x/acked/1", ExecID: "x", Kind: EventAcked, Client: "b"}
 	for name, tc := range map[string]struct {

@@ -18,6 +18,17 @@ type Spec struct {
 	Contacts []string          `json:"contacts,omitempty" bson:"contacts,omitempty"`
 	Paused   bool              `json:"paused" bson:"paused"`
 
+	// Policies; the zero value of each is its default.
+	Mode    Mode    `json:"mode,omitempty" bson:"mode,omitempty"`
+	Misfire Misfire `json:"misfire,omitzero" bson:"misfire,omitempty"`
+	Overlap string  `json:"overlap,omitempty" bson:"overlap,omitempty"`
+	Routing Routing `json:"routing,omitzero" bson:"routing,omitempty"`
+	Retry   Retry   `json:"retry,omitzero" bson:"retry,omitempty"`
+	Overdue Overdue `json:"overdue,omitzero" bson:"overdue,omitempty"`
+	// Rerunnable says the job is idempotent: a run whose client died may run again elsewhere. A job that is
+	// not rerunnable is never run twice blindly: such a run becomes orphaned until someone decides.
+	Rerunnable bool `json:"rerunnable,omitempty" bson:"rerunnable,omitempty"`
+
 	// Source says who owns the definition: "api", or "client:<id>" for a job declared by a client.
 	Source string `json:"source,omitempty" bson:"source,omitempty"`
 	// Version grows by one on every change; updates are conditional on it.
@@ -54,6 +65,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.Timeout < 0 {
 		return fmt.Errorf("job %s: timeout %s is negative", s.Name, time.Duration(s.Timeout))
+	}
+	if err := s.validatePolicies(); err != nil {
+		return err
 	}
 	if s.TimeZone != "" {
 		if _, err := time.LoadLocation(s.TimeZone); err != nil {

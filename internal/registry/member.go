@@ -25,7 +25,8 @@ type Member struct {
 	Kind     string            `json:"kind"`
 	Endpoint string            `json:"endpoint"` // ZeroMQ endpoint, tcp://host:port
 	APIAddr  string            `json:"api_addr,omitempty"`
-	Capacity int               `json:"capacity,omitempty"`
+	Capacity int               `json:"capacity,omitempty"` // slots: executions it runs at once
+	Width    int               `json:"width,omitempty"`    // resource width shared by its runs; 0: unbounded
 	Labels   map[string]string `json:"labels,omitempty"`
 	Jobs     []string          `json:"jobs,omitempty"`     // job names it serves
 	Handlers []string          `json:"handlers,omitempty"` // generic handlers, e.g. "shell"
@@ -61,6 +62,9 @@ func (m Member) Validate() error {
 	}
 	if m.Capacity < 0 {
 		return fmt.Errorf("registry: member %s: capacity %d is negative", m.ID, m.Capacity)
+	}
+	if m.Width < 0 {
+		return fmt.Errorf("registry: member %s: width %d is negative", m.ID, m.Width)
 	}
 	return nil
 }

@@ -34,7 +34,8 @@ const (
 	KindAck       Kind = 2 // client -> any server: accepted (and started) or refused
 	KindResult    Kind = 3 // client -> any server: the run ended
 	KindReceipt   Kind = 4 // server -> client: these results are recorded
-	KindHeartbeat Kind = 5 // client -> servers: alive, and its load
+	KindHeartbeat Kind = 5 // client -> any server: alive, and what it runs (renews the runs' leases)
+	KindStop      Kind = 6 // leader -> client: stop this run
 )
 
 func (k Kind) String() string {
@@ -49,6 +50,8 @@ func (k Kind) String() string {
 		return "receipt"
 	case KindHeartbeat:
 		return "heartbeat"
+	case KindStop:
+		return "stop"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -148,6 +151,9 @@ func Relay(m Message, via string) ([]byte, error) {
 	case *Heartbeat:
 		x := *m
 		c = &x
+	case *Stop:
+		x := *m
+		c = &x
 	}
 	c.header().Via = via
 	return Encode(c)
@@ -165,7 +171,10 @@ type Dispatch struct {
 	Timeout     job.Duration      `json:"timeout,omitempty"`
 	ScheduledAt time.Time         `json:"scheduled_at"`
 	Attempt     int               `json:"attempt"`
+	Run         int               `json:"run,omitempty"` // 1, then 2 for the first retry...; 0 means 1
 	Trigger     job.Trigger       `json:"trigger,omitempty"`
+	Width       int               `json:"width,omitempty"` // resource width the run takes on the client
+	Shard       *job.Shard        `json:"shard,omitempty"`
 	// AcceptBy is the last instant the client may start the run: after it the leader may have given the
 	// execution to another client, so the client refuses instead.
 	AcceptBy time.Time `json:"accept_by"`
@@ -178,10 +187,14 @@ type Ack struct {
 	ExecID   string    `json:"exec_id"`
 	Job      string    `json:"job"`
 	Attempt  int       `json:"attempt"`
+	Run      int       `json:"run,omitempty"`
 	Accepted bool      `json:"accepted"`
 	Code     string    `json:"code,omitempty"`   // why it was refused, for the leader: one of the Refuse* codes
 	Reason   string    `json:"reason,omitempty"` // why it was refused, for people
 	At       time.Time `json:"at"`
+	// Local is the execution the client fired itself (a job in local mode); servers record it before the
+	// ack. Its ID must be ExecID.
+	Local *job.Execution `json:"local,omitempty"`
 }
 
 // Refusal codes. Only RefuseLate leaves the leader unsure whether the client ran the execution (it may
@@ -198,6 +211,7 @@ type Result struct {
 	ExecID     string     `json:"exec_id"`
 	Job        string     `json:"job"`
 	Attempt    int        `json:"attempt"`
+	Run        int        `json:"run,omitempty"`
 	Result     job.Result `json:"result"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt time.Time  `json:"finished_at"`
@@ -211,12 +225,20 @@ type Receipt struct {
 	Acked   []string `json:"acked,omitempty"`
 }
 
-// Heartbeat tells servers a client is alive and how loaded it is. Required: From; Running and Capacity
-// not negative.
+// Heartbeat tells the leader (through any server) that a client is alive and which executions it runs:
+// each listed run's lease is renewed. Required: From; Capacity not negative, no empty id.
 type Heartbeat struct {
 	Header
-	Running  int `json:"running"`  // executions running now
-	Capacity int `json:"capacity"` // executions it runs at once at most
+	Running  []string `json:"running,omitempty"` // ids of the executions running now
+	Capacity int      `json:"capacity"`          // executions it runs at once at most
+}
+
+// Stop asks a client to stop a run: it kills the run (a shell job's whole process group) and reports it
+// failed. Required: From, ExecID.
+type Stop struct {
+	Header
+	ExecID string `json:"exec_id"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func (*Dispatch) Kind() Kind  { return KindDispatch }
@@ -224,6 +246,7 @@ func (*Ack) Kind() Kind       { return KindAck }
 func (*Result) Kind() Kind    { return KindResult }
 func (*Receipt) Kind() Kind   { return KindReceipt }
 func (*Heartbeat) Kind() Kind { return KindHeartbeat }
+func (*Stop) Kind() Kind      { return KindStop }
 
 var (
 	_ Message = (*Dispatch)(nil)
@@ -231,6 +254,7 @@ var (
 	_ Message = (*Result)(nil)
 	_ Message = (*Receipt)(nil)
 	_ Message = (*Heartbeat)(nil)
+	_ Message = (*Stop)(nil)
 )
 
 // newMessage returns an empty message of kind k, or nil for an unknown kind.
@@ -246,6 +270,8 @@ func newMessage(k Kind) Message {
 		return new(Receipt)
 	case KindHeartbeat:
 		return new(Heartbeat)
+	case KindStop:
+		return new(Stop)
 	}
 	return nil
 }
@@ -299,6 +325,8 @@ func known(m Message) bool {
 	case *Receipt:
 		return m != nil
 	case *Heartbeat:
+		return m != nil
+	case *Stop:
 		return m != nil
 	}
 	return false
@@ -362,6 +390,10 @@ func normalize(m Message) {
 		if len(m.Params) == 0 {
 			m.Params = nil
 		}
+	case *Heartbeat:
+		if len(m.Running) == 0 {
+			m.Running = nil
+		}
 	case *Receipt:
 		if len(m.ExecIDs) == 0 {
 			m.ExecIDs = nil
@@ -396,6 +428,12 @@ func validate(m Message) string {
 			return fmt.Sprintf("timeout %s is negative", m.Timeout)
 		case m.Attempt < 0:
 			return fmt.Sprintf("attempt %d is negative", m.Attempt)
+		case m.Run < 0:
+			return fmt.Sprintf("run %d is negative", m.Run)
+		case m.Width < 0:
+			return fmt.Sprintf("width %d is negative", m.Width)
+		case m.Shard != nil && (m.Shard.Index < 0 || m.Shard.Index >= m.Shard.Total):
+			return fmt.Sprintf("shard %d of %d is out of range", m.Shard.Index, m.Shard.Total)
 		}
 	case *Ack:
 		switch {
@@ -407,6 +445,12 @@ func validate(m Message) string {
 			return "at is required"
 		case m.Attempt < 0:
 			return fmt.Sprintf("attempt %d is negative", m.Attempt)
+		case m.Run < 0:
+			return fmt.Sprintf("run %d is negative", m.Run)
+		case m.Local != nil && (m.Local.ID != m.ExecID || m.Local.Job != m.Job):
+			return fmt.Sprintf("local execution %q of job %q does not match exec_id and job", m.Local.ID, m.Local.Job)
+		case m.Local != nil && !m.Accepted:
+			return "a local execution is always accepted"
 		}
 	case *Result:
 		switch {
@@ -416,6 +460,8 @@ func validate(m Message) string {
 			return "job is required"
 		case m.Attempt < 0:
 			return fmt.Sprintf("attempt %d is negative", m.Attempt)
+		case m.Run < 0:
+			return fmt.Sprintf("run %d is negative", m.Run)
 		}
 	case *Receipt:
 		if len(m.ExecIDs) == 0 && len(m.Acked) == 0 {
@@ -432,11 +478,17 @@ func validate(m Message) string {
 			}
 		}
 	case *Heartbeat:
-		switch {
-		case m.Running < 0:
-			return fmt.Sprintf("running %d is negative", m.Running)
-		case m.Capacity < 0:
+		if m.Capacity < 0 {
 			return fmt.Sprintf("capacity %d is negative", m.Capacity)
+		}
+		for i, id := range m.Running {
+			if id == "" {
+				return fmt.Sprintf("running[%d] is empty", i)
+			}
+		}
+	case *Stop:
+		if m.ExecID == "" {
+			return "exec_id is required"
 		}
 	}
 	return ""

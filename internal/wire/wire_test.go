@@ -35,7 +35,7 @@ var (
 		StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(time.Minute),
 	}
 	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}, Acked: []string{"c@3"}}
-	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: 3, Capacity: 8}
+	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: []string{"j@1", "j@2"}, Capacity: 8}
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -53,6 +53,9 @@ func TestRoundTrip(t *testing.T) {
 		"heartbeat":                 {msg: sampleHeartbeat, kind: KindHeartbeat},
 		"relayed ack":               {msg: &Ack{Header: Header{From: "c", Epoch: 3, Via: "server-2"}, ExecID: "e", Job: "j", At: t0}, kind: KindAck},
 		"heartbeat idle":            {msg: &Heartbeat{Header: Header{From: "c"}}, kind: KindHeartbeat},
+		"stop":                      {msg: &Stop{Header: Header{From: "s", Epoch: 4}, ExecID: "j@1", Reason: "replaced by j@2"}, kind: KindStop},
+		"retry of a shard":          {msg: &Dispatch{Header: Header{From: "s", Epoch: 1}, ExecID: "j@1~2", Job: "j", Handler: "h", Attempt: 3, Run: 2, Width: 4, Shard: &job.Shard{Index: 2, Total: 3, Item: "eu"}, ScheduledAt: t0, AcceptBy: t0}, kind: KindDispatch},
+		"local ack":                 {msg: &Ack{Header: Header{From: "c"}, ExecID: "j@1", Job: "j", Attempt: 1, Accepted: true, At: t0, Local: &job.Execution{ID: "j@1", Job: "j", ScheduledAt: t0, FiredAt: t0, Trigger: job.TriggerLocal, Handler: "h"}}, kind: KindAck},
 		"non-ASCII text":            {msg: &Ack{Header: Header{From: "клиент-1"}, ExecID: "e", Job: "j", Reason: "日本語 \u2028 \"quoted\"", At: t0}, kind: KindAck},
 	}
 	for name, tc := range tests {
@@ -91,7 +94,7 @@ func TestFrameLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"from":"client-a","sent_at":"2026-03-08T07:00:00Z","running":3,"capacity":8}`
+	const want = `{"from":"client-a","sent_at":"2026-03-08T07:00:00Z","running":["j@1","j@2"],"capacity":8}`
 	if string(payload) != want {
 		t.Errorf("payload\n got %s\nwant %s", payload, want)
 	}
@@ -147,9 +150,9 @@ func TestDecodeErrors(t *testing.T) {
 		"not JSON":                    {frame: frameOf(1, KindAck, `{not json`), err: ErrPayload, msg: "wire: ack payload: invalid character 'n' looking for beginning of object key string"},
 		"JSON array":                  {frame: frameOf(1, KindAck, `[1]`), err: ErrPayload, msg: "wire: ack payload: json: cannot unmarshal array into Go value of type wire.Ack"},
 		"trailing data":               {frame: frameOf(1, KindAck, `{} {}`), err: ErrPayload, msg: "wire: ack payload: invalid character '{' after top-level value"},
-		"wrong field type":            {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":"3"}`), err: ErrPayload, msg: "wire: heartbeat payload: json: cannot unmarshal string into Go struct field Heartbeat.running of type int"},
+		"wrong field type":            {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":"3"}`), err: ErrPayload, msg: "wire: heartbeat payload: json: cannot unmarshal string into Go struct field Heartbeat.running of type []string"},
 		"JSON null":                   {frame: frameOf(1, KindHeartbeat, `null`), err: ErrPayload, msg: "wire: heartbeat: from is required"},
-		"empty from":                  {frame: frameOf(1, KindHeartbeat, `{"running":1}`), err: ErrPayload, msg: "wire: heartbeat: from is required"},
+		"empty from":                  {frame: frameOf(1, KindHeartbeat, `{"capacity":1}`), err: ErrPayload, msg: "wire: heartbeat: from is required"},
 		"negative epoch":              {frame: frameOf(1, KindHeartbeat, `{"from":"c","epoch":-1}`), err: ErrPayload, msg: "wire: heartbeat: epoch -1 is negative"},
 		"dispatch without job":        {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"exec_id":"e","handler":"h"}`), err: ErrPayload, msg: "wire: dispatch: job is required"},
 		"dispatch without exec_id":    {frame: frameOf(1, KindDispatch, `{"from":"s","epoch":1,"job":"j","handler":"h"}`), err: ErrPayload, msg: "wire: dispatch: exec_id is required"},
@@ -164,6 +167,10 @@ func TestDecodeErrors(t *testing.T) {
 		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids or acked is required"},
 		"receipt with an empty id":    {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a",""]}`), err: ErrPayload, msg: "wire: receipt: exec_ids[1] is empty"},
 		"heartbeat negative capacity": {frame: frameOf(1, KindHeartbeat, `{"from":"c","capacity":-1}`), err: ErrPayload, msg: "wire: heartbeat: capacity -1 is negative"},
+		"heartbeat empty running id":  {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":["a",""]}`), err: ErrPayload, msg: "wire: heartbeat: running[1] is empty"},
+		"stop without exec_id":        {frame: frameOf(1, KindStop, `{"from":"s"}`), err: ErrPayload, msg: "wire: stop: exec_id is required"},
+		"dispatch shard out of range": {frame: frameOf(1, KindDispatch, `{"from":"s","exec_id":"e","job":"j","handler":"h","accept_by":"2026-01-01T00:00:00Z","shard":{"index":3,"total":3}}`), err: ErrPayload, msg: "wire: dispatch: shard 3 of 3 is out of range"},
+		"ack local mismatch":          {frame: frameOf(1, KindAck, `{"from":"c","exec_id":"e","job":"j","accepted":true,"at":"2026-01-01T00:00:00Z","local":{"id":"f","job":"j"}}`), err: ErrPayload, msg: `wire: ack: local execution "f" of job "j" does not match exec_id and job`},
 		"bad time":                    {frame: frameOf(1, KindHeartbeat, `{"from":"c","sent_at":"yesterday"}`), err: ErrPayload, msg: `wire: heartbeat payload: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`},
 	}
 	for name, tc := range tests {
@@ -239,11 +246,11 @@ func TestRelay(t *testing.T) {
 }
 
 func TestDecodeAllowsUnknownFields(t *testing.T) {
-	m, err := Decode(frameOf(1, KindHeartbeat, `{"from":"c","running":1,"capacity":4,"memory_mb":512,"labels":{"zone":"a"}}`))
+	m, err := Decode(frameOf(1, KindHeartbeat, `{"from":"c","running":["j@1"],"capacity":4,"memory_mb":512,"labels":{"zone":"a"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Heartbeat{Header: Header{From: "c"}, Running: 1, Capacity: 4}
+	want := &Heartbeat{Header: Header{From: "c"}, Running: []string{"j@1"}, Capacity: 4}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got %#v, want %#v", m, want)
 	}
