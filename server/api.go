@@ -43,6 +43,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/jobs/{name}/resume", s.onLeader(s.pauseJob(false)))
 	mux.HandleFunc("GET /api/v1/executions", s.listExecutions)
 	mux.HandleFunc("GET /api/v1/executions/{id}", s.getExecution)
+	mux.HandleFunc("POST /api/v1/executions/{id}/stop", s.onLeader(s.execAction("stop")))
+	mux.HandleFunc("POST /api/v1/executions/{id}/rerun", s.onLeader(s.execAction("rerun")))
+	mux.HandleFunc("POST /api/v1/executions/{id}/done", s.onLeader(s.execAction("done")))
+	mux.HandleFunc("GET /api/v1/inflight", s.onLeader(s.getInflight))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -73,6 +77,10 @@ func storeStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, errOverlap), errors.Is(err, errNotOrphaned):
+		return http.StatusConflict
+	case errors.Is(err, errNotInFlight):
+		return http.StatusNotFound
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errUnconfirmed):
 		return http.StatusServiceUnavailable
 	default:
@@ -307,10 +315,9 @@ func (s *Server) pauseJob(pause bool) http.HandlerFunc {
 		}
 		now := s.now().UTC()
 		next := cur
+		// ActiveSince stays: the fire times missed while paused go to the job's misfire policy on resume
+		// (fire-once runs one catch-up, skip records them skipped).
 		next.Paused, next.Version, next.UpdatedAt = pause, cur.Version+1, now
-		if !pause {
-			next.ActiveSince = now // the paused period is not caught up
-		}
 		if err := s.store.ReplaceJob(r.Context(), next, cur.Version); err != nil {
 			writeError(w, storeStatus(err), err)
 			return
@@ -337,27 +344,87 @@ func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	reply := make(chan triggerReply, 1)
+	rep, ok := askLoop(s, w, r, triggerRequest{name: r.PathValue("name"), params: body.Params, reply: reply}, reply)
+	if !ok {
+		return
+	}
+	if rep.err != nil {
+		writeError(w, storeStatus(rep.err), rep.err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, TriggerResponse{Execution: rep.id})
+}
+
+// askLoop hands a request to this server's leader loop and waits for its reply. It writes the error
+// response itself and returns false when there is no answer.
+func askLoop[T any](s *Server, w http.ResponseWriter, r *http.Request, note any, reply chan T) (T, bool) {
+	var zero T
 	l := s.lead.Load()
 	if l == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("leadership was lost; retry"))
-		return
+		return zero, false
 	}
-	reply := make(chan triggerReply, 1)
-	if !l.notify(triggerRequest{name: r.PathValue("name"), params: body.Params, reply: reply}) {
+	if !l.notify(note) {
 		writeError(w, http.StatusServiceUnavailable, errors.New("the leader is overloaded; retry"))
-		return
+		return zero, false
 	}
 	select {
 	case rep := <-reply:
-		if rep.err != nil {
-			writeError(w, storeStatus(rep.err), rep.err)
-			return
-		}
-		writeJSON(w, http.StatusAccepted, TriggerResponse{Execution: rep.id})
+		return rep, true
 	case <-r.Context().Done():
 		writeError(w, http.StatusServiceUnavailable, r.Context().Err())
 	case <-time.After(10 * time.Second):
 		writeError(w, http.StatusServiceUnavailable, errors.New("the leader did not answer within 10s"))
+	}
+	return zero, false
+}
+
+// ExecActionRequest is the optional body of stop, rerun and done.
+type ExecActionRequest struct {
+	Status job.State `json:"status,omitempty"` // done: succeeded or failed
+	Note   string    `json:"note,omitempty"`   // who acts, and why; recorded with the event
+}
+
+// execAction stops a run, or decides for an orphaned execution (rerun, done).
+func (s *Server) execAction(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body ExecActionRequest
+		if r.ContentLength != 0 {
+			dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("%s body: %w", action, err))
+				return
+			}
+		}
+		if action == "done" && body.Status == "" {
+			body.Status = job.StateSucceeded
+		}
+		if len(body.Note) > 1024 {
+			writeError(w, http.StatusBadRequest, errors.New("note: at most 1024 bytes"))
+			return
+		}
+		id := r.PathValue("id")
+		reply := make(chan error, 1)
+		err, ok := askLoop(s, w, r, execAction{id: id, action: action, status: body.Status, note: body.Note, reply: reply}, reply)
+		if !ok {
+			return
+		}
+		if err != nil {
+			writeError(w, storeStatus(err), fmt.Errorf("%s %s: %w", action, id, err))
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"execution": id, "action": action})
+	}
+}
+
+// getInflight shows the leader's live view of open executions: waiting for a client, queued, running...
+func (s *Server) getInflight(w http.ResponseWriter, r *http.Request) {
+	reply := make(chan []InFlight, 1)
+	out, ok := askLoop(s, w, r, inflightRequest{job: r.URL.Query().Get("job"), reply: reply}, reply)
+	if ok {
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 

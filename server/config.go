@@ -29,6 +29,12 @@ type Config struct {
 	AcceptWindow time.Duration `mapstructure:"accept_window"`
 	// OpenLookback bounds how far back a new leader looks for executions still pending or running.
 	OpenLookback time.Duration `mapstructure:"open_lookback"`
+	// LeaseTimeout: a running execution its client has not listed in a heartbeat for this long is lost
+	// (rerun elsewhere if its job is rerunnable, orphaned if not), even if the client is still registered.
+	LeaseTimeout time.Duration `mapstructure:"lease_timeout"`
+	// TimeoutGrace: a run past its job's timeout by this much is stopped by the leader; past it by twice
+	// this much without a result, it is marked timed out.
+	TimeoutGrace time.Duration `mapstructure:"timeout_grace"`
 	LogLevel     string        `mapstructure:"log_level"` // debug, info, warn, error
 }
 
@@ -44,6 +50,8 @@ func DefaultConfig() Config {
 		AckTimeout:       2 * time.Second,
 		AcceptWindow:     5 * time.Second,
 		OpenLookback:     24 * time.Hour,
+		LeaseTimeout:     10 * time.Second,
+		TimeoutGrace:     5 * time.Second,
 		LogLevel:         "info",
 	}
 }
@@ -68,6 +76,7 @@ func (c Config) Validate() error {
 	for key, d := range map[string]time.Duration{
 		"misfire_threshold": c.MisfireThreshold, "ack_timeout": c.AckTimeout,
 		"accept_window": c.AcceptWindow, "open_lookback": c.OpenLookback,
+		"lease_timeout": c.LeaseTimeout, "timeout_grace": c.TimeoutGrace,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", key, d)

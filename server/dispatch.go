@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -9,23 +10,27 @@ import (
 	"github.com/clover-sched/clover/internal/wire"
 )
 
-// flight is an execution the leader has fired (or inherited) and not yet seen finish.
+// flight is an execution the leader has fired (or inherited) and not yet seen end.
 //
 // The rules that keep an execution from running on two clients:
 //   - a dispatch carries an accept-by instant; a client never starts it after that instant, and answers a
-//     re-sent dispatch with its first answer (it runs an execution id at most once);
+//     re-sent dispatch with its first answer (it runs an execution id at most once per run);
 //   - while the client it was sent to is registered, the leader only ever sends it the same frame again
 //     (every AckTimeout) until the client acknowledges or refuses it: silence is not a refusal, a late ack
 //     is still an ack;
 //   - it goes to another client only after an explicit refusal, or when the client has left the registry
 //     and accept-by plus AckTimeout has passed, so that it can no longer start it;
 //   - an execution inherited from an earlier term waits (heldUntil) until any dispatch of that term is past
-//     its accept-by, since we cannot know to whom it was sent.
+//     its accept-by, since we cannot know to whom it was sent;
+//   - a running execution whose client is gone (or stopped renewing its lease) runs again elsewhere only
+//     if its job is rerunnable; otherwise it is orphaned and waits for its client or an operator.
 //
-// Each new dispatch (to a client, after a refusal or a departure) is a new attempt.
+// Each new dispatch (to a client, after a refusal or a departure, for a retry) is a new attempt; each
+// retry after a failed run is a new run.
 type flight struct {
 	exec      job.Execution
 	attempt   int    // the attempt last dispatched
+	run       int    // the run under way, 1 first
 	client    string // the client it was last sent to (or that acked it); "" while it waits for one
 	frame     []byte
 	sentAt    time.Time
@@ -45,6 +50,14 @@ type flight struct {
 	// resultGrace the leader records it itself.
 	result   *wire.Result
 	resultAt time.Time
+
+	queued     bool      // overlap queue: waits for the job's earlier executions to end
+	retryAt    time.Time // a run failed: the next run is due then
+	leaseUntil time.Time // a running execution not listed in a heartbeat by then is lost
+	orphaned   bool      // its client vanished mid-run and the job is not rerunnable: waits for a decision
+	stopping   string    // why a stop was asked; "" if none
+	stopSentAt time.Time
+	overdue    bool // the overdue alarm was raised for this run
 }
 
 // resultGrace is how long the leader waits for a reported result to be recorded before it records it.
@@ -56,18 +69,60 @@ const maxResend = 30 * time.Second
 // refuseBackoff is how long a client that refused an execution is not offered it again.
 const refuseBackoff = time.Second
 
-// dispatch sends f, as a new attempt, to a client that serves its job, in round-robin order. It returns
-// false when no client took it; the execution then waits and is tried again on every tick.
+// track starts following f; forget stops. They keep the per-job index of open executions that the
+// overlap policies read.
+func (l *leader) track(f *flight) {
+	l.flights[f.exec.ID] = f
+	byJob := l.openByJob[f.exec.Job]
+	if byJob == nil {
+		byJob = map[string]*flight{}
+		l.openByJob[f.exec.Job] = byJob
+	}
+	byJob[f.exec.ID] = f
+	if f.orphaned {
+		l.metrics.orphaned.Inc()
+	}
+}
+
+func (l *leader) forget(id string) {
+	f, ok := l.flights[id]
+	if !ok {
+		return
+	}
+	if f.orphaned {
+		l.metrics.orphaned.Dec()
+	}
+	delete(l.flights, id)
+	if byJob := l.openByJob[f.exec.Job]; byJob != nil {
+		delete(byJob, id)
+		if len(byJob) == 0 {
+			delete(l.openByJob, f.exec.Job)
+		}
+	}
+}
+
+// spec returns the definition of e's job, or one made from the execution if the job is gone.
+func (l *leader) spec(e job.Execution) job.Spec {
+	if en, ok := l.jobs[e.Job]; ok {
+		return en.spec
+	}
+	return job.Spec{Name: e.Job, Handler: e.Handler, Rerunnable: e.Rerunnable}
+}
+
+// dispatch sends f, as a new attempt, to a client chosen by its job's routing. It returns false when no
+// client took it; the execution then waits and is tried again on every tick.
 func (l *leader) dispatch(f *flight, now time.Time) bool {
-	if f.check || now.Before(f.heldUntil) || !l.confirmed() {
+	if f.check || f.queued || f.orphaned || now.Before(f.heldUntil) || !l.confirmed() {
 		return false
 	}
 	now = l.now() // the caller's now may predate a slow store write: measure and set deadlines from the send
-	cands := slices.DeleteFunc(slices.Clone(l.candidates(f.exec)), func(id string) bool {
+	spec := l.spec(f.exec)
+	cands := slices.DeleteFunc(l.eligible(f.exec, spec), func(id string) bool {
 		at, ok := f.refused[id]
 		return ok && now.Sub(at) < refuseBackoff
 	})
-	if len(cands) == 0 {
+	order := l.route(f.exec, spec, cands)
+	if len(order) == 0 {
 		f.client = ""
 		return false
 	}
@@ -82,19 +137,19 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		Timeout:     f.exec.Timeout,
 		ScheduledAt: f.exec.ScheduledAt,
 		Attempt:     attempt,
+		Run:         max(f.run, 1),
 		Trigger:     f.exec.Trigger,
+		Width:       f.exec.Width,
+		Shard:       f.exec.Shard,
 		AcceptBy:    acceptBy,
 	})
 	if err != nil {
 		// Only an oversized frame (huge params) gets here; it can never be sent, so end it as failed.
 		l.logger.Error("cannot encode dispatch", "execution", f.exec.ID, "err", err)
-		l.endLocally(f, job.EventFinished, "dispatch could not be encoded: "+err.Error())
+		l.finishLocally(f, job.StateFailed, "dispatch could not be encoded: "+err.Error(), "")
 		return false
 	}
-	start := l.rr[f.exec.Job]
-	l.rr[f.exec.Job] = start + 1
-	for i := range cands {
-		c := cands[(start+i)%len(cands)]
+	for _, c := range order {
 		if err := l.send(c, frame); err != nil {
 			continue
 		}
@@ -107,47 +162,16 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		l.metrics.dispatches.Inc()
 		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
 		f.resend = l.cfg.AckTimeout
+		l.occupy(c, f.exec.Width)
 		return true
 	}
 	f.client = ""
 	return false
 }
 
-// candidates are the live clients that serve the execution's job by name or its handler, sorted.
-func (l *leader) candidates(e job.Execution) []string {
-	a, b := l.byJob[e.Job], l.byHandle[e.Handler]
-	if len(b) == 0 {
-		return a
-	}
-	if len(a) == 0 {
-		return b
-	}
-	out := append(slices.Clone(a), b...)
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-func (l *leader) rebuildEligibility() {
-	l.byJob, l.byHandle, l.live = map[string][]string{}, map[string][]string{}, map[string]bool{}
-	for _, m := range l.members() { // sorted by id
-		l.live[m.ID] = true
-		for _, j := range m.Jobs {
-			l.byJob[j] = append(l.byJob[j], m.ID)
-		}
-		for _, h := range m.Handlers {
-			l.byHandle[h] = append(l.byHandle[h], m.ID)
-		}
-	}
-	for name := range l.rr {
-		if _, ok := l.jobs[name]; !ok {
-			delete(l.rr, name)
-		}
-	}
-}
-
 // checkFlights runs on every tick: it retries firings the store refused, sends what waits for a client,
-// re-sends what was not acknowledged, hands on what a departed client can no longer start, and gives up
-// on running executions whose client left for good.
+// re-sends what was not acknowledged, hands on what a departed client can no longer start, starts due
+// retries, releases queued executions, enforces timeouts, leases and stops, and raises overdue alarms.
 func (l *leader) checkFlights(ctx context.Context) error {
 	// Apply the notes already waiting first: an ack queued behind a slow store write is not silence, and
 	// re-sending its dispatch would only add load.
@@ -166,22 +190,47 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	if len(l.flights) > 0 && !l.confirmed() {
 		return errUnconfirmed
 	}
+	l.rebuildUsage()
 	lostAfter := l.cfg.ZooKeeper.SessionTimeout + l.cfg.AckTimeout
 	waiting := 0
-	for _, f := range l.flights {
+	// Oldest first, so that the executions that waited longest get the room that frees up.
+	ids := make([]string, 0, len(l.flights))
+	for id := range l.flights {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		fa, fb := l.flights[a], l.flights[b]
+		if c := fa.exec.FiredAt.Compare(fb.exec.FiredAt); c != 0 {
+			return c
+		}
+		return compareStrings(a, b)
+	})
+	for _, id := range ids {
+		f, ok := l.flights[id]
+		if !ok {
+			continue // ended by an earlier one in this loop (replace)
+		}
 		switch {
 		case f.result != nil:
 			if now.Sub(f.resultAt) > resultGrace {
 				l.recordResult(f)
 			}
-		case f.acked:
-			if l.live[f.client] {
-				f.lostAt = time.Time{}
-			} else if f.lostAt.IsZero() {
-				f.lostAt = now
-			} else if now.Sub(f.lostAt) > lostAfter {
-				l.endLocally(f, job.EventLost, "client "+f.client+" left the cluster while running it")
+		case f.orphaned:
+		case !f.retryAt.IsZero():
+			if !now.Before(f.retryAt) {
+				l.startRetry(f, now)
 			}
+		case f.queued:
+			if l.firstInQueue(f) {
+				f.queued = false
+				if !l.dispatch(f, now) {
+					waiting++
+				}
+			} else {
+				waiting++
+			}
+		case f.acked:
+			l.checkRunning(f, now, lostAfter)
 		case f.check:
 			waiting++
 		case f.client == "":
@@ -191,6 +240,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		case !l.live[f.client]:
 			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
 				// It can no longer start it; whether it ran it, the store tells.
+				l.release(f.client, f.exec.Width)
 				f.client, f.check = "", true
 				waiting++
 			}
@@ -206,6 +256,105 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	l.metrics.waiting.Set(float64(waiting))
 	l.reconcile(ctx, now)
 	return nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// checkRunning watches a running execution: its client's presence and lease, its stop, its timeout and
+// its overdue alarm.
+func (l *leader) checkRunning(f *flight, now time.Time, lostAfter time.Duration) {
+	switch {
+	case !l.live[f.client]:
+		if f.lostAt.IsZero() {
+			f.lostAt = now
+		} else if now.Sub(f.lostAt) > lostAfter {
+			l.lose(f, "client "+f.client+" left the cluster while running it")
+		}
+		return
+	case !f.leaseUntil.IsZero() && now.After(f.leaseUntil):
+		l.lose(f, fmt.Sprintf("client %s did not renew the run's lease for %s", f.client, l.cfg.LeaseTimeout))
+		return
+	}
+	f.lostAt = time.Time{}
+	if f.stopping != "" && now.Sub(f.stopSentAt) >= l.cfg.AckTimeout {
+		l.sendStop(f, now)
+	}
+	if t := time.Duration(f.exec.Timeout); t > 0 {
+		over := now.Sub(f.ackedAt) - t
+		switch {
+		case over > 2*l.cfg.TimeoutGrace:
+			l.metrics.timeouts.Inc()
+			reason := fmt.Sprintf("timed out: no result from client %s %s after the %s timeout", f.client, over.Round(time.Second), t)
+			// The client may be hung with the run still going: retry only a job that may run twice.
+			l.finishLocally(f, job.StateFailed, reason, "")
+			return
+		case over > l.cfg.TimeoutGrace && f.stopping == "":
+			l.stop(f, fmt.Sprintf("timed out after %s", t))
+		}
+	}
+	l.checkOverdue(f, now)
+}
+
+// lose handles a running execution whose client is gone or whose lease lapsed: a rerunnable job runs
+// again elsewhere (a new attempt of the same run); any other is orphaned, never rerun blindly.
+func (l *leader) lose(f *flight, reason string) {
+	l.metrics.leaseLapses.Inc()
+	ev := job.Event{
+		ID: job.EventID(f.exec.ID, job.EventLost, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventLost,
+		Attempt: f.attempt, Run: f.run, Client: f.client, At: l.now().UTC(), Note: reason,
+	}
+	switch {
+	case f.stopping != "":
+		l.finishLocally(f, job.StateFailed, "stopped ("+f.stopping+"); then "+reason, "")
+		return
+	case f.exec.Rerunnable || l.spec(f.exec).Rerunnable:
+		l.persist(ev)
+		l.logger.Warn("running execution lost; running it again elsewhere (the job is rerunnable)", "execution", f.exec.ID, "reason", reason)
+		l.release(f.client, f.exec.Width)
+		f.acked, f.client, f.lostAt, f.leaseUntil, f.overdue = false, "", time.Time{}, time.Time{}, false
+		// Make sure the last dispatch can no longer be started by anyone before the next.
+		f.heldUntil = f.acceptBy.Add(l.cfg.AckTimeout)
+	default:
+		ev.Kind, ev.ID = job.EventOrphaned, job.EventID(f.exec.ID, job.EventOrphaned, f.attempt)
+		l.persist(ev)
+		l.logger.Error("execution orphaned: its client vanished mid-run and the job is not rerunnable; "+
+			"it waits for the client to come back, or for `clover exec rerun` or `clover exec done`",
+			"execution", f.exec.ID, "client", f.client, "reason", reason)
+		l.release(f.client, f.exec.Width)
+		f.orphaned = true
+		l.metrics.orphaned.Inc()
+	}
+}
+
+// startRetry dispatches the next run of an execution whose run failed.
+func (l *leader) startRetry(f *flight, now time.Time) {
+	f.retryAt = time.Time{}
+	f.run++
+	f.acked, f.client, f.check, f.overdue, f.stopping, f.refused = false, "", false, false, "", nil
+	l.metrics.retries.Inc()
+	l.logger.Info("retrying execution", "execution", f.exec.ID, "run", f.run)
+	l.dispatch(f, now)
+}
+
+// firstInQueue reports whether no execution of f's job fired before it is still open.
+func (l *leader) firstInQueue(f *flight) bool {
+	for id, o := range l.openByJob[f.exec.Job] {
+		if id == f.exec.ID {
+			continue
+		}
+		if o.exec.FiredAt.Before(f.exec.FiredAt) || (o.exec.FiredAt.Equal(f.exec.FiredAt) && id < f.exec.ID) {
+			return false
+		}
+	}
+	return true
 }
 
 // drainNotes applies the notes waiting now, without waiting for more.
@@ -237,7 +386,8 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		switch {
 		case f.check:
 			ids, checked = append(ids, id), append(checked, id)
-		case periodic && ((f.acked && now.Sub(f.ackedAt) > reconcileEvery) || (!f.acked && f.sentOnce && now.Sub(f.sentAt) > reconcileEvery)):
+		case periodic && f.result == nil && f.retryAt.IsZero() &&
+			((f.acked && now.Sub(f.ackedAt) > reconcileEvery) || (!f.acked && f.sentOnce && now.Sub(f.sentAt) > reconcileEvery) || f.orphaned):
 			ids = append(ids, id)
 		}
 	}
@@ -251,50 +401,86 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 	go func() {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
-		note := reconciledNote{checked: checked, running: map[string]string{}}
+		note := reconciledNote{checked: checked}
 		execs, err := l.store.ExecutionsByID(sctx, ids)
 		if err != nil {
 			note.checked = nil // unsure still: check again on a later tick
 		}
-		for _, e := range execs {
-			switch {
-			case e.State.Terminal():
-				note.finished = append(note.finished, e.ID)
-			case e.State == job.StateRunning:
-				note.running[e.ID] = e.Client // a recorded ack the loop never heard of
-			}
-		}
+		note.execs = execs
 		l.tell(ctx, note)
 	}()
 }
 
-// endLocally records the end of an execution that no client will report, and forgets it. kind is
-// EventLost when the client may yet report (its report then wins), EventFinished when nothing ever will.
-func (l *leader) endLocally(f *flight, kind job.EventKind, reason string) {
+// applyReconciled brings the flights in line with what the store says of them.
+func (l *leader) applyReconciled(n reconciledNote) {
+	l.reconciling = false
+	now := l.now()
+	for _, e := range n.execs {
+		f, ok := l.flights[e.ID]
+		if !ok || f.result != nil {
+			continue
+		}
+		switch {
+		case e.State.Terminal():
+			l.forget(e.ID)
+		case e.State == job.StateRetrying:
+			if f.retryAt.IsZero() && e.Run > f.run {
+				// A failed run the loop never heard of: its retry is due after the backoff.
+				f.run, f.acked, f.client, f.check = e.Run-1, false, "", false
+				f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
+			}
+		case e.State == job.StateRunning && !f.acked && !f.orphaned:
+			// A recorded ack the loop never heard of.
+			f.acked, f.ackedAt, f.client, f.lostAt, f.run = true, now, e.Client, time.Time{}, max(e.Run, f.run)
+			f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+		}
+	}
+	for _, id := range n.checked {
+		if f, ok := l.flights[id]; ok {
+			f.check = false
+		}
+	}
+}
+
+// finishLocally records the end of the current run of an execution that no client will report, and
+// applies the retry policy: a retry follows if runs are left and the job may run twice (the leader cannot
+// know that the run it gives up is not still going somewhere). note says who decided, if not the leader.
+func (l *leader) finishLocally(f *flight, status job.State, reason, note string) {
+	final := status != job.StateFailed || note != "" || !(f.exec.Rerunnable || l.spec(f.exec).Rerunnable)
+	run := max(f.run, 1)
 	ev := job.Event{
-		ID: job.EventID(f.exec.ID, kind, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job,
-		Kind: kind, Attempt: f.attempt, Client: f.client, At: l.now().UTC(),
-		Result: &job.Result{Status: job.StateFailed, ExitCode: -1, Error: reason},
+		ID: job.EventID(f.exec.ID, job.EventFinished, run), ExecID: f.exec.ID, Job: f.exec.Job,
+		Kind: job.EventFinished, Attempt: f.attempt, Run: run, Client: f.client, At: l.now().UTC(), Note: note,
+		Result: &job.Result{Status: status, ExitCode: -1, Error: reason, Final: final},
 	}
 	l.persist(ev)
-	l.logger.Warn("execution failed by the leader", "execution", f.exec.ID, "reason", reason)
-	status := string(job.StateFailed)
-	if kind == job.EventLost {
-		status = "lost"
+	if status == job.StateFailed {
+		l.logger.Warn("execution run failed by the leader", "execution", f.exec.ID, "run", run, "reason", reason)
 	}
-	l.metrics.finished.WithLabelValues(status).Inc()
-	delete(l.flights, f.exec.ID)
+	l.metrics.finished.WithLabelValues(string(status)).Inc()
+	if !final && run < f.exec.RunLimit() {
+		l.release(f.client, f.exec.Width)
+		f.acked, f.client, f.stopping = false, "", ""
+		f.retryAt = l.now().Add(l.retryDelay(f.exec.Job, run+1))
+		if f.orphaned {
+			f.orphaned = false
+			l.metrics.orphaned.Dec()
+		}
+		return
+	}
+	l.forget(f.exec.ID)
 }
 
 func (l *leader) onAck(a *wire.Ack) {
 	f, ok := l.flights[a.ExecID]
-	if !ok {
+	if !ok || max(a.Run, 1) < f.run {
 		return
 	}
 	if a.Accepted {
 		// Whatever attempt it answers, the execution runs there.
 		if !f.acked {
 			f.acked, f.ackedAt = true, l.now()
+			f.leaseUntil = f.ackedAt.Add(l.cfg.LeaseTimeout)
 		}
 		f.client, f.lostAt = a.From, time.Time{}
 		return
@@ -310,13 +496,48 @@ func (l *leader) onAck(a *wire.Ack) {
 		f.refused = map[string]time.Time{}
 	}
 	f.refused[a.From] = l.now()
+	l.release(f.client, f.exec.Width)
 	f.client = "" // the next tick offers it to another client, or to this one after refuseBackoff
 }
 
-// onResult notes that the execution ended. It is forgotten once a server has recorded the result.
+// onResult notes that a run ended. The execution is forgotten once a server has recorded the result,
+// unless a retry follows.
 func (l *leader) onResult(r *wire.Result) {
-	if f, ok := l.flights[r.ExecID]; ok && f.result == nil {
-		f.result, f.resultAt, f.client = r, l.now(), r.From
+	f, ok := l.flights[r.ExecID]
+	if !ok || f.result != nil || max(r.Run, 1) < f.run {
+		return
+	}
+	now := l.now()
+	f.result, f.resultAt, f.client = r, now, r.From
+	if f.orphaned {
+		f.orphaned = false
+		l.metrics.orphaned.Dec()
+	}
+	if f.acked && r.Result.Status == job.StateSucceeded {
+		l.observeRuntime(f.exec.Job, time.Duration(r.Result.Duration))
+	}
+	if r.Result.Status == job.StateFailed && !r.Result.Final && f.stopping == "" && f.run < f.exec.RunLimit() {
+		f.retryAt = now.Add(l.retryDelay(f.exec.Job, f.run+1))
+	}
+}
+
+// recorded notes that a server recorded the result of execution id. A result the loop never heard of
+// may be a failed run due for a retry: the store tells.
+func (l *leader) recorded(id string) {
+	f, ok := l.flights[id]
+	if !ok {
+		return
+	}
+	switch {
+	case f.result != nil:
+		f.result = nil
+		if f.retryAt.IsZero() {
+			l.forget(id)
+		}
+	case f.exec.RunLimit() > 1:
+		f.check = true
+	default:
+		l.forget(id)
 	}
 }
 
@@ -325,13 +546,99 @@ func (l *leader) onResult(r *wire.Result) {
 func (l *leader) recordResult(f *flight) {
 	r := f.result
 	res := r.Result
+	run := max(r.Run, 1)
 	l.persist(job.Event{
-		ID: job.EventID(r.ExecID, job.EventFinished, r.Attempt), ExecID: r.ExecID, Job: r.Job, Kind: job.EventFinished,
-		Attempt: r.Attempt, Client: r.From, At: r.FinishedAt.UTC(), Result: &res,
+		ID: job.EventID(r.ExecID, job.EventFinished, run), ExecID: r.ExecID, Job: r.Job, Kind: job.EventFinished,
+		Attempt: r.Attempt, Run: run, Client: r.From, At: r.FinishedAt.UTC(), Result: &res,
 	})
-	l.forget(f.exec.ID)
+	l.recorded(f.exec.ID)
 }
 
-func (l *leader) forget(id string) {
-	delete(l.flights, id)
+// onHeartbeat renews the leases of the runs a client lists. A run listed by the client it was sent to is
+// running there even if its ack has not arrived; an orphaned run listed by its client is running again.
+func (l *leader) onHeartbeat(h *wire.Heartbeat) {
+	now := l.now()
+	for _, id := range h.Running {
+		f, ok := l.flights[id]
+		if !ok || f.client != h.From {
+			continue
+		}
+		f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+		switch {
+		case f.orphaned:
+			f.orphaned, f.acked, f.ackedAt = false, true, now
+			l.metrics.orphaned.Dec()
+			l.persist(job.Event{
+				ID: job.EventID(id, job.EventResumed, f.attempt), ExecID: id, Job: f.exec.Job, Kind: job.EventResumed,
+				Attempt: f.attempt, Run: f.run, Client: h.From, At: now.UTC(), Note: "its client lists it as running",
+			})
+			l.logger.Info("orphaned execution is running again on its client", "execution", id, "client", h.From)
+		case !f.acked && f.result == nil:
+			f.acked, f.ackedAt = true, now
+		}
+	}
+}
+
+// stop asks for f's run to end. A run on a client is stopped there (the client kills it and reports it
+// failed); an execution that is not running ends at once.
+func (l *leader) stop(f *flight, reason string) {
+	l.metrics.stops.Inc()
+	if f.client != "" && (f.acked || f.sentOnce) && f.result == nil && !f.orphaned && f.retryAt.IsZero() {
+		f.stopping = reason
+		l.sendStop(f, l.now())
+		return
+	}
+	if f.result != nil {
+		return // it has ended already
+	}
+	f.retryAt = time.Time{}
+	l.finishLocally(f, job.StateFailed, "stopped: "+reason, "stopped before it ran")
+}
+
+func (l *leader) sendStop(f *flight, now time.Time) {
+	frame, err := wire.Encode(&wire.Stop{
+		Header: wire.Header{From: l.cfg.ID, Epoch: l.epoch, SentAt: now}, ExecID: f.exec.ID, Reason: f.stopping,
+	})
+	if err == nil {
+		_ = l.send(f.client, frame)
+	}
+	f.stopSentAt = now
+}
+
+// overdueSamples is how many recent successful runs the average runtime of a job weighs.
+const overdueSamples = 10
+
+// observeRuntime adds a successful run's duration to its job's moving average.
+func (l *leader) observeRuntime(jobName string, d time.Duration) {
+	avg, ok := l.avgRuntime[jobName]
+	if !ok {
+		l.avgRuntime[jobName] = d
+		return
+	}
+	l.avgRuntime[jobName] = avg + (d-avg)/overdueSamples
+}
+
+// checkOverdue raises the overdue alarm once per run: runtime > max(After, Ratio × average runtime).
+func (l *leader) checkOverdue(f *flight, now time.Time) {
+	if f.overdue {
+		return
+	}
+	o := l.spec(f.exec).Overdue
+	limit := time.Duration(o.After)
+	if o.Ratio > 0 {
+		if avg, ok := l.avgRuntime[f.exec.Job]; ok {
+			limit = max(limit, time.Duration(o.Ratio*float64(avg)))
+		}
+	}
+	if limit <= 0 || now.Sub(f.ackedAt) <= limit {
+		return
+	}
+	f.overdue = true
+	l.metrics.overdue.Inc()
+	l.logger.Warn("execution overdue", "execution", f.exec.ID, "client", f.client, "running_for", now.Sub(f.ackedAt).Round(time.Second), "limit", limit)
+	l.persist(job.Event{
+		ID: job.EventID(f.exec.ID, job.EventOverdue, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventOverdue,
+		Attempt: f.attempt, Run: f.run, Client: f.client, At: now.UTC(),
+		Note: fmt.Sprintf("running for %s, limit %s", now.Sub(f.ackedAt).Round(time.Second), limit),
+	})
 }

@@ -3,7 +3,9 @@ package server
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -15,35 +17,53 @@ import (
 // maxOwed bounds the firings one job can owe at once within the misfire threshold.
 const maxOwed = 1000
 
+// maxMissedCount bounds how many missed fire times are counted one by one for the record.
+const maxMissedCount = 100_000
+
+// firing is one decision to fire a job at a time. It becomes one execution, or one per shard.
+type firing struct {
+	spec    job.Spec
+	at      time.Time
+	trigger job.Trigger
+	missed  int               // fire times it stands for besides its own
+	params  map[string]string // nil: the job's
+	skip    string            // why it is recorded as skipped instead of run; "" runs it
+}
+
+// planned is an execution about to be recorded, and what happens to it then.
+type planned struct {
+	exec   job.Execution
+	skip   string // recorded as skipped, for this reason
+	queued bool   // overlap queue: it waits for the job's open executions to end
+}
+
 // fireDue fires every job whose time has come. A job that fell behind (the loop was stalled) owes what
-// owed says: each time within the misfire threshold, one catch-up run for anything older.
+// owed says.
 func (l *leader) fireDue(ctx context.Context) error {
 	now := l.now()
-	var execs []job.Execution
+	var firings []firing
 	for len(l.queue) > 0 && !l.queue[0].at.After(now) {
 		it := heap.Pop(&l.queue).(queued)
 		e := l.jobs[it.name]
 		if e == nil || e.gen != it.gen {
 			continue
 		}
-		execs = append(execs, l.owed(e, it.at.Add(-time.Nanosecond), now)...)
+		firings = append(firings, l.owed(e, it.at.Add(-time.Nanosecond), now)...)
 		e.next = e.sched.Next(now)
 		if !e.next.IsZero() {
 			heap.Push(&l.queue, queued{name: it.name, at: e.next, gen: e.gen})
 		}
 	}
-	return l.fire(ctx, execs, now)
+	return l.fire(ctx, firings, now)
 }
 
-// owed returns the executions job e owes for its fire times in (from, now]: one per time within the misfire
-// threshold, and a single catch-up run standing in for every time older than that.
-func (l *leader) owed(e *entry, from, now time.Time) []job.Execution {
-	var out []job.Execution
+// owed returns what job e owes for its fire times in (from, now]: one firing per time within the misfire
+// threshold, and for the times older than that what the job's misfire policy says.
+func (l *leader) owed(e *entry, from, now time.Time) []firing {
+	var out []firing
 	cut := now.Add(-l.cfg.MisfireThreshold)
 	if from.Before(cut) {
-		if t := e.sched.Latest(from, cut); !t.IsZero() {
-			out = append(out, l.newExecution(e.spec, t, job.TriggerCatchUp, nil))
-		}
+		out = append(out, l.misfired(e, from, cut)...)
 		from = cut
 	}
 	times, truncated := e.sched.Between(from, now, maxOwed)
@@ -52,9 +72,52 @@ func (l *leader) owed(e *entry, from, now time.Time) []job.Execution {
 		times = times[len(times)-maxOwed:]
 	}
 	for _, t := range times {
-		out = append(out, l.newExecution(e.spec, t, job.TriggerSchedule, nil))
+		out = append(out, firing{spec: e.spec, at: t, trigger: job.TriggerSchedule})
 	}
 	return out
+}
+
+// misfired applies the job's misfire policy to its fire times in (from, cut]:
+//   - fire-once: one catch-up run, at the latest missed time, standing in for all of them;
+//   - skip: nothing runs; one execution at the latest missed time is recorded as skipped;
+//   - fire-all: a catch-up run for each missed time, the latest Limit of them, oldest first.
+//
+// Every firing made here carries in Missed how many other times it stands for.
+func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
+	latest := e.sched.Latest(from, cut)
+	if latest.IsZero() {
+		return nil
+	}
+	all, _ := e.sched.Between(from, cut, maxMissedCount)
+	n := max(len(all), 1)
+	policy := e.spec.Misfire.Policy
+	if policy == "" {
+		policy = job.MisfireFireOnce
+	}
+	l.metrics.misfires.WithLabelValues(policy).Add(float64(n))
+	switch policy {
+	case job.MisfireSkip:
+		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1,
+			skip: fmt.Sprintf("misfire: %d fire time(s) missed, policy skip", n)}}
+	case job.MisfireFireAll:
+		limit := e.spec.Misfire.Limit
+		if limit <= 0 {
+			limit = job.DefaultFireAllLimit
+		}
+		var times []time.Time
+		for t := latest; !t.IsZero() && len(times) < limit; t = e.sched.Latest(from, t.Add(-time.Nanosecond)) {
+			times = append(times, t)
+		}
+		slices.Reverse(times)
+		out := make([]firing, len(times))
+		for i, t := range times {
+			out[i] = firing{spec: e.spec, at: t, trigger: job.TriggerCatchUp}
+		}
+		out[0].missed = n - len(times)
+		return out
+	default:
+		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1}}
+	}
 }
 
 // catchUp fires what came due while no leader was acting: from each job's last recorded firing (or its
@@ -67,27 +130,30 @@ func (l *leader) catchUp(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("leader: last fired times: %w", err)
 	}
-	names := make([]string, 0, len(l.jobs))
-	for name := range l.jobs {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	var execs []job.Execution
+	maps.Copy(l.lastFired, last)
+	names := slices.Sorted(maps.Keys(l.jobs))
+	var firings []firing
 	for _, name := range names {
 		e := l.jobs[name]
-		if e.spec.Paused {
+		if e.spec.Paused || e.spec.Mode == job.ModeLocal {
 			continue
 		}
-		from := e.spec.ActiveSince.Add(-time.Nanosecond)
-		if lf, ok := last[name]; ok && lf.After(from) {
-			from = lf
-		}
-		execs = append(execs, l.owed(e, from, now)...)
+		firings = append(firings, l.owed(e, l.owedSince(e.spec), now)...)
 	}
-	return l.fire(ctx, execs, now)
+	return l.fire(ctx, firings, now)
 }
 
-// takeOver tracks the executions an earlier term left pending or running.
+// owedSince is the instant after which a job owes firings: its last recorded firing, or when it became
+// active.
+func (l *leader) owedSince(spec job.Spec) time.Time {
+	from := spec.ActiveSince.Add(-time.Nanosecond)
+	if lf, ok := l.lastFired[spec.Name]; ok && lf.After(from) {
+		from = lf
+	}
+	return from
+}
+
+// takeOver tracks the executions an earlier term left open.
 func (l *leader) takeOver(ctx context.Context, now time.Time) error {
 	sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout) // one read of the recent history
 	defer cancel()
@@ -102,145 +168,282 @@ func (l *leader) takeOver(ctx context.Context, now time.Time) error {
 }
 
 // inherit tracks an unfinished execution this term did not dispatch. If it is running, the client that
-// runs it is watched. If not, an earlier term may have sent it to a client we cannot name, so it waits
-// until any such dispatch is past its accept-by: the client would have acknowledged it by then (clients
-// re-send acks until recorded), or it can no longer start it.
+// runs it is watched (its lease starts now). If it waits for a retry or a decision, it goes on waiting. If
+// it is pending, an earlier term may have sent it to a client we cannot name, so it waits until any such
+// dispatch is past its accept-by: the client would have acknowledged it by then (clients re-send acks until
+// recorded), or it can no longer start it.
 func (l *leader) inherit(e job.Execution, now time.Time) {
 	if _, ok := l.flights[e.ID]; ok {
 		return
 	}
-	f := &flight{exec: e, attempt: e.Attempt}
-	if e.State == job.StateRunning {
-		f.acked, f.ackedAt, f.client = true, now, e.Client
-	} else {
+	f := &flight{exec: e, attempt: e.Attempt, run: max(e.Run, 1)}
+	switch e.State {
+	case job.StateRunning:
+		f.acked, f.ackedAt, f.client, f.leaseUntil = true, now, e.Client, now.Add(l.cfg.LeaseTimeout)
+	case job.StateRetrying:
+		f.run = max(e.Run-1, 1)
+		f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
+	case job.StateOrphaned:
+		f.orphaned, f.client = true, e.Client
+	default:
 		f.heldUntil = now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout)
 	}
-	l.flights[e.ID] = f
+	l.track(f)
 }
 
-func (l *leader) newExecution(spec job.Spec, at time.Time, trigger job.Trigger, params map[string]string) job.Execution {
-	id := job.ExecutionID(spec.Name, at)
-	if trigger == job.TriggerManual {
-		id = job.ManualExecutionID(spec.Name, uuid.NewString())
+// retryDelay is the wait before run of an execution of jobName, by its job's retry policy.
+func (l *leader) retryDelay(jobName string, run int) time.Duration {
+	var r job.Retry
+	if e, ok := l.jobs[jobName]; ok {
+		r = e.spec.Retry
 	}
+	return r.DelayBefore(run, l.jitter())
+}
+
+// newExecutions makes the executions of a firing: one, or one per shard.
+func (l *leader) newExecutions(fr firing) []job.Execution {
+	id := job.ExecutionID(fr.spec.Name, fr.at)
+	if fr.trigger == job.TriggerManual {
+		id = job.ManualExecutionID(fr.spec.Name, uuid.NewString())
+	}
+	params := fr.params
 	if params == nil {
-		params = spec.Params
+		params = fr.spec.Params
 	}
-	return job.Execution{
-		ID: id, Job: spec.Name, ScheduledAt: at.UTC(), FiredAt: l.now().UTC(), Trigger: trigger,
-		Epoch: l.epoch, Server: l.cfg.ID, Handler: spec.Handler, Params: params, Timeout: spec.Timeout,
-		State: job.StatePending,
+	base := job.Execution{
+		ID: id, Job: fr.spec.Name, ScheduledAt: fr.at.UTC(), FiredAt: l.now().UTC(), Trigger: fr.trigger,
+		Epoch: l.epoch, Server: l.cfg.ID, Handler: fr.spec.Handler, Params: params, Timeout: fr.spec.Timeout,
+		MaxRuns: fr.spec.Retry.MaxRuns(), Rerunnable: fr.spec.Rerunnable, Missed: fr.missed,
+		Width: fr.spec.Routing.Width, State: job.StatePending,
 	}
+	if base.MaxRuns == 1 {
+		base.MaxRuns = 0
+	}
+	n := fr.spec.Routing.ShardCount()
+	if fr.spec.Routing.Strategy != job.RouteShardBroadcast || fr.skip != "" {
+		return []job.Execution{base}
+	}
+	out := make([]job.Execution, n)
+	for i := range out {
+		e := base
+		e.ID = job.ShardExecutionID(id, i)
+		e.Shard = &job.Shard{Index: i, Total: n}
+		if items := fr.spec.Routing.ShardItems; i < len(items) {
+			e.Shard.Item = items[i]
+		}
+		out[i] = e
+	}
+	return out
 }
 
-// fire records the executions in one bulk insert and dispatches the new ones.
+// plan turns firings into executions and applies each job's overlap policy, in time order: a firing of a
+// job that has open executions is skipped (forbid), queued (queue), or replaces them (replace: stops holds
+// the flights to stop once the new one is recorded). Firings earlier in the same batch count as open.
+func (l *leader) plan(firings []firing) (out []planned, stops map[string]string) {
+	slices.SortStableFunc(firings, func(a, b firing) int { return a.at.Compare(b.at) })
+	batchOpen := map[string][]int{} // job -> indexes in out of executions planned to run
+	for _, fr := range firings {
+		execs := l.newExecutions(fr)
+		skip, queue := fr.skip, false
+		name := fr.spec.Name
+		if skip == "" && (len(l.openByJob[name]) > 0 || len(batchOpen[name]) > 0) {
+			switch fr.spec.Overlap {
+			case job.OverlapAllow:
+			case job.OverlapQueue:
+				if len(l.openByJob[name])+len(batchOpen[name]) >= maxQueued {
+					skip = fmt.Sprintf("overlap: %d executions already open or queued (queue)", maxQueued)
+				} else {
+					queue = true
+				}
+			case job.OverlapReplace:
+				reason := "replaced by " + execs[0].ID
+				for id := range l.openByJob[name] {
+					if stops == nil {
+						stops = map[string]string{}
+					}
+					stops[id] = reason
+				}
+				for _, i := range batchOpen[name] {
+					out[i].skip = "overlap: " + reason
+				}
+				batchOpen[name] = nil
+			default:
+				skip = "overlap: an earlier execution is still open (forbid)"
+			}
+		}
+		for _, e := range execs {
+			if skip == "" {
+				batchOpen[name] = append(batchOpen[name], len(out))
+			}
+			out = append(out, planned{exec: e, skip: skip, queued: queue})
+		}
+	}
+	return out, stops
+}
+
+// maxQueued bounds the executions of one job open or queued at once under the queue overlap policy.
+const maxQueued = 100
+
+// fire records the executions of the firings in one bulk insert, dispatches the new ones that run, records
+// the end of those skipped, and stops what a replacing firing replaces.
 //
 // Before writing it checks that ZooKeeper confirmed the session recently: a leader that was frozen (GC,
 // SIGSTOP, a paused VM) past its session timeout must not act before the ZooKeeper client notices. A firing
 // found already recorded is usually the previous leader's; adopt looks at what stands behind it, because it
 // may also be this term's own insert whose answer was lost, or one a deposed leader made just now.
-func (l *leader) fire(ctx context.Context, execs []job.Execution, now time.Time) error {
-	if len(execs) == 0 {
+func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) error {
+	if len(firings) == 0 {
 		return nil
 	}
 	if !l.confirmed() {
 		return errUnconfirmed
 	}
-	sctx, cancel := storeCtx(ctx)
-	dups, err := l.store.InsertExecutions(sctx, execs)
-	cancel()
+	plan, stops := l.plan(firings)
+	_, err := l.record(ctx, plan, now)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
-		l.logger.Warn("recording firings failed; will retry", "executions", len(execs), "err", err)
-		l.unsaved = append(l.unsaved, execs...)
+		l.logger.Warn("recording firings failed; will retry", "executions", len(plan), "err", err)
+		l.unsaved = append(l.unsaved, firings...)
 		return nil
+	}
+	for id, reason := range stops {
+		if f, ok := l.flights[id]; ok {
+			l.stop(f, reason)
+		}
+	}
+	return nil
+}
+
+// record inserts the planned executions and acts on the new ones; it reports which were new.
+func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map[string]bool, error) {
+	execs := make([]job.Execution, len(plan))
+	for i, p := range plan {
+		execs[i] = p.exec
+	}
+	sctx, cancel := storeCtx(ctx)
+	dups, err := l.store.InsertExecutions(sctx, execs)
+	cancel()
+	if err != nil {
+		return nil, err
 	}
 	dup := make(map[string]bool, len(dups))
 	for _, id := range dups {
 		dup[id] = true
 	}
 	l.metrics.duplicateFires.Add(float64(len(dups)))
+	fresh := make(map[string]bool, len(plan))
 	var unexplained []string
-	for _, e := range execs {
+	for _, p := range plan {
+		e := p.exec
 		if dup[e.ID] {
 			if _, tracked := l.flights[e.ID]; !tracked {
 				unexplained = append(unexplained, e.ID)
 			}
 			continue
 		}
-		l.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
-		if e.Trigger == job.TriggerCatchUp {
-			l.metrics.misfires.Inc()
+		fresh[e.ID] = true
+		if e.Trigger != job.TriggerManual && e.ScheduledAt.After(l.lastFired[e.Job]) {
+			l.lastFired[e.Job] = e.ScheduledAt
 		}
-		f := &flight{exec: e}
-		l.flights[e.ID] = f
-		l.dispatch(f, now)
+		l.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
+		if p.skip != "" {
+			l.recordSkip(e, p.skip)
+			continue
+		}
+		f := &flight{exec: e, run: 1, queued: p.queued}
+		l.track(f)
+		if !f.queued {
+			l.dispatch(f, now)
+		}
 	}
-	return l.adopt(ctx, unexplained, now)
+	l.adopt(ctx, unexplained, now)
+	return fresh, nil
+}
+
+// recordSkip records that e never runs, and why.
+func (l *leader) recordSkip(e job.Execution, reason string) {
+	l.metrics.skipped.WithLabelValues(skipLabel(reason)).Inc()
+	l.persist(job.Event{
+		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
+		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
+	})
+	l.logger.Info("firing skipped", "execution", e.ID, "reason", reason)
+}
+
+func skipLabel(reason string) string {
+	switch {
+	case len(reason) >= 7 && reason[:7] == "misfire":
+		return "misfire"
+	case len(reason) >= 7 && reason[:7] == "overlap":
+		return "overlap"
+	}
+	return "other"
 }
 
 // adopt tracks unfinished executions behind firings that were found already recorded: this term's own
 // (an insert reported failed that had landed) are dispatched now; an earlier term's are inherited.
-func (l *leader) adopt(ctx context.Context, ids []string, now time.Time) error {
+func (l *leader) adopt(ctx context.Context, ids []string, now time.Time) {
 	if len(ids) == 0 {
-		return nil
+		return
 	}
 	sctx, cancel := storeCtx(ctx)
 	execs, err := l.store.ExecutionsByID(sctx, ids)
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+		if ctx.Err() == nil {
+			// They stay recorded and unfinished: the next leader's takeOver finds them.
+			l.logger.Warn("cannot read firings found already recorded", "executions", len(ids), "err", err)
 		}
-		// They stay recorded and unfinished: the next leader's takeOver finds them.
-		l.logger.Warn("cannot read firings found already recorded", "executions", len(ids), "err", err)
-		return nil
+		return
 	}
 	for _, e := range execs {
 		switch {
 		case e.State.Terminal():
-		case e.Epoch == l.epoch && e.State == job.StatePending:
-			f := &flight{exec: e}
-			l.flights[e.ID] = f
+		case e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0:
+			f := &flight{exec: e, run: 1}
+			l.track(f)
 			l.dispatch(f, now)
 		default:
 			l.inherit(e, now)
 		}
 	}
-	return nil
 }
 
-// retryUnsaved records again the firings the store refused. Times that are by now past the misfire
-// threshold collapse into one catch-up run per job, so a long store outage does not end in a storm.
+// retryUnsaved fires again the firings the store refused. Times that are by now past the misfire
+// threshold are handed to each job's misfire policy, so a long store outage does not end in a storm.
 func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	if len(l.unsaved) == 0 {
 		return nil
 	}
 	cut := now.Add(-l.cfg.MisfireThreshold)
-	latestOld := map[string]int{}
-	var keep []job.Execution
-	for i, e := range l.unsaved {
-		if e.Trigger == job.TriggerManual || !e.ScheduledAt.Before(cut) {
-			keep = append(keep, e)
+	oldest := map[string]time.Time{} // job -> just before its oldest misfired time
+	var keep []firing
+	for _, fr := range l.unsaved {
+		if fr.trigger == job.TriggerManual || !fr.at.Before(cut) {
+			keep = append(keep, fr)
 			continue
 		}
-		if j, ok := latestOld[e.Job]; !ok || l.unsaved[j].ScheduledAt.Before(e.ScheduledAt) {
-			latestOld[e.Job] = i
+		if t, ok := oldest[fr.spec.Name]; !ok || fr.at.Before(t) {
+			oldest[fr.spec.Name] = fr.at.Add(-time.Nanosecond)
 		}
 	}
-	for _, i := range latestOld {
-		e := l.unsaved[i]
-		e.Trigger = job.TriggerCatchUp
-		keep = append(keep, e)
+	for name, from := range oldest {
+		if e, ok := l.jobs[name]; ok {
+			keep = append(keep, l.misfired(e, from, cut)...)
+		}
 	}
 	l.unsaved = nil
 	return l.fire(ctx, keep, now)
 }
 
+// errOverlap refuses a manual trigger that the job's overlap policy forbids.
+var errOverlap = errors.New("the job has an open execution and its overlap policy is forbid")
+
 // trigger fires a job now, outside its schedule. The trigger's parameters add to and override the job's.
+// The job's overlap policy holds for it too: under forbid it is refused while an execution is open.
 func (l *leader) trigger(ctx context.Context, name string, params map[string]string) (string, error) {
 	var spec job.Spec
 	if e, ok := l.jobs[name]; ok {
@@ -254,32 +457,37 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 		}
 		spec = s
 	}
+	if spec.Mode == job.ModeLocal {
+		return "", fmt.Errorf("job %s runs in local mode: its client fires it", name)
+	}
 	if !l.confirmed() {
 		return "", errUnconfirmed
 	}
-	merged := make(map[string]string, len(spec.Params)+len(params))
-	for k, v := range spec.Params {
-		merged[k] = v
+	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && len(l.openByJob[name]) > 0 {
+		return "", fmt.Errorf("job %s: %w", name, errOverlap)
 	}
-	for k, v := range params {
-		merged[k] = v
+	merged := maps.Clone(spec.Params)
+	if merged == nil {
+		merged = map[string]string{}
 	}
+	maps.Copy(merged, params)
 	now := l.now()
-	exec := l.newExecution(spec, now, job.TriggerManual, merged)
-	sctx, cancel := storeCtx(ctx)
-	_, err := l.store.InsertExecutions(sctx, []job.Execution{exec})
-	cancel()
-	if err != nil {
-		// The insert may have landed even so: adopt it if it did, so it is not left stranded.
-		_ = l.adopt(ctx, []string{exec.ID}, now)
-		if _, ok := l.flights[exec.ID]; ok {
-			return exec.ID, nil
-		}
-		return "", fmt.Errorf("record manual execution: %w", err)
+	plan, stops := l.plan([]firing{{spec: spec, at: now, trigger: job.TriggerManual, params: merged}})
+	id := plan[0].exec.ID
+	if len(plan) > 1 { // sharded: name the firing, its executions are id~0, id~1...
+		id = plan[0].exec.ID[:len(plan[0].exec.ID)-len("~0")]
 	}
-	l.metrics.fires.WithLabelValues(string(job.TriggerManual)).Inc()
-	f := &flight{exec: exec}
-	l.flights[exec.ID] = f
-	l.dispatch(f, now)
-	return exec.ID, nil
+	if _, err := l.record(ctx, plan, now); err != nil {
+		// The insert may have landed even so: adopt it if it did, so it is not left stranded.
+		l.adopt(ctx, []string{plan[0].exec.ID}, now)
+		if _, ok := l.flights[plan[0].exec.ID]; !ok {
+			return "", fmt.Errorf("record manual execution: %w", err)
+		}
+	}
+	for fid, reason := range stops {
+		if f, ok := l.flights[fid]; ok {
+			l.stop(f, reason)
+		}
+	}
+	return id, nil
 }

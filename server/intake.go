@@ -64,7 +64,7 @@ func eventID(m wire.Message) string {
 			return job.EventID(x.ExecID, job.EventAcked, x.Attempt)
 		}
 	case *wire.Result:
-		return job.EventID(x.ExecID, job.EventFinished, x.Attempt)
+		return job.EventID(x.ExecID, job.EventFinished, max(x.Run, 1))
 	}
 	return ""
 }
@@ -90,6 +90,7 @@ func (in *intake) receive(frame []byte, peer string) {
 	case *wire.Result:
 		in.toLeader(resultNote{result: x}, m)
 	case *wire.Heartbeat:
+		in.toLeader(heartbeatNote{hb: x}, m)
 		return
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.
@@ -177,34 +178,54 @@ func (in *intake) run(ctx context.Context) error {
 	}
 }
 
-// flush records a batch and sends the receipts. An ack whose result is in the same batch is not written:
-// the result says more, and FerretDB writes fewer documents faster.
+// flush records a batch and sends the receipts. An ack whose result (of the same run) is in the same batch
+// is not written: the result says more, and FerretDB writes fewer documents faster. The executions that
+// clients fired themselves (local mode) are recorded before their events.
 func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event) {
 	now := in.s.now()
-	finished := map[string]bool{}
+	type runKey struct {
+		id  string
+		run int
+	}
+	finished := map[runKey]bool{}
 	for _, m := range batch {
 		if r, ok := m.msg.(*wire.Result); ok {
-			finished[r.ExecID] = true
+			finished[runKey{r.ExecID, max(r.Run, 1)}] = true
 		}
 	}
 	events := local
 	var fresh []job.State
+	var fired []job.Execution
 	for _, m := range batch {
 		switch x := m.msg.(type) {
 		case *wire.Ack:
-			if !finished[x.ExecID] {
+			if x.Local != nil {
+				e := *x.Local
+				e.ID, e.Job, e.Trigger, e.Server = x.ExecID, x.Job, job.TriggerLocal, x.From
+				fired = append(fired, e)
+			}
+			if !finished[runKey{x.ExecID, max(x.Run, 1)}] {
 				events = append(events, job.Event{
 					ID: m.event, ExecID: x.ExecID, Job: x.Job, Kind: job.EventAcked, Attempt: x.Attempt,
-					Client: x.From, At: x.At.UTC(),
+					Run: max(x.Run, 1), Client: x.From, At: x.At.UTC(),
 				})
 			}
 		case *wire.Result:
 			r := x.Result
 			events = append(events, job.Event{
 				ID: m.event, ExecID: x.ExecID, Job: x.Job, Kind: job.EventFinished, Attempt: x.Attempt,
-				Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
+				Run: max(x.Run, 1), Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
 			})
 			fresh = append(fresh, r.Status)
+		}
+	}
+	if len(fired) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		_, err := in.s.store.InsertExecutions(sctx, fired)
+		cancel()
+		if err != nil {
+			in.failed(batch, "recording executions fired by clients failed; clients will re-send", len(fired), err)
+			return
 		}
 	}
 	if len(events) > 0 {
@@ -212,13 +233,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		dups, err := in.s.store.InsertEvents(sctx, events)
 		cancel()
 		if err != nil {
-			in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
-			in.s.logger.Warn("recording reports failed; clients will re-send", "events", len(events), "err", err)
-			in.mu.Lock()
-			for _, m := range batch {
-				delete(in.known, m.event)
-			}
-			in.mu.Unlock()
+			in.failed(batch, "recording reports failed; clients will re-send", len(events), err)
 			return
 		}
 		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
@@ -238,6 +253,17 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 	}
 	in.sendReceipts(receipts)
 	in.tellRecorded(batch, now)
+}
+
+// failed forgets a batch whose write failed, so that the clients' re-sends are queued again.
+func (in *intake) failed(batch []inbound, msg string, n int, err error) {
+	in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
+	in.s.logger.Warn(msg, "documents", n, "err", err)
+	in.mu.Lock()
+	for _, m := range batch {
+		delete(in.known, m.event)
+	}
+	in.mu.Unlock()
 }
 
 // tellRecorded tells the leader which results are now recorded, so that it forgets them.

@@ -35,13 +35,18 @@ type leader struct {
 	jobs          map[string]*entry
 	queue         fireQueue
 	flights       map[string]*flight
-	unsaved       []job.Execution // fired but not recorded because the store failed; retried on every tick
-	rr            map[string]int  // round-robin position per job
+	openByJob     map[string]map[string]*flight // job -> its open executions (the overlap policies read it)
+	unsaved       []firing                      // firings not recorded because the store failed; retried on every tick
+	rr            map[string]int                // round-robin position per job
 	byJob         map[string][]string
 	byHandle      map[string][]string
-	live          map[string]bool      // ids of registered clients
-	removed       map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
-	declared      map[string]string    // client id -> fingerprint of the declarations last applied
+	live          map[string]bool            // ids of registered clients
+	clients       map[string]registry.Member // registered clients by id
+	usage         map[string]usage           // what each client holds (see routing.go)
+	lastFired     map[string]time.Time       // job -> latest scheduled time recorded
+	avgRuntime    map[string]time.Duration   // job -> moving average of successful runs, for overdue alarms
+	removed       map[string]time.Time       // job -> when this term removed it, so that an older snapshot does not revive it
+	declared      map[string]string          // client id -> fingerprint of the declarations last applied
 	lastReconcile time.Time
 	reconciling   bool
 }
@@ -73,11 +78,11 @@ type (
 	}
 	ackNote        struct{ ack *wire.Ack }
 	resultNote     struct{ result *wire.Result }
+	heartbeatNote  struct{ hb *wire.Heartbeat }
 	recordedNote   struct{ ids []string } // results a server has recorded in the store
 	reconciledNote struct {
-		finished []string          // ended: forget them
-		running  map[string]string // acknowledged (id -> client) though the loop never heard the ack
-		checked  []string          // checked and neither: they may go to another client
+		execs   []job.Execution // what the store says of the executions asked about
+		checked []string        // those asked about because of flight.check
 	}
 )
 
@@ -119,6 +124,7 @@ type leaderDeps struct {
 	// clientsDirty reports, and clears, whether the registry of clients changed since it was last asked.
 	clientsDirty func() bool
 	persist      func(job.Event) // record an event the leader itself produces
+	jitter       func() float64  // in [0, 1): spreads retry delays
 }
 
 func (s *Server) leaderDeps() leaderDeps {
@@ -127,6 +133,7 @@ func (s *Server) leaderDeps() leaderDeps {
 		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.clients.Members,
 		synced: s.clients.Synced(), persist: s.intake.persist,
 		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
+		jitter:       job.RandomJitter,
 	}
 }
 
@@ -138,8 +145,13 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		notes:      make(chan any, 1<<16),
 		jobs:       map[string]*entry{},
 		flights:    map[string]*flight{},
+		openByJob:  map[string]map[string]*flight{},
 		rr:         map[string]int{},
 		live:       map[string]bool{},
+		clients:    map[string]registry.Member{},
+		usage:      map[string]usage{},
+		lastFired:  map[string]time.Time{},
+		avgRuntime: map[string]time.Duration{},
 		removed:    map[string]time.Time{},
 		declared:   map[string]string{},
 	}
@@ -225,6 +237,7 @@ func (l *leader) establish(ctx context.Context) error {
 		return err
 	}
 	l.start = l.now()
+	// Take over before catching up: the overlap policies must see what is still open.
 	if err := l.takeOver(ctx, l.start); err != nil {
 		return err
 	}
@@ -307,17 +320,17 @@ func (l *leader) applySnapshot(specs []job.Spec, taken time.Time) {
 
 // setJob installs a new or changed definition during the term. A firing that is due and not yet made stays
 // due: a definition that changes at the very moment its job is due must not skip that firing. A job new to
-// this term fires from its ActiveSince (what it missed before now is coalesced by fireDue); the execution key
-// makes any firing an earlier term already made a no-op.
+// this term, or resumed, fires from its last recorded firing or its ActiveSince (what it missed is handed to
+// its misfire policy by fireDue); the execution key makes any firing an earlier term already made a no-op.
 func (l *leader) setJob(spec job.Spec) {
 	now := l.now()
 	from := now
-	if e, ok := l.jobs[spec.Name]; ok {
+	if e, ok := l.jobs[spec.Name]; ok && !e.spec.Paused {
 		if !e.next.IsZero() && !e.next.After(now) && e.spec.Schedule == spec.Schedule && e.spec.TimeZone == spec.TimeZone {
 			from = e.next.Add(-time.Nanosecond)
 		}
-	} else if spec.ActiveSince.Before(now) {
-		from = spec.ActiveSince.Add(-time.Nanosecond)
+	} else if since := l.owedSince(spec); since.Before(now) {
+		from = since
 	}
 	l.installJob(spec, from, now)
 }
@@ -339,8 +352,8 @@ func (l *leader) installJob(spec job.Spec, from, now time.Time) {
 	e.spec, e.sched, e.loaded = spec, sched, now
 	e.gen++
 	e.next = time.Time{}
-	if spec.Paused {
-		return
+	if spec.Paused || spec.Mode == job.ModeLocal {
+		return // a local job is fired by its client
 	}
 	e.next = sched.Next(from)
 	if !e.next.IsZero() {
@@ -402,25 +415,18 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.onAck(n.ack)
 	case resultNote:
 		l.onResult(n.result)
+	case heartbeatNote:
+		l.onHeartbeat(n.hb)
 	case recordedNote:
 		for _, id := range n.ids {
-			l.forget(id)
+			l.recorded(id)
 		}
 	case reconciledNote:
-		l.reconciling = false
-		for _, id := range n.finished {
-			l.forget(id)
-		}
-		for id, client := range n.running {
-			if f, ok := l.flights[id]; ok && !f.acked {
-				f.acked, f.ackedAt, f.client, f.lostAt = true, l.now(), client, time.Time{}
-			}
-		}
-		for _, id := range n.checked {
-			if f, ok := l.flights[id]; ok {
-				f.check = false
-			}
-		}
+		l.applyReconciled(n)
+	case execAction:
+		n.reply <- l.act(n)
+	case inflightRequest:
+		n.reply <- l.inflight(n.job)
 	}
 	return nil
 }

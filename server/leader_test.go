@@ -142,6 +142,7 @@ type harness struct {
 	clients []registry.Member
 	down    map[string]bool
 	sent    []sent
+	stops   []stopSent
 	healthy bool
 	events  []job.Event
 	dirty   bool // the client registry changed
@@ -150,6 +151,11 @@ type harness struct {
 type sent struct {
 	peer string
 	d    *wire.Dispatch
+}
+
+type stopSent struct {
+	peer string
+	stop *wire.Stop
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -178,12 +184,27 @@ func newHarness(t *testing.T, fs *fakeStore, clients ...string) *harness {
 			if err != nil {
 				t.Fatalf("leader sent an undecodable frame: %v", err)
 			}
-			h.sent = append(h.sent, sent{peer: peer, d: m.(*wire.Dispatch)})
+			switch m := m.(type) {
+			case *wire.Dispatch:
+				h.sent = append(h.sent, sent{peer: peer, d: m})
+			case *wire.Stop:
+				h.stops = append(h.stops, stopSent{peer: peer, stop: m})
+			default:
+				t.Fatalf("leader sent a %s to a client", m.Kind())
+			}
 			return nil
 		},
 		members: func() []registry.Member { return h.clients },
 		synced:  synced,
-		persist: func(ev job.Event) { h.events = append(h.events, ev) },
+		persist: func(ev job.Event) {
+			h.events = append(h.events, ev)
+			fs.mu.Lock()
+			if _, ok := fs.events[ev.ID]; !ok {
+				fs.events[ev.ID] = ev
+			}
+			fs.mu.Unlock()
+		},
+		jitter: func() float64 { return 0.5 },
 		clientsDirty: func() bool {
 			d := h.dirty
 			h.dirty = false
@@ -229,7 +250,9 @@ func (h *harness) sentTo(peer string) []sent {
 }
 
 func shellJob(name, sched string, activeSince time.Time) job.Spec {
-	return job.Spec{Name: name, Schedule: sched, Handler: "shell", Params: map[string]string{"command": "true"}, Version: 1, ActiveSince: activeSince}
+	// The tests written before overlap policies existed fire alongside open executions.
+	return job.Spec{Name: name, Schedule: sched, Handler: "shell", Params: map[string]string{"command": "true"}, Version: 1, ActiveSince: activeSince,
+		Overlap: job.OverlapAllow}
 }
 
 func ids(name string, times ...time.Time) []string {
@@ -448,7 +471,7 @@ func TestAnUnconfirmedSessionStopsTheTerm(t *testing.T) {
 	}
 }
 
-func TestARunningExecutionOfAClientThatLeftIsMarkedLost(t *testing.T) {
+func TestARunningExecutionOfAClientThatLeftIsOrphaned(t *testing.T) {
 	h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a")
 	h.establish()
 	h.advance(time.Second)
@@ -463,11 +486,14 @@ func TestARunningExecutionOfAClientThatLeftIsMarkedLost(t *testing.T) {
 		}
 	}
 	h.advance(500 * time.Millisecond)
-	if len(h.events) != 1 || h.events[0].Kind != job.EventLost {
-		t.Fatalf("events %+v, want one lost event", h.events)
+	if len(h.events) != 1 || h.events[0].Kind != job.EventOrphaned {
+		t.Fatalf("events %+v, want one orphaned event", h.events)
 	}
-	if _, tracked := h.l.flights[h.sent[0].d.ExecID]; tracked {
-		t.Fatal("a lost execution is still tracked")
+	if f := h.l.flights[h.sent[0].d.ExecID]; f == nil || !f.orphaned {
+		t.Fatal("an orphaned execution is not tracked as such")
+	}
+	if len(h.sent) != 1 {
+		t.Fatalf("an orphaned execution was dispatched again: %d dispatches", len(h.sent))
 	}
 }
 

@@ -9,7 +9,14 @@ type metrics struct {
 	leaderChanges   prometheus.Counter
 	fires           *prometheus.CounterVec // by trigger
 	duplicateFires  prometheus.Counter
-	misfires        prometheus.Counter
+	misfires        *prometheus.CounterVec // by policy
+	skipped         *prometheus.CounterVec // by reason
+	retries         prometheus.Counter
+	orphaned        prometheus.Gauge
+	overdue         prometheus.Counter
+	leaseLapses     prometheus.Counter
+	timeouts        prometheus.Counter
+	stops           prometheus.Counter
 	fireLateness    prometheus.Histogram
 	dispatches      prometheus.Counter
 	redispatches    prometheus.Counter
@@ -31,7 +38,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fires:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_fires_total", Help: "Executions fired by this server, by trigger."}, []string{"trigger"}),
 		duplicateFires: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_fires_duplicate_total",
 			Help: "Firings not made because their (job, scheduled time) record already existed."}),
-		misfires: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_misfires_total", Help: "Scheduled times missed by more than the misfire threshold."}),
+		misfires: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_misfires_total",
+			Help: "Scheduled times missed by more than the misfire threshold, by the misfire policy that handled them."}, []string{"policy"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_executions_skipped_total",
+			Help: "Firings recorded as skipped, by reason (overlap, misfire)."}, []string{"reason"}),
+		retries:     prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_retries_total", Help: "Runs started again after a failure, under a job's retry policy."}),
+		orphaned:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_executions_orphaned", Help: "Executions whose client vanished mid-run and that wait for a decision (alert on > 0)."}),
+		overdue:     prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_executions_overdue_total", Help: "Runs that lasted longer than their job's overdue limit."}),
+		leaseLapses: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_lease_lapses_total", Help: "Running executions lost because their client stopped renewing their lease or left."}),
+		timeouts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_timeouts_total", Help: "Runs the leader marked timed out because no result came after the job's timeout."}),
+		stops:       prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_stops_total", Help: "Runs the leader asked a client to stop (operator, overlap replace, timeout)."}),
 		fireLateness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clover_fire_lateness_seconds",
 			Help:    "Time from an execution's scheduled time to its first dispatch.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
@@ -50,7 +66,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_executions_finished_total",
 			Help: "Executions whose end this server recorded, by status."}, []string{"status"}),
 	}
-	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.fireLateness,
+	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,
+		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
 		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
 		m.storeErrors, m.finished)
 	return m

@@ -1,0 +1,132 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+// Operator actions on executions, applied by the leader loop: stop a run, rerun or close an orphaned
+// execution, and list what is in flight.
+
+// execAction is a request from the API to act on one execution.
+type execAction struct {
+	id     string
+	action string    // "stop", "rerun" or "done"
+	status job.State // done: succeeded or failed
+	note   string    // who asks, and why
+	reply  chan error
+}
+
+// inflightRequest asks the loop for a view of its flights.
+type inflightRequest struct {
+	job   string // only this job's; "" for all
+	reply chan []InFlight
+}
+
+// InFlight is the leader's live view of an execution it tracks, as the API shows it.
+type InFlight struct {
+	ID          string     `json:"id"`
+	Job         string     `json:"job"`
+	Status      string     `json:"status"` // waiting, queued, dispatched, running, stopping, retrying, orphaned, reporting, held, checking
+	Client      string     `json:"client,omitempty"`
+	Attempt     int        `json:"attempt"`
+	Run         int        `json:"run"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	Since       time.Time  `json:"since,omitzero"` // running since (ack), or next retry time
+	Overdue     bool       `json:"overdue,omitempty"`
+	Shard       *job.Shard `json:"shard,omitempty"`
+}
+
+var (
+	errNotInFlight = errors.New("the leader does not track this execution as open (it has ended, or is unknown)")
+	errNotOrphaned = errors.New("the execution is not orphaned")
+)
+
+// act applies an operator's action.
+func (l *leader) act(a execAction) error {
+	f, ok := l.flights[a.id]
+	if !ok {
+		return errNotInFlight
+	}
+	note := a.note
+	if note == "" {
+		note = "operator"
+	}
+	switch a.action {
+	case "stop":
+		l.stop(f, "by "+note)
+		return nil
+	case "rerun":
+		if !f.orphaned {
+			return errNotOrphaned
+		}
+		l.persist(job.Event{
+			ID: job.EventID(f.exec.ID, job.EventRerun, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventRerun,
+			Attempt: f.attempt, Run: f.run, Client: f.client, At: l.now().UTC(), Note: note,
+		})
+		f.orphaned, f.acked, f.client, f.overdue = false, false, "", false
+		l.metrics.orphaned.Dec()
+		l.logger.Warn("orphaned execution rerun by an operator", "execution", f.exec.ID, "note", note)
+		l.dispatch(f, l.now())
+		return nil
+	case "done":
+		if !f.orphaned {
+			return errNotOrphaned
+		}
+		if a.status != job.StateSucceeded && a.status != job.StateFailed {
+			return fmt.Errorf("status %q: want succeeded or failed", a.status)
+		}
+		l.finishLocally(f, a.status, "marked "+string(a.status)+" by "+note, note)
+		return nil
+	}
+	return fmt.Errorf("unknown action %q", a.action)
+}
+
+// inflight returns the leader's view of its flights, oldest first.
+func (l *leader) inflight(jobName string) []InFlight {
+	out := make([]InFlight, 0, len(l.flights))
+	now := l.now()
+	for _, f := range l.flights {
+		if jobName != "" && f.exec.Job != jobName {
+			continue
+		}
+		v := InFlight{
+			ID: f.exec.ID, Job: f.exec.Job, Client: f.client, Attempt: f.attempt, Run: max(f.run, 1),
+			ScheduledAt: f.exec.ScheduledAt, Overdue: f.overdue, Shard: f.exec.Shard,
+		}
+		switch {
+		case f.result != nil:
+			v.Status = "reporting"
+		case f.orphaned:
+			v.Status = "orphaned"
+		case !f.retryAt.IsZero():
+			v.Status, v.Since = "retrying", f.retryAt
+		case f.queued:
+			v.Status = "queued"
+		case f.stopping != "":
+			v.Status, v.Since = "stopping", f.ackedAt
+		case f.acked:
+			v.Status, v.Since = "running", f.ackedAt
+		case f.check:
+			v.Status = "checking"
+		case now.Before(f.heldUntil):
+			v.Status = "held"
+		case f.client == "":
+			v.Status = "waiting"
+		default:
+			v.Status = "dispatched"
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b InFlight) int {
+		if c := a.ScheduledAt.Compare(b.ScheduledAt); c != 0 {
+			return c
+		}
+		return compareStrings(a.ID, b.ID)
+	})
+	return out
+}

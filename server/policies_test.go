@@ -1,0 +1,595 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// Unit tests of the scheduling policies, on the leader harness (fake store, fake clock, fake clients).
+
+// ack tells the leader that peer accepted d, and records the ack, as a server's intake would.
+func (h *harness) ack(peer string, d *wire.Dispatch) {
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: peer}, ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: d.Run, Accepted: true, At: h.now})
+	id := job.EventID(d.ExecID, job.EventAcked, d.Attempt)
+	h.store.mu.Lock()
+	h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Job: d.Job, Kind: job.EventAcked, Attempt: d.Attempt, Run: max(d.Run, 1), Client: peer, At: h.now}
+	h.store.mu.Unlock()
+}
+
+// finish reports d's run ended with status, and says it is recorded, as a server's intake would.
+func (h *harness) finish(peer string, d *wire.Dispatch, status job.State) {
+	res := job.Result{Status: status, Duration: job.Duration(time.Second)}
+	r := &wire.Result{Header: wire.Header{From: peer}, ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: d.Run, Result: res, FinishedAt: h.now}
+	h.l.onResult(r)
+	run := max(d.Run, 1)
+	h.store.mu.Lock()
+	id := job.EventID(d.ExecID, job.EventFinished, run)
+	h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Job: d.Job, Kind: job.EventFinished, Attempt: d.Attempt, Run: run, Client: peer, At: h.now, Result: &res}
+	h.store.mu.Unlock()
+	h.l.recorded(d.ExecID)
+}
+
+func (h *harness) heartbeat(peer string, ids ...string) {
+	h.l.onHeartbeat(&wire.Heartbeat{Header: wire.Header{From: peer}, Running: ids})
+}
+
+func (h *harness) state(id string) job.State {
+	h.t.Helper()
+	for _, e := range h.store.folded() {
+		if e.ID == id {
+			return e.State
+		}
+	}
+	h.t.Fatalf("execution %s not recorded", id)
+	return ""
+}
+
+func (h *harness) lastTo(peer string) *wire.Dispatch {
+	h.t.Helper()
+	s := h.sentTo(peer)
+	if len(s) == 0 {
+		h.t.Fatalf("nothing sent to %s", peer)
+	}
+	return s[len(s)-1].d
+}
+
+func spec(name, sched string, mutate func(*job.Spec)) job.Spec {
+	s := job.Spec{Name: name, Schedule: sched, Handler: "shell", Params: map[string]string{"command": "true"}, Version: 1, ActiveSince: created}
+	if mutate != nil {
+		mutate(&s)
+	}
+	return s
+}
+
+func TestMisfirePolicies(t *testing.T) {
+	for name, tc := range map[string]struct {
+		// spec
+		misfire job.Misfire
+		// expectations, for an every-minute job last fired 10 minutes before the new leader starts
+		runs    []time.Duration // scheduled times dispatched, as offsets from t0
+		skipped []time.Duration // scheduled times recorded as skipped
+		missed  int             // Missed on the first execution made
+	}{
+		"fire-once runs the latest missed time": {
+			misfire: job.Misfire{}, runs: []time.Duration{10 * time.Minute}, missed: 9,
+		},
+		"skip records one skipped execution": {
+			misfire: job.Misfire{Policy: job.MisfireSkip}, skipped: []time.Duration{10 * time.Minute}, missed: 9,
+		},
+		"fire-all runs the latest limit of them": {
+			misfire: job.Misfire{Policy: job.MisfireFireAll, Limit: 3},
+			runs:    []time.Duration{8 * time.Minute, 9 * time.Minute, 10 * time.Minute}, missed: 7,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := spec("m", "0 * * * * ?", func(s *job.Spec) { s.Misfire = tc.misfire; s.Overlap = job.OverlapAllow })
+			s.ActiveSince = t0.Add(-time.Hour)
+			fs := newFakeStore(s)
+			fs.lastFired["m"] = t0
+			h := newHarness(t, fs, "a")
+			h.now = t0.Add(10*time.Minute + 30*time.Second) // the misfire threshold (15s) is long past
+			h.establish()
+			var runs []time.Duration
+			for _, x := range h.sent {
+				runs = append(runs, x.d.ScheduledAt.Sub(t0))
+			}
+			if !slices.Equal(runs, tc.runs) {
+				t.Fatalf("dispatched %v, want %v", runs, tc.runs)
+			}
+			var skipped []time.Duration
+			for _, e := range fs.folded() {
+				if e.State == job.StateSkipped {
+					skipped = append(skipped, e.ScheduledAt.Sub(t0))
+				}
+				if e.Trigger != job.TriggerCatchUp {
+					t.Errorf("%s has trigger %s, want catch-up", e.ID, e.Trigger)
+				}
+			}
+			if !slices.Equal(skipped, tc.skipped) {
+				t.Fatalf("skipped %v, want %v", skipped, tc.skipped)
+			}
+			first := fs.execs[job.ExecutionID("m", t0.Add(slices.Min(append(slices.Clone(tc.runs), tc.skipped...))))]
+			if first.Missed != tc.missed {
+				t.Fatalf("missed = %d, want %d", first.Missed, tc.missed)
+			}
+		})
+	}
+}
+
+func TestAResumedJobOwesWhatItMissedWhilePaused(t *testing.T) {
+	s := spec("p", "0 * * * * ?", nil)
+	fs := newFakeStore(s)
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Minute) // fires t0+1m
+	h.finish("a", h.lastTo("a"), job.StateSucceeded)
+	paused := s
+	paused.Paused, paused.Version = true, 2
+	fs.jobs["p"] = paused
+	h.l.handle(context.Background(), jobChanged{name: "p"})
+	h.advance(10*time.Minute + 30*time.Second)
+	if len(h.sent) != 1 {
+		t.Fatalf("a paused job was dispatched: %d dispatches", len(h.sent))
+	}
+	resumed := s
+	resumed.Version = 3
+	fs.jobs["p"] = resumed
+	h.l.handle(context.Background(), jobChanged{name: "p"})
+	h.advance(time.Millisecond)
+	if len(h.sent) != 2 || h.sent[1].d.Trigger != job.TriggerCatchUp || !h.sent[1].d.ScheduledAt.Equal(t0.Add(11*time.Minute)) {
+		t.Fatalf("after resume sent %d, last %+v; want one catch-up for 12:11", len(h.sent), h.sent[len(h.sent)-1].d)
+	}
+}
+
+func TestOverlapPolicies(t *testing.T) {
+	for name, tc := range map[string]struct {
+		overlap string
+		// after the second firing, while the first still runs
+		dispatched int  // executions dispatched so far
+		skipped    bool // the second firing is recorded skipped
+		stopped    bool // the first got a stop frame
+		// after the first ends
+		dispatchedAfter int
+	}{
+		"forbid skips":           {overlap: "", dispatched: 1, skipped: true, dispatchedAfter: 1},
+		"allow runs alongside":   {overlap: job.OverlapAllow, dispatched: 2, dispatchedAfter: 2},
+		"replace stops the open": {overlap: job.OverlapReplace, dispatched: 2, stopped: true, dispatchedAfter: 2},
+		"queue waits":            {overlap: job.OverlapQueue, dispatched: 1, dispatchedAfter: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := newFakeStore(spec("o", "0 * * * * ?", func(s *job.Spec) { s.Overlap = tc.overlap }))
+			h := newHarness(t, fs, "a", "b")
+			h.establish()
+			h.advance(time.Minute)
+			first := h.sent[0]
+			h.ack(first.peer, first.d)
+			h.heartbeat(first.peer, first.d.ExecID)
+			h.advance(time.Minute)
+			if len(h.sent) != tc.dispatched {
+				t.Fatalf("dispatched %d, want %d", len(h.sent), tc.dispatched)
+			}
+			second := job.ExecutionID("o", t0.Add(2*time.Minute))
+			if got := h.state(second) == job.StateSkipped; got != tc.skipped {
+				t.Fatalf("second firing skipped = %v, want %v", got, tc.skipped)
+			}
+			if got := len(h.stops) > 0 && h.stops[0].stop.ExecID == first.d.ExecID && h.stops[0].peer == first.peer; got != tc.stopped {
+				t.Fatalf("stop of the first = %v, want %v (stops %+v)", got, tc.stopped, h.stops)
+			}
+			h.finish(first.peer, first.d, job.StateSucceeded)
+			h.advance(time.Second)
+			if len(h.sent) != tc.dispatchedAfter {
+				t.Fatalf("after the first ended dispatched %d, want %d", len(h.sent), tc.dispatchedAfter)
+			}
+		})
+	}
+}
+
+func TestAManualTriggerObeysForbid(t *testing.T) {
+	fs := newFakeStore(spec("f", "0 0 * * * ?", nil))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	id, err := h.l.trigger(context.Background(), "f", map[string]string{"x": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.l.trigger(context.Background(), "f", nil); !errors.Is(err, errOverlap) {
+		t.Fatalf("second trigger while %s is open: err = %v, want errOverlap", id, err)
+	}
+	h.finish("a", h.lastTo("a"), job.StateSucceeded)
+	if _, err := h.l.trigger(context.Background(), "f", nil); err != nil {
+		t.Fatalf("trigger after the first ended: %v", err)
+	}
+}
+
+func TestRoutingHonoursLabelsPinsAndCapacity(t *testing.T) {
+	members := []registry.Member{
+		{ID: "lin1", Handlers: []string{"shell"}, Capacity: 1, Labels: map[string]string{"os": "linux"}},
+		{ID: "lin2", Handlers: []string{"shell"}, Capacity: 5, Width: 10, Labels: map[string]string{"os": "linux"}},
+		{ID: "win1", Handlers: []string{"shell"}, Capacity: 5, Labels: map[string]string{"os": "windows"}},
+	}
+	for name, tc := range map[string]struct {
+		routing job.Routing
+		fires   int
+		want    []string // peers of the dispatches, in order; "" marks none
+		waiting int
+	}{
+		"labels":                 {routing: job.Routing{Labels: map[string]string{"os": "windows"}}, fires: 2, want: []string{"win1", "win1"}},
+		"pinned":                 {routing: job.Routing{Clients: []string{"lin2"}}, fires: 2, want: []string{"lin2", "lin2"}},
+		"slots fill then wait":   {routing: job.Routing{Clients: []string{"lin1"}}, fires: 2, want: []string{"lin1"}, waiting: 1},
+		"width fills then waits": {routing: job.Routing{Clients: []string{"lin2"}, Width: 4}, fires: 3, want: []string{"lin2", "lin2"}, waiting: 1},
+		"first":                  {routing: job.Routing{Strategy: job.RouteFirst, Labels: map[string]string{"os": "linux"}}, fires: 2, want: []string{"lin1", "lin2"}},
+		"failover waits for the first": {routing: job.Routing{Strategy: job.RouteFailover, Clients: []string{"lin1", "lin2"}},
+			fires: 2, want: []string{"lin1"}, waiting: 1},
+		"least-busy": {routing: job.Routing{Strategy: job.RouteLeastBusy, Clients: []string{"lin2", "win1"}}, fires: 3,
+			want: []string{"lin2", "win1", "lin2"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := newFakeStore(spec("r", "0 * * * * ?", func(s *job.Spec) { s.Routing = tc.routing; s.Overlap = job.OverlapAllow }))
+			h := newHarness(t, fs)
+			h.clients = members
+			h.establish()
+			for range tc.fires {
+				h.advance(time.Minute)
+			}
+			peers := firstAttempts(h.sent)
+			if !slices.Equal(peers, tc.want) {
+				t.Fatalf("dispatched to %v, want %v", peers, tc.want)
+			}
+			waiting := 0
+			for _, v := range h.l.inflight("") {
+				if v.Status == "waiting" {
+					waiting++
+				}
+			}
+			if waiting != tc.waiting {
+				t.Fatalf("%d waiting, want %d", waiting, tc.waiting)
+			}
+		})
+	}
+}
+
+// firstAttempts lists the peer of each execution's first dispatch, in order.
+func firstAttempts(all []sent) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range all {
+		if !seen[s.d.ExecID] {
+			seen[s.d.ExecID] = true
+			out = append(out, s.peer)
+		}
+	}
+	return out
+}
+
+func TestAWaitingExecutionGoesOutWhenRoomFrees(t *testing.T) {
+	fs := newFakeStore(spec("w", "0 * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
+	h := newHarness(t, fs)
+	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}, Capacity: 1}}
+	h.establish()
+	h.advance(time.Minute)
+	h.advance(time.Minute)
+	if len(firstAttempts(h.sent)) != 1 {
+		t.Fatalf("dispatched %d with one slot, want 1", len(firstAttempts(h.sent)))
+	}
+	h.ack("a", h.sent[0].d)
+	h.finish("a", h.sent[0].d, job.StateSucceeded)
+	h.advance(250 * time.Millisecond)
+	if got := firstAttempts(h.sent); len(got) != 2 {
+		t.Fatalf("after the slot freed dispatched %v, want the waiting one too", got)
+	}
+}
+
+func TestConsistentHashKeepsAKeyOnOneClient(t *testing.T) {
+	fs := newFakeStore(spec("h", "0 * * * * ?", func(s *job.Spec) {
+		s.Routing = job.Routing{Strategy: job.RouteConsistentHash, HashKey: "tenant"}
+		s.Params["tenant"] = "acme"
+		s.Overlap = job.OverlapAllow
+	}))
+	h := newHarness(t, fs, "a", "b", "c", "d")
+	h.establish()
+	for range 5 {
+		h.advance(time.Minute)
+	}
+	peers := firstAttempts(h.sent)
+	if len(peers) != 5 || slices.Compact(slices.Clone(peers))[0] != peers[0] || len(slices.Compact(slices.Clone(peers))) != 1 {
+		t.Fatalf("consistent-hash dispatched to %v, want one client every time", peers)
+	}
+	if want := job.HashClient("acme", []string{"a", "b", "c", "d"}); peers[0] != want {
+		t.Fatalf("client %s, want %s", peers[0], want)
+	}
+}
+
+func TestShardingBroadcastSpreadsShards(t *testing.T) {
+	fs := newFakeStore(spec("s", "0 * * * * ?", func(s *job.Spec) {
+		s.Routing = job.Routing{Strategy: job.RouteShardBroadcast, ShardItems: []string{"eu", "us", "asia"}}
+	}))
+	h := newHarness(t, fs, "a", "b", "c")
+	h.establish()
+	h.advance(time.Minute)
+	if len(h.sent) != 3 {
+		t.Fatalf("dispatched %d, want one per shard (3)", len(h.sent))
+	}
+	fire := job.ExecutionID("s", t0.Add(time.Minute))
+	peers := map[string]bool{}
+	for i, s := range h.sent {
+		sh := s.d.Shard
+		if s.d.ExecID != job.ShardExecutionID(fire, sh.Index) || sh.Total != 3 || sh.Item != []string{"eu", "us", "asia"}[sh.Index] {
+			t.Fatalf("dispatch %d: %s shard %+v", i, s.d.ExecID, sh)
+		}
+		peers[s.peer] = true
+	}
+	if len(peers) != 3 {
+		t.Fatalf("shards went to %v, want three clients", peers)
+	}
+}
+
+func TestAFailedRunIsRetriedWithBackoff(t *testing.T) {
+	fs := newFakeStore(spec("r", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) {
+		s.Retry = job.Retry{Max: 2, Backoff: job.BackoffExponential, Delay: job.Duration(10 * time.Second)}
+	}))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	h.finish("a", d, job.StateFailed)
+	if got := h.state(d.ExecID); got != job.StateRetrying {
+		t.Fatalf("state after a failed first run = %s, want retrying", got)
+	}
+	h.advance(9 * time.Second)
+	if len(h.sent) != 1 {
+		t.Fatal("retried before the 10s backoff")
+	}
+	h.advance(time.Second)
+	d2 := h.lastTo("a")
+	if d2.Run != 2 || d2.Attempt != 2 {
+		t.Fatalf("retry dispatch run %d attempt %d, want run 2 attempt 2", d2.Run, d2.Attempt)
+	}
+	h.ack("a", d2)
+	h.finish("a", d2, job.StateFailed)
+	h.advance(19 * time.Second)
+	if len(h.sent) != 2 {
+		t.Fatal("second retry before the doubled 20s backoff")
+	}
+	h.advance(time.Second)
+	d3 := h.lastTo("a")
+	h.ack("a", d3)
+	h.finish("a", d3, job.StateFailed)
+	if got := h.state(d.ExecID); got != job.StateFailed {
+		t.Fatalf("state after the last run failed = %s, want failed", got)
+	}
+	if _, ok := h.l.flights[d.ExecID]; ok {
+		t.Fatal("still tracked after its last run")
+	}
+	e := fs.folded()[0]
+	if len(e.Runs) != 3 {
+		t.Fatalf("%d runs recorded, want 3", len(e.Runs))
+	}
+}
+
+func TestRetryDelays(t *testing.T) {
+	for name, tc := range map[string]struct {
+		retry job.Retry
+		run   int
+		rnd   float64
+		want  time.Duration
+	}{
+		"fixed default":           {retry: job.Retry{Max: 3}, run: 3, rnd: 0.5, want: 10 * time.Second},
+		"exponential":             {retry: job.Retry{Backoff: job.BackoffExponential, Delay: job.Duration(time.Second)}, run: 4, rnd: 0.5, want: 4 * time.Second},
+		"exponential capped":      {retry: job.Retry{Backoff: job.BackoffExponential, Delay: job.Duration(time.Minute), MaxDelay: job.Duration(5 * time.Minute)}, run: 10, rnd: 0.5, want: 5 * time.Minute},
+		"jitter low end":          {retry: job.Retry{Delay: job.Duration(10 * time.Second), Jitter: 0.2}, run: 2, rnd: 0, want: 8 * time.Second},
+		"jitter high end (below)": {retry: job.Retry{Delay: job.Duration(10 * time.Second), Jitter: 0.2}, run: 2, rnd: 0.75, want: 11 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.retry.DelayBefore(tc.run, tc.rnd); got != tc.want {
+				t.Fatalf("DelayBefore(%d) = %s, want %s", tc.run, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTheLeaderEnforcesTimeouts(t *testing.T) {
+	fs := newFakeStore(spec("t", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Timeout = job.Duration(30 * time.Second) }))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	grace := h.l.cfg.TimeoutGrace
+	for elapsed := time.Duration(0); elapsed < 30*time.Second+grace; elapsed += time.Second {
+		h.heartbeat("a", d.ExecID) // the client is alive and says it runs it, but never reports
+		h.advance(time.Second)
+	}
+	h.heartbeat("a", d.ExecID)
+	h.advance(time.Second)
+	if len(h.stops) != 1 || h.stops[0].stop.ExecID != d.ExecID {
+		t.Fatalf("stops %+v, want one for %s after timeout + grace", h.stops, d.ExecID)
+	}
+	for range grace / time.Second {
+		h.heartbeat("a", d.ExecID)
+		h.advance(time.Second)
+	}
+	h.heartbeat("a", d.ExecID)
+	h.advance(time.Second)
+	if got := h.state(d.ExecID); got != job.StateFailed {
+		t.Fatalf("state = %s, want failed (timed out)", got)
+	}
+	if e := fs.folded()[0]; !strings.Contains(e.Result.Error, "timed out") {
+		t.Fatalf("result error %q, want it to say timed out", e.Result.Error)
+	}
+}
+
+func TestALapsedLeaseReruns(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rerunnable bool
+		// expectations
+		state        job.State
+		dispatchedTo []string
+	}{
+		"a rerunnable job runs again on another client": {rerunnable: true, state: job.StateRunning, dispatchedTo: []string{"a", "b"}},
+		"any other job is orphaned":                     {state: job.StateOrphaned, dispatchedTo: []string{"a"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := newFakeStore(spec("l", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Rerunnable = tc.rerunnable }))
+			h := newHarness(t, fs, "a", "b")
+			h.establish()
+			h.advance(time.Second)
+			d := h.lastTo("a")
+			h.ack("a", d)
+			h.store.mu.Lock()
+			id := job.EventID(d.ExecID, job.EventAcked, 1)
+			h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Kind: job.EventAcked, Attempt: 1, Run: 1, Client: "a"}
+			h.store.mu.Unlock()
+			h.heartbeat("a", d.ExecID)
+			// a is registered but its heartbeats stop listing the run (it hung, or lost it).
+			for range 2 * h.l.cfg.LeaseTimeout / time.Second {
+				h.advance(time.Second)
+			}
+			if got := firstAttemptsAll(h.sent); !slices.Equal(got, tc.dispatchedTo) {
+				t.Fatalf("dispatched to %v, want %v", got, tc.dispatchedTo)
+			}
+			if len(h.sent) > 1 {
+				h.ack("b", h.lastTo("b"))
+				h.store.mu.Lock()
+				id := job.EventID(d.ExecID, job.EventAcked, 2)
+				h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Kind: job.EventAcked, Attempt: 2, Run: 1, Client: "b"}
+				h.store.mu.Unlock()
+			}
+			if got := h.state(d.ExecID); got != tc.state {
+				t.Fatalf("state %s, want %s", got, tc.state)
+			}
+		})
+	}
+}
+
+// firstAttemptsAll lists the peer of every new attempt, in order.
+func firstAttemptsAll(all []sent) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range all {
+		key := s.d.ExecID + "/" + string(rune('0'+s.d.Attempt))
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, s.peer)
+		}
+	}
+	return out
+}
+
+func TestAnOrphanedExecutionWaitsForItsClientOrAnOperator(t *testing.T) {
+	for name, tc := range map[string]struct {
+		decide func(h *harness, id string) error
+		state  job.State
+		sent   int
+	}{
+		"its client lists it again": {decide: func(h *harness, id string) error { h.heartbeat("a", id); return nil }, state: job.StateRunning, sent: 1},
+		"operator reruns it": {decide: func(h *harness, id string) error {
+			return h.l.act(execAction{id: id, action: "rerun", note: "alice"})
+		}, state: job.StatePending, sent: 2},
+		"operator marks it done": {decide: func(h *harness, id string) error {
+			return h.l.act(execAction{id: id, action: "done", status: job.StateSucceeded, note: "alice: checked the ledger"})
+		}, state: job.StateSucceeded, sent: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := newFakeStore(spec("o", "@at 2026-03-01T12:00:01Z", nil))
+			h := newHarness(t, fs, "a")
+			h.establish()
+			h.advance(time.Second)
+			d := h.lastTo("a")
+			h.ack("a", d)
+			h.store.mu.Lock()
+			id := job.EventID(d.ExecID, job.EventAcked, 1)
+			h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Kind: job.EventAcked, Attempt: 1, Run: 1, Client: "a"}
+			h.store.mu.Unlock()
+			for range 2 * h.l.cfg.LeaseTimeout / time.Second {
+				h.advance(time.Second)
+			}
+			if got := h.state(d.ExecID); got != job.StateOrphaned {
+				t.Fatalf("state %s, want orphaned", got)
+			}
+			if err := h.l.act(execAction{id: d.ExecID, action: "done", status: "bogus"}); err == nil {
+				t.Fatal("done with a bogus status was accepted")
+			}
+			if err := tc.decide(h, d.ExecID); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.state(d.ExecID); got != tc.state {
+				t.Fatalf("state %s, want %s", got, tc.state)
+			}
+			if len(h.sent) != tc.sent {
+				t.Fatalf("%d dispatches, want %d", len(h.sent), tc.sent)
+			}
+		})
+	}
+}
+
+func TestOverdueAlarmFiresOnce(t *testing.T) {
+	fs := newFakeStore(spec("slow", "0 * * * * ?", func(s *job.Spec) { s.Overdue = job.Overdue{After: job.Duration(5 * time.Second), Ratio: 3} }))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.l.observeRuntime("slow", 4*time.Second) // average 4s: the limit is max(5s, 12s)
+	h.advance(time.Minute)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	for range 12 {
+		h.heartbeat("a", d.ExecID)
+		h.advance(time.Second)
+	}
+	if n := countKind(h.events, job.EventOverdue); n != 0 {
+		t.Fatalf("overdue raised at 12s, before the 12s limit was passed")
+	}
+	for range 3 {
+		h.heartbeat("a", d.ExecID)
+		h.advance(time.Second)
+	}
+	if n := countKind(h.events, job.EventOverdue); n != 1 {
+		t.Fatalf("%d overdue events after 15s, want 1", n)
+	}
+	if got := h.state(d.ExecID); got != job.StateRunning {
+		t.Fatalf("an overdue run was disturbed: state %s", got)
+	}
+}
+
+func countKind(evs []job.Event, k job.EventKind) int {
+	n := 0
+	for _, e := range evs {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func TestStopEndsAWaitingExecutionAtOnceAndARunningOneOnItsClient(t *testing.T) {
+	fs := newFakeStore(spec("s", "0 * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
+	h := newHarness(t, fs)
+	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}, Capacity: 1}}
+	h.establish()
+	h.advance(time.Minute)
+	h.advance(time.Minute) // the second waits: one slot
+	running, waiting := job.ExecutionID("s", t0.Add(time.Minute)), job.ExecutionID("s", t0.Add(2*time.Minute))
+	h.ack("a", h.sent[0].d)
+	if err := h.l.act(execAction{id: waiting, action: "stop"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.state(waiting); got != job.StateFailed {
+		t.Fatalf("stopped waiting execution is %s, want failed", got)
+	}
+	if err := h.l.act(execAction{id: running, action: "stop", note: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.stops) != 1 || h.stops[0].peer != "a" || h.stops[0].stop.ExecID != running {
+		t.Fatalf("stops %+v, want one to a for %s", h.stops, running)
+	}
+	if err := h.l.act(execAction{id: "nope", action: "stop"}); !errors.Is(err, errNotInFlight) {
+		t.Fatalf("stop of an unknown execution: %v", err)
+	}
+}
