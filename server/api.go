@@ -447,9 +447,9 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.ExecutionFilter{Job: q.Get("job"), State: job.State(q.Get("state"))}
 	switch f.State {
-	case "", job.StatePending, job.StateRunning, job.StateSucceeded, job.StateFailed:
+	case "", job.StatePending, job.StateRunning, job.StateRetrying, job.StateOrphaned, job.StateSucceeded, job.StateFailed, job.StateSkipped:
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Errorf("query state=%q: must be pending, running, succeeded or failed", f.State))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("query state=%q: must be pending, running, retrying, orphaned, succeeded, failed or skipped", f.State))
 		return
 	}
 	if v := q.Get("limit"); v != "" {

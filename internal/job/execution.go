@@ -186,6 +186,9 @@ func (e *Execution) Fold(events []Event) {
 	for _, ev := range mine {
 		run := max(ev.Run, 1)
 		if e.State.Terminal() && ev.Kind != EventFinished {
+			if ev.Kind == EventAcked && ev.Attempt >= e.Attempt && e.AckedAt.IsZero() {
+				e.Attempt, e.AckedAt = ev.Attempt, ev.At // an ack read after its result: shown, changes nothing
+			}
 			continue
 		}
 		switch ev.Kind {

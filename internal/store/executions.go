@@ -114,7 +114,7 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 	}
 	limit = min(limit, MaxListLimit)
 	switch f.State {
-	case "", job.StatePending, job.StateRunning, job.StateSucceeded, job.StateFailed:
+	case "", job.StatePending, job.StateRunning, job.StateRetrying, job.StateOrphaned, job.StateSucceeded, job.StateFailed, job.StateSkipped:
 	default:
 		return nil, fmt.Errorf("store: list executions: unknown state %q", f.State)
 	}
@@ -244,41 +244,41 @@ func (s *Store) ExecutionsByID(ctx context.Context, ids []string) ([]job.Executi
 }
 
 // CountExecutions returns how many executions of jobName (of every job if jobName is "") are in each state;
-// every state is in the map. The total, succeeded and failed counts are exact. Running and pending are
-// told apart only among the newest MaxListLimit executions: an older execution that was acknowledged but
-// never finished counts as pending.
+// every state is in the map. The total, succeeded and skipped counts are exact (an execution succeeds or
+// is skipped once). The open states (pending, running, retrying, orphaned) are counted among the newest
+// MaxListLimit executions, and failed is what remains: an older execution that never ended counts as
+// failed.
 func (s *Store) CountExecutions(ctx context.Context, jobName string) (map[job.State]int64, error) {
 	total, err := s.execs.CountDocuments(ctx, jobFilter(jobName))
 	if err != nil {
 		return nil, fmt.Errorf("store: count executions: %w", err)
 	}
-	// One finished event per execution (job.EventID), so counting them counts finished executions.
 	finished := append(jobFilter(jobName), bson.E{Key: "kind", Value: job.EventFinished})
-	all, err := s.events.CountDocuments(ctx, finished)
-	if err != nil {
-		return nil, fmt.Errorf("store: count executions: %w", err)
-	}
-	succeeded, err := s.events.CountDocuments(ctx,
-		append(slices.Clip(finished), bson.E{Key: "result.status", Value: job.StateSucceeded}))
-	if err != nil {
-		return nil, fmt.Errorf("store: count executions: %w", err)
+	counts := map[job.State]int64{}
+	for _, st := range []job.State{job.StateSucceeded, job.StateSkipped} {
+		n, err := s.events.CountDocuments(ctx, append(slices.Clip(finished), bson.E{Key: "result.status", Value: st}))
+		if err != nil {
+			return nil, fmt.Errorf("store: count executions: %w", err)
+		}
+		counts[st] = n
 	}
 	recent, err := s.ListExecutions(ctx, ExecutionFilter{Job: jobName, Limit: MaxListLimit})
 	if err != nil {
 		return nil, fmt.Errorf("store: count executions: %w", err)
 	}
-	var running int64
+	open := []job.State{job.StatePending, job.StateRunning, job.StateRetrying, job.StateOrphaned}
+	for _, st := range open {
+		counts[st] = 0
+	}
+	var opened int64
 	for _, e := range recent {
-		if e.State == job.StateRunning {
-			running++
+		if !e.State.Terminal() {
+			counts[e.State]++
+			opened++
 		}
 	}
-	return map[job.State]int64{
-		job.StateSucceeded: succeeded,
-		job.StateFailed:    all - succeeded, // Fold fails every finished run that did not report success
-		job.StateRunning:   running,
-		job.StatePending:   max(total-all-running, 0),
-	}, nil
+	counts[job.StateFailed] = max(total-counts[job.StateSucceeded]-counts[job.StateSkipped]-opened, 0)
+	return counts, nil
 }
 
 // fold reads the events of execs, with one query per foldBatch executions, and folds them in.

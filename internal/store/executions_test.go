@@ -143,6 +143,7 @@ func TestGetExecutionFolds(t *testing.T) {
 	mustInsert(t, s, []job.Execution{e}, nil)
 
 	want := storedExecution(e)
+	want.Run = 1
 	steps := []struct {
 		name  string
 		event job.Event
@@ -154,6 +155,9 @@ func TestGetExecutionFolds(t *testing.T) {
 		{"finished", finished(e, job.StateSucceeded, t0.Add(2*time.Second+999999)), func(x *job.Execution, ev job.Event) {
 			r := *ev.Result
 			x.State, x.FinishedAt, x.Result = job.StateSucceeded, storedTime(ev.At), &r
+			stored := ev
+			stored.At = storedTime(ev.At)
+			x.Runs = append(x.Runs, stored)
 		}},
 	}
 	check := func(step string) {
@@ -263,10 +267,10 @@ func TestCountExecutions(t *testing.T) {
 		job  string
 		want map[job.State]int64
 	}{
-		"x":        {"x", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 1}},
-		"y":        {"y", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 2}},
-		"all jobs": {"", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 3}},
-		"unknown":  {"z", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 0}},
+		"x":        {"x", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 1, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
+		"y":        {"y", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 2, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
+		"all jobs": {"", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 3, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
+		"unknown":  {"z", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 0, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
