@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/server"
@@ -266,6 +267,62 @@ func addSpecFlags(cmd *cobra.Command) {
 	f.Duration("timeout", 0, "time limit of one run (0: none)")
 	f.StringSlice("contact", nil, "owner contacts")
 	f.Bool("paused", false, "create or leave the job paused")
+	f.String("overlap", "", "overlap policy: forbid (default), allow, replace, queue")
+	f.String("misfire", "", "misfire policy: fire-once (default), skip, fire-all")
+	f.Int("retries", 0, "retries after a failed run")
+	f.Duration("retry-delay", 0, "wait before a retry (default 10s); doubles with --retry-backoff exponential")
+	f.String("retry-backoff", "", "retry backoff: fixed (default) or exponential")
+	f.Bool("rerunnable", false, "the job is idempotent: a run whose client died may run again elsewhere")
+	f.String("strategy", "", "routing: round-robin (default), random, first, consistent-hash, least-busy, failover, sharding-broadcast")
+	f.StringArray("label", nil, "client label NAME=VALUE the job requires (repeatable)")
+	f.StringSlice("pin", nil, "run only on these client ids (in order of preference for failover)")
+	f.Int("shards", 0, "sharding-broadcast: executions per firing")
+	f.String("mode", "", "remote (default: the leader fires it) or local (its client fires it)")
+}
+
+// applyPolicyFlags sets the policy fields whose flags were given.
+func applyPolicyFlags(f *pflag.FlagSet, spec *job.Spec) error {
+	str := func(name string, dst *string) {
+		if f.Changed(name) {
+			*dst, _ = f.GetString(name)
+		}
+	}
+	str("overlap", &spec.Overlap)
+	str("misfire", &spec.Misfire.Policy)
+	str("retry-backoff", &spec.Retry.Backoff)
+	str("strategy", &spec.Routing.Strategy)
+	if f.Changed("mode") {
+		m, _ := f.GetString("mode")
+		spec.Mode = job.Mode(m)
+	}
+	if f.Changed("retries") {
+		spec.Retry.Max, _ = f.GetInt("retries")
+	}
+	if f.Changed("retry-delay") {
+		d, _ := f.GetDuration("retry-delay")
+		spec.Retry.Delay = job.Duration(d)
+	}
+	if f.Changed("rerunnable") {
+		spec.Rerunnable, _ = f.GetBool("rerunnable")
+	}
+	if f.Changed("pin") {
+		spec.Routing.Clients, _ = f.GetStringSlice("pin")
+	}
+	if f.Changed("shards") {
+		spec.Routing.Shards, _ = f.GetInt("shards")
+	}
+	if f.Changed("label") {
+		kvs, _ := f.GetStringArray("label")
+		spec.Routing.Labels = map[string]string{}
+		for _, kv := range kvs {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("--label %q: want NAME=VALUE", kv)
+			}
+			spec.Routing.Labels[k] = v
+		}
+	}
+	return nil
 }
 
 func paramsFlag(cmd *cobra.Command) (map[string]string, error) {
@@ -352,13 +409,16 @@ func specFromFlags(cmd *cobra.Command, args []string, base job.Spec) (job.Spec, 
 	if f.Changed("paused") {
 		spec.Paused, _ = f.GetBool("paused")
 	}
+	if err := applyPolicyFlags(f, &spec); err != nil {
+		return spec, err
+	}
 	// Bookkeeping fields are the server's; sending them back would only cause conflicts.
 	spec.Source, spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = "", time.Time{}, time.Time{}, time.Time{}
 	return spec, nil
 }
 
 func newExecCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "exec", Short: "Inspect executions"}
+	cmd := &cobra.Command{Use: "exec", Short: "Inspect and operate executions: list, get, live, stop, rerun, done"}
 	addAPIFlags(cmd)
 	list := &cobra.Command{
 		Use: "list", Short: "List executions, newest first", Args: cobra.NoArgs,
@@ -395,7 +455,7 @@ func newExecCmd() *cobra.Command {
 		},
 	}
 	list.Flags().String("job", "", "only this job")
-	list.Flags().String("state", "", "only this state: pending, running, succeeded, failed")
+	list.Flags().String("state", "", "only this state: pending, running, retrying, orphaned, succeeded, failed, skipped")
 	list.Flags().Int("limit", 20, "at most this many")
 	cmd.AddCommand(list)
 	cmd.AddCommand(&cobra.Command{
@@ -412,5 +472,74 @@ func newExecCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), e)
 		},
 	})
+	live := &cobra.Command{
+		Use: "live", Short: "Show what the leader tracks as open now: waiting, queued, running, retrying, orphaned...", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/inflight"
+			if j, _ := cmd.Flags().GetString("job"); j != "" {
+				path += "?job=" + url.QueryEscape(j)
+			}
+			var out []map[string]any
+			if err := api.do(cmd.Context(), "GET", path, nil, &out); err != nil {
+				return err
+			}
+			if wantJSON(cmd) {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			w := table(cmd.OutOrStdout())
+			fmt.Fprintln(w, "ID\tSTATUS\tCLIENT\tRUN\tATTEMPT\tOVERDUE")
+			for _, v := range out {
+				fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", v["id"], v["status"], orDash(v["client"]), v["run"], v["attempt"], v["overdue"] == true)
+			}
+			return w.Flush()
+		},
+	}
+	live.Flags().String("job", "", "only this job")
+	cmd.AddCommand(live)
+	for _, a := range []struct{ use, short string }{
+		{"stop ID", "Stop a run: its client kills it (a shell job's whole process group); a waiting one ends at once"},
+		{"rerun ID", "Run an orphaned execution again (its client vanished mid-run; be sure it did not complete)"},
+		{"done ID", "Close an orphaned execution as succeeded (or --status failed) after checking what it did"},
+	} {
+		action, _, _ := strings.Cut(a.use, " ")
+		c := &cobra.Command{
+			Use: a.use, Short: a.short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				api, err := newAPIClient(cmd)
+				if err != nil {
+					return err
+				}
+				body := map[string]string{}
+				if n, _ := cmd.Flags().GetString("note"); n != "" {
+					body["note"] = n
+				}
+				if action == "done" {
+					body["status"], _ = cmd.Flags().GetString("status")
+				}
+				var out map[string]string
+				if err := api.do(cmd.Context(), "POST", "/api/v1/executions/"+url.PathEscape(args[0])+"/"+action, body, &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s requested\n", args[0], action)
+				return nil
+			},
+		}
+		c.Flags().String("note", "", "who acts, and why (recorded with the execution)")
+		if action == "done" {
+			c.Flags().String("status", "succeeded", "succeeded or failed")
+		}
+		cmd.AddCommand(c)
+	}
 	return cmd
+}
+
+func orDash(v any) any {
+	if v == nil || v == "" {
+		return "-"
+	}
+	return v
 }
