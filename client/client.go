@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,8 @@ type JobContext struct {
 	Params      map[string]string
 	ScheduledAt time.Time
 	Attempt     int
+	Run         int        // 1, then 2 for the first retry...
+	Shard       *job.Shard // the part of a sharded firing this execution is; nil when not sharded
 	Trigger     job.Trigger
 	Logger      *slog.Logger // lines also reach the execution's output tail
 	Output      io.Writer    // the execution's output; its tail is reported with the result
@@ -44,16 +47,19 @@ type Client struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	mu       sync.Mutex
-	handlers map[string]HandlerFunc
-	declared []job.Spec
-	seen     map[string]decision       // execution id -> what we answered
-	active   map[string]bool           // executions running here
-	pending  map[string]*pendingReport // results not yet confirmed by a receipt
-	acks     map[string]*pendingReport // accepted acks not yet confirmed by a receipt
-	running  int
+	mu        sync.Mutex
+	handlers  map[string]HandlerFunc
+	declared  []job.Spec
+	seen      byRun[decision]       // what we answered for each run of an execution
+	active    byRun[*activeRun]     // runs under way here, from acceptance until their result is produced
+	pending   byRun[*pendingReport] // results not yet confirmed by a receipt
+	acks      byRun[*pendingReport] // accepted acks not yet confirmed by a receipt
+	localBusy map[string]bool       // local jobs whose last run has not ended
+	running   int                   // slots taken
+	width     int                   // resource width taken
 
 	maxEpoch atomic.Int64
+	leader   atomic.Pointer[string] // id of the current leader, as the election says; nil or "" when unknown
 	outbox   *transport.Outbox
 	stats    Stats
 	dropLog  logx.Limiter
@@ -62,8 +68,14 @@ type Client struct {
 // Stats counts what a client did; read it with Stats().
 type Stats struct {
 	Accepted, Refused, Duplicates, StaleEpoch, Succeeded, Failed, Dropped atomic.Int64
+	// Stopped counts runs stopped by the leader (they count as failed too).
+	Stopped atomic.Int64
+	// LocalFired counts runs of local jobs this client fired; LocalSkipped the firings it skipped because
+	// the job's previous run was still running.
+	LocalFired, LocalSkipped atomic.Int64
 }
 
+// decision is how a client answered the dispatches of one run of an execution.
 type decision struct {
 	accepted bool
 	code     string
@@ -72,13 +84,109 @@ type decision struct {
 	acceptBy time.Time
 }
 
+// activeRun is a run under way here.
+type activeRun struct {
+	width  int
+	local  string // the job's name for a run of a local job, "" otherwise
+	cancel context.CancelCauseFunc
+}
+
+// stopError is the cause of a run's context when the leader stopped it.
+type stopError struct{ reason string }
+
+func (e *stopError) Error() string { return "stopped: " + e.reason }
+
 // pendingReport is an ack or a result waiting for a receipt. It is sent at next, then again with a
 // doubling backoff, so that a server that is slow to record reports is not buried under re-sends.
 type pendingReport struct {
 	frame []byte
 	next  time.Time
 	wait  time.Duration
+	sent  bool // handed to the outbox at least once: only then can a server have recorded it
+	// keep: the result does not replace it (the ack of a local run carries the execution itself, which
+	// servers must record before the result means anything).
+	keep bool
 }
+
+// byRun maps an execution id and a run number to a value. Retries are new runs of the same execution id,
+// and what is known about each run (its answer, its reports) must not be confused with another's.
+type byRun[T any] map[string]map[int]T
+
+func (m byRun[T]) get(id string, run int) (T, bool) {
+	v, ok := m[id][run]
+	return v, ok
+}
+
+func (m byRun[T]) put(id string, run int, v T) {
+	runs := m[id]
+	if runs == nil {
+		runs = map[int]T{}
+		m[id] = runs
+	}
+	runs[run] = v
+}
+
+func (m byRun[T]) del(id string, run int) {
+	if runs, ok := m[id]; ok {
+		delete(runs, run)
+		if len(runs) == 0 {
+			delete(m, id)
+		}
+	}
+}
+
+func (m byRun[T]) has(id string, run int) bool {
+	_, ok := m[id][run]
+	return ok
+}
+
+// newest is the highest run known for id.
+func (m byRun[T]) newest(id string) (int, bool) {
+	n, ok := 0, false
+	for run := range m[id] {
+		n, ok = max(n, run), true
+	}
+	return n, ok
+}
+
+func (m byRun[T]) len() int {
+	n := 0
+	for _, runs := range m {
+		n += len(runs)
+	}
+	return n
+}
+
+// confirm handles a receipt naming id. A receipt names execution ids, not runs, so it cannot say which
+// run's report a server recorded. It clears every report of id whose run is at most the newest run of id
+// with a report already sent (a report never sent cannot have been recorded):
+//   - clearing an older run is safe: a run n+1 exists only because the leader learned how run n ended, and
+//     the leader keeps a reported result until it is recorded (it records it itself after a minute);
+//   - the newest run is cleared too, even though the receipt may be a late one meant for an older run.
+//     That window is small (a receipt of run n arriving after run n+1 reported), and it is covered the
+//     same way: the leader heard run n+1's report when a server got it.
+//
+// Matching each receipt to one run would need runs in receipts; keeping a report too long only costs
+// re-sends, which servers answer with a receipt again, but a report kept forever would never stop.
+func confirm(m byRun[*pendingReport], id string) {
+	newest, found := 0, false
+	for run, p := range m[id] {
+		if p.sent && (!found || run > newest) {
+			newest, found = run, true
+		}
+	}
+	if !found {
+		return
+	}
+	for run := range m[id] {
+		if run <= newest {
+			m.del(id, run)
+		}
+	}
+}
+
+// runOf is a dispatch's run with its default: 0 means 1.
+func runOf(n int) int { return max(n, 1) }
 
 // ackDelay is how long an accepted execution's ack waits before it is sent: a run that ends sooner reports
 // only its result, which says more, and halves the reports of short jobs.
@@ -103,11 +211,12 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, logger: slog.Default(), now: time.Now,
-		handlers: map[string]HandlerFunc{},
-		seen:     map[string]decision{},
-		pending:  map[string]*pendingReport{},
-		acks:     map[string]*pendingReport{},
-		active:   map[string]bool{},
+		handlers:  map[string]HandlerFunc{},
+		seen:      byRun[decision]{},
+		pending:   byRun[*pendingReport]{},
+		acks:      byRun[*pendingReport]{},
+		active:    byRun[*activeRun]{},
+		localBusy: map[string]bool{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -207,9 +316,11 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() {
 		for l := range el.Observe(ctx) {
 			c.raiseEpoch(l.Epoch)
+			c.setLeader(l.ID)
 		}
 	})
 	wg.Go(func() { c.resendLoop(ctx) })
+	wg.Go(func() { c.heartbeatLoop(ctx) })
 
 	// Register last: the leader dispatches as soon as it sees us, so the inbox must already be served.
 	reg, err := registry.Register(ctx, sess, registry.KindClients, m, c.logger)
@@ -218,6 +329,8 @@ func (c *Client) Run(ctx context.Context) error {
 		wg.Wait()
 		return fmt.Errorf("client: %w", err)
 	}
+	// Local jobs fire once we are registered: the leader creates their definitions from our declarations.
+	c.startLocal(ctx, &wg)
 	c.logger.Info("client started", "endpoint", inbox.Endpoint(), "jobs", m.Jobs, "handlers", m.Handlers)
 	<-ctx.Done()
 	closeCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -235,6 +348,17 @@ func (c *Client) raiseEpoch(e int64) {
 			return
 		}
 	}
+}
+
+// setLeader records the id of the current leader ("" when there is none).
+func (c *Client) setLeader(id string) { c.leader.Store(&id) }
+
+// leaderID is the id of the current leader, or "" when unknown.
+func (c *Client) leaderID() string {
+	if p := c.leader.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func (c *Client) watchServers(ctx context.Context, servers *registry.Cache) {
@@ -264,13 +388,15 @@ func (c *Client) receive(frame []byte, peer string) {
 	switch x := m.(type) {
 	case *wire.Dispatch:
 		c.onDispatch(x)
+	case *wire.Stop:
+		c.onStop(x)
 	case *wire.Receipt:
 		c.mu.Lock()
 		for _, id := range x.ExecIDs {
-			delete(c.pending, id)
+			confirm(c.pending, id)
 		}
 		for _, id := range x.Acked {
-			delete(c.acks, id)
+			confirm(c.acks, id)
 		}
 		c.mu.Unlock()
 	default:
@@ -279,22 +405,41 @@ func (c *Client) receive(frame []byte, peer string) {
 	}
 }
 
-func (c *Client) onDispatch(d *wire.Dispatch) {
-	if d.Epoch < c.maxEpoch.Load() {
+// fenced reports whether a frame of the leader with epoch comes from a deposed leader, counting it if so,
+// and otherwise raises the newest epoch seen.
+func (c *Client) fenced(epoch int64) bool {
+	if epoch < c.maxEpoch.Load() {
 		c.stats.StaleEpoch.Add(1)
+		return true
+	}
+	c.raiseEpoch(epoch)
+	return false
+}
+
+func (c *Client) onDispatch(d *wire.Dispatch) {
+	if c.fenced(d.Epoch) {
 		c.logger.Warn("ignored dispatch from a deposed leader", "execution", d.ExecID, "from", d.From, "epoch", d.Epoch, "current_epoch", c.maxEpoch.Load())
 		return
 	}
-	c.raiseEpoch(d.Epoch)
 	now := c.now()
+	run := runOf(d.Run)
 
 	c.mu.Lock()
-	// An execution runs here at most once: a dispatch seen before gets the same answer, unless it was
-	// refused and this is a later attempt (the leader offers it again, say after capacity freed up).
-	if prev, ok := c.seen[d.ExecID]; ok && (prev.accepted || d.Attempt <= prev.attempt) {
+	// A run of an execution runs here at most once: a dispatch of a run seen before gets the same answer,
+	// unless it was refused and this is a later attempt (the leader offers it again, say after capacity
+	// freed up). A retry is a new run of the same execution id, and a new decision.
+	if prev, ok := c.seen.get(d.ExecID, run); ok && (prev.accepted || d.Attempt <= prev.attempt) {
 		c.mu.Unlock()
 		c.stats.Duplicates.Add(1)
-		c.ack(d, prev.accepted, prev.code, prev.reason, true)
+		c.ack(d, run, prev.accepted, prev.code, prev.reason, true)
+		return
+	}
+	// A late re-send of a run older than one already decided (whose own answer is forgotten): the leader
+	// has moved on to the later run and needs no answer for this one, and it must not run now.
+	if newest, ok := c.seen.newest(d.ExecID); ok && run < newest {
+		c.mu.Unlock()
+		c.stats.Duplicates.Add(1)
+		c.logger.Debug("ignored dispatch of an earlier run", "execution", d.ExecID, "run", run, "newest_run", newest)
 		return
 	}
 	h := c.resolve(d)
@@ -306,22 +451,63 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 		code, reason = wire.RefuseLate, "accept-by has passed; the leader may have given it to another client"
 	case c.running >= c.cfg.Capacity:
 		code, reason = wire.RefuseBusy, fmt.Sprintf("at capacity (%d running)", c.running)
+	case c.cfg.Width > 0 && c.width+d.Width > c.cfg.Width:
+		code, reason = wire.RefuseBusy, fmt.Sprintf("width %d does not fit (%d of %d taken)", d.Width, c.width, c.cfg.Width)
 	}
 	accepted := code == ""
-	c.seen[d.ExecID] = decision{accepted: accepted, code: code, reason: reason, attempt: d.Attempt, acceptBy: d.AcceptBy}
+	c.seen.put(d.ExecID, run, decision{accepted: accepted, code: code, reason: reason, attempt: d.Attempt, acceptBy: d.AcceptBy})
+	var ctx context.Context
+	var ar *activeRun
 	if accepted {
-		c.running++
-		c.active[d.ExecID] = true
+		ctx, ar = c.startRunLocked(d.ExecID, run, d.Width, "")
 	}
 	c.mu.Unlock()
 
-	c.ack(d, accepted, code, reason, false)
+	c.ack(d, run, accepted, code, reason, false)
 	if !accepted {
 		c.stats.Refused.Add(1)
 		return
 	}
 	c.stats.Accepted.Add(1)
-	go c.execute(d, h)
+	go c.execute(ctx, d, run, h, ar)
+}
+
+// startRunLocked takes a slot and the width for a run and lists it as active; c.mu is held. The context
+// returned is canceled, with a *stopError cause, when the leader stops the run.
+func (c *Client) startRunLocked(id string, run, width int, local string) (context.Context, *activeRun) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ar := &activeRun{width: width, local: local, cancel: cancel}
+	c.running++
+	c.width += width
+	c.active.put(id, run, ar)
+	if local != "" {
+		c.localBusy[local] = true
+	}
+	return ctx, ar
+}
+
+// onStop stops a run the leader wants stopped: its context is canceled (the shell handler kills the
+// command's whole process group) and it reports a final failure.
+func (c *Client) onStop(s *wire.Stop) {
+	if c.fenced(s.Epoch) {
+		c.logger.Warn("ignored stop from a deposed leader", "execution", s.ExecID, "from", s.From, "epoch", s.Epoch, "current_epoch", c.maxEpoch.Load())
+		return
+	}
+	reason := s.Reason
+	if reason == "" {
+		reason = "asked by " + s.From
+	}
+	c.mu.Lock()
+	runs := slices.Collect(maps.Values(c.active[s.ExecID]))
+	c.mu.Unlock()
+	if len(runs) == 0 {
+		c.logger.Debug("stop of an execution that does not run here", "execution", s.ExecID, "from", s.From)
+		return
+	}
+	c.logger.Info("stopping execution", "execution", s.ExecID, "reason", reason)
+	for _, ar := range runs {
+		ar.cancel(&stopError{reason: reason})
+	}
 }
 
 // resolve finds the handler for a dispatch: a Go handler named like the job's handler, then the shell
@@ -339,15 +525,15 @@ func (c *Client) resolve(d *wire.Dispatch) HandlerFunc {
 	return nil
 }
 
-// ack answers a dispatch. A refusal, or the answer to a dispatch seen before (now), goes out at once. A new
-// acceptance is held for ackDelay (a short run reports its result instead), then sent and re-sent until a
-// server confirms it is recorded: a new leader that finds an execution without a recorded ack may, after
-// a while, give it to another client.
-func (c *Client) ack(d *wire.Dispatch, accepted bool, code, reason string, now bool) {
+// ack answers a dispatch of run. A refusal, or the answer to a dispatch seen before (now), goes out at
+// once. A new acceptance is held for ackDelay (a short run reports its result instead), then sent and
+// re-sent until a server confirms it is recorded: a new leader that finds an execution without a recorded
+// ack may, after a while, give it to another client.
+func (c *Client) ack(d *wire.Dispatch, run int, accepted bool, code, reason string, now bool) {
 	at := c.now()
 	frame, err := wire.Encode(&wire.Ack{
 		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: at},
-		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Accepted: accepted, Code: code, Reason: reason, At: at,
+		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: run, Accepted: accepted, Code: code, Reason: reason, At: at,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode ack", "execution", d.ExecID, "err", err)
@@ -355,8 +541,8 @@ func (c *Client) ack(d *wire.Dispatch, accepted bool, code, reason string, now b
 	}
 	if accepted && !now {
 		c.mu.Lock()
-		if _, done := c.pending[d.ExecID]; !done {
-			c.acks[d.ExecID] = &pendingReport{frame: frame, next: at.Add(ackDelay), wait: c.cfg.ResultRetry}
+		if !c.pending.has(d.ExecID, run) {
+			c.acks.put(d.ExecID, run, &pendingReport{frame: frame, next: at.Add(ackDelay), wait: c.cfg.ResultRetry})
 		}
 		c.mu.Unlock()
 		return
@@ -368,8 +554,8 @@ func (c *Client) ack(d *wire.Dispatch, accepted bool, code, reason string, now b
 }
 
 // execute runs the handler and reports its result.
-func (c *Client) execute(d *wire.Dispatch, h HandlerFunc) {
-	ctx := context.Background()
+func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, ar *activeRun) {
+	defer ar.cancel(nil)
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(d.Timeout))
@@ -378,15 +564,27 @@ func (c *Client) execute(d *wire.Dispatch, h HandlerFunc) {
 	out := newTail(job.MaxOutput)
 	jc := JobContext{
 		ExecutionID: d.ExecID, Job: d.Job, Client: c.cfg.ID, Params: d.Params, ScheduledAt: d.ScheduledAt,
-		Attempt: d.Attempt, Trigger: d.Trigger, Output: out,
+		Attempt: d.Attempt, Run: run, Shard: d.Shard, Trigger: d.Trigger, Output: out,
 		Logger: slog.New(slog.NewTextHandler(out, nil)).With("execution", d.ExecID),
 	}
 	started := c.now()
 	err := safeCall(ctx, h, jc)
+	var stopped *stopError
+	errors.As(context.Cause(ctx), &stopped) // a stop asked before the handler returned
 	finished := c.now()
 
 	res := job.Result{Status: job.StateSucceeded, Duration: job.Duration(finished.Sub(started)), Output: out.String()}
-	if err != nil {
+	switch {
+	case stopped != nil:
+		// Stopped on purpose: no retry may follow, whatever the job's policy.
+		res.Status, res.Error, res.ExitCode, res.Final = job.StateFailed, stopped.Error(), 1, true
+		var ee interface{ ExitCode() int }
+		if errors.As(err, &ee) && ee.ExitCode() > 0 {
+			res.ExitCode = ee.ExitCode()
+		}
+		c.stats.Stopped.Add(1)
+		c.stats.Failed.Add(1)
+	case err != nil:
 		res.Status, res.Error, res.ExitCode = job.StateFailed, err.Error(), 1
 		var ee interface{ ExitCode() int }
 		if errors.As(err, &ee) {
@@ -396,19 +594,25 @@ func (c *Client) execute(d *wire.Dispatch, h HandlerFunc) {
 			res.Error = fmt.Sprintf("timed out after %s: %v", time.Duration(d.Timeout), err)
 		}
 		c.stats.Failed.Add(1)
-	} else {
+	default:
 		c.stats.Succeeded.Add(1)
 	}
 	frame, encErr := wire.Encode(&wire.Result{
 		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: finished},
-		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Result: res, StartedAt: started, FinishedAt: finished,
+		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: run, Result: res, StartedAt: started, FinishedAt: finished,
 	})
 	c.mu.Lock()
 	c.running--
-	delete(c.active, d.ExecID)
-	delete(c.acks, d.ExecID) // the result says more than the ack
+	c.width -= ar.width
+	c.active.del(d.ExecID, run)
+	if ar.local != "" {
+		delete(c.localBusy, ar.local)
+	}
+	if p, ok := c.acks.get(d.ExecID, run); ok && !p.keep {
+		c.acks.del(d.ExecID, run) // the result says more than the ack
+	}
 	if encErr == nil {
-		c.pending[d.ExecID] = &pendingReport{frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry}
+		c.pending.put(d.ExecID, run, &pendingReport{frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true})
 	}
 	c.mu.Unlock()
 	if encErr != nil {
@@ -442,27 +646,29 @@ func (c *Client) resendLoop(ctx context.Context) {
 		now := c.now()
 		var frames [][]byte
 		c.mu.Lock()
-		for _, m := range []map[string]*pendingReport{c.acks, c.pending} {
-			for _, p := range m {
-				if !now.Before(p.next) {
-					p.next = now.Add(p.wait)
-					p.wait = min(2*p.wait, maxReportBackoff)
-					frames = append(frames, p.frame)
+		for _, m := range []byRun[*pendingReport]{c.acks, c.pending} {
+			for _, runs := range m {
+				for _, p := range runs {
+					if !now.Before(p.next) {
+						p.next = now.Add(p.wait)
+						p.wait = min(2*p.wait, maxReportBackoff)
+						p.sent = true
+						frames = append(frames, p.frame)
+					}
 				}
 			}
 		}
 		// The leader re-sends a dispatch whose answer it has not heard, with a backoff. Keep every answer
-		// while its execution runs or its reports wait for a receipt, and for decisionMemory after
-		// accept-by. A re-send that
-		// comes later is refused as late, and the leader checks the store before it hands the execution
-		// to anyone else.
+		// while its run goes on or its reports wait for a receipt, and for decisionMemory after accept-by.
+		// A re-send that comes later is refused as late, and the leader checks the store before it hands
+		// the execution to anyone else.
 		if now.Sub(lastPrune) > 5*time.Second {
 			lastPrune = now
-			for id, d := range c.seen {
-				_, ackPending := c.acks[id]
-				_, resultPending := c.pending[id]
-				if !ackPending && !resultPending && !c.active[id] && now.Sub(d.acceptBy) > decisionMemory {
-					delete(c.seen, id)
+			for id, runs := range c.seen {
+				for run, d := range runs {
+					if !c.acks.has(id, run) && !c.pending.has(id, run) && !c.active.has(id, run) && now.Sub(d.acceptBy) > decisionMemory {
+						c.seen.del(id, run)
+					}
 				}
 			}
 		}
@@ -478,9 +684,153 @@ func (c *Client) resendLoop(ctx context.Context) {
 // decisionMemory is how long after its accept-by a client remembers how it answered a dispatch.
 const decisionMemory = time.Minute
 
+// heartbeatLoop sends a heartbeat every LeaseRenew: it renews the leases of the runs under way here. The
+// leader treats a run that no heartbeat lists for a while as lost.
+func (c *Client) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.LeaseRenew)
+	defer t.Stop()
+	for {
+		c.heartbeat()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat sends one heartbeat listing the executions running here (from acceptance until their result
+// is produced) to the leader if it is known and registered, else to any server (which passes it on).
+func (c *Client) heartbeat() {
+	c.mu.Lock()
+	running := slices.Sorted(maps.Keys(c.active))
+	c.mu.Unlock()
+	frame, err := wire.Encode(&wire.Heartbeat{
+		Header:  wire.Header{From: c.cfg.ID, Epoch: c.maxEpoch.Load(), SentAt: c.now()},
+		Running: running, Capacity: c.cfg.Capacity,
+	})
+	if err != nil {
+		c.logger.Error("cannot encode heartbeat", "err", err)
+		return
+	}
+	if l := c.leaderID(); l != "" && slices.Contains(c.outbox.Peers(), l) {
+		if err := c.outbox.Send(l, frame); err == nil {
+			return
+		}
+	}
+	if _, err := c.outbox.SendAny(frame); err != nil {
+		c.logger.Debug("heartbeat not sent", "err", err)
+	}
+}
+
+// startLocal starts firing the declared jobs in local mode: one goroutine per job, until ctx ends.
+func (c *Client) startLocal(ctx context.Context, wg *sync.WaitGroup) {
+	c.mu.Lock()
+	var local []job.Spec
+	for _, s := range c.declared {
+		if s.Mode == job.ModeLocal {
+			local = append(local, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range local {
+		wg.Go(func() { c.localLoop(ctx, s) })
+	}
+}
+
+// localLoop fires a local job on its schedule, on the client's clock. Fire times missed while the client
+// was down, or while it could not keep up (a timer that fired a whole period late), are not caught up: the
+// next fire time is always the first one after the last firing and after now.
+func (c *Client) localLoop(ctx context.Context, spec job.Spec) {
+	sched, err := schedule.Parse(spec.Schedule, spec.TimeZone)
+	if err != nil { // Declare checked it
+		c.logger.Error("local job: bad schedule", "job", spec.Name, "err", err)
+		return
+	}
+	last := c.now()
+	for {
+		next := sched.Next(last)
+		if next.IsZero() {
+			c.logger.Info("local job has no fire time left", "job", spec.Name)
+			return
+		}
+		t := time.NewTimer(next.Sub(c.now()))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		c.fireLocal(spec, next)
+		last = next
+		if now := c.now(); now.After(last) {
+			last = now
+		}
+	}
+}
+
+// fireLocal makes the execution of a local job scheduled at, runs it and reports it: the ack, which carries
+// the execution (servers record it from there), goes out at once and is re-sent until a receipt; the result
+// follows as for any run. A firing while the job's previous run is still under way is skipped.
+func (c *Client) fireLocal(spec job.Spec, at time.Time) {
+	now := c.now()
+	id := job.ExecutionID(spec.Name, at)
+	d := &wire.Dispatch{
+		Header: wire.Header{From: c.cfg.ID, SentAt: now},
+		ExecID: id, Job: spec.Name, Handler: spec.Handler, Params: maps.Clone(spec.Params), Timeout: spec.Timeout,
+		ScheduledAt: at, Attempt: 1, Run: 1, Trigger: job.TriggerLocal, Width: spec.Routing.Width, AcceptBy: now,
+	}
+	c.mu.Lock()
+	if c.localBusy[spec.Name] {
+		c.mu.Unlock()
+		c.stats.LocalSkipped.Add(1)
+		c.logger.Info("overlap: previous run still running", "job", spec.Name, "scheduled_at", at)
+		return
+	}
+	if c.seen.has(id, 1) {
+		c.mu.Unlock()
+		return // fired already (the clock went back)
+	}
+	h := c.resolve(d)
+	if h == nil {
+		c.mu.Unlock()
+		c.dropLog.Warn(c.logger, "local job not fired: no handler on this client", "job", spec.Name, "handler", spec.Handler)
+		return
+	}
+	// Local runs take a slot and their width like any other, so that dispatches are refused meanwhile, but
+	// they are never refused themselves: the client's own jobs come first.
+	c.seen.put(id, 1, decision{accepted: true, attempt: 1, acceptBy: now})
+	ctx, ar := c.startRunLocked(id, 1, d.Width, spec.Name)
+	c.mu.Unlock()
+	c.stats.Accepted.Add(1)
+	c.stats.LocalFired.Add(1)
+
+	exec := &job.Execution{
+		ID: id, Job: spec.Name, ScheduledAt: at, FiredAt: now, Trigger: job.TriggerLocal, Epoch: 0, Server: "",
+		Handler: spec.Handler, Params: d.Params, Timeout: spec.Timeout, MaxRuns: 1, Rerunnable: spec.Rerunnable,
+		Width: spec.Routing.Width,
+	}
+	frame, err := wire.Encode(&wire.Ack{
+		Header: wire.Header{From: c.cfg.ID, SentAt: now},
+		ExecID: id, Job: spec.Name, Attempt: 1, Run: 1, Accepted: true, At: now, Local: exec,
+	})
+	if err != nil {
+		c.logger.Error("cannot encode the ack of a local run", "execution", id, "err", err)
+	} else {
+		// No ackDelay: servers insert the execution document when they get this ack.
+		c.mu.Lock()
+		c.acks.put(id, 1, &pendingReport{frame: frame, next: now.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true, keep: true})
+		c.mu.Unlock()
+		if _, err := c.outbox.SendAny(frame); err != nil {
+			c.logger.Debug("ack of a local run not sent yet", "execution", id, "err", err)
+		}
+	}
+	go c.execute(ctx, d, 1, h, ar)
+}
+
 // PendingResults is the number of results not yet confirmed by a server.
 func (c *Client) PendingResults() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.pending)
+	return c.pending.len()
 }

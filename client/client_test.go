@@ -23,9 +23,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // and results go to an outbox without peers (they are dropped, as when no server is up).
 func newTestClient(t *testing.T, now time.Time, capacity int) (*Client, *atomic.Int64, chan struct{}) {
 	t.Helper()
+	return newTestClientWith(t, func() time.Time { return now }, func(cfg *Config) { cfg.Capacity = capacity })
+}
+
+// newTestClientWith is newTestClient with a clock and changes to the default config.
+func newTestClientWith(t *testing.T, clock func() time.Time, mutate func(*Config)) (*Client, *atomic.Int64, chan struct{}) {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.ID, cfg.Capacity = "c1", capacity
-	c, err := New(cfg, WithClock(func() time.Time { return now }), WithLogger(slog.New(slog.DiscardHandler)))
+	cfg.ID = "c1"
+	mutate(&cfg)
+	c, err := New(cfg, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +127,7 @@ func TestHandlerPanicIsAFailedResult(t *testing.T) {
 	c.onDispatch(dispatch("a", "boom", 1, now.Add(time.Minute)))
 	waitFor(t, func() bool { return c.Stats().Failed.Load() == 1 && c.PendingResults() == 1 })
 	c.mu.Lock()
-	frame := c.pending["a"].frame
+	frame := c.pending["a"][1].frame
 	c.mu.Unlock()
 	m, err := wire.Decode(frame)
 	if err != nil {
@@ -181,7 +188,15 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		"listen":    {func(c *Config) { c.Listen = "127.0.0.1:1" }, `listen "127.0.0.1:1"`},
 		"capacity":  {func(c *Config) { c.Capacity = 0 }, "capacity 0"},
 		"zookeeper": {func(c *Config) { c.ZooKeeper.Servers = nil }, "zookeeper.servers"},
+		"width":     {func(c *Config) { c.Width = -1 }, "width -1"},
+		"lease":     {func(c *Config) { c.LeaseRenew = 0 }, "lease_renew 0s"},
 		"job":       {func(c *Config) { c.Jobs = []JobConfig{{Name: "x", Schedule: "@hourly"}} }, "jobs[0]: job x: handler is required"},
+		"policy": {func(c *Config) {
+			c.Jobs = []JobConfig{{Name: "x", Schedule: "@hourly", Command: "true", Retry: RetryConfig{Jitter: 2}}}
+		}, "jobs[0]: job x: retry.jitter 2"},
+		"local shards": {func(c *Config) {
+			c.Jobs = []JobConfig{{Name: "x", Schedule: "@hourly", Command: "true", Mode: "local", Routing: RoutingConfig{Strategy: job.RouteShardBroadcast, Shards: 2}}}
+		}, "jobs[0]: job x: a local job cannot be sharded"},
 		"twice": {func(c *Config) {
 			c.Jobs = []JobConfig{{Name: "x", Schedule: "@hourly", Command: "true"}, {Name: "x", Schedule: "@daily", Command: "true"}}
 		}, "jobs[1]: job x is declared twice"},

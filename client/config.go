@@ -2,6 +2,8 @@ package client
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +27,10 @@ type Config struct {
 	Jobs []JobConfig `mapstructure:"jobs"`
 	// ResultRetry is how often a result without a receipt is sent again.
 	ResultRetry time.Duration `mapstructure:"result_retry"`
-	LogLevel    string        `mapstructure:"log_level"`
+	// LeaseRenew is how often a heartbeat renews the leases of the runs under way here. Keep it well
+	// under the servers' lease_timeout: a run no heartbeat lists for that long is lost.
+	LeaseRenew time.Duration `mapstructure:"lease_renew"`
+	LogLevel   string        `mapstructure:"log_level"`
 }
 
 // JobConfig declares a job in a config file.
@@ -38,6 +43,47 @@ type JobConfig struct {
 	Params   map[string]string `mapstructure:"params"`
 	Timeout  time.Duration     `mapstructure:"timeout"`
 	Contacts []string          `mapstructure:"contacts"`
+
+	// Policies (see job.Spec); the zero value of each is its default.
+	Mode       string        `mapstructure:"mode"` // remote (the default) or local: this client fires it itself
+	Misfire    MisfireConfig `mapstructure:"misfire"`
+	Overlap    string        `mapstructure:"overlap"`
+	Routing    RoutingConfig `mapstructure:"routing"`
+	Retry      RetryConfig   `mapstructure:"retry"`
+	Overdue    OverdueConfig `mapstructure:"overdue"`
+	Rerunnable bool          `mapstructure:"rerunnable"`
+}
+
+// MisfireConfig is a declared job's misfire policy (job.Misfire).
+type MisfireConfig struct {
+	Policy string `mapstructure:"policy"`
+	Limit  int    `mapstructure:"limit"`
+}
+
+// RoutingConfig is a declared job's routing (job.Routing).
+type RoutingConfig struct {
+	Strategy   string            `mapstructure:"strategy"`
+	HashKey    string            `mapstructure:"hash_key"`
+	Labels     map[string]string `mapstructure:"labels"`
+	Clients    []string          `mapstructure:"clients"`
+	Width      int               `mapstructure:"width"`
+	Shards     int               `mapstructure:"shards"`
+	ShardItems []string          `mapstructure:"shard_items"`
+}
+
+// RetryConfig is a declared job's retry policy (job.Retry); durations are written like "10s".
+type RetryConfig struct {
+	Max      int           `mapstructure:"max"`
+	Backoff  string        `mapstructure:"backoff"`
+	Delay    time.Duration `mapstructure:"delay"`
+	MaxDelay time.Duration `mapstructure:"max_delay"`
+	Jitter   float64       `mapstructure:"jitter"`
+}
+
+// OverdueConfig is a declared job's overdue alarm (job.Overdue).
+type OverdueConfig struct {
+	After time.Duration `mapstructure:"after"`
+	Ratio float64       `mapstructure:"ratio"`
 }
 
 // Spec turns the declaration into a job definition.
@@ -56,9 +102,23 @@ func (j JobConfig) Spec() job.Spec {
 	if len(params) == 0 {
 		params = nil
 	}
+	r := j.Routing
 	return job.Spec{
 		Name: j.Name, Schedule: j.Schedule, TimeZone: j.TimeZone, Handler: handler, Params: params,
 		Timeout: job.Duration(j.Timeout), Contacts: j.Contacts,
+		Mode:    job.Mode(j.Mode),
+		Misfire: job.Misfire{Policy: j.Misfire.Policy, Limit: j.Misfire.Limit},
+		Overlap: j.Overlap,
+		Routing: job.Routing{
+			Strategy: r.Strategy, HashKey: r.HashKey, Labels: maps.Clone(r.Labels), Clients: slices.Clone(r.Clients),
+			Width: r.Width, Shards: r.Shards, ShardItems: slices.Clone(r.ShardItems),
+		},
+		Retry: job.Retry{
+			Max: j.Retry.Max, Backoff: j.Retry.Backoff, Delay: job.Duration(j.Retry.Delay),
+			MaxDelay: job.Duration(j.Retry.MaxDelay), Jitter: j.Retry.Jitter,
+		},
+		Overdue:    job.Overdue{After: job.Duration(j.Overdue.After), Ratio: j.Overdue.Ratio},
+		Rerunnable: j.Rerunnable,
 	}
 }
 
@@ -70,6 +130,7 @@ func DefaultConfig() Config {
 		ZooKeeper:   config.DefaultZooKeeper(),
 		Capacity:    64,
 		ResultRetry: time.Second,
+		LeaseRenew:  2 * time.Second,
 		LogLevel:    "info",
 	}
 }
@@ -93,6 +154,9 @@ func (c Config) Validate() error {
 	}
 	if c.ResultRetry <= 0 {
 		return fmt.Errorf("result_retry %s: must be positive", c.ResultRetry)
+	}
+	if c.LeaseRenew <= 0 {
+		return fmt.Errorf("lease_renew %s: must be positive", c.LeaseRenew)
 	}
 	seen := map[string]bool{}
 	for i, j := range c.Jobs {

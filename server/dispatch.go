@@ -347,7 +347,7 @@ func (l *leader) startRetry(f *flight, now time.Time) {
 // firstInQueue reports whether no execution of f's job fired before it is still open.
 func (l *leader) firstInQueue(f *flight) bool {
 	for id, o := range l.openByJob[f.exec.Job] {
-		if id == f.exec.ID {
+		if id == f.exec.ID || !o.active() {
 			continue
 		}
 		if o.exec.FiredAt.Before(f.exec.FiredAt) || (o.exec.FiredAt.Equal(f.exec.FiredAt) && id < f.exec.ID) {

@@ -246,18 +246,21 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 		execs := l.newExecutions(fr)
 		skip, queue := fr.skip, false
 		name := fr.spec.Name
-		if skip == "" && (len(l.openByJob[name]) > 0 || len(batchOpen[name]) > 0) {
+		if skip == "" && (l.openCount(name) > 0 || len(batchOpen[name]) > 0) {
 			switch fr.spec.Overlap {
 			case job.OverlapAllow:
 			case job.OverlapQueue:
-				if len(l.openByJob[name])+len(batchOpen[name]) >= maxQueued {
+				if l.openCount(name)+len(batchOpen[name]) >= maxQueued {
 					skip = fmt.Sprintf("overlap: %d executions already open or queued (queue)", maxQueued)
 				} else {
 					queue = true
 				}
 			case job.OverlapReplace:
 				reason := "replaced by " + execs[0].ID
-				for id := range l.openByJob[name] {
+				for id, f := range l.openByJob[name] {
+					if !f.active() {
+						continue
+					}
 					if stops == nil {
 						stops = map[string]string{}
 					}
@@ -279,6 +282,23 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 		}
 	}
 	return out, stops
+}
+
+// openCount is how many executions of the job are open for the overlap policies.
+func (l *leader) openCount(jobName string) int {
+	n := 0
+	for _, f := range l.openByJob[jobName] {
+		if f.active() {
+			n++
+		}
+	}
+	return n
+}
+
+// active reports whether f is open for the overlap policies: not ended, or ended with a retry to come. A
+// run whose result was reported has ended, even while the leader waits for the result to be recorded.
+func (f *flight) active() bool {
+	return f.result == nil || !f.retryAt.IsZero()
 }
 
 // maxQueued bounds the executions of one job open or queued at once under the queue overlap policy.
@@ -463,7 +483,7 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 	if !l.confirmed() {
 		return "", errUnconfirmed
 	}
-	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && len(l.openByJob[name]) > 0 {
+	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && l.openCount(name) > 0 {
 		return "", fmt.Errorf("job %s: %w", name, errOverlap)
 	}
 	merged := maps.Clone(spec.Params)

@@ -66,7 +66,7 @@ func runBurst(t *T, s settings, out io.Writer) {
 	specs := make([]job.Spec, n)
 	expected := make(map[string]bool, n)
 	for i := range specs {
-		specs[i] = job.Spec{Name: fmt.Sprintf("burst-%05d", i+1), Schedule: "@at " + due.Format(time.RFC3339), Handler: "noop"}
+		specs[i] = job.Spec{Name: fmt.Sprintf("burst-%05d", i+1), Schedule: "@at " + due.Format(time.RFC3339), Handler: "noop", Overlap: job.OverlapAllow}
 		expected[job.ExecutionID(specs[i].Name, due)] = true
 	}
 	t.Progressf("creating %d jobs due at %s (store writes timed at %s)", n, due.Format("15:04:05"), fmtRate(rate))
@@ -175,7 +175,7 @@ func storeCreateRate(t *T, c *integration.Cluster) float64 {
 		for range createWorkers {
 			wg.Go(func() {
 				for i := next.Add(1); i <= upTo; i = next.Add(1) {
-					spec := job.Spec{Name: fmt.Sprintf("probe-%d", i), Schedule: "@every 1h", Handler: "noop"}
+					spec := job.Spec{Name: fmt.Sprintf("probe-%d", i), Schedule: "@every 1h", Handler: "noop", Overlap: job.OverlapAllow}
 					if err := storeCreate(ctx, st, spec); err != nil {
 						errs.Add(1)
 					}

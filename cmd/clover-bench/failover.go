@@ -18,7 +18,7 @@ import (
 func runFailover(t *T, s settings, out io.Writer) {
 	c := startCluster(t, integration.Options{Servers: 2, Clients: 1})
 	for i := range 3 {
-		c.CreateJob(job.Spec{Name: fmt.Sprintf("tick-%d", i+1), Schedule: "@every 1s", Handler: "noop"})
+		c.CreateJob(job.Spec{Name: fmt.Sprintf("tick-%d", i+1), Schedule: "@every 1s", Handler: "noop", Overlap: job.OverlapAllow})
 	}
 	measure := func(sig syscall.Signal) []time.Duration {
 		var took []time.Duration

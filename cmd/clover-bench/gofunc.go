@@ -48,7 +48,7 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 
 	specs := make([]job.Spec, n)
 	for i := range specs {
-		specs[i] = job.Spec{Name: fmt.Sprintf("gofunc-%05d", i+1), Schedule: "@every 1s", Handler: "noop"}
+		specs[i] = job.Spec{Name: fmt.Sprintf("gofunc-%05d", i+1), Schedule: "@every 1s", Handler: "noop", Overlap: job.OverlapAllow}
 	}
 	t.Progressf("creating %d Go-function jobs", n)
 	cr, err := createJobs(context.Background(), c, leader, specs, apiBudget)

@@ -56,6 +56,7 @@ func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h
 			},
 			Capacity:    4096,
 			ResultRetry: time.Second,
+			LeaseRenew:  2 * time.Second,
 			LogLevel:    "info",
 		}
 		cl, err := client.New(cfg, client.WithLogger(t.Logger()))

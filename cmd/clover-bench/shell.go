@@ -19,7 +19,7 @@ func runShell(t *T, s settings, out io.Writer) {
 
 	specs := make([]job.Spec, n)
 	for i := range specs {
-		specs[i] = job.Spec{Name: fmt.Sprintf("shell-%05d", i+1), Schedule: "@every 1s", Handler: job.HandlerShell,
+		specs[i] = job.Spec{Name: fmt.Sprintf("shell-%05d", i+1), Schedule: "@every 1s", Handler: job.HandlerShell, Overlap: job.OverlapAllow,
 			Params: map[string]string{"command": "true"}}
 	}
 	t.Progressf("creating %d shell jobs", n)
