@@ -375,3 +375,23 @@ func (c *Cluster) Logs(lines int) string {
 	}
 	return b.String()
 }
+
+// AddClientWithConfig starts one more client that also reads the given YAML config (labels, width...).
+func (c *Cluster) AddClientWithConfig(id, yaml string) *Member {
+	c.t.Helper()
+	path := filepath.Join(c.Dir, id+".yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		c.t.Fatalf("write client config: %v", err)
+	}
+	m := &Member{
+		ID: id, Kind: "client",
+		Listen: fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t)),
+		log:    filepath.Join(c.Dir, id+".log"),
+	}
+	m.args = []string{c.Bin, "client", "--config", path, "--id", id, "--listen", m.Listen,
+		"--handlers", strings.Join(c.opts.ClientHandlers, ",")}
+	m.env = append(c.commonEnv(), c.opts.ClientEnv...)
+	c.Clients = append(c.Clients, m)
+	c.Start(m)
+	return m
+}
