@@ -228,32 +228,69 @@ func newJobCmd() *cobra.Command {
 
 	next := &cobra.Command{
 		Use: "next NAME", Short: "Preview a job's next fire times", Args: cobra.ExactArgs(1),
+		Long: "Preview a job's next fire times, in the job's time zone with their UTC offset and in UTC.\n" +
+			"A line whose UTC offset differs from the line before is marked, so a daylight saving time change shows.",
+		Example: "  clover job next backup -n 10\n  clover job next backup -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, _ := cmd.Flags().GetInt("n")
 			api, err := newAPIClient(cmd)
 			if err != nil {
 				return err
 			}
+			var raw json.RawMessage
+			if err := api.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/jobs/%s/next?n=%d", url.PathEscape(args[0]), n), nil, &raw); err != nil {
+				return err
+			}
+			if wantJSON(cmd) {
+				return printJSON(cmd.OutOrStdout(), raw)
+			}
+			// The times come in the job's zone, each with the server's UTC offset for it.
 			var out struct {
 				TimeZone string      `json:"time_zone"`
 				Next     []time.Time `json:"next"`
 			}
-			if err := api.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/jobs/%s/next?n=%d", url.PathEscape(args[0]), n), nil, &out); err != nil {
-				return err
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return fmt.Errorf("decode next fire times of %s: %w", args[0], err)
 			}
-			loc, err := time.LoadLocation(out.TimeZone)
-			if err != nil {
-				loc = time.UTC
+			if len(out.Next) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: no fire times left\n", args[0])
+				return nil
 			}
-			for _, t := range out.Next {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", t.In(loc).Format("2006-01-02 15:04:05 MST"), t.UTC().Format(time.RFC3339))
-			}
-			return nil
+			return writeNextTimes(cmd.OutOrStdout(), out.TimeZone, out.Next)
 		},
 	}
 	next.Flags().IntP("n", "n", 10, "how many")
 	cmd.AddCommand(next)
 	return cmd
+}
+
+// writeNextTimes prints fire times in zone with their UTC offset, then in UTC, and marks a line whose
+// offset differs from the line before. The offset is the one each time came with (the server's); the
+// zone abbreviation is added when this machine knows the zone and agrees on the offset.
+func writeNextTimes(out io.Writer, zone string, times []time.Time) error {
+	if zone == "" {
+		zone = "UTC"
+	}
+	loc, _ := time.LoadLocation(zone) // nil if this machine does not know the zone
+	w := table(out)
+	fmt.Fprintf(w, "TIME (%s)\tUTC OFFSET\tUTC\n", zone)
+	var prev string
+	for i, t := range times {
+		_, off := t.Zone()
+		local := t.Format("2006-01-02 15:04:05")
+		if loc != nil {
+			if abbr, o := t.In(loc).Zone(); o == off {
+				local += " " + abbr
+			}
+		}
+		offset, mark := t.Format("-07:00"), ""
+		if i > 0 && offset != prev {
+			mark = "  <- UTC offset changes: " + prev + " -> " + offset
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s%s\n", local, offset, t.UTC().Format(time.RFC3339), mark)
+		prev = offset
+	}
+	return w.Flush()
 }
 
 func addSpecFlags(cmd *cobra.Command) {

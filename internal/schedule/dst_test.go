@@ -65,6 +65,18 @@ func TestDaylightSaving(t *testing.T) {
 			expr: "@every 1h", tz: "America/New_York", from: "2026-03-08T00:00:00-05:00", to: "2026-03-08T04:00:00-04:00",
 			want: []string{"2026-03-08T01:00:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T04:00:00-04:00"},
 		},
+		"NY spring: L-23 is March 8, nonexistent 02:30 fires at 03:00": {
+			expr: "0 30 2 L-23 * ?", tz: "America/New_York", from: "2026-03-01T00:00:00-05:00", to: "2026-04-30T00:00:00-04:00",
+			want: []string{"2026-03-08T03:00:00-04:00", "2026-04-07T02:30:00-04:00"},
+		},
+		"NY autumn: L-29 is November 1, repeated 01:30 fires once": {
+			expr: "0 30 1 L-29 * ?", tz: "America/New_York", from: "2026-10-01T00:00:00-04:00", to: "2026-11-30T00:00:00-05:00",
+			want: []string{"2026-10-02T01:30:00-04:00", "2026-11-01T01:30:00-04:00"},
+		},
+		"NY spring: Quartz 1#2, the second Sunday": {
+			expr: "0 30 2 ? * 1#2", tz: "America/New_York", from: "2026-02-01T00:00:00-05:00", to: "2026-04-01T00:00:00-04:00",
+			want: []string{"2026-02-08T02:30:00-05:00", "2026-03-08T03:00:00-04:00"},
+		},
 		"London spring: nonexistent 01:30 fires at 02:00 BST": {
 			expr: "0 30 1 * * ?", tz: "Europe/London", from: "2026-03-28T00:00:00Z", to: "2026-03-31T00:00:00+01:00",
 			want: []string{"2026-03-28T01:30:00Z", "2026-03-29T02:00:00+01:00", "2026-03-30T01:30:00+01:00"},

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/cronexpr"
 )
 
 type kind uint8
@@ -22,9 +20,9 @@ type Schedule struct {
 	expr     string
 	loc      *time.Location
 	kind     kind
-	cron     *cronexpr.Expression // evaluated on wall-clock times written in UTC; never call its Next directly
-	interval int64                // seconds, for kindEvery
-	at       time.Time            // for kindAt
+	cron     *cronEval // evaluated on wall-clock times written in UTC; see nextCron
+	interval int64     // seconds, for kindEvery
+	at       time.Time // for kindAt
 }
 
 // descriptors are the @ names that stand for a cron expression.
@@ -56,7 +54,7 @@ func Parse(expr, tz string) (*Schedule, error) {
 		if s.cron, perr = parseCron(expr); perr != nil {
 			return nil, perr
 		}
-		if s.cron.Next(time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)).IsZero() {
+		if s.cron.next(time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)).IsZero() {
 			return nil, &ParseError{Expr: expr, Reason: "matches no date from 1970 to 2099"}
 		}
 		return s, nil

@@ -130,6 +130,9 @@ func TestLatestMatchesBetween(t *testing.T) {
 		{"0 */13 * * * ?", "Europe/London"},
 		{"0 30 1,2 * * ?", "America/New_York"},
 		{"0 0 12 LW * ?", "UTC"},
+		{"0 */20 1-3 L-23 * ?", "America/New_York"},
+		{"0 0 */6 L-3W,L-30 * ?", "Europe/London"},
+		{"0 0 12 ? * 1#2", "America/New_York"},
 		{"@every 17s", "Europe/London"},
 	}
 	starts := []time.Time{

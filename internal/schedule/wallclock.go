@@ -30,9 +30,8 @@ func (s *Schedule) nextCron(t time.Time) time.Time {
 	if w.Year() < 1970 { // cronexpr treats the zero time as "no time"; nothing fires before 1970 anyway
 		w = time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC)
 	}
-	e := *s.cron // Expression.Next writes to its receiver: evaluate on a copy so s stays safe to share
 	for range maxSkips {
-		c := e.Next(w)
+		c := s.cron.next(w)
 		if c.IsZero() {
 			return time.Time{}
 		}
