@@ -174,6 +174,10 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
+	// Stats (misfires, average runtime) are the leader's bookkeeping: shown when there are some.
+	if st, err := s.store.GetStats(r.Context(), spec.Name); err == nil {
+		spec.Stats = &st
+	}
 	writeJSON(w, http.StatusOK, spec)
 }
 

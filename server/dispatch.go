@@ -255,6 +255,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	l.metrics.inflight.Set(float64(len(l.flights)))
 	l.metrics.waiting.Set(float64(waiting))
 	l.reconcile(ctx, now)
+	l.saveStats(ctx, now)
 	return nil
 }
 
@@ -608,14 +609,69 @@ func (l *leader) sendStop(f *flight, now time.Time) {
 // overdueSamples is how many recent successful runs the average runtime of a job weighs.
 const overdueSamples = 10
 
+// jobStats returns the stats of a job, made if it has none yet.
+func (l *leader) jobStats(name string) *job.Stats {
+	st, ok := l.stats[name]
+	if !ok {
+		st = &job.Stats{Job: name}
+		l.stats[name] = st
+	}
+	return st
+}
+
 // observeRuntime adds a successful run's duration to its job's moving average.
 func (l *leader) observeRuntime(jobName string, d time.Duration) {
-	avg, ok := l.avgRuntime[jobName]
-	if !ok {
-		l.avgRuntime[jobName] = d
+	st := l.jobStats(jobName)
+	if st.AvgRuntime == 0 {
+		st.AvgRuntime = job.Duration(d)
+	} else {
+		avg := time.Duration(st.AvgRuntime)
+		st.AvgRuntime = job.Duration(avg + (d-avg)/overdueSamples)
+	}
+	st.UpdatedAt = l.now().UTC()
+	l.statsDirty[jobName] = true
+}
+
+// statsSaveEvery is how often changed job stats are written to the store.
+const statsSaveEvery = 30 * time.Second
+
+// saveStats writes the changed stats, off the loop.
+func (l *leader) saveStats(ctx context.Context, now time.Time) {
+	if l.savingStats || len(l.statsDirty) == 0 || now.Sub(l.lastStatsSave) < statsSaveEvery {
 		return
 	}
-	l.avgRuntime[jobName] = avg + (d-avg)/overdueSamples
+	batch := make([]job.Stats, 0, len(l.statsDirty))
+	for name := range l.statsDirty {
+		if st, ok := l.stats[name]; ok {
+			batch = append(batch, *st)
+		}
+	}
+	clear(l.statsDirty)
+	l.lastStatsSave, l.savingStats = now, true
+	go func() {
+		sctx, cancel := storeCtx(ctx)
+		defer cancel()
+		if err := l.store.SaveStats(sctx, batch); err != nil && ctx.Err() == nil {
+			l.metrics.storeErrors.WithLabelValues("save_stats").Inc()
+			l.logger.Warn("saving job stats failed; they are saved again on the next change", "jobs", len(batch), "err", err)
+		}
+		l.tell(ctx, statsSaved{})
+	}()
+}
+
+// loadStats reads what earlier terms learned of the jobs; without it the overdue averages start afresh.
+func (l *leader) loadStats(ctx context.Context) {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	all, err := l.store.ListStats(sctx)
+	if err != nil {
+		l.metrics.storeErrors.WithLabelValues("list_stats").Inc()
+		l.logger.Warn("cannot read job stats; overdue averages start afresh", "err", err)
+		return
+	}
+	for name, st := range all {
+		l.stats[name] = &st
+	}
 }
 
 // checkOverdue raises the overdue alarm once per run: runtime > max(After, Ratio × average runtime).
@@ -626,8 +682,8 @@ func (l *leader) checkOverdue(f *flight, now time.Time) {
 	o := l.spec(f.exec).Overdue
 	limit := time.Duration(o.After)
 	if o.Ratio > 0 {
-		if avg, ok := l.avgRuntime[f.exec.Job]; ok {
-			limit = max(limit, time.Duration(o.Ratio*float64(avg)))
+		if st, ok := l.stats[f.exec.Job]; ok && st.AvgRuntime > 0 {
+			limit = max(limit, time.Duration(o.Ratio*float64(st.AvgRuntime)))
 		}
 	}
 	if limit <= 0 || now.Sub(f.ackedAt) <= limit {

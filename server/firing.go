@@ -95,6 +95,10 @@ func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
 		policy = job.MisfireFireOnce
 	}
 	l.metrics.misfires.WithLabelValues(policy).Add(float64(n))
+	st := l.jobStats(e.spec.Name)
+	st.Misfires += int64(n)
+	st.LastMisfireAt, st.UpdatedAt = l.now().UTC(), l.now().UTC()
+	l.statsDirty[e.spec.Name] = true
 	switch policy {
 	case job.MisfireSkip:
 		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1,

@@ -44,9 +44,12 @@ type leader struct {
 	clients       map[string]registry.Member // registered clients by id
 	usage         map[string]usage           // what each client holds (see routing.go)
 	lastFired     map[string]time.Time       // job -> latest scheduled time recorded
-	avgRuntime    map[string]time.Duration   // job -> moving average of successful runs, for overdue alarms
-	removed       map[string]time.Time       // job -> when this term removed it, so that an older snapshot does not revive it
-	declared      map[string]string          // client id -> fingerprint of the declarations last applied
+	stats         map[string]*job.Stats      // job -> what the leader learned of it (saved now and then)
+	statsDirty    map[string]bool            // jobs whose stats changed since the last save
+	lastStatsSave time.Time
+	savingStats   bool
+	removed       map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
+	declared      map[string]string    // client id -> fingerprint of the declarations last applied
 	lastReconcile time.Time
 	reconciling   bool
 }
@@ -80,6 +83,7 @@ type (
 	resultNote     struct{ result *wire.Result }
 	heartbeatNote  struct{ hb *wire.Heartbeat }
 	recordedNote   struct{ ids []string } // results a server has recorded in the store
+	statsSaved     struct{}
 	reconciledNote struct {
 		execs   []job.Execution // what the store says of the executions asked about
 		checked []string        // those asked about because of flight.check
@@ -107,6 +111,8 @@ type leaderStore interface {
 	OpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error)
 	ExecutionsByID(ctx context.Context, ids []string) ([]job.Execution, error)
 	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
+	ListStats(ctx context.Context) (map[string]job.Stats, error)
+	SaveStats(ctx context.Context, stats []job.Stats) error
 }
 
 var _ leaderStore = (*store.Store)(nil)
@@ -151,7 +157,8 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		clients:    map[string]registry.Member{},
 		usage:      map[string]usage{},
 		lastFired:  map[string]time.Time{},
-		avgRuntime: map[string]time.Duration{},
+		stats:      map[string]*job.Stats{},
+		statsDirty: map[string]bool{},
 		removed:    map[string]time.Time{},
 		declared:   map[string]string{},
 	}
@@ -236,6 +243,7 @@ func (l *leader) establish(ctx context.Context) error {
 	if err := l.loadJobs(ctx); err != nil {
 		return err
 	}
+	l.loadStats(ctx)
 	l.start = l.now()
 	// Take over before catching up: the overlap policies must see what is still open.
 	if err := l.takeOver(ctx, l.start); err != nil {
@@ -423,6 +431,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		}
 	case reconciledNote:
 		l.applyReconciled(n)
+	case statsSaved:
+		l.savingStats = false
 	case execAction:
 		n.reply <- l.act(n)
 	case inflightRequest:

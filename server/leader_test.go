@@ -27,11 +27,12 @@ type fakeStore struct {
 	execs      map[string]job.Execution
 	events     map[string]job.Event
 	lastFired  map[string]time.Time
+	stats      map[string]job.Stats
 	failInsert int // the next n inserts store the executions but report an error (a lost answer)
 }
 
 func newFakeStore(specs ...job.Spec) *fakeStore {
-	fs := &fakeStore{jobs: map[string]job.Spec{}, execs: map[string]job.Execution{}, events: map[string]job.Event{}, lastFired: map[string]time.Time{}}
+	fs := &fakeStore{jobs: map[string]job.Spec{}, execs: map[string]job.Execution{}, events: map[string]job.Event{}, lastFired: map[string]time.Time{}, stats: map[string]job.Stats{}}
 	for _, s := range specs {
 		fs.jobs[s.Name] = s
 	}
@@ -109,6 +110,23 @@ func (f *fakeStore) InsertExecutions(_ context.Context, execs []job.Execution) (
 		return nil, errors.New("connection reset")
 	}
 	return dups, nil
+}
+func (f *fakeStore) ListStats(context.Context) (map[string]job.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]job.Stats{}
+	for k, v := range f.stats {
+		out[k] = v
+	}
+	return out, nil
+}
+func (f *fakeStore) SaveStats(_ context.Context, stats []job.Stats) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, st := range stats {
+		f.stats[st.Job] = st
+	}
+	return nil
 }
 func (f *fakeStore) folded() []job.Execution {
 	var evs []job.Event

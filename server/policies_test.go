@@ -593,3 +593,32 @@ func TestStopEndsAWaitingExecutionAtOnceAndARunningOneOnItsClient(t *testing.T) 
 		t.Fatalf("stop of an unknown execution: %v", err)
 	}
 }
+
+func TestJobStatsOutliveTheTerm(t *testing.T) {
+	s := spec("slow", "0 * * * * ?", func(s *job.Spec) { s.Overdue = job.Overdue{Ratio: 2} })
+	s.ActiveSince = t0.Add(-time.Hour)
+	fs := newFakeStore(s)
+	fs.lastFired["slow"] = t0.Add(-10 * time.Minute)
+	h := newHarness(t, fs, "a")
+	h.establish() // 11:51-11:59 are past the 15s threshold: 9 misfires, one catch-up run
+	d := h.lastTo("a")
+	h.ack("a", d)
+	h.l.onResult(&wire.Result{Header: wire.Header{From: "a"}, ExecID: d.ExecID, Job: d.Job, Attempt: 1, Run: 1,
+		Result: job.Result{Status: job.StateSucceeded, Duration: job.Duration(10 * time.Second)}, FinishedAt: h.now})
+	h.advance(statsSaveEvery)
+	h.advance(time.Millisecond) // let the save's note in
+	for h.l.savingStats {
+		h.l.handle(context.Background(), <-h.l.notes)
+	}
+	st, ok := fs.stats["slow"]
+	if !ok || time.Duration(st.AvgRuntime) != 10*time.Second || st.Misfires != 9 {
+		t.Fatalf("saved stats %+v, want a 10s average and 9 misfires", st)
+	}
+	// The next term alarms on the saved average: a run past 2 × 10s is overdue.
+	h2 := newHarness(t, fs, "a")
+	h2.now = h.now
+	h2.establish()
+	if got := h2.l.stats["slow"]; got == nil || time.Duration(got.AvgRuntime) != 10*time.Second {
+		t.Fatalf("next term's stats %+v, want the saved 10s average", got)
+	}
+}

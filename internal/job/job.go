@@ -37,6 +37,8 @@ type Spec struct {
 	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
 	// ActiveSince is when the job was created or last resumed: no firing before it is ever caught up.
 	ActiveSince time.Time `json:"active_since" bson:"active_since"`
+	// Stats is shown by the API and never stored with the definition (see Stats).
+	Stats *Stats `json:"stats,omitempty" bson:"-"`
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

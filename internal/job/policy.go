@@ -227,3 +227,13 @@ func HashClient(key string, candidates []string) string {
 	}
 	return best
 }
+
+// Stats are what the leader learns about a job as it runs it: the moving average of its successful runs
+// (for overdue alarms) and its misfires. Only the leader writes them; they survive leader changes.
+type Stats struct {
+	Job           string    `json:"-" bson:"_id"`
+	AvgRuntime    Duration  `json:"avg_runtime,omitempty" bson:"avg_runtime,omitempty"`
+	Misfires      int64     `json:"misfires,omitempty" bson:"misfires,omitempty"` // fire times handed to the misfire policy
+	LastMisfireAt time.Time `json:"last_misfire_at,omitzero" bson:"last_misfire_at,omitempty"`
+	UpdatedAt     time.Time `json:"updated_at,omitzero" bson:"updated_at"`
+}

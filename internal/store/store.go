@@ -30,6 +30,7 @@ const (
 	collJobs       = "jobs"
 	collExecutions = "executions"
 	collEvents     = "execution_events"
+	collJobStats   = "job_stats"
 )
 
 // Store is Clover's state in one MongoDB database. It is safe for concurrent use.
@@ -40,6 +41,7 @@ type Store struct {
 	jobs    *mongo.Collection
 	execs   *mongo.Collection
 	events  *mongo.Collection
+	stats   *mongo.Collection
 }
 
 // Option changes a Store opened by Open.
@@ -64,6 +66,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		jobs:    db.Collection(collJobs),
 		execs:   db.Collection(collExecutions),
 		events:  db.Collection(collEvents),
+		stats:   db.Collection(collJobStats),
 	}
 	for _, o := range opts {
 		o(s)
