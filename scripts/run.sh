@@ -87,6 +87,8 @@ $("$clover" cluster status | sed 's/^/  /')
                  bin/clover job list
                  bin/clover exec list --limit 10
                  bin/clover job trigger go-hello
+                 bin/clover exec live          (what the leader tracks now: waiting, running, retrying...)
+                 bin/clover job next nightly-etl -n 5
   REST API:      curl $CLOVER_API/api/v1/cluster   (second server: http://127.0.0.1:$api2)
   Metrics:       curl $CLOVER_API/metrics
   Failover:      kill the leader named above and run 'bin/clover cluster status --api http://127.0.0.1:$api2'
