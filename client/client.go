@@ -157,8 +157,8 @@ func (m byRun[T]) len() int {
 	return n
 }
 
-// confirm handles a receipt naming id. A receipt names execution ids, not runs, so it cannot say which
-// run's report a server recorded. It clears every report of id whose run is at most the newest run of id
+// confirm handles a receipt naming id without its run (from a server that does not send runs), so it
+// cannot say which run's report a server recorded. It clears every report of id whose run is at most the newest run of id
 // with a report already sent (a report never sent cannot have been recorded):
 //   - clearing an older run is safe: a run n+1 exists only because the leader learned how run n ended, and
 //     the leader keeps a reported result until it is recorded (it records it itself after a minute);
@@ -392,11 +392,19 @@ func (c *Client) receive(frame []byte, peer string) {
 		c.onStop(x)
 	case *wire.Receipt:
 		c.mu.Lock()
-		for _, id := range x.ExecIDs {
-			confirm(c.pending, id)
+		for i, id := range x.ExecIDs {
+			if i < len(x.ExecRuns) {
+				c.pending.del(id, runOf(x.ExecRuns[i]))
+			} else {
+				confirm(c.pending, id)
+			}
 		}
-		for _, id := range x.Acked {
-			confirm(c.acks, id)
+		for i, id := range x.Acked {
+			if i < len(x.AckedRuns) {
+				c.acks.del(id, runOf(x.AckedRuns[i]))
+			} else {
+				confirm(c.acks, id)
+			}
 		}
 		c.mu.Unlock()
 	default:
@@ -703,11 +711,17 @@ func (c *Client) heartbeatLoop(ctx context.Context) {
 // is produced) to the leader if it is known and registered, else to any server (which passes it on).
 func (c *Client) heartbeat() {
 	c.mu.Lock()
-	running := slices.Sorted(maps.Keys(c.active))
+	var running []string
+	var runs []int
+	for _, id := range slices.Sorted(maps.Keys(c.active)) {
+		for _, run := range slices.Sorted(maps.Keys(c.active[id])) {
+			running, runs = append(running, id), append(runs, run)
+		}
+	}
 	c.mu.Unlock()
 	frame, err := wire.Encode(&wire.Heartbeat{
 		Header:  wire.Header{From: c.cfg.ID, Epoch: c.maxEpoch.Load(), SentAt: c.now()},
-		Running: running, Capacity: c.cfg.Capacity,
+		Running: running, Runs: runs, Capacity: c.cfg.Capacity,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode heartbeat", "err", err)
@@ -774,7 +788,7 @@ func (c *Client) localLoop(ctx context.Context, spec job.Spec) {
 // follows as for any run. A firing while the job's previous run is still under way is skipped.
 func (c *Client) fireLocal(spec job.Spec, at time.Time) {
 	now := c.now()
-	id := job.ExecutionID(spec.Name, at)
+	id := job.LocalExecutionID(spec.Name, at, c.cfg.ID)
 	d := &wire.Dispatch{
 		Header: wire.Header{From: c.cfg.ID, SentAt: now},
 		ExecID: id, Job: spec.Name, Handler: spec.Handler, Params: maps.Clone(spec.Params), Timeout: spec.Timeout,
@@ -807,7 +821,8 @@ func (c *Client) fireLocal(spec job.Spec, at time.Time) {
 
 	exec := &job.Execution{
 		ID: id, Job: spec.Name, ScheduledAt: at, FiredAt: now, Trigger: job.TriggerLocal, Epoch: 0, Server: "",
-		Handler: spec.Handler, Params: d.Params, Timeout: spec.Timeout, MaxRuns: 1, Rerunnable: spec.Rerunnable,
+		// Never rerunnable: a local run belongs to the client that fired it, no other client runs it.
+		Handler: spec.Handler, Params: d.Params, Timeout: spec.Timeout, MaxRuns: 1,
 		Width: spec.Routing.Width,
 	}
 	frame, err := wire.Encode(&wire.Ack{

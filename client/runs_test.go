@@ -330,8 +330,8 @@ func TestLocalJobFiresByItself(t *testing.T) {
 	if !ack.Accepted || ack.Attempt != 1 || ack.Run != 1 || ack.Epoch != 0 || ack.Job != "tick" {
 		t.Fatalf("ack = %+v, want accepted attempt 1 run 1 epoch 0 of tick", ack)
 	}
-	if e.ID != job.ExecutionID("tick", e.ScheduledAt) || e.Trigger != job.TriggerLocal || e.MaxRuns != 1 ||
-		e.Server != "" || e.Epoch != 0 || e.Handler != "quick" || !e.Rerunnable || e.ScheduledAt.Nanosecond() != 0 ||
+	if e.ID != job.LocalExecutionID("tick", e.ScheduledAt, "c1") || e.Trigger != job.TriggerLocal || e.MaxRuns != 1 ||
+		e.Server != "" || e.Epoch != 0 || e.Handler != "quick" || e.Rerunnable || e.ScheduledAt.Nanosecond() != 0 ||
 		e.FiredAt.Before(e.ScheduledAt) {
 		t.Fatalf("local execution = %+v", e)
 	}

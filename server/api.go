@@ -281,7 +281,7 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now().UTC()
 	spec.Source, spec.Version = "api", cur.Version+1
-	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = cur.CreatedAt, now, cur.ActiveSince
+	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince, spec.PausedAt = cur.CreatedAt, now, cur.ActiveSince, cur.PausedAt
 	// Pausing is done by pause and resume only, so that a PUT that leaves the field out does not resume.
 	spec.Paused = cur.Paused
 	if spec.Schedule != cur.Schedule || spec.TimeZone != cur.TimeZone {
@@ -322,6 +322,9 @@ func (s *Server) pauseJob(pause bool) http.HandlerFunc {
 		// ActiveSince stays: the fire times missed while paused go to the job's misfire policy on resume
 		// (fire-once runs one catch-up, skip records them skipped).
 		next.Paused, next.Version, next.UpdatedAt = pause, cur.Version+1, now
+		if pause {
+			next.PausedAt = now
+		}
 		if err := s.store.ReplaceJob(r.Context(), next, cur.Version); err != nil {
 			writeError(w, storeStatus(err), err)
 			return

@@ -91,7 +91,7 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 		if spec.Schedule != cur.Schedule || spec.TimeZone != cur.TimeZone {
 			spec.ActiveSince = now // the new schedule owes nothing from before it existed
 		}
-		spec.Paused = cur.Paused
+		spec.Paused, spec.PausedAt = cur.Paused, cur.PausedAt
 		if err := l.store.ReplaceJob(sctx, spec, cur.Version); err != nil {
 			return err
 		}
@@ -111,7 +111,15 @@ func fingerprint(s job.Spec) string {
 		Params                      map[string]string
 		Timeout                     job.Duration
 		Contacts                    []string
-	}{s.Schedule, s.TimeZone, s.Handler, s.Params, s.Timeout, s.Contacts})
+		Mode                        job.Mode
+		Misfire                     job.Misfire
+		Overlap                     string
+		Routing                     job.Routing
+		Retry                       job.Retry
+		Overdue                     job.Overdue
+		Rerunnable                  bool
+	}{s.Schedule, s.TimeZone, s.Handler, s.Params, s.Timeout, s.Contacts,
+		s.Mode, s.Misfire, s.Overlap, s.Routing, s.Retry, s.Overdue, s.Rerunnable})
 	return fingerprintBytes(b)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -56,8 +57,13 @@ type flight struct {
 	leaseUntil time.Time // a running execution not listed in a heartbeat by then is lost
 	orphaned   bool      // its client vanished mid-run and the job is not rerunnable: waits for a decision
 	stopping   string    // why a stop was asked; "" if none
+	stopFinal  bool      // the stop ends the execution (an operator's, a replace); a timeout's may be retried
 	stopSentAt time.Time
-	overdue    bool // the overdue alarm was raised for this run
+	verify     bool      // inherited retry: before the next run starts, the store must say none started
+	exclude    string    // a client this execution must not go to again (an operator reran it elsewhere)
+	sentInc    time.Time // the incarnation (registration time) of the client it was sent to
+	departed   string    // the client it was sent to went away unanswered; the store check decides
+	overdue    bool      // the overdue alarm was raised for this run
 }
 
 // resultGrace is how long the leader waits for a reported result to be recorded before it records it.
@@ -112,14 +118,14 @@ func (l *leader) spec(e job.Execution) job.Spec {
 // dispatch sends f, as a new attempt, to a client chosen by its job's routing. It returns false when no
 // client took it; the execution then waits and is tried again on every tick.
 func (l *leader) dispatch(f *flight, now time.Time) bool {
-	if f.check || f.queued || f.orphaned || now.Before(f.heldUntil) || !l.confirmed() {
+	if f.check || f.queued || f.orphaned || f.stopping != "" || now.Before(f.heldUntil) || !l.confirmed() {
 		return false
 	}
 	now = l.now() // the caller's now may predate a slow store write: measure and set deadlines from the send
 	spec := l.spec(f.exec)
 	cands := slices.DeleteFunc(l.eligible(f.exec, spec), func(id string) bool {
 		at, ok := f.refused[id]
-		return ok && now.Sub(at) < refuseBackoff
+		return id == f.exclude || ok && now.Sub(at) < refuseBackoff
 	})
 	order := l.route(f.exec, spec, cands)
 	if len(order) == 0 {
@@ -146,7 +152,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 	if err != nil {
 		// Only an oversized frame (huge params) gets here; it can never be sent, so end it as failed.
 		l.logger.Error("cannot encode dispatch", "execution", f.exec.ID, "err", err)
-		l.finishLocally(f, job.StateFailed, "dispatch could not be encoded: "+err.Error(), "")
+		l.finishLocally(f, job.StateFailed, "dispatch could not be encoded: "+err.Error(), "", true)
 		return false
 	}
 	for _, c := range order {
@@ -161,6 +167,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		}
 		l.metrics.dispatches.Inc()
 		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
+		f.sentInc = l.incarnation(c)
 		f.resend = l.cfg.AckTimeout
 		l.occupy(c, f.exec.Width)
 		return true
@@ -231,17 +238,29 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			}
 		case f.acked:
 			l.checkRunning(f, now, lostAfter)
+		case f.stopping != "":
+			// Stopped after it was sent, before any ack: it is not sent again; once its client can no
+			// longer start it, it never ran.
+			switch {
+			case now.After(f.acceptBy.Add(l.cfg.AckTimeout)):
+				l.finishLocally(f, job.StateFailed, "stopped before it ran: "+f.stopping, "", true)
+			case now.Sub(f.stopSentAt) >= l.cfg.AckTimeout && l.live[f.client]:
+				l.sendStop(f, now)
+			}
 		case f.check:
 			waiting++
 		case f.client == "":
 			if !l.dispatch(f, now) {
 				waiting++
 			}
-		case !l.live[f.client]:
+		case !l.live[f.client] || l.incarnation(f.client) != f.sentInc:
+			// The client left, or restarted without memory of what it was sent.
 			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
-				// It can no longer start it; whether it ran it, the store tells.
+				// It can no longer start it. Whether it did before it went, the store tells if its ack
+				// was recorded; if not, nobody can tell (see applyReconciled).
 				l.release(f.client, f.exec.Width)
-				f.client, f.check = "", true
+				f.departed, f.check = f.client, true
+				f.client = ""
 				waiting++
 			}
 		case now.Sub(f.sentAt) >= f.resend:
@@ -295,10 +314,10 @@ func (l *leader) checkRunning(f *flight, now time.Time, lostAfter time.Duration)
 			l.metrics.timeouts.Inc()
 			reason := fmt.Sprintf("timed out: no result from client %s %s after the %s timeout", f.client, over.Round(time.Second), t)
 			// The client may be hung with the run still going: retry only a job that may run twice.
-			l.finishLocally(f, job.StateFailed, reason, "")
+			l.finishLocally(f, job.StateFailed, reason, "", f.stopFinal || !l.rerunnable(f))
 			return
 		case over > l.cfg.TimeoutGrace && f.stopping == "":
-			l.stop(f, fmt.Sprintf("timed out after %s", t))
+			l.stop(f, fmt.Sprintf("timed out after %s", t), false)
 		}
 	}
 	l.checkOverdue(f, now)
@@ -314,9 +333,9 @@ func (l *leader) lose(f *flight, reason string) {
 	}
 	switch {
 	case f.stopping != "":
-		l.finishLocally(f, job.StateFailed, "stopped ("+f.stopping+"); then "+reason, "")
+		l.finishLocally(f, job.StateFailed, "stopped ("+f.stopping+"); then "+reason, "", f.stopFinal || !l.rerunnable(f))
 		return
-	case f.exec.Rerunnable || l.spec(f.exec).Rerunnable:
+	case l.rerunnable(f):
 		l.persist(ev)
 		l.logger.Warn("running execution lost; running it again elsewhere (the job is rerunnable)", "execution", f.exec.ID, "reason", reason)
 		l.release(f.client, f.exec.Width)
@@ -324,19 +343,35 @@ func (l *leader) lose(f *flight, reason string) {
 		// Make sure the last dispatch can no longer be started by anyone before the next.
 		f.heldUntil = f.acceptBy.Add(l.cfg.AckTimeout)
 	default:
-		ev.Kind, ev.ID = job.EventOrphaned, job.EventID(f.exec.ID, job.EventOrphaned, f.attempt)
-		l.persist(ev)
-		l.logger.Error("execution orphaned: its client vanished mid-run and the job is not rerunnable; "+
-			"it waits for the client to come back, or for `clover exec rerun` or `clover exec done`",
-			"execution", f.exec.ID, "client", f.client, "reason", reason)
 		l.release(f.client, f.exec.Width)
-		f.orphaned = true
-		l.metrics.orphaned.Inc()
+		l.orphan(f, reason)
 	}
+}
+
+// orphan marks f orphaned: it may be running on a client that vanished, and its job must not run twice.
+func (l *leader) orphan(f *flight, reason string) {
+	now := l.now()
+	l.persist(job.Event{
+		ID: job.SeqEventID(f.exec.ID, job.EventOrphaned, f.attempt, now), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventOrphaned,
+		Attempt: f.attempt, Run: f.run, Client: f.client, At: now.UTC(), Note: reason,
+	})
+	l.logger.Error("execution orphaned: its client vanished and the job is not rerunnable; "+
+		"it waits for the client to come back, or for `clover exec rerun` or `clover exec done`",
+		"execution", f.exec.ID, "client", f.client, "reason", reason)
+	f.orphaned = true
+	l.metrics.orphaned.Inc()
 }
 
 // startRetry dispatches the next run of an execution whose run failed.
 func (l *leader) startRetry(f *flight, now time.Time) {
+	switch {
+	case f.check:
+		return // the store is being read
+	case f.verify:
+		// An earlier term may have started this run already: ask the store before starting it.
+		f.verify, f.check = false, true
+		return
+	}
 	f.retryAt = time.Time{}
 	f.run++
 	f.acked, f.client, f.check, f.overdue, f.stopping, f.refused = false, "", false, false, "", nil
@@ -346,16 +381,27 @@ func (l *leader) startRetry(f *flight, now time.Time) {
 }
 
 // firstInQueue reports whether no execution of f's job fired before it is still open.
+// The shards of one firing are one entry in the queue.
 func (l *leader) firstInQueue(f *flight) bool {
-	for id, o := range l.openByJob[f.exec.Job] {
-		if id == f.exec.ID || !o.active() {
+	mine := firingID(f.exec)
+	for _, o := range l.openByJob[f.exec.Job] {
+		theirs := firingID(o.exec)
+		if theirs == mine || !o.active() {
 			continue
 		}
-		if o.exec.FiredAt.Before(f.exec.FiredAt) || (o.exec.FiredAt.Equal(f.exec.FiredAt) && id < f.exec.ID) {
+		if o.exec.FiredAt.Before(f.exec.FiredAt) || (o.exec.FiredAt.Equal(f.exec.FiredAt) && theirs < mine) {
 			return false
 		}
 	}
 	return true
+}
+
+// firingID is the id of the firing an execution belongs to: its own, or its shards' common prefix.
+func firingID(e job.Execution) string {
+	if e.Shard == nil {
+		return e.ID
+	}
+	return strings.TrimSuffix(e.ID, fmt.Sprintf("~%d", e.Shard.Index))
 }
 
 // drainNotes applies the notes waiting now, without waiting for more.
@@ -430,24 +476,38 @@ func (l *leader) applyReconciled(n reconciledNote) {
 				f.run, f.acked, f.client, f.check = e.Run-1, false, "", false
 				f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
 			}
-		case e.State == job.StateRunning && !f.acked && !f.orphaned:
-			// A recorded ack the loop never heard of.
+		case e.State == job.StateRunning && !f.orphaned && (!f.acked || e.Run > f.run):
+			// A recorded ack the loop never heard of (perhaps of a run an earlier term started).
 			f.acked, f.ackedAt, f.client, f.lostAt, f.run = true, now, e.Client, time.Time{}, max(e.Run, f.run)
-			f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+			f.leaseUntil, f.retryAt, f.verify, f.heldUntil = now.Add(l.cfg.LeaseTimeout), time.Time{}, false, time.Time{}
 		}
 	}
 	for _, id := range n.checked {
-		if f, ok := l.flights[id]; ok {
-			f.check = false
+		f, ok := l.flights[id]
+		if !ok {
+			continue
 		}
+		f.check = false
+		if f.departed != "" && !f.acked && !f.orphaned && !l.rerunnable(f) {
+			// Sent to a client that went away without a word: it may have started the run and died before
+			// its ack was recorded. A job that must not run twice is not sent again blindly.
+			f.client = f.departed
+			l.orphan(f, "sent to client "+f.departed+", which went away without answering: it may have started it")
+		}
+		f.departed = ""
 	}
 }
 
-// finishLocally records the end of the current run of an execution that no client will report, and
-// applies the retry policy: a retry follows if runs are left and the job may run twice (the leader cannot
-// know that the run it gives up is not still going somewhere). note says who decided, if not the leader.
-func (l *leader) finishLocally(f *flight, status job.State, reason, note string) {
-	final := status != job.StateFailed || note != "" || !(f.exec.Rerunnable || l.spec(f.exec).Rerunnable)
+// rerunnable reports whether f's job may run twice.
+func (l *leader) rerunnable(f *flight) bool {
+	return f.exec.Rerunnable || l.spec(f.exec).Rerunnable
+}
+
+// finishLocally records the end of the current run of an execution that no client will report. Unless
+// final, the retry policy applies (callers pass final when the run may still be going somewhere and the
+// job may not run twice, or when someone ended the execution). note says who decided, if not the leader.
+func (l *leader) finishLocally(f *flight, status job.State, reason, note string, final bool) {
+	final = final || status != job.StateFailed
 	run := max(f.run, 1)
 	ev := job.Event{
 		ID: job.EventID(f.exec.ID, job.EventFinished, run), ExecID: f.exec.ID, Job: f.exec.Job,
@@ -477,6 +537,11 @@ func (l *leader) onAck(a *wire.Ack) {
 	if !ok || max(a.Run, 1) < f.run {
 		return
 	}
+	if run := max(a.Run, 1); a.Accepted && run > f.run {
+		// A later run than the loop knows of runs there (an earlier term started a retry): adopt it.
+		l.adoptRun(f, run, a.From)
+		return
+	}
 	if a.Accepted {
 		// Whatever attempt it answers, the execution runs there.
 		if !f.acked {
@@ -488,6 +553,10 @@ func (l *leader) onAck(a *wire.Ack) {
 	}
 	if f.acked || a.Attempt != f.attempt || a.From != f.client {
 		return // a stale refusal
+	}
+	if f.stopping != "" {
+		l.finishLocally(f, job.StateFailed, "stopped before it ran: "+f.stopping, "", true)
+		return
 	}
 	if a.Code == wire.RefuseLate {
 		f.check = true // it may have run it before; the store tells
@@ -517,83 +586,141 @@ func (l *leader) onResult(r *wire.Result) {
 	if f.acked && r.Result.Status == job.StateSucceeded {
 		l.observeRuntime(f.exec.Job, time.Duration(r.Result.Duration))
 	}
-	if r.Result.Status == job.StateFailed && !r.Result.Final && f.stopping == "" && f.run < f.exec.RunLimit() {
+	if r.Result.Status == job.StateFailed && !r.Result.Final && !f.stopFinal && f.run < f.exec.RunLimit() {
 		f.retryAt = now.Add(l.retryDelay(f.exec.Job, f.run+1))
 	}
 }
 
-// recorded notes that a server recorded the result of execution id. A result the loop never heard of
-// may be a failed run due for a retry: the store tells.
-func (l *leader) recorded(id string) {
+// recorded notes that a server recorded the result of run of execution id (run 0: unknown, the run under
+// way). A result the loop never heard of may be a failed run due for a retry: the store tells.
+func (l *leader) recorded(id string, run int) {
 	f, ok := l.flights[id]
 	if !ok {
 		return
 	}
+	if run == 0 {
+		run = f.run
+		if f.result != nil {
+			run = max(f.result.Run, 1)
+		}
+	}
 	switch {
-	case f.result != nil:
+	case f.result != nil && max(f.result.Run, 1) == run:
 		f.result = nil
 		if f.retryAt.IsZero() {
 			l.forget(id)
 		}
-	case f.exec.RunLimit() > 1:
+	case run < f.run || f.result != nil:
+		// An earlier run's: nothing left to do for it.
+	case f.exec.RunLimit() > 1 && !f.stopFinal:
 		f.check = true
 	default:
 		l.forget(id)
 	}
 }
 
+// adoptRun makes f follow run, which runs on client though the loop did not start it.
+func (l *leader) adoptRun(f *flight, run int, client string) {
+	if f.result != nil {
+		// The earlier run's result waits to be recorded; record it now rather than lose it.
+		l.recordResultEvent(f.result)
+		f.result = nil
+	}
+	now := l.now()
+	f.run, f.client, f.acked, f.ackedAt, f.lostAt = run, client, true, now, time.Time{}
+	f.retryAt, f.verify, f.check, f.heldUntil, f.overdue = time.Time{}, false, false, time.Time{}, false
+	f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+	l.logger.Info("adopted a run an earlier term started", "execution", f.exec.ID, "run", run, "client", client)
+}
+
 // recordResult records a result no server reported recorded (their write failed, or the news was lost):
 // the event's id makes it a no-op if it was recorded after all.
 func (l *leader) recordResult(f *flight) {
 	r := f.result
+	l.recordResultEvent(r)
+	l.recorded(f.exec.ID, max(r.Run, 1))
+}
+
+func (l *leader) recordResultEvent(r *wire.Result) {
 	res := r.Result
 	run := max(r.Run, 1)
 	l.persist(job.Event{
 		ID: job.EventID(r.ExecID, job.EventFinished, run), ExecID: r.ExecID, Job: r.Job, Kind: job.EventFinished,
 		Attempt: r.Attempt, Run: run, Client: r.From, At: r.FinishedAt.UTC(), Result: &res,
 	})
-	l.recorded(f.exec.ID)
 }
 
 // onHeartbeat renews the leases of the runs a client lists. A run listed by the client it was sent to is
-// running there even if its ack has not arrived; an orphaned run listed by its client is running again.
+// running there even if its ack has not arrived; an orphaned run listed by its client is running again; a
+// run an earlier term sent there (the flight waits for a client, or for a retry) is adopted.
 func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 	now := l.now()
-	for _, id := range h.Running {
+	for i, id := range h.Running {
+		run := h.RunOf(i)
 		f, ok := l.flights[id]
-		if !ok || f.client != h.From {
+		if !ok || f.result != nil {
 			continue
 		}
-		f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
 		switch {
-		case f.orphaned:
-			f.orphaned, f.acked, f.ackedAt = false, true, now
-			l.metrics.orphaned.Dec()
-			l.persist(job.Event{
-				ID: job.EventID(id, job.EventResumed, f.attempt), ExecID: id, Job: f.exec.Job, Kind: job.EventResumed,
-				Attempt: f.attempt, Run: f.run, Client: h.From, At: now.UTC(), Note: "its client lists it as running",
-			})
-			l.logger.Info("orphaned execution is running again on its client", "execution", id, "client", h.From)
-		case !f.acked && f.result == nil:
-			f.acked, f.ackedAt = true, now
+		case f.client == h.From && run == f.run:
+			f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+			switch {
+			case f.orphaned:
+				f.orphaned, f.acked, f.ackedAt = false, true, now
+				l.metrics.orphaned.Dec()
+				l.persist(job.Event{
+					ID: job.SeqEventID(id, job.EventResumed, f.attempt, now), ExecID: id, Job: f.exec.Job, Kind: job.EventResumed,
+					Attempt: f.attempt, Run: f.run, Client: h.From, At: now.UTC(), Note: "its client lists it as running",
+				})
+				l.logger.Info("orphaned execution is running again on its client", "execution", id, "client", h.From)
+			case !f.acked:
+				f.acked, f.ackedAt = true, now
+			}
+		case f.client == "" && !f.acked && !f.orphaned && f.stopping == "" &&
+			((f.retryAt.IsZero() && run == f.run) || (!f.retryAt.IsZero() && run == f.run+1)):
+			l.adoptRun(f, run, h.From)
 		}
 	}
 }
 
 // stop asks for f's run to end. A run on a client is stopped there (the client kills it and reports it
-// failed); an execution that is not running ends at once.
-func (l *leader) stop(f *flight, reason string) {
+// failed); an execution that is not running ends at once, and a retry that is due never starts. final
+// says the execution ends with it (an operator's stop, a replace); a timeout's stop leaves the retry
+// policy to apply.
+func (l *leader) stop(f *flight, reason string, final bool) {
 	l.metrics.stops.Inc()
-	if f.client != "" && (f.acked || f.sentOnce) && f.result == nil && !f.orphaned && f.retryAt.IsZero() {
+	switch {
+	case f.orphaned:
+		// Its client may still run it: tell it to stop too.
 		f.stopping = reason
 		l.sendStop(f, l.now())
-		return
+		l.finishLocally(f, job.StateFailed, "stopped while orphaned: "+reason, "stop", true)
+	case !f.retryAt.IsZero():
+		// The last run has ended; the retry never starts.
+		next := f.run + 1
+		l.persist(job.Event{
+			ID: job.EventID(f.exec.ID, job.EventFinished, next), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventFinished,
+			Attempt: f.attempt, Run: next, At: l.now().UTC(), Note: "stop",
+			Result: &job.Result{Status: job.StateFailed, ExitCode: -1, Error: "stopped before its retry: " + reason, Final: true},
+		})
+		f.retryAt, f.run = time.Time{}, next
+		if f.result == nil {
+			l.forget(f.exec.ID)
+		}
+	case f.result != nil:
+		// It has ended already.
+	case f.client != "" && (f.acked || f.sentOnce):
+		f.stopping, f.stopFinal = reason, final
+		if final {
+			l.persist(job.Event{
+				ID: job.EventID(f.exec.ID, job.EventStopping, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventStopping,
+				Attempt: f.attempt, Run: f.run, Client: f.client, At: l.now().UTC(), Note: reason,
+			})
+		}
+		l.sendStop(f, l.now())
+	default:
+		l.finishLocally(f, job.StateFailed, "stopped before it ran: "+reason, "stop", true)
 	}
-	if f.result != nil {
-		return // it has ended already
-	}
-	f.retryAt = time.Time{}
-	l.finishLocally(f, job.StateFailed, "stopped: "+reason, "stopped before it ran")
 }
 
 func (l *leader) sendStop(f *flight, now time.Time) {

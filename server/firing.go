@@ -147,12 +147,16 @@ func (l *leader) catchUp(ctx context.Context, now time.Time) error {
 	return l.fire(ctx, firings, now)
 }
 
-// owedSince is the instant after which a job owes firings: its last recorded firing, or when it became
-// active.
+// owedSince is the instant after which a job owes firings: its last recorded firing, or, if none is
+// known (older than open_lookback), when it was last paused or became active.
 func (l *leader) owedSince(spec job.Spec) time.Time {
 	from := spec.ActiveSince.Add(-time.Nanosecond)
-	if lf, ok := l.lastFired[spec.Name]; ok && lf.After(from) {
-		from = lf
+	if lf, ok := l.lastFired[spec.Name]; ok {
+		if lf.After(from) {
+			from = lf
+		}
+	} else if spec.PausedAt.After(from) {
+		from = spec.PausedAt
 	}
 	return from
 }
@@ -185,12 +189,20 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 	case job.StateRunning:
 		f.acked, f.ackedAt, f.client, f.leaseUntil = true, now, e.Client, now.Add(l.cfg.LeaseTimeout)
 	case job.StateRetrying:
+		// An earlier term may have dispatched the retry already: wait until such a dispatch is past its
+		// accept-by, then ask the store (verify) before starting the run.
 		f.run = max(e.Run-1, 1)
 		f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
+		if held := now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout); f.retryAt.Before(held) {
+			f.retryAt = held
+		}
+		f.verify = true
 	case job.StateOrphaned:
 		f.orphaned, f.client = true, e.Client
 	default:
 		f.heldUntil = now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout)
+		// A firing queued behind another stays queued under the new leader.
+		f.queued = l.spec(e).Overlap == job.OverlapQueue
 	}
 	l.track(f)
 }
@@ -245,7 +257,8 @@ func (l *leader) newExecutions(fr firing) []job.Execution {
 // the flights to stop once the new one is recorded). Firings earlier in the same batch count as open.
 func (l *leader) plan(firings []firing) (out []planned, stops map[string]string) {
 	slices.SortStableFunc(firings, func(a, b firing) int { return a.at.Compare(b.at) })
-	batchOpen := map[string][]int{} // job -> indexes in out of executions planned to run
+	batchOpen := map[string][]int{}  // job -> indexes in out of executions planned to run
+	batchFirings := map[string]int{} // job -> firings planned to run
 	for _, fr := range firings {
 		execs := l.newExecutions(fr)
 		skip, queue := fr.skip, false
@@ -254,7 +267,7 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 			switch fr.spec.Overlap {
 			case job.OverlapAllow:
 			case job.OverlapQueue:
-				if l.openCount(name)+len(batchOpen[name]) >= maxQueued {
+				if l.openFirings(name)+batchFirings[name] >= maxQueued {
 					skip = fmt.Sprintf("overlap: %d executions already open or queued (queue)", maxQueued)
 				} else {
 					queue = true
@@ -273,10 +286,13 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 				for _, i := range batchOpen[name] {
 					out[i].skip = "overlap: " + reason
 				}
-				batchOpen[name] = nil
+				batchOpen[name], batchFirings[name] = nil, 0
 			default:
 				skip = "overlap: an earlier execution is still open (forbid)"
 			}
+		}
+		if skip == "" {
+			batchFirings[name]++
 		}
 		for _, e := range execs {
 			if skip == "" {
@@ -297,6 +313,17 @@ func (l *leader) openCount(jobName string) int {
 		}
 	}
 	return n
+}
+
+// openFirings is how many firings of the job are open (the shards of one firing count once).
+func (l *leader) openFirings(jobName string) int {
+	seen := map[string]bool{}
+	for _, f := range l.openByJob[jobName] {
+		if f.active() {
+			seen[firingID(f.exec)] = true
+		}
+	}
+	return len(seen)
 }
 
 // active reports whether f is open for the overlap policies: not ended, or ended with a retry to come. A
@@ -335,7 +362,7 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 	}
 	for id, reason := range stops {
 		if f, ok := l.flights[id]; ok {
-			l.stop(f, reason)
+			l.stop(f, reason, true)
 		}
 	}
 	return nil
@@ -360,11 +387,13 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 	l.metrics.duplicateFires.Add(float64(len(dups)))
 	fresh := make(map[string]bool, len(plan))
 	var unexplained []string
+	planOf := map[string]planned{}
 	for _, p := range plan {
 		e := p.exec
 		if dup[e.ID] {
 			if _, tracked := l.flights[e.ID]; !tracked {
 				unexplained = append(unexplained, e.ID)
+				planOf[e.ID] = p
 			}
 			continue
 		}
@@ -383,7 +412,7 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			l.dispatch(f, now)
 		}
 	}
-	l.adopt(ctx, unexplained, now)
+	l.adopt(ctx, unexplained, planOf, now)
 	return fresh, nil
 }
 
@@ -408,8 +437,9 @@ func skipLabel(reason string) string {
 }
 
 // adopt tracks unfinished executions behind firings that were found already recorded: this term's own
-// (an insert reported failed that had landed) are dispatched now; an earlier term's are inherited.
-func (l *leader) adopt(ctx context.Context, ids []string, now time.Time) {
+// (an insert reported failed that had landed) get what was planned for them (plans: dispatched, queued or
+// recorded skipped); an earlier term's are inherited.
+func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]planned, now time.Time) {
 	if len(ids) == 0 {
 		return
 	}
@@ -427,9 +457,16 @@ func (l *leader) adopt(ctx context.Context, ids []string, now time.Time) {
 		switch {
 		case e.State.Terminal():
 		case e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0:
-			f := &flight{exec: e, run: 1}
+			p, ok := plans[e.ID]
+			if ok && p.skip != "" {
+				l.recordSkip(e, p.skip)
+				continue
+			}
+			f := &flight{exec: e, run: 1, queued: ok && p.queued}
 			l.track(f)
-			l.dispatch(f, now)
+			if !f.queued {
+				l.dispatch(f, now)
+			}
 		default:
 			l.inherit(e, now)
 		}
@@ -503,14 +540,18 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 	}
 	if _, err := l.record(ctx, plan, now); err != nil {
 		// The insert may have landed even so: adopt it if it did, so it is not left stranded.
-		l.adopt(ctx, []string{plan[0].exec.ID}, now)
+		planOf := map[string]planned{}
+		for _, p := range plan {
+			planOf[p.exec.ID] = p
+		}
+		l.adopt(ctx, []string{plan[0].exec.ID}, planOf, now)
 		if _, ok := l.flights[plan[0].exec.ID]; !ok {
 			return "", fmt.Errorf("record manual execution: %w", err)
 		}
 	}
 	for fid, reason := range stops {
 		if f, ok := l.flights[fid]; ok {
-			l.stop(f, reason)
+			l.stop(f, reason, true)
 		}
 	}
 	return id, nil

@@ -95,7 +95,7 @@ func (in *intake) receive(frame []byte, peer string) {
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.
 		if lead := in.s.lead.Load(); lead != nil && len(x.ExecIDs) > 0 {
-			lead.notify(recordedNote{ids: x.ExecIDs})
+			lead.notify(recordedNote{ids: x.ExecIDs, runs: x.ExecRuns})
 		}
 		return
 	default:
@@ -269,23 +269,24 @@ func (in *intake) failed(batch []inbound, msg string, n int, err error) {
 // tellRecorded tells the leader which results are now recorded, so that it forgets them.
 func (in *intake) tellRecorded(batch []inbound, now time.Time) {
 	var ids []string
+	var runs []int
 	for _, m := range batch {
 		if r, ok := m.msg.(*wire.Result); ok {
-			ids = append(ids, r.ExecID)
+			ids, runs = append(ids, r.ExecID), append(runs, max(r.Run, 1))
 		}
 	}
 	if len(ids) == 0 {
 		return
 	}
 	if lead := in.s.lead.Load(); lead != nil {
-		lead.notify(recordedNote{ids: ids})
+		lead.notify(recordedNote{ids: ids, runs: runs})
 		return
 	}
 	info, _, ok := in.s.leaderInfo()
 	if !ok || info.ID == in.s.cfg.ID {
 		return // the next leader reads what is recorded from the store
 	}
-	if frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: now}, ExecIDs: ids}); err == nil {
+	if frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: now}, ExecIDs: ids, ExecRuns: runs}); err == nil {
 		_ = in.s.outbox.Send(info.ID, frame)
 	}
 }
@@ -319,9 +320,9 @@ func receiptFor(server string, now time.Time, m wire.Message) *wire.Receipt {
 func addToReceipt(r *wire.Receipt, m wire.Message) {
 	switch x := m.(type) {
 	case *wire.Ack:
-		r.Acked = append(r.Acked, x.ExecID)
+		r.Acked, r.AckedRuns = append(r.Acked, x.ExecID), append(r.AckedRuns, max(x.Run, 1))
 	case *wire.Result:
-		r.ExecIDs = append(r.ExecIDs, x.ExecID)
+		r.ExecIDs, r.ExecRuns = append(r.ExecIDs, x.ExecID), append(r.ExecRuns, max(x.Run, 1))
 	}
 }
 

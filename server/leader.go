@@ -79,10 +79,13 @@ type (
 		id  string
 		err error
 	}
-	ackNote        struct{ ack *wire.Ack }
-	resultNote     struct{ result *wire.Result }
-	heartbeatNote  struct{ hb *wire.Heartbeat }
-	recordedNote   struct{ ids []string } // results a server has recorded in the store
+	ackNote       struct{ ack *wire.Ack }
+	resultNote    struct{ result *wire.Result }
+	heartbeatNote struct{ hb *wire.Heartbeat }
+	recordedNote  struct { // results a server has recorded in the store
+		ids  []string
+		runs []int // the run of each id; empty from an older server (then: the run under way)
+	}
 	statsSaved     struct{}
 	reconciledNote struct {
 		execs   []job.Execution // what the store says of the executions asked about
@@ -426,8 +429,12 @@ func (l *leader) handle(ctx context.Context, n any) error {
 	case heartbeatNote:
 		l.onHeartbeat(n.hb)
 	case recordedNote:
-		for _, id := range n.ids {
-			l.recorded(id)
+		for i, id := range n.ids {
+			run := 0
+			if i < len(n.runs) {
+				run = n.runs[i]
+			}
+			l.recorded(id, run)
 		}
 	case reconciledNote:
 		l.applyReconciled(n)

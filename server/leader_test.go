@@ -414,7 +414,9 @@ func TestARefusalMovesTheExecutionWithANewAttempt(t *testing.T) {
 }
 
 func TestADepartedClientsExecutionMovesOnlyAfterAcceptBy(t *testing.T) {
-	h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a", "b")
+	s := shellJob("once", "@at 2026-03-01T12:00:01Z", t0)
+	s.Rerunnable = true
+	h := newHarness(t, newFakeStore(s), "a", "b")
 	h.establish()
 	h.advance(time.Second)
 	gone := h.sent[0].peer
@@ -432,6 +434,43 @@ func TestADepartedClientsExecutionMovesOnlyAfterAcceptBy(t *testing.T) {
 	h.advance(250 * time.Millisecond)
 	if len(h.sent) != 2 || h.sent[1].peer == gone || h.sent[1].d.Attempt != 2 {
 		t.Fatalf("sends %+v, want attempt 2 to the remaining client", h.sent)
+	}
+}
+
+// A job that must not run twice is not sent elsewhere when the client it was sent to goes away without a
+// word (it may have started it and died before its ack was recorded): it is orphaned. So is it when the
+// client comes back under the same id, without memory of what it was sent.
+func TestAnUnansweredDispatchToAVanishedClientIsOrphaned(t *testing.T) {
+	for name, vanish := range map[string]func(h *harness, gone string){
+		"the client left": func(h *harness, gone string) {
+			h.clients = slices.DeleteFunc(h.clients, func(m registry.Member) bool { return m.ID == gone })
+			h.down[gone] = true
+		},
+		"the client restarted": func(h *harness, gone string) {
+			for i := range h.clients {
+				if h.clients[i].ID == gone {
+					h.clients[i].StartedAt = h.now
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, newFakeStore(shellJob("once", "@at 2026-03-01T12:00:01Z", t0)), "a", "b")
+			h.establish()
+			h.advance(time.Second)
+			gone := h.sent[0].peer
+			vanish(h, gone)
+			h.l.rebuildEligibility()
+			for range 12 {
+				h.advance(time.Second)
+			}
+			if n := len(firstAttemptsAll(h.sent)); n != 1 {
+				t.Fatalf("dispatched %d attempts, want only the first", n)
+			}
+			if got := h.state(h.sent[0].d.ExecID); got != job.StateOrphaned {
+				t.Fatalf("state %s, want orphaned", got)
+			}
+		})
 	}
 }
 

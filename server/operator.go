@@ -58,7 +58,7 @@ func (l *leader) act(a execAction) error {
 	}
 	switch a.action {
 	case "stop":
-		l.stop(f, "by "+note)
+		l.stop(f, "by "+note, true)
 		return nil
 	case "rerun":
 		if !f.orphaned {
@@ -68,6 +68,9 @@ func (l *leader) act(a execAction) error {
 			ID: job.EventID(f.exec.ID, job.EventRerun, f.attempt), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventRerun,
 			Attempt: f.attempt, Run: f.run, Client: f.client, At: l.now().UTC(), Note: note,
 		})
+		// Not to the client that vanished with it: if it comes back it still remembers the run as
+		// accepted, and would only answer so.
+		f.exclude = f.client
 		f.orphaned, f.acked, f.client, f.overdue = false, false, "", false
 		l.metrics.orphaned.Dec()
 		l.logger.Warn("orphaned execution rerun by an operator", "execution", f.exec.ID, "note", note)
@@ -80,7 +83,7 @@ func (l *leader) act(a execAction) error {
 		if a.status != job.StateSucceeded && a.status != job.StateFailed {
 			return fmt.Errorf("status %q: want succeeded or failed", a.status)
 		}
-		l.finishLocally(f, a.status, "marked "+string(a.status)+" by "+note, note)
+		l.finishLocally(f, a.status, "marked "+string(a.status)+" by "+note, note, true)
 		return nil
 	}
 	return fmt.Errorf("unknown action %q", a.action)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func (h *harness) finish(peer string, d *wire.Dispatch, status job.State) {
 	id := job.EventID(d.ExecID, job.EventFinished, run)
 	h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Job: d.Job, Kind: job.EventFinished, Attempt: d.Attempt, Run: run, Client: peer, At: h.now, Result: &res}
 	h.store.mu.Unlock()
-	h.l.recorded(d.ExecID)
+	h.l.recorded(d.ExecID, run)
 }
 
 func (h *harness) heartbeat(peer string, ids ...string) {
@@ -491,16 +492,22 @@ func TestAnOrphanedExecutionWaitsForItsClientOrAnOperator(t *testing.T) {
 		sent   int
 	}{
 		"its client lists it again": {decide: func(h *harness, id string) error { h.heartbeat("a", id); return nil }, state: job.StateRunning, sent: 1},
-		"operator reruns it": {decide: func(h *harness, id string) error {
-			return h.l.act(execAction{id: id, action: "rerun", note: "alice"})
+		"operator reruns it elsewhere": {decide: func(h *harness, id string) error {
+			if err := h.l.act(execAction{id: id, action: "rerun", note: "alice"}); err != nil {
+				return err
+			}
+			if got := h.sent[len(h.sent)-1].peer; got != "b" {
+				return fmt.Errorf("rerun sent to %s, want b (not the client that vanished with it)", got)
+			}
+			return nil
 		}, state: job.StatePending, sent: 2},
 		"operator marks it done": {decide: func(h *harness, id string) error {
 			return h.l.act(execAction{id: id, action: "done", status: job.StateSucceeded, note: "alice: checked the ledger"})
 		}, state: job.StateSucceeded, sent: 1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			fs := newFakeStore(spec("o", "@at 2026-03-01T12:00:01Z", nil))
-			h := newHarness(t, fs, "a")
+			fs := newFakeStore(spec("o", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Routing.Strategy = job.RouteFirst }))
+			h := newHarness(t, fs, "a", "b")
 			h.establish()
 			h.advance(time.Second)
 			d := h.lastTo("a")
@@ -620,5 +627,215 @@ func TestJobStatsOutliveTheTerm(t *testing.T) {
 	h2.establish()
 	if got := h2.l.stats["slow"]; got == nil || time.Duration(got.AvgRuntime) != 10*time.Second {
 		t.Fatalf("next term's stats %+v, want the saved 10s average", got)
+	}
+}
+
+// Findings of the review of the policies, each as the scenario that broke.
+
+func TestAnInheritedRetryWaitsAndAdoptsARunAnEarlierTermStarted(t *testing.T) {
+	s := spec("r", "@at 2026-03-01T11:59:00Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)} })
+	fs := newFakeStore(s)
+	id := job.ExecutionID("r", t0.Add(-time.Minute))
+	fs.execs[id] = job.Execution{ID: id, Job: "r", ScheduledAt: t0.Add(-time.Minute), FiredAt: t0.Add(-time.Minute), Handler: "shell", MaxRuns: 2, Epoch: 6}
+	fin := job.EventID(id, job.EventFinished, 1)
+	fs.events[fin] = job.Event{ID: fin, ExecID: id, Job: "r", Kind: job.EventFinished, Attempt: 1, Run: 1, Client: "a", At: t0.Add(-2 * time.Second),
+		Result: &job.Result{Status: job.StateFailed}}
+	// The previous term dispatched run 2 to b just before it died; b's ack is not recorded.
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	if len(h.sent) != 0 {
+		t.Fatalf("an inherited retry was dispatched within the old dispatch's accept window: %+v", h.sent[0].d)
+	}
+	h.l.onHeartbeat(&wire.Heartbeat{Header: wire.Header{From: "b"}, Running: []string{id}, Runs: []int{2}})
+	for range 20 {
+		h.advance(time.Second)
+		h.heartbeat2("b", id, 2)
+	}
+	if len(h.sent) != 0 {
+		t.Fatalf("run 2 started again though b runs it: %+v", h.sent[0].d)
+	}
+	if f := h.l.flights[id]; f == nil || !f.acked || f.client != "b" || f.run != 2 {
+		t.Fatalf("flight %+v, want run 2 running on b", h.l.flights[id])
+	}
+}
+
+func (h *harness) heartbeat2(peer, id string, run int) {
+	h.l.onHeartbeat(&wire.Heartbeat{Header: wire.Header{From: peer}, Running: []string{id}, Runs: []int{run}})
+}
+
+func TestAnInheritedRetryAsksTheStoreBeforeItStarts(t *testing.T) {
+	s := spec("r", "@at 2026-03-01T11:59:00Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)} })
+	fs := newFakeStore(s)
+	id := job.ExecutionID("r", t0.Add(-time.Minute))
+	fs.execs[id] = job.Execution{ID: id, Job: "r", ScheduledAt: t0.Add(-time.Minute), FiredAt: t0.Add(-time.Minute), Handler: "shell", MaxRuns: 2, Epoch: 6}
+	fin := job.EventID(id, job.EventFinished, 1)
+	fs.events[fin] = job.Event{ID: fin, ExecID: id, Job: "r", Kind: job.EventFinished, Attempt: 1, Run: 1, Client: "a", At: t0.Add(-2 * time.Second),
+		Result: &job.Result{Status: job.StateFailed}}
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	// Run 2's ack is recorded after the takeover read it, and its note went to the dead leader.
+	ack := job.EventID(id, job.EventAcked, 2)
+	fs.events[ack] = job.Event{ID: ack, ExecID: id, Job: "r", Kind: job.EventAcked, Attempt: 2, Run: 2, Client: "b", At: t0}
+	for range 15 {
+		h.advance(time.Second)
+		h.heartbeat2("b", id, 2)
+	}
+	if len(h.sent) != 0 {
+		t.Fatalf("run 2 dispatched again though the store says b runs it: %+v", h.sent[0].d)
+	}
+}
+
+func TestStoppingAPendingRetryEndsTheExecutionForGood(t *testing.T) {
+	fs := newFakeStore(spec("r", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 2} }))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	h.finish("a", d, job.StateFailed)
+	if err := h.l.act(execAction{id: d.ExecID, action: "stop"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.state(d.ExecID); got != job.StateFailed {
+		t.Fatalf("state after stopping a pending retry = %s, want failed", got)
+	}
+	// The next leader does not run it.
+	h2 := newHarness(t, fs, "a")
+	h2.now = h.now
+	h2.establish()
+	h2.advance(time.Minute)
+	if len(h2.sent) != 0 {
+		t.Fatalf("the next leader ran a stopped execution: %+v", h2.sent[0].d)
+	}
+}
+
+func TestAStoppedRunThatFailsIsNotRetried(t *testing.T) {
+	fs := newFakeStore(spec("r", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 2}; s.Rerunnable = true }))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	if err := h.l.act(execAction{id: d.ExecID, action: "stop"}); err != nil {
+		t.Fatal(err)
+	}
+	// The handler failed on its own as the stop arrived: its result is not marked final.
+	h.finish("a", d, job.StateFailed)
+	h.advance(time.Minute)
+	if got := h.state(d.ExecID); got != job.StateFailed {
+		t.Fatalf("state = %s, want failed", got)
+	}
+	if len(h.sent) != 1 {
+		t.Fatalf("a stopped run was retried: %d dispatches", len(h.sent))
+	}
+}
+
+func TestQueuedFiringsStayQueuedUnderTheNextLeader(t *testing.T) {
+	fs := newFakeStore(spec("q", "0 * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapQueue }))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Minute)
+	first := h.sent[0]
+	h.ack(first.peer, first.d)
+	h.heartbeat(first.peer, first.d.ExecID)
+	h.advance(time.Minute)
+	h.advance(time.Minute)
+	if len(h.sent) != 1 {
+		t.Fatalf("queued firings were dispatched: %d", len(h.sent))
+	}
+	h2 := newHarness(t, fs, "a", "b")
+	h2.now = h.now
+	h2.establish()
+	for range 20 {
+		h2.heartbeat(first.peer, first.d.ExecID)
+		h2.advance(time.Second)
+	}
+	if len(h2.sent) != 0 {
+		t.Fatalf("the next leader dispatched queued firings while the first runs: %+v", h2.sent[0].d)
+	}
+}
+
+func TestAPlannedSkipSurvivesAnInsertThatFailedButLanded(t *testing.T) {
+	fs := newFakeStore(spec("f", "0 * * * * ?", nil))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Minute)
+	h.ack(h.sent[0].peer, h.sent[0].d)
+	h.heartbeat(h.sent[0].peer, h.sent[0].d.ExecID)
+	fs.failInsert = 1
+	h.advance(time.Minute) // forbid: 12:02 is planned skipped; the insert lands but reports an error
+	h.heartbeat(h.sent[0].peer, h.sent[0].d.ExecID)
+	h.advance(250 * time.Millisecond) // the retry finds it recorded
+	if len(h.sent) != 1 {
+		t.Fatalf("a firing planned skipped was dispatched: %+v", h.sent[len(h.sent)-1].d)
+	}
+	if got := h.state(job.ExecutionID("f", t0.Add(2*time.Minute))); got != job.StateSkipped {
+		t.Fatalf("state %s, want skipped", got)
+	}
+}
+
+func TestAStopBeforeTheAckIsNotUndoneByARefusal(t *testing.T) {
+	fs := newFakeStore(spec("s", "@at 2026-03-01T12:00:01Z", nil))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo(h.sent[0].peer)
+	if err := h.l.act(execAction{id: d.ExecID, action: "stop"}); err != nil {
+		t.Fatal(err)
+	}
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: h.sent[0].peer}, ExecID: d.ExecID, Job: d.Job, Attempt: 1, Run: 1, Code: wire.RefuseBusy, At: h.now})
+	for range 10 {
+		h.advance(time.Second)
+	}
+	if len(h.sent) != 1 {
+		t.Fatalf("a stopped execution was dispatched again: %d dispatches", len(h.sent))
+	}
+	if got := h.state(d.ExecID); got != job.StateFailed {
+		t.Fatalf("state %s, want failed (stopped before it ran)", got)
+	}
+}
+
+func TestAStaleHeartbeatDoesNotAckANewRun(t *testing.T) {
+	fs := newFakeStore(spec("r", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)} }))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	h.finish("a", d, job.StateFailed)
+	h.advance(time.Second)
+	d2 := h.lastTo("a")
+	if d2.Run != 2 {
+		t.Fatalf("run %d, want the retry", d2.Run)
+	}
+	h.heartbeat2("a", d.ExecID, 1) // sent while run 1 was under way
+	if f := h.l.flights[d.ExecID]; f.acked {
+		t.Fatal("a heartbeat listing run 1 acknowledged run 2")
+	}
+}
+
+func TestTheShardsOfAQueuedFiringGoOutTogether(t *testing.T) {
+	fs := newFakeStore(spec("s", "0 * * * * ?", func(s *job.Spec) {
+		s.Overlap = job.OverlapQueue
+		s.Routing = job.Routing{Strategy: job.RouteShardBroadcast, Shards: 2}
+	}))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Minute)
+	if n := len(firstAttempts(h.sent)); n != 2 {
+		t.Fatalf("%d executions dispatched, want the 2 shards", n)
+	}
+	h.advance(time.Minute) // queued behind the first firing's shards
+	if n := len(firstAttempts(h.sent)); n != 2 {
+		t.Fatalf("%d executions dispatched, want the second firing queued", n)
+	}
+	for _, s := range h.sent[:2] {
+		h.ack(s.peer, s.d)
+		h.finish(s.peer, s.d, job.StateSucceeded)
+	}
+	h.advance(250 * time.Millisecond)
+	if n := len(firstAttempts(h.sent)); n != 4 {
+		t.Fatalf("%d executions dispatched, want both shards of the queued firing released together", n)
 	}
 }

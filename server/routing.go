@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/registry"
@@ -55,6 +56,12 @@ func (l *leader) release(client string, width int) {
 	u.slots = max(u.slots-1, 0)
 	u.width = max(u.width-width, 0)
 	l.usage[client] = u
+}
+
+// incarnation tells registrations of the same client id apart: a client that restarts has forgotten
+// what it was sent.
+func (l *leader) incarnation(c string) time.Time {
+	return l.clients[c].StartedAt
 }
 
 // hasRoom reports whether client c can take one more execution of width w.

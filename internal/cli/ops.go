@@ -450,7 +450,8 @@ func specFromFlags(cmd *cobra.Command, args []string, base job.Spec) (job.Spec, 
 		return spec, err
 	}
 	// Bookkeeping fields are the server's; sending them back would only cause conflicts.
-	spec.Source, spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = "", time.Time{}, time.Time{}, time.Time{}
+	spec.Source, spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince, spec.PausedAt = "", time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	spec.Stats = nil
 	return spec, nil
 }
 

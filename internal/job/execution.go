@@ -75,6 +75,12 @@ func ExecutionID(jobName string, scheduled time.Time) string {
 	return jobName + "@" + scheduled.UTC().Format(time.RFC3339Nano)
 }
 
+// LocalExecutionID is the key of the firing at scheduled of a local job by client: each client that
+// declares a local job fires its own, and none is ever the same execution as a leader's firing.
+func LocalExecutionID(jobName string, scheduled time.Time, client string) string {
+	return ExecutionID(jobName, scheduled) + "@" + client
+}
+
 // ShardExecutionID is the key of shard index of the firing keyed fireID.
 func ShardExecutionID(fireID string, index int) string {
 	return fmt.Sprintf("%s~%d", fireID, index)
@@ -156,9 +162,16 @@ func EventID(execID string, kind EventKind, n int) string {
 	return fmt.Sprintf("%s/%s/%d", execID, kind, n)
 }
 
-// kindOrder orders the events of one attempt by cause and effect.
+// kindOrder orders the events of one attempt by cause and effect: the ack first, the end last, and the
+// leader's decisions in between in the order it took them.
 var kindOrder = map[EventKind]int{
-	EventAcked: 0, EventStopping: 1, EventOverdue: 1, EventLost: 2, EventOrphaned: 2, EventResumed: 3, EventRerun: 3, EventFinished: 4,
+	EventAcked: 0, EventStopping: 1, EventOverdue: 1, EventLost: 1, EventOrphaned: 1, EventResumed: 1, EventRerun: 1, EventFinished: 2,
+}
+
+// SeqEventID is the key of an event of kind that may happen more than once in an attempt (orphaned and
+// resumed again): at, the leader's clock, tells them apart and orders them.
+func SeqEventID(execID string, kind EventKind, attempt int, at time.Time) string {
+	return fmt.Sprintf("%s/%s/%d/%d", execID, kind, attempt, at.UnixNano())
 }
 
 // Fold applies events (in any order) to e and sets its derived state.
@@ -178,10 +191,17 @@ func (e *Execution) Fold(events []Event) {
 		if c := cmp.Compare(a.Attempt, b.Attempt); c != 0 {
 			return c
 		}
-		return cmp.Compare(kindOrder[a.Kind], kindOrder[b.Kind])
+		if c := cmp.Compare(kindOrder[a.Kind], kindOrder[b.Kind]); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(max(a.Run, 1), max(b.Run, 1)); c != 0 {
+			return c
+		}
+		return a.At.Compare(b.At)
 	})
 	e.State, e.Run, e.Runs, e.Overdue = StatePending, 1, nil, false
 	ended := map[int]bool{}
+	stopped := map[int]bool{} // runs someone asked to stop: their failure is final
 	var lost *Event // a lost event with a result: the run fails unless it is reported after all
 	for _, ev := range mine {
 		run := max(ev.Run, 1)
@@ -218,6 +238,8 @@ func (e *Execution) Fold(events []Event) {
 			if e.State == StateOrphaned {
 				e.State = StatePending
 			}
+		case EventStopping:
+			stopped[run] = true
 		case EventOverdue:
 			if e.State == StateRunning {
 				e.Overdue = true
@@ -237,8 +259,8 @@ func (e *Execution) Fold(events []Event) {
 			switch {
 			case run < e.Run:
 				// A late report of an earlier run: a later one is already under way.
-			case r.Status != StateFailed || r.Final || run >= e.RunLimit():
-				e.State = r.Status
+			case r.Status != StateFailed || r.Final || stopped[run] || run >= e.RunLimit():
+				e.State, e.Run = r.Status, run
 			default:
 				e.State, e.Run = StateRetrying, run+1
 			}

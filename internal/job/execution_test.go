@@ -106,6 +106,22 @@ func TestFoldFollowsRunsAndDecisions(t *testing.T) {
 	}
 }
 
+func TestAStoppedRetryEndsTheExecutionInAnyOrder(t *testing.T) {
+	id := "j@x"
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	failed := Event{ID: EventID(id, EventFinished, 1), ExecID: id, Kind: EventFinished, Attempt: 1, Run: 1, At: at,
+		Result: &Result{Status: StateFailed}}
+	stopped := Event{ID: EventID(id, EventFinished, 2), ExecID: id, Kind: EventFinished, Attempt: 1, Run: 2, At: at,
+		Result: &Result{Status: StateFailed, Final: true, Error: "stopped before its retry"}}
+	for _, evs := range [][]Event{{failed, stopped}, {stopped, failed}} {
+		e := Execution{ID: id, MaxRuns: 3}
+		e.Fold(evs)
+		if e.State != StateFailed || e.Run != 2 {
+			t.Fatalf("state %s run %d, want failed run 2", e.State, e.Run)
+		}
+	}
+}
+
 func TestAFinalFailureIsNotRetried(t *testing.T) {
 	id := "j@x"
 	e := Execution{ID: id, MaxRuns: 3}

@@ -35,8 +35,12 @@ type Spec struct {
 	Version   int64     `json:"version" bson:"version"`
 	CreatedAt time.Time `json:"created_at" bson:"created_at"`
 	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
-	// ActiveSince is when the job was created or last resumed: no firing before it is ever caught up.
+	// ActiveSince is when the job was created or its schedule last changed: no firing before it is ever
+	// caught up.
 	ActiveSince time.Time `json:"active_since" bson:"active_since"`
+	// PausedAt is when the job was last paused: on resume, the times missed since then go to the misfire
+	// policy.
+	PausedAt time.Time `json:"paused_at,omitzero" bson:"paused_at,omitempty"`
 	// Stats is shown by the API and never stored with the definition (see Stats).
 	Stats *Stats `json:"stats,omitempty" bson:"-"`
 }

@@ -147,8 +147,8 @@ func (s *Spec) validatePolicies() error {
 	default:
 		return fmt.Errorf("job %s: misfire.policy %q: want %s, %s or %s", s.Name, s.Misfire.Policy, MisfireFireOnce, MisfireSkip, MisfireFireAll)
 	}
-	if s.Misfire.Limit < 0 {
-		return fmt.Errorf("job %s: misfire.limit %d is negative", s.Name, s.Misfire.Limit)
+	if s.Misfire.Limit < 0 || s.Misfire.Limit > MaxFireAll {
+		return fmt.Errorf("job %s: misfire.limit %d: want 0-%d", s.Name, s.Misfire.Limit, MaxFireAll)
 	}
 	switch s.Overlap {
 	case "", OverlapForbid, OverlapAllow, OverlapReplace, OverlapQueue:
@@ -209,6 +209,7 @@ func (s *Spec) validatePolicies() error {
 const (
 	MaxShards  = 1000
 	MaxRetries = 100
+	MaxFireAll = 1000
 )
 
 // HashClient picks, by rendezvous hashing, the client for key among candidates: the same key goes to the

@@ -223,6 +223,10 @@ type Receipt struct {
 	Header
 	ExecIDs []string `json:"exec_ids"`
 	Acked   []string `json:"acked,omitempty"`
+	// ExecRuns and AckedRuns, when set, give the run of each id in ExecIDs and Acked (same length), so that
+	// a late receipt of one run does not confirm another's report.
+	ExecRuns  []int `json:"exec_runs,omitempty"`
+	AckedRuns []int `json:"acked_runs,omitempty"`
 }
 
 // Heartbeat tells the leader (through any server) that a client is alive and which executions it runs:
@@ -230,7 +234,16 @@ type Receipt struct {
 type Heartbeat struct {
 	Header
 	Running  []string `json:"running,omitempty"` // ids of the executions running now
+	Runs     []int    `json:"runs,omitempty"`    // when set, the run of each of Running (same length)
 	Capacity int      `json:"capacity"`          // executions it runs at once at most
+}
+
+// RunOf returns the run of Running[i]: Runs[i] when given, else 1.
+func (h *Heartbeat) RunOf(i int) int {
+	if i < len(h.Runs) {
+		return max(h.Runs[i], 1)
+	}
+	return 1
 }
 
 // Stop asks a client to stop a run: it kills the run (a shell job's whole process group) and reports it
@@ -394,12 +407,21 @@ func normalize(m Message) {
 		if len(m.Running) == 0 {
 			m.Running = nil
 		}
+		if len(m.Runs) == 0 {
+			m.Runs = nil
+		}
 	case *Receipt:
 		if len(m.ExecIDs) == 0 {
 			m.ExecIDs = nil
 		}
 		if len(m.Acked) == 0 {
 			m.Acked = nil
+		}
+		if len(m.ExecRuns) == 0 {
+			m.ExecRuns = nil
+		}
+		if len(m.AckedRuns) == 0 {
+			m.AckedRuns = nil
 		}
 	}
 }
@@ -477,6 +499,12 @@ func validate(m Message) string {
 				return fmt.Sprintf("acked[%d] is empty", i)
 			}
 		}
+		if len(m.ExecRuns) != 0 && len(m.ExecRuns) != len(m.ExecIDs) {
+			return fmt.Sprintf("exec_runs has %d runs for %d exec_ids", len(m.ExecRuns), len(m.ExecIDs))
+		}
+		if len(m.AckedRuns) != 0 && len(m.AckedRuns) != len(m.Acked) {
+			return fmt.Sprintf("acked_runs has %d runs for %d acked", len(m.AckedRuns), len(m.Acked))
+		}
 	case *Heartbeat:
 		if m.Capacity < 0 {
 			return fmt.Sprintf("capacity %d is negative", m.Capacity)
@@ -485,6 +513,9 @@ func validate(m Message) string {
 			if id == "" {
 				return fmt.Sprintf("running[%d] is empty", i)
 			}
+		}
+		if len(m.Runs) != 0 && len(m.Runs) != len(m.Running) {
+			return fmt.Sprintf("runs has %d runs for %d running", len(m.Runs), len(m.Running))
 		}
 	case *Stop:
 		if m.ExecID == "" {

@@ -34,8 +34,8 @@ var (
 		Result:    job.Result{Status: job.StateFailed, ExitCode: 2, Duration: job.Duration(59 * time.Second), Output: "pg_dump: error", Error: "exit status 2"},
 		StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(time.Minute),
 	}
-	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}, Acked: []string{"c@3"}}
-	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: []string{"j@1", "j@2"}, Capacity: 8}
+	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}, Acked: []string{"c@3"}, ExecRuns: []int{1, 2}, AckedRuns: []int{1}}
+	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: []string{"j@1", "j@2"}, Runs: []int{1, 3}, Capacity: 8}
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -94,7 +94,7 @@ func TestFrameLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"from":"client-a","sent_at":"2026-03-08T07:00:00Z","running":["j@1","j@2"],"capacity":8}`
+	const want = `{"from":"client-a","sent_at":"2026-03-08T07:00:00Z","running":["j@1","j@2"],"runs":[1,3],"capacity":8}`
 	if string(payload) != want {
 		t.Errorf("payload\n got %s\nwant %s", payload, want)
 	}
@@ -167,6 +167,8 @@ func TestDecodeErrors(t *testing.T) {
 		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids or acked is required"},
 		"receipt with an empty id":    {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a",""]}`), err: ErrPayload, msg: "wire: receipt: exec_ids[1] is empty"},
 		"heartbeat negative capacity": {frame: frameOf(1, KindHeartbeat, `{"from":"c","capacity":-1}`), err: ErrPayload, msg: "wire: heartbeat: capacity -1 is negative"},
+		"heartbeat runs mismatch":     {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":["a","b"],"runs":[1]}`), err: ErrPayload, msg: "wire: heartbeat: runs has 1 runs for 2 running"},
+		"receipt runs mismatch":       {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a"],"exec_runs":[1,2]}`), err: ErrPayload, msg: "wire: receipt: exec_runs has 2 runs for 1 exec_ids"},
 		"heartbeat empty running id":  {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":["a",""]}`), err: ErrPayload, msg: "wire: heartbeat: running[1] is empty"},
 		"stop without exec_id":        {frame: frameOf(1, KindStop, `{"from":"s"}`), err: ErrPayload, msg: "wire: stop: exec_id is required"},
 		"dispatch shard out of range": {frame: frameOf(1, KindDispatch, `{"from":"s","exec_id":"e","job":"j","handler":"h","accept_by":"2026-01-01T00:00:00Z","shard":{"index":3,"total":3}}`), err: ErrPayload, msg: "wire: dispatch: shard 3 of 3 is out of range"},
