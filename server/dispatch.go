@@ -166,6 +166,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 			l.metrics.redispatches.Inc()
 		}
 		l.metrics.dispatches.Inc()
+		l.logger.Debug("dispatched", "execution", f.exec.ID, "client", c, "attempt", attempt, "run", max(f.run, 1), "accept_by", acceptBy)
 		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
 		f.sentInc = l.incarnation(c)
 		f.resend = l.cfg.AckTimeout
@@ -258,6 +259,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
 				// It can no longer start it. Whether it did before it went, the store tells if its ack
 				// was recorded; if not, nobody can tell (see applyReconciled).
+				l.logger.Debug("the client of an unanswered dispatch went away; checking the store", "execution", f.exec.ID, "client", f.client)
 				l.release(f.client, f.exec.Width)
 				f.departed, f.check = f.client, true
 				f.client = ""
@@ -488,6 +490,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 			continue
 		}
 		f.check = false
+		l.logger.Debug("store check done", "execution", id, "acked", f.acked, "departed", f.departed)
 		if f.departed != "" && !f.acked && !f.orphaned && !l.rerunnable(f) {
 			// Sent to a client that went away without a word: it may have started the run and died before
 			// its ack was recorded. A job that must not run twice is not sent again blindly.

@@ -202,7 +202,7 @@ func (e *Execution) Fold(events []Event) {
 	e.State, e.Run, e.Runs, e.Overdue = StatePending, 1, nil, false
 	ended := map[int]bool{}
 	stopped := map[int]bool{} // runs someone asked to stop: their failure is final
-	var lost *Event // a lost event with a result: the run fails unless it is reported after all
+	var lost *Event           // a lost event with a result: the run fails unless it is reported after all
 	for _, ev := range mine {
 		run := max(ev.Run, 1)
 		if e.State.Terminal() && ev.Kind != EventFinished {
@@ -229,6 +229,9 @@ func (e *Execution) Fold(events []Event) {
 		case EventOrphaned:
 			if run == e.Run && !ended[run] {
 				e.Attempt, e.State = max(e.Attempt, ev.Attempt), StateOrphaned
+				if ev.Client != "" {
+					e.Client = ev.Client // the client to go and ask what happened
+				}
 			}
 		case EventResumed:
 			if e.State == StateOrphaned {
