@@ -52,18 +52,19 @@ type flight struct {
 	result   *wire.Result
 	resultAt time.Time
 
-	queued     bool      // overlap queue: waits for the job's earlier executions to end
-	retryAt    time.Time // a run failed: the next run is due then
-	leaseUntil time.Time // a running execution not listed in a heartbeat by then is lost
-	orphaned   bool      // its client vanished mid-run and the job is not rerunnable: waits for a decision
-	stopping   string    // why a stop was asked; "" if none
-	stopFinal  bool      // the stop ends the execution (an operator's, a replace); a timeout's may be retried
-	stopSentAt time.Time
-	verify     bool      // inherited retry: before the next run starts, the store must say none started
-	exclude    string    // a client this execution must not go to again (an operator reran it elsewhere)
-	sentInc    time.Time // the incarnation (registration time) of the client it was sent to
-	departed   string    // the client it was sent to went away unanswered; the store check decides
-	overdue    bool      // the overdue alarm was raised for this run
+	queued      bool      // overlap queue: waits for the job's earlier executions to end
+	retryAt     time.Time // a run failed: the next run is due then
+	leaseUntil  time.Time // a running execution not listed in a heartbeat by then is lost
+	orphaned    bool      // its client vanished mid-run and the job is not rerunnable: waits for a decision
+	stopping    string    // why a stop was asked; "" if none
+	stopFinal   bool      // the stop ends the execution (an operator's, a replace); a timeout's may be retried
+	stopSentAt  time.Time
+	verify      bool      // inherited retry: before the next run starts, the store must say none started
+	exclude     string    // a client this execution must not go to again (an operator reran it elsewhere)
+	sentInc     time.Time // the incarnation (registration time) of the client it was sent to
+	departed    string    // the client it was sent to went away unanswered; the store check decides
+	lossChecked bool      // its run looks lost, and the store was asked whether it ended
+	overdue     bool      // the overdue alarm was raised for this run
 }
 
 // resultGrace is how long the leader waits for a reported result to be recorded before it records it.
@@ -119,6 +120,12 @@ func (l *leader) spec(e job.Execution) job.Spec {
 // client took it; the execution then waits and is tried again on every tick.
 func (l *leader) dispatch(f *flight, now time.Time) bool {
 	if f.check || f.queued || f.orphaned || f.stopping != "" || now.Before(f.heldUntil) || !l.confirmed() {
+		return false
+	}
+	if f.verify {
+		// Inherited: an earlier term may have sent it and its client may have run it meanwhile, with the
+		// news lost; the store tells before anyone else gets it.
+		f.verify, f.check = false, true
 		return false
 	}
 	now = l.now() // the caller's now may predate a slow store write: measure and set deadlines from the send
@@ -298,13 +305,14 @@ func (l *leader) checkRunning(f *flight, now time.Time, lostAfter time.Duration)
 		if f.lostAt.IsZero() {
 			f.lostAt = now
 		} else if now.Sub(f.lostAt) > lostAfter {
-			l.lose(f, "client "+f.client+" left the cluster while running it")
+			l.loseChecked(f, "client "+f.client+" left the cluster while running it")
 		}
 		return
 	case !f.leaseUntil.IsZero() && now.After(f.leaseUntil):
-		l.lose(f, fmt.Sprintf("client %s did not renew the run's lease for %s", f.client, l.cfg.LeaseTimeout))
+		l.loseChecked(f, fmt.Sprintf("client %s did not renew the run's lease for %s", f.client, l.cfg.LeaseTimeout))
 		return
 	}
+	f.lossChecked = false
 	f.lostAt = time.Time{}
 	if f.stopping != "" && now.Sub(f.stopSentAt) >= l.cfg.AckTimeout {
 		l.sendStop(f, now)
@@ -323,6 +331,18 @@ func (l *leader) checkRunning(f *flight, now time.Time, lostAfter time.Duration)
 		}
 	}
 	l.checkOverdue(f, now)
+}
+
+// loseChecked loses f once the store has been asked whether its run ended: the result may be recorded
+// with the news of it lost, and a run that ended must not be rerun or orphaned.
+func (l *leader) loseChecked(f *flight, reason string) {
+	if !f.lossChecked {
+		f.lossChecked, f.check = true, true
+		return
+	}
+	if !f.check {
+		l.lose(f, reason)
+	}
 }
 
 // lose handles a running execution whose client is gone or whose lease lapsed: a rerunnable job runs
@@ -481,6 +501,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		case e.State == job.StateRunning && !f.orphaned && (!f.acked || e.Run > f.run):
 			// A recorded ack the loop never heard of (perhaps of a run an earlier term started).
 			f.acked, f.ackedAt, f.client, f.lostAt, f.run = true, now, e.Client, time.Time{}, max(e.Run, f.run)
+			f.attempt = max(f.attempt, e.Attempt)
 			f.leaseUntil, f.retryAt, f.verify, f.heldUntil = now.Add(l.cfg.LeaseTimeout), time.Time{}, false, time.Time{}
 		}
 	}
@@ -547,6 +568,7 @@ func (l *leader) onAck(a *wire.Ack) {
 	}
 	if a.Accepted {
 		// Whatever attempt it answers, the execution runs there.
+		f.attempt = max(f.attempt, a.Attempt)
 		if !f.acked {
 			f.acked, f.ackedAt = true, l.now()
 			f.leaseUntil = f.ackedAt.Add(l.cfg.LeaseTimeout)
@@ -666,7 +688,7 @@ func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 		}
 		switch {
 		case f.client == h.From && run == f.run:
-			f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+			f.leaseUntil, f.lossChecked = now.Add(l.cfg.LeaseTimeout), false
 			switch {
 			case f.orphaned:
 				f.orphaned, f.acked, f.ackedAt = false, true, now

@@ -200,7 +200,7 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 	case job.StateOrphaned:
 		f.orphaned, f.client = true, e.Client
 	default:
-		f.heldUntil = now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout)
+		f.heldUntil, f.verify = now.Add(l.cfg.AcceptWindow+l.cfg.AckTimeout), true
 		// A firing queued behind another stays queued under the new leader.
 		f.queued = l.spec(e).Overlap == job.OverlapQueue
 	}

@@ -542,7 +542,8 @@ func TestARunningExecutionOfAClientThatLeftIsOrphaned(t *testing.T) {
 			t.Fatalf("marked lost after %s, before %s", elapsed, lostAfter)
 		}
 	}
-	h.advance(500 * time.Millisecond)
+	h.advance(250 * time.Millisecond) // the store is asked whether the run ended
+	h.advance(250 * time.Millisecond)
 	if len(h.events) != 1 || h.events[0].Kind != job.EventOrphaned {
 		t.Fatalf("events %+v, want one orphaned event", h.events)
 	}

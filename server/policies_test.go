@@ -839,3 +839,27 @@ func TestTheShardsOfAQueuedFiringGoOutTogether(t *testing.T) {
 		t.Fatalf("%d executions dispatched, want both shards of the queued firing released together", n)
 	}
 }
+
+func TestALapsedLeaseOfARunThatEndedUnheardDoesNotRerunIt(t *testing.T) {
+	fs := newFakeStore(spec("r", "@at 2026-03-01T12:00:01Z", func(s *job.Spec) { s.Rerunnable = true }))
+	h := newHarness(t, fs, "a", "b")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo(h.sent[0].peer)
+	h.ack(h.sent[0].peer, d)
+	// The run ends and a server records it, but the news never reaches the leader.
+	fin := job.EventID(d.ExecID, job.EventFinished, 1)
+	fs.mu.Lock()
+	fs.events[fin] = job.Event{ID: fin, ExecID: d.ExecID, Job: d.Job, Kind: job.EventFinished, Attempt: 1, Run: 1, Client: h.sent[0].peer, At: h.now,
+		Result: &job.Result{Status: job.StateSucceeded}}
+	fs.mu.Unlock()
+	for range 2 * h.l.cfg.LeaseTimeout / time.Second {
+		h.advance(time.Second)
+	}
+	if n := len(firstAttemptsAll(h.sent)); n != 1 {
+		t.Fatalf("a run that ended was dispatched again: %d attempts", n)
+	}
+	if _, ok := h.l.flights[d.ExecID]; ok {
+		t.Fatal("an ended execution is still tracked")
+	}
+}
