@@ -632,7 +632,9 @@ func TestJobStatsOutliveTheTerm(t *testing.T) {
 
 // Findings of the review of the policies, each as the scenario that broke.
 
-func TestAnInheritedRetryWaitsAndAdoptsARunAnEarlierTermStarted(t *testing.T) {
+// failedFirstRunOfAnEarlierTerm is a store in which an earlier term's execution failed its first run and
+// has one retry left.
+func failedFirstRunOfAnEarlierTerm() (*fakeStore, string) {
 	s := spec("r", "@at 2026-03-01T11:59:00Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)} })
 	fs := newFakeStore(s)
 	id := job.ExecutionID("r", t0.Add(-time.Minute))
@@ -640,6 +642,11 @@ func TestAnInheritedRetryWaitsAndAdoptsARunAnEarlierTermStarted(t *testing.T) {
 	fin := job.EventID(id, job.EventFinished, 1)
 	fs.events[fin] = job.Event{ID: fin, ExecID: id, Job: "r", Kind: job.EventFinished, Attempt: 1, Run: 1, Client: "a", At: t0.Add(-2 * time.Second),
 		Result: &job.Result{Status: job.StateFailed}}
+	return fs, id
+}
+
+func TestAnInheritedRetryWaitsAndAdoptsARunAnEarlierTermStarted(t *testing.T) {
+	fs, id := failedFirstRunOfAnEarlierTerm()
 	// The previous term dispatched run 2 to b just before it died; b's ack is not recorded.
 	h := newHarness(t, fs, "a", "b")
 	h.establish()
@@ -665,13 +672,7 @@ func (h *harness) heartbeat2(peer, id string, run int) {
 }
 
 func TestAnInheritedRetryAsksTheStoreBeforeItStarts(t *testing.T) {
-	s := spec("r", "@at 2026-03-01T11:59:00Z", func(s *job.Spec) { s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)} })
-	fs := newFakeStore(s)
-	id := job.ExecutionID("r", t0.Add(-time.Minute))
-	fs.execs[id] = job.Execution{ID: id, Job: "r", ScheduledAt: t0.Add(-time.Minute), FiredAt: t0.Add(-time.Minute), Handler: "shell", MaxRuns: 2, Epoch: 6}
-	fin := job.EventID(id, job.EventFinished, 1)
-	fs.events[fin] = job.Event{ID: fin, ExecID: id, Job: "r", Kind: job.EventFinished, Attempt: 1, Run: 1, Client: "a", At: t0.Add(-2 * time.Second),
-		Result: &job.Result{Status: job.StateFailed}}
+	fs, id := failedFirstRunOfAnEarlierTerm()
 	h := newHarness(t, fs, "a", "b")
 	h.establish()
 	// Run 2's ack is recorded after the takeover read it, and its note went to the dead leader.
