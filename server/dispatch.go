@@ -64,6 +64,7 @@ type flight struct {
 	sentInc     time.Time // the incarnation (registration time) of the client it was sent to
 	departed    string    // the client it was sent to went away unanswered; the store check decides
 	lossChecked bool      // its run looks lost, and the store was asked whether it ended
+	listedAt    time.Time // when a heartbeat of its client last listed it
 	overdue     bool      // the overdue alarm was raised for this run
 }
 
@@ -688,7 +689,7 @@ func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 		}
 		switch {
 		case f.client == h.From && run == f.run:
-			f.leaseUntil, f.lossChecked = now.Add(l.cfg.LeaseTimeout), false
+			f.leaseUntil, f.lossChecked, f.listedAt = now.Add(l.cfg.LeaseTimeout), false, now
 			switch {
 			case f.orphaned:
 				f.orphaned, f.acked, f.ackedAt = false, true, now

@@ -233,12 +233,13 @@ func TestRoutingHonoursLabelsPinsAndCapacity(t *testing.T) {
 			want: []string{"lin2", "win1", "lin2"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			fs := newFakeStore(spec("r", "0 * * * * ?", func(s *job.Spec) { s.Routing = tc.routing; s.Overlap = job.OverlapAllow }))
+			fs := newFakeStore(spec("r", "* * * * * ?", func(s *job.Spec) { s.Routing = tc.routing; s.Overlap = job.OverlapAllow }))
 			h := newHarness(t, fs)
 			h.clients = members
 			h.establish()
 			for range tc.fires {
-				h.advance(time.Minute)
+				h.advance(time.Second)
+				h.runEverything()
 			}
 			peers := firstAttempts(h.sent)
 			if !slices.Equal(peers, tc.want) {
@@ -257,6 +258,25 @@ func TestRoutingHonoursLabelsPinsAndCapacity(t *testing.T) {
 	}
 }
 
+// runEverything makes the clients accept every execution sent to them and list what they run in a
+// heartbeat, as live clients do.
+func (h *harness) runEverything() {
+	for _, s := range h.sent {
+		if f := h.l.flights[s.d.ExecID]; f != nil && !f.acked && f.client == s.peer && f.attempt == s.d.Attempt {
+			h.ack(s.peer, s.d)
+		}
+	}
+	byClient := map[string][]string{}
+	for id, f := range h.l.flights {
+		if f.acked && f.result == nil {
+			byClient[f.client] = append(byClient[f.client], id)
+		}
+	}
+	for c, ids := range byClient {
+		h.heartbeat(c, ids...)
+	}
+}
+
 // firstAttempts lists the peer of each execution's first dispatch, in order.
 func firstAttempts(all []sent) []string {
 	seen := map[string]bool{}
@@ -271,16 +291,20 @@ func firstAttempts(all []sent) []string {
 }
 
 func TestAWaitingExecutionGoesOutWhenRoomFrees(t *testing.T) {
-	fs := newFakeStore(spec("w", "0 * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
+	fs := newFakeStore(spec("w", "* * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapAllow; s.Schedule = "@at 2026-03-01T12:00:01Z" }))
+	fs.jobs["w2"] = spec("w2", "@at 2026-03-01T12:00:02Z", func(s *job.Spec) { s.Overlap = job.OverlapAllow })
 	h := newHarness(t, fs)
 	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}, Capacity: 1}}
 	h.establish()
-	h.advance(time.Minute)
-	h.advance(time.Minute)
+	h.advance(time.Second)
+	h.runEverything()
+	for range 20 { // the second waits as long as the first runs
+		h.advance(time.Second)
+		h.runEverything()
+	}
 	if len(firstAttempts(h.sent)) != 1 {
 		t.Fatalf("dispatched %d with one slot, want 1", len(firstAttempts(h.sent)))
 	}
-	h.ack("a", h.sent[0].d)
 	h.finish("a", h.sent[0].d, job.StateSucceeded)
 	h.advance(250 * time.Millisecond)
 	if got := firstAttempts(h.sent); len(got) != 2 {
@@ -576,14 +600,14 @@ func countKind(evs []job.Event, k job.EventKind) int {
 }
 
 func TestStopEndsAWaitingExecutionAtOnceAndARunningOneOnItsClient(t *testing.T) {
-	fs := newFakeStore(spec("s", "0 * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
+	fs := newFakeStore(spec("s", "* * * * * ?", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
 	h := newHarness(t, fs)
 	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}, Capacity: 1}}
 	h.establish()
-	h.advance(time.Minute)
-	h.advance(time.Minute) // the second waits: one slot
-	running, waiting := job.ExecutionID("s", t0.Add(time.Minute)), job.ExecutionID("s", t0.Add(2*time.Minute))
-	h.ack("a", h.sent[0].d)
+	h.advance(time.Second)
+	h.runEverything()
+	h.advance(time.Second) // the second waits: one slot
+	running, waiting := job.ExecutionID("s", t0.Add(time.Second)), job.ExecutionID("s", t0.Add(2*time.Second))
 	if err := h.l.act(execAction{id: waiting, action: "stop"}); err != nil {
 		t.Fatal(err)
 	}
@@ -862,5 +886,28 @@ func TestALapsedLeaseOfARunThatEndedUnheardDoesNotRerunIt(t *testing.T) {
 	}
 	if _, ok := h.l.flights[d.ExecID]; ok {
 		t.Fatal("an ended execution is still tracked")
+	}
+}
+
+// The leader's slot count heals by itself: a run whose end the leader never heard of (a dropped note
+// under load) stops holding its slot once its client's heartbeats stop listing it.
+func TestASlotHeldByARunTheLeaderLostTrackOfFrees(t *testing.T) {
+	fs := newFakeStore(spec("a1", "@at 2026-03-01T12:00:01Z", nil))
+	fs.jobs["a2"] = spec("a2", "@at 2026-03-01T12:00:02Z", nil)
+	h := newHarness(t, fs)
+	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}, Capacity: 1}}
+	h.establish()
+	h.advance(time.Second)
+	h.runEverything() // a1 runs; its result note will be lost
+	h.advance(time.Second)
+	if n := len(firstAttempts(h.sent)); n != 1 {
+		t.Fatalf("%d dispatched with one slot, want 1", n)
+	}
+	for range 6 {
+		h.heartbeat("a") // lists nothing: a1 ended
+		h.advance(time.Second)
+	}
+	if n := len(firstAttempts(h.sent)); n != 2 {
+		t.Fatalf("%d dispatched, want a2 once a1's slot freed", n)
 	}
 }

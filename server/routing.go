@@ -29,8 +29,9 @@ type usage struct{ slots, width int }
 // went wrong (a missed release) heals within one.
 func (l *leader) rebuildUsage() {
 	clear(l.usage)
+	now := l.now()
 	for _, f := range l.flights {
-		if f.holds() {
+		if f.holds(now) {
 			u := l.usage[f.client]
 			u.slots++
 			u.width += f.exec.Width
@@ -39,10 +40,24 @@ func (l *leader) rebuildUsage() {
 	}
 }
 
-// holds reports whether f takes a slot on f.client: sent or running there, and not ended.
-func (f *flight) holds() bool {
-	return f.client != "" && f.result == nil && !f.orphaned && f.retryAt.IsZero() && (f.acked || f.sentOnce)
+// holds reports whether f takes a slot on f.client: sent there and still startable (before its accept-by),
+// or running there as far as the leader can tell: acknowledged or listed in a heartbeat within holdFor.
+// A run whose result note was lost (a full queue under load) stops being listed, so its slot frees within
+// holdFor even before the store check finds the result: a leaked count must not starve a client that has
+// room (the client itself refuses when it is really full).
+func (f *flight) holds(now time.Time) bool {
+	switch {
+	case f.client == "" || f.result != nil || f.orphaned || !f.retryAt.IsZero():
+		return false
+	case !f.acked:
+		return f.sentOnce && now.Before(f.acceptBy)
+	}
+	return now.Sub(f.ackedAt) < holdFor || now.Sub(f.listedAt) < holdFor
 }
+
+// holdFor is how long an acknowledged run holds its slot without a heartbeat that lists it: two heartbeat
+// periods and some.
+const holdFor = 5 * time.Second
 
 func (l *leader) occupy(client string, width int) {
 	u := l.usage[client]
