@@ -718,10 +718,18 @@ func (c *Client) heartbeat() {
 			running, runs = append(running, id), append(runs, run)
 		}
 	}
+	// Runs that ended and whose result waits for a receipt: this client still answers for them.
+	var ended []string
+	var endedRuns []int
+	for _, id := range slices.Sorted(maps.Keys(c.pending)) {
+		for _, run := range slices.Sorted(maps.Keys(c.pending[id])) {
+			ended, endedRuns = append(ended, id), append(endedRuns, run)
+		}
+	}
 	c.mu.Unlock()
 	frame, err := wire.Encode(&wire.Heartbeat{
 		Header:  wire.Header{From: c.cfg.ID, Epoch: c.maxEpoch.Load(), SentAt: c.now()},
-		Running: running, Runs: runs, Capacity: c.cfg.Capacity,
+		Running: running, Runs: runs, Capacity: c.cfg.Capacity, Ended: ended, EndedRuns: endedRuns,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode heartbeat", "err", err)

@@ -110,11 +110,11 @@ func (l *leader) forget(id string) {
 }
 
 // spec returns the definition of e's job, or one made from the execution if the job is gone.
-func (l *leader) spec(e job.Execution) job.Spec {
+func (l *leader) spec(e job.Execution) *job.Spec {
 	if en, ok := l.jobs[e.Job]; ok {
-		return en.spec
+		return &en.spec
 	}
-	return job.Spec{Name: e.Job, Handler: e.Handler, Rerunnable: e.Rerunnable}
+	return &job.Spec{Name: e.Job, Handler: e.Handler, Rerunnable: e.Rerunnable}
 }
 
 // dispatch sends f, as a new attempt, to a client chosen by its job's routing. It returns false when no
@@ -133,7 +133,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 	spec := l.spec(f.exec)
 	cands := slices.DeleteFunc(l.eligible(f.exec, spec), func(id string) bool {
 		at, ok := f.refused[id]
-		return id == f.exclude || ok && now.Sub(at) < refuseBackoff
+		return id == f.exclude || l.fullPipes[id] || ok && now.Sub(at) < refuseBackoff
 	})
 	order := l.route(f.exec, spec, cands)
 	if len(order) == 0 {
@@ -165,6 +165,9 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 	}
 	for _, c := range order {
 		if err := l.send(c, frame); err != nil {
+			// Its pipe is full (or gone): no more sends to it until the next tick or batch, rather than
+			// encoding frames that cannot leave.
+			l.fullPipes[c] = true
 			continue
 		}
 		if !f.sentOnce {
@@ -207,25 +210,14 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		return errUnconfirmed
 	}
 	l.rebuildUsage()
+	clear(l.fullPipes)
 	lostAfter := l.cfg.ZooKeeper.SessionTimeout + l.cfg.AckTimeout
 	waiting := 0
-	// Oldest first, so that the executions that waited longest get the room that frees up.
-	ids := make([]string, 0, len(l.flights))
-	for id := range l.flights {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b string) int {
-		fa, fb := l.flights[a], l.flights[b]
-		if c := fa.exec.FiredAt.Compare(fb.exec.FiredAt); c != 0 {
-			return c
-		}
-		return compareStrings(a, b)
-	})
-	for _, id := range ids {
-		f, ok := l.flights[id]
-		if !ok {
-			continue // ended by an earlier one in this loop (replace)
-		}
+	// Executions that want a client are sent oldest first, so that those that waited longest get the room
+	// that frees up; the rest are looked at in any order (sorting every flight on every tick would cost
+	// the loop dearly when tens of thousands wait for the store).
+	var want []*flight
+	for _, f := range l.flights {
 		switch {
 		case f.result != nil:
 			if now.Sub(f.resultAt) > resultGrace {
@@ -234,17 +226,10 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		case f.orphaned:
 		case !f.retryAt.IsZero():
 			if !now.Before(f.retryAt) {
-				l.startRetry(f, now)
+				want = append(want, f)
 			}
 		case f.queued:
-			if l.firstInQueue(f) {
-				f.queued = false
-				if !l.dispatch(f, now) {
-					waiting++
-				}
-			} else {
-				waiting++
-			}
+			want = append(want, f)
 		case f.acked:
 			l.checkRunning(f, now, lostAfter)
 		case f.stopping != "":
@@ -259,9 +244,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		case f.check:
 			waiting++
 		case f.client == "":
-			if !l.dispatch(f, now) {
-				waiting++
-			}
+			want = append(want, f)
 		case !l.live[f.client] || l.incarnation(f.client) != f.sentInc:
 			// The client left, or restarted without memory of what it was sent.
 			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
@@ -278,6 +261,34 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				f.sentAt = now
 				f.resend = min(2*f.resend, maxResend)
 				l.metrics.resends.Inc()
+			}
+		}
+	}
+	slices.SortFunc(want, func(a, b *flight) int {
+		if c := a.exec.FiredAt.Compare(b.exec.FiredAt); c != 0 {
+			return c
+		}
+		return compareStrings(a.exec.ID, b.exec.ID)
+	})
+	for _, f := range want {
+		if _, ok := l.flights[f.exec.ID]; !ok {
+			continue // ended by an earlier one (replace)
+		}
+		switch {
+		case !f.retryAt.IsZero():
+			l.startRetry(f, now)
+		case f.queued:
+			if !l.firstInQueue(f) {
+				waiting++
+				continue
+			}
+			f.queued = false
+			if !l.dispatch(f, now) {
+				waiting++
+			}
+		default:
+			if !l.dispatch(f, now) {
+				waiting++
 			}
 		}
 	}
@@ -604,6 +615,9 @@ func (l *leader) onResult(r *wire.Result) {
 		return
 	}
 	now := l.now()
+	if f.holds(now) {
+		l.release(f.client, f.exec.Width) // room for the next one now, not at the next count
+	}
 	f.result, f.resultAt, f.client = r, now, r.From
 	if f.orphaned {
 		f.orphaned = false
@@ -705,6 +719,17 @@ func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 		case f.client == "" && !f.acked && !f.orphaned && f.stopping == "" &&
 			((f.retryAt.IsZero() && run == f.run) || (!f.retryAt.IsZero() && run == f.run+1)):
 			l.adoptRun(f, run, h.From)
+		}
+	}
+	// Runs that ended there, whose result is on its way: the lease holds (no loss, no orphan), the slot
+	// does not.
+	for i, id := range h.Ended {
+		if f, ok := l.flights[id]; ok && f.client == h.From && h.EndedRunOf(i) == f.run && f.result == nil {
+			f.leaseUntil, f.lossChecked = now.Add(l.cfg.LeaseTimeout), false
+			f.listedAt = time.Time{}
+			if !f.acked {
+				f.acked, f.ackedAt = true, now.Add(-holdFor) // it ran there; it holds no slot
+			}
 		}
 	}
 }

@@ -256,14 +256,17 @@ func (l *leader) newExecutions(fr firing) []job.Execution {
 // job that has open executions is skipped (forbid), queued (queue), or replaces them (replace: stops holds
 // the flights to stop once the new one is recorded). Firings earlier in the same batch count as open.
 func (l *leader) plan(firings []firing) (out []planned, stops map[string]string) {
-	slices.SortStableFunc(firings, func(a, b firing) int { return a.at.Compare(b.at) })
+	byTime := func(a, b firing) int { return a.at.Compare(b.at) }
+	if !slices.IsSortedFunc(firings, byTime) { // fireDue's are, from the heap
+		slices.SortStableFunc(firings, byTime)
+	}
 	batchOpen := map[string][]int{}  // job -> indexes in out of executions planned to run
 	batchFirings := map[string]int{} // job -> firings planned to run
 	for _, fr := range firings {
 		execs := l.newExecutions(fr)
 		skip, queue := fr.skip, false
 		name := fr.spec.Name
-		if skip == "" && (l.openCount(name) > 0 || len(batchOpen[name]) > 0) {
+		if skip == "" && fr.spec.Overlap != job.OverlapAllow && (l.openCount(name) > 0 || len(batchOpen[name]) > 0) {
 			switch fr.spec.Overlap {
 			case job.OverlapAllow:
 			case job.OverlapQueue:
@@ -350,6 +353,8 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 		return errUnconfirmed
 	}
 	plan, stops := l.plan(firings)
+	l.rebuildUsage() // a batch may fill clients: count from what is known now
+	clear(l.fullPipes)
 	_, err := l.record(ctx, plan, now)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -42,6 +42,8 @@ type leader struct {
 	byHandle      map[string][]string
 	live          map[string]bool            // ids of registered clients
 	clients       map[string]registry.Member // registered clients by id
+	started       map[string]time.Time       // registered clients' incarnations (registration times)
+	fullPipes     map[string]bool            // clients whose send queue refused a frame this tick or batch
 	usage         map[string]usage           // what each client holds (see routing.go)
 	lastFired     map[string]time.Time       // job -> latest scheduled time recorded
 	stats         map[string]*job.Stats      // job -> what the leader learned of it (saved now and then)
@@ -158,6 +160,8 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		rr:         map[string]int{},
 		live:       map[string]bool{},
 		clients:    map[string]registry.Member{},
+		started:    map[string]time.Time{},
+		fullPipes:  map[string]bool{},
 		usage:      map[string]usage{},
 		lastFired:  map[string]time.Time{},
 		stats:      map[string]*job.Stats{},

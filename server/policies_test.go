@@ -911,3 +911,26 @@ func TestASlotHeldByARunTheLeaderLostTrackOfFrees(t *testing.T) {
 		t.Fatalf("%d dispatched, want a2 once a1's slot freed", n)
 	}
 }
+
+// A run that ended but whose result has not reached the leader (a loaded store, a dropped note) is
+// neither lost nor orphaned while its client lists it as ended, and it takes no slot.
+func TestAnEndedRunStillReportingKeepsItsLeaseButNoSlot(t *testing.T) {
+	fs := newFakeStore(spec("e1", "@at 2026-03-01T12:00:01Z", nil))
+	fs.jobs["e2"] = spec("e2", "@at 2026-03-01T12:00:02Z", nil)
+	h := newHarness(t, fs)
+	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}, Capacity: 1}}
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	for range 3 * h.l.cfg.LeaseTimeout / time.Second {
+		h.l.onHeartbeat(&wire.Heartbeat{Header: wire.Header{From: "a"}, Ended: []string{d.ExecID}, EndedRuns: []int{1}})
+		h.advance(time.Second)
+	}
+	if got := h.state(d.ExecID); got != job.StateRunning {
+		t.Fatalf("state %s, want still running (its result is on its way)", got)
+	}
+	if n := len(firstAttempts(h.sent)); n != 2 {
+		t.Fatalf("%d executions dispatched, want e2 too: e1 ended and holds no slot", n)
+	}
+}

@@ -40,20 +40,24 @@ func (l *leader) rebuildUsage() {
 	}
 }
 
-// holds reports whether f takes a slot on f.client: sent there and still startable (before its accept-by),
-// or running there as far as the leader can tell: acknowledged or listed in a heartbeat within holdFor.
-// A run whose result note was lost (a full queue under load) stops being listed, so its slot frees within
-// holdFor even before the store check finds the result: a leaked count must not starve a client that has
-// room (the client itself refuses when it is really full).
+// holds reports whether f takes a slot on f.client: sent there within the last second and unanswered, or
+// running there as far as the leader can tell: acknowledged or listed in a heartbeat within holdFor.
+// The count errs towards free: a leader that is behind on its notes (a loaded store) must not starve
+// clients that have room, and a client that is really full refuses (busy) and the execution goes to
+// another. A run whose result note was lost stops being listed, so its slot frees within holdFor.
 func (f *flight) holds(now time.Time) bool {
 	switch {
 	case f.client == "" || f.result != nil || f.orphaned || !f.retryAt.IsZero():
 		return false
 	case !f.acked:
-		return f.sentOnce && now.Before(f.acceptBy)
+		return f.sentOnce && now.Sub(f.sentAt) < unansweredHold
 	}
 	return now.Sub(f.ackedAt) < holdFor || now.Sub(f.listedAt) < holdFor
 }
+
+// unansweredHold is how long a dispatch holds a slot before any answer: a short run answers with its
+// result within it, a long one with its ack (sent 200 ms after it starts).
+const unansweredHold = time.Second
 
 // holdFor is how long an acknowledged run holds its slot without a heartbeat that lists it: two heartbeat
 // periods and some.
@@ -76,7 +80,7 @@ func (l *leader) release(client string, width int) {
 // incarnation tells registrations of the same client id apart: a client that restarts has forgotten
 // what it was sent.
 func (l *leader) incarnation(c string) time.Time {
-	return l.clients[c].StartedAt
+	return l.started[c]
 }
 
 // hasRoom reports whether client c can take one more execution of width w.
@@ -93,7 +97,7 @@ func (l *leader) hasRoom(c string, w int) bool {
 }
 
 // eligible returns the live clients that may run e (sorted by id, or in the pinned order).
-func (l *leader) eligible(e job.Execution, spec job.Spec) []string {
+func (l *leader) eligible(e job.Execution, spec *job.Spec) []string {
 	serving := l.serving(e)
 	r := spec.Routing
 	var out []string
@@ -138,7 +142,7 @@ func (l *leader) serving(e job.Execution) []string {
 // route orders the clients that may take e now, by its job's strategy. Strategies that name one client
 // (consistent-hash, failover) return at most that client: the execution waits for it rather than go
 // elsewhere while it is there.
-func (l *leader) route(e job.Execution, spec job.Spec, cands []string) []string {
+func (l *leader) route(e job.Execution, spec *job.Spec, cands []string) []string {
 	room := func(c string) bool { return l.hasRoom(c, e.Width) }
 	switch spec.Routing.Strategy {
 	case job.RouteConsistentHash:
@@ -193,9 +197,11 @@ func rotate(s []string, start int) []string {
 func (l *leader) rebuildEligibility() {
 	l.byJob, l.byHandle, l.live = map[string][]string{}, map[string][]string{}, map[string]bool{}
 	clear(l.clients)
+	clear(l.started)
 	for _, m := range l.members() { // sorted by id
 		l.live[m.ID] = true
 		l.clients[m.ID] = m
+		l.started[m.ID] = m.StartedAt
 		for _, j := range m.Jobs {
 			l.byJob[j] = append(l.byJob[j], m.ID)
 		}

@@ -236,6 +236,18 @@ type Heartbeat struct {
 	Running  []string `json:"running,omitempty"` // ids of the executions running now
 	Runs     []int    `json:"runs,omitempty"`    // when set, the run of each of Running (same length)
 	Capacity int      `json:"capacity"`          // executions it runs at once at most
+	// Ended lists runs that ended here whose result no server has confirmed yet (EndedRuns: their runs,
+	// same length): the client still answers for them, so their leases hold, but they take no slot.
+	Ended     []string `json:"ended,omitempty"`
+	EndedRuns []int    `json:"ended_runs,omitempty"`
+}
+
+// EndedRunOf returns the run of Ended[i]: EndedRuns[i] when given, else 1.
+func (h *Heartbeat) EndedRunOf(i int) int {
+	if i < len(h.EndedRuns) {
+		return max(h.EndedRuns[i], 1)
+	}
+	return 1
 }
 
 // RunOf returns the run of Running[i]: Runs[i] when given, else 1.
@@ -410,6 +422,12 @@ func normalize(m Message) {
 		if len(m.Runs) == 0 {
 			m.Runs = nil
 		}
+		if len(m.Ended) == 0 {
+			m.Ended = nil
+		}
+		if len(m.EndedRuns) == 0 {
+			m.EndedRuns = nil
+		}
 	case *Receipt:
 		if len(m.ExecIDs) == 0 {
 			m.ExecIDs = nil
@@ -516,6 +534,14 @@ func validate(m Message) string {
 		}
 		if len(m.Runs) != 0 && len(m.Runs) != len(m.Running) {
 			return fmt.Sprintf("runs has %d runs for %d running", len(m.Runs), len(m.Running))
+		}
+		for i, id := range m.Ended {
+			if id == "" {
+				return fmt.Sprintf("ended[%d] is empty", i)
+			}
+		}
+		if len(m.EndedRuns) != 0 && len(m.EndedRuns) != len(m.Ended) {
+			return fmt.Sprintf("ended_runs has %d runs for %d ended", len(m.EndedRuns), len(m.Ended))
 		}
 	case *Stop:
 		if m.ExecID == "" {
