@@ -126,7 +126,8 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 	if f.verify {
 		// Inherited: an earlier term may have sent it and its client may have run it meanwhile, with the
 		// news lost; the store tells before anyone else gets it.
-		f.verify, f.check = false, true
+		f.verify = false
+		l.askStore(f, "verify")
 		return false
 	}
 	now = l.now() // the caller's now may predate a slow store write: measure and set deadlines from the send
@@ -252,7 +253,8 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				// was recorded; if not, nobody can tell (see applyReconciled).
 				l.logger.Debug("the client of an unanswered dispatch went away; checking the store", "execution", f.exec.ID, "client", f.client)
 				l.release(f.client, f.exec.Width)
-				f.departed, f.check = f.client, true
+				f.departed = f.client
+				l.askStore(f, "departed")
 				f.client = ""
 				waiting++
 			}
@@ -349,7 +351,8 @@ func (l *leader) checkRunning(f *flight, now time.Time, lostAfter time.Duration)
 // with the news of it lost, and a run that ended must not be rerun or orphaned.
 func (l *leader) loseChecked(f *flight, reason string) {
 	if !f.lossChecked {
-		f.lossChecked, f.check = true, true
+		f.lossChecked = true
+		l.askStore(f, "loss")
 		return
 	}
 	if !f.check {
@@ -403,7 +406,8 @@ func (l *leader) startRetry(f *flight, now time.Time) {
 		return // the store is being read
 	case f.verify:
 		// An earlier term may have started this run already: ask the store before starting it.
-		f.verify, f.check = false, true
+		f.verify = false
+		l.askStore(f, "verify")
 		return
 	}
 	f.retryAt = time.Time{}
@@ -479,6 +483,10 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		return
 	}
 	l.reconciling = true
+	l.metrics.storeCheckReads.Inc()
+	if n := len(ids) - len(checked); n > 0 {
+		l.metrics.storeChecks.WithLabelValues("periodic").Add(float64(n))
+	}
 	go func() {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
@@ -532,6 +540,14 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		}
 		f.departed = ""
 	}
+}
+
+// askStore sets f.check: the next reconcile asks the store about f before the loop acts on it.
+func (l *leader) askStore(f *flight, reason string) {
+	if !f.check {
+		l.metrics.storeChecks.WithLabelValues(reason).Inc()
+	}
+	f.check = true
 }
 
 // rerunnable reports whether f's job may run twice.
@@ -596,7 +612,7 @@ func (l *leader) onAck(a *wire.Ack) {
 		return
 	}
 	if a.Code == wire.RefuseLate {
-		f.check = true // it may have run it before; the store tells
+		l.askStore(f, "late") // it may have run it before; the store tells
 	}
 	l.logger.Debug("client refused execution", "execution", a.ExecID, "client", a.From, "reason", a.Reason)
 	if f.refused == nil {
@@ -653,7 +669,7 @@ func (l *leader) recorded(id string, run int) {
 	case run < f.run || f.result != nil:
 		// An earlier run's: nothing left to do for it.
 	case f.exec.RunLimit() > 1 && !f.stopFinal:
-		f.check = true
+		l.askStore(f, "recorded")
 	default:
 		l.forget(id)
 	}

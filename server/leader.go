@@ -179,8 +179,27 @@ func (l *leader) notify(n any) bool {
 	case l.notes <- n:
 		return true
 	default:
+		l.metrics.notesDropped.WithLabelValues(noteKind(n)).Inc()
 		return false
 	}
+}
+
+func noteKind(n any) string {
+	switch n.(type) {
+	case ackNote:
+		return "ack"
+	case resultNote:
+		return "result"
+	case heartbeatNote:
+		return "heartbeat"
+	case recordedNote:
+		return "recorded"
+	case clientsChanged:
+		return "clients"
+	case jobChanged:
+		return "job"
+	}
+	return "other"
 }
 
 // tell hands a note from one of the term's own goroutines to the loop, waiting for room: unlike a report,

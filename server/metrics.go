@@ -28,6 +28,9 @@ type metrics struct {
 	eventsPersisted prometheus.Counter
 	storeErrors     *prometheus.CounterVec // by operation
 	finished        *prometheus.CounterVec // by status
+	storeChecks     *prometheus.CounterVec // by reason
+	storeCheckReads prometheus.Counter
+	notesDropped    *prometheus.CounterVec // by note
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,10 +68,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed store operations, by operation."}, []string{"op"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_executions_finished_total",
 			Help: "Executions whose end this server recorded, by status."}, []string{"status"}),
+		storeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_store_checks_total",
+			Help: "Executions the leader asked the store about before acting on them, by reason."}, []string{"reason"}),
+		storeCheckReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_store_check_reads_total",
+			Help: "Store reads the leader made to check or reconcile executions in flight."}),
+		notesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_leader_notes_dropped_total",
+			Help: "Reports dropped because the leader loop's queue was full, by kind."}, []string{"note"}),
 	}
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,
 		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
 		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
-		m.storeErrors, m.finished)
+		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped)
 	return m
 }
