@@ -48,6 +48,7 @@ type leader struct {
 	lastFired     map[string]time.Time       // job -> latest scheduled time recorded
 	stats         map[string]*job.Stats      // job -> what the leader learned of it (saved now and then)
 	statsDirty    map[string]bool            // jobs whose stats changed since the last save
+	savedAvg      map[string]job.Duration    // job -> the average runtime last saved (or being saved)
 	lastStatsSave time.Time
 	savingStats   bool
 	removed       map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
@@ -88,7 +89,7 @@ type (
 		ids  []string
 		runs []int // the run of each id; empty from an older server (then: the run under way)
 	}
-	statsSaved     struct{}
+	statsSaved     struct{ failed []string } // jobs whose save failed
 	reconciledNote struct {
 		execs   []job.Execution // what the store says of the executions asked about
 		checked []string        // those asked about because of flight.check
@@ -166,6 +167,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		lastFired:  map[string]time.Time{},
 		stats:      map[string]*job.Stats{},
 		statsDirty: map[string]bool{},
+		savedAvg:   map[string]job.Duration{},
 		removed:    map[string]time.Time{},
 		declared:   map[string]string{},
 	}
@@ -463,6 +465,9 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.applyReconciled(n)
 	case statsSaved:
 		l.savingStats = false
+		for _, name := range n.failed {
+			delete(l.savedAvg, name) // the next run marks it changed
+		}
 	case execAction:
 		n.reply <- l.act(n)
 	case inflightRequest:

@@ -934,3 +934,20 @@ func TestAnEndedRunStillReportingKeepsItsLeaseButNoSlot(t *testing.T) {
 		t.Fatalf("%d executions dispatched, want e2 too: e1 ended and holds no slot", n)
 	}
 }
+
+func TestStatsSavedOnlyWhenTheAverageMovesNotably(t *testing.T) {
+	for _, c := range []struct {
+		saved, avg time.Duration
+		want       bool
+	}{
+		{5 * time.Microsecond, 50 * time.Microsecond, false}, // tiny jobs: noise
+		{10 * time.Second, 10*time.Second + 500*time.Millisecond, false},
+		{10 * time.Second, 12 * time.Second, true},
+		{10 * time.Second, 8 * time.Second, true},
+		{50 * time.Millisecond, 400 * time.Millisecond, true},
+	} {
+		if got := notable(c.saved, c.avg); got != c.want {
+			t.Errorf("notable(%s, %s) = %v, want %v", c.saved, c.avg, got, c.want)
+		}
+	}
+}
