@@ -847,19 +847,27 @@ const statsMinChange = 100 * time.Millisecond
 // statsSaveEvery is how often changed job stats are written to the store.
 const statsSaveEvery = 30 * time.Second
 
+// statsSaveBatch bounds the jobs whose stats one save writes: on FerretDB each costs a write of about 8 ms
+// that holds up the inserts of executions and results, and a save must end well within storeTimeout. A
+// leader with many new jobs saves their first stats over several saves.
+const statsSaveBatch = 250
+
 // saveStats writes the changed stats, off the loop.
 func (l *leader) saveStats(ctx context.Context, now time.Time) {
 	if l.savingStats || len(l.statsDirty) == 0 || now.Sub(l.lastStatsSave) < statsSaveEvery {
 		return
 	}
-	batch := make([]job.Stats, 0, len(l.statsDirty))
+	batch := make([]job.Stats, 0, min(len(l.statsDirty), statsSaveBatch))
 	for name := range l.statsDirty {
+		if len(batch) == statsSaveBatch {
+			break // the rest in the next save
+		}
+		delete(l.statsDirty, name)
 		if st, ok := l.stats[name]; ok {
 			batch = append(batch, *st)
 			l.savedAvg[name] = st.AvgRuntime
 		}
 	}
-	clear(l.statsDirty)
 	l.lastStatsSave, l.savingStats = now, true
 	go func() {
 		sctx, cancel := storeCtx(ctx)
@@ -867,7 +875,7 @@ func (l *leader) saveStats(ctx context.Context, now time.Time) {
 		var failed []string
 		if err := l.store.SaveStats(sctx, batch); err != nil && ctx.Err() == nil {
 			l.metrics.storeErrors.WithLabelValues("save_stats").Inc()
-			l.logger.Warn("saving job stats failed; they are saved again on the next change", "jobs", len(batch), "err", err)
+			l.logger.Warn("saving job stats failed; they are saved again in the next save", "jobs", len(batch), "err", err)
 			for _, st := range batch {
 				failed = append(failed, st.Job)
 			}

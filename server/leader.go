@@ -466,7 +466,7 @@ func (l *leader) handle(ctx context.Context, n any) error {
 	case statsSaved:
 		l.savingStats = false
 		for _, name := range n.failed {
-			delete(l.savedAvg, name) // the next run marks it changed
+			l.statsDirty[name] = true
 		}
 	case execAction:
 		n.reply <- l.act(n)
