@@ -86,11 +86,11 @@ func (in *intake) receive(frame []byte, peer string) {
 	in.s.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
 	switch x := m.(type) {
 	case *wire.Ack:
-		in.toLeader(ackNote{ack: x}, m)
+		in.toLeader(ackNote{ack: x}, m, in.resent(m))
 	case *wire.Result:
-		in.toLeader(resultNote{result: x}, m)
+		in.toLeader(resultNote{result: x}, m, in.resent(m))
 	case *wire.Heartbeat:
-		in.toLeader(heartbeatNote{hb: x}, m)
+		in.toLeader(heartbeatNote{hb: x}, m, false)
 		return
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.
@@ -334,11 +334,31 @@ func (in *intake) sendReceipts(receipts map[string]*wire.Receipt) {
 	}
 }
 
+// resent reports whether m is a report this server has queued or recorded already: a client's re-send.
+func (in *intake) resent(m wire.Message) bool {
+	id := eventID(m)
+	if id == "" || wire.Via(m) != "" {
+		return false
+	}
+	in.mu.Lock()
+	_, seen := in.known[id]
+	in.mu.Unlock()
+	return seen
+}
+
 // toLeader passes a report to the leader loop, here or on the leading server. A report that was already
 // relayed once is not relayed again, so two servers that each believe the other leads cannot bounce it.
-func (in *intake) toLeader(note any, m wire.Message) {
+// A client's re-send of a report this server already has (resent) goes to the loop here only while its
+// queue is at most half full: under load, re-sent results were most of the reports and crowded out
+// first reports, acks and heartbeats; the first copy went to the loop already, or was dropped with room
+// to spare for a later re-send.
+func (in *intake) toLeader(note any, m wire.Message, resent bool) {
 	if lead := in.s.lead.Load(); lead != nil {
-		lead.notify(note)
+		if resent {
+			lead.notifySpare(note)
+		} else {
+			lead.notify(note)
+		}
 		return
 	}
 	if wire.Via(m) != "" {

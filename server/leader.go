@@ -186,6 +186,16 @@ func (l *leader) notify(n any) bool {
 	}
 }
 
+// notifySpare hands a note to the loop only while its queue is at most half full: for reports that are
+// copies of ones already handed on, which must not take the room of new ones.
+func (l *leader) notifySpare(n any) bool {
+	if len(l.notes) > cap(l.notes)/2 {
+		l.metrics.notesDropped.WithLabelValues(noteKind(n) + "_resent").Inc()
+		return false
+	}
+	return l.notify(n)
+}
+
 func noteKind(n any) string {
 	switch n.(type) {
 	case ackNote:
