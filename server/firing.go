@@ -353,8 +353,6 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 		return errUnconfirmed
 	}
 	plan, stops := l.plan(firings)
-	l.rebuildUsage() // a batch may fill clients: count from what is known now
-	clear(l.fullPipes)
 	_, err := l.record(ctx, plan, now)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -385,6 +383,11 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 	if err != nil {
 		return nil, err
 	}
+	// A batch may fill clients: count what they hold now, after the insert, which can take seconds on a
+	// loaded store. Counted before it, every dispatch of the last second before the insert still held its
+	// slot after it, and whole batches waited for the next tick with the clients idle.
+	l.rebuildUsage()
+	clear(l.fullPipes)
 	dup := make(map[string]bool, len(dups))
 	for _, id := range dups {
 		dup[id] = true
