@@ -823,7 +823,10 @@ func (l *leader) observeRuntime(jobName string, d time.Duration) {
 		st.AvgRuntime = job.Duration(avg + (d-avg)/overdueSamples)
 	}
 	st.UpdatedAt = l.now().UTC()
-	if saved, ok := l.savedAvg[jobName]; !ok || notable(time.Duration(saved), time.Duration(st.AvgRuntime)) {
+	// A job whose average was never saved compares with none (0): the average of a job that takes less
+	// than statsMinChange is not worth a write (the overdue alarm of a next leader learns it from the
+	// first run it sees).
+	if notable(time.Duration(l.savedAvg[jobName]), time.Duration(st.AvgRuntime)) {
 		l.statsDirty[jobName] = true
 	}
 }
@@ -847,10 +850,10 @@ const statsMinChange = 100 * time.Millisecond
 // statsSaveEvery is how often changed job stats are written to the store.
 const statsSaveEvery = 30 * time.Second
 
-// statsSaveBatch bounds the jobs whose stats one save writes: on FerretDB each costs a write of about 8 ms
+// statsSaveBatch bounds the jobs whose stats one save writes: on FerretDB each costs a write of 8 ms or more
 // that holds up the inserts of executions and results, and a save must end well within storeTimeout. A
 // leader with many new jobs saves their first stats over several saves.
-const statsSaveBatch = 250
+const statsSaveBatch = 100
 
 // saveStats writes the changed stats, off the loop.
 func (l *leader) saveStats(ctx context.Context, now time.Time) {
