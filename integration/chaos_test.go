@@ -103,7 +103,7 @@ func (ch *chaos) killMidRun(clients []*Member) {
 		})
 		if victim != nil {
 			d := time.Duration(ch.rng.IntN(500)) * time.Millisecond
-			time.Sleep(d)
+			pauseFor(d)
 			ch.kill(victim, fmt.Sprintf("a client, %s after it started %s", d, started.execID))
 			return
 		}
@@ -163,7 +163,7 @@ func (ch *chaos) step() {
 		if err := m.Signal(syscall.SIGSTOP); err != nil {
 			ch.t.Fatalf("SIGSTOP %s: %v", m.ID, err)
 		}
-		time.Sleep(d)
+		pauseFor(d)
 		if err := m.Signal(syscall.SIGCONT); err != nil {
 			ch.t.Fatalf("SIGCONT %s: %v", m.ID, err)
 		}
@@ -233,7 +233,7 @@ func TestChaosNoFiringRunsTwiceNoneLost(t *testing.T) {
 	began := time.Now()
 	for range steps {
 		ch.step()
-		time.Sleep(time.Duration(5000+rng.IntN(4000)) * time.Millisecond)
+		pauseFor(time.Duration(5000+rng.IntN(4000)) * time.Millisecond)
 	}
 	// Everything back before the check.
 	for _, m := range ch.dead() {
@@ -412,4 +412,12 @@ func keepLogsOnFailure(t *testing.T, c *Cluster) {
 		}
 		t.Logf("member logs kept in %s", dir)
 	})
+}
+
+// pauseFor spaces the faults of the chaos schedule: it is when the next fault happens, chosen by the seed,
+// not a wait for something to be ready (those poll a condition with a deadline).
+func pauseFor(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	<-t.C
 }
