@@ -36,6 +36,7 @@ const (
 	KindReceipt   Kind = 4 // server -> client: these results are recorded
 	KindHeartbeat Kind = 5 // client -> any server: alive, and what it runs (renews the runs' leases)
 	KindStop      Kind = 6 // leader -> client: stop this run
+	KindRequest   Kind = 7 // client -> any server: run this job now, for the client's application
 )
 
 func (k Kind) String() string {
@@ -52,6 +53,8 @@ func (k Kind) String() string {
 		return "heartbeat"
 	case KindStop:
 		return "stop"
+	case KindRequest:
+		return "request"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -227,6 +230,8 @@ type Receipt struct {
 	// a late receipt of one run does not confirm another's report.
 	ExecRuns  []int `json:"exec_runs,omitempty"`
 	AckedRuns []int `json:"acked_runs,omitempty"`
+	// Requests are the ids of run requests whose execution is recorded (or that were refused for good).
+	Requests []string `json:"requests,omitempty"`
 }
 
 // Heartbeat tells the leader (through any server) that a client is alive and which executions it runs:
@@ -266,12 +271,25 @@ type Stop struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Request asks the cluster to run a job now, on behalf of the client's application: a manual trigger that
+// does not go through the API. ReqID is the client's unique id for it; the leader makes the execution id
+// from it, so that a request sent twice (re-sent, or replayed from the fallback queue) runs once.
+// Required: From, ReqID, Job, At.
+type Request struct {
+	Header
+	ReqID  string            `json:"req_id"`
+	Job    string            `json:"job"`
+	Params map[string]string `json:"params,omitempty"`
+	At     time.Time         `json:"at"` // when the application asked
+}
+
 func (*Dispatch) Kind() Kind  { return KindDispatch }
 func (*Ack) Kind() Kind       { return KindAck }
 func (*Result) Kind() Kind    { return KindResult }
 func (*Receipt) Kind() Kind   { return KindReceipt }
 func (*Heartbeat) Kind() Kind { return KindHeartbeat }
 func (*Stop) Kind() Kind      { return KindStop }
+func (*Request) Kind() Kind   { return KindRequest }
 
 var (
 	_ Message = (*Dispatch)(nil)
@@ -280,6 +298,7 @@ var (
 	_ Message = (*Receipt)(nil)
 	_ Message = (*Heartbeat)(nil)
 	_ Message = (*Stop)(nil)
+	_ Message = (*Request)(nil)
 )
 
 // newMessage returns an empty message of kind k, or nil for an unknown kind.
@@ -297,6 +316,8 @@ func newMessage(k Kind) Message {
 		return new(Heartbeat)
 	case KindStop:
 		return new(Stop)
+	case KindRequest:
+		return new(Request)
 	}
 	return nil
 }
@@ -353,6 +374,8 @@ func known(m Message) bool {
 		return m != nil
 	case *Stop:
 		return m != nil
+	case *Request:
+		return m != nil
 	}
 	return false
 }
@@ -376,7 +399,7 @@ func Peek(frame []byte) (Kind, error) {
 	return k, nil
 }
 
-// Decode reads a frame: *Dispatch, *Ack, *Result, *Receipt or *Heartbeat. Errors are *DecodeError.
+// Decode reads a frame: one of this package's message types. Errors are *DecodeError.
 func Decode(frame []byte) (Message, error) {
 	k, err := Peek(frame)
 	if err != nil {
@@ -441,6 +464,13 @@ func normalize(m Message) {
 		if len(m.AckedRuns) == 0 {
 			m.AckedRuns = nil
 		}
+		if len(m.Requests) == 0 {
+			m.Requests = nil
+		}
+	case *Request:
+		if len(m.Params) == 0 {
+			m.Params = nil
+		}
 	}
 }
 
@@ -504,8 +534,13 @@ func validate(m Message) string {
 			return fmt.Sprintf("run %d is negative", m.Run)
 		}
 	case *Receipt:
-		if len(m.ExecIDs) == 0 && len(m.Acked) == 0 {
-			return "exec_ids or acked is required"
+		if len(m.ExecIDs) == 0 && len(m.Acked) == 0 && len(m.Requests) == 0 {
+			return "exec_ids, acked or requests is required"
+		}
+		for i, id := range m.Requests {
+			if id == "" {
+				return fmt.Sprintf("requests[%d] is empty", i)
+			}
 		}
 		for i, id := range m.ExecIDs {
 			if id == "" {
@@ -546,6 +581,15 @@ func validate(m Message) string {
 	case *Stop:
 		if m.ExecID == "" {
 			return "exec_id is required"
+		}
+	case *Request:
+		switch {
+		case m.ReqID == "":
+			return "req_id is required"
+		case m.Job == "":
+			return "job is required"
+		case m.At.IsZero():
+			return "at is required"
 		}
 	}
 	return ""

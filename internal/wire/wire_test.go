@@ -36,6 +36,7 @@ var (
 	}
 	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}, Acked: []string{"c@3"}, ExecRuns: []int{1, 2}, AckedRuns: []int{1}}
 	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: []string{"j@1", "j@2"}, Runs: []int{1, 3}, Capacity: 8}
+	sampleRequest   = &Request{Header: Header{From: "client-a", SentAt: t0}, ReqID: "client-a.1795000000.7", Job: "settle", Params: map[string]string{"date": "2026-11-23"}, At: t0}
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -56,6 +57,8 @@ func TestRoundTrip(t *testing.T) {
 		"stop":                      {msg: &Stop{Header: Header{From: "s", Epoch: 4}, ExecID: "j@1", Reason: "replaced by j@2"}, kind: KindStop},
 		"retry of a shard":          {msg: &Dispatch{Header: Header{From: "s", Epoch: 1}, ExecID: "j@1~2", Job: "j", Handler: "h", Attempt: 3, Run: 2, Width: 4, Shard: &job.Shard{Index: 2, Total: 3, Item: "eu"}, ScheduledAt: t0, AcceptBy: t0}, kind: KindDispatch},
 		"local ack":                 {msg: &Ack{Header: Header{From: "c"}, ExecID: "j@1", Job: "j", Attempt: 1, Accepted: true, At: t0, Local: &job.Execution{ID: "j@1", Job: "j", ScheduledAt: t0, FiredAt: t0, Trigger: job.TriggerLocal, Handler: "h"}}, kind: KindAck},
+		"request":                   {msg: sampleRequest, kind: KindRequest},
+		"receipt of requests":       {msg: &Receipt{Header: Header{From: "s"}, Requests: []string{"c.1.1"}}, kind: KindReceipt},
 		"non-ASCII text":            {msg: &Ack{Header: Header{From: "клиент-1"}, ExecID: "e", Job: "j", Reason: "日本語 \u2028 \"quoted\"", At: t0}, kind: KindAck},
 	}
 	for name, tc := range tests {
@@ -164,12 +167,16 @@ func TestDecodeErrors(t *testing.T) {
 		"ack without at":              {frame: frameOf(1, KindAck, `{"from":"c","exec_id":"e","job":"j"}`), err: ErrPayload, msg: "wire: ack: at is required"},
 		"result without exec_id":      {frame: frameOf(1, KindResult, `{"from":"c","job":"j"}`), err: ErrPayload, msg: "wire: result: exec_id is required"},
 		"result negative attempt":     {frame: frameOf(1, KindResult, `{"from":"c","exec_id":"e","job":"j","attempt":-2}`), err: ErrPayload, msg: "wire: result: attempt -2 is negative"},
-		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids or acked is required"},
+		"receipt without ids":         {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":[]}`), err: ErrPayload, msg: "wire: receipt: exec_ids, acked or requests is required"},
 		"receipt with an empty id":    {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a",""]}`), err: ErrPayload, msg: "wire: receipt: exec_ids[1] is empty"},
 		"heartbeat negative capacity": {frame: frameOf(1, KindHeartbeat, `{"from":"c","capacity":-1}`), err: ErrPayload, msg: "wire: heartbeat: capacity -1 is negative"},
 		"heartbeat runs mismatch":     {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":["a","b"],"runs":[1]}`), err: ErrPayload, msg: "wire: heartbeat: runs has 1 runs for 2 running"},
 		"receipt runs mismatch":       {frame: frameOf(1, KindReceipt, `{"from":"s","exec_ids":["a"],"exec_runs":[1,2]}`), err: ErrPayload, msg: "wire: receipt: exec_runs has 2 runs for 1 exec_ids"},
 		"heartbeat empty running id":  {frame: frameOf(1, KindHeartbeat, `{"from":"c","running":["a",""]}`), err: ErrPayload, msg: "wire: heartbeat: running[1] is empty"},
+		"request without req_id":      {frame: frameOf(1, KindRequest, `{"from":"c","job":"j","at":"2026-01-01T00:00:00Z"}`), err: ErrPayload, msg: "wire: request: req_id is required"},
+		"request without job":         {frame: frameOf(1, KindRequest, `{"from":"c","req_id":"r","at":"2026-01-01T00:00:00Z"}`), err: ErrPayload, msg: "wire: request: job is required"},
+		"request without at":          {frame: frameOf(1, KindRequest, `{"from":"c","req_id":"r","job":"j"}`), err: ErrPayload, msg: "wire: request: at is required"},
+		"receipt empty request id":    {frame: frameOf(1, KindReceipt, `{"from":"s","requests":[""]}`), err: ErrPayload, msg: "wire: receipt: requests[0] is empty"},
 		"stop without exec_id":        {frame: frameOf(1, KindStop, `{"from":"s"}`), err: ErrPayload, msg: "wire: stop: exec_id is required"},
 		"dispatch shard out of range": {frame: frameOf(1, KindDispatch, `{"from":"s","exec_id":"e","job":"j","handler":"h","accept_by":"2026-01-01T00:00:00Z","shard":{"index":3,"total":3}}`), err: ErrPayload, msg: "wire: dispatch: shard 3 of 3 is out of range"},
 		"ack local mismatch":          {frame: frameOf(1, KindAck, `{"from":"c","exec_id":"e","job":"j","accepted":true,"at":"2026-01-01T00:00:00Z","local":{"id":"f","job":"j"}}`), err: ErrPayload, msg: `wire: ack: local execution "f" of job "j" does not match exec_id and job`},
@@ -268,8 +275,8 @@ func TestPeek(t *testing.T) {
 	if k, err := Peek(frame); err != nil || k != KindReceipt {
 		t.Errorf("Peek = %v, %v, want receipt", k, err)
 	}
-	if _, err := Peek([]byte("CLV\x01\x07")); !errors.Is(err, ErrKind) {
-		t.Errorf("Peek(kind 7) error = %v, want ErrKind", err)
+	if _, err := Peek([]byte("CLV\x01\x08")); !errors.Is(err, ErrKind) {
+		t.Errorf("Peek(kind 8) error = %v, want ErrKind", err)
 	}
 }
 
