@@ -31,17 +31,21 @@ const (
 	collExecutions = "executions"
 	collEvents     = "execution_events"
 	collJobStats   = "job_stats"
+	collFallback   = "fallback"
+	collAlerts     = "alerts"
 )
 
 // Store is Clover's state in one MongoDB database. It is safe for concurrent use.
 type Store struct {
-	logger  *slog.Logger
-	client  *mongo.Client
-	cluster *mongo.Collection
-	jobs    *mongo.Collection
-	execs   *mongo.Collection
-	events  *mongo.Collection
-	stats   *mongo.Collection
+	logger   *slog.Logger
+	client   *mongo.Client
+	cluster  *mongo.Collection
+	jobs     *mongo.Collection
+	execs    *mongo.Collection
+	events   *mongo.Collection
+	stats    *mongo.Collection
+	fallback *mongo.Collection
+	alerts   *mongo.Collection
 }
 
 // Option changes a Store opened by Open.
@@ -60,13 +64,15 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	db := client.Database(database)
 	s := &Store{
-		logger:  slog.Default(),
-		client:  client,
-		cluster: db.Collection(collCluster),
-		jobs:    db.Collection(collJobs),
-		execs:   db.Collection(collExecutions),
-		events:  db.Collection(collEvents),
-		stats:   db.Collection(collJobStats),
+		logger:   slog.Default(),
+		client:   client,
+		cluster:  db.Collection(collCluster),
+		jobs:     db.Collection(collJobs),
+		execs:    db.Collection(collExecutions),
+		events:   db.Collection(collEvents),
+		stats:    db.Collection(collJobStats),
+		fallback: db.Collection(collFallback),
+		alerts:   db.Collection(collAlerts),
 	}
 	for _, o := range opts {
 		o(s)
@@ -98,6 +104,10 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.events, []mongo.IndexModel{
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
 			index("job_at", bson.D{{Key: "job", Value: 1}, {Key: "at", Value: 1}}),
+		}},
+		{s.fallback, []mongo.IndexModel{
+			index("state_order", bson.D{{Key: "state", Value: 1}, {Key: "client", Value: 1}, {Key: "boot", Value: 1}, {Key: "seq", Value: 1}}),
+			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
 		}},
 	} {
 		// One index a command: FerretDB 1.24 panics, and drops the connection, when a createIndexes command

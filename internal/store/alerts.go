@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Alert is a problem someone must hear of. The monitor mails what is open; the server that sees a problem
+// raises it. There is one document per problem (its Key), raised again after it cleared.
+type Alert struct {
+	Key      string    `bson:"_id" json:"key"` // names the problem, e.g. "fallback-queue"
+	Kind     string    `bson:"kind" json:"kind"`
+	State    string    `bson:"state" json:"state"` // AlertOpen or AlertCleared
+	Summary  string    `bson:"summary" json:"summary"`
+	Details  string    `bson:"details,omitempty" json:"details,omitempty"` // what to do
+	Contacts []string  `bson:"contacts,omitempty" json:"contacts,omitempty"`
+	Since    time.Time `bson:"since" json:"since"` // when the problem started
+	RaisedAt time.Time `bson:"raised_at" json:"raised_at"`
+	RaisedBy string    `bson:"raised_by" json:"raised_by"`
+	// UpdatedAt is when the summary was last brought up to date.
+	UpdatedAt time.Time `bson:"updated_at" json:"updated_at"`
+	ClearedAt time.Time `bson:"cleared_at,omitempty" json:"cleared_at,omitzero"`
+}
+
+// Alert states.
+const (
+	AlertOpen    = "open"
+	AlertCleared = "cleared"
+)
+
+// RaiseAlert opens the alert a.Key, or brings the summary of the open one up to date. It reports whether it
+// opened it (the first sight of the problem); two servers raising at once may both see true.
+func (s *Store) RaiseAlert(ctx context.Context, a Alert, now time.Time) (opened bool, err error) {
+	now = storedTime(now)
+	res, err := s.alerts.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: a.Key}, {Key: "state", Value: AlertOpen}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "summary", Value: a.Summary}, {Key: "updated_at", Value: now}}}})
+	if err != nil {
+		return false, fmt.Errorf("store: raise alert %s: %w", a.Key, err)
+	}
+	if res.MatchedCount == 1 {
+		return false, nil
+	}
+	a.State, a.RaisedAt, a.UpdatedAt, a.ClearedAt = AlertOpen, now, now, time.Time{}
+	a.Since = storedTime(a.Since)
+	if _, err := s.alerts.ReplaceOne(ctx, bson.D{{Key: "_id", Value: a.Key}}, a, options.Replace().SetUpsert(true)); err != nil {
+		return false, fmt.Errorf("store: raise alert %s: %w", a.Key, err)
+	}
+	return true, nil
+}
+
+// ClearAlert marks the open alert key cleared; it reports false if it was not open.
+func (s *Store) ClearAlert(ctx context.Context, key string, now time.Time) (bool, error) {
+	res, err := s.alerts.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: key}, {Key: "state", Value: AlertOpen}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: AlertCleared}, {Key: "cleared_at", Value: storedTime(now)}}}})
+	if err != nil {
+		return false, fmt.Errorf("store: clear alert %s: %w", key, err)
+	}
+	return res.ModifiedCount == 1, nil
+}
+
+// GetAlert returns the alert key, or ErrNotFound.
+func (s *Store) GetAlert(ctx context.Context, key string) (Alert, error) {
+	var a Alert
+	err := s.alerts.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&a)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return Alert{}, fmt.Errorf("%w: alert %s", ErrNotFound, key)
+	case err != nil:
+		return Alert{}, fmt.Errorf("store: get alert %s: %w", key, err)
+	}
+	return a, nil
+}
