@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/election"
+	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/schedule"
+	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
 	"github.com/clover-sched/clover/internal/zksession"
@@ -50,19 +52,27 @@ type Client struct {
 	mu        sync.Mutex
 	handlers  map[string]HandlerFunc
 	declared  []job.Spec
-	seen      byRun[decision]       // what we answered for each run of an execution
-	active    byRun[*activeRun]     // runs under way here, from acceptance until their result is produced
-	pending   byRun[*pendingReport] // results not yet confirmed by a receipt
-	acks      byRun[*pendingReport] // accepted acks not yet confirmed by a receipt
-	localBusy map[string]bool       // local jobs whose last run has not ended
-	running   int                   // slots taken
-	width     int                   // resource width taken
+	seen      byRun[decision]           // what we answered for each run of an execution
+	active    byRun[*activeRun]         // runs under way here, from acceptance until their result is produced
+	pending   byRun[*pendingReport]     // results not yet confirmed by a receipt
+	acks      byRun[*pendingReport]     // accepted acks not yet confirmed by a receipt
+	requests  map[string]*pendingReport // run requests not yet confirmed by a receipt, by request id
+	localBusy map[string]bool           // local jobs whose last run has not ended
+	running   int                       // slots taken
+	width     int                       // resource width taken
 
 	maxEpoch atomic.Int64
 	leader   atomic.Pointer[string] // id of the current leader, as the election says; nil or "" when unknown
 	outbox   *transport.Outbox
 	stats    Stats
 	dropLog  logx.Limiter
+
+	boot        int64           // when this process started, Unix nanoseconds: part of request ids
+	reqSeq      atomic.Int64    // numbers this process's run requests
+	lastReceipt atomic.Int64    // when a server last confirmed anything, Unix nanoseconds
+	queue       *fallback.Queue // nil when no fallback queue is configured
+	queueStore  atomic.Pointer[store.Store]
+	queueLog    logx.Limiter
 }
 
 // Stats counts what a client did; read it with Stats().
@@ -73,6 +83,9 @@ type Stats struct {
 	// LocalFired counts runs of local jobs this client fired; LocalSkipped the firings it skipped because
 	// the job's previous run was still running.
 	LocalFired, LocalSkipped atomic.Int64
+	// Requested counts run requests of the application; FallbackQueued the reports put in the fallback
+	// queue because no server confirmed them.
+	Requested, FallbackQueued atomic.Int64
 }
 
 // decision is how a client answered the dispatches of one run of an execution.
@@ -106,6 +119,14 @@ type pendingReport struct {
 	// keep: the result does not replace it (the ack of a local run carries the execution itself, which
 	// servers must record before the result means anything).
 	keep bool
+	// What the fallback queue needs: the entry's kind ("" for a report never queued, such as the ack of a
+	// dispatched run, which the leader re-sends), the execution, when the report was made, and whether it
+	// is queued already. A queued report is still re-sent until a receipt: the queue is the safety net,
+	// the servers the way.
+	kind    fallback.Kind
+	execID  string
+	created time.Time
+	queued  bool
 }
 
 // byRun maps an execution id and a run number to a value. Retries are new runs of the same execution id,
@@ -217,11 +238,13 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		acks:      byRun[*pendingReport]{},
 		active:    byRun[*activeRun]{},
 		localBusy: map[string]bool{},
+		requests:  map[string]*pendingReport{},
 	}
 	for _, o := range opts {
 		o(c)
 	}
 	c.logger = c.logger.With("component", "client", "client", cfg.ID)
+	c.boot = c.now().UnixNano()
 	for _, j := range cfg.Jobs {
 		if err := c.Declare(j.Spec()); err != nil {
 			return nil, fmt.Errorf("client: config: %w", err)
@@ -300,6 +323,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.outbox = transport.NewOutbox(c.logger)
 	defer c.outbox.Close()
+	if c.cfg.Fallback.Enabled() {
+		if err := c.openQueue(); err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		defer c.closeQueue()
+	}
 	m, err := c.member(inbox.Endpoint())
 	if err != nil {
 		return fmt.Errorf("client: declarations: %w", err)
@@ -321,6 +350,10 @@ func (c *Client) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { c.resendLoop(ctx) })
 	wg.Go(func() { c.heartbeatLoop(ctx) })
+	if c.queue != nil {
+		wg.Go(func() { c.queue.Run(ctx) })
+		wg.Go(func() { c.declareIfAlone(ctx) })
+	}
 
 	// Register last: the leader dispatches as soon as it sees us, so the inbox must already be served.
 	reg, err := registry.Register(ctx, sess, registry.KindClients, m, c.logger)
@@ -391,7 +424,11 @@ func (c *Client) receive(frame []byte, peer string) {
 	case *wire.Stop:
 		c.onStop(x)
 	case *wire.Receipt:
+		c.lastReceipt.Store(c.now().UnixNano())
 		c.mu.Lock()
+		for _, id := range x.Requests {
+			delete(c.requests, id)
+		}
 		for i, id := range x.ExecIDs {
 			if i < len(x.ExecRuns) {
 				c.pending.del(id, runOf(x.ExecRuns[i]))
@@ -620,7 +657,10 @@ func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h Handl
 		c.acks.del(d.ExecID, run) // the result says more than the ack
 	}
 	if encErr == nil {
-		c.pending.put(d.ExecID, run, &pendingReport{frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true})
+		c.pending.put(d.ExecID, run, &pendingReport{
+			frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true,
+			kind: fallback.KindResult, execID: d.ExecID, created: finished,
+		})
 	}
 	c.mu.Unlock()
 	if encErr != nil {
@@ -653,18 +693,28 @@ func (c *Client) resendLoop(ctx context.Context) {
 		}
 		now := c.now()
 		var frames [][]byte
+		var undelivered []*pendingReport
+		resend := func(p *pendingReport) {
+			if !now.Before(p.next) {
+				p.next = now.Add(p.wait)
+				p.wait = min(2*p.wait, maxReportBackoff)
+				p.sent = true
+				frames = append(frames, p.frame)
+			}
+			if c.queue != nil && p.kind != "" && !p.queued && c.undeliverable(p, now) {
+				undelivered = append(undelivered, p)
+			}
+		}
 		c.mu.Lock()
 		for _, m := range []byRun[*pendingReport]{c.acks, c.pending} {
 			for _, runs := range m {
 				for _, p := range runs {
-					if !now.Before(p.next) {
-						p.next = now.Add(p.wait)
-						p.wait = min(2*p.wait, maxReportBackoff)
-						p.sent = true
-						frames = append(frames, p.frame)
-					}
+					resend(p)
 				}
 			}
+		}
+		for _, p := range c.requests {
+			resend(p)
 		}
 		// The leader re-sends a dispatch whose answer it has not heard, with a backoff. Keep every answer
 		// while its run goes on or its reports wait for a receipt, and for decisionMemory after accept-by.
@@ -686,6 +736,7 @@ func (c *Client) resendLoop(ctx context.Context) {
 				break
 			}
 		}
+		c.toFallback(ctx, undelivered)
 	}
 }
 
@@ -842,7 +893,10 @@ func (c *Client) fireLocal(spec job.Spec, at time.Time) {
 	} else {
 		// No ackDelay: servers insert the execution document when they get this ack.
 		c.mu.Lock()
-		c.acks.put(id, 1, &pendingReport{frame: frame, next: now.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true, keep: true})
+		c.acks.put(id, 1, &pendingReport{
+			frame: frame, next: now.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true, keep: true,
+			kind: fallback.KindAck, execID: id, created: now,
+		})
 		c.mu.Unlock()
 		if _, err := c.outbox.SendAny(frame); err != nil {
 			c.logger.Debug("ack of a local run not sent yet", "execution", id, "err", err)

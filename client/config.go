@@ -30,8 +30,26 @@ type Config struct {
 	// LeaseRenew is how often a heartbeat renews the leases of the runs under way here. Keep it well
 	// under the servers' lease_timeout: a run no heartbeat lists for that long is lost.
 	LeaseRenew time.Duration `mapstructure:"lease_renew"`
-	LogLevel   string        `mapstructure:"log_level"`
+	// Fallback is where reports go when no server takes them; off unless fallback.mongo_uri is set.
+	Fallback FallbackConfig `mapstructure:"fallback"`
+	LogLevel string         `mapstructure:"log_level"`
 }
+
+// FallbackConfig sets up the fallback queue: what a client could not deliver to any server (results,
+// acks of local runs, run requests, its declarations) waits in MongoDB, or in a local spool file while
+// MongoDB is down too, until a leader replays it.
+type FallbackConfig struct {
+	MongoURI string `mapstructure:"mongo_uri"` // the servers' database; empty: no fallback queue
+	Database string `mapstructure:"database"`
+	// SpoolDir holds the spool file <id>.spool; keep it on a disk that survives a restart.
+	SpoolDir      string `mapstructure:"spool_dir"`
+	SpoolMaxBytes int64  `mapstructure:"spool_max_bytes"`
+	// After is how long a report waits without any receipt from any server before it is queued.
+	After time.Duration `mapstructure:"after"`
+}
+
+// Enabled reports whether the fallback queue is configured.
+func (f FallbackConfig) Enabled() bool { return f.MongoURI != "" }
 
 // JobConfig declares a job in a config file.
 type JobConfig struct {
@@ -131,6 +149,7 @@ func DefaultConfig() Config {
 		Capacity:    64,
 		ResultRetry: time.Second,
 		LeaseRenew:  2 * time.Second,
+		Fallback:    FallbackConfig{Database: "clover", SpoolMaxBytes: 64 << 20, After: 5 * time.Second},
 		LogLevel:    "info",
 	}
 }
@@ -157,6 +176,18 @@ func (c Config) Validate() error {
 	}
 	if c.LeaseRenew <= 0 {
 		return fmt.Errorf("lease_renew %s: must be positive", c.LeaseRenew)
+	}
+	if f := c.Fallback; f.Enabled() {
+		switch {
+		case f.Database == "":
+			return fmt.Errorf("fallback.database: required with fallback.mongo_uri")
+		case f.SpoolDir == "":
+			return fmt.Errorf("fallback.spool_dir: required with fallback.mongo_uri (the local spool for when MongoDB is down too)")
+		case f.SpoolMaxBytes < 1<<16:
+			return fmt.Errorf("fallback.spool_max_bytes %d: must be at least 65536", f.SpoolMaxBytes)
+		case f.After <= 0:
+			return fmt.Errorf("fallback.after %s: must be positive", f.After)
+		}
 	}
 	seen := map[string]bool{}
 	for i, j := range c.Jobs {

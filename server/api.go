@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/schedule"
@@ -51,6 +52,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/executions/{id}/rerun", s.onLeader(s.execAction("rerun")))
 	mux.HandleFunc("POST /api/v1/executions/{id}/done", s.onLeader(s.execAction("done")))
 	mux.HandleFunc("GET /api/v1/inflight", s.onLeader(s.getInflight))
+	mux.HandleFunc("GET /api/v1/fallback", s.getFallback)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -81,7 +83,7 @@ func storeStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, errOverlap), errors.Is(err, errNotOrphaned):
+	case errors.Is(err, errOverlap), errors.Is(err, errNotOrphaned), errors.Is(err, errLocalMode):
 		return http.StatusConflict
 	case errors.Is(err, errNotInFlight):
 		return http.StatusNotFound
@@ -158,6 +160,33 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 		st.Leader = &LeaderStatus{ID: info.ID, Epoch: epoch, APIAddr: info.APIAddr}
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// FallbackStatus is the answer of GET /api/v1/fallback: the queue as the store holds it, and, from the
+// leader, how its replay goes.
+type FallbackStatus struct {
+	fallback.Status
+	Leader string          `json:"leader,omitempty"`
+	Replay *ReplayProgress `json:"replay,omitempty"` // present when the server asked leads
+}
+
+// getFallback is answered by any server: while no leader is elected the queue is what operators most need
+// to see. Replay progress is the leader's; a follower names the leader to ask.
+func (s *Server) getFallback(w http.ResponseWriter, r *http.Request) {
+	st, err := s.store.FallbackStatus(r.Context())
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	out := FallbackStatus{Status: st}
+	if info, _, ok := s.leaderInfo(); ok {
+		out.Leader = info.ID
+	}
+	if l := s.lead.Load(); l != nil && l.replay != nil {
+		p := l.replay.get()
+		out.Replay = &p
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {

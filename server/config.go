@@ -35,7 +35,12 @@ type Config struct {
 	// TimeoutGrace: a run past its job's timeout by this much is stopped by the leader; past it by twice
 	// this much without a result, it is marked timed out.
 	TimeoutGrace time.Duration `mapstructure:"timeout_grace"`
-	LogLevel     string        `mapstructure:"log_level"` // debug, info, warn, error
+	// FallbackPoll is how often the leader looks for entries in the fallback queue and replays them.
+	FallbackPoll time.Duration `mapstructure:"fallback_poll"`
+	// Operators are the contacts (email addresses) told of server and cluster problems, such as reports
+	// waiting in the fallback queue.
+	Operators []string `mapstructure:"operators"`
+	LogLevel  string   `mapstructure:"log_level"` // debug, info, warn, error
 }
 
 // DefaultConfig is a server on this machine's default ports.
@@ -52,6 +57,7 @@ func DefaultConfig() Config {
 		OpenLookback:     24 * time.Hour,
 		LeaseTimeout:     10 * time.Second,
 		TimeoutGrace:     5 * time.Second,
+		FallbackPoll:     2 * time.Second,
 		LogLevel:         "info",
 	}
 }
@@ -76,7 +82,7 @@ func (c Config) Validate() error {
 	for key, d := range map[string]time.Duration{
 		"misfire_threshold": c.MisfireThreshold, "ack_timeout": c.AckTimeout,
 		"accept_window": c.AcceptWindow, "open_lookback": c.OpenLookback,
-		"lease_timeout": c.LeaseTimeout, "timeout_grace": c.TimeoutGrace,
+		"lease_timeout": c.LeaseTimeout, "timeout_grace": c.TimeoutGrace, "fallback_poll": c.FallbackPoll,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", key, d)

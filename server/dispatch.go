@@ -496,11 +496,29 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 			note.checked = nil // unsure still: check again on a later tick
 		}
 		note.execs = execs
+		if len(note.checked) > 0 && l.fallback != nil {
+			note.checked = l.notInFallback(sctx, note.checked)
+		}
 		l.tell(ctx, note)
 	}()
 }
 
 // applyReconciled brings the flights in line with what the store says of them.
+// notInFallback drops from checked the executions whose report waits in the fallback queue: the store
+// does not know yet how their run went, but the replay will tell it, so deciding now (rerun, orphan) would
+// be wrong. They stay unchecked and are asked about again on a later tick.
+func (l *leader) notInFallback(ctx context.Context, checked []string) []string {
+	waiting, err := l.fallback.FallbackWaitingFor(ctx, checked)
+	if err != nil {
+		return nil // unsure: ask again later
+	}
+	if len(waiting) == 0 {
+		return checked
+	}
+	l.logger.Info("runs reported through the fallback queue; waiting for the replay before deciding", "executions", waiting)
+	return slices.DeleteFunc(checked, func(id string) bool { return slices.Contains(waiting, id) })
+}
+
 func (l *leader) applyReconciled(n reconciledNote) {
 	l.reconciling = false
 	now := l.now()

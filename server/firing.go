@@ -28,6 +28,7 @@ type firing struct {
 	missed  int               // fire times it stands for besides its own
 	params  map[string]string // nil: the job's
 	skip    string            // why it is recorded as skipped instead of run; "" runs it
+	id      string            // the execution id, when the trigger makes it (a run request); "" otherwise
 }
 
 // planned is an execution about to be recorded, and what happens to it then.
@@ -219,7 +220,10 @@ func (l *leader) retryDelay(jobName string, run int) time.Duration {
 // newExecutions makes the executions of a firing: one, or one per shard.
 func (l *leader) newExecutions(fr firing) []job.Execution {
 	id := job.ExecutionID(fr.spec.Name, fr.at)
-	if fr.trigger == job.TriggerManual {
+	switch {
+	case fr.id != "":
+		id = fr.id
+	case fr.trigger == job.TriggerManual:
 		id = job.ManualExecutionID(fr.spec.Name, uuid.NewString())
 	}
 	params := fr.params
@@ -406,7 +410,7 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			continue
 		}
 		fresh[e.ID] = true
-		if e.Trigger != job.TriggerManual && e.ScheduledAt.After(l.lastFired[e.Job]) {
+		if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
 			l.lastFired[e.Job] = e.ScheduledAt
 		}
 		l.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
@@ -491,7 +495,7 @@ func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	oldest := map[string]time.Time{} // job -> just before its oldest misfired time
 	var keep []firing
 	for _, fr := range l.unsaved {
-		if fr.trigger == job.TriggerManual || !fr.at.Before(cut) {
+		if !onSchedule(fr.trigger) || !fr.at.Before(cut) {
 			keep = append(keep, fr)
 			continue
 		}
@@ -508,12 +512,33 @@ func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	return l.fire(ctx, keep, now)
 }
 
+// onSchedule reports whether executions of trigger stand for fire times of the job's schedule (and so
+// count for what the schedule still owes).
+func onSchedule(t job.Trigger) bool {
+	return t != job.TriggerManual && t != job.TriggerRequest
+}
+
 // errOverlap refuses a manual trigger that the job's overlap policy forbids.
 var errOverlap = errors.New("the job has an open execution and its overlap policy is forbid")
+
+// errLocalMode refuses to fire a job in local mode: only its clients fire it.
+var errLocalMode = errors.New("runs in local mode: its client fires it")
 
 // trigger fires a job now, outside its schedule. The trigger's parameters add to and override the job's.
 // The job's overlap policy holds for it too: under forbid it is refused while an execution is open.
 func (l *leader) trigger(ctx context.Context, name string, params map[string]string) (string, error) {
+	spec, err := l.manualSpec(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && l.openCount(name) > 0 {
+		return "", fmt.Errorf("job %s: %w", name, errOverlap)
+	}
+	return l.fireNow(ctx, firing{spec: spec, at: l.now(), trigger: job.TriggerManual, params: mergeParams(spec.Params, params)})
+}
+
+// manualSpec is the definition of a job fired outside its schedule, if this term may fire it.
+func (l *leader) manualSpec(ctx context.Context, name string) (job.Spec, error) {
 	var spec job.Spec
 	if e, ok := l.jobs[name]; ok {
 		spec = e.spec
@@ -522,26 +547,34 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 		s, err := l.store.GetJob(sctx, name)
 		cancel()
 		if err != nil {
-			return "", err
+			return job.Spec{}, err
 		}
 		spec = s
 	}
 	if spec.Mode == job.ModeLocal {
-		return "", fmt.Errorf("job %s runs in local mode: its client fires it", name)
+		return job.Spec{}, fmt.Errorf("job %s: %w", name, errLocalMode)
 	}
 	if !l.confirmed() {
-		return "", errUnconfirmed
+		return job.Spec{}, errUnconfirmed
 	}
-	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && l.openCount(name) > 0 {
-		return "", fmt.Errorf("job %s: %w", name, errOverlap)
-	}
-	merged := maps.Clone(spec.Params)
+	return spec, nil
+}
+
+// mergeParams is a job's parameters with those of one firing over them.
+func mergeParams(job, firing map[string]string) map[string]string {
+	merged := maps.Clone(job)
 	if merged == nil {
 		merged = map[string]string{}
 	}
-	maps.Copy(merged, params)
+	maps.Copy(merged, firing)
+	return merged
+}
+
+// fireNow records and dispatches one firing made outside the schedule, under the job's overlap policy,
+// and returns its id (a sharded firing's executions are id~0, id~1...).
+func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 	now := l.now()
-	plan, stops := l.plan([]firing{{spec: spec, at: now, trigger: job.TriggerManual, params: merged}})
+	plan, stops := l.plan([]firing{fr})
 	id := plan[0].exec.ID
 	if len(plan) > 1 { // sharded: name the firing, its executions are id~0, id~1...
 		id = plan[0].exec.ID[:len(plan[0].exec.ID)-len("~0")]
@@ -554,7 +587,7 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 		}
 		l.adopt(ctx, []string{plan[0].exec.ID}, planOf, now)
 		if _, ok := l.flights[plan[0].exec.ID]; !ok {
-			return "", fmt.Errorf("record manual execution: %w", err)
+			return "", fmt.Errorf("record %s execution: %w", fr.trigger, err)
 		}
 	}
 	for fid, reason := range stops {

@@ -92,6 +92,9 @@ func (in *intake) receive(frame []byte, peer string) {
 	case *wire.Heartbeat:
 		in.toLeader(heartbeatNote{hb: x}, m, false)
 		return
+	case *wire.Request:
+		in.toLeader(requestNote{req: x}, m, false)
+		return
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.
 		if lead := in.s.lead.Load(); lead != nil && len(x.ExecIDs) > 0 {
@@ -200,23 +203,14 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		switch x := m.msg.(type) {
 		case *wire.Ack:
 			if x.Local != nil {
-				e := *x.Local
-				e.ID, e.Job, e.Trigger, e.Server = x.ExecID, x.Job, job.TriggerLocal, x.From
-				fired = append(fired, e)
+				fired = append(fired, localExecution(x))
 			}
 			if !finished[runKey{x.ExecID, max(x.Run, 1)}] {
-				events = append(events, job.Event{
-					ID: m.event, ExecID: x.ExecID, Job: x.Job, Kind: job.EventAcked, Attempt: x.Attempt,
-					Run: max(x.Run, 1), Client: x.From, At: x.At.UTC(),
-				})
+				events = append(events, reportEvent(x))
 			}
 		case *wire.Result:
-			r := x.Result
-			events = append(events, job.Event{
-				ID: m.event, ExecID: x.ExecID, Job: x.Job, Kind: job.EventFinished, Attempt: x.Attempt,
-				Run: max(x.Run, 1), Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
-			})
-			fresh = append(fresh, r.Status)
+			events = append(events, reportEvent(x))
+			fresh = append(fresh, x.Result.Status)
 		}
 	}
 	if len(fired) > 0 {
@@ -309,6 +303,31 @@ func (in *intake) remember(batch []inbound, now time.Time) {
 		clear(in.expiry[n:])
 		in.expiry, in.head = in.expiry[:n], 0
 	}
+}
+
+// reportEvent is the event an accepted ack or a result records.
+func reportEvent(m wire.Message) job.Event {
+	switch x := m.(type) {
+	case *wire.Ack:
+		return job.Event{
+			ID: eventID(x), ExecID: x.ExecID, Job: x.Job, Kind: job.EventAcked, Attempt: x.Attempt,
+			Run: max(x.Run, 1), Client: x.From, At: x.At.UTC(),
+		}
+	case *wire.Result:
+		r := x.Result
+		return job.Event{
+			ID: eventID(x), ExecID: x.ExecID, Job: x.Job, Kind: job.EventFinished, Attempt: x.Attempt,
+			Run: max(x.Run, 1), Client: x.From, At: x.FinishedAt.UTC(), Result: &r,
+		}
+	}
+	return job.Event{}
+}
+
+// localExecution is the execution a client fired itself, as its ack carries it.
+func localExecution(a *wire.Ack) job.Execution {
+	e := *a.Local
+	e.ID, e.Job, e.Trigger, e.Server = a.ExecID, a.Job, job.TriggerLocal, a.From
+	return e
 }
 
 func receiptFor(server string, now time.Time, m wire.Message) *wire.Receipt {

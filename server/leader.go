@@ -137,6 +137,9 @@ type leaderDeps struct {
 	clientsDirty func() bool
 	persist      func(job.Event) // record an event the leader itself produces
 	jitter       func() float64  // in [0, 1): spreads retry delays
+	// fallback is the store's fallback queue, replayed by the term; nil: no replay (unit tests).
+	fallback replayStore
+	replay   *replayState // the replay's progress, shown by the API
 }
 
 func (s *Server) leaderDeps() leaderDeps {
@@ -146,6 +149,8 @@ func (s *Server) leaderDeps() leaderDeps {
 		synced: s.clients.Synced(), persist: s.intake.persist,
 		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
 		jitter:       job.RandomJitter,
+		fallback:     s.store,
+		replay:       &replayState{},
 	}
 }
 
@@ -206,6 +211,8 @@ func noteKind(n any) string {
 		return "heartbeat"
 	case recordedNote:
 		return "recorded"
+	case requestNote:
+		return "request"
 	case clientsChanged:
 		return "clients"
 	case jobChanged:
@@ -238,6 +245,7 @@ func (l *leader) run(ctx context.Context) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	go l.resyncJobs(ctx)
+	go l.replayLoop(ctx)
 	for {
 		l.resetTimer(timer)
 		var err error
@@ -482,6 +490,10 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		n.reply <- l.act(n)
 	case inflightRequest:
 		n.reply <- l.inflight(n.job)
+	case requestNote:
+		l.onRequest(ctx, n)
+	case declareNote:
+		n.reply <- l.onDeclare(ctx, n)
 	}
 	return nil
 }

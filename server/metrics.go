@@ -4,33 +4,35 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are a server's Prometheus series, registered on the registry passed to New.
 type metrics struct {
-	isLeader        prometheus.Gauge
-	epoch           prometheus.Gauge
-	leaderChanges   prometheus.Counter
-	fires           *prometheus.CounterVec // by trigger
-	duplicateFires  prometheus.Counter
-	misfires        *prometheus.CounterVec // by policy
-	skipped         *prometheus.CounterVec // by reason
-	retries         prometheus.Counter
-	orphaned        prometheus.Gauge
-	overdue         prometheus.Counter
-	leaseLapses     prometheus.Counter
-	timeouts        prometheus.Counter
-	stops           prometheus.Counter
-	fireLateness    prometheus.Histogram
-	dispatches      prometheus.Counter
-	redispatches    prometheus.Counter
-	resends         prometheus.Counter
-	inflight        prometheus.Gauge
-	waiting         prometheus.Gauge
-	framesReceived  *prometheus.CounterVec // by kind
-	framesDropped   *prometheus.CounterVec // by reason
-	eventsPersisted prometheus.Counter
-	storeErrors     *prometheus.CounterVec // by operation
-	finished        *prometheus.CounterVec // by status
-	storeChecks     *prometheus.CounterVec // by reason
-	storeCheckReads prometheus.Counter
-	notesDropped    *prometheus.CounterVec // by note
+	isLeader         prometheus.Gauge
+	epoch            prometheus.Gauge
+	leaderChanges    prometheus.Counter
+	fires            *prometheus.CounterVec // by trigger
+	duplicateFires   prometheus.Counter
+	misfires         *prometheus.CounterVec // by policy
+	skipped          *prometheus.CounterVec // by reason
+	retries          prometheus.Counter
+	orphaned         prometheus.Gauge
+	overdue          prometheus.Counter
+	leaseLapses      prometheus.Counter
+	timeouts         prometheus.Counter
+	stops            prometheus.Counter
+	fireLateness     prometheus.Histogram
+	dispatches       prometheus.Counter
+	redispatches     prometheus.Counter
+	resends          prometheus.Counter
+	inflight         prometheus.Gauge
+	waiting          prometheus.Gauge
+	framesReceived   *prometheus.CounterVec // by kind
+	framesDropped    *prometheus.CounterVec // by reason
+	eventsPersisted  prometheus.Counter
+	storeErrors      *prometheus.CounterVec // by operation
+	finished         *prometheus.CounterVec // by status
+	storeChecks      *prometheus.CounterVec // by reason
+	storeCheckReads  prometheus.Counter
+	notesDropped     *prometheus.CounterVec // by note
+	fallbackSeen     prometheus.Gauge
+	fallbackReplayed *prometheus.CounterVec // by kind and outcome
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -74,10 +76,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Store reads the leader made to check or reconcile executions in flight."}),
 		notesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_leader_notes_dropped_total",
 			Help: "Reports dropped because the leader loop's queue was full, by kind."}, []string{"note"}),
+		fallbackSeen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_fallback_waiting",
+			Help: "Entries the leader last found waiting in the fallback queue (at most one replay batch; alert on > 0)."}),
+		fallbackReplayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_fallback_replayed_total",
+			Help: "Fallback queue entries the leader settled, by kind and state (applied, rejected)."}, []string{"kind", "state"}),
 	}
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,
 		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
 		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
-		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped)
+		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed)
 	return m
 }

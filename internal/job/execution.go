@@ -33,6 +33,7 @@ const (
 	TriggerCatchUp  Trigger = "catch-up" // one run standing in for firings missed past the threshold
 	TriggerManual   Trigger = "manual"   // asked for through the API or CLI
 	TriggerLocal    Trigger = "local"    // fired by the client itself (a job in local mode)
+	TriggerRequest  Trigger = "request"  // asked for by a client's application (Client.RequestRun)
 )
 
 // Execution is one firing of a job. The stored document holds the fields up to Params; the rest is folded
@@ -99,6 +100,12 @@ func (e *Execution) RunLimit() int { return max(e.MaxRuns, 1) }
 // ManualExecutionID is the key of a manual trigger; token makes it unique (the API supplies a random one).
 func ManualExecutionID(jobName, token string) string {
 	return fmt.Sprintf("%s@manual-%s", jobName, token)
+}
+
+// RequestExecutionID is the key of the run a client's application asked for with request id reqID: the
+// same request, sent twice or replayed from the fallback queue, is the same execution.
+func RequestExecutionID(jobName, reqID string) string {
+	return fmt.Sprintf("%s@request-%s", jobName, reqID)
 }
 
 // Result is what a client reports when a run ends.

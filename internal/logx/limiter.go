@@ -1,6 +1,7 @@
 package logx
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -19,6 +20,15 @@ type Limiter struct {
 
 // Warn logs msg at warn level unless a line went out less than Interval ago.
 func (l *Limiter) Warn(logger *slog.Logger, msg string, args ...any) {
+	l.log(logger, slog.LevelWarn, msg, args...)
+}
+
+// Error logs msg at error level unless a line went out less than Interval ago.
+func (l *Limiter) Error(logger *slog.Logger, msg string, args ...any) {
+	l.log(logger, slog.LevelError, msg, args...)
+}
+
+func (l *Limiter) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
 	interval := l.Interval
 	if interval == 0 {
 		interval = time.Second
@@ -36,5 +46,5 @@ func (l *Limiter) Warn(logger *slog.Logger, msg string, args ...any) {
 	if n > 0 {
 		args = append(args, "suppressed_since_last", n)
 	}
-	logger.Warn(msg, args...)
+	logger.Log(context.Background(), level, msg, args...)
 }

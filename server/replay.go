@@ -1,0 +1,358 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clover-sched/clover/internal/fallback"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// Replay of the fallback queue: what clients could not deliver while no server took their reports.
+//
+// Concurrency: replay runs in its own goroutine for the length of a term, so that a long queue never holds
+// up firing. It records results and acks in the store itself, like the intake, and then tells the loop, like
+// the intake does; it hands run requests and declarations to the loop (tell) and waits for the answer, since
+// only the loop may fire or change jobs. Each entry is settled (applied or rejected) only after its effect is
+// recorded, and every effect is idempotent: an event id, an execution id made from the request id, a
+// declaration compared with the stored job. So a leader that dies half way leaves entries waiting that the
+// next leader applies again without doubling anything; exactly once is "at least once, idempotently".
+//
+// Order: each client's entries are applied in the order it queued them (the store sorts them). An entry
+// that cannot be applied now (the store failed, the loop is not confirmed) stops that client's replay for
+// this pass; the others go on.
+
+// replayStore is what replay needs of the store.
+type replayStore interface {
+	WaitingFallback(ctx context.Context, limit int) ([]fallback.Entry, error)
+	SettleFallback(ctx context.Context, id string, state fallback.State, server string, epoch int64, reason string, at time.Time) (bool, error)
+	FallbackWaitingFor(ctx context.Context, execIDs []string) ([]string, error)
+	FallbackStatus(ctx context.Context) (fallback.Status, error)
+	InsertExecutions(ctx context.Context, execs []job.Execution) ([]string, error)
+	InsertEvents(ctx context.Context, events []job.Event) (int, error)
+	RaiseAlert(ctx context.Context, a store.Alert, now time.Time) (bool, error)
+	ClearAlert(ctx context.Context, key string, now time.Time) (bool, error)
+}
+
+var _ replayStore = (*store.Store)(nil)
+
+// Notes replay hands to the loop.
+type (
+	// requestNote asks the loop to run a client's run request; reply, when set, gets the outcome.
+	requestNote struct {
+		req   *wire.Request
+		reply chan error
+	}
+	// declareNote asks the loop to apply declarations a client queued while no server was up.
+	declareNote struct {
+		client string
+		specs  []job.Spec
+		reply  chan error
+	}
+)
+
+// errRefused marks an entry or a request that can never be applied; it is settled rejected, not retried.
+var errRefused = errors.New("refused")
+
+const (
+	replayBatch = 500
+	// fallbackAlertKey names the alert raised while the fallback queue holds entries.
+	fallbackAlertKey = "fallback-queue"
+)
+
+// ReplayProgress is what the API shows of the replay by this server's current term.
+type ReplayProgress struct {
+	Leader        string    `json:"leader"`
+	Epoch         int64     `json:"epoch"`
+	Applied       int64     `json:"applied"`  // entries this term applied
+	Rejected      int64     `json:"rejected"` // entries this term rejected
+	LastEntry     string    `json:"last_entry,omitempty"`
+	LastAppliedAt time.Time `json:"last_applied_at,omitzero"`
+	LastPassAt    time.Time `json:"last_pass_at,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+}
+
+// replayState is a term's replay progress, read by the API.
+type replayState struct {
+	mu sync.Mutex
+	p  ReplayProgress
+	// alerted: this term raised the fallback alert; quiet: this term saw the queue empty and cleared the
+	// alert. Only the replay goroutine touches them.
+	alerted, quiet bool
+}
+
+func (r *replayState) update(f func(p *ReplayProgress)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(&r.p)
+}
+
+func (r *replayState) get() ReplayProgress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.p
+}
+
+// replayLoop replays the fallback queue every FallbackPoll until the term ends.
+func (l *leader) replayLoop(ctx context.Context) {
+	if l.fallback == nil {
+		return
+	}
+	l.replay.update(func(p *ReplayProgress) { *p = ReplayProgress{Leader: l.cfg.ID, Epoch: l.epoch} })
+	t := time.NewTicker(l.cfg.FallbackPoll)
+	defer t.Stop()
+	for {
+		l.replayPass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// replayPass applies the entries waiting now, and raises or clears the alert that says they wait.
+func (l *leader) replayPass(ctx context.Context) {
+	sctx, cancel := storeCtx(ctx)
+	entries, err := l.fallback.WaitingFallback(sctx, replayBatch)
+	cancel()
+	now := l.now()
+	l.replay.update(func(p *ReplayProgress) {
+		p.LastPassAt = now
+		if err != nil {
+			p.LastError = err.Error()
+		}
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			l.logger.Warn("cannot read the fallback queue", "err", err)
+		}
+		return
+	}
+	l.metrics.fallbackSeen.Set(float64(len(entries)))
+	if len(entries) == 0 {
+		l.clearFallbackAlert(ctx, now)
+		return
+	}
+	l.raiseFallbackAlert(ctx, now)
+	blocked := map[string]bool{} // clients one of whose entries could not be applied in this pass
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return
+		}
+		if blocked[e.Client] {
+			continue
+		}
+		state, reason := fallback.StateApplied, ""
+		if e.State == fallback.StateRejected { // the store could not read it
+			state, reason = fallback.StateRejected, e.Error
+		} else if err := l.applyEntry(ctx, e); errors.Is(err, errRefused) {
+			state, reason = fallback.StateRejected, err.Error()
+		} else if err != nil {
+			blocked[e.Client] = true
+			l.replay.update(func(p *ReplayProgress) { p.LastError = err.Error() })
+			l.logger.Warn("fallback entry not applied yet; the client's later entries wait behind it", "entry", e.ID, "kind", e.Kind, "err", err)
+			continue
+		}
+		sctx, cancel := storeCtx(ctx)
+		_, err := l.fallback.SettleFallback(sctx, e.ID, state, l.cfg.ID, l.epoch, reason, l.now())
+		cancel()
+		if err != nil {
+			blocked[e.Client] = true
+			l.logger.Warn("fallback entry applied but not marked so; it will be applied again, harmlessly", "entry", e.ID, "err", err)
+			continue
+		}
+		l.metrics.fallbackReplayed.WithLabelValues(string(e.Kind), string(state)).Inc()
+		if state == fallback.StateRejected {
+			l.logger.Error("fallback entry rejected: it can never be applied", "entry", e.ID, "client", e.Client, "kind", e.Kind, "reason", reason)
+		} else {
+			l.logger.Info("fallback entry replayed", "entry", e.ID, "client", e.Client, "kind", e.Kind, "execution", e.ExecID)
+		}
+		l.replay.update(func(p *ReplayProgress) {
+			if state == fallback.StateRejected {
+				p.Rejected++
+			} else {
+				p.Applied++
+			}
+			p.LastEntry, p.LastAppliedAt = e.ID, l.now()
+		})
+	}
+}
+
+// applyEntry records an entry's effect. An error wrapping errRefused means it never can be.
+func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
+	if e.Kind == fallback.KindDeclare {
+		var specs []job.Spec
+		if err := json.Unmarshal(e.Payload, &specs); err != nil {
+			return fmt.Errorf("%w: declarations do not decode: %v", errRefused, err)
+		}
+		reply := make(chan error, 1)
+		return l.ask(ctx, declareNote{client: e.Client, specs: specs, reply: reply}, reply)
+	}
+	m, err := wire.Decode(e.Payload)
+	if err != nil {
+		return fmt.Errorf("%w: payload: %v", errRefused, err)
+	}
+	if from := wire.From(m); from != e.Client {
+		return fmt.Errorf("%w: a %s from %s in an entry of client %s", errRefused, m.Kind(), from, e.Client)
+	}
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	switch x := m.(type) {
+	case *wire.Result:
+		if e.Kind != fallback.KindResult {
+			break
+		}
+		if _, err := l.fallback.InsertEvents(sctx, []job.Event{reportEvent(x)}); err != nil {
+			return err
+		}
+		l.tell(ctx, resultNote{result: x})
+		l.tell(ctx, recordedNote{ids: []string{x.ExecID}, runs: []int{max(x.Run, 1)}})
+		return nil
+	case *wire.Ack:
+		if e.Kind != fallback.KindAck || !x.Accepted {
+			break
+		}
+		if x.Local != nil {
+			if _, err := l.fallback.InsertExecutions(sctx, []job.Execution{localExecution(x)}); err != nil {
+				return err
+			}
+		}
+		if _, err := l.fallback.InsertEvents(sctx, []job.Event{reportEvent(x)}); err != nil {
+			return err
+		}
+		l.tell(ctx, ackNote{ack: x})
+		return nil
+	case *wire.Request:
+		if e.Kind != fallback.KindRequest {
+			break
+		}
+		reply := make(chan error, 1)
+		return l.ask(ctx, requestNote{req: x, reply: reply}, reply)
+	}
+	return fmt.Errorf("%w: entry of kind %s holds a %s", errRefused, e.Kind, m.Kind())
+}
+
+// ask hands a note to the loop and waits for its answer.
+func (l *leader) ask(ctx context.Context, note any, reply chan error) error {
+	l.tell(ctx, note)
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// raiseFallbackAlert records, the first time a server sees entries waiting, an alert for the operators
+// (the monitor mails it), and keeps its summary up to date while they wait.
+func (l *leader) raiseFallbackAlert(ctx context.Context, now time.Time) {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	st, err := l.fallback.FallbackStatus(sctx)
+	if err != nil || st.Waiting == 0 {
+		return
+	}
+	clients := slices.Sorted(maps.Keys(st.WaitingByClient))
+	summary := fmt.Sprintf("%d entries wait in the fallback queue since %s, from clients %s",
+		st.Waiting, st.OldestWaiting.UTC().Format(time.RFC3339), strings.Join(clients, ", "))
+	opened, err := l.fallback.RaiseAlert(sctx, store.Alert{
+		Key: fallbackAlertKey, Kind: "fallback", Summary: summary, Since: st.OldestWaiting, RaisedBy: l.cfg.ID,
+		Contacts: l.cfg.Operators,
+		Details: "Clients could not reach any server and queued their reports in MongoDB. The leader replays " +
+			"them in order; watch `clover fallback status`. If entries keep waiting, read the leader's log for " +
+			"\"fallback entry not applied yet\".",
+	}, now)
+	if err != nil {
+		l.logger.Warn("cannot record the fallback alert", "err", err)
+		return
+	}
+	if opened {
+		l.logger.Error("clients queued reports in the fallback queue while no server took them; replaying",
+			"waiting", st.Waiting, "since", st.OldestWaiting, "clients", clients)
+	}
+	l.replay.alerted, l.replay.quiet = true, false
+}
+
+// clearFallbackAlert clears the alert once the queue is empty.
+func (l *leader) clearFallbackAlert(ctx context.Context, now time.Time) {
+	if l.replay.quiet && !l.replay.alerted {
+		return // cleared already by this term (an earlier leader may have left it open)
+	}
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	cleared, err := l.fallback.ClearAlert(sctx, fallbackAlertKey, now)
+	if err != nil {
+		return
+	}
+	if cleared || l.replay.alerted {
+		l.logger.Info("the fallback queue is replayed; nothing waits")
+	}
+	l.replay.alerted, l.replay.quiet = false, true
+}
+
+// request runs a client's run request, once: its execution id comes from the request id, so a request
+// that was recorded already (sent twice, or replayed) fires nothing new.
+func (l *leader) request(ctx context.Context, r *wire.Request) error {
+	id := job.RequestExecutionID(r.Job, r.ReqID)
+	if _, ok := l.flights[id]; ok {
+		return nil
+	}
+	if _, ok := l.flights[job.ShardExecutionID(id, 0)]; ok {
+		return nil
+	}
+	spec, err := l.manualSpec(ctx, r.Job)
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, errLocalMode):
+		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, err)
+	case err != nil:
+		return err
+	}
+	_, err = l.fireNow(ctx, firing{spec: spec, at: r.At, trigger: job.TriggerRequest, params: mergeParams(spec.Params, r.Params), id: id})
+	return err
+}
+
+// onRequest runs a request and answers the client with a receipt once its execution is recorded (or it is
+// refused for good: re-sending it would not help).
+func (l *leader) onRequest(ctx context.Context, n requestNote) {
+	err := l.request(ctx, n.req)
+	if n.reply != nil {
+		n.reply <- err
+	}
+	if errors.Is(err, errRefused) {
+		l.logger.Warn("run request refused", "client", n.req.From, "job", n.req.Job, "request", n.req.ReqID, "err", err)
+	} else if err != nil {
+		l.logger.Debug("run request not run yet; the client sends it again", "request", n.req.ReqID, "err", err)
+		return
+	}
+	frame, ferr := wire.Encode(&wire.Receipt{Header: wire.Header{From: l.cfg.ID, Epoch: l.epoch, SentAt: l.now()}, Requests: []string{n.req.ReqID}})
+	if ferr == nil {
+		_ = l.send(n.req.From, frame)
+	}
+}
+
+// onDeclare applies declarations a client queued while no server was up. A client registered now is
+// skipped: its registration in ZooKeeper is newer and stands.
+func (l *leader) onDeclare(ctx context.Context, n declareNote) error {
+	if l.live[n.client] {
+		return nil
+	}
+	for _, spec := range n.specs {
+		if err := l.applyDeclaration(ctx, n.client, spec); err != nil {
+			if isTransient(err) {
+				return err
+			}
+			l.logger.Warn("queued declaration not applied", "client", n.client, "job", spec.Name, "err", err)
+		}
+	}
+	return nil
+}
