@@ -713,7 +713,8 @@ func (c *Client) resendLoop(ctx context.Context) {
 				}
 			}
 		}
-		for _, p := range c.requests {
+		// Requests in the order the application made them: one that is late must not overtake another.
+		for _, p := range slices.SortedFunc(maps.Values(c.requests), func(a, b *pendingReport) int { return a.created.Compare(b.created) }) {
 			resend(p)
 		}
 		// The leader re-sends a dispatch whose answer it has not heard, with a backoff. Keep every answer

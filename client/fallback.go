@@ -44,7 +44,8 @@ func (c *Client) RequestRun(jobName string, params map[string]string) (string, e
 	return id, nil
 }
 
-// PendingRequests is the number of run requests no server has confirmed yet.
+// PendingRequests is the number of run requests no server has confirmed yet and the fallback queue does
+// not hold.
 func (c *Client) PendingRequests() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -71,6 +72,17 @@ func (c *Client) toFallback(ctx context.Context, reports []*pendingReport) {
 		}
 		c.mu.Lock()
 		p.queued = true
+		if p.kind == fallback.KindRequest {
+			// The queue owns a request from now on, so that requests run in the order the application made
+			// them: a re-send reaching a server that came back could overtake requests queued before it.
+			// (Results and local acks are still re-sent: each is about its own execution, order does not
+			// matter to them, and the servers learn of them sooner than from the replay.)
+			for id, q := range c.requests {
+				if q == p {
+					delete(c.requests, id)
+				}
+			}
+		}
 		c.mu.Unlock()
 		c.stats.FallbackQueued.Add(1)
 		c.logger.Info("no server confirms reports; queued in the fallback queue", "kind", p.kind, "execution", p.execID, "entry", e.ID)

@@ -84,6 +84,7 @@ type Cluster struct {
 
 	storeOnce sync.Once
 	store     *store.Store
+	apps      []*AppClient
 }
 
 // Member is one clover server or client process.
@@ -372,6 +373,9 @@ func (c *Cluster) Logs(lines int) string {
 	var b strings.Builder
 	for _, m := range append(append([]*Member{}, c.Servers...), c.Clients...) {
 		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", m.ID, m.log, m.Log(lines))
+	}
+	for _, a := range c.apps {
+		fmt.Fprintf(&b, "--- %s (in the test process, %s) ---\n%s\n", a.ID, a.log, a.Log(lines))
 	}
 	return b.String()
 }

@@ -155,3 +155,17 @@ func (s *Store) FallbackStatus(ctx context.Context) (fallback.Status, error) {
 	}
 	return st, nil
 }
+
+// FallbackEntries returns the entries of client, in the order it queued them, whatever their state.
+func (s *Store) FallbackEntries(ctx context.Context, client string) ([]fallback.Entry, error) {
+	cur, err := s.fallback.Find(ctx, bson.D{{Key: "client", Value: client}},
+		options.Find().SetSort(bson.D{{Key: "boot", Value: 1}, {Key: "seq", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: fallback entries of %s: %w", client, err)
+	}
+	out, err := decodeEach[fallback.Entry](ctx, s, "fallback entry", cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: fallback entries of %s: %w", client, err)
+	}
+	return out, nil
+}

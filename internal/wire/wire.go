@@ -157,6 +157,11 @@ func Relay(m Message, via string) ([]byte, error) {
 	case *Stop:
 		x := *m
 		c = &x
+	case *Request:
+		x := *m
+		c = &x
+	default: // a kind added to known but not here: refuse it rather than crash the server relaying it
+		return nil, &encodeError{fmt.Sprintf("wire: cannot relay %T", m), ErrKind}
 	}
 	c.header().Via = via
 	return Encode(c)

@@ -254,6 +254,30 @@ func TestRelay(t *testing.T) {
 	}
 }
 
+// Every kind a server may receive can be relayed: a kind left out once crashed followers.
+func TestRelayEveryKind(t *testing.T) {
+	stop := &Stop{Header: Header{From: "s"}, ExecID: "j@1"}
+	for k := Kind(1); newMessage(k) != nil; k++ {
+		var m Message
+		for _, s := range []Message{sampleDispatch, sampleAck, sampleResult, sampleReceipt, sampleHeartbeat, stop, sampleRequest} {
+			if s.Kind() == k {
+				m = s
+			}
+		}
+		if m == nil {
+			t.Fatalf("no sample of kind %s: add one here", k)
+		}
+		frame, err := Relay(m, "server-2")
+		if err != nil {
+			t.Fatalf("Relay(%s): %v", k, err)
+		}
+		got, err := Decode(frame)
+		if err != nil || Via(got) != "server-2" || got.Kind() != k {
+			t.Fatalf("relayed %s decodes to %#v, %v", k, got, err)
+		}
+	}
+}
+
 func TestDecodeAllowsUnknownFields(t *testing.T) {
 	m, err := Decode(frameOf(1, KindHeartbeat, `{"from":"c","running":["j@1"],"capacity":4,"memory_mb":512,"labels":{"zone":"a"}}`))
 	if err != nil {
