@@ -153,17 +153,18 @@ func (f *fakeStore) ids() []string {
 
 // harness is a leader with fake dependencies and a clock that moves only when told.
 type harness struct {
-	t       *testing.T
-	l       *leader
-	store   *fakeStore
-	now     time.Time
-	clients []registry.Member
-	down    map[string]bool
-	sent    []sent
-	stops   []stopSent
-	healthy bool
-	events  []job.Event
-	dirty   bool // the client registry changed
+	t        *testing.T
+	l        *leader
+	store    *fakeStore
+	now      time.Time
+	clients  []registry.Member
+	down     map[string]bool
+	sent     []sent
+	stops    []stopSent
+	receipts []*wire.Receipt
+	healthy  bool
+	events   []job.Event
+	dirty    bool // the client registry changed
 }
 
 type sent struct {
@@ -207,6 +208,8 @@ func newHarness(t *testing.T, fs *fakeStore, clients ...string) *harness {
 				h.sent = append(h.sent, sent{peer: peer, d: m})
 			case *wire.Stop:
 				h.stops = append(h.stops, stopSent{peer: peer, stop: m})
+			case *wire.Receipt:
+				h.receipts = append(h.receipts, m)
 			default:
 				t.Fatalf("leader sent a %s to a client", m.Kind())
 			}

@@ -219,8 +219,11 @@ func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
 		l.tell(ctx, recordedNote{ids: []string{x.ExecID}, runs: []int{max(x.Run, 1)}})
 		return nil
 	case *wire.Ack:
-		if e.Kind != fallback.KindAck || !x.Accepted {
+		if e.Kind != fallback.KindAck {
 			break
+		}
+		if !x.Accepted {
+			return fmt.Errorf("%w: an ack entry holds a refusal, which records nothing", errRefused)
 		}
 		if x.Local != nil {
 			if _, err := l.fallback.InsertExecutions(sctx, []job.Execution{localExecution(x)}); err != nil {
@@ -239,7 +242,7 @@ func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
 		reply := make(chan error, 1)
 		return l.ask(ctx, requestNote{req: x, reply: reply}, reply)
 	}
-	return fmt.Errorf("%w: entry of kind %s holds a %s", errRefused, e.Kind, m.Kind())
+	return fmt.Errorf("%w: an entry of kind %s holds a frame of kind %s", errRefused, e.Kind, m.Kind())
 }
 
 // ask hands a note to the loop and waits for its answer.

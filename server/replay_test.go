@@ -1,0 +1,126 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/fallback"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+func frame(t *testing.T, m wire.Message) []byte {
+	t.Helper()
+	b, err := wire.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An entry written by someone else, or damaged, is rejected with a reason that names what is wrong; it
+// never stops the replay or the server.
+func TestFallbackEntriesThatCanNeverApplyAreRejected(t *testing.T) {
+	h := newHarness(t, newFakeStore(), "a")
+	result := &wire.Result{Header: wire.Header{From: "a"}, ExecID: "j@1", Job: "j", Result: job.Result{Status: job.StateSucceeded}}
+	tests := map[string]struct {
+		entry fallback.Entry
+		want  string
+	}{
+		"payload not a frame": {
+			entry: fallback.Entry{Client: "a", Kind: fallback.KindResult, Payload: []byte("hello")},
+			want:  `refused: payload: wire: frame starts with "hel", not "CLV"`,
+		},
+		"frame of another client": {
+			entry: fallback.Entry{Client: "b", Kind: fallback.KindResult, Payload: frame(t, result)},
+			want:  "refused: a result from a in an entry of client b",
+		},
+		"kind that does not match the frame": {
+			entry: fallback.Entry{Client: "a", Kind: fallback.KindRequest, Payload: frame(t, result)},
+			want:  "refused: an entry of kind request holds a frame of kind result",
+		},
+		"refusal in an ack entry": {
+			entry: fallback.Entry{Client: "a", Kind: fallback.KindAck, Payload: frame(t, &wire.Ack{Header: wire.Header{From: "a"}, ExecID: "j@1", Job: "j", At: t0})},
+			want:  "refused: an ack entry holds a refusal, which records nothing",
+		},
+		"declarations that do not decode": {
+			entry: fallback.Entry{Client: "a", Kind: fallback.KindDeclare, Payload: []byte(`{"name":`)},
+			want:  "refused: declarations do not decode: unexpected end of JSON input",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := h.l.applyEntry(context.Background(), tc.entry)
+			if !errors.Is(err, errRefused) {
+				t.Fatalf("applyEntry = %v, want errRefused", err)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error\n got %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// A run request fires one execution whose id comes from the request: sent twice (a re-send, a replay of
+// the same entry by the next leader) it fires nothing more. Requests for jobs that cannot run are refused
+// for good, and the client is told either way so that it stops sending them.
+func TestARunRequestRunsOnce(t *testing.T) {
+	local := shellJob("local", "@every 1h", created)
+	local.Mode = job.ModeLocal
+	fs := newFakeStore(shellJob("settle", "@every 1000h", created), local)
+	h := newHarness(t, fs, "a")
+	h.establish()
+	ctx := context.Background()
+	req := &wire.Request{Header: wire.Header{From: "a"}, ReqID: "a.1.1", Job: "settle", Params: map[string]string{"day": "23"}, At: h.now}
+	for range 2 {
+		h.l.onRequest(ctx, requestNote{req: req})
+	}
+	want := job.RequestExecutionID("settle", "a.1.1")
+	if got := fs.ids(); !slices.Equal(got, []string{want}) {
+		t.Fatalf("recorded %v, want only %s", got, want)
+	}
+	e := fs.folded()[0]
+	if e.Trigger != job.TriggerRequest || e.Params["day"] != "23" || e.Params["command"] != "true" {
+		t.Errorf("execution %+v: want trigger request with the request's params over the job's", e)
+	}
+	if d := h.sentTo("a"); len(d) != 1 || d[0].d.ExecID != want {
+		t.Errorf("dispatched %v, want %s once", d, want)
+	}
+	// Once the execution ended and the leader forgot it, a replay of the same request is still one run.
+	h.l.forget(want)
+	if err := h.l.request(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := fs.ids(); len(got) != 1 {
+		t.Fatalf("recorded %v after a replay of the request", got)
+	}
+
+	for name, r := range map[string]*wire.Request{
+		"unknown job": {Header: wire.Header{From: "a"}, ReqID: "a.1.2", Job: "nope", At: h.now},
+		"local job":   {Header: wire.Header{From: "a"}, ReqID: "a.1.3", Job: "local", At: h.now},
+	} {
+		if err := h.l.request(ctx, r); !errors.Is(err, errRefused) {
+			t.Errorf("%s: request = %v, want errRefused", name, err)
+		}
+		h.l.onRequest(ctx, requestNote{req: r})
+	}
+	var receipted []string
+	for _, r := range h.receipts {
+		receipted = append(receipted, r.Requests...)
+	}
+	if !slices.Equal(receipted, []string{"a.1.1", "a.1.1", "a.1.2", "a.1.3"}) {
+		t.Errorf("receipts for %v, want every request answered", receipted)
+	}
+
+	// Without a confirmed session the request waits (no receipt): the client sends it again later.
+	h.healthy = false
+	h.now = h.now.Add(time.Minute)
+	n := len(h.receipts)
+	h.l.onRequest(ctx, requestNote{req: &wire.Request{Header: wire.Header{From: "a"}, ReqID: "a.1.4", Job: "settle", At: h.now}})
+	if len(h.receipts) != n {
+		t.Error("a request the leader could not run was receipted")
+	}
+}
