@@ -59,6 +59,9 @@ wait_port $mongo_port ferretdb
 
 export CLOVER_ZOOKEEPER_SERVERS="127.0.0.1:$zk_port"
 export CLOVER_MONGO_URI="mongodb://127.0.0.1:$mongo_port/"
+# Clients keep what no server takes in the fallback queue (MongoDB), or in a local spool while MongoDB is
+# down too. Servers do not read these keys.
+export CLOVER_FALLBACK_MONGO_URI="$CLOVER_MONGO_URI" CLOVER_FALLBACK_SPOOL_DIR="$run/spool"
 "$clover" server --config examples/server.yaml --id server-1 --api-listen "127.0.0.1:$api1" --listen "tcp://127.0.0.1:$zmq1" >"$run/logs/server-1.log" 2>&1 &
 pids+=($!)
 "$clover" server --config examples/server.yaml --id server-2 --api-listen "127.0.0.1:$api2" --listen "tcp://127.0.0.1:$zmq2" >"$run/logs/server-2.log" 2>&1 &
@@ -92,6 +95,9 @@ $("$clover" cluster status | sed 's/^/  /')
   REST API:      curl $CLOVER_API/api/v1/cluster   (second server: http://127.0.0.1:$api2)
   Metrics:       curl $CLOVER_API/metrics
   Failover:      kill the leader named above and run 'bin/clover cluster status --api http://127.0.0.1:$api2'
+  Outage:        pkill -STOP -f 'clover server'; sleep 15; pkill -CONT -f 'clover server'
+                 (no server answers for 15 s: clients queue their results in MongoDB, and the leader
+                 replays them once the servers are back; 'bin/clover fallback status' shows it)
   Stop:          Ctrl-C (stops every process started here)
 
 MSG
