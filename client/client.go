@@ -366,12 +366,46 @@ func (c *Client) Run(ctx context.Context) error {
 	c.startLocal(ctx, &wg)
 	c.logger.Info("client started", "endpoint", inbox.Endpoint(), "jobs", m.Jobs, "handlers", m.Handlers)
 	<-ctx.Done()
+	// Runs under way get a moment to end and report (the inbox is closed: no new run starts); the client
+	// stays registered meanwhile, so the leader does not count them lost.
+	c.drain(shutdownGrace)
 	closeCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer done()
 	_ = reg.Close(closeCtx)
 	wg.Wait()
+	if c.queue != nil {
+		// What no server confirmed goes to the fallback queue rather than away with the process.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		c.flushToFallback(flushCtx)
+		cancel()
+	}
 	c.logger.Info("client stopped")
 	return nil
+}
+
+// shutdownGrace is how long a stopping client waits for its runs under way to end.
+const shutdownGrace = 5 * time.Second
+
+// drain waits until no run is under way here, or for at most grace.
+func (c *Client) drain(grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	logged := false
+	for {
+		c.mu.Lock()
+		n := c.active.len()
+		c.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			if n > 0 {
+				c.logger.Warn("stopping with runs still under way; their results are lost with the process", "runs", n)
+			}
+			return
+		}
+		if !logged {
+			c.logger.Info("stopping: waiting for the runs under way", "runs", n, "grace", grace)
+			logged = true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *Client) raiseEpoch(e int64) {

@@ -89,6 +89,32 @@ func (c *Client) toFallback(ctx context.Context, reports []*pendingReport) {
 	}
 }
 
+// flushToFallback queues every report no server has confirmed, whatever its age: the client is stopping,
+// and a report in memory would be lost with it. A report a server did record is replayed harmlessly.
+func (c *Client) flushToFallback(ctx context.Context) {
+	var reports []*pendingReport
+	c.mu.Lock()
+	for _, m := range []byRun[*pendingReport]{c.acks, c.pending} {
+		for _, runs := range m {
+			for _, p := range runs {
+				if p.kind != "" && !p.queued {
+					reports = append(reports, p)
+				}
+			}
+		}
+	}
+	for _, p := range c.requests {
+		if !p.queued {
+			reports = append(reports, p)
+		}
+	}
+	c.mu.Unlock()
+	if len(reports) > 0 {
+		c.logger.Info("stopping: queuing what no server confirmed", "reports", len(reports))
+	}
+	c.toFallback(ctx, reports)
+}
+
 // declareIfAlone queues this client's declarations when it finds no server after Fallback.After: the
 // leader that comes back creates the jobs even if this client is gone by then. (A client that finds a
 // server needs no entry: the leader reads the declarations from ZooKeeper.)

@@ -154,6 +154,26 @@ func TestFallbackReplaysWhatAClientKeptWhileEveryServerWasDown(t *testing.T) {
 		t.Fatal("a request ran while no server was up")
 	}
 
+	// A client that starts while no server is up queues its declarations, and its local job keeps firing
+	// into the queue; it is gone before any server comes back.
+	report := job.Spec{Name: "report", Schedule: "@every 1000h", Handler: "work"}
+	local := job.Spec{Name: "beat", Schedule: "@every 1s", Handler: "work", Mode: job.ModeLocal}
+	lone := c.StartAppClient(AppClientOptions{ID: "app-2", Handlers: map[string]client.HandlerFunc{"work": work(runs, nil)},
+		Declare: []job.Spec{report, local}})
+	testenv.WaitFor(t, 30*time.Second, "the lone client's declarations and local runs queued", func() bool {
+		return lone.Stats().FallbackQueued.Load() >= 5 // the declarations, then an ack and a result per local run
+	})
+	lone.Stop()
+	var localRuns []string
+	for id := range runs.snapshot() {
+		if strings.HasPrefix(id, "beat@") {
+			localRuns = append(localRuns, id)
+		}
+	}
+	if len(localRuns) == 0 {
+		t.Fatal("the local job did not fire while no server was up")
+	}
+
 	for _, m := range c.Servers {
 		c.Start(m)
 	}
@@ -203,6 +223,19 @@ func TestFallbackReplaysWhatAClientKeptWhileEveryServerWasDown(t *testing.T) {
 	a, _ := c.Store().GetAlert(t.Context(), "fallback-queue")
 	if !strings.Contains(a.Summary, "app-1") || !slices.Equal(a.Contacts, []string{"ops@example.com"}) || a.Since.IsZero() {
 		t.Errorf("alert %+v: want the client named, the operators as contacts and a since", a)
+	}
+	// The lone client's declarations made its jobs, and its local runs are recorded, each once.
+	for _, name := range []string{"report", "beat"} {
+		spec, err := c.Store().GetJob(t.Context(), name)
+		if err != nil || spec.Source != "client:app-2" {
+			t.Errorf("job %s: %+v, %v; want it declared by app-2 through the queue", name, spec, err)
+		}
+	}
+	testenv.WaitFor(t, 20*time.Second, "the queue replayed", func() bool { return fallbackStatus(t, c).Waiting == 0 })
+	for _, e := range waitRecorded(t, c, localRuns, job.StateSucceeded, 30*time.Second) {
+		if e.Trigger != job.TriggerLocal || runs.count(e.ID) != 1 {
+			t.Errorf("local execution %s: trigger %s, ran %d times", e.ID, e.Trigger, runs.count(e.ID))
+		}
 	}
 	testenv.WaitFor(t, 20*time.Second, "the client has nothing left to send", func() bool {
 		return app.PendingResults() == 0 && app.PendingRequests() == 0

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clover-sched/clover/client"
 	"github.com/clover-sched/clover/internal/config"
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/testenv"
 )
 
@@ -34,6 +35,7 @@ type AppClientOptions struct {
 	SpoolDir string        // default: a directory of the cluster's, the same for every start of ID
 	After    time.Duration // fallback.after; default 1s
 	Capacity int           // default 64
+	Declare  []job.Spec    // jobs the client declares
 }
 
 // StartAppClient starts an embedded client with the fallback queue on the cluster's database, and waits
@@ -67,6 +69,11 @@ func (c *Cluster) StartAppClient(opts AppClientOptions) *AppClient {
 	}
 	for name, h := range opts.Handlers {
 		cl.Handle(name, h)
+	}
+	for _, spec := range opts.Declare {
+		if err := cl.Declare(spec); err != nil {
+			c.t.Fatalf("client %s: declare %s: %v", opts.ID, spec.Name, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &AppClient{Client: cl, ID: opts.ID, SpoolDir: opts.SpoolDir, log: logPath, cancel: cancel, done: make(chan error, 1)}
