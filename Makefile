@@ -14,8 +14,9 @@ help: ## list the targets
 deps: ## install ZooKeeper, libzmq (apt) and build FerretDB, idempotently
 	@scripts/deps.sh
 
-build: deps ## build bin/clover
+build: deps ## build bin/clover (and bin/clover-tagged, the example client that declares jobs in code)
 	$(GO) build -o $(BIN) ./cmd/clover
+	$(GO) build -o bin/clover-tagged ./examples/tagged
 
 run: build ## run a local cluster: ZooKeeper, FerretDB, 2 servers, 2 clients, example jobs (Ctrl-C stops it)
 	@scripts/run.sh
@@ -36,6 +37,8 @@ fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/schedule/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/registry/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSpec -fuzztime 30s ./server/
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s -fuzzminimizetime 5s ./spring-like-config/
+	$(GO) test -run '^$$' -fuzz FuzzOpenSpool -fuzztime 30s ./internal/fallback/
 
 lint: ## go vet, gofmt check, go mod tidy check
 	$(GO) vet $(PKGS)

@@ -1,0 +1,252 @@
+package springconfig
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// The XML form, for teams coming from Spring's <task:scheduled-tasks> and Quartz XML. It maps onto the
+// same tree as YAML (see README.md):
+//
+//	<clover>
+//	  <properties><property name="region" value="emea"/></properties>
+//	  <defaults timeout="10m"><retry max="3"/><contacts><contact>ops@example.com</contact></contacts></defaults>
+//	  <template name="nightly" time_zone="Europe/Paris"/>
+//	  <job name="settle" parent="nightly" schedule="0 0 2 * * ?" handler="settle">
+//	    <params><param name="ledger" value="main"/></params>
+//	  </job>
+//	  <profile name="prod"><job name="settle" timeout="30m"/></profile>
+//	</clover>
+//
+// A scalar key is an attribute or an element holding text; a group (retry, routing...) is an element; a
+// map (params, routing.labels) holds elements with a name and a value attribute or text; a list
+// (contacts, routing.clients, routing.shard_items) holds one element per item, whatever its name.
+
+type xmlElem struct {
+	name     string
+	line     int
+	attrs    []xml.Attr
+	children []*xmlElem
+	text     strings.Builder
+}
+
+func parseXML(data []byte) (*node, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	var stack []*xmlElem
+	var root *xmlElem
+	count := 0
+	for {
+		line, _ := d.InputPos()
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			line, _ = d.InputPos()
+			var se *xml.SyntaxError
+			if errors.As(err, &se) {
+				line = se.Line
+			}
+			return nil, &parseError{line: line, msg: strings.TrimPrefix(err.Error(), "XML syntax error on line "+fmt.Sprint(line)+": ")}
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if count++; count > maxNodes || len(stack) > 100 {
+				return nil, &parseError{line: line, msg: "document too large or too deeply nested"}
+			}
+			e := &xmlElem{name: t.Name.Local, line: line, attrs: t.Attr}
+			if len(stack) == 0 {
+				if root != nil {
+					return nil, &parseError{line: line, msg: "more than one root element"}
+				}
+				root = e
+			} else {
+				parent := stack[len(stack)-1]
+				parent.children = append(parent.children, e)
+			}
+			stack = append(stack, e)
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			if len(stack) > 0 {
+				stack[len(stack)-1].text.Write(t)
+			}
+		}
+	}
+	if root == nil {
+		return nil, nil
+	}
+	if root.name != "clover" {
+		return nil, &parseError{line: root.line, msg: fmt.Sprintf("root element <%s>: want <clover>", root.name)}
+	}
+	return xmlSection(root, true)
+}
+
+// xmlAttrs are the attributes that carry keys: namespace declarations and xsi:... are not keys.
+func xmlAttrs(e *xmlElem) []xml.Attr {
+	var out []xml.Attr
+	for _, a := range e.attrs {
+		if a.Name.Space == "" && a.Name.Local != "xmlns" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func xmlAttr(e *xmlElem, name string) (string, bool) {
+	for _, a := range xmlAttrs(e) {
+		if a.Name.Local == name {
+			return a.Value, true
+		}
+	}
+	return "", false
+}
+
+func xmlSet(n *node, key string, v *node) error {
+	if n.set(key, v) {
+		return &parseError{line: v.line, msg: fmt.Sprintf("key %q is repeated", key)}
+	}
+	return nil
+}
+
+// xmlSection reads <clover> or <profile>: properties, defaults, templates, jobs and (at the top) profiles.
+func xmlSection(e *xmlElem, top bool) (*node, error) {
+	n := newMap(e.line)
+	named := func(c *xmlElem) (string, error) {
+		name, ok := xmlAttr(c, "name")
+		if !ok || name == "" {
+			return "", &parseError{line: c.line, msg: fmt.Sprintf("<%s> needs a name attribute", c.name)}
+		}
+		return name, nil
+	}
+	child := func(key string, line int) *node {
+		if c, ok := n.kids[key]; ok {
+			return c
+		}
+		c := newMap(line)
+		if key == "jobs" {
+			c = &node{kind: kList, line: line}
+		}
+		n.set(key, c)
+		return c
+	}
+	for _, c := range e.children {
+		switch {
+		case c.name == "properties":
+			m, err := xmlMap(c)
+			if err != nil {
+				return nil, err
+			}
+			if err := xmlSet(n, "properties", m); err != nil {
+				return nil, err
+			}
+		case c.name == "defaults":
+			m, err := xmlObject(c, "")
+			if err != nil {
+				return nil, err
+			}
+			if err := xmlSet(n, "defaults", m); err != nil {
+				return nil, err
+			}
+		case c.name == "template":
+			name, err := named(c)
+			if err != nil {
+				return nil, err
+			}
+			m, err := xmlObject(c, "")
+			if err != nil {
+				return nil, err
+			}
+			m.del("name")
+			if err := xmlSet(child("templates", c.line), name, m); err != nil {
+				return nil, err
+			}
+		case c.name == "job":
+			m, err := xmlObject(c, "")
+			if err != nil {
+				return nil, err
+			}
+			jobs := child("jobs", c.line)
+			jobs.items = append(jobs.items, m)
+		case c.name == "profile" && top:
+			name, err := named(c)
+			if err != nil {
+				return nil, err
+			}
+			m, err := xmlSection(c, false)
+			if err != nil {
+				return nil, err
+			}
+			if err := xmlSet(child("profiles", c.line), name, m); err != nil {
+				return nil, err
+			}
+		default:
+			// Kept so that validation reports it as an unknown key, with its line.
+			m, err := xmlObject(c, c.name+".")
+			if err != nil {
+				return nil, err
+			}
+			if err := xmlSet(n, c.name, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// xmlObject reads a job, defaults, template or a group such as <retry>; prefix is its key path.
+func xmlObject(e *xmlElem, prefix string) (*node, error) {
+	n := newMap(e.line)
+	for _, a := range xmlAttrs(e) {
+		if err := xmlSet(n, a.Name.Local, scalar(a.Value, e.line)); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range e.children {
+		var v *node
+		var err error
+		switch k := jobKeys[prefix+c.name]; {
+		case k.kind == vStrMap:
+			v, err = xmlMap(c)
+		case k.kind == vList && len(c.children) > 0:
+			v = &node{kind: kList, line: c.line}
+			for _, item := range c.children {
+				v.items = append(v.items, scalar(strings.TrimSpace(item.text.String()), item.line))
+			}
+		case k.kind != vObject && len(c.children) == 0 && len(xmlAttrs(c)) == 0:
+			v = scalar(strings.TrimSpace(c.text.String()), c.line)
+		default:
+			v, err = xmlObject(c, prefix+c.name+".")
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := xmlSet(n, c.name, v); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// xmlMap reads <params>, <labels> or <properties>: children with a name, and a value attribute or text.
+func xmlMap(e *xmlElem) (*node, error) {
+	n := newMap(e.line)
+	for _, c := range e.children {
+		name, ok := xmlAttr(c, "name")
+		if !ok || name == "" {
+			return nil, &parseError{line: c.line, msg: fmt.Sprintf("<%s> in <%s> needs a name attribute", c.name, e.name)}
+		}
+		val, ok := xmlAttr(c, "value")
+		if !ok {
+			val = strings.TrimSpace(c.text.String())
+		}
+		if err := xmlSet(n, name, scalar(val, c.line)); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
