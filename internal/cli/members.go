@@ -16,6 +16,7 @@ import (
 	"github.com/clover-sched/clover/client"
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/server"
+	springconfig "github.com/clover-sched/clover/spring-like-config"
 )
 
 // Flags shared by members, mapped to their config keys.
@@ -109,12 +110,20 @@ func newClientCmd() *cobra.Command {
 			registerBuiltins(c)
 			ctx, stop := signalContext()
 			defer stop()
+			if files, _ := cmd.Flags().GetStringSlice("job-file"); len(files) > 0 {
+				// Declared like the config's jobs: list, merged with it (a job in both is an error).
+				if err := springconfig.Register(ctx, c, springconfig.Files(files, loadOptions(cmd))); err != nil {
+					return printLoadErrors(cmd.ErrOrStderr(), err)
+				}
+			}
 			return c.Run(ctx)
 		},
 	}
 	addMemberFlags(cmd, false)
 	cmd.Flags().Int("capacity", 0, "executions run at once")
 	cmd.Flags().StringSlice("handlers", nil, "generic handlers offered, e.g. shell")
+	cmd.Flags().StringSlice("job-file", nil, "job files (YAML, JSON, TOML, XML) whose jobs this client declares and serves")
+	cmd.Flags().String("profile", "", "profile of the job files (default $CLOVER_PROFILE)")
 	return cmd
 }
 
