@@ -72,6 +72,9 @@ wait_port $api2 server-2
 pids+=($!)
 "$clover" client --config examples/client-b.yaml >"$run/logs/client-b.log" 2>&1 &
 pids+=($!)
+# A client that declares its jobs in Go code (tagged handler fields) and serves the file jobs' handlers.
+"$root/bin/clover-tagged" -zookeeper "127.0.0.1:$zk_port" >"$run/logs/client-tagged.log" 2>&1 &
+pids+=($!)
 
 export CLOVER_API="http://127.0.0.1:$api1"
 for _ in $(seq 1 100); do
@@ -79,19 +82,27 @@ for _ in $(seq 1 100); do
 done
 # One job made through the API, beside the ones the clients declare.
 "$clover" job add api-date --schedule "*/15 * * * * ?" --command 'date -u +"api job ran at %T"' >/dev/null 2>&1 || true
+# The jobs of a Spring-like job file, applied through the API and kept in step with the file: edit
+# examples/jobs.yaml while this runs and the change is applied (an invalid edit is refused as a whole).
+"$clover" config apply examples/jobs.yaml --profile dev --watch >"$run/logs/config.log" 2>&1 &
+pids+=($!)
 
 cat <<MSG
 
 Clover is running (everything lives in $run):
 $("$clover" cluster status | sed 's/^/  /')
 
-  Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, zookeeper.log, ferretdb.log)
+  Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, client-tagged.log,
+                 config.log, zookeeper.log, ferretdb.log)
   Use the CLI:   export CLOVER_API=$CLOVER_API
                  bin/clover job list
                  bin/clover exec list --limit 10
                  bin/clover job trigger go-hello
                  bin/clover exec live          (what the leader tracks now: waiting, running, retrying...)
                  bin/clover job next nightly-etl -n 5
+  Job files:     examples/jobs.yaml is applied live (profile dev): edit it and watch run/logs/config.log
+                 bin/clover config validate examples/jobs.yaml examples/jobs.xml   (the same jobs twice: an error)
+                 bin/clover config validate examples/jobs.xml --profile prod
   REST API:      curl $CLOVER_API/api/v1/cluster   (second server: http://127.0.0.1:$api2)
   Metrics:       curl $CLOVER_API/metrics
   Failover:      kill the leader named above and run 'bin/clover cluster status --api http://127.0.0.1:$api2'
@@ -102,7 +113,7 @@ $("$clover" cluster status | sed 's/^/  /')
 
 MSG
 # Keep running until Ctrl-C, even when a member is killed on purpose (to watch a failover).
-names=(zookeeper ferretdb server-1 server-2 client-a client-b)
+names=(zookeeper ferretdb server-1 server-2 client-a client-b client-tagged config)
 declare -A reported=()
 while sleep 1; do
   for i in "${!pids[@]}"; do

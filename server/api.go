@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -264,6 +265,16 @@ func validateSpec(spec job.Spec) error {
 	return nil
 }
 
+// apiSource is the source recorded for a job written through the API: "api", or "config:NAME" when
+// `clover config apply` wrote it (it deletes only the jobs of its own source). A caller cannot claim to be a
+// client: client declarations are owned by the leader's rules.
+func apiSource(given string) string {
+	if name, ok := strings.CutPrefix(given, "config:"); ok && name != "" {
+		return given
+	}
+	return "api"
+}
+
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	spec, err := decodeSpec(r)
 	if err == nil {
@@ -274,7 +285,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now().UTC()
-	spec.Source, spec.Version = "api", 1
+	spec.Source, spec.Version = apiSource(spec.Source), 1
 	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
 	if err := s.store.CreateJob(r.Context(), spec); err != nil {
 		writeError(w, storeStatus(err), err)
@@ -313,7 +324,7 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now().UTC()
-	spec.Source, spec.Version = "api", cur.Version+1
+	spec.Source, spec.Version = apiSource(spec.Source), cur.Version+1
 	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince, spec.PausedAt = cur.CreatedAt, now, cur.ActiveSince, cur.PausedAt
 	// Pausing is done by pause and resume only, so that a PUT that leaves the field out does not resume.
 	spec.Paused = cur.Paused
