@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,17 @@ type JobContext struct {
 	Trigger     job.Trigger
 	Logger      *slog.Logger // lines also reach the execution's output tail
 	Output      io.Writer    // the execution's output; its tail is reported with the result
+
+	progress func(percent int, message string)
+}
+
+// Progress reports how far the run has got: percent from 0 to 100 and a short message (cut to 200 bytes).
+// The leader hears of it with the next heartbeat and shows it in `clover exec live`; the line also goes
+// to the execution's output. It costs nothing to call often: only the last report is sent.
+func (jc JobContext) Progress(percent int, message string) {
+	if jc.progress != nil {
+		jc.progress(percent, message)
+	}
 }
 
 // Client serves jobs. Create it with New, add handlers and declarations, then Run it.
@@ -99,9 +111,10 @@ type decision struct {
 
 // activeRun is a run under way here.
 type activeRun struct {
-	width  int
-	local  string // the job's name for a run of a local job, "" otherwise
-	cancel context.CancelCauseFunc
+	width    int
+	local    string // the job's name for a run of a local job, "" otherwise
+	cancel   context.CancelCauseFunc
+	progress *wire.Progress // the handler's last progress report; nil before the first (under c.mu)
 }
 
 // stopError is the cause of a run's context when the leader stopped it.
@@ -646,6 +659,16 @@ func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h Handl
 		Attempt: d.Attempt, Run: run, Shard: d.Shard, Trigger: d.Trigger, Output: out,
 		Logger: slog.New(slog.NewTextHandler(out, nil)).With("execution", d.ExecID),
 	}
+	jc.progress = func(percent int, message string) {
+		percent = min(max(percent, 0), 100)
+		if len(message) > wire.MaxProgressMessage {
+			message = strings.ToValidUTF8(message[:wire.MaxProgressMessage], "")
+		}
+		fmt.Fprintf(out, "progress %d%%: %s\n", percent, message)
+		c.mu.Lock()
+		ar.progress = &wire.Progress{ExecID: d.ExecID, Run: run, Percent: percent, Message: message, At: c.now()}
+		c.mu.Unlock()
+	}
 	started := c.now()
 	err := safeCall(ctx, h, jc)
 	var stopped *stopError
@@ -799,9 +822,13 @@ func (c *Client) heartbeat() {
 	c.mu.Lock()
 	var running []string
 	var runs []int
+	var progress []wire.Progress
 	for _, id := range slices.Sorted(maps.Keys(c.active)) {
 		for _, run := range slices.Sorted(maps.Keys(c.active[id])) {
 			running, runs = append(running, id), append(runs, run)
+			if p := c.active[id][run].progress; p != nil {
+				progress = append(progress, *p)
+			}
 		}
 	}
 	// Runs that ended and whose result waits for a receipt: this client still answers for them.
@@ -815,7 +842,7 @@ func (c *Client) heartbeat() {
 	c.mu.Unlock()
 	frame, err := wire.Encode(&wire.Heartbeat{
 		Header:  wire.Header{From: c.cfg.ID, Epoch: c.maxEpoch.Load(), SentAt: c.now()},
-		Running: running, Runs: runs, Capacity: c.cfg.Capacity, Ended: ended, EndedRuns: endedRuns,
+		Running: running, Runs: runs, Capacity: c.cfg.Capacity, Ended: ended, EndedRuns: endedRuns, Progress: progress,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode heartbeat", "err", err)

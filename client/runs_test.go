@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/job"
@@ -469,5 +470,34 @@ jobs:
 	cfg = DefaultConfig()
 	if err := config.Load(bad, nil, nil, &cfg); err == nil || !strings.Contains(err.Error(), "delay") {
 		t.Fatalf("err = %v, want it to name retry.delay", err)
+	}
+}
+
+func TestProgressReachesTheHeartbeatAndTheOutput(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	c, _, release := newTestClientWith(t, func() time.Time { return now }, func(cfg *Config) {})
+	reported := make(chan struct{})
+	c.Handle("steps", func(ctx context.Context, jc JobContext) error {
+		jc.Progress(10, "starting")
+		jc.Progress(140, strings.Repeat("é", 150)) // out of range, too long: clamped and cut
+		close(reported)
+		<-release
+		return nil
+	})
+	s := startFakeServer(t, c, "s1")
+	c.onDispatch(dispatch("p@1", "steps", 1, now.Add(time.Minute)))
+	<-reported
+	c.heartbeat()
+	mine := func(h *wire.Heartbeat) bool { return len(h.Progress) > 0 }
+	waitFor(t, func() bool { return len(received(s, mine)) > 0 })
+	p := received(s, mine)[0].Progress
+	if len(p) != 1 || p[0].ExecID != "p@1" || p[0].Run != 1 || p[0].Percent != 100 ||
+		len(p[0].Message) > wire.MaxProgressMessage || !utf8.ValidString(p[0].Message) {
+		t.Fatalf("progress %+v: want the last report, clamped to 100 and cut to valid UTF-8", p)
+	}
+	close(release)
+	waitFor(t, func() bool { return c.PendingResults() == 1 })
+	if r := pendingResult(t, c, "p@1", 1); !strings.Contains(r.Result.Output, "progress 10%: starting") {
+		t.Fatalf("output %q: want the progress lines", r.Result.Output)
 	}
 }

@@ -30,9 +30,10 @@ import (
 // retry after a failed run is a new run.
 type flight struct {
 	exec      job.Execution
-	attempt   int    // the attempt last dispatched
-	run       int    // the run under way, 1 first
-	client    string // the client it was last sent to (or that acked it); "" while it waits for one
+	progress  *wire.Progress // the run's last progress, from its client's heartbeat
+	attempt   int            // the attempt last dispatched
+	run       int            // the run under way, 1 first
+	client    string         // the client it was last sent to (or that acked it); "" while it waits for one
 	frame     []byte
 	sentAt    time.Time
 	acceptBy  time.Time
@@ -738,6 +739,11 @@ func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 		switch {
 		case f.client == h.From && run == f.run:
 			f.leaseUntil, f.lossChecked, f.listedAt = now.Add(l.cfg.LeaseTimeout), false, now
+			for _, p := range h.Progress {
+				if p.ExecID == id && max(p.Run, 1) == run {
+					f.progress = &p
+				}
+			}
 			switch {
 			case f.orphaned:
 				f.orphaned, f.acked, f.ackedAt = false, true, now

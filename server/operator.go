@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/wire"
 )
 
 // Operator actions on executions, applied by the leader loop: stop a run, rerun or close an orphaned
@@ -39,6 +40,8 @@ type InFlight struct {
 	Since       time.Time  `json:"since,omitzero"` // running since (ack), or next retry time
 	Overdue     bool       `json:"overdue,omitempty"`
 	Shard       *job.Shard `json:"shard,omitempty"`
+	// Progress is what the run's handler last reported (percent, message, when); nil before any report.
+	Progress *wire.Progress `json:"progress,omitempty"`
 }
 
 var (
@@ -100,6 +103,10 @@ func (l *leader) inflight(jobName string) []InFlight {
 		v := InFlight{
 			ID: f.exec.ID, Job: f.exec.Job, Client: f.client, Attempt: f.attempt, Run: max(f.run, 1),
 			ScheduledAt: f.exec.ScheduledAt, Overdue: f.overdue, Shard: f.exec.Shard,
+		}
+		if f.progress != nil && max(f.progress.Run, 1) == max(f.run, 1) {
+			p := *f.progress
+			v.Progress = &p
 		}
 		switch {
 		case f.result != nil:

@@ -939,3 +939,24 @@ func TestStatsSavedOnlyWhenTheAverageMovesNotably(t *testing.T) {
 		}
 	}
 }
+
+// A run's progress, from its client's heartbeat, shows in the in-flight view; a report from another client,
+// or of another run, does not.
+func TestProgressShowsInFlight(t *testing.T) {
+	h := newHarness(t, newFakeStore(shellJob("p", "@every 1h", created)), "a")
+	h.establish()
+	h.advance(time.Hour)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	progress := func(from string, run, pct int) {
+		h.l.onHeartbeat(&wire.Heartbeat{Header: wire.Header{From: from}, Running: []string{d.ExecID},
+			Progress: []wire.Progress{{ExecID: d.ExecID, Run: run, Percent: pct, Message: "copying", At: h.now}}})
+	}
+	progress("a", 1, 30)
+	progress("b", 1, 90) // not its client
+	progress("a", 2, 95) // not its run
+	v := h.l.inflight("p")
+	if len(v) != 1 || v[0].Progress == nil || v[0].Progress.Percent != 30 || v[0].Progress.Message != "copying" {
+		t.Fatalf("in flight %+v, want the run at 30%% from its own client", v)
+	}
+}

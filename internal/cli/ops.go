@@ -529,9 +529,13 @@ func newExecCmd() *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
 			w := table(cmd.OutOrStdout())
-			fmt.Fprintln(w, "ID\tSTATUS\tCLIENT\tRUN\tATTEMPT\tOVERDUE")
+			fmt.Fprintln(w, "ID\tSTATUS\tCLIENT\tRUN\tATTEMPT\tOVERDUE\tPROGRESS")
 			for _, v := range out {
-				fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", v["id"], v["status"], orDash(v["client"]), v["run"], v["attempt"], v["overdue"] == true)
+				progress := "-"
+				if p, ok := v["progress"].(map[string]any); ok {
+					progress = fmt.Sprintf("%v%% %v", p["percent"], p["message"])
+				}
+				fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\t%s\n", v["id"], v["status"], orDash(v["client"]), v["run"], v["attempt"], v["overdue"] == true, progress)
 			}
 			return w.Flush()
 		},

@@ -21,6 +21,9 @@ func FuzzDecode(f *testing.F) {
 	if relayed, err := Relay(sampleAck, "server-2"); err == nil {
 		f.Add(relayed)
 	}
+	if hb, err := Encode(&Heartbeat{Header: Header{From: "c"}, Running: []string{"j@1"}, Progress: []Progress{{ExecID: "j@1", Percent: 50, Message: "half"}}}); err == nil {
+		f.Add(hb)
+	}
 	f.Add([]byte{})
 	f.Add([]byte("CLV"))
 	f.Add([]byte("CLV\x01\x01\x80\x80\xc0\x02"))

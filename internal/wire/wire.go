@@ -250,7 +250,21 @@ type Heartbeat struct {
 	// same length): the client still answers for them, so their leases hold, but they take no slot.
 	Ended     []string `json:"ended,omitempty"`
 	EndedRuns []int    `json:"ended_runs,omitempty"`
+	// Progress is what handlers of running runs last reported of their progress (only runs that did).
+	Progress []Progress `json:"progress,omitempty"`
 }
+
+// Progress is how far a run has got, as its handler says.
+type Progress struct {
+	ExecID  string    `json:"exec_id"`
+	Run     int       `json:"run,omitempty"`
+	Percent int       `json:"percent"` // 0-100
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// MaxProgressMessage bounds a progress message, in bytes; a client cuts longer ones.
+const MaxProgressMessage = 200
 
 // EndedRunOf returns the run of Ended[i]: EndedRuns[i] when given, else 1.
 func (h *Heartbeat) EndedRunOf(i int) int {
@@ -456,6 +470,9 @@ func normalize(m Message) {
 		if len(m.EndedRuns) == 0 {
 			m.EndedRuns = nil
 		}
+		if len(m.Progress) == 0 {
+			m.Progress = nil
+		}
 	case *Receipt:
 		if len(m.ExecIDs) == 0 {
 			m.ExecIDs = nil
@@ -582,6 +599,16 @@ func validate(m Message) string {
 		}
 		if len(m.EndedRuns) != 0 && len(m.EndedRuns) != len(m.Ended) {
 			return fmt.Sprintf("ended_runs has %d runs for %d ended", len(m.EndedRuns), len(m.Ended))
+		}
+		for i, p := range m.Progress {
+			switch {
+			case p.ExecID == "":
+				return fmt.Sprintf("progress[%d].exec_id is empty", i)
+			case p.Percent < 0 || p.Percent > 100:
+				return fmt.Sprintf("progress[%d].percent %d is outside 0-100", i, p.Percent)
+			case len(p.Message) > MaxProgressMessage:
+				return fmt.Sprintf("progress[%d].message of %d bytes exceeds %d", i, len(p.Message), MaxProgressMessage)
+			}
 		}
 	case *Stop:
 		if m.ExecID == "" {
