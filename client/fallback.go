@@ -167,7 +167,9 @@ func (c *Client) openQueue() error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock() // Spooled may be called by the application at any time
 	c.queue = q
+	c.mu.Unlock()
 	return nil
 }
 
@@ -182,8 +184,11 @@ func (c *Client) closeQueue() {
 
 // Spooled is the number of reports in the local spool, waiting for MongoDB.
 func (c *Client) Spooled() int {
-	if c.queue == nil {
+	c.mu.Lock()
+	q := c.queue
+	c.mu.Unlock()
+	if q == nil {
 		return 0
 	}
-	return c.queue.Spooled()
+	return q.Spooled()
 }

@@ -504,7 +504,6 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 	}()
 }
 
-// applyReconciled brings the flights in line with what the store says of them.
 // notInFallback drops from checked the executions whose report waits in the fallback queue: the store
 // does not know yet how their run went, but the replay will tell it, so deciding now (rerun, orphan) would
 // be wrong. They stay unchecked and are asked about again on a later tick.
@@ -520,6 +519,7 @@ func (l *leader) notInFallback(ctx context.Context, checked []string) []string {
 	return slices.DeleteFunc(checked, func(id string) bool { return slices.Contains(waiting, id) })
 }
 
+// applyReconciled brings the flights in line with what the store says of them.
 func (l *leader) applyReconciled(n reconciledNote) {
 	l.reconciling = false
 	now := l.now()

@@ -579,7 +579,8 @@ func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 	if len(plan) > 1 { // sharded: name the firing, its executions are id~0, id~1...
 		id = plan[0].exec.ID[:len(plan[0].exec.ID)-len("~0")]
 	}
-	if _, err := l.record(ctx, plan, now); err != nil {
+	fresh, err := l.record(ctx, plan, now)
+	if err != nil {
 		// The insert may have landed even so: adopt it if it did, so it is not left stranded.
 		planOf := map[string]planned{}
 		for _, p := range plan {
@@ -589,6 +590,10 @@ func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 		if _, ok := l.flights[plan[0].exec.ID]; !ok {
 			return "", fmt.Errorf("record %s execution: %w", fr.trigger, err)
 		}
+		fresh = map[string]bool{plan[0].exec.ID: true}
+	}
+	if !fresh[plan[0].exec.ID] {
+		return id, nil // recorded before: it replaces nothing now
 	}
 	for fid, reason := range stops {
 		if f, ok := l.flights[fid]; ok {

@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		notesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_leader_notes_dropped_total",
 			Help: "Reports dropped because the leader loop's queue was full, by kind."}, []string{"note"}),
 		fallbackSeen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_fallback_waiting",
-			Help: "Entries the leader last found waiting in the fallback queue (at most one replay batch; alert on > 0)."}),
+			Help: "Entries the leader last found waiting in the fallback queue (alert on > 0); 0 on followers."}),
 		fallbackReplayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_fallback_replayed_total",
 			Help: "Fallback queue entries the leader settled, by kind and state (applied, rejected)."}, []string{"kind", "state"}),
 	}

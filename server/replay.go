@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,7 @@ import (
 
 // replayStore is what replay needs of the store.
 type replayStore interface {
-	WaitingFallback(ctx context.Context, limit int) ([]fallback.Entry, error)
+	WaitingFallback(ctx context.Context, limit int, skipClients []string) ([]fallback.Entry, error)
 	SettleFallback(ctx context.Context, id string, state fallback.State, server string, epoch int64, reason string, at time.Time) (bool, error)
 	FallbackWaitingFor(ctx context.Context, execIDs []string) ([]string, error)
 	FallbackStatus(ctx context.Context) (fallback.Status, error)
@@ -56,6 +57,7 @@ type (
 	declareNote struct {
 		client string
 		specs  []job.Spec
+		at     time.Time // when the client queued them
 		reply  chan error
 	}
 )
@@ -108,6 +110,7 @@ func (l *leader) replayLoop(ctx context.Context) {
 		return
 	}
 	l.replay.update(func(p *ReplayProgress) { *p = ReplayProgress{Leader: l.cfg.ID, Epoch: l.epoch} })
+	defer l.metrics.fallbackSeen.Set(0) // a follower watches no queue
 	t := time.NewTicker(l.cfg.FallbackPoll)
 	defer t.Stop()
 	for {
@@ -120,72 +123,112 @@ func (l *leader) replayLoop(ctx context.Context) {
 	}
 }
 
-// replayPass applies the entries waiting now, and raises or clears the alert that says they wait.
+// replayPass applies the entries waiting now, and raises or clears the alert that says they wait. A client
+// whose entry cannot be applied yet is left out for the rest of the pass (its later entries wait behind
+// it, to keep its order), and the pass reads on past it, so one stuck client never holds up the others.
 func (l *leader) replayPass(ctx context.Context) {
-	sctx, cancel := storeCtx(ctx)
-	entries, err := l.fallback.WaitingFallback(sctx, replayBatch)
-	cancel()
 	now := l.now()
-	l.replay.update(func(p *ReplayProgress) {
-		p.LastPassAt = now
-		if err != nil {
-			p.LastError = err.Error()
-		}
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			l.logger.Warn("cannot read the fallback queue", "err", err)
-		}
-		return
-	}
-	l.metrics.fallbackSeen.Set(float64(len(entries)))
-	if len(entries) == 0 {
-		l.clearFallbackAlert(ctx, now)
-		return
-	}
-	l.raiseFallbackAlert(ctx, now)
 	blocked := map[string]bool{} // clients one of whose entries could not be applied in this pass
-	for _, e := range entries {
-		if ctx.Err() != nil {
-			return
-		}
-		if blocked[e.Client] {
-			continue
-		}
-		state, reason := fallback.StateApplied, ""
-		if e.State == fallback.StateRejected { // the store could not read it
-			state, reason = fallback.StateRejected, e.Error
-		} else if err := l.applyEntry(ctx, e); errors.Is(err, errRefused) {
-			state, reason = fallback.StateRejected, err.Error()
-		} else if err != nil {
-			blocked[e.Client] = true
-			l.replay.update(func(p *ReplayProgress) { p.LastError = err.Error() })
-			l.logger.Warn("fallback entry not applied yet; the client's later entries wait behind it", "entry", e.ID, "kind", e.Kind, "err", err)
-			continue
-		}
+	var passErr error
+	defer func() {
+		l.replay.update(func(p *ReplayProgress) {
+			p.LastPassAt, p.LastError = now, ""
+			if passErr != nil {
+				p.LastError = passErr.Error()
+			}
+		})
+	}()
+	for batch := 0; batch < maxReplayBatches; batch++ {
 		sctx, cancel := storeCtx(ctx)
-		_, err := l.fallback.SettleFallback(sctx, e.ID, state, l.cfg.ID, l.epoch, reason, l.now())
+		entries, err := l.fallback.WaitingFallback(sctx, replayBatch, slices.Sorted(maps.Keys(blocked)))
 		cancel()
 		if err != nil {
-			blocked[e.Client] = true
-			l.logger.Warn("fallback entry applied but not marked so; it will be applied again, harmlessly", "entry", e.ID, "err", err)
-			continue
-		}
-		l.metrics.fallbackReplayed.WithLabelValues(string(e.Kind), string(state)).Inc()
-		if state == fallback.StateRejected {
-			l.logger.Error("fallback entry rejected: it can never be applied", "entry", e.ID, "client", e.Client, "kind", e.Kind, "reason", reason)
-		} else {
-			l.logger.Info("fallback entry replayed", "entry", e.ID, "client", e.Client, "kind", e.Kind, "execution", e.ExecID)
-		}
-		l.replay.update(func(p *ReplayProgress) {
-			if state == fallback.StateRejected {
-				p.Rejected++
-			} else {
-				p.Applied++
+			passErr = err
+			if ctx.Err() == nil {
+				l.logger.Warn("cannot read the fallback queue", "err", err)
 			}
-			p.LastEntry, p.LastAppliedAt = e.ID, l.now()
-		})
+			return
+		}
+		if batch == 0 {
+			if len(entries) == 0 && len(blocked) == 0 {
+				l.metrics.fallbackSeen.Set(0)
+				l.clearFallbackAlert(ctx, now)
+				return
+			}
+			l.raiseFallbackAlert(ctx, now)
+		}
+		if len(entries) == 0 {
+			return
+		}
+		// Declarations first: a request may name a job that a declaration waiting here creates. Applying a
+		// declaration early changes nothing else (it is state, not an action).
+		declaresFirst := func(e fallback.Entry) int {
+			if e.Kind == fallback.KindDeclare {
+				return 0
+			}
+			return 1
+		}
+		slices.SortStableFunc(entries, func(a, b fallback.Entry) int { return cmp.Compare(declaresFirst(a), declaresFirst(b)) })
+		settled := 0
+		for _, e := range entries {
+			if ctx.Err() != nil {
+				return
+			}
+			if blocked[e.Client] {
+				continue
+			}
+			if err := l.replayEntry(ctx, e); err != nil {
+				blocked[e.Client], passErr = true, err
+				continue
+			}
+			settled++
+		}
+		if settled == 0 {
+			return // what is left waits behind entries that cannot be applied yet
+		}
 	}
+}
+
+// maxReplayBatches bounds the batches of one pass, so that the pass ends and the alert is brought up to
+// date now and then even while a long queue drains.
+const maxReplayBatches = 20
+
+// replayEntry applies and settles one entry; an error means it waits for a later pass.
+func (l *leader) replayEntry(ctx context.Context, e fallback.Entry) error {
+	state, reason := fallback.StateApplied, ""
+	if e.State == fallback.StateRejected { // the store could not read it
+		state, reason = fallback.StateRejected, e.Error
+	} else if err := l.applyEntry(ctx, e); errors.Is(err, errRefused) {
+		state, reason = fallback.StateRejected, err.Error()
+	} else if err != nil {
+		l.logger.Warn("fallback entry not applied yet; the client's later entries wait behind it", "entry", e.ID, "kind", e.Kind, "err", err)
+		return err
+	}
+	sctx, cancel := storeCtx(ctx)
+	settledHere, err := l.fallback.SettleFallback(sctx, e.ID, state, l.cfg.ID, l.epoch, reason, l.now())
+	cancel()
+	if err != nil {
+		l.logger.Warn("fallback entry applied but not marked so; it will be applied again, harmlessly", "entry", e.ID, "err", err)
+		return err
+	}
+	if !settledHere {
+		return nil // another leader settled it
+	}
+	l.metrics.fallbackReplayed.WithLabelValues(string(e.Kind), string(state)).Inc()
+	if state == fallback.StateRejected {
+		l.logger.Error("fallback entry rejected: it can never be applied", "entry", e.ID, "client", e.Client, "kind", e.Kind, "reason", reason)
+	} else {
+		l.logger.Info("fallback entry replayed", "entry", e.ID, "client", e.Client, "kind", e.Kind, "execution", e.ExecID)
+	}
+	l.replay.update(func(p *ReplayProgress) {
+		if state == fallback.StateRejected {
+			p.Rejected++
+		} else {
+			p.Applied++
+		}
+		p.LastEntry, p.LastAppliedAt = e.ID, l.now()
+	})
+	return nil
 }
 
 // applyEntry records an entry's effect. An error wrapping errRefused means it never can be.
@@ -196,7 +239,7 @@ func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
 			return fmt.Errorf("%w: declarations do not decode: %v", errRefused, err)
 		}
 		reply := make(chan error, 1)
-		return l.ask(ctx, declareNote{client: e.Client, specs: specs, reply: reply}, reply)
+		return l.ask(ctx, declareNote{client: e.Client, specs: specs, at: e.At, reply: reply}, reply)
 	}
 	m, err := wire.Decode(e.Payload)
 	if err != nil {
@@ -265,6 +308,7 @@ func (l *leader) raiseFallbackAlert(ctx context.Context, now time.Time) {
 	if err != nil || st.Waiting == 0 {
 		return
 	}
+	l.metrics.fallbackSeen.Set(float64(st.Waiting))
 	clients := slices.Sorted(maps.Keys(st.WaitingByClient))
 	summary := fmt.Sprintf("%d entries wait in the fallback queue since %s, from clients %s",
 		st.Waiting, st.OldestWaiting.UTC().Format(time.RFC3339), strings.Join(clients, ", "))
@@ -313,6 +357,18 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 	if _, ok := l.flights[job.ShardExecutionID(id, 0)]; ok {
 		return nil
 	}
+	// Recorded already and ended since (a re-send whose receipt was lost, an entry applied by a leader
+	// that died before marking it): nothing to do. Planning it again would apply the overlap policy to a
+	// firing that is not new (replace would stop the job's runs).
+	sctx, cancel := storeCtx(ctx)
+	known, err := l.store.ExecutionsByID(sctx, []string{id, job.ShardExecutionID(id, 0)})
+	cancel()
+	if err != nil {
+		return err
+	}
+	if len(known) > 0 {
+		return nil
+	}
 	spec, err := l.manualSpec(ctx, r.Job)
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errLocalMode):
@@ -321,6 +377,10 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 		return err
 	}
 	_, err = l.fireNow(ctx, firing{spec: spec, at: r.At, trigger: job.TriggerRequest, params: mergeParams(spec.Params, r.Params), id: id})
+	if store.IsRefusedWrite(err) {
+		// The database refuses the execution itself (a parameter name it cannot store, say): it always will.
+		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, err)
+	}
 	return err
 }
 
@@ -350,6 +410,17 @@ func (l *leader) onDeclare(ctx context.Context, n declareNote) error {
 		return nil
 	}
 	for _, spec := range n.specs {
+		sctx, cancel := storeCtx(ctx)
+		cur, err := l.store.GetJob(sctx, spec.Name)
+		cancel()
+		switch {
+		case err == nil && cur.UpdatedAt.After(n.at):
+			// Changed since the client queued this (by a newer process of the same client, say): the queued
+			// declaration is older news and must not roll the job back.
+			continue
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
 		if err := l.applyDeclaration(ctx, n.client, spec); err != nil {
 			if isTransient(err) {
 				return err

@@ -125,3 +125,56 @@ func TestARunRequestRunsOnce(t *testing.T) {
 		t.Error("a request the leader could not run was receipted")
 	}
 }
+
+// A request replayed after its execution ended fires nothing, and under overlap replace it stops
+// nothing either: it is not a new firing.
+func TestAReplayedRequestStopsNothing(t *testing.T) {
+	spec := shellJob("r", "@every 1000h", created)
+	spec.Overlap = job.OverlapReplace
+	h := newHarness(t, newFakeStore(spec), "a")
+	h.establish()
+	ctx := context.Background()
+	request := func(id string) *wire.Request {
+		return &wire.Request{Header: wire.Header{From: "a"}, ReqID: id, Job: "r", At: h.now}
+	}
+	h.l.onRequest(ctx, requestNote{req: request("a.1.1")})
+	first := h.lastTo("a")
+	h.ack("a", first)
+	h.finish("a", first, job.StateSucceeded)
+	h.l.onRequest(ctx, requestNote{req: request("a.1.2")})
+	second := h.lastTo("a")
+	h.ack("a", second)
+
+	h.l.onRequest(ctx, requestNote{req: request("a.1.1")}) // the first again, from the queue
+	if len(h.stops) != 0 {
+		t.Fatalf("a replayed request stopped %v", h.stops)
+	}
+	if f := h.l.flights[second.ExecID]; f == nil || f.stopping != "" {
+		t.Fatalf("the second run %+v: want it running on", f)
+	}
+	if n := len(h.store.ids()); n != 2 {
+		t.Fatalf("%d executions recorded, want 2", n)
+	}
+}
+
+// Declarations a client queued are older news than a change made since: they do not roll the job back.
+func TestAQueuedDeclarationDoesNotRollBackANewerDefinition(t *testing.T) {
+	stored := shellJob("d", "@every 1h", created)
+	stored.Source, stored.UpdatedAt = "client:x", t0.Add(time.Hour)
+	fs := newFakeStore(stored)
+	h := newHarness(t, fs, "a")
+	h.establish()
+	older := shellJob("d", "@every 2h", created)
+	if err := h.l.onDeclare(context.Background(), declareNote{client: "x", specs: []job.Spec{older}, at: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fs.jobs["d"].Schedule; got != "@every 1h" {
+		t.Fatalf("schedule %q after an older queued declaration, want @every 1h kept", got)
+	}
+	if err := h.l.onDeclare(context.Background(), declareNote{client: "x", specs: []job.Spec{older}, at: t0.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fs.jobs["d"].Schedule; got != "@every 2h" {
+		t.Fatalf("schedule %q after a newer queued declaration, want @every 2h", got)
+	}
+}

@@ -165,6 +165,10 @@ func TestQueueSpoolsWhileMongoIsDownAndMovesInOrder(t *testing.T) {
 		t.Fatal("moved the spool to a store that is down")
 	}
 	st.setDown(false)
+	if n, err := q.Move(ctx); err != nil || n != 0 {
+		t.Fatalf("move right after a failed one = %d, %v; want it to wait", n, err)
+	}
+	clock = clock.Add(reopenEvery)
 	if n, err := q.Move(ctx); err != nil || n != 2 {
 		t.Fatalf("move = %d, %v", n, err)
 	}

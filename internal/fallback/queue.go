@@ -43,6 +43,9 @@ type Queue struct {
 	store    Appender
 	lastOpen time.Time
 	spool    *Spool
+	// moveFailed is when a move last failed: the next waits reopenEvery, so that a database that is down
+	// is not asked every second, holding the lock Put needs for as long as each attempt takes.
+	moveFailed time.Time
 }
 
 // NewQueue opens the queue of client, with its spool file in dir bounded to maxBytes. Entries spooled by an
@@ -123,7 +126,7 @@ func (q *Queue) Run(ctx context.Context) {
 func (q *Queue) Move(ctx context.Context) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.spool.Len() == 0 {
+	if q.spool.Len() == 0 || q.now().Sub(q.moveFailed) < reopenEvery {
 		return 0, nil
 	}
 	st := q.storeLocked(ctx)
@@ -134,9 +137,10 @@ func (q *Queue) Move(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	mctx, cancel := context.WithTimeout(ctx, 4*putTimeout)
+	mctx, cancel := context.WithTimeout(ctx, putTimeout+time.Duration(len(entries))*time.Millisecond)
 	defer cancel()
 	if err := st.AppendFallback(mctx, entries); err != nil {
+		q.moveFailed = q.now()
 		return 0, fmt.Errorf("fallback: move spool: %w", err)
 	}
 	if err := q.spool.Clear(); err != nil {

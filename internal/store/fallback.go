@@ -38,13 +38,18 @@ func (s *Store) AppendFallback(ctx context.Context, entries []fallback.Entry) er
 }
 
 // WaitingFallback returns up to limit entries still waiting for replay, each client's in the order it
-// queued them. A document that does not decode, or is not a valid entry, is returned with State
-// rejected and Error saying why, so that the replay settles it instead of tripping on it forever.
-func (s *Store) WaitingFallback(ctx context.Context, limit int) ([]fallback.Entry, error) {
+// queued them, leaving out the clients in skipClients. A document that does not decode, or is not a valid
+// entry, is returned with State rejected and Error saying why, so that the replay settles it instead of
+// tripping on it forever; one whose _id is not a string cannot be settled and is logged and left out.
+func (s *Store) WaitingFallback(ctx context.Context, limit int, skipClients []string) ([]fallback.Entry, error) {
 	opts := options.Find().
 		SetSort(bson.D{{Key: "client", Value: 1}, {Key: "boot", Value: 1}, {Key: "seq", Value: 1}}).
 		SetLimit(int64(limit))
-	cur, err := s.fallback.Find(ctx, bson.D{{Key: "state", Value: fallback.StateWaiting}}, opts)
+	filter := bson.D{{Key: "state", Value: fallback.StateWaiting}}
+	if len(skipClients) > 0 {
+		filter = append(filter, bson.E{Key: "client", Value: bson.D{{Key: "$nin", Value: skipClients}}})
+	}
+	cur, err := s.fallback.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: waiting fallback: %w", err)
 	}
@@ -53,8 +58,13 @@ func (s *Store) WaitingFallback(ctx context.Context, limit int) ([]fallback.Entr
 	for cur.Next(ctx) {
 		var e fallback.Entry
 		if err := cur.Decode(&e); err != nil {
-			id, _ := cur.Current.Lookup("_id").StringValueOK()
-			out = append(out, fallback.Entry{ID: id, State: fallback.StateRejected, Error: "does not decode: " + err.Error()})
+			id, ok := cur.Current.Lookup("_id").StringValueOK()
+			if !ok {
+				s.logger.Error("fallback queue holds a document whose _id is not a string; delete it", "id", cur.Current.Lookup("_id").String())
+				continue
+			}
+			client, _ := cur.Current.Lookup("client").StringValueOK()
+			out = append(out, fallback.Entry{ID: id, Client: client, State: fallback.StateRejected, Error: "does not decode: " + err.Error()})
 			continue
 		}
 		if err := e.Check(); err != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/clover-sched/clover/internal/fallback"
+	"github.com/clover-sched/clover/internal/job"
 )
 
 func entry(client string, boot, seq int64, kind fallback.Kind, execID string) fallback.Entry {
@@ -31,7 +33,7 @@ func TestFallbackKeepsEachClientsOrderAndSettlesOnce(t *testing.T) {
 	if err := s.AppendFallback(ctx, []fallback.Entry{entry("b", 1, 1, fallback.KindAck, "k@1"), entry("a", 1, 1, fallback.KindResult, "j@0")}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.WaitingFallback(ctx, 10)
+	got, err := s.WaitingFallback(ctx, 10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +47,11 @@ func TestFallbackKeepsEachClientsOrderAndSettlesOnce(t *testing.T) {
 	}
 	if string(got[0].Payload) != "frame" || got[0].Kind != fallback.KindResult || got[0].ExecID != "j@0" {
 		t.Fatalf("entry read back as %+v", got[0])
+	}
+	// A client whose entries are stuck is read past.
+	got, err = s.WaitingFallback(ctx, 10, []string{"a"})
+	if err != nil || len(got) != 1 || got[0].Client != "b" {
+		t.Fatalf("waiting entries without client a: %+v, %v", got, err)
 	}
 
 	waitingFor, err := s.FallbackWaitingFor(ctx, []string{"j@1", "k@1", "x@1"})
@@ -85,18 +92,19 @@ func TestFallbackEntriesWrittenBySomeoneElseAreRejectedNotFatal(t *testing.T) {
 	if _, err := s.fallback.InsertMany(ctx, []any{
 		bson.D{{Key: "_id", Value: "x/1"}, {Key: "client", Value: "x"}, {Key: "state", Value: "waiting"}, {Key: "seq", Value: "not a number"}},
 		bson.D{{Key: "_id", Value: "x/2"}, {Key: "client", Value: "x"}, {Key: "state", Value: "waiting"}, {Key: "seq", Value: 2}, {Key: "kind", Value: "poem"}, {Key: "payload", Value: []byte("x")}},
+		bson.D{{Key: "_id", Value: 42}, {Key: "client", Value: "x"}, {Key: "state", Value: "waiting"}}, // cannot be settled
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.WaitingFallback(ctx, 10)
+	got, err := s.WaitingFallback(ctx, 10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 {
-		t.Fatalf("got %d entries, want both, rejected", len(got))
+		t.Fatalf("got %d entries, want the two with string ids, rejected", len(got))
 	}
 	for _, e := range got {
-		if e.State != fallback.StateRejected || e.Error == "" || e.ID == "" {
+		if e.State != fallback.StateRejected || e.Error == "" || e.ID == "" || e.Client != "x" {
 			t.Errorf("entry %+v: want rejected with a reason and its id", e)
 		}
 	}
@@ -132,5 +140,28 @@ func TestAlertOpensOnceAndClears(t *testing.T) {
 	}
 	if opened, err := s.RaiseAlert(ctx, a, t0.Add(2*time.Hour)); err != nil || !opened {
 		t.Fatalf("raise after clear = %v, %v; want a new episode", opened, err)
+	}
+}
+
+// A document the database refuses is told apart from a database that does not answer.
+func TestIsRefusedWrite(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+	_, err := s.InsertExecutions(ctx, []job.Execution{{ID: "j@1", Job: "j", Params: map[string]string{"$bad": "x"}}})
+	if err == nil {
+		t.Skip("this database stores a parameter named $bad")
+	}
+	if !IsRefusedWrite(err) {
+		t.Errorf("IsRefusedWrite(%v) = false, want true", err)
+	}
+	if _, err := s.InsertExecutions(ctx, []job.Execution{{ID: "j@2", Job: "j"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.InsertExecutions(ctx, []job.Execution{{ID: "j@2", Job: "j"}}); err != nil || IsRefusedWrite(err) {
+		t.Errorf("a duplicate is not a refusal: %v", err)
+	}
+	if IsRefusedWrite(context.DeadlineExceeded) {
+		t.Error("a timeout is not a refusal")
 	}
 }

@@ -209,3 +209,28 @@ func decodeEach[T any](ctx context.Context, s *Store, what string, cur *mongo.Cu
 	}
 	return out, nil
 }
+
+// IsRefusedWrite reports whether err says the database refused a document itself (a write error other
+// than a duplicate key: an invalid field name, a document too large), as opposed to failing to answer.
+// Writing the same document again would be refused again.
+func IsRefusedWrite(err error) bool {
+	var (
+		bwe mongo.BulkWriteException
+		we  mongo.WriteException
+	)
+	var writeErrs []mongo.WriteError
+	switch {
+	case errors.As(err, &bwe):
+		for _, e := range bwe.WriteErrors {
+			writeErrs = append(writeErrs, e.WriteError)
+		}
+	case errors.As(err, &we):
+		writeErrs = we.WriteErrors
+	}
+	for _, e := range writeErrs {
+		if !isDuplicateKeyCode(e.Code) {
+			return true
+		}
+	}
+	return false
+}
