@@ -121,6 +121,14 @@ func StartCluster(t testenv.T, opts Options) *Cluster {
 		c.AddServer(fmt.Sprintf("server-%d", i+1))
 	}
 	c.WaitLeader(30 * time.Second)
+	// Every server's API answers before a test calls "any server": a server whose first ZooKeeper connect
+	// was refused (ZooKeeper just started) opens its API a second later than the others.
+	for _, m := range c.Servers {
+		testenv.WaitFor(t, 30*time.Second, m.ID+"'s API", func() bool {
+			_, err := c.Status(m)
+			return err == nil
+		})
+	}
 	for i := range opts.Clients {
 		c.AddClient(fmt.Sprintf("client-%d", i+1))
 	}
