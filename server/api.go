@@ -54,6 +54,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/executions/{id}/done", s.onLeader(s.execAction("done")))
 	mux.HandleFunc("GET /api/v1/inflight", s.onLeader(s.getInflight))
 	mux.HandleFunc("GET /api/v1/fallback", s.getFallback)
+	mux.HandleFunc("GET /api/v1/heartbeats", s.onLeader(s.getHeartbeats))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -477,6 +478,24 @@ func (s *Server) getInflight(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// getHeartbeats says when the leader last heard each registered client.
+func (s *Server) getHeartbeats(w http.ResponseWriter, r *http.Request) {
+	reply := make(chan heartbeatsReply, 1)
+	rep, ok := askLoop(s, w, r, heartbeatsRequest{reply: reply}, reply)
+	if !ok {
+		return
+	}
+	out := []ClientHeartbeat{}
+	for _, m := range s.clients.Members() {
+		hb := ClientHeartbeat{Client: m.ID, LastAt: rep.heard[m.ID], Since: m.StartedAt}
+		if rep.start.After(hb.Since) {
+			hb.Since = rep.start // a client is only as silent as this term could hear
+		}
+		out = append(out, hb)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) jobChanged(name string) {

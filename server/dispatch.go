@@ -730,6 +730,7 @@ func (l *leader) recordResultEvent(r *wire.Result) {
 // run an earlier term sent there (the flight waits for a client, or for a retry) is adopted.
 func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 	now := l.now()
+	l.heard[h.From] = now
 	for i, id := range h.Running {
 		run := h.RunOf(i)
 		f, ok := l.flights[id]

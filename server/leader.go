@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -53,6 +54,7 @@ type leader struct {
 	savingStats   bool
 	removed       map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
 	declared      map[string]string    // client id -> fingerprint of the declarations last applied
+	heard         map[string]time.Time // client id -> when its last heartbeat reached this term
 	lastReconcile time.Time
 	reconciling   bool
 }
@@ -175,6 +177,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		savedAvg:   map[string]job.Duration{},
 		removed:    map[string]time.Time{},
 		declared:   map[string]string{},
+		heard:      map[string]time.Time{},
 	}
 }
 
@@ -490,6 +493,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		n.reply <- l.act(n)
 	case inflightRequest:
 		n.reply <- l.inflight(n.job)
+	case heartbeatsRequest:
+		n.reply <- heartbeatsReply{heard: maps.Clone(l.heard), start: l.start}
 	case requestNote:
 		l.onRequest(ctx, n)
 	case declareNote:

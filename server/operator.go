@@ -28,6 +28,22 @@ type inflightRequest struct {
 	reply chan []InFlight
 }
 
+// heartbeatsRequest asks the loop when it last heard from each client.
+type heartbeatsRequest struct{ reply chan heartbeatsReply }
+
+type heartbeatsReply struct {
+	heard map[string]time.Time
+	start time.Time // when the term began: it could hear nothing before
+}
+
+// ClientHeartbeat is when the leader last heard a client's heartbeat; the monitor alerts on a client that
+// is registered but silent.
+type ClientHeartbeat struct {
+	Client string    `json:"client"`
+	LastAt time.Time `json:"last_at,omitzero"` // zero: not heard in this leader's term
+	Since  time.Time `json:"registered_at"`    // when this term saw the client registered
+}
+
 // InFlight is the leader's live view of an execution it tracks, as the API shows it.
 type InFlight struct {
 	ID          string     `json:"id"`
@@ -37,7 +53,7 @@ type InFlight struct {
 	Attempt     int        `json:"attempt"`
 	Run         int        `json:"run"`
 	ScheduledAt time.Time  `json:"scheduled_at"`
-	Since       time.Time  `json:"since,omitzero"` // running since (ack), or next retry time
+	Since       time.Time  `json:"since,omitzero"` // running since (ack), waiting since (fired), or next retry time
 	Overdue     bool       `json:"overdue,omitempty"`
 	Shard       *job.Shard `json:"shard,omitempty"`
 	// Progress is what the run's handler last reported (percent, message, when); nil before any report.
@@ -126,7 +142,7 @@ func (l *leader) inflight(jobName string) []InFlight {
 		case now.Before(f.heldUntil):
 			v.Status = "held"
 		case f.client == "":
-			v.Status = "waiting"
+			v.Status, v.Since = "waiting", f.exec.FiredAt
 		default:
 			v.Status = "dispatched"
 		}

@@ -18,6 +18,7 @@ type Alert struct {
 	Kind     string    `bson:"kind" json:"kind"`
 	State    string    `bson:"state" json:"state"` // AlertOpen or AlertCleared
 	Summary  string    `bson:"summary" json:"summary"`
+	Where    string    `bson:"where,omitempty" json:"where,omitempty"` // the member, job or execution
 	Details  string    `bson:"details,omitempty" json:"details,omitempty"` // what to do
 	Contacts []string  `bson:"contacts,omitempty" json:"contacts,omitempty"`
 	Since    time.Time `bson:"since" json:"since"` // when the problem started
@@ -77,4 +78,21 @@ func (s *Store) GetAlert(ctx context.Context, key string) (Alert, error) {
 		return Alert{}, fmt.Errorf("store: get alert %s: %w", key, err)
 	}
 	return a, nil
+}
+
+// ListAlerts returns the alerts in state (AlertOpen, AlertCleared), or all for "".
+func (s *Store) ListAlerts(ctx context.Context, state string) ([]Alert, error) {
+	filter := bson.D{}
+	if state != "" {
+		filter = bson.D{{Key: "state", Value: state}}
+	}
+	cur, err := s.alerts.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "raised_at", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: list alerts: %w", err)
+	}
+	out, err := decodeEach[Alert](ctx, s, "alert", cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: list alerts: %w", err)
+	}
+	return out, nil
 }

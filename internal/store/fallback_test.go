@@ -141,6 +141,20 @@ func TestAlertOpensOnceAndClears(t *testing.T) {
 	if opened, err := s.RaiseAlert(ctx, a, t0.Add(2*time.Hour)); err != nil || !opened {
 		t.Fatalf("raise after clear = %v, %v; want a new episode", opened, err)
 	}
+	if _, err := s.RaiseAlert(ctx, Alert{Key: "other", Kind: "x", Where: "client-1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ClearAlert(ctx, "other", t0); err != nil {
+		t.Fatal(err)
+	}
+	open, err := s.ListAlerts(ctx, AlertOpen)
+	if err != nil || len(open) != 1 || open[0].Key != a.Key {
+		t.Fatalf("open alerts %+v, %v; want only %s", open, err, a.Key)
+	}
+	all, err := s.ListAlerts(ctx, "")
+	if err != nil || len(all) != 2 || all[1].Where != "client-1" && all[0].Where != "client-1" {
+		t.Fatalf("all alerts %+v, %v", all, err)
+	}
 }
 
 // A document the database refuses is told apart from a database that does not answer.
