@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -336,6 +337,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.outbox = transport.NewOutbox(c.logger)
 	defer c.outbox.Close()
+	var metricsLn net.Listener
+	if c.cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", c.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("client: metrics_listen %s: %w", c.cfg.MetricsListen, err)
+		}
+	}
 	if c.cfg.Fallback.Enabled() {
 		if err := c.openQueue(); err != nil {
 			return fmt.Errorf("client: %w", err)
@@ -363,6 +370,9 @@ func (c *Client) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { c.resendLoop(ctx) })
 	wg.Go(func() { c.heartbeatLoop(ctx) })
+	if metricsLn != nil {
+		wg.Go(func() { c.serveMetrics(ctx, metricsLn) })
+	}
 	if c.queue != nil {
 		wg.Go(func() { c.queue.Run(ctx) })
 		wg.Go(func() { c.declareIfAlone(ctx) })

@@ -30,6 +30,8 @@ type Config struct {
 	// LeaseRenew is how often a heartbeat renews the leases of the runs under way here. Keep it well
 	// under the servers' lease_timeout: a run no heartbeat lists for that long is lost.
 	LeaseRenew time.Duration `mapstructure:"lease_renew"`
+	// MetricsListen, when set (host:port), serves /metrics and /healthz over HTTP.
+	MetricsListen string `mapstructure:"metrics_listen"`
 	// Fallback is where reports go when no server takes them; off unless fallback.mongo_uri is set.
 	Fallback FallbackConfig `mapstructure:"fallback"`
 	LogLevel string         `mapstructure:"log_level"`
