@@ -18,7 +18,7 @@ type Alert struct {
 	Kind     string    `bson:"kind" json:"kind"`
 	State    string    `bson:"state" json:"state"` // AlertOpen or AlertCleared
 	Summary  string    `bson:"summary" json:"summary"`
-	Where    string    `bson:"where,omitempty" json:"where,omitempty"` // the member, job or execution
+	Where    string    `bson:"where,omitempty" json:"where,omitempty"`     // the member, job or execution
 	Details  string    `bson:"details,omitempty" json:"details,omitempty"` // what to do
 	Contacts []string  `bson:"contacts,omitempty" json:"contacts,omitempty"`
 	Since    time.Time `bson:"since" json:"since"` // when the problem started

@@ -33,6 +33,9 @@ const (
 	collJobStats   = "job_stats"
 	collFallback   = "fallback"
 	collAlerts     = "alerts"
+	collContacts   = "contacts"
+	collNotes      = "notifications"
+	collNoteClaims = "notification_claims"
 )
 
 // Store is Clover's state in one MongoDB database. It is safe for concurrent use.
@@ -46,6 +49,9 @@ type Store struct {
 	stats    *mongo.Collection
 	fallback *mongo.Collection
 	alerts   *mongo.Collection
+	contacts *mongo.Collection
+	notes    *mongo.Collection // notifications
+	claims   *mongo.Collection // notification_claims
 }
 
 // Option changes a Store opened by Open.
@@ -73,6 +79,9 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		stats:    db.Collection(collJobStats),
 		fallback: db.Collection(collFallback),
 		alerts:   db.Collection(collAlerts),
+		contacts: db.Collection(collContacts),
+		notes:    db.Collection(collNotes),
+		claims:   db.Collection(collNoteClaims),
 	}
 	for _, o := range opts {
 		o(s)
@@ -108,6 +117,13 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.fallback, []mongo.IndexModel{
 			index("state_order", bson.D{{Key: "state", Value: 1}, {Key: "client", Value: 1}, {Key: "boot", Value: 1}, {Key: "seq", Value: 1}}),
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
+		}},
+		{s.notes, []mongo.IndexModel{
+			index("state_next_attempt", bson.D{{Key: "state", Value: 1}, {Key: "next_attempt", Value: 1}}),
+			index("alert_key_created_at", bson.D{{Key: "alert_key", Value: 1}, {Key: "created_at", Value: -1}}),
+		}},
+		{s.claims, []mongo.IndexModel{
+			index("notification_attempt", bson.D{{Key: "notification", Value: 1}, {Key: "attempt", Value: 1}, {Key: "gen", Value: -1}}),
 		}},
 	} {
 		// One index a command: FerretDB 1.24 panics, and drops the connection, when a createIndexes command
