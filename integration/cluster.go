@@ -71,16 +71,17 @@ type Options struct {
 
 // Cluster is a running Clover cluster and the services under it.
 type Cluster struct {
-	t       testenv.T
-	opts    Options
-	Dir     string
-	Bin     string
-	ZK      *testenv.ZooKeeper
-	Mongo   *testenv.FerretDB
-	DB      string
-	Root    string
-	Servers []*Member
-	Clients []*Member
+	t        testenv.T
+	opts     Options
+	Dir      string
+	Bin      string
+	ZK       *testenv.ZooKeeper
+	Mongo    *testenv.FerretDB
+	DB       string
+	Root     string
+	Servers  []*Member
+	Clients  []*Member
+	Monitors []*Member
 
 	storeOnce sync.Once
 	store     *store.Store
@@ -379,13 +380,30 @@ func (c *Cluster) Store() *store.Store {
 // Logs returns the tail of every member's log, for failure messages.
 func (c *Cluster) Logs(lines int) string {
 	var b strings.Builder
-	for _, m := range append(append([]*Member{}, c.Servers...), c.Clients...) {
+	for _, m := range append(append(append([]*Member{}, c.Servers...), c.Clients...), c.Monitors...) {
 		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", m.ID, m.log, m.Log(lines))
 	}
 	for _, a := range c.apps {
 		fmt.Fprintf(&b, "--- %s (in the test process, %s) ---\n%s\n", a.ID, a.log, a.Log(lines))
 	}
 	return b.String()
+}
+
+// AddMonitor starts a monitor with the cluster's ZooKeeper and MongoDB, its HTTP endpoint on a free port,
+// and env (CLOVER_SMTP_*, CLOVER_OPERATORS, intervals...).
+func (c *Cluster) AddMonitor(id string, env ...string) *Member {
+	c.t.Helper()
+	m := &Member{
+		ID: id, Kind: "monitor",
+		API: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(c.t)),
+		log: filepath.Join(c.Dir, id+".log"),
+	}
+	m.args = []string{c.Bin, "monitor", "--id", id, "--listen", m.API}
+	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB)
+	m.env = append(m.env, env...)
+	c.Monitors = append(c.Monitors, m)
+	c.Start(m)
+	return m
 }
 
 // AddClientWithConfig starts one more client that also reads the given YAML config (labels, width...).

@@ -55,6 +55,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/inflight", s.onLeader(s.getInflight))
 	mux.HandleFunc("GET /api/v1/fallback", s.getFallback)
 	mux.HandleFunc("GET /api/v1/heartbeats", s.onLeader(s.getHeartbeats))
+	mux.HandleFunc("GET /api/v1/alerts", s.listAlerts)
+	s.contactRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -478,6 +480,30 @@ func (s *Server) getInflight(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// listAlerts lists the alerts, open ones by default (?state=cleared, ?state=all).
+func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "":
+		state = store.AlertOpen
+	case "all":
+		state = ""
+	case store.AlertOpen, store.AlertCleared:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("state %q: want open, cleared or all", state))
+		return
+	}
+	alerts, err := s.store.ListAlerts(r.Context(), state)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if alerts == nil {
+		alerts = []store.Alert{}
+	}
+	writeJSON(w, http.StatusOK, alerts)
 }
 
 // getHeartbeats says when the leader last heard each registered client.

@@ -1,0 +1,93 @@
+package monitor
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/clover-sched/clover/internal/config"
+	"github.com/clover-sched/clover/internal/notify"
+)
+
+// Config is a monitor's configuration; keys as in a config file, CLOVER_* in the environment.
+type Config struct {
+	ID        string           `mapstructure:"id"`
+	Listen    string           `mapstructure:"listen"` // HTTP: /metrics and /healthz
+	ZooKeeper config.ZooKeeper `mapstructure:"zookeeper"`
+	Mongo     config.Mongo     `mapstructure:"mongo"`
+	// Cluster names the cluster in mails.
+	Cluster string `mapstructure:"cluster"`
+	// Operators are told of server and cluster problems, and of job problems when the job names no
+	// contact: contact names (see `clover contact add`) or email addresses.
+	Operators []string          `mapstructure:"operators"`
+	SMTP      notify.SMTPConfig `mapstructure:"smtp"`
+
+	// Interval is how often the active monitor checks the cluster.
+	Interval time.Duration `mapstructure:"interval"`
+	// Unresponsive: a server whose API has not answered, or a client whose heartbeat the leader has not
+	// heard, for this long is reported though it is still registered in ZooKeeper.
+	Unresponsive time.Duration `mapstructure:"unresponsive"`
+	// NoLeader: no leader for this long is reported.
+	NoLeader time.Duration `mapstructure:"no_leader"`
+	// FlapChanges leader changes within FlapWindow are reported as leadership changing too often.
+	FlapChanges int           `mapstructure:"flap_changes"`
+	FlapWindow  time.Duration `mapstructure:"flap_window"`
+	// Waiting: an execution waiting for a client this long is reported.
+	Waiting time.Duration `mapstructure:"waiting"`
+	// Unreachable: ZooKeeper or MongoDB unreachable from the monitor for this long is reported.
+	Unreachable time.Duration `mapstructure:"unreachable"`
+	// RemindEvery: an alert still open gets a reminder this often.
+	RemindEvery time.Duration `mapstructure:"remind_every"`
+	LogLevel    string        `mapstructure:"log_level"`
+}
+
+// DefaultConfig is a monitor on this machine's defaults.
+func DefaultConfig() Config {
+	return Config{
+		ID:           config.DefaultID("monitor"),
+		Listen:       "127.0.0.1:7790",
+		ZooKeeper:    config.DefaultZooKeeper(),
+		Mongo:        config.DefaultMongo(),
+		Cluster:      "clover",
+		SMTP:         notify.DefaultSMTPConfig(),
+		Interval:     2 * time.Second,
+		Unresponsive: 15 * time.Second,
+		NoLeader:     15 * time.Second,
+		FlapChanges:  5,
+		FlapWindow:   10 * time.Minute,
+		Waiting:      time.Minute,
+		Unreachable:  15 * time.Second,
+		RemindEvery:  time.Hour,
+		LogLevel:     "info",
+	}
+}
+
+// Validate names the first bad key.
+func (c Config) Validate() error {
+	if c.ID == "" || strings.ContainsAny(c.ID, "/ ") {
+		return fmt.Errorf("id %q: must be non-empty, without / or spaces", c.ID)
+	}
+	if err := c.ZooKeeper.Validate(); err != nil {
+		return err
+	}
+	if err := c.Mongo.Validate(); err != nil {
+		return err
+	}
+	if c.SMTP.Host != "" {
+		if err := c.SMTP.Validate(); err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
+	}
+	for key, d := range map[string]time.Duration{
+		"interval": c.Interval, "unresponsive": c.Unresponsive, "no_leader": c.NoLeader, "flap_window": c.FlapWindow,
+		"waiting": c.Waiting, "unreachable": c.Unreachable, "remind_every": c.RemindEvery,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: must be positive", key, d)
+		}
+	}
+	if c.FlapChanges < 2 {
+		return fmt.Errorf("flap_changes %d: must be at least 2", c.FlapChanges)
+	}
+	return nil
+}
