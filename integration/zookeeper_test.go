@@ -23,7 +23,7 @@ func TestZooKeeperOutageFencesTheLeaderAndNothingRunsTwice(t *testing.T) {
 	c.ZK.Stop()
 	stopped := time.Now()
 	testenv.Poll(4*sessionTimeout, func() bool { return false }) // stay down past every session timeout
-	restarted := time.Now() // Start returns once ZooKeeper answers: a leader may act from then on
+	restarted := time.Now()                                      // Start returns once ZooKeeper answers: a leader may act from then on
 	c.ZK.Start()
 	c.WaitLeader(30 * time.Second)
 	c.WaitClients(2, 30*time.Second)
