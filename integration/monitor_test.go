@@ -98,6 +98,20 @@ func TestMonitorMailsWhatDiesAndHangs(t *testing.T) {
 	sink.Start()
 	waitMail(t, c, sink, 60*time.Second, "owner@example.com", "lonely-2")
 
+	// Entries waiting in the fallback queue: the leader raises the alert (raised here as a server would);
+	// the monitor mails the operators, and the recovery once the server clears it.
+	if _, err := c.Store().RaiseAlert(t.Context(), store.Alert{
+		Key: "fallback-queue", Kind: "fallback", Summary: "3 entries wait in the fallback queue since 2026-11-23T10:00:00Z, from clients app-1",
+		Since: time.Now().Add(-time.Minute), RaisedBy: "server-1",
+	}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitMail(t, c, sink, 30*time.Second, "ops@example.com", "3 entries wait in the fallback queue")
+	if _, err := c.Store().ClearAlert(t.Context(), "fallback-queue", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitMail(t, c, sink, 30*time.Second, "ops@example.com", "fallback", "cleared")
+
 	// Every mail went out once, though two monitors ran and the mail server was down.
 	testenv.Poll(3*time.Second, func() bool { return false })
 	seen := map[string]int{}
