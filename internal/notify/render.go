@@ -55,7 +55,7 @@ func RenderAlert(a AlertView) (subject, body string) {
 	case store.NotifyRecovery:
 		head, opening = "RECOVERED", "This problem has cleared"
 	case store.NotifyReminder:
-		head, opening = "STILL FAILING", "This problem is still open"
+		head, opening = "STILL OPEN", "This problem is still open"
 	default:
 		head, opening = "PROBLEM", "A problem was found"
 	}

@@ -33,7 +33,7 @@ func TestRenderAlert(t *testing.T) {
 			notWant: []string{"Cleared"},
 		},
 		"reminder": {
-			kind: store.NotifyReminder, wantSubject: "[prod] STILL FAILING: client worker-7 is down",
+			kind: store.NotifyReminder, wantSubject: "[prod] STILL OPEN: client worker-7 is down",
 			want: []string{"This problem is still open", "Since:     2030-01-02 08:04:05 UTC (for 3m)\n", "What to do:"},
 		},
 		"recovery": {
