@@ -8,11 +8,11 @@ root=$(pwd)
 run="$root/run"
 base=${CLOVER_RUN_PORT_BASE:-17700}
 zk_port=$((base + 81)); mongo_port=$((base + 17))
-api1=$((base + 0)); zmq1=$((base + 1)); api2=$((base + 10)); zmq2=$((base + 11))
+api1=$((base + 0)); zmq1=$((base + 1)); api2=$((base + 10)); zmq2=$((base + 11)); mon=$((base + 90))
 clover="$root/bin/clover"
 ferretdb=$(scripts/ferretdb.sh)
 
-for p in $zk_port $mongo_port $api1 $zmq1 $api2 $zmq2; do
+for p in $zk_port $mongo_port $api1 $zmq1 $api2 $zmq2 $mon; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "run: port $p is in use (another 'make run'?). Stop it, or set CLOVER_RUN_PORT_BASE." >&2; exit 1
   fi
@@ -72,6 +72,11 @@ wait_port $api2 server-2
 pids+=($!)
 "$clover" client --config examples/client-b.yaml >"$run/logs/client-b.log" 2>&1 &
 pids+=($!)
+# The monitor: it records what dies or hangs as alerts (`clover alert list`) and mails them when
+# CLOVER_SMTP_HOST (and _PORT, _FROM, _USERNAME, _PASSWORD) is set.
+CLOVER_OPERATORS="${CLOVER_OPERATORS:-ops@example.com}" "$clover" monitor --id monitor-1 --listen "127.0.0.1:$mon" \
+  >"$run/logs/monitor-1.log" 2>&1 &
+pids+=($!)
 # A client that declares its jobs in Go code (tagged handler fields) and serves the file jobs' handlers.
 "$root/bin/clover-tagged" -zookeeper "127.0.0.1:$zk_port" >"$run/logs/client-tagged.log" 2>&1 &
 pids+=($!)
@@ -93,7 +98,7 @@ Clover is running (everything lives in $run):
 $("$clover" cluster status | sed 's/^/  /')
 
   Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, client-tagged.log,
-                 config.log, zookeeper.log, ferretdb.log)
+                 monitor-1.log, config.log, zookeeper.log, ferretdb.log)
   Use the CLI:   export CLOVER_API=$CLOVER_API
                  bin/clover job list
                  bin/clover exec list --limit 10
@@ -103,6 +108,8 @@ $("$clover" cluster status | sed 's/^/  /')
   Job files:     examples/jobs.yaml is applied live (profile dev): edit it and watch run/logs/config.log
                  bin/clover config validate examples/jobs.yaml examples/jobs.xml   (the same jobs twice: an error)
                  bin/clover config validate examples/jobs.xml --profile prod
+  Monitor:       bin/clover alert list   (kill client-b: an alert opens; it clears when the client is back)
+                 bin/clover contact add owner --email owner@example.com; set CLOVER_SMTP_HOST to mail
   REST API:      curl $CLOVER_API/api/v1/cluster   (second server: http://127.0.0.1:$api2)
   Metrics:       curl $CLOVER_API/metrics
   Failover:      kill the leader named above and run 'bin/clover cluster status --api http://127.0.0.1:$api2'
@@ -113,7 +120,7 @@ $("$clover" cluster status | sed 's/^/  /')
 
 MSG
 # Keep running until Ctrl-C, even when a member is killed on purpose (to watch a failover).
-names=(zookeeper ferretdb server-1 server-2 client-a client-b client-tagged config)
+names=(zookeeper ferretdb server-1 server-2 client-a client-b monitor-1 client-tagged config)
 declare -A reported=()
 while sleep 1; do
   for i in "${!pids[@]}"; do
