@@ -127,6 +127,9 @@ func episodeID(key string, raisedAt time.Time) string {
 // notify makes the notifications of one message to every contact of p, on every channel they have.
 func (m *Monitor) notify(p Problem, raisedAt time.Time, kind string, n int, book map[string]store.Contact) []store.Notification {
 	emails, hooks := m.recipients(p.Contacts, book)
+	if m.senders["email"] == nil {
+		emails = nil // no mail server configured: the alert is recorded, not mailed
+	}
 	var out []store.Notification
 	for _, to := range emails {
 		out = append(out, m.notificationN(p, to, "email", kind, n, raisedAt))

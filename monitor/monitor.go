@@ -130,6 +130,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 		_ = api.Shutdown(sctx)
 	})
 	m.logger.Info("monitor started", "listen", ln.Addr().String(), "zookeeper", m.cfg.ZooKeeper.Servers, "smtp", m.cfg.SMTP.Host)
+	if m.senders["email"] == nil {
+		m.logger.Warn("smtp.host is not set: alerts are recorded (`clover alert list`) and sent to webhooks, not mailed; configure it on every monitor")
+	}
 	m.checkLoop(ctx, sess, servers, clients, lw)
 	cancel()
 	wg.Wait()

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"testing"
@@ -55,10 +56,14 @@ func TestCanRunMirrorsTheLeadersEligibility(t *testing.T) {
 	}
 }
 
+type nopSender struct{}
+
+func (nopSender) Send(context.Context, store.Notification) error { return nil }
+
 func TestNotificationsGoToContactsOrOperatorsOnceAnEpisode(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Operators = []string{"ops@example.com", "oncall"}
-	m, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithClock(func() time.Time { return t0 }))
+	m, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithClock(func() time.Time { return t0 }), WithSender("email", nopSender{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,5 +101,10 @@ func TestNotificationsGoToContactsOrOperatorsOnceAnEpisode(t *testing.T) {
 	}
 	if !slices.Equal(to, []string{"ops@example.com", "oncall@example.com"}) && !slices.Equal(to, []string{"oncall@example.com", "ops@example.com"}) {
 		t.Fatalf("operators %v", to)
+	}
+	delete(m.senders, "email") // no mail server: only the webhooks
+	p.Contacts = []string{"owner"}
+	if got := m.notify(p, t0, store.NotifyProblem, 0, book); len(got) != 1 || got[0].Channel != "webhook" {
+		t.Fatalf("without a mail server: %+v, want the webhook only", got)
 	}
 }
