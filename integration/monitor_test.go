@@ -39,7 +39,7 @@ func TestMonitorMailsWhatDiesAndHangs(t *testing.T) {
 	env := []string{
 		"CLOVER_SMTP_HOST=" + host, "CLOVER_SMTP_PORT=" + port, "CLOVER_SMTP_FROM=clover@example.com",
 		"CLOVER_SMTP_STARTTLS=never", "CLOVER_OPERATORS=ops@example.com", "CLOVER_INTERVAL=500ms",
-		"CLOVER_UNRESPONSIVE=5s", "CLOVER_CLUSTER=test-cluster",
+		"CLOVER_UNRESPONSIVE=5s", "CLOVER_CLUSTER=test-cluster", "CLOVER_NO_CLIENT=2s",
 	}
 	monitors := []*Member{c.AddMonitor("monitor-1", env...), c.AddMonitor("monitor-2", env...)}
 	testenv.WaitFor(t, 30*time.Second, "one active monitor", func() bool {
@@ -86,6 +86,15 @@ func TestMonitorMailsWhatDiesAndHangs(t *testing.T) {
 	leader, _ := c.WaitLeader(10 * time.Second)
 	leader.Kill()
 	waitMail(t, c, sink, 30*time.Second, "ops@example.com", "server "+leader.ID+" left the cluster")
+	// Removed on purpose: an operator clears the alert; the recovery goes out, and it is not raised again.
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/alerts/clear?key=server-down/"+leader.ID, nil, nil); err != nil {
+		t.Fatalf("clear alert: %v", err)
+	}
+	waitMail(t, c, sink, 30*time.Second, "ops@example.com", "server "+leader.ID, "RECOVERED")
+	testenv.Poll(2*time.Second, func() bool { return false }) // a few checks
+	if a, err := c.Store().GetAlert(t.Context(), "server-down/"+leader.ID); err != nil || a.State != store.AlertCleared {
+		t.Fatalf("alert of the removed server %+v, %v: want it to stay cleared", a, err)
+	}
 
 	// The mail server down: the problem is recorded, and mailed once it is back.
 	sink.Stop()

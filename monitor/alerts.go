@@ -11,11 +11,17 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 )
 
-// reconcile brings the alerts in line with the problems found now, and queues the notifications: a new
+// reconcile brings the alerts in line with the problems found now, and queues the notifications: a
 // problem opens its alert and tells its contacts; one still open gets a reminder every RemindEvery; one
-// gone is cleared, and a recovery message follows. Alerts that servers raise (kinds the monitor does not
-// own) are mailed the same way, and their recovery once a server clears them.
-func (m *Monitor) reconcile(ctx context.Context, st *store.Store, now time.Time, found []Problem, open map[string]store.Alert) {
+// gone for clearAfter checks in a row is cleared, and a recovery message follows. Alerts that servers
+// raise (kinds the monitor does not own) are mailed the same way, and their recovery once a server clears
+// them.
+//
+// Every message is queued again on every check while it applies (the problem message of an open alert,
+// the recovery of one cleared lately): its id makes the queue keep one, and a check that failed half way
+// (the store slow, the monitor killed) loses nothing. Without a view of the cluster (ZooKeeper down)
+// nothing is cleared.
+func (m *Monitor) reconcile(ctx context.Context, st *store.Store, now time.Time, found []Problem, open map[string]store.Alert, blind bool) (held []string) {
 	contacts, err := st.ListContacts(ctx)
 	if err != nil {
 		m.logger.Warn("cannot read contacts; mailing operators' addresses only", "err", err)
@@ -34,22 +40,29 @@ func (m *Monitor) reconcile(ctx context.Context, st *store.Store, now time.Time,
 	var queue []store.Notification
 	for key, p := range current {
 		byKind[p.Kind]++
+		delete(m.absent, key)
 		a, isOpen := open[key]
-		if _, err := st.RaiseAlert(ctx, store.Alert{
+		alert := store.Alert{
 			Key: key, Kind: p.Kind, Summary: p.What, Where: p.Where, Details: p.WhatToDo, Contacts: p.Contacts,
 			Since: p.Since, RaisedBy: m.cfg.ID,
-		}, now); err != nil {
+		}
+		if isOpen {
+			// Only while it is still open: an operator may have cleared it since this check read it.
+			if still, err := st.RefreshAlert(ctx, alert, now); err != nil || !still {
+				continue
+			}
+		} else if _, err := st.RaiseAlert(ctx, alert, now); err != nil {
 			m.logger.Warn("cannot record an alert", "alert", key, "err", err)
 			continue
 		}
+		held = append(held, key)
 		if !isOpen {
 			if a, err = st.GetAlert(ctx, key); err != nil {
-				continue
+				continue // its message is queued on the next check
 			}
 			m.logger.Warn("problem", "alert", key, "what", p.What, "since", p.Since)
-			queue = append(queue, m.notify(p, a.RaisedAt, store.NotifyProblem, 0, book)...)
-			continue
 		}
+		queue = append(queue, m.notify(p, a.RaisedAt, store.NotifyProblem, 0, book)...)
 		queue = append(queue, m.remind(p, a, now, book)...)
 	}
 	for key, a := range open {
@@ -57,33 +70,50 @@ func (m *Monitor) reconcile(ctx context.Context, st *store.Store, now time.Time,
 			continue
 		}
 		p := fromAlert(a)
-		if !ownKinds[a.Kind] {
+		switch {
+		case !ownKinds[a.Kind]:
 			// Raised by a server (the fallback queue): mail it, remind; the server clears it.
 			byKind[a.Kind]++
 			queue = append(queue, m.notify(p, a.RaisedAt, store.NotifyProblem, 0, book)...)
 			queue = append(queue, m.remind(p, a, now, book)...)
 			continue
+		case blind, a.Kind == kindZooKeeper && key != m.zkKey():
+			// Nothing can be known now; or another monitor's view of ZooKeeper, which only it can clear.
+			byKind[a.Kind]++
+			continue
+		}
+		if m.absent[key]++; m.absent[key] < clearAfter {
+			byKind[a.Kind]++ // a check that missed it once does not end it: one blip would mail twice
+			continue
 		}
 		if cleared, err := st.ClearAlert(ctx, key, now); err != nil || !cleared {
 			continue
 		}
+		delete(m.absent, key)
 		m.logger.Info("problem cleared", "alert", key, "lasted", now.Sub(a.Since).Round(time.Second))
-		queue = append(queue, m.notify(p, a.RaisedAt, store.NotifyRecovery, 0, book)...)
 	}
-	queue = append(queue, m.serverRecoveries(ctx, st, now, book)...)
+	queue = append(queue, m.recoveries(ctx, st, now, book)...)
 	m.metrics.setProblems(byKind)
 	if len(queue) == 0 {
-		return
+		return held
 	}
 	n, err := st.EnqueueNotifications(ctx, queue)
 	if err != nil {
-		m.logger.Warn("cannot queue notifications; trying again next check", "err", err)
-		return
+		m.logger.Warn("cannot queue notifications; queued again on the next check", "err", err)
+		return held
 	}
 	if n > 0 {
 		m.logger.Info("notifications queued", "new", n)
 	}
+	return held
 }
+
+// clearAfter is how many checks in a row must miss a problem before its alert clears.
+const clearAfter = 2
+
+// zkKey is the alert of this monitor's view of ZooKeeper: each monitor raises and clears its own, since
+// one monitor cut off from ZooKeeper says nothing of the others.
+func (m *Monitor) zkKey() string { return kindZooKeeper + "/" + m.cfg.ID }
 
 // remind queues the reminder due for an open alert, if any: the n-th after n RemindEvery.
 func (m *Monitor) remind(p Problem, a store.Alert, now time.Time, book map[string]store.Contact) []store.Notification {
@@ -94,19 +124,19 @@ func (m *Monitor) remind(p Problem, a store.Alert, now time.Time, book map[strin
 	return m.notify(p, a.RaisedAt, store.NotifyReminder, n, book)
 }
 
-// serverRecoveries queues the recovery message of alerts raised by servers and cleared in the last hour,
-// for those whose problem was mailed.
-func (m *Monitor) serverRecoveries(ctx context.Context, st *store.Store, now time.Time, book map[string]store.Contact) []store.Notification {
+// recoveries queues the recovery message of alerts cleared lately (by this monitor, another one, an
+// operator or a server) whose problem message was queued.
+func (m *Monitor) recoveries(ctx context.Context, st *store.Store, now time.Time, book map[string]store.Contact) []store.Notification {
 	cleared, err := st.ListAlerts(ctx, store.AlertCleared)
 	if err != nil {
 		return nil
 	}
 	var out []store.Notification
 	for _, a := range cleared {
-		if ownKinds[a.Kind] || now.Sub(a.ClearedAt) > time.Hour || a.ClearedAt.Before(a.RaisedAt) {
+		if now.Sub(a.ClearedAt) > recoveryWindow || a.ClearedAt.Before(a.RaisedAt) {
 			continue
 		}
-		sent, err := st.ListNotifications(ctx, a.Key, 100)
+		sent, err := st.ListNotifications(ctx, a.Key, 1000)
 		if err != nil {
 			continue
 		}
@@ -118,6 +148,9 @@ func (m *Monitor) serverRecoveries(ctx context.Context, st *store.Store, now tim
 	}
 	return out
 }
+
+// recoveryWindow is how long after an alert cleared its recovery message is still queued if missing.
+const recoveryWindow = 10 * time.Minute
 
 // episodeID names one episode of an alert: the same problem raised again after it cleared is a new one.
 func episodeID(key string, raisedAt time.Time) string {

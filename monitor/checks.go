@@ -75,6 +75,21 @@ type checker struct {
 	seen     map[string]registry.Member // "kind/id" -> the member as last seen alive
 	gone     map[string]time.Time       // "kind/id" -> when it was first missed
 	failedAt map[string]time.Time       // server id -> first failed health check in a row
+	// lackingSince: job -> since when no live client could run it.
+	lackingSince map[string]time.Time
+	// reported: "kind/id" of gone members whose alert is known to be open; if it is then cleared while the
+	// member is still gone, an operator cleared it (the member was removed on purpose): forget the member.
+	reported map[string]bool
+}
+
+// held tells the checker which alerts the last check left open.
+func (c *checker) held(keys []string) {
+	for _, key := range keys {
+		kind, id, _ := strings.Cut(key, "/")
+		if kind == kindServerDown || kind == kindClientDown {
+			c.reported[strings.TrimSuffix(kind, "-down")+"/"+id] = true
+		}
+	}
 }
 
 func newChecker(cfg Config, now func() time.Time, logger *slog.Logger, servers, clients members, st checkStore, lw *leaderWatch) *checker {
@@ -82,6 +97,7 @@ func newChecker(cfg Config, now func() time.Time, logger *slog.Logger, servers, 
 		cfg: cfg, now: now, logger: logger, http: &http.Client{Timeout: 3 * time.Second},
 		servers: servers, clients: clients, store: st, leader: lw,
 		seen: map[string]registry.Member{}, gone: map[string]time.Time{}, failedAt: map[string]time.Time{},
+		lackingSince: map[string]time.Time{}, reported: map[string]bool{},
 	}
 }
 
@@ -99,6 +115,15 @@ func (c *checker) membership(now time.Time, openDown map[string]store.Alert) []P
 	for k, m := range live {
 		c.seen[k] = m
 		delete(c.gone, k)
+		delete(c.reported, k)
+	}
+	for k := range c.gone {
+		kind, id, _ := strings.Cut(k, "/")
+		if _, open := openDown[kind+"-down/"+id]; !open && c.reported[k] {
+			delete(c.seen, k) // cleared by an operator while still gone: it was removed on purpose
+			delete(c.gone, k)
+			delete(c.reported, k)
+		}
 	}
 	for k := range c.seen {
 		if _, ok := live[k]; !ok {
@@ -141,9 +166,9 @@ func downProblem(kind, id string, since time.Time) Problem {
 }
 
 // responsiveness reports servers registered in ZooKeeper whose API does not answer, and clients whose
-// heartbeat the leader has not heard, for longer than Unresponsive.
-func (c *checker) responsiveness(ctx context.Context, now time.Time, leaderAPI string) []Problem {
-	var out []Problem
+// heartbeat the leader has not heard, for longer than Unresponsive. heard says whether the leader's view of
+// heartbeats could be read.
+func (c *checker) responsiveness(ctx context.Context, now time.Time, leaderAPI string) (out []Problem, heard bool) {
 	servers := c.servers.Members()
 	type result struct {
 		id string
@@ -177,17 +202,17 @@ func (c *checker) responsiveness(ctx context.Context, now time.Time, leaderAPI s
 		}
 	}
 	if leaderAPI == "" {
-		return out
+		return out, false
 	}
 	var beats []server.ClientHeartbeat
 	if err := c.get(ctx, leaderAPI, "/api/v1/heartbeats", &beats); err != nil {
 		c.logger.Debug("cannot read the leader's heartbeats", "err", err)
-		return out
+		return out, false
 	}
 	for _, b := range beats {
 		last := b.LastAt
-		if last.IsZero() {
-			last = b.Since
+		if b.Since.After(last) {
+			last = b.Since // registered again since it was last heard: silent only from then on
 		}
 		if now.Sub(last) < c.cfg.Unresponsive {
 			continue
@@ -199,7 +224,7 @@ func (c *checker) responsiveness(ctx context.Context, now time.Time, leaderAPI s
 			"advertised endpoint). Its runs' leases lapse; look at its log and its network."
 		out = append(out, p)
 	}
-	return out
+	return out, true
 }
 
 func (c *checker) healthy(ctx context.Context, api string) bool {
@@ -260,16 +285,15 @@ func (c *checker) leadership(now time.Time) ([]Problem, string) {
 
 // inflight reports, from the leader's view, executions orphaned, overdue, or waiting for a client for
 // longer than Waiting.
-func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string, jobs map[string]job.Spec) []Problem {
+func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string, jobs map[string]job.Spec) (out []Problem, seen bool) {
 	if leaderAPI == "" {
-		return nil
+		return nil, false
 	}
 	var flights []server.InFlight
 	if err := c.get(ctx, leaderAPI, "/api/v1/inflight", &flights); err != nil {
 		c.logger.Debug("cannot read the leader's executions in flight", "err", err)
-		return nil
+		return nil, false
 	}
-	var out []Problem
 	for _, f := range flights {
 		var p Problem
 		switch {
@@ -296,26 +320,40 @@ func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string,
 		p.Contacts = jobs[f.Job].Contacts
 		out = append(out, p)
 	}
-	return out
+	return out, true
 }
 
-// jobsWithoutClient reports the jobs that no live client can run, before their next firing.
+// jobsWithoutClient reports the jobs that no live client can run, before their next firing: once that has
+// lasted NoClient (a client restarting, a job just created, are not news), or at once if the job is due
+// within NoClient.
 func (c *checker) jobsWithoutClient(now time.Time, jobs []job.Spec) []Problem {
 	clients := c.clients.Members()
 	var out []Problem
+	lacking := map[string]bool{}
 	for _, spec := range jobs {
 		if spec.Paused || slices.ContainsFunc(clients, func(m registry.Member) bool { return canRun(m, spec) }) {
 			continue
 		}
-		next := "no fire time left"
-		if s, err := schedule.Parse(spec.Schedule, spec.TimeZone); err == nil {
-			if t := s.Next(now); !t.IsZero() {
-				next = "next firing " + t.UTC().Format(time.RFC3339)
-			}
+		s, err := schedule.Parse(spec.Schedule, spec.TimeZone)
+		if err != nil {
+			continue
+		}
+		next := s.Next(now)
+		if next.IsZero() {
+			continue // it never fires again
+		}
+		lacking[spec.Name] = true
+		since, ok := c.lackingSince[spec.Name]
+		if !ok {
+			since = now
+			c.lackingSince[spec.Name] = now
+		}
+		if now.Sub(since) < c.cfg.NoClient && next.Sub(now) > c.cfg.NoClient {
+			continue
 		}
 		p := problem(kindJobNoClient, spec.Name)
-		p.Since = now
-		p.What = fmt.Sprintf("job %s has no live client that can run it (%s)", spec.Name, next)
+		p.Since = since
+		p.What = fmt.Sprintf("job %s has no live client that can run it (next firing %s)", spec.Name, next.UTC().Format(time.RFC3339))
 		p.WhatToDo = fmt.Sprintf("Start a client that serves job %s or handler %q", spec.Name, spec.Handler)
 		if len(spec.Routing.Labels) > 0 || len(spec.Routing.Clients) > 0 {
 			p.WhatToDo += fmt.Sprintf(" and fits its routing (labels %v, clients %v)", spec.Routing.Labels, spec.Routing.Clients)
@@ -323,6 +361,11 @@ func (c *checker) jobsWithoutClient(now time.Time, jobs []job.Spec) []Problem {
 		p.WhatToDo += ", or pause the job."
 		p.Contacts = spec.Contacts
 		out = append(out, p)
+	}
+	for name := range c.lackingSince {
+		if !lacking[name] {
+			delete(c.lackingSince, name)
+		}
 	}
 	return out
 }
@@ -363,6 +406,9 @@ func (c *checker) failures(ctx context.Context, jobs map[string]job.Spec, openFa
 	slices.Sort(names)
 	var out []Problem
 	for _, name := range slices.Compact(names) {
+		if _, exists := jobs[name]; !exists {
+			continue // deleted: its history stays, its alert clears
+		}
 		execs, err := c.store.ListExecutions(ctx, store.ExecutionFilter{Job: name, Limit: 20})
 		if err != nil {
 			return nil, err

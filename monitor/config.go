@@ -32,6 +32,9 @@ type Config struct {
 	// FlapChanges leader changes within FlapWindow are reported as leadership changing too often.
 	FlapChanges int           `mapstructure:"flap_changes"`
 	FlapWindow  time.Duration `mapstructure:"flap_window"`
+	// NoClient: a job that no live client can run is reported once that lasted this long, or at once if
+	// it is due within this time.
+	NoClient time.Duration `mapstructure:"no_client"`
 	// Waiting: an execution waiting for a client this long is reported.
 	Waiting time.Duration `mapstructure:"waiting"`
 	// Unreachable: ZooKeeper or MongoDB unreachable from the monitor for this long is reported.
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 		NoLeader:     15 * time.Second,
 		FlapChanges:  5,
 		FlapWindow:   10 * time.Minute,
+		NoClient:     30 * time.Second,
 		Waiting:      time.Minute,
 		Unreachable:  15 * time.Second,
 		RemindEvery:  time.Hour,
@@ -80,7 +84,7 @@ func (c Config) Validate() error {
 	}
 	for key, d := range map[string]time.Duration{
 		"interval": c.Interval, "unresponsive": c.Unresponsive, "no_leader": c.NoLeader, "flap_window": c.FlapWindow,
-		"waiting": c.Waiting, "unreachable": c.Unreachable, "remind_every": c.RemindEvery,
+		"waiting": c.Waiting, "unreachable": c.Unreachable, "remind_every": c.RemindEvery, "no_client": c.NoClient,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", key, d)

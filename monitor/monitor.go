@@ -45,6 +45,7 @@ type Monitor struct {
 	// Owned by the check loop.
 	unreachable map[string]time.Time // "zookeeper", "mongodb" -> since when
 	mailedDown  map[string]bool      // direct mails sent about MongoDB being down, by episode
+	absent      map[string]int       // alert key -> checks in a row that did not find its problem
 }
 
 // Option changes a Monitor built by New.
@@ -69,7 +70,7 @@ func New(cfg Config, opts ...Option) (*Monitor, error) {
 	m := &Monitor{
 		cfg: cfg, logger: slog.Default(), registry: prometheus.NewRegistry(), now: time.Now,
 		senders:     map[string]notify.Sender{"webhook": notify.NewWebhookSender(10 * time.Second)},
-		unreachable: map[string]time.Time{}, mailedDown: map[string]bool{},
+		unreachable: map[string]time.Time{}, mailedDown: map[string]bool{}, absent: map[string]int{},
 	}
 	if cfg.SMTP.Host != "" {
 		mailer, err := notify.NewSMTPSender(cfg.SMTP)
@@ -226,12 +227,24 @@ func (m *Monitor) checkLoop(ctx context.Context, sess *zksession.Session, server
 			m.mongoDown(ctx, now)
 			continue
 		}
+		if !synced(servers) || !synced(clients) {
+			continue // an empty registry view would report every member gone
+		}
 		if ck == nil {
 			ck = newChecker(m.cfg, m.now, m.logger, servers, clients, st, lw)
 		}
 		cctx, cancel := context.WithTimeout(ctx, 4*m.cfg.Interval+10*time.Second)
 		m.cycle(cctx, ck, st, now, !zkDown.IsZero())
 		cancel()
+	}
+}
+
+func synced(c *registry.Cache) bool {
+	select {
+	case <-c.Synced():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -281,13 +294,14 @@ func (m *Monitor) mongoDown(ctx context.Context, now time.Time) {
 
 // cycle runs every check and brings the alerts and notifications up to date.
 func (m *Monitor) cycle(ctx context.Context, ck *checker, st *store.Store, now time.Time, zkDown bool) {
-	m.since("mongodb", false, now)
 	open, err := st.ListAlerts(ctx, store.AlertOpen)
 	if err != nil {
 		m.logger.Warn("cannot read alerts", "err", err)
 		m.metrics.checkErrors.WithLabelValues("alerts").Inc()
+		m.mongoDown(ctx, now)
 		return
 	}
+	m.since("mongodb", false, now)
 	openByKey := map[string]store.Alert{}
 	openDown, openFailing := map[string]store.Alert{}, map[string]store.Alert{}
 	for _, a := range open {
@@ -313,10 +327,11 @@ func (m *Monitor) cycle(ctx context.Context, ck *checker, st *store.Store, now t
 	var found []Problem
 	if zkDown {
 		// The registry and the election cannot be read: member and leader checks would report stale news.
-		p := problem(kindZooKeeper, "")
+		p := problem(kindZooKeeper, m.cfg.ID)
 		p.Since, p.Where = m.unreachable["zookeeper"], strings.Join(m.cfg.ZooKeeper.Servers, ",")
-		p.What = "the monitor cannot reach ZooKeeper: no server can lead, and no member can register"
-		p.WhatToDo = "Check the ZooKeeper ensemble (a majority must be up) and the network to it. Firing resumes by itself when it returns."
+		p.What = fmt.Sprintf("monitor %s cannot reach ZooKeeper (%s): if the servers cannot either, none leads and nothing fires", m.cfg.ID, p.Where)
+		p.WhatToDo = "Check the ZooKeeper ensemble (a majority must be up) and the network from this monitor to it. " +
+			"Firing resumes by itself when the servers reach it again."
 		found = append(found, p)
 		for key, a := range openByKey { // keep what was open: nothing can be known of it now
 			if ownKinds[a.Kind] && a.Kind != kindZooKeeper {
@@ -327,9 +342,17 @@ func (m *Monitor) cycle(ctx context.Context, ck *checker, st *store.Store, now t
 		leadership, leaderAPI := ck.leadership(now)
 		found = append(found, leadership...)
 		found = append(found, ck.membership(now, openDown)...)
-		found = append(found, ck.responsiveness(ctx, now, leaderAPI)...)
+		silent, heard := ck.responsiveness(ctx, now, leaderAPI)
+		found = append(found, silent...)
 		found = append(found, ck.jobsWithoutClient(now, specs)...)
-		found = append(found, ck.inflight(ctx, now, leaderAPI, jobs)...)
+		flights, seen := ck.inflight(ctx, now, leaderAPI, jobs)
+		found = append(found, flights...)
+		// What the leader's view says cannot be known without it (a failover, its API slow): keep it as is.
+		for _, a := range open {
+			if (!heard && a.Kind == kindClientSilent) || (!seen && (a.Kind == kindOrphaned || a.Kind == kindOverdue || a.Kind == kindWaiting)) {
+				found = append(found, fromAlert(a))
+			}
+		}
 		failing, err := ck.failures(ctx, jobs, openFailing)
 		if err != nil {
 			m.logger.Warn("cannot read failed executions", "err", err)
@@ -342,5 +365,8 @@ func (m *Monitor) cycle(ctx context.Context, ck *checker, st *store.Store, now t
 		found = append(found, failing...)
 	}
 	m.metrics.checks.Inc()
-	m.reconcile(ctx, st, now, found, openByKey)
+	if !m.active.Load() && !zkDown {
+		return // lost the lead during this check: the new active monitor decides
+	}
+	ck.held(m.reconcile(ctx, st, now, found, openByKey, zkDown))
 }

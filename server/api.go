@@ -56,6 +56,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/fallback", s.getFallback)
 	mux.HandleFunc("GET /api/v1/heartbeats", s.onLeader(s.getHeartbeats))
 	mux.HandleFunc("GET /api/v1/alerts", s.listAlerts)
+	mux.HandleFunc("POST /api/v1/alerts/clear", s.clearAlert)
 	s.contactRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
@@ -504,6 +505,26 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 		alerts = []store.Alert{}
 	}
 	writeJSON(w, http.StatusOK, alerts)
+}
+
+// clearAlert clears the open alert ?key=, as an operator who knows the problem is dealt with (a member
+// removed on purpose). The monitor sends the recovery message, and raises it again if it finds it again.
+func (s *Server) clearAlert(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("key")
+	if key == "" {
+		writeError(w, http.StatusBadRequest, errors.New("key: required (the alert's key, as clover alert list shows it)"))
+		return
+	}
+	cleared, err := s.store.ClearAlert(r.Context(), key, s.now())
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if !cleared {
+		writeError(w, http.StatusNotFound, fmt.Errorf("alert %s is not open", key))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"cleared": key})
 }
 
 // getHeartbeats says when the leader last heard each registered client.

@@ -37,6 +37,19 @@ func newAlertCmd() *cobra.Command {
 		},
 	}
 	list.Flags().String("state", "", "open (default), cleared or all")
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, &cobra.Command{
+		Use: "clear KEY", Short: "Clear an open alert whose problem is dealt with (e.g. a member removed on purpose)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := api.do(cmd.Context(), "POST", "/api/v1/alerts/clear?key="+url.QueryEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cleared %s\n", args[0])
+			return nil
+		},
+	})
 	return cmd
 }

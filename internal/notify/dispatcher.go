@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -189,7 +188,8 @@ func (d *Dispatcher) pollOnce(ctx context.Context, queues map[string]chan store.
 		}
 		q, ok := queues[n.Channel]
 		if !ok {
-			d.noSender(ctx, n)
+			// Not ours to try: another monitor may have a sender for this channel. Claiming it here would
+			// spend its attempts and delay it.
 			d.end(n.ID)
 			continue
 		}
@@ -251,16 +251,6 @@ func (d *Dispatcher) deliver(ctx context.Context, s Sender, n store.Notification
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	d.settle(mctx, n, err)
-}
-
-// noSender counts an attempt at a notification whose channel this dispatcher cannot send to.
-func (d *Dispatcher) noSender(ctx context.Context, n store.Notification) {
-	now := d.now()
-	claimed, ok, err := d.st.ClaimNotification(ctx, n.ID, d.owner, now, now.Add(d.lease))
-	if err != nil || !ok {
-		return
-	}
-	d.settle(ctx, claimed, fmt.Errorf("notify: no sender for channel %q on %s (is it configured?)", n.Channel, d.owner))
 }
 
 // settle records the outcome of the attempt n.Attempts+1 at n. Metrics count what happened to the

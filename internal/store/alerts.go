@@ -56,6 +56,18 @@ func (s *Store) RaiseAlert(ctx context.Context, a Alert, now time.Time) (opened 
 	return true, nil
 }
 
+// RefreshAlert brings the summary of the open alert a.Key up to date; it reports false, and changes
+// nothing, if the alert is not open (cleared meanwhile, by an operator say: it is not reopened here).
+func (s *Store) RefreshAlert(ctx context.Context, a Alert, now time.Time) (bool, error) {
+	res, err := s.alerts.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: a.Key}, {Key: "state", Value: AlertOpen}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "summary", Value: a.Summary}, {Key: "updated_at", Value: storedTime(now)}}}})
+	if err != nil {
+		return false, fmt.Errorf("store: refresh alert %s: %w", a.Key, err)
+	}
+	return res.MatchedCount == 1, nil
+}
+
 // ClearAlert marks the open alert key cleared; it reports false if it was not open.
 func (s *Store) ClearAlert(ctx context.Context, key string, now time.Time) (bool, error) {
 	res, err := s.alerts.UpdateOne(ctx,
