@@ -106,6 +106,28 @@ func waitRecorded(t *testing.T, c *Cluster, ids []string, want job.State, timeou
 	return execs
 }
 
+// entryKinds names each entry by its kind and execution: "result:settle@request-...".
+func entryKinds(entries []fallback.Entry) []string {
+	var kinds []string
+	for _, e := range entries {
+		kinds = append(kinds, string(e.Kind)+":"+e.ExecID)
+	}
+	return kinds
+}
+
+// startHeldRun asks for a run of settle that holds until release closes, and waits until it runs; it
+// returns the execution id.
+func startHeldRun(t *testing.T, app *AppClient, runs *runCounter) string {
+	t.Helper()
+	held, err := app.RequestRun("settle", map[string]string{"hold": "yes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := job.RequestExecutionID("settle", held)
+	testenv.WaitFor(t, 20*time.Second, "the held run started", func() bool { return runs.count(id) == 1 })
+	return id
+}
+
 // Every server dies while a client's run goes on and its application asks for more runs: the result and
 // the requests wait in the fallback queue, and the servers that come back replay them in order, once.
 func TestFallbackReplaysWhatAClientKeptWhileEveryServerWasDown(t *testing.T) {
@@ -118,12 +140,7 @@ func TestFallbackReplaysWhatAClientKeptWhileEveryServerWasDown(t *testing.T) {
 	c.WaitClients(1, 30*time.Second)
 	c.CreateJob(settleJob)
 
-	held, err := app.RequestRun("settle", map[string]string{"hold": "yes"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	heldExec := job.RequestExecutionID("settle", held)
-	testenv.WaitFor(t, 20*time.Second, "the held run started", func() bool { return runs.count(heldExec) == 1 })
+	heldExec := startHeldRun(t, app, runs)
 
 	killAll(t, c.Servers)
 	close(release) // the run ends while no server is up
@@ -142,10 +159,7 @@ func TestFallbackReplaysWhatAClientKeptWhileEveryServerWasDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kinds []string
-	for _, e := range entries {
-		kinds = append(kinds, string(e.Kind)+":"+e.ExecID)
-	}
+	kinds := entryKinds(entries)
 	wantKinds := []string{"result:" + heldExec, "request:" + execs[0], "request:" + execs[1], "request:" + execs[2]}
 	if !slices.Equal(kinds, wantKinds) {
 		t.Fatalf("queued entries %v, want %v", kinds, wantKinds)
@@ -308,12 +322,7 @@ func TestFallbackSpoolsWhileMongoDBIsDownAndSurvivesAClientRestart(t *testing.T)
 	c.WaitClients(1, 30*time.Second)
 	c.CreateJob(settleJob)
 
-	held, err := app.RequestRun("settle", map[string]string{"hold": "yes"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	heldExec := job.RequestExecutionID("settle", held)
-	testenv.WaitFor(t, 20*time.Second, "the held run started", func() bool { return runs.count(heldExec) == 1 })
+	heldExec := startHeldRun(t, app, runs)
 	// Its ack must be recorded: a run the store does not know was started is not what this test is about.
 	testenv.WaitFor(t, 20*time.Second, "the held run recorded running", func() bool {
 		e, err := c.Store().GetExecution(t.Context(), heldExec)
@@ -351,10 +360,7 @@ func TestFallbackSpoolsWhileMongoDBIsDownAndSurvivesAClientRestart(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kinds []string
-	for _, e := range entries {
-		kinds = append(kinds, string(e.Kind)+":"+e.ExecID)
-	}
+	kinds := entryKinds(entries)
 	if want := []string{"result:" + heldExec, "request:" + execs[0], "request:" + execs[1]}; !slices.Equal(kinds, want) {
 		t.Errorf("entries %v, want %v", kinds, want)
 	}
