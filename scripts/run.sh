@@ -24,7 +24,7 @@ cleanup() {
   trap - INT TERM EXIT
   echo; echo "run: stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 90); do  # clients let runs under way end for up to 5 s
     alive=0; for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break; sleep 0.1
   done
