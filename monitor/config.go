@@ -41,28 +41,31 @@ type Config struct {
 	Unreachable time.Duration `mapstructure:"unreachable"`
 	// RemindEvery: an alert still open gets a reminder this often.
 	RemindEvery time.Duration `mapstructure:"remind_every"`
-	LogLevel    string        `mapstructure:"log_level"`
+	// KeepNotifications is how long delivered (or failed) notifications of cleared alerts are kept.
+	KeepNotifications time.Duration `mapstructure:"keep_notifications"`
+	LogLevel          string        `mapstructure:"log_level"`
 }
 
 // DefaultConfig is a monitor on this machine's defaults.
 func DefaultConfig() Config {
 	return Config{
-		ID:           config.DefaultID("monitor"),
-		Listen:       "127.0.0.1:7790",
-		ZooKeeper:    config.DefaultZooKeeper(),
-		Mongo:        config.DefaultMongo(),
-		Cluster:      "clover",
-		SMTP:         notify.DefaultSMTPConfig(),
-		Interval:     2 * time.Second,
-		Unresponsive: 15 * time.Second,
-		NoLeader:     15 * time.Second,
-		FlapChanges:  5,
-		FlapWindow:   10 * time.Minute,
-		NoClient:     30 * time.Second,
-		Waiting:      time.Minute,
-		Unreachable:  15 * time.Second,
-		RemindEvery:  time.Hour,
-		LogLevel:     "info",
+		ID:                config.DefaultID("monitor"),
+		Listen:            "127.0.0.1:7790",
+		ZooKeeper:         config.DefaultZooKeeper(),
+		Mongo:             config.DefaultMongo(),
+		Cluster:           "clover",
+		SMTP:              notify.DefaultSMTPConfig(),
+		Interval:          2 * time.Second,
+		Unresponsive:      15 * time.Second,
+		NoLeader:          15 * time.Second,
+		FlapChanges:       5,
+		FlapWindow:        10 * time.Minute,
+		NoClient:          30 * time.Second,
+		Waiting:           time.Minute,
+		Unreachable:       15 * time.Second,
+		RemindEvery:       time.Hour,
+		KeepNotifications: 7 * 24 * time.Hour,
+		LogLevel:          "info",
 	}
 }
 
@@ -85,6 +88,7 @@ func (c Config) Validate() error {
 	for key, d := range map[string]time.Duration{
 		"interval": c.Interval, "unresponsive": c.Unresponsive, "no_leader": c.NoLeader, "flap_window": c.FlapWindow,
 		"waiting": c.Waiting, "unreachable": c.Unreachable, "remind_every": c.RemindEvery, "no_client": c.NoClient,
+		"keep_notifications": c.KeepNotifications,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", key, d)

@@ -46,6 +46,7 @@ type Monitor struct {
 	unreachable map[string]time.Time // "zookeeper", "mongodb" -> since when
 	mailedDown  map[string]bool      // direct mails sent about MongoDB being down, by episode
 	absent      map[string]int       // alert key -> checks in a row that did not find its problem
+	pruned      time.Time            // when old notifications were last deleted
 }
 
 // Option changes a Monitor built by New.
@@ -369,4 +370,16 @@ func (m *Monitor) cycle(ctx context.Context, ck *checker, st *store.Store, now t
 		return // lost the lead during this check: the new active monitor decides
 	}
 	ck.held(m.reconcile(ctx, st, now, found, openByKey, zkDown))
+	if now.Sub(m.pruned) >= time.Hour {
+		m.pruned = now
+		keep := make([]string, 0, len(openByKey))
+		for key := range openByKey {
+			keep = append(keep, key)
+		}
+		if n, err := st.PruneNotifications(ctx, now.Add(-m.cfg.KeepNotifications), keep); err != nil {
+			m.logger.Warn("cannot prune old notifications", "err", err)
+		} else if n > 0 {
+			m.logger.Info("pruned old notifications", "deleted", n)
+		}
+	}
 }

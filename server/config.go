@@ -37,6 +37,9 @@ type Config struct {
 	TimeoutGrace time.Duration `mapstructure:"timeout_grace"`
 	// FallbackPoll is how often the leader looks for entries in the fallback queue and replays them.
 	FallbackPoll time.Duration `mapstructure:"fallback_poll"`
+	// FallbackKeep is how long replayed (or rejected) fallback entries are kept, for `clover fallback status`
+	// and inquiries; the leader deletes older ones every hour.
+	FallbackKeep time.Duration `mapstructure:"fallback_keep"`
 	// Operators are the contacts (email addresses) told of server and cluster problems, such as reports
 	// waiting in the fallback queue.
 	Operators []string `mapstructure:"operators"`
@@ -58,6 +61,7 @@ func DefaultConfig() Config {
 		LeaseTimeout:     10 * time.Second,
 		TimeoutGrace:     5 * time.Second,
 		FallbackPoll:     2 * time.Second,
+		FallbackKeep:     7 * 24 * time.Hour,
 		LogLevel:         "info",
 	}
 }
@@ -82,7 +86,7 @@ func (c Config) Validate() error {
 	for key, d := range map[string]time.Duration{
 		"misfire_threshold": c.MisfireThreshold, "ack_timeout": c.AckTimeout,
 		"accept_window": c.AcceptWindow, "open_lookback": c.OpenLookback,
-		"lease_timeout": c.LeaseTimeout, "timeout_grace": c.TimeoutGrace, "fallback_poll": c.FallbackPoll,
+		"lease_timeout": c.LeaseTimeout, "timeout_grace": c.TimeoutGrace, "fallback_poll": c.FallbackPoll, "fallback_keep": c.FallbackKeep,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", key, d)

@@ -42,6 +42,7 @@ type replayStore interface {
 	InsertEvents(ctx context.Context, events []job.Event) (int, error)
 	RaiseAlert(ctx context.Context, a store.Alert, now time.Time) (bool, error)
 	ClearAlert(ctx context.Context, key string, now time.Time) (bool, error)
+	PruneFallback(ctx context.Context, before time.Time) (int64, error)
 }
 
 var _ replayStore = (*store.Store)(nil)
@@ -113,13 +114,32 @@ func (l *leader) replayLoop(ctx context.Context) {
 	defer l.metrics.fallbackSeen.Set(0) // a follower watches no queue
 	t := time.NewTicker(l.cfg.FallbackPoll)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		l.replayPass(ctx)
+		if now := l.now(); now.Sub(pruned) >= time.Hour {
+			pruned = now
+			l.pruneFallback(ctx, now)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// pruneFallback deletes entries settled more than FallbackKeep ago: every pass reads the collection, and on
+// FerretDB a read scans it whole.
+func (l *leader) pruneFallback(ctx context.Context, now time.Time) {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	n, err := l.fallback.PruneFallback(sctx, now.Add(-l.cfg.FallbackKeep))
+	switch {
+	case err != nil:
+		l.logger.Warn("cannot prune the fallback queue", "err", err)
+	case n > 0:
+		l.logger.Info("pruned settled fallback entries", "deleted", n, "older_than", l.cfg.FallbackKeep)
 	}
 }
 

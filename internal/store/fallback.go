@@ -179,3 +179,16 @@ func (s *Store) FallbackEntries(ctx context.Context, client string) ([]fallback.
 	}
 	return out, nil
 }
+
+// PruneFallback deletes the entries settled (applied or rejected) before before; waiting entries stay
+// whatever their age. It reports how many it deleted.
+func (s *Store) PruneFallback(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.fallback.DeleteMany(ctx, bson.D{
+		{Key: "state", Value: bson.D{{Key: "$ne", Value: fallback.StateWaiting}}},
+		{Key: "applied_at", Value: bson.D{{Key: "$lt", Value: storedTime(before)}}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune fallback: %w", err)
+	}
+	return res.DeletedCount, nil
+}

@@ -179,3 +179,46 @@ func TestIsRefusedWrite(t *testing.T) {
 		t.Error("a timeout is not a refusal")
 	}
 }
+
+func TestPruneKeepsWhatWaitsOrStillMatters(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+	if err := s.AppendFallback(ctx, []fallback.Entry{entry("p", 1, 1, fallback.KindResult, "j@1"), entry("p", 1, 2, fallback.KindResult, "j@2"), entry("p", 1, 3, fallback.KindResult, "j@3")}); err != nil {
+		t.Fatal(err)
+	}
+	for seq, at := range map[int64]time.Time{1: t0, 2: t0.Add(48 * time.Hour)} {
+		if _, err := s.SettleFallback(ctx, fallback.EntryID("p", 1, seq), fallback.StateApplied, "s", 1, "", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PruneFallback(ctx, t0.Add(24*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("PruneFallback = %d, %v; want the one applied before the cut", n, err)
+	}
+	left, err := s.FallbackEntries(ctx, "p")
+	if err != nil || len(left) != 2 || left[0].Seq != 2 || left[1].State != fallback.StateWaiting {
+		t.Fatalf("left %+v, %v; want the recent applied one and the waiting one", left, err)
+	}
+
+	note := func(id, alert string) Notification {
+		return Notification{ID: id, AlertKey: alert, Kind: NotifyProblem, Channel: ChannelEmail, To: "a@example.com", State: NotificationPending, CreatedAt: t0, NextAttempt: t0}
+	}
+	if _, err := s.EnqueueNotifications(ctx, []Notification{
+		note("old-sent", "cleared-alert"), note("old-open", "open-alert"), note("old-pending", "cleared-alert"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"old-sent", "old-open"} {
+		if err := s.MarkNotificationSent(ctx, id, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PruneNotifications(ctx, t0.Add(time.Hour), []string{"open-alert"}); err != nil || n != 1 {
+		t.Fatalf("PruneNotifications = %d, %v; want only the sent one of the cleared alert", n, err)
+	}
+	for _, id := range []string{"old-open", "old-pending"} {
+		if _, err := s.GetNotification(ctx, id); err != nil {
+			t.Errorf("%s: %v; want it kept", id, err)
+		}
+	}
+}

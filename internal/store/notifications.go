@@ -280,3 +280,24 @@ func (s *Store) CountNotifications(ctx context.Context, state string) (int64, er
 	}
 	return n, nil
 }
+
+// PruneNotifications deletes the notifications settled (sent or failed) and created before before, except
+// those of the alerts in keep (the open ones: their ids are queued again while they stay open, and a deleted
+// one would be sent again), and the claims made before before. It reports how many notifications it deleted.
+func (s *Store) PruneNotifications(ctx context.Context, before time.Time, keep []string) (int64, error) {
+	filter := bson.D{
+		{Key: "state", Value: bson.D{{Key: "$ne", Value: NotificationPending}}},
+		{Key: "created_at", Value: bson.D{{Key: "$lt", Value: storedTime(before)}}},
+	}
+	if len(keep) > 0 {
+		filter = append(filter, bson.E{Key: "alert_key", Value: bson.D{{Key: "$nin", Value: keep}}})
+	}
+	res, err := s.notes.DeleteMany(ctx, filter)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune notifications: %w", err)
+	}
+	if _, err := s.claims.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: storedTime(before)}}}}); err != nil {
+		return res.DeletedCount, fmt.Errorf("store: prune notification claims: %w", err)
+	}
+	return res.DeletedCount, nil
+}
