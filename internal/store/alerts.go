@@ -2,12 +2,10 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -81,15 +79,7 @@ func (s *Store) ClearAlert(ctx context.Context, key string, now time.Time) (bool
 
 // GetAlert returns the alert key, or ErrNotFound.
 func (s *Store) GetAlert(ctx context.Context, key string) (Alert, error) {
-	var a Alert
-	err := s.alerts.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&a)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return Alert{}, fmt.Errorf("%w: alert %s", ErrNotFound, key)
-	case err != nil:
-		return Alert{}, fmt.Errorf("store: get alert %s: %w", key, err)
-	}
-	return a, nil
+	return getByID[Alert](ctx, s.alerts, "alert", key)
 }
 
 // ListAlerts returns the alerts in state (AlertOpen, AlertCleared), or all for "".

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/mail"
 	"net/url"
@@ -82,15 +81,7 @@ func (s *Store) ListContacts(ctx context.Context) ([]Contact, error) {
 
 // GetContact returns the contact named name, or ErrNotFound.
 func (s *Store) GetContact(ctx context.Context, name string) (Contact, error) {
-	var c Contact
-	err := s.contacts.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&c)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return Contact{}, fmt.Errorf("%w: contact %s", ErrNotFound, name)
-	case err != nil:
-		return Contact{}, fmt.Errorf("store: get contact %s: %w", name, err)
-	}
-	return c, nil
+	return getByID[Contact](ctx, s.contacts, "contact", name)
 }
 
 // DeleteContact deletes the contact named name, or returns ErrNotFound. Jobs that name it keep the name;

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -51,15 +50,7 @@ func (s *Store) ReplaceJob(ctx context.Context, spec job.Spec, expectVersion int
 
 // GetJob returns the job named name, or ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, name string) (job.Spec, error) {
-	var spec job.Spec
-	err := s.jobs.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&spec)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return job.Spec{}, fmt.Errorf("%w: job %s", ErrNotFound, name)
-	case err != nil:
-		return job.Spec{}, fmt.Errorf("store: get job %s: %w", name, err)
-	}
-	return spec, nil
+	return getByID[job.Spec](ctx, s.jobs, "job", name)
 }
 
 // ListJobs returns every job, sorted by name.

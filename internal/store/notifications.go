@@ -261,15 +261,7 @@ func (s *Store) ListNotifications(ctx context.Context, alertKey string, limit in
 
 // GetNotification returns the notification id, or ErrNotFound.
 func (s *Store) GetNotification(ctx context.Context, id string) (Notification, error) {
-	var n Notification
-	err := s.notes.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&n)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return Notification{}, fmt.Errorf("%w: notification %s", ErrNotFound, id)
-	case err != nil:
-		return Notification{}, fmt.Errorf("store: get notification %s: %w", id, err)
-	}
-	return n, nil
+	return getByID[Notification](ctx, s.notes, "notification", id)
 }
 
 // CountNotifications counts the notifications in state (pending, sent, failed).

@@ -2,11 +2,9 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -45,13 +43,5 @@ func (s *Store) ListStats(ctx context.Context) (map[string]job.Stats, error) {
 
 // GetStats returns the statistics of one job, or ErrNotFound.
 func (s *Store) GetStats(ctx context.Context, name string) (job.Stats, error) {
-	var st job.Stats
-	err := s.stats.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&st)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return job.Stats{}, fmt.Errorf("%w: stats of job %s", ErrNotFound, name)
-	case err != nil:
-		return job.Stats{}, fmt.Errorf("store: get stats of job %s: %w", name, err)
-	}
-	return st, nil
+	return getByID[job.Stats](ctx, s.stats, "stats of job", name)
 }

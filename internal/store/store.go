@@ -250,3 +250,19 @@ func IsRefusedWrite(err error) bool {
 	}
 	return false
 }
+
+// getByID reads the document _id = id of coll into a T. what names the kind in errors ("job", "alert"):
+// ErrNotFound reads "store: not found: job x", any other failure "store: get job x: ...".
+func getByID[T any](ctx context.Context, coll *mongo.Collection, what, id string) (T, error) {
+	var v T
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&v)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		var zero T
+		return zero, fmt.Errorf("%w: %s %s", ErrNotFound, what, id)
+	case err != nil:
+		var zero T
+		return zero, fmt.Errorf("store: get %s %s: %w", what, id, err)
+	}
+	return v, nil
+}
