@@ -102,6 +102,7 @@ func (l *leader) forget(id string) {
 		l.metrics.orphaned.Dec()
 	}
 	delete(l.flights, id)
+	l.ended(f.exec)
 	if byJob := l.openByJob[f.exec.Job]; byJob != nil {
 		delete(byJob, id)
 		if len(byJob) == 0 {
@@ -299,6 +300,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	l.metrics.waiting.Set(float64(waiting))
 	l.reconcile(ctx, now)
 	l.saveStats(ctx, now)
+	l.sweepOpen(ctx, now)
 	return nil
 }
 
@@ -492,7 +494,7 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
 		note := reconciledNote{checked: checked}
-		execs, err := l.store.ExecutionsByID(sctx, ids)
+		execs, err := l.store.OpenByID(sctx, ids)
 		if err != nil {
 			note.checked = nil // unsure still: check again on a later tick
 		}

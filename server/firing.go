@@ -125,17 +125,10 @@ func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
 	}
 }
 
-// catchUp fires what came due while no leader was acting: from each job's last recorded firing (or its
-// ActiveSince) to now, as owed says. The (job, scheduled time) key makes every firing that the previous
-// leader had made a no-op.
+// catchUp fires what came due while no leader was acting: from each job's last recorded firing (read by
+// takeOver from the open set) or its ActiveSince, to now, as owed says. The (job, scheduled time) key makes
+// every firing that the previous leader had made a no-op.
 func (l *leader) catchUp(ctx context.Context, now time.Time) error {
-	sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout) // one read of the recent history
-	defer cancel()
-	last, err := l.store.LastFired(sctx, now.Add(-l.cfg.OpenLookback))
-	if err != nil {
-		return fmt.Errorf("leader: last fired times: %w", err)
-	}
-	maps.Copy(l.lastFired, last)
 	names := slices.Sorted(maps.Keys(l.jobs))
 	var firings []firing
 	for _, name := range names {
@@ -149,7 +142,7 @@ func (l *leader) catchUp(ctx context.Context, now time.Time) error {
 }
 
 // owedSince is the instant after which a job owes firings: its last recorded firing, or, if none is
-// known (older than open_lookback), when it was last paused or became active.
+// known, when it was last paused or became active.
 func (l *leader) owedSince(spec job.Spec) time.Time {
 	from := spec.ActiveSince.Add(-time.Nanosecond)
 	if lf, ok := l.lastFired[spec.Name]; ok {
@@ -160,20 +153,6 @@ func (l *leader) owedSince(spec job.Spec) time.Time {
 		from = spec.PausedAt
 	}
 	return from
-}
-
-// takeOver tracks the executions an earlier term left open.
-func (l *leader) takeOver(ctx context.Context, now time.Time) error {
-	sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout) // one read of the recent history
-	defer cancel()
-	open, err := l.store.OpenExecutions(sctx, now.Add(-l.cfg.OpenLookback))
-	if err != nil {
-		return fmt.Errorf("leader: open executions: %w", err)
-	}
-	for _, e := range open {
-		l.inherit(e, now)
-	}
-	return nil
 }
 
 // inherit tracks an unfinished execution this term did not dispatch. If it is running, the client that
@@ -402,6 +381,11 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 	planOf := map[string]planned{}
 	for _, p := range plan {
 		e := p.exec
+		// Recorded now or before, it is in the store (and the open set) either way.
+		if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
+			l.lastFired[e.Job] = e.ScheduledAt
+		}
+		l.firedLater(e)
 		if dup[e.ID] {
 			if _, tracked := l.flights[e.ID]; !tracked {
 				unexplained = append(unexplained, e.ID)
@@ -410,9 +394,6 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			continue
 		}
 		fresh[e.ID] = true
-		if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
-			l.lastFired[e.Job] = e.ScheduledAt
-		}
 		l.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
 		if p.skip != "" {
 			l.recordSkip(e, p.skip)
@@ -435,6 +416,7 @@ func (l *leader) recordSkip(e job.Execution, reason string) {
 		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
 	})
+	l.ended(e)
 	l.logger.Info("firing skipped", "execution", e.ID, "reason", reason)
 }
 
@@ -456,11 +438,11 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 		return
 	}
 	sctx, cancel := storeCtx(ctx)
-	execs, err := l.store.ExecutionsByID(sctx, ids)
+	execs, err := l.store.OpenByID(sctx, ids) // one that ended and was closed is not there: nothing to do
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			// They stay recorded and unfinished: the next leader's takeOver finds them.
+			// They stay recorded and unfinished, in the open set: the next sweep or leader finds them.
 			l.logger.Warn("cannot read firings found already recorded", "executions", len(ids), "err", err)
 		}
 		return

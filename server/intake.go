@@ -26,13 +26,20 @@ import (
 type intake struct {
 	s       *Server
 	queue   chan inbound
-	local   chan job.Event
+	local   chan localWrite
 	dropLog logx.Limiter
+	closer  *closer
 
 	mu     sync.Mutex
 	known  map[string]bool // event id -> recorded (true) or queued (false)
 	expiry []recentID      // recorded ids, oldest first, from head on
 	head   int
+}
+
+// localWrite is an event the leader produced, or the close of an execution it saw end (see closeOpen).
+type localWrite struct {
+	event *job.Event
+	close string
 }
 
 type inbound struct {
@@ -53,7 +60,10 @@ const (
 )
 
 func newIntake(s *Server) *intake {
-	return &intake{s: s, queue: make(chan inbound, 1<<16), local: make(chan job.Event, 1<<12), known: map[string]bool{}}
+	return &intake{
+		s: s, queue: make(chan inbound, 1<<16), local: make(chan localWrite, 1<<12), known: map[string]bool{},
+		closer: newCloser(s.store, s.logger, s.metrics),
+	}
 }
 
 // eventID is the id of the event a report records, or "" if it records none.
@@ -135,7 +145,7 @@ func (in *intake) receive(frame []byte, peer string) {
 // persist queues an event the leader itself produced (an execution it ended).
 func (in *intake) persist(ev job.Event) {
 	select {
-	case in.local <- ev:
+	case in.local <- localWrite{event: &ev}:
 	default:
 		// The store is far behind; record it synchronously rather than lose an execution's end. The wait
 		// is bounded by storeTimeout.
@@ -147,9 +157,20 @@ func (in *intake) persist(ev job.Event) {
 	}
 }
 
+// closeOpen queues the close of an execution in the open set behind the events queued before it, so that
+// an execution leaves the open set only once its end is recorded. When the queue is full it is dropped: the
+// leader's sweep closes it later.
+func (in *intake) closeOpen(id string) {
+	select {
+	case in.local <- localWrite{close: id}:
+	default:
+	}
+}
+
 func (in *intake) run(ctx context.Context) error {
+	go in.closer.run(ctx)
 	batch := make([]inbound, 0, intakeBatch)
-	var local []job.Event
+	var local []localWrite
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -158,8 +179,8 @@ func (in *intake) run(ctx context.Context) error {
 			return nil
 		case m := <-in.queue:
 			batch = append(batch, m)
-		case ev := <-in.local:
-			local = append(local, ev)
+		case w := <-in.local:
+			local = append(local, w)
 		}
 		// Gather what arrives within intakeDelay into one bulk write.
 		timer.Reset(intakeDelay)
@@ -168,8 +189,8 @@ func (in *intake) run(ctx context.Context) error {
 			select {
 			case m := <-in.queue:
 				batch = append(batch, m)
-			case ev := <-in.local:
-				local = append(local, ev)
+			case w := <-in.local:
+				local = append(local, w)
 			case <-timer.C:
 				break gather
 			case <-ctx.Done():
@@ -183,8 +204,9 @@ func (in *intake) run(ctx context.Context) error {
 
 // flush records a batch and sends the receipts. An ack whose result (of the same run) is in the same batch
 // is not written: the result says more, and FerretDB writes fewer documents faster. The executions that
-// clients fired themselves (local mode) are recorded before their events.
-func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event) {
+// clients fired themselves (local mode) are recorded before their events. The leader's closes go to the
+// closer once the events before them are recorded.
+func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite) {
 	now := in.s.now()
 	type runKey struct {
 		id  string
@@ -196,7 +218,15 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 			finished[runKey{r.ExecID, max(r.Run, 1)}] = true
 		}
 	}
-	events := local
+	var events []job.Event
+	var closes []string
+	for _, w := range local {
+		if w.event != nil {
+			events = append(events, *w.event)
+		} else {
+			closes = append(closes, w.close)
+		}
+	}
 	var fresh []job.State
 	var fired []job.Execution
 	for _, m := range batch {
@@ -232,6 +262,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []job.Event)
 		}
 		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
 	}
+	in.closer.add(closes)
 	for _, st := range fresh {
 		in.s.metrics.finished.WithLabelValues(string(st)).Inc()
 	}

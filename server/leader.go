@@ -57,6 +57,9 @@ type leader struct {
 	heard         map[string]time.Time // client id -> when its last heartbeat reached this term
 	lastReconcile time.Time
 	reconciling   bool
+	kept          map[string]keptFiring // job -> its latest scheduled firing, ended, left in the open set
+	lastSweep     time.Time
+	sweeping      bool
 }
 
 type entry struct {
@@ -115,9 +118,10 @@ type leaderStore interface {
 	GetJob(ctx context.Context, name string) (job.Spec, error)
 	CreateJob(ctx context.Context, spec job.Spec) error
 	ReplaceJob(ctx context.Context, spec job.Spec, expectVersion int64) error
-	LastFired(ctx context.Context, since time.Time) (map[string]time.Time, error)
-	OpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error)
-	ExecutionsByID(ctx context.Context, ids []string) ([]job.Execution, error)
+	MigrateOpenSet(ctx context.Context, since time.Time) (int, error)
+	ReadOpenSet(ctx context.Context) (execs []job.Execution, stray []string, err error)
+	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
+	KnownExecutions(ctx context.Context, ids []string) ([]string, error)
 	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
 	ListStats(ctx context.Context) (map[string]job.Stats, error)
 	SaveStats(ctx context.Context, stats []job.Stats) error
@@ -138,7 +142,10 @@ type leaderDeps struct {
 	// clientsDirty reports, and clears, whether the registry of clients changed since it was last asked.
 	clientsDirty func() bool
 	persist      func(job.Event) // record an event the leader itself produces
-	jitter       func() float64  // in [0, 1): spreads retry delays
+	// closeOpen takes an ended execution out of the store's open set, after the events persist queued
+	// before it are recorded; it may be lost (a later sweep closes it then).
+	closeOpen func(id string)
+	jitter    func() float64 // in [0, 1): spreads retry delays
 	// fallback is the store's fallback queue, replayed by the term; nil: no replay (unit tests).
 	fallback replayStore
 	replay   *replayState // the replay's progress, shown by the API
@@ -148,7 +155,7 @@ func (s *Server) leaderDeps() leaderDeps {
 	return leaderDeps{
 		cfg: s.cfg, metrics: s.metrics, now: s.now, store: s.store,
 		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.clients.Members,
-		synced: s.clients.Synced(), persist: s.intake.persist,
+		synced: s.clients.Synced(), persist: s.intake.persist, closeOpen: s.intake.closeOpen,
 		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
 		jitter:       job.RandomJitter,
 		fallback:     s.store,
@@ -178,6 +185,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		removed:    map[string]time.Time{},
 		declared:   map[string]string{},
 		heard:      map[string]time.Time{},
+		kept:       map[string]keptFiring{},
 	}
 }
 
@@ -273,11 +281,17 @@ func (l *leader) run(ctx context.Context) error {
 
 // establish makes this term's state: it records the epoch in the store (refused if a newer leader exists),
 // loads the jobs, takes over the executions an earlier term left in flight and fires what came due while
-// no leader was acting.
+// no leader was acting. Every read it needs is of a size set by the jobs and what is in flight, never by
+// history, and is tried again until it succeeds: a slow store delays the term's first firing, it does not
+// end the term.
 func (l *leader) establish(ctx context.Context) error {
-	sctx, cancel := storeCtx(ctx)
-	defer cancel()
-	if err := l.store.ClaimEpoch(sctx, l.epoch, l.cfg.ID); err != nil {
+	err := l.retryRead(ctx, "claim the epoch", func(ctx context.Context) error {
+		return l.store.ClaimEpoch(ctx, l.epoch, l.cfg.ID)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("leader: claim epoch %d: %w", l.epoch, err)
 	}
 	// Without a synced view of the clients every inherited running execution would look orphaned.
@@ -290,13 +304,16 @@ func (l *leader) establish(ctx context.Context) error {
 	}
 	l.rebuildEligibility()
 	if err := l.loadJobs(ctx); err != nil {
-		return err
+		return nil // the term ended
 	}
 	l.loadStats(ctx)
+	if err := l.migrateOpenSet(ctx, l.now()); err != nil {
+		return nil
+	}
 	l.start = l.now()
 	// Take over before catching up: the overlap policies must see what is still open.
 	if err := l.takeOver(ctx, l.start); err != nil {
-		return err
+		return nil
 	}
 	if err := l.catchUp(ctx, l.start); err != nil {
 		return err
@@ -306,14 +323,17 @@ func (l *leader) establish(ctx context.Context) error {
 	return nil
 }
 
-// loadJobs loads every job at establishment; catchUp then fires what the past owes.
+// loadJobs loads every job at establishment; catchUp then fires what the past owes. It fails only when
+// the term ends.
 func (l *leader) loadJobs(ctx context.Context) error {
-	sctx, cancel := storeCtx(ctx)
-	defer cancel()
-	specs, err := l.store.ListJobs(sctx)
+	var specs []job.Spec
+	err := l.retryRead(ctx, "load the jobs", func(ctx context.Context) error {
+		var err error
+		specs, err = l.store.ListJobs(ctx)
+		return err
+	})
 	if err != nil {
-		l.metrics.storeErrors.WithLabelValues("list_jobs").Inc()
-		return fmt.Errorf("leader: load jobs: %w", err)
+		return err
 	}
 	now := l.now()
 	for _, spec := range specs {
@@ -422,6 +442,7 @@ func (l *leader) removeJob(name string) {
 	if e, ok := l.jobs[name]; ok {
 		e.gen++ // its queued firings are now stale
 		delete(l.jobs, name)
+		l.jobGone(name)
 	}
 	l.removed[name] = l.now()
 }
@@ -484,6 +505,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		}
 	case reconciledNote:
 		l.applyReconciled(n)
+	case openSwept:
+		l.applySwept(n)
 	case statsSaved:
 		l.savingStats = false
 		for _, name := range n.failed {

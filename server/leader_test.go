@@ -26,13 +26,15 @@ type fakeStore struct {
 	jobs       map[string]job.Spec
 	execs      map[string]job.Execution
 	events     map[string]job.Event
-	lastFired  map[string]time.Time
+	lastFired  map[string]time.Time // job -> the scheduled time of an ended firing the open set keeps for it
+	shut       map[string]bool      // ids of executions taken out of the open set (which holds every other)
+	closed     []string             // ids closed, in order
 	stats      map[string]job.Stats
 	failInsert int // the next n inserts store the executions but report an error (a lost answer)
 }
 
 func newFakeStore(specs ...job.Spec) *fakeStore {
-	fs := &fakeStore{jobs: map[string]job.Spec{}, execs: map[string]job.Execution{}, events: map[string]job.Event{}, lastFired: map[string]time.Time{}, stats: map[string]job.Stats{}}
+	fs := &fakeStore{jobs: map[string]job.Spec{}, execs: map[string]job.Execution{}, events: map[string]job.Event{}, lastFired: map[string]time.Time{}, shut: map[string]bool{}, stats: map[string]job.Stats{}}
 	for _, s := range specs {
 		fs.jobs[s.Name] = s
 	}
@@ -69,36 +71,62 @@ func (f *fakeStore) CreateJob(_ context.Context, s job.Spec) error {
 func (f *fakeStore) ReplaceJob(_ context.Context, s job.Spec, _ int64) error {
 	return f.CreateJob(nil, s)
 }
-func (f *fakeStore) LastFired(context.Context, time.Time) (map[string]time.Time, error) {
-	return f.lastFired, nil
-}
-func (f *fakeStore) OpenExecutions(context.Context, time.Time) ([]job.Execution, error) {
+func (f *fakeStore) MigrateOpenSet(context.Context, time.Time) (int, error) { return 0, nil }
+
+// ReadOpenSet returns the executions in the open set, and for each lastFired entry an ended firing of its
+// job at that time (what the set keeps for a job whose latest firing ended).
+func (f *fakeStore) ReadOpenSet(context.Context) ([]job.Execution, []string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []job.Execution
 	for _, e := range f.folded() {
-		if !e.State.Terminal() {
+		if !f.shut[e.ID] {
+			out = append(out, e)
+		}
+	}
+	for name, at := range f.lastFired {
+		id := job.ExecutionID(name, at)
+		if _, ok := f.execs[id]; !ok {
+			out = append(out, job.Execution{ID: id, Job: name, ScheduledAt: at, Trigger: job.TriggerSchedule, State: job.StateSucceeded})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b job.Execution) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
+	return out, nil, nil
+}
+func (f *fakeStore) OpenByID(_ context.Context, ids []string) ([]job.Execution, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []job.Execution
+	for _, e := range f.folded() {
+		if !f.shut[e.ID] && slices.Contains(ids, e.ID) {
 			out = append(out, e)
 		}
 	}
 	return out, nil
 }
-func (f *fakeStore) ExecutionsByID(_ context.Context, ids []string) ([]job.Execution, error) {
+func (f *fakeStore) KnownExecutions(_ context.Context, ids []string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []job.Execution
-	for _, e := range f.folded() {
-		if slices.Contains(ids, e.ID) {
-			out = append(out, e)
+	var out []string
+	for _, id := range ids {
+		if _, ok := f.execs[id]; ok {
+			out = append(out, id)
 		}
 	}
 	return out, nil
+}
+func (f *fakeStore) closeOpen(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shut[id] = true
+	f.closed = append(f.closed, id)
 }
 func (f *fakeStore) InsertExecutions(_ context.Context, execs []job.Execution) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var dups []string
 	for _, e := range execs {
+		delete(f.shut, e.ID) // the copy in the open set goes in first, dup or not
 		if _, ok := f.execs[e.ID]; ok {
 			dups = append(dups, e.ID)
 			continue
@@ -225,7 +253,8 @@ func newHarness(t *testing.T, fs *fakeStore, clients ...string) *harness {
 			}
 			fs.mu.Unlock()
 		},
-		jitter: func() float64 { return 0.5 },
+		closeOpen: fs.closeOpen,
+		jitter:    func() float64 { return 0.5 },
 		clientsDirty: func() bool {
 			d := h.dirty
 			h.dirty = false

@@ -161,38 +161,40 @@ type propAction struct {
 	do   func()
 }
 
-// propStore is the fakeStore with LastFired computed from the executions, as the real store does, and
-// reads that fold each execution with its own events only (the fakeStore folds every event into every
-// execution, which is slow for the thousands the simulation records).
+// propStore is the fakeStore with an open set kept as the real store keeps it (a copy inserted with each
+// execution, removed only when a leader closes it) and reads that fold each execution with its own events
+// only (the fakeStore folds every event into every execution, which is slow for the thousands the
+// simulation records).
 type propStore struct {
 	*fakeStore
 	byExec map[string][]job.Event // the events of each execution; written by record only, under mu
 }
 
-func (s propStore) LastFired(_ context.Context, since time.Time) (map[string]time.Time, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]time.Time{}
-	for _, e := range s.execs {
-		if (e.Trigger == job.TriggerSchedule || e.Trigger == job.TriggerCatchUp) && !e.ScheduledAt.Before(since) && e.ScheduledAt.After(out[e.Job]) {
-			out[e.Job] = e.ScheduledAt
-		}
-	}
-	return out, nil
-}
-
-func (s propStore) OpenExecutions(context.Context, time.Time) ([]job.Execution, error) {
+func (s propStore) ReadOpenSet(context.Context) ([]job.Execution, []string, error) {
 	var out []job.Execution
 	for _, e := range s.fold(nil) {
-		if !e.State.Terminal() {
+		if s.isOpen(e.ID) {
+			out = append(out, e)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b job.Execution) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
+	return out, nil, nil
+}
+
+func (s propStore) OpenByID(_ context.Context, ids []string) ([]job.Execution, error) {
+	var out []job.Execution
+	for _, e := range s.fold(ids) {
+		if s.isOpen(e.ID) {
 			out = append(out, e)
 		}
 	}
 	return out, nil
 }
 
-func (s propStore) ExecutionsByID(_ context.Context, ids []string) ([]job.Execution, error) {
-	return s.fold(ids), nil
+func (s propStore) isOpen(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.shut[id]
 }
 
 // fold returns the executions named (all if ids is nil), folded, sorted by id.
@@ -403,6 +405,12 @@ func (s *propSim) startLeader() {
 				s.logf("leader epoch %d records %s of %s attempt %d client %q", term.epoch, ev.Kind, ev.ExecID, ev.Attempt, ev.Client)
 			}
 		},
+		closeOpen: func(id string) {
+			if !term.dying && !term.dead {
+				s.store.closeOpen(id)
+				s.logf("leader epoch %d closes %s", term.epoch, id)
+			}
+		},
 		jitter: func() float64 { return 0.5 },
 	}
 	term.l = newLeader(deps, slog.New(slog.DiscardHandler), s.epoch)
@@ -413,7 +421,7 @@ func (s *propSim) startLeader() {
 	}
 	s.logf("leader epoch %d established", s.epoch)
 	term.inherited = map[string]bool{}
-	open, _ := s.store.OpenExecutions(term.ctx, time.Time{})
+	open, _, _ := s.store.ReadOpenSet(term.ctx)
 	for _, e := range open {
 		if e.State == job.StatePending {
 			term.inherited[e.ID] = true
@@ -946,6 +954,24 @@ func (s *propSim) check() []string {
 			}
 		}
 	}
+	// 4. The open set holds every execution that has not ended (a new leader reads only it), and of the
+	// ended ones only each job's latest scheduled firing and what ended since the last sweep could close it.
+	latest := map[string]time.Time{}
+	for _, e := range execs {
+		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(latest[e.Job]) {
+			latest[e.Job] = e.ScheduledAt
+		}
+	}
+	for _, e := range execs {
+		open := s.store.isOpen(e.ID)
+		switch {
+		case !e.State.Terminal() && !open:
+			bad = append(bad, fmt.Sprintf("4: %s is %s but was taken out of the open set", e.ID, e.State))
+		case e.State.Terminal() && open && !(keepsSchedule(e.Trigger) && e.ScheduledAt.Equal(latest[e.Job])) &&
+			s.now.Sub(e.FinishedAt) > openSweepEvery+30*time.Second:
+			bad = append(bad, fmt.Sprintf("4: %s ended at +%s and is still in the open set", e.ID, e.FinishedAt.Sub(t0)))
+		}
+	}
 	if s.stopped > 0 {
 		bad = append(bad, fmt.Sprintf("%d stop frames sent, none expected", s.stopped))
 	}
@@ -1174,7 +1200,20 @@ func TestPropertyCheckCatchesViolations(t *testing.T) {
 		t.Fatalf("seed 1 has no execution to tamper with: %q %q %q", lost, catchUp, ran)
 	}
 	stuck := job.Execution{ID: "every1-allow@manual-x", Job: "every1-allow", Trigger: job.TriggerManual, FiredAt: t0, State: job.StatePending}
+	closedEarly := job.Execution{ID: "every1-allow@manual-y", Job: "every1-allow", Trigger: job.TriggerManual, FiredAt: t0, State: job.StatePending}
 	s.store.mu.Lock()
+	s.store.execs[closedEarly.ID] = closedEarly
+	s.store.shut[closedEarly.ID] = true
+	s.store.mu.Unlock()
+	// An ended execution nobody closed, long ago (not its job's latest firing).
+	var leftOpen string
+	for _, e := range s.store.fold(nil) { // sorted by id: the oldest firings of each job first
+		if leftOpen == "" && e.Trigger == job.TriggerSchedule && e.ID != lost && e.State.Terminal() && s.now.Sub(e.FinishedAt) > 2*time.Minute {
+			leftOpen = e.ID
+		}
+	}
+	s.store.mu.Lock()
+	delete(s.store.shut, leftOpen)
 	delete(s.store.execs, lost)
 	e := s.store.execs[catchUp]
 	e.Missed++
@@ -1187,6 +1226,8 @@ func TestPropertyCheckCatchesViolations(t *testing.T) {
 		"2: " + catchUp + " recorded as catch-up missed",
 		"1: " + ran + " ran twice",
 		"3: " + stuck.ID + " is pending and the leader does not track it",
+		"4: " + closedEarly.ID + " is pending but was taken out of the open set",
+		"4: " + leftOpen + " ended at",
 	} {
 		if !strings.Contains(bad, want) {
 			t.Errorf("the checks do not report %q; they report:\n%s", want, bad)

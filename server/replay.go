@@ -381,7 +381,7 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 	// that died before marking it): nothing to do. Planning it again would apply the overlap policy to a
 	// firing that is not new (replace would stop the job's runs).
 	sctx, cancel := storeCtx(ctx)
-	known, err := l.store.ExecutionsByID(sctx, []string{id, job.ShardExecutionID(id, 0)})
+	known, err := l.store.KnownExecutions(sctx, []string{id, job.ShardExecutionID(id, 0)})
 	cancel()
 	if err != nil {
 		return err

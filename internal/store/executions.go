@@ -26,8 +26,8 @@ const (
 	foldBatch = 1000
 )
 
-// InsertExecutions records fired executions with one unordered bulk insert. An execution whose id is stored
-// already is not inserted and not an error: its id is returned in duplicates, in no particular order. That is
+// InsertExecutions records fired executions with one unordered bulk insert, after their copies in the open
+// set (see ReadOpenSet). An execution whose id is stored already is not inserted and not an error: its id is returned in duplicates, in no particular order. That is
 // how a firing made by another (possibly deposed) leader is detected, but also how a retry of an insert that
 // reached the server before its reply was lost looks: compare the stored execution's Server and Epoch if it
 // matters. Any other failure is returned as err; then some executions may have been inserted.
@@ -43,8 +43,10 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 		if e.ID == "" {
 			return nil, fmt.Errorf("store: insert executions: execution %d (job %s) has no id", i, e.Job)
 		}
-		e.ScheduledAt, e.FiredAt = storedTime(e.ScheduledAt), storedTime(e.FiredAt)
-		docs[i] = e
+		docs[i] = storedExecutionDoc(e)
+	}
+	if err := insertIgnoringDuplicates(ctx, s.openExecs, docs); err != nil {
+		return nil, fmt.Errorf("store: insert executions: open set: %w", err)
 	}
 	_, err = s.execs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	dups, err := duplicateIndexes(err)
@@ -57,8 +59,8 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 	return duplicates, nil
 }
 
-// InsertEvents records events with one unordered bulk insert. An event whose id is stored already is
-// skipped and counted in duplicates: a fact reported twice is recorded once.
+// InsertEvents records events with one unordered bulk insert, after their copies in the open set. An event
+// whose id is stored already is skipped and counted in duplicates: a fact reported twice is recorded once.
 func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicates int, err error) {
 	if len(events) == 0 {
 		return 0, nil
@@ -70,6 +72,9 @@ func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicate
 		}
 		ev.At = storedTime(ev.At)
 		docs[i] = ev
+	}
+	if err := insertIgnoringDuplicates(ctx, s.openEvents, docs); err != nil {
+		return 0, fmt.Errorf("store: insert events: open set: %w", err)
 	}
 	_, err = s.events.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	dups, err := duplicateIndexes(err)
@@ -167,43 +172,11 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 	return out, nil
 }
 
-// LastFired returns, for each job that has one, the latest scheduled time among its executions triggered
-// by the schedule or a catch-up and scheduled at or after since.
-//
-// It reads the matching executions (job and time only) and takes the maximum here, rather than with an
-// aggregation ($group with $max), because FerretDB 1.24 implements only the $count and $sum accumulators.
-// since bounds the work.
-func (s *Store) LastFired(ctx context.Context, since time.Time) (map[string]time.Time, error) {
-	filter := bson.D{
-		{Key: "trigger", Value: bson.D{{Key: "$in", Value: bson.A{job.TriggerSchedule, job.TriggerCatchUp}}}},
-		{Key: "scheduled_at", Value: bson.D{{Key: "$gte", Value: since}}},
-	}
-	opts := options.Find().SetProjection(bson.D{{Key: "job", Value: 1}, {Key: "scheduled_at", Value: 1}})
-	cur, err := s.execs.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("store: last fired: %w", err)
-	}
-	var rows []struct {
-		Job         string    `bson:"job"`
-		ScheduledAt time.Time `bson:"scheduled_at"`
-	}
-	if err := cur.All(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("store: last fired: %w", err)
-	}
-	last := make(map[string]time.Time)
-	for _, r := range rows {
-		if r.ScheduledAt.After(last[r.Job]) {
-			last[r.Job] = r.ScheduledAt
-		}
-	}
-	return last, nil
-}
-
-// OpenExecutions returns the executions scheduled or fired at or after since that have not finished
-// (pending or running), folded, oldest scheduled first: what a new leader must re-send or keep watching.
-// Firing time counts too, so that manual runs and catch-ups, fired after since for an earlier scheduled
-// time, are found. since bounds the work: every execution since then is read.
-func (s *Store) OpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error) {
+// scanOpenExecutions returns the executions scheduled or fired at or after since that have not finished,
+// folded, oldest scheduled first, by reading every execution since then and its events: the only way to
+// know before the open set existed (MigrateOpenSet). Firing time counts too, so that manual runs and
+// catch-ups, fired after since for an earlier scheduled time, are found.
+func (s *Store) scanOpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error) {
 	filter := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "scheduled_at", Value: bson.D{{Key: "$gte", Value: since}}}},
 		bson.D{{Key: "fired_at", Value: bson.D{{Key: "$gte", Value: since}}}},

@@ -282,31 +282,77 @@ func TestCountExecutions(t *testing.T) {
 	}
 }
 
-func TestLastFired(t *testing.T) {
+func TestOpenSet(t *testing.T) {
 	t.Parallel()
 	s := testStore(t)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	mustInsert(t, s, []job.Execution{
-		execution("a", at(0), job.TriggerSchedule),
-		execution("a", at(time.Minute), job.TriggerSchedule),
-		execution("a", at(2*time.Minute), job.TriggerCatchUp),
-		execution("a", at(5*time.Minute), job.TriggerManual), // not a firing of the schedule
-		execution("b", at(-time.Hour), job.TriggerSchedule),  // before since
-		execution("c", at(30*time.Second), job.TriggerSchedule),
-		execution("c", at(-time.Second), job.TriggerSchedule),
-	}, nil)
+	pending := execution("j", at(0), job.TriggerSchedule)
+	running := execution("j", at(time.Minute), job.TriggerSchedule)
+	done := execution("j", at(2*time.Minute), job.TriggerSchedule)
+	other := execution("k", at(-time.Minute), job.TriggerManual)
+	mustInsert(t, s, []job.Execution{pending, running, done, other}, []job.Event{
+		acked(running, 1, at(time.Minute+time.Second)),
+		acked(done, 1, at(2*time.Minute+time.Second)),
+		finished(done, job.StateSucceeded, at(2*time.Minute+2*time.Second)),
+	})
+	read := func() (map[string]job.State, []string) {
+		t.Helper()
+		execs, stray, err := s.ReadOpenSet(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.IsSortedFunc(execs, func(a, b job.Execution) int { return a.ScheduledAt.Compare(b.ScheduledAt) }) {
+			t.Errorf("open set not oldest first: %s", ids(execs))
+		}
+		states := map[string]job.State{}
+		for _, e := range execs {
+			states[e.ID] = e.State
+		}
+		return states, stray
+	}
+	states, stray := read()
+	want := map[string]job.State{pending.ID: job.StatePending, running.ID: job.StateRunning, done.ID: job.StateSucceeded, other.ID: job.StatePending}
+	if !maps.Equal(states, want) || len(stray) != 0 {
+		t.Fatalf("open set = %v, stray %v; want %v and none", states, stray, want)
+	}
 
-	got, err := s.LastFired(t.Context(), t0)
-	if err != nil {
+	got, err := s.OpenByID(t.Context(), []string{running.ID, "nope"})
+	if err != nil || len(got) != 1 || got[0].State != job.StateRunning || got[0].Client != "c1" {
+		t.Fatalf("OpenByID = %+v, %v; want %s running on c1", got, err, running.ID)
+	}
+
+	// Closed: gone from the open set, still recorded.
+	if err := s.CloseExecutions(t.Context(), []string{done.ID, "nope"}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]time.Time{"a": at(2 * time.Minute), "c": at(30 * time.Second)}
-	if !maps.EqualFunc(got, want, time.Time.Equal) {
-		t.Errorf("LastFired = %v, want %v", got, want)
+	delete(want, done.ID)
+	if states, stray = read(); !maps.Equal(states, want) || len(stray) != 0 {
+		t.Fatalf("after close: open set = %v, stray %v; want %v and none", states, stray, want)
+	}
+	if e, err := s.GetExecution(t.Context(), done.ID); err != nil || e.State != job.StateSucceeded {
+		t.Fatalf("closed execution = %s, %v; want it recorded, succeeded", e.State, err)
+	}
+	known, err := s.KnownExecutions(t.Context(), []string{done.ID, pending.ID, "nope"})
+	if err != nil || !slices.Equal(known, []string{done.ID, pending.ID}) {
+		t.Fatalf("KnownExecutions = %v, %v", known, err)
+	}
+
+	// A result re-sent after its execution was closed leaves a stray event, named until it is closed too.
+	if dups, err := s.InsertEvents(t.Context(), []job.Event{finished(done, job.StateSucceeded, at(2*time.Minute+2*time.Second))}); err != nil || dups != 1 {
+		t.Fatalf("InsertEvents again = %d, %v; want 1 duplicate", dups, err)
+	}
+	if _, stray = read(); !slices.Equal(stray, []string{done.ID}) {
+		t.Fatalf("stray = %v, want [%s]", stray, done.ID)
+	}
+	if err := s.CloseExecutions(t.Context(), stray); err != nil {
+		t.Fatal(err)
+	}
+	if states, stray = read(); !maps.Equal(states, want) || len(stray) != 0 {
+		t.Fatalf("after closing the stray: open set = %v, stray %v; want %v and none", states, stray, want)
 	}
 }
 
-func TestOpenExecutions(t *testing.T) {
+func TestMigrateOpenSet(t *testing.T) {
 	t.Parallel()
 	s := testStore(t)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -318,20 +364,38 @@ func TestOpenExecutions(t *testing.T) {
 	catchUp := execution("j", at(-2*time.Hour), job.TriggerCatchUp) // for an old time, fired after since
 	catchUp.FiredAt = at(5 * time.Second)
 	manual := execution("j", at(10*time.Second), job.TriggerManual)
-	mustInsert(t, s, []job.Execution{old, pending, running, done, failed, catchUp, manual}, []job.Event{
+	// Recorded by a version without the open set: straight into the executions and events.
+	var docs []any
+	for _, e := range []job.Execution{old, pending, running, done, failed, catchUp, manual} {
+		docs = append(docs, storedExecutionDoc(e))
+	}
+	if _, err := s.execs.InsertMany(t.Context(), docs); err != nil {
+		t.Fatal(err)
+	}
+	var evs []any
+	for _, ev := range []job.Event{
 		acked(running, 1, at(time.Minute+time.Second)),
 		acked(done, 1, at(2*time.Minute+time.Second)),
 		finished(done, job.StateSucceeded, at(2*time.Minute+2*time.Second)),
 		finished(failed, job.StateFailed, at(3*time.Minute+time.Second)), // refused: finished without ack
-	})
+	} {
+		evs = append(evs, ev)
+	}
+	if _, err := s.events.InsertMany(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
 
-	got, err := s.OpenExecutions(t.Context(), t0)
+	n, err := s.MigrateOpenSet(t.Context(), t0)
+	if err != nil || n != 4 {
+		t.Fatalf("MigrateOpenSet = %d, %v; want 4", n, err)
+	}
+	got, stray, err := s.ReadOpenSet(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []job.Execution{catchUp, pending, manual, running}
-	if ids(got) != ids(want) {
-		t.Fatalf("OpenExecutions =\n%s\nwant\n%s", ids(got), ids(want))
+	if ids(got) != ids(want) || len(stray) != 0 {
+		t.Fatalf("open set =\n%s\nwant\n%s (stray %v)", ids(got), ids(want), stray)
 	}
 	for _, e := range got {
 		wantState := job.StatePending
@@ -341,6 +405,13 @@ func TestOpenExecutions(t *testing.T) {
 		if e.State != wantState {
 			t.Errorf("%s is %s, want %s", e.ID, e.State, wantState)
 		}
+	}
+	// Once per database: the next call (a later leader) reads nothing.
+	if err := s.CloseExecutions(t.Context(), []string{pending.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.MigrateOpenSet(t.Context(), t0); err != nil || n != 0 {
+		t.Fatalf("second MigrateOpenSet = %d, %v; want 0", n, err)
 	}
 }
 

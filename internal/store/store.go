@@ -30,6 +30,8 @@ const (
 	collJobs       = "jobs"
 	collExecutions = "executions"
 	collEvents     = "execution_events"
+	collOpenExecs  = "open_executions"
+	collOpenEvents = "open_events"
 	collJobStats   = "job_stats"
 	collFallback   = "fallback"
 	collAlerts     = "alerts"
@@ -40,18 +42,21 @@ const (
 
 // Store is Clover's state in one MongoDB database. It is safe for concurrent use.
 type Store struct {
-	logger   *slog.Logger
-	client   *mongo.Client
-	cluster  *mongo.Collection
-	jobs     *mongo.Collection
-	execs    *mongo.Collection
-	events   *mongo.Collection
-	stats    *mongo.Collection
-	fallback *mongo.Collection
-	alerts   *mongo.Collection
-	contacts *mongo.Collection
-	notes    *mongo.Collection // notifications
-	claims   *mongo.Collection // notification_claims
+	logger  *slog.Logger
+	client  *mongo.Client
+	cluster *mongo.Collection
+	jobs    *mongo.Collection
+	execs   *mongo.Collection
+	events  *mongo.Collection
+	// openExecs and openEvents are the open set (see ReadOpenSet).
+	openExecs  *mongo.Collection
+	openEvents *mongo.Collection
+	stats      *mongo.Collection
+	fallback   *mongo.Collection
+	alerts     *mongo.Collection
+	contacts   *mongo.Collection
+	notes      *mongo.Collection // notifications
+	claims     *mongo.Collection // notification_claims
 }
 
 // Option changes a Store opened by Open.
@@ -70,18 +75,20 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	db := client.Database(database)
 	s := &Store{
-		logger:   slog.Default(),
-		client:   client,
-		cluster:  db.Collection(collCluster),
-		jobs:     db.Collection(collJobs),
-		execs:    db.Collection(collExecutions),
-		events:   db.Collection(collEvents),
-		stats:    db.Collection(collJobStats),
-		fallback: db.Collection(collFallback),
-		alerts:   db.Collection(collAlerts),
-		contacts: db.Collection(collContacts),
-		notes:    db.Collection(collNotes),
-		claims:   db.Collection(collNoteClaims),
+		logger:     slog.Default(),
+		client:     client,
+		cluster:    db.Collection(collCluster),
+		jobs:       db.Collection(collJobs),
+		execs:      db.Collection(collExecutions),
+		events:     db.Collection(collEvents),
+		openExecs:  db.Collection(collOpenExecs),
+		openEvents: db.Collection(collOpenEvents),
+		stats:      db.Collection(collJobStats),
+		fallback:   db.Collection(collFallback),
+		alerts:     db.Collection(collAlerts),
+		contacts:   db.Collection(collContacts),
+		notes:      db.Collection(collNotes),
+		claims:     db.Collection(collNoteClaims),
 	}
 	for _, o := range opts {
 		o(s)
@@ -107,13 +114,14 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{s.execs, []mongo.IndexModel{
 			index("job_scheduled_at", bson.D{{Key: "job", Value: 1}, {Key: "scheduled_at", Value: -1}}),
 			index("scheduled_at", bson.D{{Key: "scheduled_at", Value: 1}}),
-			// OpenExecutions also looks for executions fired, not only scheduled, since a time.
+			// MigrateOpenSet also looks for executions fired, not only scheduled, since a time.
 			index("fired_at", bson.D{{Key: "fired_at", Value: 1}}),
 		}},
 		{s.events, []mongo.IndexModel{
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
 			index("job_at", bson.D{{Key: "job", Value: 1}, {Key: "at", Value: 1}}),
 		}},
+		{s.openEvents, []mongo.IndexModel{index("exec_id", bson.D{{Key: "exec_id", Value: 1}})}},
 		{s.fallback, []mongo.IndexModel{
 			index("state_order", bson.D{{Key: "state", Value: 1}, {Key: "client", Value: 1}, {Key: "boot", Value: 1}, {Key: "seq", Value: 1}}),
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),

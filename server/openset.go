@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// The leader's side of the store's open set (store.ReadOpenSet): what a new leader reads at takeover
+// instead of the history.
+//
+// Every execution enters the open set when it is recorded. The loop takes it out (closeOpen) once the
+// execution has ended and its end is recorded or queued for recording ahead of the close, with one
+// exception: each job's latest scheduled firing stays after it ended (kept), because its scheduled time is
+// where the job's schedule resumes under the next leader. It is taken out when a later firing of the job is
+// recorded, or the job is deleted. What the loop never learns of (local runs, reports recorded after the
+// term ended, a close lost with a dying server) is taken out by the sweep, which reads the set now and then
+// and closes what ended there; so the set holds what is in flight, one firing per job, and at most a
+// sweep's worth of the rest.
+
+// openSweepEvery is how often the leader reads the open set to close what ended without its knowledge.
+const openSweepEvery = time.Minute
+
+// keptFiring is a job's latest scheduled firing, ended, left in the open set for its scheduled time.
+type keptFiring struct {
+	id string
+	at time.Time
+}
+
+// openSwept is the open set as the sweep read it.
+type openSwept struct {
+	execs []job.Execution
+	stray []string
+	err   error
+}
+
+// keepsSchedule reports whether executions of trigger mark where their job's schedule stands.
+func keepsSchedule(t job.Trigger) bool {
+	return t == job.TriggerSchedule || t == job.TriggerCatchUp
+}
+
+// ended takes an execution that has ended (and whose end is recorded or queued ahead) out of the open set,
+// or keeps it there if it is its job's latest scheduled firing.
+func (l *leader) ended(e job.Execution) {
+	if keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastFired[e.Job]) {
+		if k, ok := l.kept[e.Job]; ok && k.id != e.ID {
+			l.closeOpen(k.id)
+		}
+		l.kept[e.Job] = keptFiring{id: e.ID, at: e.ScheduledAt}
+		return
+	}
+	if k, ok := l.kept[e.Job]; ok && k.id == e.ID {
+		return
+	}
+	l.closeOpen(e.ID)
+}
+
+// firedLater closes the job's kept firing once a later one of the job is recorded (and so in the set).
+func (l *leader) firedLater(e job.Execution) {
+	if k, ok := l.kept[e.Job]; ok && keepsSchedule(e.Trigger) && k.at.Before(e.ScheduledAt) {
+		l.closeOpen(k.id)
+		delete(l.kept, e.Job)
+	}
+}
+
+// jobGone closes the kept firing of a deleted job.
+func (l *leader) jobGone(name string) {
+	if k, ok := l.kept[name]; ok {
+		l.closeOpen(k.id)
+		delete(l.kept, name)
+	}
+}
+
+// takeOver reads the open set: it learns where each job's schedule stands, tracks the executions an
+// earlier term left open, and closes what ended. A read that fails or times out is tried again, with a
+// longer deadline each time, for as long as the term lasts: a slow store delays the first firing, it does
+// not end the term (a new term would only read the same set again).
+func (l *leader) takeOver(ctx context.Context, now time.Time) error {
+	var (
+		execs []job.Execution
+		stray []string
+	)
+	err := l.retryRead(ctx, "read the open set", func(ctx context.Context) error {
+		var err error
+		execs, stray, err = l.store.ReadOpenSet(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	l.applyOpenSet(execs, stray, now, true)
+	return nil
+}
+
+// applyOpenSet brings the loop in line with the open set as read at takeover (inherit: track what is open)
+// or by a sweep (only close what ended and the loop does not track).
+func (l *leader) applyOpenSet(execs []job.Execution, stray []string, now time.Time, inherit bool) {
+	for _, e := range execs {
+		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
+			l.lastFired[e.Job] = e.ScheduledAt
+		}
+	}
+	for _, e := range execs { // oldest first: a job's latest ended firing is kept last
+		switch {
+		case !e.State.Terminal():
+			if inherit {
+				l.inherit(e, now)
+			}
+		case l.flights[e.ID] != nil:
+			// The loop still follows it (its end is on the way): it closes it when it learns.
+		default:
+			l.ended(e)
+		}
+	}
+	for _, id := range stray {
+		l.closeOpen(id)
+	}
+}
+
+// sweepOpen reads the open set off the loop, now and then; applyOpenSet closes what ended there.
+func (l *leader) sweepOpen(ctx context.Context, now time.Time) {
+	if l.sweeping || now.Sub(l.lastSweep) < openSweepEvery {
+		return
+	}
+	l.sweeping, l.lastSweep = true, now
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+		defer cancel()
+		execs, stray, err := l.store.ReadOpenSet(sctx)
+		l.tell(ctx, openSwept{execs: execs, stray: stray, err: err})
+	}()
+}
+
+func (l *leader) applySwept(n openSwept) {
+	l.sweeping = false
+	if n.err != nil {
+		l.metrics.storeErrors.WithLabelValues("read_open_set").Inc()
+		l.logger.Warn("reading the open set failed; the next sweep reads it again", "err", n.err)
+		return
+	}
+	l.applyOpenSet(n.execs, n.stray, l.now(), false)
+}
+
+// migrateOpenSet fills the open set from the history once per database (a store written by a version
+// without it).
+func (l *leader) migrateOpenSet(ctx context.Context, now time.Time) error {
+	return l.retryRead(ctx, "migrate the open set", func(ctx context.Context) error {
+		n, err := l.store.MigrateOpenSet(ctx, now.Add(-l.cfg.OpenLookback))
+		if n > 0 {
+			l.logger.Info("open executions recorded before the open set existed were added to it", "executions", n)
+		}
+		return err
+	})
+}
+
+// maxReadTimeout caps the deadline of one try of a read the term cannot start without.
+const maxReadTimeout = 2 * time.Minute
+
+// retryRead runs read, which the term needs before it can act, until it succeeds or the term ends. Each try
+// has a longer deadline than the one before (storeTimeout, then twice that, up to maxReadTimeout), so a
+// read that is merely slow finishes eventually. A fenced store ends the term at once: a newer leader exists.
+func (l *leader) retryRead(ctx context.Context, what string, read func(ctx context.Context) error) error {
+	timeout := storeTimeout
+	for try := 1; ; try++ {
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		err := read(sctx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, store.ErrFenced):
+			return fmt.Errorf("leader: %s: %w", what, err)
+		}
+		l.metrics.storeErrors.WithLabelValues("establish").Inc()
+		l.logger.Warn("a read the term needs failed; trying again (the term fires once it succeeds)",
+			"what", what, "try", try, "timeout", timeout, "err", err)
+		timeout = min(2*timeout, maxReadTimeout)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
