@@ -69,11 +69,12 @@ var scenarios = []scenario{
 	{"gofunc", runGoFunc},
 	{"burst", runBurst},
 	{"failover", runFailover},
+	{"history", runHistory},
 }
 
 func main() {
 	var (
-		which   = flag.String("scenario", "all", "scenarios to run: all, or a comma-separated list of shell, gofunc, burst, failover")
+		which   = flag.String("scenario", "all", "scenarios to run: all, or a comma-separated list of shell, gofunc, burst, failover, history")
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
 	)
