@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -15,52 +16,92 @@ import (
 	"github.com/clover-sched/clover/internal/job"
 )
 
+// Where an execution is, in its life:
+//
+//	fired ──▶ fence (executions_<day>, its id only matters) + open set (a copy, and its events)
+//	ended ──▶ closed by the leader: folded into one record of a history bucket, out of the open set
+//	older than history.keep ──▶ its bucket renamed into the archive; dropped after history.archive_keep
+//
+// Reads look in the open set, then the history, then the archive (and, for a store written by a version
+// before the history, the executions and events it recorded then).
+
 const (
 	// DefaultListLimit and MaxListLimit bound ExecutionFilter.Limit.
 	DefaultListLimit = 50
 	MaxListLimit     = 1000
-	// MaxStateScan is how many executions, newest first, ListExecutions folds at most to find Limit of them in
-	// a given state. A state is known only after folding the events, so it cannot be a query condition.
-	MaxStateScan = 5000
-	// foldBatch bounds the ids in one $in query for events.
+	// foldBatch bounds the ids in one $in query.
 	foldBatch = 1000
+	// fencePrefix names the collections that hold the ids of the executions fired on one day (UTC) of
+	// their scheduled time: executions_20261202.
+	fencePrefix = "executions_"
 )
 
-// InsertExecutions records fired executions with one unordered bulk insert, after their copies in the open
-// set (see ReadOpenSet). An execution whose id is stored already is not inserted and not an error: its id is returned in duplicates, in no particular order. That is
-// how a firing made by another (possibly deposed) leader is detected, but also how a retry of an insert that
-// reached the server before its reply was lost looks: compare the stored execution's Server and Epoch if it
-// matters. Any other failure is returned as err; then some executions may have been inserted.
+// fenceName is the collection holding the id of an execution scheduled at.
+func fenceName(at time.Time) string { return fencePrefix + at.UTC().Format("20060102") }
+
+// fenceDoc is what the fence keeps of an execution: its id (the key that makes a firing happen once) and,
+// for people reading the database, a few words about it.
+type fenceDoc struct {
+	ID          string    `bson:"_id"`
+	Job         string    `bson:"job"`
+	ScheduledAt time.Time `bson:"scheduled_at"`
+	Epoch       int64     `bson:"epoch"`
+}
+
+// InsertExecutions records fired executions: a copy of each in the open set (see ReadOpenSet), then its
+// id in the fence of its scheduled day, with unordered bulk inserts. An execution whose id is in the fence
+// already is not recorded again and not an error: its id is returned in duplicates, in no particular
+// order. That is how a firing made by another (possibly deposed) leader is detected, but also how a retry
+// of an insert that reached the server before its reply was lost looks. Any other failure is returned as
+// err; then some executions may have been recorded.
 //
-// Duplicates are slow on FerretDB 1.24: it inserts in groups of 100, and inserts every document of a group
-// that holds a duplicate again by itself (about 1 ms each). Avoid re-inserting firings known to exist.
+// The scheduled time is the same for every server that fires an execution (a request's is the time the
+// application asked), so a firing and its repetition meet in the same fence.
 func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error) {
 	if len(execs) == 0 {
 		return nil, nil
 	}
 	docs := make([]any, len(execs))
+	byDay := map[string][]int{}
 	for i, e := range execs {
 		if e.ID == "" {
 			return nil, fmt.Errorf("store: insert executions: execution %d (job %s) has no id", i, e.Job)
 		}
 		docs[i] = storedExecutionDoc(e)
+		day := fenceName(e.ScheduledAt)
+		byDay[day] = append(byDay[day], i)
 	}
 	if err := insertIgnoringDuplicates(ctx, s.openExecs, docs); err != nil {
 		return nil, fmt.Errorf("store: insert executions: open set: %w", err)
 	}
-	_, err = s.execs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	dups, err := duplicateIndexes(err)
-	if err != nil {
-		return nil, fmt.Errorf("store: insert executions: %w", err)
-	}
-	for _, i := range dups {
-		duplicates = append(duplicates, execs[i].ID)
+	for _, day := range slices.Sorted(func(yield func(string) bool) {
+		for d := range byDay {
+			if !yield(d) {
+				return
+			}
+		}
+	}) {
+		idx := byDay[day]
+		fence := make([]any, len(idx))
+		for j, i := range idx {
+			e := execs[i]
+			fence[j] = fenceDoc{ID: e.ID, Job: e.Job, ScheduledAt: storedTime(e.ScheduledAt), Epoch: e.Epoch}
+		}
+		_, err := s.db.Collection(day).InsertMany(ctx, fence, options.InsertMany().SetOrdered(false))
+		dups, err := duplicateIndexes(err)
+		if err != nil {
+			return nil, fmt.Errorf("store: insert executions: %w", err)
+		}
+		for _, j := range dups {
+			duplicates = append(duplicates, execs[idx[j]].ID)
+		}
 	}
 	return duplicates, nil
 }
 
-// InsertEvents records events with one unordered bulk insert, after their copies in the open set. An event
-// whose id is stored already is skipped and counted in duplicates: a fact reported twice is recorded once.
+// InsertEvents records events in the open set with one unordered bulk insert. An event whose id is there
+// already is skipped and counted in duplicates: a fact reported twice is recorded once. (One reported again
+// after its execution was closed is left behind as stray; the leader's sweep removes it.)
 func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicates int, err error) {
 	if len(events) == 0 {
 		return 0, nil
@@ -73,10 +114,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicate
 		ev.At = storedTime(ev.At)
 		docs[i] = ev
 	}
-	if err := insertIgnoringDuplicates(ctx, s.openEvents, docs); err != nil {
-		return 0, fmt.Errorf("store: insert events: open set: %w", err)
-	}
-	_, err = s.events.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	_, err = s.openEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	dups, err := duplicateIndexes(err)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert events: %w", err)
@@ -84,8 +122,54 @@ func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicate
 	return len(dups), nil
 }
 
-// GetExecution returns the execution with id, folded with its events, or ErrNotFound.
+// ExecutionRecorded reports whether execution id, scheduled at, was ever fired: its fence holds it (for as
+// long as the fence is kept, see PruneFences), or a store written before the fence existed does.
+func (s *Store) ExecutionRecorded(ctx context.Context, id string, at time.Time) (bool, error) {
+	for _, coll := range []*mongo.Collection{s.db.Collection(fenceName(at)), s.execs} {
+		err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, mongo.ErrNoDocuments):
+			return false, fmt.Errorf("store: execution recorded %s: %w", id, err)
+		}
+	}
+	return false, nil
+}
+
+// GetExecution returns the execution with id, as far as it is known: in the open set, the history, the
+// archive, or among the executions a version before the history recorded. ErrNotFound if none.
 func (s *Store) GetExecution(ctx context.Context, id string) (job.Execution, error) {
+	open, err := s.OpenByID(ctx, []string{id})
+	if err != nil {
+		return job.Execution{}, fmt.Errorf("store: get execution %s: %w", id, err)
+	}
+	if len(open) > 0 {
+		return open[0], nil
+	}
+	for _, archived := range []bool{false, true} {
+		buckets, err := s.Buckets(ctx, archived)
+		if err != nil {
+			return job.Execution{}, fmt.Errorf("store: get execution %s: %w", id, err)
+		}
+		e, ok, err := s.findInBuckets(ctx, buckets, id)
+		if err != nil {
+			return job.Execution{}, fmt.Errorf("store: get execution %s: %w", id, err)
+		}
+		if ok {
+			return e, nil
+		}
+	}
+	e, err := s.legacyExecution(ctx, id)
+	if err != nil {
+		return job.Execution{}, err
+	}
+	return e, nil
+}
+
+// legacyExecution reads an execution recorded by a version before the history: its document in the
+// executions collection, folded with its events.
+func (s *Store) legacyExecution(ctx context.Context, id string) (job.Execution, error) {
 	var e job.Execution
 	err := s.execs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&e)
 	switch {
@@ -94,11 +178,32 @@ func (s *Store) GetExecution(ctx context.Context, id string) (job.Execution, err
 	case err != nil:
 		return job.Execution{}, fmt.Errorf("store: get execution %s: %w", id, err)
 	}
-	execs := []job.Execution{e}
-	if err := s.fold(ctx, execs); err != nil {
+	cur, err := s.events.Find(ctx, bson.D{{Key: "exec_id", Value: id}})
+	if err != nil {
 		return job.Execution{}, fmt.Errorf("store: get execution %s: %w", id, err)
 	}
-	return execs[0], nil
+	events, err := decodeEach[job.Event](ctx, s, "event", cur)
+	if err != nil {
+		return job.Execution{}, fmt.Errorf("store: get execution %s: %w", id, err)
+	}
+	e.Fold(events)
+	return e, nil
+}
+
+// ExecutionsByID returns the executions with these ids that are known (see GetExecution).
+func (s *Store) ExecutionsByID(ctx context.Context, ids []string) ([]job.Execution, error) {
+	var out []job.Execution
+	for _, id := range ids {
+		e, err := s.GetExecution(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // ExecutionFilter selects executions for ListExecutions. Zero fields select everything.
@@ -107,11 +212,15 @@ type ExecutionFilter struct {
 	State  job.State
 	Limit  int       // DefaultListLimit if 0 or less, at most MaxListLimit
 	Before time.Time // only executions scheduled strictly before it, to page back in time
+	// Archived lists the archive (executions older than history.keep) instead of the open set and the
+	// history.
+	Archived bool
 }
 
-// ListExecutions returns executions, newest scheduled first (ties by id, descending), folded with their
-// events. With State set it folds at most the newest MaxStateScan executions that match the other fields
-// and returns those in that state: older ones are missed, unless the caller pages with Before.
+// ListExecutions returns executions, newest scheduled first (ties by id, descending): those in the open set
+// and the history, or the archive's. It reads the open set and then buckets from the newest, skipping those
+// whose index says they hold nothing that matches, and stops as soon as no older bucket can change the
+// answer: what it reads depends on the limit and on how rare the match is, not on the size of the history.
 func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Execution, error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -123,59 +232,69 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 	default:
 		return nil, fmt.Errorf("store: list executions: unknown state %q", f.State)
 	}
-
-	filter := jobFilter(f.Job)
-	if !f.Before.IsZero() {
-		filter = append(filter, bson.E{Key: "scheduled_at", Value: bson.D{{Key: "$lt", Value: f.Before}}})
+	match := func(e job.Execution) bool {
+		return (f.Job == "" || e.Job == f.Job) && (f.State == "" || e.State == f.State) &&
+			(f.Before.IsZero() || e.ScheduledAt.Before(f.Before))
 	}
-	scan, chunk := limit, limit
-	if f.State != "" {
-		scan, chunk = MaxStateScan, foldBatch
+	found := map[string]job.Execution{}
+	if !f.Archived {
+		open, _, err := s.ReadOpenSet(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: list executions: %w", err)
+		}
+		for _, e := range open {
+			if match(e) {
+				found[e.ID] = e
+			}
+		}
 	}
-	opts := options.Find().SetSort(bson.D{{Key: "scheduled_at", Value: -1}}).SetLimit(int64(scan))
-	cur, err := s.execs.Find(ctx, filter, opts)
+	buckets, err := s.Buckets(ctx, f.Archived)
 	if err != nil {
 		return nil, fmt.Errorf("store: list executions: %w", err)
 	}
-	defer cur.Close(ctx)
-
 	var out []job.Execution
-	page := make([]job.Execution, 0, chunk)
-	for len(out) < limit {
-		page = page[:0]
-		for len(page) < chunk && cur.Next(ctx) {
-			var e job.Execution
-			if err := cur.Decode(&e); err != nil {
-				return nil, fmt.Errorf("store: list executions: %w", err)
-			}
-			page = append(page, e)
+	sortNewest := func() {
+		out = out[:0]
+		for _, e := range found {
+			out = append(out, e)
 		}
-		if err := cur.Err(); err != nil {
-			return nil, fmt.Errorf("store: list executions: %w", err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		if err := s.fold(ctx, page); err != nil {
-			return nil, fmt.Errorf("store: list executions: %w", err)
-		}
-		for _, e := range page {
-			if f.State == "" || e.State == f.State {
-				out = append(out, e)
-			}
-		}
+		slices.SortFunc(out, func(a, b job.Execution) int {
+			return cmp.Or(b.ScheduledAt.Compare(a.ScheduledAt), strings.Compare(b.ID, a.ID))
+		})
 	}
-	out = out[:min(len(out), limit)]
-	slices.SortStableFunc(out, func(a, b job.Execution) int {
-		return cmp.Or(b.ScheduledAt.Compare(a.ScheduledAt), cmp.Compare(b.ID, a.ID))
-	})
-	return out, nil
+	sortNewest()
+	filter := bson.D{}
+	if f.Job != "" {
+		filter = append(filter, bson.E{Key: "job", Value: f.Job})
+	}
+	if f.State != "" {
+		filter = append(filter, bson.E{Key: "state", Value: f.State})
+	}
+	for _, b := range buckets { // newest last-scheduled first
+		if len(out) >= limit && b.LastScheduled.Before(out[limit-1].ScheduledAt) {
+			break // every later bucket holds only older executions
+		}
+		if !b.holds(f.Job, f.State) || (!f.Before.IsZero() && !b.FirstScheduled.Before(f.Before)) {
+			continue
+		}
+		execs, err := s.readBucket(ctx, b.Name, filter)
+		if err != nil {
+			return nil, fmt.Errorf("store: list executions: %w", err)
+		}
+		for _, e := range execs {
+			if _, ok := found[e.ID]; !ok && match(e) {
+				found[e.ID] = e
+			}
+		}
+		sortNewest()
+	}
+	return out[:min(len(out), limit)], nil
 }
 
-// scanOpenExecutions returns the executions scheduled or fired at or after since that have not finished,
-// folded, oldest scheduled first, by reading every execution since then and its events: the only way to
-// know before the open set existed (MigrateOpenSet). Firing time counts too, so that manual runs and
-// catch-ups, fired after since for an earlier scheduled time, are found.
+// scanOpenExecutions returns the executions a version before the open set recorded, scheduled or fired at
+// or after since, that have not finished, folded, oldest scheduled first, by reading every execution since
+// then and its events: the only way to know them (MigrateOpenSet). Firing time counts too, so that manual
+// runs and catch-ups, fired after since for an earlier scheduled time, are found.
 func (s *Store) scanOpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error) {
 	filter := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "scheduled_at", Value: bson.D{{Key: "$gte", Value: since}}}},
@@ -190,72 +309,15 @@ func (s *Store) scanOpenExecutions(ctx context.Context, since time.Time) ([]job.
 	if err != nil {
 		return nil, fmt.Errorf("store: open executions: %w", err)
 	}
-	if err := s.fold(ctx, execs); err != nil {
+	if err := s.foldLegacy(ctx, execs); err != nil {
 		return nil, fmt.Errorf("store: open executions: %w", err)
 	}
 	return slices.DeleteFunc(execs, func(e job.Execution) bool { return e.State.Terminal() }), nil
 }
 
-// ExecutionsByID returns the executions with these ids that exist, folded, in one query. A leader uses it to
-// learn what stands behind a firing it found already recorded.
-func (s *Store) ExecutionsByID(ctx context.Context, ids []string) ([]job.Execution, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	cur, err := s.execs.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-	if err != nil {
-		return nil, fmt.Errorf("store: executions by id: %w", err)
-	}
-	execs, err := decodeEach[job.Execution](ctx, s, "execution", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: executions by id: %w", err)
-	}
-	if err := s.fold(ctx, execs); err != nil {
-		return nil, fmt.Errorf("store: executions by id: %w", err)
-	}
-	return execs, nil
-}
-
-// CountExecutions returns how many executions of jobName (of every job if jobName is "") are in each state;
-// every state is in the map. The total, succeeded and skipped counts are exact (an execution succeeds or
-// is skipped once). The open states (pending, running, retrying, orphaned) are counted among the newest
-// MaxListLimit executions, and failed is what remains: an older execution that never ended counts as
-// failed.
-func (s *Store) CountExecutions(ctx context.Context, jobName string) (map[job.State]int64, error) {
-	total, err := s.execs.CountDocuments(ctx, jobFilter(jobName))
-	if err != nil {
-		return nil, fmt.Errorf("store: count executions: %w", err)
-	}
-	finished := append(jobFilter(jobName), bson.E{Key: "kind", Value: job.EventFinished})
-	counts := map[job.State]int64{}
-	for _, st := range []job.State{job.StateSucceeded, job.StateSkipped} {
-		n, err := s.events.CountDocuments(ctx, append(slices.Clip(finished), bson.E{Key: "result.status", Value: st}))
-		if err != nil {
-			return nil, fmt.Errorf("store: count executions: %w", err)
-		}
-		counts[st] = n
-	}
-	recent, err := s.ListExecutions(ctx, ExecutionFilter{Job: jobName, Limit: MaxListLimit})
-	if err != nil {
-		return nil, fmt.Errorf("store: count executions: %w", err)
-	}
-	open := []job.State{job.StatePending, job.StateRunning, job.StateRetrying, job.StateOrphaned}
-	for _, st := range open {
-		counts[st] = 0
-	}
-	var opened int64
-	for _, e := range recent {
-		if !e.State.Terminal() {
-			counts[e.State]++
-			opened++
-		}
-	}
-	counts[job.StateFailed] = max(total-counts[job.StateSucceeded]-counts[job.StateSkipped]-opened, 0)
-	return counts, nil
-}
-
-// fold reads the events of execs, with one query per foldBatch executions, and folds them in.
-func (s *Store) fold(ctx context.Context, execs []job.Execution) error {
+// foldLegacy reads the events a version before the open set recorded for execs, with one query per
+// foldBatch executions, and folds them in.
+func (s *Store) foldLegacy(ctx context.Context, execs []job.Execution) error {
 	for chunk := range slices.Chunk(execs, foldBatch) {
 		ids := make([]string, len(chunk))
 		for i, e := range chunk {
@@ -269,10 +331,7 @@ func (s *Store) fold(ctx context.Context, execs []job.Execution) error {
 		if err := cur.All(ctx, &events); err != nil {
 			return fmt.Errorf("read events: %w", err)
 		}
-		byExec := make(map[string][]job.Event, len(chunk))
-		for _, ev := range events {
-			byExec[ev.ExecID] = append(byExec[ev.ExecID], ev)
-		}
+		byExec := groupEvents(events)
 		for i := range chunk {
 			chunk[i].Fold(byExec[chunk[i].ID])
 		}
@@ -280,10 +339,23 @@ func (s *Store) fold(ctx context.Context, execs []job.Execution) error {
 	return nil
 }
 
-// jobFilter selects the documents of jobName, or all if it is "".
-func jobFilter(jobName string) bson.D {
-	if jobName == "" {
-		return bson.D{}
+// PruneFences drops the fences of the days (of scheduled time) that ended before cut. A firing that old is
+// never made again, so its id need not be kept.
+func (s *Store) PruneFences(ctx context.Context, cut time.Time) (int, error) {
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune fences: %w", err)
 	}
-	return bson.D{{Key: "job", Value: jobName}}
+	last := fenceName(cut.Add(-24 * time.Hour))
+	dropped := 0
+	for _, name := range names {
+		if !strings.HasPrefix(name, fencePrefix) || len(name) != len(fencePrefix)+8 || name > last {
+			continue
+		}
+		if err := s.db.Collection(name).Drop(ctx); err != nil {
+			return dropped, fmt.Errorf("store: prune fences: drop %s: %w", name, err)
+		}
+		dropped++
+	}
+	return dropped, nil
 }

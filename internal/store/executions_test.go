@@ -176,6 +176,12 @@ func TestGetExecutionFolds(t *testing.T) {
 		st.apply(&want, st.event)
 		check(st.name)
 	}
+	// Closed: read from its history record, the same.
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour), e.ID)
+	if open, _ := s.OpenByID(t.Context(), []string{e.ID}); len(open) != 0 {
+		t.Fatalf("%s still in the open set after its close", e.ID)
+	}
+	check("closed")
 
 	if _, err := s.GetExecution(t.Context(), "j@nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetExecution of a missing id = %v, want ErrNotFound", err)
@@ -210,7 +216,31 @@ func history(t *testing.T, s *Store) map[string]job.Execution {
 		}
 	}
 	mustInsert(t, s, execs, events)
+	// The ended ones leave the open set for the history, in two buckets (two terms).
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour), byName["x0"].ID, byName["x1"].ID)
+	closeInto(t, s, s.NewHistoryWriter(4, time.Hour), byName["x5"].ID)
 	return byName
+}
+
+// closeInto does what the leader's closer does: appends the ended executions among ids to the history
+// with w, then takes ids out of the open set.
+func closeInto(t *testing.T, s *Store, w *HistoryWriter, ids ...string) {
+	t.Helper()
+	execs, err := s.OpenByID(t.Context(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range execs {
+		if !e.State.Terminal() {
+			t.Fatalf("closeInto %s: it is %s", e.ID, e.State)
+		}
+	}
+	if err := w.Append(t.Context(), execs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseExecutions(t.Context(), ids); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestListExecutions(t *testing.T) {
@@ -259,29 +289,6 @@ func TestListExecutions(t *testing.T) {
 	}
 }
 
-func TestCountExecutions(t *testing.T) {
-	t.Parallel()
-	s := testStore(t)
-	history(t, s)
-	tests := map[string]struct {
-		job  string
-		want map[job.State]int64
-	}{
-		"x":        {"x", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 1, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
-		"y":        {"y", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 2, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
-		"all jobs": {"", map[job.State]int64{job.StateSucceeded: 2, job.StateFailed: 1, job.StateRunning: 2, job.StatePending: 3, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
-		"unknown":  {"z", map[job.State]int64{job.StateSucceeded: 0, job.StateFailed: 0, job.StateRunning: 0, job.StatePending: 0, job.StateSkipped: 0, job.StateRetrying: 0, job.StateOrphaned: 0}},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			got, err := s.CountExecutions(t.Context(), tt.job)
-			if err != nil || !maps.Equal(got, tt.want) {
-				t.Errorf("CountExecutions(%q) = %v, %v; want %v", tt.job, got, err, tt.want)
-			}
-		})
-	}
-}
-
 func TestOpenSet(t *testing.T) {
 	t.Parallel()
 	s := testStore(t)
@@ -321,10 +328,8 @@ func TestOpenSet(t *testing.T) {
 		t.Fatalf("OpenByID = %+v, %v; want %s running on c1", got, err, running.ID)
 	}
 
-	// Closed: gone from the open set, still recorded.
-	if err := s.CloseExecutions(t.Context(), []string{done.ID, "nope"}); err != nil {
-		t.Fatal(err)
-	}
+	// Closed: gone from the open set, in the history.
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour), done.ID, "nope")
 	delete(want, done.ID)
 	if states, stray = read(); !maps.Equal(states, want) || len(stray) != 0 {
 		t.Fatalf("after close: open set = %v, stray %v; want %v and none", states, stray, want)
@@ -332,14 +337,15 @@ func TestOpenSet(t *testing.T) {
 	if e, err := s.GetExecution(t.Context(), done.ID); err != nil || e.State != job.StateSucceeded {
 		t.Fatalf("closed execution = %s, %v; want it recorded, succeeded", e.State, err)
 	}
-	known, err := s.KnownExecutions(t.Context(), []string{done.ID, pending.ID, "nope"})
-	if err != nil || !slices.Equal(known, []string{done.ID, pending.ID}) {
-		t.Fatalf("KnownExecutions = %v, %v", known, err)
+	for id, want := range map[string]bool{done.ID: true, pending.ID: true, "j@nope": false} {
+		if known, err := s.ExecutionRecorded(t.Context(), id, t0); err != nil || known != want {
+			t.Errorf("ExecutionRecorded(%s) = %v, %v; want %v", id, known, err, want)
+		}
 	}
 
 	// A result re-sent after its execution was closed leaves a stray event, named until it is closed too.
-	if dups, err := s.InsertEvents(t.Context(), []job.Event{finished(done, job.StateSucceeded, at(2*time.Minute+2*time.Second))}); err != nil || dups != 1 {
-		t.Fatalf("InsertEvents again = %d, %v; want 1 duplicate", dups, err)
+	if _, err := s.InsertEvents(t.Context(), []job.Event{finished(done, job.StateSucceeded, at(2*time.Minute+2*time.Second))}); err != nil {
+		t.Fatal(err)
 	}
 	if _, stray = read(); !slices.Equal(stray, []string{done.ID}) {
 		t.Fatalf("stray = %v, want [%s]", stray, done.ID)

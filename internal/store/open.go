@@ -107,22 +107,6 @@ func (s *Store) CloseExecutions(ctx context.Context, ids []string) error {
 	return nil
 }
 
-// KnownExecutions returns which of ids are recorded executions, open or ended. It reads each by its _id.
-func (s *Store) KnownExecutions(ctx context.Context, ids []string) ([]string, error) {
-	var known []string
-	for _, id := range ids {
-		err := s.execs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-		case err != nil:
-			return nil, fmt.Errorf("store: known executions: %w", err)
-		default:
-			known = append(known, id)
-		}
-	}
-	return known, nil
-}
-
 // insertIgnoringDuplicates inserts docs into coll; a document whose _id is there already is not an error.
 func insertIgnoringDuplicates(ctx context.Context, coll *mongo.Collection, docs []any) error {
 	_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
@@ -211,17 +195,35 @@ func storedExecutionDoc(e job.Execution) job.Execution {
 	return e
 }
 
-// InsertClosed records executions that ended before, with their events, outside the open set: what the
-// store holds of executions that were closed. For tools that fill a store (the bench's history scenario, an
-// import); Clover itself records through InsertExecutions and InsertEvents. Duplicates are skipped.
-func (s *Store) InsertClosed(ctx context.Context, execs []job.Execution, events []job.Event) error {
+// InsertClosed records executions that ended (folded) as Clover records them once they are closed: their
+// ids in the fences and their records in the history through w, outside the open set. For tools that fill a
+// store (the bench's history scenario, an import); Clover itself records through InsertExecutions,
+// InsertEvents and the closer. Duplicates are skipped.
+func (s *Store) InsertClosed(ctx context.Context, w *HistoryWriter, execs []job.Execution, now time.Time) error {
+	byDay := map[string][]any{}
+	for _, e := range execs {
+		day := fenceName(e.ScheduledAt)
+		byDay[day] = append(byDay[day], fenceDoc{ID: e.ID, Job: e.Job, ScheduledAt: storedTime(e.ScheduledAt), Epoch: e.Epoch})
+	}
+	for day, docs := range byDay {
+		if err := insertIgnoringDuplicates(ctx, s.db.Collection(day), docs); err != nil {
+			return fmt.Errorf("store: insert closed executions: %w", err)
+		}
+	}
+	return w.Append(ctx, execs, now)
+}
+
+// InsertLegacy records executions and their events as versions before the open set and the history did:
+// in the executions and execution_events collections. For upgrade tests and for comparing with those
+// versions. Duplicates are skipped.
+func (s *Store) InsertLegacy(ctx context.Context, execs []job.Execution, events []job.Event) error {
 	if len(execs) > 0 {
 		docs := make([]any, len(execs))
 		for i, e := range execs {
 			docs[i] = storedExecutionDoc(e)
 		}
 		if err := insertIgnoringDuplicates(ctx, s.execs, docs); err != nil {
-			return fmt.Errorf("store: insert closed executions: %w", err)
+			return fmt.Errorf("store: insert legacy executions: %w", err)
 		}
 	}
 	if len(events) > 0 {
@@ -231,7 +233,7 @@ func (s *Store) InsertClosed(ctx context.Context, execs []job.Execution, events 
 			docs[i] = ev
 		}
 		if err := insertIgnoringDuplicates(ctx, s.events, docs); err != nil {
-			return fmt.Errorf("store: insert closed events: %w", err)
+			return fmt.Errorf("store: insert legacy events: %w", err)
 		}
 	}
 	return nil

@@ -44,6 +44,8 @@ const (
 type Store struct {
 	logger  *slog.Logger
 	client  *mongo.Client
+	db      *mongo.Database
+	dbName  string
 	cluster *mongo.Collection
 	jobs    *mongo.Collection
 	execs   *mongo.Collection
@@ -51,12 +53,15 @@ type Store struct {
 	// openExecs and openEvents are the open set (see ReadOpenSet).
 	openExecs  *mongo.Collection
 	openEvents *mongo.Collection
-	stats      *mongo.Collection
-	fallback   *mongo.Collection
-	alerts     *mongo.Collection
-	contacts   *mongo.Collection
-	notes      *mongo.Collection // notifications
-	claims     *mongo.Collection // notification_claims
+	// historyIndex and archiveIndex list the history's buckets (see Bucket).
+	historyIndex *mongo.Collection
+	archiveIndex *mongo.Collection
+	stats        *mongo.Collection
+	fallback     *mongo.Collection
+	alerts       *mongo.Collection
+	contacts     *mongo.Collection
+	notes        *mongo.Collection // notifications
+	claims       *mongo.Collection // notification_claims
 }
 
 // Option changes a Store opened by Open.
@@ -75,20 +80,24 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	db := client.Database(database)
 	s := &Store{
-		logger:     slog.Default(),
-		client:     client,
-		cluster:    db.Collection(collCluster),
-		jobs:       db.Collection(collJobs),
-		execs:      db.Collection(collExecutions),
-		events:     db.Collection(collEvents),
-		openExecs:  db.Collection(collOpenExecs),
-		openEvents: db.Collection(collOpenEvents),
-		stats:      db.Collection(collJobStats),
-		fallback:   db.Collection(collFallback),
-		alerts:     db.Collection(collAlerts),
-		contacts:   db.Collection(collContacts),
-		notes:      db.Collection(collNotes),
-		claims:     db.Collection(collNoteClaims),
+		logger:       slog.Default(),
+		client:       client,
+		db:           db,
+		dbName:       database,
+		cluster:      db.Collection(collCluster),
+		jobs:         db.Collection(collJobs),
+		execs:        db.Collection(collExecutions),
+		events:       db.Collection(collEvents),
+		openExecs:    db.Collection(collOpenExecs),
+		openEvents:   db.Collection(collOpenEvents),
+		historyIndex: db.Collection(collHistoryIndex),
+		archiveIndex: db.Collection(collArchiveIndex),
+		stats:        db.Collection(collJobStats),
+		fallback:     db.Collection(collFallback),
+		alerts:       db.Collection(collAlerts),
+		contacts:     db.Collection(collContacts),
+		notes:        db.Collection(collNotes),
+		claims:       db.Collection(collNoteClaims),
 	}
 	for _, o := range opts {
 		o(s)
