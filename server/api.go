@@ -563,6 +563,14 @@ func (s *Server) respondJob(w http.ResponseWriter, r *http.Request, status int, 
 func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.ExecutionFilter{Job: q.Get("job"), State: job.State(q.Get("state"))}
+	switch v := q.Get("archived"); v {
+	case "", "false":
+	case "true":
+		f.Archived = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("query archived=%q: must be true or false", v))
+		return
+	}
 	switch f.State {
 	case "", job.StatePending, job.StateRunning, job.StateRetrying, job.StateOrphaned, job.StateSucceeded, job.StateFailed, job.StateSkipped:
 	default:

@@ -3,26 +3,44 @@ package server
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
 )
 
-// closer takes ended executions out of the store's open set in batches, off the intake's goroutine: on
-// FerretDB a delete reads the whole open set, so one delete a second for everything that ended in that
-// second costs what one delete per execution would cost each time.
+// closer takes ended executions out of the store's open set into the history, in batches, off the
+// intake's goroutine: it reads each execution with its events from the open set, appends it folded to the
+// history (one record, written once), then removes it from the open set. An execution the open set says has
+// not ended is left there: only what the store records as ended ever leaves the open set. Batching matters on
+// FerretDB, where a read or a delete reads the whole open set: once a second for everything that ended in
+// that second costs what once per execution would cost each time.
 //
-// Concurrency: add is called by the intake's goroutine, run owns the writes; mu guards pending.
+// Concurrency: add is called by the intake's goroutine, run owns the writes; mu guards pending and epoch.
 type closer struct {
-	store interface {
-		CloseExecutions(ctx context.Context, ids []string) error
-	}
+	store   closeStore
+	span    time.Duration // of a history bucket
+	now     func() time.Time
 	logger  *slog.Logger
 	metrics *metrics
+	writer  *store.HistoryWriter // run's own
 
 	mu      sync.Mutex
 	pending []string
+	epoch   int64 // the newest term that asked for a close
 	wake    chan struct{}
 }
+
+// closeStore is what the closer needs of the store.
+type closeStore interface {
+	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
+	CloseExecutions(ctx context.Context, ids []string) error
+	NewHistoryWriter(epoch int64, span time.Duration) *store.HistoryWriter
+}
+
+var _ closeStore = (*store.Store)(nil)
 
 // closeEvery is how often the closer writes what it gathered.
 const closeEvery = time.Second
@@ -31,13 +49,12 @@ const closeEvery = time.Second
 // leader's sweep finds those executions ended and closes them later).
 const maxPendingCloses = 100_000
 
-func newCloser(store interface {
-	CloseExecutions(ctx context.Context, ids []string) error
-}, logger *slog.Logger, m *metrics) *closer {
-	return &closer{store: store, logger: logger.With("component", "closer"), metrics: m, wake: make(chan struct{}, 1)}
+func newCloser(st closeStore, span time.Duration, now func() time.Time, logger *slog.Logger, m *metrics) *closer {
+	return &closer{store: st, span: span, now: now, logger: logger.With("component", "closer"), metrics: m, wake: make(chan struct{}, 1)}
 }
 
-func (c *closer) add(ids []string) {
+// add queues the close of ids asked by the term of epoch.
+func (c *closer) add(epoch int64, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
@@ -45,6 +62,7 @@ func (c *closer) add(ids []string) {
 	if room := maxPendingCloses - len(c.pending); room > 0 {
 		c.pending = append(c.pending, ids[:min(len(ids), room)]...)
 	}
+	c.epoch = max(c.epoch, epoch)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -60,17 +78,19 @@ func (c *closer) run(ctx context.Context) {
 		case <-c.wake:
 		}
 		c.mu.Lock()
-		ids := c.pending
+		ids, epoch := c.pending, c.epoch
 		c.pending = nil
 		c.mu.Unlock()
-		if len(ids) > 0 {
-			sctx, cancel := storeCtx(ctx)
-			err := c.store.CloseExecutions(sctx, ids)
-			cancel()
-			if err != nil && ctx.Err() == nil {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		for chunk := range slices.Chunk(ids, closeBatch) {
+			if err := c.close(ctx, epoch, chunk); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
 				c.metrics.storeErrors.WithLabelValues("close_executions").Inc()
-				c.logger.Warn("closing ended executions failed; they are closed again later", "executions", len(ids), "err", err)
-				c.add(ids)
+				c.logger.Warn("closing ended executions failed; they are closed again later", "executions", len(chunk), "err", err)
+				c.add(epoch, chunk)
 			}
 		}
 		select {
@@ -79,4 +99,35 @@ func (c *closer) run(ctx context.Context) {
 		case <-time.After(closeEvery):
 		}
 	}
+}
+
+// closeBatch bounds the executions one close reads and removes at once.
+const closeBatch = 1000
+
+// close moves the ended executions among ids from the open set to the history.
+func (c *closer) close(ctx context.Context, epoch int64, ids []string) error {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	execs, err := c.store.OpenByID(sctx, ids)
+	if err != nil {
+		return err
+	}
+	open := map[string]bool{}
+	var ended []job.Execution
+	for _, e := range execs {
+		if e.State.Terminal() {
+			ended = append(ended, e)
+		} else {
+			open[e.ID] = true
+			c.logger.Warn("asked to close an execution the store says has not ended; it stays open", "execution", e.ID, "state", e.State)
+		}
+	}
+	if c.writer == nil || c.writer.Epoch() < epoch {
+		c.writer = c.store.NewHistoryWriter(epoch, c.span)
+	}
+	if err := c.writer.Append(sctx, ended, c.now()); err != nil {
+		return err
+	}
+	// Ids without an execution in the open set are closed too: their events are strays.
+	return c.store.CloseExecutions(sctx, slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return open[id] }))
 }

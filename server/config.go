@@ -27,7 +27,8 @@ type Config struct {
 	// AcceptWindow: a client refuses to start an execution this long after it was dispatched, so that the
 	// leader can then give it to another client without risk of two runs.
 	AcceptWindow time.Duration `mapstructure:"accept_window"`
-	// OpenLookback bounds how far back a new leader looks for executions still pending or running.
+	// OpenLookback: when a store written before the open set is first led, how far back its unfinished
+	// executions are looked for (once; see store.MigrateOpenSet).
 	OpenLookback time.Duration `mapstructure:"open_lookback"`
 	// LeaseTimeout: a running execution its client has not listed in a heartbeat for this long is lost
 	// (rerun elsewhere if its job is rerunnable, orphaned if not), even if the client is still registered.
@@ -40,6 +41,8 @@ type Config struct {
 	// FallbackKeep is how long replayed (or rejected) fallback entries are kept, for `clover fallback status`
 	// and inquiries; the leader deletes older ones every hour.
 	FallbackKeep time.Duration `mapstructure:"fallback_keep"`
+	// History says how long ended executions are kept.
+	History History `mapstructure:"history"`
 	// Operators are the contacts (email addresses) told of server and cluster problems, such as reports
 	// waiting in the fallback queue.
 	Operators []string `mapstructure:"operators"`
@@ -62,8 +65,42 @@ func DefaultConfig() Config {
 		TimeoutGrace:     5 * time.Second,
 		FallbackPoll:     2 * time.Second,
 		FallbackKeep:     7 * 24 * time.Hour,
+		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour},
 		LogLevel:         "info",
 	}
+}
+
+// History says how long ended executions are kept: in the history (listed by `clover exec list`, read by
+// the monitor) for Keep, then in the archive (`clover exec list --archived`) for ArchiveKeep, then they are
+// deleted. 0 keeps them for ever.
+type History struct {
+	Keep        time.Duration `mapstructure:"keep"`
+	ArchiveKeep time.Duration `mapstructure:"archive_keep"`
+}
+
+// Validate names the bad key.
+func (h History) Validate() error {
+	if h.Keep < 0 {
+		return fmt.Errorf("history.keep %s: must be 0 (for ever) or positive", h.Keep)
+	}
+	if h.ArchiveKeep < 0 {
+		return fmt.Errorf("history.archive_keep %s: must be 0 (for ever) or positive", h.ArchiveKeep)
+	}
+	return nil
+}
+
+// bucketSpan is how long the history writes one bucket at most: a fraction of Keep, so that a bucket moves
+// to the archive soon after its executions are Keep old, and at most an hour.
+func (h History) bucketSpan() time.Duration {
+	if h.Keep <= 0 {
+		return time.Hour
+	}
+	return min(max(h.Keep/4, 10*time.Second), time.Hour)
+}
+
+// checkEvery is how often the leader moves and prunes the history.
+func (h History) checkEvery() time.Duration {
+	return min(max(h.Keep/4, 5*time.Second), time.Minute)
 }
 
 // Validate names the first bad key.
@@ -81,6 +118,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Mongo.Validate(); err != nil {
+		return err
+	}
+	if err := c.History.Validate(); err != nil {
 		return err
 	}
 	for key, d := range map[string]time.Duration{

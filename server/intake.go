@@ -40,6 +40,7 @@ type intake struct {
 type localWrite struct {
 	event *job.Event
 	close string
+	epoch int64 // of the term that asks for the close
 }
 
 type inbound struct {
@@ -62,7 +63,7 @@ const (
 func newIntake(s *Server) *intake {
 	return &intake{
 		s: s, queue: make(chan inbound, 1<<16), local: make(chan localWrite, 1<<12), known: map[string]bool{},
-		closer: newCloser(s.store, s.logger, s.metrics),
+		closer: newCloser(s.store, s.cfg.History.bucketSpan(), s.now, s.logger, s.metrics),
 	}
 }
 
@@ -160,9 +161,9 @@ func (in *intake) persist(ev job.Event) {
 // closeOpen queues the close of an execution in the open set behind the events queued before it, so that
 // an execution leaves the open set only once its end is recorded. When the queue is full it is dropped: the
 // leader's sweep closes it later.
-func (in *intake) closeOpen(id string) {
+func (in *intake) closeOpen(epoch int64, id string) {
 	select {
-	case in.local <- localWrite{close: id}:
+	case in.local <- localWrite{close: id, epoch: epoch}:
 	default:
 	}
 }
@@ -220,11 +221,12 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 	}
 	var events []job.Event
 	var closes []string
+	var closeEpoch int64
 	for _, w := range local {
 		if w.event != nil {
 			events = append(events, *w.event)
 		} else {
-			closes = append(closes, w.close)
+			closes, closeEpoch = append(closes, w.close), max(closeEpoch, w.epoch)
 		}
 	}
 	var fresh []job.State
@@ -262,7 +264,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 		}
 		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
 	}
-	in.closer.add(closes)
+	in.closer.add(closeEpoch, closes)
 	for _, st := range fresh {
 		in.s.metrics.finished.WithLabelValues(string(st)).Inc()
 	}

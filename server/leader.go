@@ -121,7 +121,7 @@ type leaderStore interface {
 	MigrateOpenSet(ctx context.Context, since time.Time) (int, error)
 	ReadOpenSet(ctx context.Context) (execs []job.Execution, stray []string, err error)
 	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
-	KnownExecutions(ctx context.Context, ids []string) ([]string, error)
+	ExecutionRecorded(ctx context.Context, id string, scheduled time.Time) (bool, error)
 	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
 	ListStats(ctx context.Context) (map[string]job.Stats, error)
 	SaveStats(ctx context.Context, stats []job.Stats) error
@@ -144,8 +144,10 @@ type leaderDeps struct {
 	persist      func(job.Event) // record an event the leader itself produces
 	// closeOpen takes an ended execution out of the store's open set, after the events persist queued
 	// before it are recorded; it may be lost (a later sweep closes it then).
-	closeOpen func(id string)
+	closeOpen func(epoch int64, id string)
 	jitter    func() float64 // in [0, 1): spreads retry delays
+	// history moves and prunes the history; nil: it is kept as it is (unit tests).
+	history historyStore
 	// fallback is the store's fallback queue, replayed by the term; nil: no replay (unit tests).
 	fallback replayStore
 	replay   *replayState // the replay's progress, shown by the API
@@ -159,6 +161,7 @@ func (s *Server) leaderDeps() leaderDeps {
 		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
 		jitter:       job.RandomJitter,
 		fallback:     s.store,
+		history:      s.store,
 		replay:       &replayState{},
 	}
 }
@@ -257,6 +260,7 @@ func (l *leader) run(ctx context.Context) error {
 	defer tick.Stop()
 	go l.resyncJobs(ctx)
 	go l.replayLoop(ctx)
+	go l.keepHistory(ctx)
 	for {
 		l.resetTimer(timer)
 		var err error

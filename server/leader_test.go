@@ -104,18 +104,13 @@ func (f *fakeStore) OpenByID(_ context.Context, ids []string) ([]job.Execution, 
 	}
 	return out, nil
 }
-func (f *fakeStore) KnownExecutions(_ context.Context, ids []string) ([]string, error) {
+func (f *fakeStore) ExecutionRecorded(_ context.Context, id string, _ time.Time) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for _, id := range ids {
-		if _, ok := f.execs[id]; ok {
-			out = append(out, id)
-		}
-	}
-	return out, nil
+	_, ok := f.execs[id]
+	return ok, nil
 }
-func (f *fakeStore) closeOpen(id string) {
+func (f *fakeStore) closeOpen(_ int64, id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.shut[id] = true

@@ -48,7 +48,7 @@ func keepsSchedule(t job.Trigger) bool {
 func (l *leader) ended(e job.Execution) {
 	if keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastFired[e.Job]) {
 		if k, ok := l.kept[e.Job]; ok && k.id != e.ID {
-			l.closeOpen(k.id)
+			l.close(k.id)
 		}
 		l.kept[e.Job] = keptFiring{id: e.ID, at: e.ScheduledAt}
 		return
@@ -56,13 +56,16 @@ func (l *leader) ended(e job.Execution) {
 	if k, ok := l.kept[e.Job]; ok && k.id == e.ID {
 		return
 	}
-	l.closeOpen(e.ID)
+	l.close(e.ID)
 }
+
+// close asks for an ended execution to leave the open set for the history.
+func (l *leader) close(id string) { l.closeOpen(l.epoch, id) }
 
 // firedLater closes the job's kept firing once a later one of the job is recorded (and so in the set).
 func (l *leader) firedLater(e job.Execution) {
 	if k, ok := l.kept[e.Job]; ok && keepsSchedule(e.Trigger) && k.at.Before(e.ScheduledAt) {
-		l.closeOpen(k.id)
+		l.close(k.id)
 		delete(l.kept, e.Job)
 	}
 }
@@ -70,7 +73,7 @@ func (l *leader) firedLater(e job.Execution) {
 // jobGone closes the kept firing of a deleted job.
 func (l *leader) jobGone(name string) {
 	if k, ok := l.kept[name]; ok {
-		l.closeOpen(k.id)
+		l.close(k.id)
 		delete(l.kept, name)
 	}
 }
@@ -117,7 +120,7 @@ func (l *leader) applyOpenSet(execs []job.Execution, stray []string, now time.Ti
 		}
 	}
 	for _, id := range stray {
-		l.closeOpen(id)
+		l.close(id)
 	}
 }
 

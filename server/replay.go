@@ -380,14 +380,16 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 	// Recorded already and ended since (a re-send whose receipt was lost, an entry applied by a leader
 	// that died before marking it): nothing to do. Planning it again would apply the overlap policy to a
 	// firing that is not new (replace would stop the job's runs).
-	sctx, cancel := storeCtx(ctx)
-	known, err := l.store.KnownExecutions(sctx, []string{id, job.ShardExecutionID(id, 0)})
-	cancel()
-	if err != nil {
-		return err
-	}
-	if len(known) > 0 {
-		return nil
+	for _, eid := range []string{id, job.ShardExecutionID(id, 0)} {
+		sctx, cancel := storeCtx(ctx)
+		known, err := l.store.ExecutionRecorded(sctx, eid, r.At)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if known {
+			return nil
+		}
 	}
 	spec, err := l.manualSpec(ctx, r.Job)
 	switch {

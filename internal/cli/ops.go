@@ -466,10 +466,13 @@ func newExecCmd() *cobra.Command {
 				return err
 			}
 			q := url.Values{}
-			for _, k := range []string{"job", "state"} {
+			for _, k := range []string{"job", "state", "before"} {
 				if v, _ := cmd.Flags().GetString(k); v != "" {
 					q.Set(k, v)
 				}
+			}
+			if archived, _ := cmd.Flags().GetBool("archived"); archived {
+				q.Set("archived", "true")
 			}
 			limit, _ := cmd.Flags().GetInt("limit")
 			q.Set("limit", fmt.Sprint(limit))
@@ -489,9 +492,18 @@ func newExecCmd() *cobra.Command {
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.State, e.Trigger, e.Client, dur, exit)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if len(execs) == limit {
+				// The next page: what was scheduled before the last one shown.
+				fmt.Fprintf(cmd.OutOrStdout(), "more: --before %s\n", execs[len(execs)-1].ScheduledAt.UTC().Format(time.RFC3339Nano))
+			}
+			return nil
 		},
 	}
+	list.Flags().String("before", "", "only executions scheduled before this RFC 3339 time (the next page)")
+	list.Flags().Bool("archived", false, "list the archive (executions older than the servers' history.keep)")
 	list.Flags().String("job", "", "only this job")
 	list.Flags().String("state", "", "only this state: pending, running, retrying, orphaned, succeeded, failed, skipped")
 	list.Flags().Int("limit", 20, "at most this many")

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"context"
+	"time"
+)
+
+// historyStore is what the term needs to keep the history bounded.
+type historyStore interface {
+	ArchiveBuckets(ctx context.Context, cut, now time.Time) (int, error)
+	PruneArchive(ctx context.Context, cut time.Time) (int, error)
+	PruneFences(ctx context.Context, cut time.Time) (int, error)
+}
+
+// keepHistory keeps the store's size set by the firing rate and history.keep, not by age, until the term
+// ends: every history.checkEvery (a minute at most), off the loop, it moves history buckets older than history.keep into the
+// archive (a rename each), drops archived buckets older than history.archive_keep more, and drops the
+// fences (the ids of fired executions) no firing can need again. Each step is idempotent, so a leader that
+// dies half way leaves the next one to finish it.
+func (l *leader) keepHistory(ctx context.Context) {
+	if l.history == nil {
+		return
+	}
+	t := time.NewTicker(l.cfg.History.checkEvery())
+	defer t.Stop()
+	for {
+		l.keepHistoryOnce(ctx, l.now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (l *leader) keepHistoryOnce(ctx context.Context, now time.Time) {
+	h := l.cfg.History
+	if h.Keep <= 0 {
+		return // kept for ever
+	}
+	step := func(what string, f func(ctx context.Context) (int, error)) {
+		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+		defer cancel()
+		n, err := f(sctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			l.metrics.storeErrors.WithLabelValues("history").Inc()
+			l.logger.Warn("keeping the history bounded failed; tried again in a minute", "step", what, "err", err)
+		case n > 0:
+			l.logger.Info("history kept bounded", "step", what, "count", n)
+		}
+	}
+	step("archive buckets", func(ctx context.Context) (int, error) { return l.history.ArchiveBuckets(ctx, now.Add(-h.Keep), now) })
+	if h.ArchiveKeep > 0 {
+		step("drop archived buckets", func(ctx context.Context) (int, error) {
+			return l.history.PruneArchive(ctx, now.Add(-h.Keep-h.ArchiveKeep))
+		})
+	}
+	// A firing is never made again once its time is older than the misfire handling looks back (the
+	// jobs' last firings are in the open set) and no queued request can name it (fallback_keep).
+	step("drop fences", func(ctx context.Context) (int, error) {
+		return l.history.PruneFences(ctx, now.Add(-max(h.Keep, l.cfg.FallbackKeep)))
+	})
+}
