@@ -22,6 +22,7 @@ import (
 type closer struct {
 	store   closeStore
 	span    time.Duration // of a history bucket
+	size    int           // of a history bucket
 	now     func() time.Time
 	logger  *slog.Logger
 	metrics *metrics
@@ -37,7 +38,7 @@ type closer struct {
 type closeStore interface {
 	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
 	CloseExecutions(ctx context.Context, ids []string) error
-	NewHistoryWriter(epoch int64, span time.Duration) *store.HistoryWriter
+	NewHistoryWriter(epoch int64, span time.Duration, size int) *store.HistoryWriter
 }
 
 var _ closeStore = (*store.Store)(nil)
@@ -49,8 +50,8 @@ const closeEvery = time.Second
 // leader's sweep finds those executions ended and closes them later).
 const maxPendingCloses = 100_000
 
-func newCloser(st closeStore, span time.Duration, now func() time.Time, logger *slog.Logger, m *metrics) *closer {
-	return &closer{store: st, span: span, now: now, logger: logger.With("component", "closer"), metrics: m, wake: make(chan struct{}, 1)}
+func newCloser(st closeStore, h History, now func() time.Time, logger *slog.Logger, m *metrics) *closer {
+	return &closer{store: st, span: h.bucketSpan(), size: h.BucketSize, now: now, logger: logger.With("component", "closer"), metrics: m, wake: make(chan struct{}, 1)}
 }
 
 // add queues the close of ids asked by the term of epoch.
@@ -123,7 +124,7 @@ func (c *closer) close(ctx context.Context, epoch int64, ids []string) error {
 		}
 	}
 	if c.writer == nil || c.writer.Epoch() < epoch {
-		c.writer = c.store.NewHistoryWriter(epoch, c.span)
+		c.writer = c.store.NewHistoryWriter(epoch, c.span, c.size)
 	}
 	if err := c.writer.Append(sctx, ended, c.now()); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/config"
+	"github.com/clover-sched/clover/internal/store"
 )
 
 // Config is a server's configuration. Keys are shown as they appear in a config file; the environment
@@ -65,7 +66,7 @@ func DefaultConfig() Config {
 		TimeoutGrace:     5 * time.Second,
 		FallbackPoll:     2 * time.Second,
 		FallbackKeep:     7 * 24 * time.Hour,
-		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour},
+		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour, BucketSize: store.DefaultBucketSize},
 		LogLevel:         "info",
 	}
 }
@@ -76,6 +77,10 @@ func DefaultConfig() Config {
 type History struct {
 	Keep        time.Duration `mapstructure:"keep"`
 	ArchiveKeep time.Duration `mapstructure:"archive_keep"`
+	// BucketSize is the most executions one history bucket (a collection) holds: small for FerretDB,
+	// which reads a whole bucket to answer a listing; larger on a busy cluster with a real MongoDB, so that
+	// the buckets are fewer collections.
+	BucketSize int `mapstructure:"bucket_size"`
 }
 
 // Validate names the bad key.
@@ -85,6 +90,9 @@ func (h History) Validate() error {
 	}
 	if h.ArchiveKeep < 0 {
 		return fmt.Errorf("history.archive_keep %s: must be 0 (for ever) or positive", h.ArchiveKeep)
+	}
+	if h.BucketSize < 100 || h.BucketSize > 1_000_000 {
+		return fmt.Errorf("history.bucket_size %d: must be from 100 to 1000000", h.BucketSize)
 	}
 	return nil
 }

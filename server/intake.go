@@ -63,7 +63,7 @@ const (
 func newIntake(s *Server) *intake {
 	return &intake{
 		s: s, queue: make(chan inbound, 1<<16), local: make(chan localWrite, 1<<12), known: map[string]bool{},
-		closer: newCloser(s.store, s.cfg.History.bucketSpan(), s.now, s.logger, s.metrics),
+		closer: newCloser(s.store, s.cfg.History, s.now, s.logger, s.metrics),
 	}
 }
 

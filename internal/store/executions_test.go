@@ -177,7 +177,7 @@ func TestGetExecutionFolds(t *testing.T) {
 		check(st.name)
 	}
 	// Closed: read from its history record, the same.
-	closeInto(t, s, s.NewHistoryWriter(3, time.Hour), e.ID)
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour, 0), e.ID)
 	if open, _ := s.OpenByID(t.Context(), []string{e.ID}); len(open) != 0 {
 		t.Fatalf("%s still in the open set after its close", e.ID)
 	}
@@ -217,8 +217,8 @@ func history(t *testing.T, s *Store) map[string]job.Execution {
 	}
 	mustInsert(t, s, execs, events)
 	// The ended ones leave the open set for the history, in two buckets (two terms).
-	closeInto(t, s, s.NewHistoryWriter(3, time.Hour), byName["x0"].ID, byName["x1"].ID)
-	closeInto(t, s, s.NewHistoryWriter(4, time.Hour), byName["x5"].ID)
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour, 0), byName["x0"].ID, byName["x1"].ID)
+	closeInto(t, s, s.NewHistoryWriter(4, time.Hour, 0), byName["x5"].ID)
 	return byName
 }
 
@@ -329,7 +329,7 @@ func TestOpenSet(t *testing.T) {
 	}
 
 	// Closed: gone from the open set, in the history.
-	closeInto(t, s, s.NewHistoryWriter(3, time.Hour), done.ID, "nope")
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour, 0), done.ID, "nope")
 	delete(want, done.ID)
 	if states, stray = read(); !maps.Equal(states, want) || len(stray) != 0 {
 		t.Fatalf("after close: open set = %v, stray %v; want %v and none", states, stray, want)

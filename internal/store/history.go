@@ -19,7 +19,7 @@ import (
 )
 
 // History: the record of every execution that ended, one document each, folded once when the leader
-// closes it (see CloseExecutions), in buckets of at most BucketSize executions. A bucket is its own
+// closes it (see CloseExecutions), in buckets of at most a set number of executions. A bucket is its own
 // collection (history_e<epoch>_<n>), listed with what it holds in history_index. When a bucket is older
 // than history.keep it is renamed into the archive (archive_e<epoch>_<n>, listed in archive_index), and an
 // archived bucket older than history.archive_keep is dropped.
@@ -30,8 +30,9 @@ import (
 // pruning are a rename and a drop, atomic and constant-time on every MongoDB-protocol server, instead of
 // deletes that scan. On MongoDB the same layout needs no other index than _id.
 
-// BucketSize is the most executions a history bucket holds.
-const BucketSize = 2000
+// DefaultBucketSize is the most executions a history bucket holds unless the writer is told otherwise:
+// small enough that FerretDB reads a bucket in tens of milliseconds.
+const DefaultBucketSize = 1000
 
 // sealMargin is how long after its SealBy a bucket that is not full is taken as sealed: room for the
 // clocks of a deposed leader's writer (servers' clocks are assumed within a second of each other).
@@ -52,6 +53,7 @@ type historyRecord struct {
 	Job         string    `bson:"job"`
 	State       job.State `bson:"state"`
 	ScheduledAt time.Time `bson:"scheduled_at"`
+	FinishedAt  time.Time `bson:"finished_at"`
 	Doc         []byte    `bson:"doc"`
 }
 
@@ -67,6 +69,7 @@ type Bucket struct {
 	// that a bucket moves to the archive soon after its executions are history.keep old).
 	SealBy   time.Time     `bson:"seal_by" json:"seal_by"`
 	Count    int           `bson:"count" json:"count"`
+	Capacity int           `bson:"capacity" json:"capacity"` // the most it holds
 	Counts   []BucketCount `bson:"counts" json:"counts"`
 	Archived time.Time     `bson:"archived,omitempty" json:"archived,omitzero"`
 }
@@ -76,6 +79,11 @@ type BucketCount struct {
 	Job   string    `bson:"job" json:"job"`
 	State job.State `bson:"state" json:"state"`
 	N     int       `bson:"n" json:"n"`
+}
+
+// sealed reports whether no execution is added to b any more: it is full, or past its SealBy.
+func (b *Bucket) sealed(now time.Time) bool {
+	return b.Count >= cmp.Or(b.Capacity, DefaultBucketSize) || now.After(b.SealBy.Add(sealMargin))
 }
 
 func (b *Bucket) holds(jobName string, state job.State) bool {
@@ -112,14 +120,19 @@ type HistoryWriter struct {
 	s      *Store
 	epoch  int64
 	span   time.Duration
+	size   int
 	n      int
 	bucket *Bucket
 	seen   map[string]bool // ids in the current bucket, so a second close of one execution is not counted twice
 }
 
-// NewHistoryWriter returns a writer of buckets named after epoch, each written for span at most.
-func (s *Store) NewHistoryWriter(epoch int64, span time.Duration) *HistoryWriter {
-	return &HistoryWriter{s: s, epoch: epoch, span: span}
+// NewHistoryWriter returns a writer of buckets named after epoch, each written for span at most and holding
+// size executions at most (DefaultBucketSize if 0 or less).
+func (s *Store) NewHistoryWriter(epoch int64, span time.Duration, size int) *HistoryWriter {
+	if size <= 0 {
+		size = DefaultBucketSize
+	}
+	return &HistoryWriter{s: s, epoch: epoch, span: span, size: size}
 }
 
 // Epoch is the term whose buckets w writes.
@@ -130,15 +143,15 @@ func (w *HistoryWriter) Epoch() int64 { return w.epoch }
 // recorded twice in one bucket; across buckets (a close retried by a later term) the reads keep one.
 func (w *HistoryWriter) Append(ctx context.Context, execs []job.Execution, now time.Time) error {
 	for len(execs) > 0 {
-		if w.bucket == nil || w.bucket.Count >= BucketSize || now.After(w.bucket.SealBy) {
+		if w.bucket == nil || w.bucket.Count >= w.size || now.After(w.bucket.SealBy) {
 			w.n++
 			w.bucket = &Bucket{
 				Name: fmt.Sprintf("%se%010d_%06d", historyPrefix, w.epoch, w.n), Epoch: w.epoch,
-				Created: storedTime(now), SealBy: storedTime(now.Add(w.span)),
+				Created: storedTime(now), SealBy: storedTime(now.Add(w.span)), Capacity: w.size,
 			}
 			w.seen = map[string]bool{}
 		}
-		room := BucketSize - w.bucket.Count
+		room := w.size - w.bucket.Count
 		chunk := execs[:min(room, len(execs))]
 		execs = execs[len(chunk):]
 		docs := make([]any, 0, len(chunk))
@@ -177,7 +190,7 @@ func newRecord(e job.Execution) (historyRecord, error) {
 	if err != nil {
 		return historyRecord{}, fmt.Errorf("encode execution %s: %w", e.ID, err)
 	}
-	return historyRecord{ID: e.ID, Job: e.Job, State: e.State, ScheduledAt: e.ScheduledAt, Doc: snappy.Encode(nil, data)}, nil
+	return historyRecord{ID: e.ID, Job: e.Job, State: e.State, ScheduledAt: e.ScheduledAt, FinishedAt: storedTime(e.FinishedAt), Doc: snappy.Encode(nil, data)}, nil
 }
 
 func (r historyRecord) execution() (job.Execution, error) {
@@ -193,24 +206,94 @@ func (r historyRecord) execution() (job.Execution, error) {
 }
 
 // Buckets returns the history buckets (archived: the archive's), newest scheduled first.
+//
+// It reads the index documents of buckets only when it does not know them yet or they may still change: a
+// sealed bucket's document never changes, so each process keeps those it has read. The buckets are found
+// by listing collection names (which FerretDB answers from memory), and a document by its _id. So a read
+// costs what changed since the last one, not the size of the history.
 func (s *Store) Buckets(ctx context.Context, archived bool) ([]Bucket, error) {
-	coll := s.historyIndex
+	prefix, coll := historyPrefix, s.historyIndex
 	if archived {
-		coll = s.archiveIndex
+		prefix, coll = archivePrefix, s.archiveIndex
 	}
-	cur, err := coll.Find(ctx, bson.D{})
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
-		return nil, fmt.Errorf("store: read history index: %w", err)
+		return nil, fmt.Errorf("store: list history buckets: %w", err)
 	}
-	buckets, err := decodeEach[Bucket](ctx, s, "history bucket", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: read history index: %w", err)
+	now := time.Now()
+	names = slices.DeleteFunc(names, func(name string) bool { return !strings.HasPrefix(name, prefix) })
+	s.bucketsMu.Lock()
+	unknown := 0
+	for _, name := range names {
+		if b, ok := s.buckets[name]; !ok || !b.sealed(now) {
+			unknown++
+		}
 	}
+	s.bucketsMu.Unlock()
+	fetched := map[string]Bucket{}
+	if unknown > bucketLookups {
+		// A process that has not read the index yet (or long ago): one read of the whole index costs less
+		// than a read by _id per bucket, each of which scans the index on FerretDB.
+		cur, err := coll.Find(ctx, bson.D{})
+		if err != nil {
+			return nil, fmt.Errorf("store: read history index: %w", err)
+		}
+		all, err := decodeEach[Bucket](ctx, s, "history bucket", cur)
+		if err != nil {
+			return nil, fmt.Errorf("store: read history index: %w", err)
+		}
+		for _, b := range all {
+			fetched[b.Name] = b
+		}
+	}
+	var buckets []Bucket
+	for _, name := range names {
+		s.bucketsMu.Lock()
+		b, known := s.buckets[name]
+		s.bucketsMu.Unlock()
+		if f, ok := fetched[name]; ok {
+			b, known = f, true
+			if b.sealed(now) {
+				s.bucketsMu.Lock()
+				s.buckets[name] = b
+				s.bucketsMu.Unlock()
+			}
+		} else if unknown > bucketLookups && (!known || !b.sealed(now)) {
+			continue // not indexed when the index was read
+		}
+		if !known || !b.sealed(now) {
+			b = Bucket{}
+			err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&b)
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+				continue // created, not yet indexed; or moved since the listing
+			case err != nil:
+				return nil, fmt.Errorf("store: read history index %s: %w", name, err)
+			}
+			if b.sealed(now) {
+				s.bucketsMu.Lock()
+				s.buckets[name] = b
+				s.bucketsMu.Unlock()
+			}
+		}
+		buckets = append(buckets, b)
+	}
+	s.bucketsMu.Lock()
+	for name := range s.buckets {
+		if strings.HasPrefix(name, prefix) && !slices.Contains(names, name) {
+			delete(s.buckets, name) // moved or dropped
+		}
+	}
+	s.bucketsMu.Unlock()
 	slices.SortFunc(buckets, func(a, b Bucket) int {
 		return cmp.Or(b.LastScheduled.Compare(a.LastScheduled), strings.Compare(b.Name, a.Name))
 	})
 	return buckets, nil
 }
+
+// bucketLookups is how many index documents Buckets reads one by one before it reads the whole index
+// instead.
+const bucketLookups = 20
 
 // readBucket returns the executions of a bucket that match filter, decoded. A bucket that is gone (moved
 // to the archive meanwhile) holds nothing.
@@ -282,13 +365,19 @@ func scheduledFromID(id string) (time.Time, bool) {
 // It is idempotent and resumable: a move cut short is finished by the next call. It returns how many
 // buckets it moved.
 func (s *Store) ArchiveBuckets(ctx context.Context, cut, now time.Time) (int, error) {
-	buckets, err := s.Buckets(ctx, false)
+	// The whole index, not Buckets: a move cut short between the rename and the unlisting leaves an index
+	// document without its collection, which Buckets does not show and this must finish.
+	cur, err := s.historyIndex.Find(ctx, bson.D{})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("store: archive: read history index: %w", err)
+	}
+	buckets, err := decodeEach[Bucket](ctx, s, "history bucket", cur)
+	if err != nil {
+		return 0, fmt.Errorf("store: archive: read history index: %w", err)
 	}
 	moved := 0
 	for _, b := range buckets {
-		if !b.LastClosed.Before(cut) || (b.Count < BucketSize && !now.After(b.SealBy.Add(sealMargin))) {
+		if !b.LastClosed.Before(cut) || !b.sealed(now) {
 			continue
 		}
 		if err := s.archiveBucket(ctx, b, now); err != nil {
@@ -327,9 +416,13 @@ func (s *Store) archiveBucket(ctx context.Context, b Bucket, now time.Time) erro
 // PruneArchive drops the archived buckets whose newest execution was added before cut, and returns how many
 // it dropped.
 func (s *Store) PruneArchive(ctx context.Context, cut time.Time) (int, error) {
-	buckets, err := s.Buckets(ctx, true)
+	cur, err := s.archiveIndex.Find(ctx, bson.D{}) // the whole index: a drop cut short left a document behind
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("store: prune archive: read archive index: %w", err)
+	}
+	buckets, err := decodeEach[Bucket](ctx, s, "archive bucket", cur)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune archive: read archive index: %w", err)
 	}
 	dropped := 0
 	for _, b := range buckets {
@@ -345,4 +438,92 @@ func (s *Store) PruneArchive(ctx context.Context, cut time.Time) (int, error) {
 		dropped++
 	}
 	return dropped, nil
+}
+
+// Sizes says how much the store holds of executions, by where they are.
+type Sizes struct {
+	OpenExecutions int64 `json:"open_executions"`
+	OpenEvents     int64 `json:"open_events"`
+	History        int64 `json:"history"` // records in the history's buckets
+	HistoryBuckets int   `json:"history_buckets"`
+	Archive        int64 `json:"archive"`
+	ArchiveBuckets int   `json:"archive_buckets"`
+	FenceDays      int   `json:"fence_days"` // fence collections, one per day of scheduled time
+}
+
+// ExecutionSizes counts what the store holds of executions: the open set by counting it (it is bounded),
+// the history and the archive from their indexes, the fences by their collections.
+func (s *Store) ExecutionSizes(ctx context.Context) (Sizes, error) {
+	var z Sizes
+	var err error
+	if z.OpenExecutions, err = s.openExecs.CountDocuments(ctx, bson.D{}); err != nil {
+		return z, fmt.Errorf("store: sizes: %w", err)
+	}
+	if z.OpenEvents, err = s.openEvents.CountDocuments(ctx, bson.D{}); err != nil {
+		return z, fmt.Errorf("store: sizes: %w", err)
+	}
+	for _, archived := range []bool{false, true} {
+		buckets, err := s.Buckets(ctx, archived)
+		if err != nil {
+			return z, err
+		}
+		var n int64
+		for _, b := range buckets {
+			n += int64(b.Count)
+		}
+		if archived {
+			z.Archive, z.ArchiveBuckets = n, len(buckets)
+		} else {
+			z.History, z.HistoryBuckets = n, len(buckets)
+		}
+	}
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return z, fmt.Errorf("store: sizes: %w", err)
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, fencePrefix) && len(name) == len(fencePrefix)+8 {
+			z.FenceDays++
+		}
+	}
+	return z, nil
+}
+
+// FinishedBetween returns the ids of the executions whose last run ended in [from, to) (on their client's
+// clock) and whose end is recorded, in the open set or the history. It reads every history bucket: for
+// benchmarks, not for a hot path.
+func (s *Store) FinishedBetween(ctx context.Context, from, to time.Time) (map[string]bool, error) {
+	ids := map[string]bool{}
+	window := bson.D{{Key: "$gte", Value: from.UTC()}, {Key: "$lt", Value: to.UTC()}}
+	buckets, err := s.Buckets(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	idOnly := options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}})
+	for _, b := range buckets {
+		if b.LastClosed.Before(from) {
+			continue
+		}
+		cur, err := s.db.Collection(b.Name).Find(ctx, bson.D{{Key: "finished_at", Value: window}}, idOnly)
+		if err != nil {
+			return nil, fmt.Errorf("store: finished between: %w", err)
+		}
+		var rows []struct {
+			ID string `bson:"_id"`
+		}
+		if err := cur.All(ctx, &rows); err != nil {
+			return nil, fmt.Errorf("store: finished between: %w", err)
+		}
+		for _, r := range rows {
+			ids[r.ID] = true
+		}
+	}
+	events, err := s.readOpenEvents(ctx, bson.D{{Key: "kind", Value: job.EventFinished}, {Key: "at", Value: window}})
+	if err != nil {
+		return nil, fmt.Errorf("store: finished between: %w", err)
+	}
+	for _, ev := range events {
+		ids[ev.ExecID] = true
+	}
+	return ids, nil
 }

@@ -30,7 +30,7 @@ func TestHistoryBucketsArchiveAndPrune(t *testing.T) {
 	t.Parallel()
 	s := testStore(t)
 	now := time.Now()
-	w := s.NewHistoryWriter(5, time.Hour)
+	w := s.NewHistoryWriter(5, time.Hour, 0)
 	old := ended(t, s, w, "a", t0, 3)
 	// A bucket is sealed once past its SealBy: the next append starts another.
 	recent := func() []job.Execution {
@@ -99,7 +99,7 @@ func TestArchiveFinishesAMoveCutShort(t *testing.T) {
 	t.Parallel()
 	s := testStore(t)
 	now := time.Now()
-	w := s.NewHistoryWriter(5, time.Minute)
+	w := s.NewHistoryWriter(5, time.Minute, 0)
 	execs := ended(t, s, w, "a", t0, 2)
 	buckets, err := s.Buckets(t.Context(), false)
 	if err != nil || len(buckets) != 1 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -56,6 +57,8 @@ type Store struct {
 	// historyIndex and archiveIndex list the history's buckets (see Bucket).
 	historyIndex *mongo.Collection
 	archiveIndex *mongo.Collection
+	bucketsMu    sync.Mutex
+	buckets      map[string]Bucket // sealed buckets' index documents, by name (see Buckets)
 	stats        *mongo.Collection
 	fallback     *mongo.Collection
 	alerts       *mongo.Collection
@@ -84,6 +87,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		client:       client,
 		db:           db,
 		dbName:       database,
+		buckets:      map[string]Bucket{},
 		cluster:      db.Collection(collCluster),
 		jobs:         db.Collection(collJobs),
 		execs:        db.Collection(collExecutions),
