@@ -18,6 +18,11 @@
 //     one has started, and whether any was dropped or ran twice.
 //   - failover: 2 servers; time from SIGKILL, and from SIGTERM (the leader resigns), of the leader until
 //     the standby leads.
+//   - history: 2 servers over a store filled with 0, 100,000 and 1,000,000 ended executions: takeover
+//     after SIGKILL and the reads of operators and the monitor at each size.
+//   - soak (only when named; an hour): 200 no-op Go jobs every second with history.keep 10 minutes and
+//     the leader SIGKILLed every 10 minutes; what the store holds, the leader's memory and the takeovers,
+//     every minute.
 //
 // Members run as in production, not as in tests: servers keep their default ack timeout and accept window
 // and everything logs at info. Each table also says how busy each kind of process kept the CPUs, so that

@@ -62,19 +62,21 @@ func settle(s settings) time.Duration {
 type scenario struct {
 	name string
 	run  func(t *T, s settings, out io.Writer)
+	long bool // an hour or more: run only when named
 }
 
 var scenarios = []scenario{
-	{"shell", runShell},
-	{"gofunc", runGoFunc},
-	{"burst", runBurst},
-	{"failover", runFailover},
-	{"history", runHistory},
+	{"shell", runShell, false},
+	{"gofunc", runGoFunc, false},
+	{"burst", runBurst, false},
+	{"failover", runFailover, false},
+	{"history", runHistory, false},
+	{"soak", runSoak, true},
 }
 
 func main() {
 	var (
-		which   = flag.String("scenario", "all", "scenarios to run: all, or a comma-separated list of shell, gofunc, burst, failover, history")
+		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of shell, gofunc, burst, failover, history, soak")
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
 	)
@@ -101,7 +103,13 @@ func main() {
 
 func choose(which string) ([]scenario, error) {
 	if which == "all" {
-		return scenarios, nil
+		var out []scenario
+		for _, sc := range scenarios {
+			if !sc.long {
+				out = append(out, sc)
+			}
+		}
+		return out, nil
 	}
 	var out []scenario
 	for _, name := range strings.Split(which, ",") {

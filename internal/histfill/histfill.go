@@ -34,7 +34,7 @@ func Fill(ctx context.Context, s *store.Store, o Options) error {
 	if len(o.Jobs) == 0 {
 		return fmt.Errorf("histfill: no jobs")
 	}
-	w := s.NewHistoryWriter(1, time.Hour) // epoch 1: the buckets of a term long gone
+	w := s.NewHistoryWriter(1, time.Hour, 0) // epoch 1: the buckets of a term long gone
 	output := "extracted 1204 rows from ledger; wrote report to /var/reports/eod.csv\n"
 	for start := 0; start < o.N; start += batch {
 		var (
