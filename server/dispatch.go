@@ -497,6 +497,12 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		execs, err := l.store.OpenByID(sctx, ids)
 		if err != nil {
 			note.checked = nil // unsure still: check again on a later tick
+		} else {
+			for _, id := range ids {
+				if !slices.ContainsFunc(execs, func(e job.Execution) bool { return e.ID == id }) {
+					note.closed = append(note.closed, id)
+				}
+			}
 		}
 		note.execs = execs
 		if len(note.checked) > 0 && l.fallback != nil {
@@ -525,6 +531,12 @@ func (l *leader) notInFallback(ctx context.Context, checked []string) []string {
 func (l *leader) applyReconciled(n reconciledNote) {
 	l.reconciling = false
 	now := l.now()
+	for _, id := range n.closed {
+		if f, ok := l.flights[id]; ok && f.result == nil {
+			l.logger.Info("execution ended and was closed by another term; no longer followed", "execution", id)
+			l.forget(id)
+		}
+	}
 	for _, e := range n.execs {
 		f, ok := l.flights[e.ID]
 		if !ok || f.result != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,8 @@ type recentID struct {
 const (
 	intakeBatch = 1000
 	intakeDelay = 5 * time.Millisecond
+	// maxLocalKept bounds the leader's own writes kept for a retry while the store refuses them.
+	maxLocalKept = 1 << 16
 	// recentFor is how long a recorded event id is remembered to answer re-sent reports.
 	recentFor = 30 * time.Second
 )
@@ -172,6 +175,7 @@ func (in *intake) run(ctx context.Context) error {
 	go in.closer.run(ctx)
 	batch := make([]inbound, 0, intakeBatch)
 	var local []localWrite
+	var retry <-chan time.Time // set while the leader's own writes wait to be tried again
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -182,6 +186,7 @@ func (in *intake) run(ctx context.Context) error {
 			batch = append(batch, m)
 		case w := <-in.local:
 			local = append(local, w)
+		case <-retry:
 		}
 		// Gather what arrives within intakeDelay into one bulk write.
 		timer.Reset(intakeDelay)
@@ -198,16 +203,27 @@ func (in *intake) run(ctx context.Context) error {
 				return nil
 			}
 		}
-		in.flush(ctx, batch, local)
-		batch, local = batch[:0], nil
+		// Nobody re-sends what the leader itself produced (the end of an execution, a close): a batch whose
+		// write failed keeps it for the next one.
+		local = in.flush(ctx, batch, local)
+		batch, retry = batch[:0], nil
+		if n := len(local) - maxLocalKept; n > 0 {
+			// The store has refused writes for long: drop the oldest rather than grow without bound. Such
+			// an execution stays open in the store, and the next leader takes it over.
+			in.s.logger.Error("the store refuses the leader's own writes; dropping the oldest", "dropped", n)
+			local = slices.Delete(local, 0, n)
+		}
+		if len(local) > 0 {
+			retry = time.After(time.Second)
+		}
 	}
 }
 
 // flush records a batch and sends the receipts. An ack whose result (of the same run) is in the same batch
 // is not written: the result says more, and FerretDB writes fewer documents faster. The executions that
 // clients fired themselves (local mode) are recorded before their events. The leader's closes go to the
-// closer once the events before them are recorded.
-func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite) {
+// closer once the events before them are recorded. It returns the leader's writes that failed.
+func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite) []localWrite {
 	now := in.s.now()
 	type runKey struct {
 		id  string
@@ -251,7 +267,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 		cancel()
 		if err != nil {
 			in.failed(batch, "recording executions fired by clients failed; clients will re-send", len(fired), err)
-			return
+			return local
 		}
 	}
 	if len(events) > 0 {
@@ -260,7 +276,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 		cancel()
 		if err != nil {
 			in.failed(batch, "recording reports failed; clients will re-send", len(events), err)
-			return
+			return local
 		}
 		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
 	}
@@ -280,6 +296,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 	}
 	in.sendReceipts(receipts)
 	in.tellRecorded(batch, now)
+	return nil
 }
 
 // failed forgets a batch whose write failed, so that the clients' re-sends are queued again.

@@ -98,6 +98,9 @@ type (
 	reconciledNote struct {
 		execs   []job.Execution // what the store says of the executions asked about
 		checked []string        // those asked about because of flight.check
+		// closed: asked about and not in the open set, which a flight's execution leaves only once it ended
+		// (another term's closer took it out).
+		closed []string
 	}
 )
 

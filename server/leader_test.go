@@ -121,11 +121,13 @@ func (f *fakeStore) InsertExecutions(_ context.Context, execs []job.Execution) (
 	defer f.mu.Unlock()
 	var dups []string
 	for _, e := range execs {
-		delete(f.shut, e.ID) // the copy in the open set goes in first, dup or not
 		if _, ok := f.execs[e.ID]; ok {
+			// Fired before: the store keeps the copy it has, and drops the one this insert would bring
+			// back if the execution was closed (ended, in the history).
 			dups = append(dups, e.ID)
 			continue
 		}
+		delete(f.shut, e.ID)
 		f.execs[e.ID] = e
 	}
 	if f.failInsert > 0 {

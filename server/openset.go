@@ -46,7 +46,8 @@ func keepsSchedule(t job.Trigger) bool {
 // ended takes an execution that has ended (and whose end is recorded or queued ahead) out of the open set,
 // or keeps it there if it is its job's latest scheduled firing.
 func (l *leader) ended(e job.Execution) {
-	if keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastFired[e.Job]) {
+	_, exists := l.jobs[e.Job]
+	if exists && keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastFired[e.Job]) {
 		if k, ok := l.kept[e.Job]; ok && k.id != e.ID {
 			l.close(k.id)
 		}

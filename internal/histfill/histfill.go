@@ -22,6 +22,9 @@ type Options struct {
 	N       int           // how many executions
 	End     time.Time     // the newest one's scheduled time
 	Spacing time.Duration // between scheduled times
+	// Fill names its history buckets after Fill, a number that no leader's epoch is (leaders' are
+	// positive): each fill of one store needs its own. 0 means -1.
+	Fill int64
 	// Legacy fills the layout of the versions before the open set and the history (executions and
 	// execution_events), to compare with them.
 	Legacy bool
@@ -34,7 +37,7 @@ func Fill(ctx context.Context, s *store.Store, o Options) error {
 	if len(o.Jobs) == 0 {
 		return fmt.Errorf("histfill: no jobs")
 	}
-	w := s.NewHistoryWriter(1, time.Hour, 0) // epoch 1: the buckets of a term long gone
+	w := s.NewHistoryWriter(-max(-o.Fill, 1), time.Hour, 0)
 	output := "extracted 1204 rows from ledger; wrote report to /var/reports/eod.csv\n"
 	for start := 0; start < o.N; start += batch {
 		var (

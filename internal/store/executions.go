@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -71,16 +72,16 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 		day := fenceName(e.ScheduledAt)
 		byDay[day] = append(byDay[day], i)
 	}
-	if err := insertIgnoringDuplicates(ctx, s.openExecs, docs); err != nil {
+	_, err = s.openExecs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	copyDups, err := duplicateIndexes(err)
+	if err != nil {
 		return nil, fmt.Errorf("store: insert executions: open set: %w", err)
 	}
-	for _, day := range slices.Sorted(func(yield func(string) bool) {
-		for d := range byDay {
-			if !yield(d) {
-				return
-			}
-		}
-	}) {
+	freshCopy := make([]bool, len(execs))
+	for i := range freshCopy {
+		freshCopy[i] = !slices.Contains(copyDups, i)
+	}
+	for _, day := range slices.Sorted(maps.Keys(byDay)) {
 		idx := byDay[day]
 		fence := make([]any, len(idx))
 		for j, i := range idx {
@@ -93,10 +94,43 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 			return nil, fmt.Errorf("store: insert executions: %w", err)
 		}
 		for _, j := range dups {
-			duplicates = append(duplicates, execs[idx[j]].ID)
+			e := execs[idx[j]]
+			duplicates = append(duplicates, e.ID)
+			if freshCopy[idx[j]] {
+				if err := s.dropResurrected(ctx, e); err != nil {
+					return nil, fmt.Errorf("store: insert executions: %w", err)
+				}
+			}
 		}
 	}
 	return duplicates, nil
+}
+
+// dropResurrected removes the open-set copy of e that InsertExecutions just inserted when the execution had
+// been fired before and has since ended and been closed (its record is in the history): a firing made
+// again (by a deposed leader, or a catch-up from an older last firing) must not bring back a copy without
+// the events that ended it, which a later leader would take for a pending execution and run again. A copy
+// whose execution is not in the history is left: it may be the only copy of a firing made at the same
+// moment by another leader.
+func (s *Store) dropResurrected(ctx context.Context, e job.Execution) error {
+	for _, archived := range []bool{false, true} {
+		buckets, err := s.Buckets(ctx, archived)
+		if err != nil {
+			return err
+		}
+		_, closed, err := s.findInBuckets(ctx, buckets, e.ID)
+		if err != nil {
+			return err
+		}
+		if closed {
+			_, err := s.openExecs.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}, {Key: "epoch", Value: e.Epoch}})
+			if err != nil {
+				return fmt.Errorf("drop the copy of %s, ended before: %w", e.ID, err)
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // InsertEvents records events in the open set with one unordered bulk insert. An event whose id is there
@@ -292,7 +326,8 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 }
 
 // scanOpenExecutions returns the executions a version before the open set recorded, scheduled or fired at
-// or after since, that have not finished, folded, oldest scheduled first, by reading every execution since
+// or after since, that have not finished, and each job's latest scheduled firing, folded, oldest scheduled
+// first, by reading every execution since
 // then and its events: the only way to know them (MigrateOpenSet). Firing time counts too, so that manual
 // runs and catch-ups, fired after since for an earlier scheduled time, are found.
 func (s *Store) scanOpenExecutions(ctx context.Context, since time.Time) ([]job.Execution, error) {
@@ -312,7 +347,16 @@ func (s *Store) scanOpenExecutions(ctx context.Context, since time.Time) ([]job.
 	if err := s.foldLegacy(ctx, execs); err != nil {
 		return nil, fmt.Errorf("store: open executions: %w", err)
 	}
-	return slices.DeleteFunc(execs, func(e job.Execution) bool { return e.State.Terminal() }), nil
+	// Each job's latest scheduled firing goes too, ended or not: where its schedule resumes (the leader
+	// reads it from the open set; without it a catch-up would start from the job's ActiveSince and fire
+	// again times the old version fired, whose ids the new fences do not hold).
+	latest := map[string]string{}
+	for _, e := range execs { // oldest scheduled first
+		if e.Trigger == job.TriggerSchedule || e.Trigger == job.TriggerCatchUp {
+			latest[e.Job] = e.ID
+		}
+	}
+	return slices.DeleteFunc(execs, func(e job.Execution) bool { return e.State.Terminal() && latest[e.Job] != e.ID }), nil
 }
 
 // foldLegacy reads the events a version before the open set recorded for execs, with one query per

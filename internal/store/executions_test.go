@@ -358,6 +358,27 @@ func TestOpenSet(t *testing.T) {
 	}
 }
 
+func TestAFiringMadeAgainAfterItsCloseDoesNotComeBack(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	e := execution("j", t0, job.TriggerSchedule)
+	mustInsert(t, s, []job.Execution{e}, []job.Event{acked(e, 1, t0.Add(time.Second)), finished(e, job.StateSucceeded, t0.Add(2*time.Second))})
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour, 0), e.ID)
+	// A deposed leader, or a catch-up from an older last firing, fires it again under another epoch.
+	again := e
+	again.Epoch, again.Server = 9, "s2"
+	dups, err := s.InsertExecutions(t.Context(), []job.Execution{again})
+	if err != nil || !slices.Equal(dups, []string{e.ID}) {
+		t.Fatalf("InsertExecutions again = %v, %v; want it a duplicate", dups, err)
+	}
+	if open, err := s.OpenByID(t.Context(), []string{e.ID}); err != nil || len(open) != 0 {
+		t.Fatalf("open set after the second firing = %+v, %v; want nothing (it ended)", open, err)
+	}
+	if got, err := s.GetExecution(t.Context(), e.ID); err != nil || got.State != job.StateSucceeded || got.Epoch != 3 {
+		t.Fatalf("GetExecution = %s epoch %d, %v; want the first firing, succeeded", got.State, got.Epoch, err)
+	}
+}
+
 func TestMigrateOpenSet(t *testing.T) {
 	t.Parallel()
 	s := testStore(t)
@@ -392,21 +413,25 @@ func TestMigrateOpenSet(t *testing.T) {
 	}
 
 	n, err := s.MigrateOpenSet(t.Context(), t0)
-	if err != nil || n != 4 {
-		t.Fatalf("MigrateOpenSet = %d, %v; want 4", n, err)
+	if err != nil || n != 5 {
+		t.Fatalf("MigrateOpenSet = %d, %v; want 5", n, err)
 	}
 	got, stray, err := s.ReadOpenSet(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []job.Execution{catchUp, pending, manual, running}
+	// The unfinished ones, and the job's latest scheduled firing (failed), where its schedule resumes.
+	want := []job.Execution{catchUp, pending, manual, running, failed}
 	if ids(got) != ids(want) || len(stray) != 0 {
 		t.Fatalf("open set =\n%s\nwant\n%s (stray %v)", ids(got), ids(want), stray)
 	}
 	for _, e := range got {
 		wantState := job.StatePending
-		if e.ID == running.ID {
+		switch e.ID {
+		case running.ID:
 			wantState = job.StateRunning
+		case failed.ID:
+			wantState = job.StateFailed
 		}
 		if e.State != wantState {
 			t.Errorf("%s is %s, want %s", e.ID, e.State, wantState)

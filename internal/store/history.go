@@ -376,16 +376,21 @@ func (s *Store) ArchiveBuckets(ctx context.Context, cut, now time.Time) (int, er
 		return 0, fmt.Errorf("store: archive: read history index: %w", err)
 	}
 	moved := 0
+	var errs []error
 	for _, b := range buckets {
 		if !b.LastClosed.Before(cut) || !b.sealed(now) {
 			continue
 		}
 		if err := s.archiveBucket(ctx, b, now); err != nil {
-			return moved, err
+			if ctx.Err() != nil {
+				return moved, err
+			}
+			errs = append(errs, err) // one bucket that cannot move does not hold up the others
+			continue
 		}
 		moved++
 	}
-	return moved, nil
+	return moved, errors.Join(errs...)
 }
 
 // archiveBucket lists b in the archive index, renames its collection, then removes it from the history
