@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,41 +29,56 @@ type closer struct {
 	logger  *slog.Logger
 	metrics *metrics
 	writer  *store.HistoryWriter // run's own
+	batch   int                  // ids one close handles; halved when a close times out, grown back after
 
 	mu      sync.Mutex
-	pending []string
+	pending []closeReq
 	epoch   int64 // the newest term that asked for a close
 	wake    chan struct{}
+}
+
+// closeReq is one execution to close; recheck: it may be in the history already (see leaderDeps.closeOpen).
+type closeReq struct {
+	id      string
+	recheck bool
 }
 
 // closeStore is what the closer needs of the store.
 type closeStore interface {
 	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
 	CloseExecutions(ctx context.Context, ids []string) error
+	InHistory(ctx context.Context, ids []string) (map[string]bool, error)
 	NewHistoryWriter(epoch int64, span time.Duration, size int) *store.HistoryWriter
 }
 
 var _ closeStore = (*store.Store)(nil)
 
-// closeEvery is how often the closer writes what it gathered.
-const closeEvery = time.Second
-
-// maxPendingCloses bounds what waits while the store refuses the closes; beyond it closes are dropped (the
-// leader's sweep finds those executions ended and closes them later).
-const maxPendingCloses = 100_000
+const (
+	// closeEvery is how often the closer writes what it gathered.
+	closeEvery = time.Second
+	// maxPendingCloses bounds what waits while the store refuses the closes; beyond it closes are dropped
+	// (the leader's sweep finds those executions ended and closes them later).
+	maxPendingCloses = 100_000
+	// maxCloseBatch and minCloseBatch bound the ids one close reads and removes at once.
+	maxCloseBatch = 1000
+	minCloseBatch = 50
+)
 
 func newCloser(st closeStore, h History, now func() time.Time, logger *slog.Logger, m *metrics) *closer {
-	return &closer{store: st, span: h.bucketSpan(), size: h.BucketSize, now: now, logger: logger.With("component", "closer"), metrics: m, wake: make(chan struct{}, 1)}
+	return &closer{
+		store: st, span: h.bucketSpan(), size: h.BucketSize, now: now, logger: logger.With("component", "closer"),
+		metrics: m, wake: make(chan struct{}, 1), batch: maxCloseBatch,
+	}
 }
 
-// add queues the close of ids asked by the term of epoch.
-func (c *closer) add(epoch int64, ids []string) {
-	if len(ids) == 0 {
+// add queues the closes asked by the term of epoch.
+func (c *closer) add(epoch int64, reqs []closeReq) {
+	if len(reqs) == 0 {
 		return
 	}
 	c.mu.Lock()
 	if room := maxPendingCloses - len(c.pending); room > 0 {
-		c.pending = append(c.pending, ids[:min(len(ids), room)]...)
+		c.pending = append(c.pending, reqs[:min(len(reqs), room)]...)
 	}
 	c.epoch = max(c.epoch, epoch)
 	c.mu.Unlock()
@@ -79,20 +96,28 @@ func (c *closer) run(ctx context.Context) {
 		case <-c.wake:
 		}
 		c.mu.Lock()
-		ids, epoch := c.pending, c.epoch
+		reqs, epoch := c.pending, c.epoch
 		c.pending = nil
 		c.mu.Unlock()
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		for chunk := range slices.Chunk(ids, closeBatch) {
-			if err := c.close(ctx, epoch, chunk); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				c.metrics.storeErrors.WithLabelValues("close_executions").Inc()
-				c.logger.Warn("closing ended executions failed; they are closed again later", "executions", len(chunk), "err", err)
-				c.add(epoch, chunk)
+		slices.SortFunc(reqs, func(a, b closeReq) int { return strings.Compare(a.id, b.id) })
+		reqs = slices.CompactFunc(reqs, func(a, b closeReq) bool { return a.id == b.id })
+		for len(reqs) > 0 {
+			chunk := reqs[:min(c.batch, len(reqs))]
+			reqs = reqs[len(chunk):]
+			err := c.close(ctx, epoch, chunk)
+			switch {
+			case err == nil:
+				c.batch = min(c.batch*2, maxCloseBatch)
+				continue
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, context.DeadlineExceeded):
+				// A large open set on a slow store: smaller closes, each within its deadline.
+				c.batch = max(c.batch/2, minCloseBatch)
 			}
+			c.metrics.storeErrors.WithLabelValues("close_executions").Inc()
+			c.logger.Warn("closing ended executions failed; they are closed again later", "executions", len(chunk), "err", err)
+			c.add(epoch, chunk)
 		}
 		select {
 		case <-ctx.Done():
@@ -102,25 +127,35 @@ func (c *closer) run(ctx context.Context) {
 	}
 }
 
-// closeBatch bounds the executions one close reads and removes at once.
-const closeBatch = 1000
-
-// close moves the ended executions among ids from the open set to the history.
-func (c *closer) close(ctx context.Context, epoch int64, ids []string) error {
-	sctx, cancel := storeCtx(ctx)
+// close moves the ended executions among reqs from the open set to the history.
+func (c *closer) close(ctx context.Context, epoch int64, reqs []closeReq) error {
+	sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 	defer cancel()
+	ids := make([]string, len(reqs))
+	var recheck []string
+	for i, r := range reqs {
+		ids[i] = r.id
+		if r.recheck {
+			recheck = append(recheck, r.id)
+		}
+	}
 	execs, err := c.store.OpenByID(sctx, ids)
+	if err != nil {
+		return err
+	}
+	recorded, err := c.store.InHistory(sctx, recheck)
 	if err != nil {
 		return err
 	}
 	open := map[string]bool{}
 	var ended []job.Execution
 	for _, e := range execs {
-		if e.State.Terminal() {
-			ended = append(ended, e)
-		} else {
+		switch {
+		case !e.State.Terminal():
 			open[e.ID] = true
 			c.logger.Warn("asked to close an execution the store says has not ended; it stays open", "execution", e.ID, "state", e.State)
+		case !recorded[e.ID]: // one already in the history (its closer died before taking it out) is not recorded twice
+			ended = append(ended, e)
 		}
 	}
 	if c.writer == nil || c.writer.Epoch() < epoch {
@@ -130,5 +165,5 @@ func (c *closer) close(ctx context.Context, epoch int64, ids []string) error {
 		return err
 	}
 	// Ids without an execution in the open set are closed too: their events are strays.
-	return c.store.CloseExecutions(sctx, slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return open[id] }))
+	return c.store.CloseExecutions(sctx, slices.DeleteFunc(ids, func(id string) bool { return open[id] }))
 }

@@ -39,9 +39,10 @@ type intake struct {
 
 // localWrite is an event the leader produced, or the close of an execution it saw end (see closeOpen).
 type localWrite struct {
-	event *job.Event
-	close string
-	epoch int64 // of the term that asks for the close
+	event   *job.Event
+	close   string
+	epoch   int64 // of the term that asks for the close
+	recheck bool  // the close looks in the history first (see leaderDeps.closeOpen)
 }
 
 type inbound struct {
@@ -164,9 +165,9 @@ func (in *intake) persist(ev job.Event) {
 // closeOpen queues the close of an execution in the open set behind the events queued before it, so that
 // an execution leaves the open set only once its end is recorded. When the queue is full it is dropped: the
 // leader's sweep closes it later.
-func (in *intake) closeOpen(epoch int64, id string) {
+func (in *intake) closeOpen(epoch int64, id string, recheck bool) {
 	select {
-	case in.local <- localWrite{close: id, epoch: epoch}:
+	case in.local <- localWrite{close: id, epoch: epoch, recheck: recheck}:
 	default:
 	}
 }
@@ -236,13 +237,13 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 		}
 	}
 	var events []job.Event
-	var closes []string
+	var closes []closeReq
 	var closeEpoch int64
 	for _, w := range local {
 		if w.event != nil {
 			events = append(events, *w.event)
 		} else {
-			closes, closeEpoch = append(closes, w.close), max(closeEpoch, w.epoch)
+			closes, closeEpoch = append(closes, closeReq{id: w.close, recheck: w.recheck}), max(closeEpoch, w.epoch)
 		}
 	}
 	var fresh []job.State

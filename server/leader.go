@@ -60,6 +60,8 @@ type leader struct {
 	kept          map[string]keptFiring // job -> its latest scheduled firing, ended, left in the open set
 	lastSweep     time.Time
 	sweeping      bool
+	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
+	applyingOpenSet bool
 }
 
 type entry struct {
@@ -147,7 +149,9 @@ type leaderDeps struct {
 	persist      func(job.Event) // record an event the leader itself produces
 	// closeOpen takes an ended execution out of the store's open set, after the events persist queued
 	// before it are recorded; it may be lost (a later sweep closes it then).
-	closeOpen func(epoch int64, id string)
+	// recheck: the execution may have been appended to the history already by a closer that died before
+	// it took the execution out (a close found at takeover or by a sweep); the closer then looks first.
+	closeOpen func(epoch int64, id string, recheck bool)
 	jitter    func() float64 // in [0, 1): spreads retry delays
 	// history moves and prunes the history; nil: it is kept as it is (unit tests).
 	history historyStore
@@ -255,6 +259,9 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // notes.
 func (l *leader) run(ctx context.Context) error {
 	if err := l.establish(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // the term ended while it was being established
+		}
 		return err
 	}
 	timer := time.NewTimer(time.Hour)
@@ -290,37 +297,34 @@ func (l *leader) run(ctx context.Context) error {
 // loads the jobs, takes over the executions an earlier term left in flight and fires what came due while
 // no leader was acting. Every read it needs is of a size set by the jobs and what is in flight, never by
 // history, and is tried again until it succeeds: a slow store delays the term's first firing, it does not
-// end the term.
+// end the term (unless it does not answer for maxEstablishWait).
 func (l *leader) establish(ctx context.Context) error {
 	err := l.retryRead(ctx, "claim the epoch", func(ctx context.Context) error {
 		return l.store.ClaimEpoch(ctx, l.epoch, l.cfg.ID)
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return fmt.Errorf("leader: claim epoch %d: %w", l.epoch, err)
 	}
 	// Without a synced view of the clients every inherited running execution would look orphaned.
 	select {
 	case <-l.synced:
 	case <-ctx.Done():
-		return nil
+		return ctx.Err()
 	case <-time.After(l.cfg.ZooKeeper.SessionTimeout):
 		l.logger.Warn("the client registry is not synced yet; going on without it")
 	}
 	l.rebuildEligibility()
 	if err := l.loadJobs(ctx); err != nil {
-		return nil // the term ended
+		return err
 	}
 	l.loadStats(ctx)
 	if err := l.migrateOpenSet(ctx, l.now()); err != nil {
-		return nil
+		return err
 	}
 	l.start = l.now()
 	// Take over before catching up: the overlap policies must see what is still open.
 	if err := l.takeOver(ctx, l.start); err != nil {
-		return nil
+		return err
 	}
 	if err := l.catchUp(ctx, l.start); err != nil {
 		return err

@@ -31,6 +31,8 @@ type fakeStore struct {
 	closed     []string             // ids closed, in order
 	stats      map[string]job.Stats
 	failInsert int // the next n inserts store the executions but report an error (a lost answer)
+	failReads  int // the next n reads of the open set time out
+	claimErr   error
 }
 
 func newFakeStore(specs ...job.Spec) *fakeStore {
@@ -43,7 +45,7 @@ func newFakeStore(specs ...job.Spec) *fakeStore {
 
 var _ leaderStore = (*fakeStore)(nil)
 
-func (f *fakeStore) ClaimEpoch(context.Context, int64, string) error { return nil }
+func (f *fakeStore) ClaimEpoch(context.Context, int64, string) error { return f.claimErr }
 func (f *fakeStore) ListJobs(context.Context) ([]job.Spec, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -78,6 +80,10 @@ func (f *fakeStore) MigrateOpenSet(context.Context, time.Time) (int, error) { re
 func (f *fakeStore) ReadOpenSet(context.Context) ([]job.Execution, []string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failReads > 0 {
+		f.failReads--
+		return nil, nil, context.DeadlineExceeded
+	}
 	var out []job.Execution
 	for _, e := range f.folded() {
 		if !f.shut[e.ID] {
@@ -110,7 +116,7 @@ func (f *fakeStore) ExecutionRecorded(_ context.Context, id string, _ time.Time)
 	_, ok := f.execs[id]
 	return ok, nil
 }
-func (f *fakeStore) closeOpen(_ int64, id string) {
+func (f *fakeStore) closeOpen(_ int64, id string, _ bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.shut[id] = true
@@ -689,5 +695,28 @@ func TestAReportedResultIsKeptUntilRecorded(t *testing.T) {
 				t.Fatalf("events %+v, want %d finished event(s) from the leader", h.events, wantEvents)
 			}
 		})
+	}
+}
+
+// A takeover read that times out is tried again within the term, which then takes over and fires; a store
+// that records a newer leader ends the term at once.
+func TestEstablishTriesTheOpenSetAgainAndStepsDownOnlyWhenFenced(t *testing.T) {
+	fs := newFakeStore(shellJob("tick", "@every 1s", t0.Add(-time.Hour)))
+	fs.lastFired["tick"] = t0.Add(-2 * time.Second)
+	fs.failReads = 2
+	h := newHarness(t, fs, "a")
+	h.establish() // about two seconds: one between tries
+	if fs.failReads != 0 {
+		t.Fatalf("%d failed reads left: the term did not try again", fs.failReads)
+	}
+	if len(h.sent) == 0 {
+		t.Fatal("the term took over but fired nothing owed")
+	}
+
+	fenced := newFakeStore()
+	fenced.claimErr = store.ErrFenced
+	h2 := newHarness(t, fenced, "a")
+	if err := h2.l.establish(context.Background()); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("establish against a fenced store = %v, want ErrFenced", err)
 	}
 }

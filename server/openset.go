@@ -60,8 +60,10 @@ func (l *leader) ended(e job.Execution) {
 	l.close(e.ID)
 }
 
-// close asks for an ended execution to leave the open set for the history.
-func (l *leader) close(id string) { l.closeOpen(l.epoch, id) }
+// close asks for an ended execution to leave the open set for the history. One found ended in the set
+// (applyOpenSet) may have been recorded in the history by a closer that died before it took it out, so
+// its close looks in the history first.
+func (l *leader) close(id string) { l.closeOpen(l.epoch, id, l.applyingOpenSet) }
 
 // firedLater closes the job's kept firing once a later one of the job is recorded (and so in the set).
 func (l *leader) firedLater(e job.Execution) {
@@ -103,6 +105,8 @@ func (l *leader) takeOver(ctx context.Context, now time.Time) error {
 // applyOpenSet brings the loop in line with the open set as read at takeover (inherit: track what is open)
 // or by a sweep (only close what ended and the loop does not track).
 func (l *leader) applyOpenSet(execs []job.Execution, stray []string, now time.Time, inherit bool) {
+	l.applyingOpenSet = true
+	defer func() { l.applyingOpenSet = false }()
 	for _, e := range execs {
 		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
 			l.lastFired[e.Job] = e.ScheduledAt
@@ -161,14 +165,20 @@ func (l *leader) migrateOpenSet(ctx context.Context, now time.Time) error {
 	})
 }
 
-// maxReadTimeout caps the deadline of one try of a read the term cannot start without.
-const maxReadTimeout = 2 * time.Minute
+// maxReadTimeout caps the deadline of one try of a read the term cannot start without; maxEstablishWait
+// is how long the term tries before it steps down, so that a server that cannot reach the store (while
+// others may) lets another lead.
+const (
+	maxReadTimeout   = 2 * time.Minute
+	maxEstablishWait = 5 * time.Minute
+)
 
 // retryRead runs read, which the term needs before it can act, until it succeeds or the term ends. Each try
 // has a longer deadline than the one before (storeTimeout, then twice that, up to maxReadTimeout), so a
-// read that is merely slow finishes eventually. A fenced store ends the term at once: a newer leader exists.
+// read that is merely slow finishes eventually. A fenced store ends the term at once: a newer leader exists;
+// so does a store that has not answered for maxEstablishWait.
 func (l *leader) retryRead(ctx context.Context, what string, read func(ctx context.Context) error) error {
-	timeout := storeTimeout
+	timeout, began := storeTimeout, time.Now()
 	for try := 1; ; try++ {
 		sctx, cancel := context.WithTimeout(ctx, timeout)
 		err := read(sctx)
@@ -180,6 +190,8 @@ func (l *leader) retryRead(ctx context.Context, what string, read func(ctx conte
 			return ctx.Err()
 		case errors.Is(err, store.ErrFenced):
 			return fmt.Errorf("leader: %s: %w", what, err)
+		case time.Since(began) > maxEstablishWait:
+			return fmt.Errorf("leader: %s: the store has not answered for %s; stepping down: %w", what, maxEstablishWait, err)
 		}
 		l.metrics.storeErrors.WithLabelValues("establish").Inc()
 		l.logger.Warn("a read the term needs failed; trying again (the term fires once it succeeds)",

@@ -405,9 +405,9 @@ func (s *propSim) startLeader() {
 				s.logf("leader epoch %d records %s of %s attempt %d client %q", term.epoch, ev.Kind, ev.ExecID, ev.Attempt, ev.Client)
 			}
 		},
-		closeOpen: func(_ int64, id string) {
+		closeOpen: func(_ int64, id string, _ bool) {
 			if !term.dying && !term.dead {
-				s.store.closeOpen(0, id)
+				s.store.closeOpen(0, id, false)
 				s.logf("leader epoch %d closes %s", term.epoch, id)
 			}
 		},

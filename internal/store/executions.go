@@ -113,22 +113,12 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 // whose execution is not in the history is left: it may be the only copy of a firing made at the same
 // moment by another leader.
 func (s *Store) dropResurrected(ctx context.Context, e job.Execution) error {
-	for _, archived := range []bool{false, true} {
-		buckets, err := s.Buckets(ctx, archived)
-		if err != nil {
-			return err
-		}
-		_, closed, err := s.findInBuckets(ctx, buckets, e.ID)
-		if err != nil {
-			return err
-		}
-		if closed {
-			_, err := s.openExecs.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}, {Key: "epoch", Value: e.Epoch}})
-			if err != nil {
-				return fmt.Errorf("drop the copy of %s, ended before: %w", e.ID, err)
-			}
-			return nil
-		}
+	closed, err := s.InHistory(ctx, []string{e.ID})
+	if err != nil || !closed[e.ID] {
+		return err
+	}
+	if _, err := s.openExecs.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}, {Key: "epoch", Value: e.Epoch}}); err != nil {
+		return fmt.Errorf("drop the copy of %s, ended before: %w", e.ID, err)
 	}
 	return nil
 }

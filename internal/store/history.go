@@ -532,3 +532,28 @@ func (s *Store) FinishedBetween(ctx context.Context, from, to time.Time) (map[st
 	}
 	return ids, nil
 }
+
+// InHistory returns which of ids the history (or the archive) holds.
+func (s *Store) InHistory(ctx context.Context, ids []string) (map[string]bool, error) {
+	found := map[string]bool{}
+	if len(ids) == 0 {
+		return found, nil
+	}
+	for _, archived := range []bool{false, true} {
+		buckets, err := s.Buckets(ctx, archived)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if found[id] {
+				continue
+			}
+			_, ok, err := s.findInBuckets(ctx, buckets, id)
+			if err != nil {
+				return nil, fmt.Errorf("store: in history: %w", err)
+			}
+			found[id] = ok
+		}
+	}
+	return found, nil
+}
