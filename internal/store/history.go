@@ -234,13 +234,9 @@ func (s *Store) Buckets(ctx context.Context, archived bool) ([]Bucket, error) {
 	if unknown > bucketLookups {
 		// A process that has not read the index yet (or long ago): one read of the whole index costs less
 		// than a read by _id per bucket, each of which scans the index on FerretDB.
-		cur, err := coll.Find(ctx, bson.D{})
+		all, err := s.readIndex(ctx, coll)
 		if err != nil {
-			return nil, fmt.Errorf("store: read history index: %w", err)
-		}
-		all, err := decodeEach[Bucket](ctx, s, "history bucket", cur)
-		if err != nil {
-			return nil, fmt.Errorf("store: read history index: %w", err)
+			return nil, err
 		}
 		for _, b := range all {
 			fetched[b.Name] = b
@@ -288,6 +284,19 @@ func (s *Store) Buckets(ctx context.Context, archived bool) ([]Bucket, error) {
 	slices.SortFunc(buckets, func(a, b Bucket) int {
 		return cmp.Or(b.LastScheduled.Compare(a.LastScheduled), strings.Compare(b.Name, a.Name))
 	})
+	return buckets, nil
+}
+
+// readIndex reads every document of a bucket index (history_index or archive_index).
+func (s *Store) readIndex(ctx context.Context, coll *mongo.Collection) ([]Bucket, error) {
+	cur, err := coll.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", coll.Name(), err)
+	}
+	buckets, err := decodeEach[Bucket](ctx, s, "history bucket", cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", coll.Name(), err)
+	}
 	return buckets, nil
 }
 
@@ -367,13 +376,9 @@ func scheduledFromID(id string) (time.Time, bool) {
 func (s *Store) ArchiveBuckets(ctx context.Context, cut, now time.Time) (int, error) {
 	// The whole index, not Buckets: a move cut short between the rename and the unlisting leaves an index
 	// document without its collection, which Buckets does not show and this must finish.
-	cur, err := s.historyIndex.Find(ctx, bson.D{})
+	buckets, err := s.readIndex(ctx, s.historyIndex)
 	if err != nil {
-		return 0, fmt.Errorf("store: archive: read history index: %w", err)
-	}
-	buckets, err := decodeEach[Bucket](ctx, s, "history bucket", cur)
-	if err != nil {
-		return 0, fmt.Errorf("store: archive: read history index: %w", err)
+		return 0, err
 	}
 	moved := 0
 	var errs []error
@@ -421,13 +426,9 @@ func (s *Store) archiveBucket(ctx context.Context, b Bucket, now time.Time) erro
 // PruneArchive drops the archived buckets whose newest execution was added before cut, and returns how many
 // it dropped.
 func (s *Store) PruneArchive(ctx context.Context, cut time.Time) (int, error) {
-	cur, err := s.archiveIndex.Find(ctx, bson.D{}) // the whole index: a drop cut short left a document behind
+	buckets, err := s.readIndex(ctx, s.archiveIndex) // the whole index: a drop cut short left a document behind
 	if err != nil {
-		return 0, fmt.Errorf("store: prune archive: read archive index: %w", err)
-	}
-	buckets, err := decodeEach[Bucket](ctx, s, "archive bucket", cur)
-	if err != nil {
-		return 0, fmt.Errorf("store: prune archive: read archive index: %w", err)
+		return 0, err
 	}
 	dropped := 0
 	for _, b := range buckets {
