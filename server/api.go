@@ -593,6 +593,11 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Before = t
 	}
+	f.BeforeID = q.Get("before_id")
+	if f.BeforeID != "" && f.Before.IsZero() {
+		writeError(w, http.StatusBadRequest, errors.New("query before_id: needs before"))
+		return
+	}
 	execs, err := s.store.ListExecutions(r.Context(), f)
 	if err != nil {
 		writeError(w, storeStatus(err), err)

@@ -466,9 +466,9 @@ func newExecCmd() *cobra.Command {
 				return err
 			}
 			q := url.Values{}
-			for _, k := range []string{"job", "state", "before"} {
+			for _, k := range []string{"job", "state", "before", "before-id"} {
 				if v, _ := cmd.Flags().GetString(k); v != "" {
-					q.Set(k, v)
+					q.Set(strings.ReplaceAll(k, "-", "_"), v)
 				}
 			}
 			if archived, _ := cmd.Flags().GetBool("archived"); archived {
@@ -497,12 +497,14 @@ func newExecCmd() *cobra.Command {
 			}
 			if len(execs) == limit {
 				// The next page: what was scheduled before the last one shown.
-				fmt.Fprintf(cmd.OutOrStdout(), "more: --before %s\n", execs[len(execs)-1].ScheduledAt.UTC().Format(time.RFC3339Nano))
+				last := execs[len(execs)-1]
+				fmt.Fprintf(cmd.OutOrStdout(), "more: --before %s --before-id %s\n", last.ScheduledAt.UTC().Format(time.RFC3339Nano), last.ID)
 			}
 			return nil
 		},
 	}
 	list.Flags().String("before", "", "only executions scheduled before this RFC 3339 time (the next page)")
+	list.Flags().String("before-id", "", "with --before: also those scheduled at that time whose id sorts before this one")
 	list.Flags().Bool("archived", false, "list the archive (executions older than the servers' history.keep)")
 	list.Flags().String("job", "", "only this job")
 	list.Flags().String("state", "", "only this state: pending, running, retrying, orphaned, succeeded, failed, skipped")

@@ -236,6 +236,9 @@ type ExecutionFilter struct {
 	State  job.State
 	Limit  int       // DefaultListLimit if 0 or less, at most MaxListLimit
 	Before time.Time // only executions scheduled strictly before it, to page back in time
+	// BeforeID, with Before, also lets through executions scheduled at Before whose id sorts before it: the
+	// next page after one that ended with that execution, so that ties at the page boundary are not lost.
+	BeforeID string
 	// Archived lists the archive (executions older than history.keep) instead of the open set and the
 	// history.
 	Archived bool
@@ -258,7 +261,8 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 	}
 	match := func(e job.Execution) bool {
 		return (f.Job == "" || e.Job == f.Job) && (f.State == "" || e.State == f.State) &&
-			(f.Before.IsZero() || e.ScheduledAt.Before(f.Before))
+			(f.Before.IsZero() || e.ScheduledAt.Before(f.Before) ||
+				(f.BeforeID != "" && e.ScheduledAt.Equal(f.Before) && e.ID < f.BeforeID))
 	}
 	found := map[string]job.Execution{}
 	if !f.Archived {
@@ -298,7 +302,7 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 		if len(out) >= limit && b.LastScheduled.Before(out[limit-1].ScheduledAt) {
 			break // every later bucket holds only older executions
 		}
-		if !b.holds(f.Job, f.State) || (!f.Before.IsZero() && !b.FirstScheduled.Before(f.Before)) {
+		if !b.holds(f.Job, f.State) || (!f.Before.IsZero() && b.FirstScheduled.After(f.Before)) {
 			continue
 		}
 		execs, err := s.readBucket(ctx, b.Name, filter)

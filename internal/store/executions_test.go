@@ -259,6 +259,8 @@ func TestListExecutions(t *testing.T) {
 		"by state, limit":         {ExecutionFilter{State: job.StateSucceeded, Limit: 1}, []string{"x5"}},
 		"by job and state":        {ExecutionFilter{Job: "y", State: job.StatePending}, []string{"y6", "y2"}},
 		"state before":            {ExecutionFilter{State: job.StatePending, Before: h["y6"].ScheduledAt}, []string{"x4", "y2"}},
+		"before, tie by id":       {ExecutionFilter{Before: h["x4"].ScheduledAt, BeforeID: h["x4"].ID + "~"}, []string{"x4", "x3", "y2", "x1", "x0"}},
+		"before, tie excluded":    {ExecutionFilter{Before: h["x4"].ScheduledAt, BeforeID: h["x4"].ID}, []string{"x3", "y2", "x1", "x0"}},
 		"no match":                {ExecutionFilter{Job: "y", State: job.StateFailed}, nil},
 		"unknown job":             {ExecutionFilter{Job: "z"}, nil},
 		"limit above the maximum": {ExecutionFilter{Job: "y", Limit: MaxListLimit + 1}, []string{"y6", "y2"}},
