@@ -53,7 +53,8 @@ type flight struct {
 	result   *wire.Result
 	resultAt time.Time
 
-	queued      bool      // overlap queue: waits for the job's earlier executions to end
+	queued      bool      // waits for the job's earlier executions to end (overlap queue, or catch-up under forbid)
+	catchUp     bool      // made by a catch-up firing, or inherited pending under forbid (see plan)
 	retryAt     time.Time // a run failed: the next run is due then
 	leaseUntil  time.Time // a running execution not listed in a heartbeat by then is lost
 	orphaned    bool      // its client vanished mid-run and the job is not rerunnable: waits for a decision
@@ -107,8 +108,53 @@ func (l *leader) forget(id string) {
 		delete(byJob, id)
 		if len(byJob) == 0 {
 			delete(l.openByJob, f.exec.Job)
+		} else {
+			l.wake(f.exec.Job)
 		}
 	}
+}
+
+// wake notes that an execution of the job ended (or its run did): the next queued one may go now,
+// rather than at the next tick (releaseWoken). A job catching up after a takeover gap runs its owed
+// times one after another, and each tick waited for would make it later.
+func (l *leader) wake(jobName string) {
+	if l.woken == nil {
+		l.woken = map[string]bool{}
+	}
+	l.woken[jobName] = true
+}
+
+// releaseWoken dispatches the queued executions that are first in their job's queue now.
+func (l *leader) releaseWoken() {
+	if len(l.woken) == 0 {
+		return
+	}
+	now := l.now()
+	for name := range l.woken {
+		var queued []*flight
+		for _, f := range l.openByJob[name] {
+			if f.queued {
+				queued = append(queued, f)
+			}
+		}
+		slices.SortFunc(queued, byFiring)
+		for _, f := range queued {
+			if !l.firstInQueue(f) {
+				break
+			}
+			f.queued = false
+			l.dispatch(f, now) // if no client takes it now, the tick offers it again
+		}
+	}
+	clear(l.woken)
+}
+
+// byFiring orders flights by when they were fired, then by id.
+func byFiring(a, b *flight) int {
+	if c := a.exec.FiredAt.Compare(b.exec.FiredAt); c != 0 {
+		return c
+	}
+	return compareStrings(a.exec.ID, b.exec.ID)
 }
 
 // spec returns the definition of e's job, or one made from the execution if the job is gone.
@@ -232,7 +278,9 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				want = append(want, f)
 			}
 		case f.queued:
-			want = append(want, f)
+			if !l.queuedPastThreshold(f, now) {
+				want = append(want, f)
+			}
 		case f.acked:
 			l.checkRunning(f, now, lostAfter)
 		case f.stopping != "":
@@ -268,12 +316,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			}
 		}
 	}
-	slices.SortFunc(want, func(a, b *flight) int {
-		if c := a.exec.FiredAt.Compare(b.exec.FiredAt); c != 0 {
-			return c
-		}
-		return compareStrings(a.exec.ID, b.exec.ID)
-	})
+	slices.SortFunc(want, byFiring)
 	for _, f := range want {
 		if _, ok := l.flights[f.exec.ID]; !ok {
 			continue // ended by an earlier one (replace)
@@ -421,6 +464,58 @@ func (l *leader) startRetry(f *flight, now time.Time) {
 	l.dispatch(f, now)
 }
 
+// queuedPastThreshold applies the misfire policy to a firing of this term that waited in its job's queue
+// under forbid (it caught up, or came due while the job caught up) until its time fell past the misfire
+// threshold, so that a job slower than its schedule cannot build an endless queue: under skip it is
+// skipped; under fire-once it is skipped once a later firing of the job is recorded, which stands for it;
+// under fire-all it waits on (the queue is bounded by maxQueued). It reports whether f was skipped. An
+// execution an earlier term made may have been sent before, so only this term's, never sent, are skipped.
+func (l *leader) queuedPastThreshold(f *flight, now time.Time) bool {
+	if f.sentOnce || f.acked || !f.exec.ScheduledAt.Before(now.Add(-l.cfg.MisfireThreshold)) {
+		return false
+	}
+	if f.exec.Epoch != l.epoch || f.attempt > 0 {
+		// An earlier term's: it may have been sent and run. Once no dispatch of that term can be started
+		// any more, the store tells whether it was (a recorded ack makes it running, see applyReconciled).
+		switch {
+		case now.Before(f.heldUntil) || f.check:
+			return false
+		case f.verify:
+			f.verify = false
+			l.askStore(f, "verify")
+			return false
+		}
+	}
+	spec := l.spec(f.exec)
+	policy := spec.Misfire.Policy
+	switch {
+	case spec.Overlap != "" && spec.Overlap != job.OverlapForbid:
+		return false
+	case policy == job.MisfireFireAll:
+		return false
+	case policy == job.MisfireSkip:
+	default: // fire-once
+		if l.lastFired[f.exec.Job].After(f.exec.ScheduledAt) {
+			return l.skipQueued(f, "misfire: waited behind an earlier run past the misfire threshold; a later firing stands for it (fire-once)")
+		}
+		return false
+	}
+	return l.skipQueued(f, "misfire: waited behind an earlier run past the misfire threshold (policy skip)")
+}
+
+// skipQueued records that a queued execution never runs, and stops following it.
+func (l *leader) skipQueued(f *flight, reason string) bool {
+	l.metrics.misfires.WithLabelValues("queued").Inc()
+	l.metrics.skipped.WithLabelValues(skipLabel(reason)).Inc()
+	l.persist(job.Event{
+		ID: job.EventID(f.exec.ID, job.EventFinished, 1), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventFinished, Run: 1,
+		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
+	})
+	l.logger.Info("queued firing skipped", "execution", f.exec.ID, "reason", reason)
+	l.forget(f.exec.ID)
+	return true
+}
+
 // firstInQueue reports whether no execution of f's job fired before it is still open.
 // The shards of one firing are one entry in the queue.
 func (l *leader) firstInQueue(f *flight) bool {
@@ -554,6 +649,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		case e.State == job.StateRunning && !f.orphaned && (!f.acked || e.Run > f.run):
 			// A recorded ack the loop never heard of (perhaps of a run an earlier term started).
 			f.acked, f.ackedAt, f.client, f.lostAt, f.run = true, now, e.Client, time.Time{}, max(e.Run, f.run)
+			f.queued = false // it runs: it waits for nothing
 			f.attempt = max(f.attempt, e.Attempt)
 			f.leaseUntil, f.retryAt, f.verify, f.heldUntil = now.Add(l.cfg.LeaseTimeout), time.Time{}, false, time.Time{}
 		}
@@ -634,6 +730,7 @@ func (l *leader) onAck(a *wire.Ack) {
 			f.acked, f.ackedAt = true, l.now()
 			f.leaseUntil = f.ackedAt.Add(l.cfg.LeaseTimeout)
 		}
+		f.queued = false // an earlier term released it from the queue
 		f.client, f.lostAt = a.From, time.Time{}
 		return
 	}
@@ -668,6 +765,11 @@ func (l *leader) onResult(r *wire.Result) {
 		l.release(f.client, f.exec.Width) // room for the next one now, not at the next count
 	}
 	f.result, f.resultAt, f.client = r, now, r.From
+	defer func() {
+		if !f.active() {
+			l.wake(f.exec.Job)
+		}
+	}()
 	if f.orphaned {
 		f.orphaned = false
 		l.metrics.orphaned.Dec()
@@ -717,7 +819,7 @@ func (l *leader) adoptRun(f *flight, run int, client string) {
 	}
 	now := l.now()
 	f.run, f.client, f.acked, f.ackedAt, f.lostAt = run, client, true, now, time.Time{}
-	f.retryAt, f.verify, f.check, f.heldUntil, f.overdue = time.Time{}, false, false, time.Time{}, false
+	f.retryAt, f.verify, f.check, f.heldUntil, f.overdue, f.queued = time.Time{}, false, false, time.Time{}, false, false
 	f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
 	l.logger.Info("adopted a run an earlier term started", "execution", f.exec.ID, "run", run, "client", client)
 }

@@ -29,13 +29,17 @@ type firing struct {
 	params  map[string]string // nil: the job's
 	skip    string            // why it is recorded as skipped instead of run; "" runs it
 	id      string            // the execution id, when the trigger makes it (a run request); "" otherwise
+	// catchUp: the firing is owed from a time nobody fired (a takeover gap, a stalled loop, a store that
+	// refused it, a resumed job). Under forbid it queues behind the job's open run instead of being skipped.
+	catchUp bool
 }
 
 // planned is an execution about to be recorded, and what happens to it then.
 type planned struct {
-	exec   job.Execution
-	skip   string // recorded as skipped, for this reason
-	queued bool   // overlap queue: it waits for the job's open executions to end
+	exec    job.Execution
+	skip    string // recorded as skipped, for this reason
+	queued  bool   // it waits for the job's open executions to end (overlap queue, or catch-up under forbid)
+	catchUp bool   // made by a catch-up firing (see firing.catchUp)
 }
 
 // fireDue fires every job whose time has come. A job that fell behind (the loop was stalled) owes what
@@ -49,7 +53,11 @@ func (l *leader) fireDue(ctx context.Context) error {
 		if e == nil || e.gen != it.gen {
 			continue
 		}
-		firings = append(firings, l.owed(e, it.at.Add(-time.Nanosecond), now)...)
+		owed := l.owed(e, it.at.Add(-time.Nanosecond), now)
+		if len(owed) > 1 { // the loop fell behind: all of them are late
+			markCatchUp(owed)
+		}
+		firings = append(firings, owed...)
 		e.next = e.sched.Next(now)
 		if !e.next.IsZero() {
 			heap.Push(&l.queue, queued{name: it.name, at: e.next, gen: e.gen})
@@ -102,7 +110,7 @@ func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
 	l.statsDirty[e.spec.Name] = true
 	switch policy {
 	case job.MisfireSkip:
-		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1,
+		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1, catchUp: true,
 			skip: fmt.Sprintf("misfire: %d fire time(s) missed, policy skip", n)}}
 	case job.MisfireFireAll:
 		limit := e.spec.Misfire.Limit
@@ -116,13 +124,21 @@ func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
 		slices.Reverse(times)
 		out := make([]firing, len(times))
 		for i, t := range times {
-			out[i] = firing{spec: e.spec, at: t, trigger: job.TriggerCatchUp}
+			out[i] = firing{spec: e.spec, at: t, trigger: job.TriggerCatchUp, catchUp: true}
 		}
 		out[0].missed = n - len(times)
 		return out
 	default:
-		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1}}
+		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1, catchUp: true}}
 	}
+}
+
+// markCatchUp flags firings as catch-up firings.
+func markCatchUp(firings []firing) []firing {
+	for i := range firings {
+		firings[i].catchUp = true
+	}
+	return firings
 }
 
 // catchUp fires what came due while no leader was acting: from each job's last recorded firing (read by
@@ -136,7 +152,7 @@ func (l *leader) catchUp(ctx context.Context, now time.Time) error {
 		if e.spec.Paused || e.spec.Mode == job.ModeLocal {
 			continue
 		}
-		firings = append(firings, l.owed(e, l.owedSince(e.spec), now)...)
+		firings = append(firings, markCatchUp(l.owed(e, l.owedSince(e.spec), now))...)
 	}
 	return l.fire(ctx, firings, now)
 }
@@ -181,8 +197,14 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 		f.orphaned, f.client = true, e.Client
 	default:
 		f.heldUntil, f.verify = now.Add(l.cfg.AcceptWindow+l.cfg.AckTimeout), true
-		// A firing queued behind another stays queued under the new leader.
-		f.queued = l.spec(e).Overlap == job.OverlapQueue
+		// A firing queued behind another stays queued under the new leader. Under forbid it is late by
+		// now, as are those this term owes the job: they run one after another (see plan).
+		switch l.spec(e).Overlap {
+		case job.OverlapQueue:
+			f.queued = true
+		case "", job.OverlapForbid:
+			f.queued, f.catchUp = true, true
+		}
 	}
 	l.track(f)
 }
@@ -243,15 +265,15 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 	if !slices.IsSortedFunc(firings, byTime) { // fireDue's are, from the heap
 		slices.SortStableFunc(firings, byTime)
 	}
-	batchOpen := map[string][]int{}  // job -> indexes in out of executions planned to run
-	batchFirings := map[string]int{} // job -> firings planned to run
+	batchOpen := map[string][]int{}   // job -> indexes in out of executions planned to run
+	batchFirings := map[string]int{}  // job -> firings planned to run
+	batchCatchUp := map[string]bool{} // job -> a catch-up firing of it is planned to run
 	for _, fr := range firings {
 		execs := l.newExecutions(fr)
 		skip, queue := fr.skip, false
 		name := fr.spec.Name
 		if skip == "" && fr.spec.Overlap != job.OverlapAllow && (l.openCount(name) > 0 || len(batchOpen[name]) > 0) {
 			switch fr.spec.Overlap {
-			case job.OverlapAllow:
 			case job.OverlapQueue:
 				if l.openFirings(name)+batchFirings[name] >= maxQueued {
 					skip = fmt.Sprintf("overlap: %d executions already open or queued (queue)", maxQueued)
@@ -273,18 +295,29 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 					out[i].skip = "overlap: " + reason
 				}
 				batchOpen[name], batchFirings[name] = nil, 0
-			default:
-				skip = "overlap: an earlier execution is still open (forbid)"
+			default: // forbid
+				// Times owed from a gap run one after another, late, like any firing of a job that is
+				// catching up; only a time that comes due while a run is going in normal operation is
+				// skipped. checkFlights bounds the wait by the misfire threshold.
+				switch {
+				case !fr.catchUp && !l.catchingUp(name) && !batchCatchUp[name]:
+					skip = "overlap: an earlier execution is still open (forbid)"
+				case l.openFirings(name)+batchFirings[name] >= maxQueued:
+					skip = fmt.Sprintf("overlap: %d executions of the job already open or waiting to catch up (forbid)", maxQueued)
+				default:
+					queue = true
+				}
 			}
 		}
 		if skip == "" {
 			batchFirings[name]++
+			batchCatchUp[name] = batchCatchUp[name] || fr.catchUp
 		}
 		for _, e := range execs {
 			if skip == "" {
 				batchOpen[name] = append(batchOpen[name], len(out))
 			}
-			out = append(out, planned{exec: e, skip: skip, queued: queue})
+			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp})
 		}
 	}
 	return out, stops
@@ -310,6 +343,17 @@ func (l *leader) openFirings(jobName string) int {
 		}
 	}
 	return len(seen)
+}
+
+// catchingUp reports whether the job has an open execution made by a catch-up firing: while it has, its
+// new firings queue behind (forbid) rather than being skipped.
+func (l *leader) catchingUp(jobName string) bool {
+	for _, f := range l.openByJob[jobName] {
+		if f.catchUp && f.active() {
+			return true
+		}
+	}
+	return false
 }
 
 // active reports whether f is open for the overlap policies: not ended, or ended with a retry to come. A
@@ -399,7 +443,7 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			l.recordSkip(e, p.skip)
 			continue
 		}
-		f := &flight{exec: e, run: 1, queued: p.queued}
+		f := &flight{exec: e, run: 1, queued: p.queued, catchUp: p.catchUp}
 		l.track(f)
 		if !f.queued {
 			l.dispatch(f, now)
@@ -456,7 +500,7 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 				l.recordSkip(e, p.skip)
 				continue
 			}
-			f := &flight{exec: e, run: 1, queued: ok && p.queued}
+			f := &flight{exec: e, run: 1, queued: ok && p.queued, catchUp: ok && p.catchUp}
 			l.track(f)
 			if !f.queued {
 				l.dispatch(f, now)

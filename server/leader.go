@@ -62,6 +62,7 @@ type leader struct {
 	sweeping      bool
 	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
 	applyingOpenSet bool
+	woken           map[string]bool // jobs with an execution that just ended (see wake)
 }
 
 type entry struct {
@@ -284,6 +285,7 @@ func (l *leader) run(ctx context.Context) error {
 		case n := <-l.notes:
 			err = l.handle(ctx, n)
 		}
+		l.releaseWoken()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -36,6 +36,7 @@ func (h *harness) finish(peer string, d *wire.Dispatch, status job.State) {
 	h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Job: d.Job, Kind: job.EventFinished, Attempt: d.Attempt, Run: run, Client: peer, At: h.now, Result: &res}
 	h.store.mu.Unlock()
 	h.l.recorded(d.ExecID, run)
+	h.l.releaseWoken() // as the loop does after each note
 }
 
 func (h *harness) heartbeat(peer string, ids ...string) {
@@ -958,5 +959,138 @@ func TestProgressShowsInFlight(t *testing.T) {
 	v := h.l.inflight("p")
 	if len(v) != 1 || v[0].Progress == nil || v[0].Progress.Percent != 30 || v[0].Progress.Message != "copying" {
 		t.Fatalf("in flight %+v, want the run at 30%% from its own client", v)
+	}
+}
+
+// A takeover gap under the default policies: the times owed run one after another, in order, late, and
+// none is skipped; a time that comes due while the job catches up joins the queue.
+func TestCatchUpUnderForbidRunsEachOwedTimeInOrder(t *testing.T) {
+	fs := newFakeStore(spec("tick", "@every 1s", func(s *job.Spec) { s.ActiveSince = t0.Add(-time.Hour) }))
+	fs.lastFired["tick"] = t0.Add(-5 * time.Second)
+	h := newHarness(t, fs, "a")
+	h.establish()
+	if len(h.sent) != 1 {
+		t.Fatalf("after the takeover %d dispatched, want 1 (the rest wait behind it)", len(h.sent))
+	}
+	var ran []time.Time
+	next := func() {
+		t.Helper()
+		if len(h.sent) != len(ran)+1 {
+			t.Fatalf("%d dispatched after %d ended: two runs overlap, or the next did not go out at once", len(h.sent), len(ran))
+		}
+		d := h.sent[len(h.sent)-1].d
+		if n := len(ran); n > 0 && !d.ScheduledAt.After(ran[n-1]) {
+			t.Fatalf("ran %s after %s: out of order", d.ScheduledAt, ran[n-1])
+		}
+		ran = append(ran, d.ScheduledAt)
+		h.ack("a", d)
+		if len(ran) == 3 {
+			h.advance(time.Second) // a new time comes due while the job catches up
+		}
+		h.finish("a", d, job.StateSucceeded)
+	}
+	for range 6 { // the 5 owed, and the one that came due meanwhile
+		next()
+	}
+	if len(h.sent) != 6 {
+		t.Fatalf("%d dispatched after the catch-up, want 6", len(h.sent))
+	}
+	for range 2 { // then on time again
+		h.advance(time.Second)
+		next()
+	}
+	for i := 1; i < len(ran); i++ {
+		if ran[i].Sub(ran[i-1]) != time.Second {
+			t.Fatalf("ran %v: a second is missing", ran)
+		}
+	}
+	for _, e := range fs.folded() {
+		if e.State == job.StateSkipped {
+			t.Fatalf("%s skipped: %+v", e.ID, e.Result)
+		}
+	}
+}
+
+// A catch-up that cannot keep up is bounded by the misfire threshold: under fire-once the queued times
+// past it are skipped, the latest queued stands for them; under skip all of them are; normal operation
+// then skips as forbid does.
+func TestAQueueBehindAHungRunIsBoundedByTheMisfireThreshold(t *testing.T) {
+	for _, policy := range []string{"", job.MisfireSkip} {
+		t.Run("policy="+policy, func(t *testing.T) {
+			fs := newFakeStore(spec("tick", "@every 1s", func(s *job.Spec) {
+				s.ActiveSince = t0.Add(-time.Hour)
+				s.Misfire.Policy = policy
+			}))
+			fs.lastFired["tick"] = t0.Add(-5 * time.Second)
+			h := newHarness(t, fs, "a")
+			h.establish()
+			first := h.sent[0].d
+			h.ack("a", first)
+			for range 40 {
+				h.heartbeat("a", first.ExecID)
+				h.advance(time.Second)
+			}
+			if len(h.sent) != 1 {
+				t.Fatalf("%d dispatched while the first ran", len(h.sent))
+			}
+			cut := h.now.Add(-h.l.cfg.MisfireThreshold)
+			var queued, skipped int
+			var newest time.Time
+			for _, f := range h.l.flights {
+				if f.queued {
+					queued++
+					if f.exec.ScheduledAt.After(newest) {
+						newest = f.exec.ScheduledAt
+					}
+					if f.exec.ScheduledAt.Before(cut.Add(-time.Second)) {
+						t.Errorf("%s still queued, past the misfire threshold", f.exec.ID)
+					}
+				}
+			}
+			for _, e := range fs.folded() {
+				if e.State == job.StateSkipped {
+					skipped++
+					if e.Result == nil || !strings.HasPrefix(e.Result.Error, "misfire") {
+						t.Errorf("%s skipped for %+v, want a misfire", e.ID, e.Result)
+					}
+				}
+			}
+			if skipped == 0 || queued == 0 || queued > 20 {
+				t.Fatalf("%d queued and %d skipped, want a queue bounded by the threshold", queued, skipped)
+			}
+		})
+	}
+}
+
+// An execution a previous leader left pending under forbid is late: it queues, and the times owed since
+// queue behind it instead of being skipped.
+func TestInheritedPendingUnderForbidQueuesWithTheCatchUp(t *testing.T) {
+	fs := newFakeStore(spec("tick", "@every 1s", func(s *job.Spec) { s.ActiveSince = t0.Add(-time.Hour) }))
+	fs.lastFired["tick"] = t0
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second) // fired and dispatched, never acked: the leader dies
+	if len(h.sent) != 1 {
+		t.Fatalf("dispatched %d, want 1", len(h.sent))
+	}
+	h2 := newHarness(t, fs, "a")
+	h2.now = h.now.Add(3 * time.Second)
+	h2.establish()
+	for range 15 {
+		for i := 0; i < len(h2.sent); i++ { // each run ends at once, and lets the next go out
+			if d := h2.sent[i].d; h2.state(d.ExecID) == job.StatePending {
+				h2.ack("a", d)
+				h2.finish("a", d, job.StateSucceeded)
+			}
+		}
+		h2.advance(time.Second)
+	}
+	for _, e := range fs.folded() {
+		if e.State == job.StateSkipped {
+			t.Fatalf("%s skipped: %+v", e.ID, e.Result)
+		}
+	}
+	if len(h2.sent) < 15 {
+		t.Fatalf("the new leader dispatched %d, want the inherited one, the 3 owed and those since", len(h2.sent))
 	}
 }

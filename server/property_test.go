@@ -56,7 +56,7 @@ import (
 //  3. Every execution ended, or is open for a reason the current leader tracks: orphaned because the
 //     client it names vanished with it, running on a live client that runs it, or pending for 20 s at most.
 //
-// CLOVER_PROPERTY_SEEDS=n runs n seeds instead of 30; CLOVER_PROPERTY_LOG=text prints each seed's log of events
+// CLOVER_PROPERTY_SEEDS=n runs n seeds instead of 200; CLOVER_PROPERTY_LOG=text prints each seed's log of events
 // (cluster events and the lines that contain text), which a failure prints anyway.
 
 // propStep is the leader's tick.
@@ -1041,7 +1041,7 @@ func randomSim(t *testing.T, seed uint64) *propSim {
 }
 
 func TestPropertyFiringsRunOnceAndNoneIsLostAcrossKills(t *testing.T) {
-	seeds := 30
+	seeds := 200
 	if testing.Short() {
 		seeds = 8
 	}
