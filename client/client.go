@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -45,6 +47,7 @@ type JobContext struct {
 	Output      io.Writer    // the execution's output; its tail is reported with the result
 
 	progress func(percent int, message string)
+	runDir   string // the run's journal directory, for runShell; "" when not journaled
 }
 
 // Progress reports how far the run has got: percent from 0 to 100 and a short message (cut to 200 bytes).
@@ -84,6 +87,8 @@ type Client struct {
 	reqSeq      atomic.Int64    // numbers this process's run requests
 	lastReceipt atomic.Int64    // when a server last confirmed anything, Unix nanoseconds
 	queue       *fallback.Queue // nil when no fallback queue is configured
+	journal     *journal        // nil until Run opens it
+	journaled   byRun[string]   // journal directories of runs under way or not yet confirmed (under mu)
 	queueStore  atomic.Pointer[store.Store]
 	queueLog    logx.Limiter
 }
@@ -253,11 +258,15 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		active:    byRun[*activeRun]{},
 		localBusy: map[string]bool{},
 		requests:  map[string]*pendingReport{},
+		journaled: byRun[string]{},
 	}
 	for _, o := range opts {
 		o(c)
 	}
 	c.logger = c.logger.With("component", "client", "client", cfg.ID)
+	if c.cfg.StateDir == "" {
+		c.cfg.StateDir = filepath.Join(os.TempDir(), "clover-state")
+	}
 	c.boot = c.now().UnixNano()
 	for _, j := range cfg.Jobs {
 		if err := c.Declare(j.Spec()); err != nil {
@@ -349,6 +358,11 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		defer c.closeQueue()
 	}
+	if c.journal, err = openJournal(c.cfg.StateDir, c.cfg.ID); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	// Before registering: a re-sent dispatch of a journaled run must find it known.
+	c.recoverRuns()
 	m, err := c.member(inbox.Endpoint())
 	if err != nil {
 		return fmt.Errorf("client: declarations: %w", err)
@@ -544,7 +558,7 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 		c.logger.Debug("ignored dispatch of an earlier run", "execution", d.ExecID, "run", run, "newest_run", newest)
 		return
 	}
-	h := c.resolve(d)
+	h, shell := c.resolve(d)
 	var code, reason string
 	switch {
 	case h == nil:
@@ -571,7 +585,7 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 		return
 	}
 	c.stats.Accepted.Add(1)
-	go c.execute(ctx, d, run, h, ar)
+	go c.execute(ctx, d, run, h, shell, ar)
 }
 
 // startRunLocked takes a slot and the width for a run and lists it as active; c.mu is held. The context
@@ -613,18 +627,18 @@ func (c *Client) onStop(s *wire.Stop) {
 }
 
 // resolve finds the handler for a dispatch: a Go handler named like the job's handler, then the shell
-// handler if offered, then a Go handler named like the job.
-func (c *Client) resolve(d *wire.Dispatch) HandlerFunc {
+// handler if offered (shell), then a Go handler named like the job.
+func (c *Client) resolve(d *wire.Dispatch) (h HandlerFunc, shell bool) {
 	if h, ok := c.handlers[d.Handler]; ok {
-		return h
+		return h, false
 	}
 	if d.Handler == job.HandlerShell && slices.Contains(c.cfg.Handlers, job.HandlerShell) {
-		return runShell
+		return runShell, true
 	}
 	if h, ok := c.handlers[d.Job]; ok {
-		return h
+		return h, false
 	}
-	return nil
+	return nil, false
 }
 
 // ack answers a dispatch of run. A refusal, or the answer to a dispatch seen before (now), goes out at
@@ -655,12 +669,29 @@ func (c *Client) ack(d *wire.Dispatch, run int, accepted bool, code, reason stri
 	}
 }
 
-// execute runs the handler and reports its result.
-func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, ar *activeRun) {
+// execute journals a run of a dispatched execution, then runs it (see runHandler). A run the journal
+// cannot take runs all the same: refusing work because a disk is full would be worse than the orphan it
+// may leave if the client dies.
+func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, shell bool, ar *activeRun) {
+	started := c.now()
+	dir, err := c.journal.begin(d, run, shell, started)
+	if err != nil {
+		c.logger.Error("run not journaled: if this client dies before it ends, its execution stays orphaned", "execution", d.ExecID, "err", err)
+	} else {
+		c.mu.Lock()
+		c.journaled.put(d.ExecID, run, dir)
+		c.mu.Unlock()
+	}
+	c.runHandler(ctx, d, run, h, ar, dir, started)
+}
+
+// runHandler runs the handler and reports its result. started is when the run started (before a restart,
+// for a run the journal gave back); dir its journal directory.
+func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, ar *activeRun, dir string, started time.Time) {
 	defer ar.cancel(nil)
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(d.Timeout))
+		ctx, cancel = context.WithDeadline(ctx, started.Add(time.Duration(d.Timeout)))
 		defer cancel()
 	}
 	out := newTail(job.MaxOutput)
@@ -668,6 +699,7 @@ func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h Handl
 		ExecutionID: d.ExecID, Job: d.Job, Client: c.cfg.ID, Params: d.Params, ScheduledAt: d.ScheduledAt,
 		Attempt: d.Attempt, Run: run, Shard: d.Shard, Trigger: d.Trigger, Output: out,
 		Logger: slog.New(slog.NewTextHandler(out, nil)).With("execution", d.ExecID),
+		runDir: dir,
 	}
 	jc.progress = func(percent int, message string) {
 		percent = min(max(percent, 0), 100)
@@ -679,7 +711,6 @@ func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h Handl
 		ar.progress = &wire.Progress{ExecID: d.ExecID, Run: run, Percent: percent, Message: message, At: c.now()}
 		c.mu.Unlock()
 	}
-	started := c.now()
 	err := safeCall(ctx, h, jc)
 	var stopped *stopError
 	errors.As(context.Cause(ctx), &stopped) // a stop asked before the handler returned
@@ -733,6 +764,10 @@ func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h Handl
 	if encErr != nil {
 		c.logger.Error("cannot encode result", "execution", d.ExecID, "err", encErr)
 		return
+	}
+	if dir != "" {
+		// Not synced: lost only with the machine, and then the run's exit status tells the same.
+		_ = os.WriteFile(filepath.Join(dir, "result"), frame, 0o600)
 	}
 	_, _ = c.outbox.SendAny(frame)
 }
@@ -794,6 +829,17 @@ func (c *Client) resendLoop(ctx context.Context) {
 				for run, d := range runs {
 					if !c.acks.has(id, run) && !c.pending.has(id, run) && !c.active.has(id, run) && now.Sub(d.acceptBy) > decisionMemory {
 						c.seen.del(id, run)
+					}
+				}
+			}
+			// A run whose result a server confirmed (or the fallback queue took) is out of the journal.
+			for id, runs := range c.journaled {
+				for run, dir := range runs {
+					if !c.pending.has(id, run) && !c.active.has(id, run) {
+						c.journaled.del(id, run)
+						if err := c.journal.end(dir); err != nil {
+							c.logger.Warn("cannot remove a run from the journal; a restart reports it again", "execution", id, "err", err)
+						}
 					}
 				}
 			}
@@ -936,7 +982,7 @@ func (c *Client) fireLocal(spec job.Spec, at time.Time) {
 		c.mu.Unlock()
 		return // fired already (the clock went back)
 	}
-	h := c.resolve(d)
+	h, _ := c.resolve(d)
 	if h == nil {
 		c.mu.Unlock()
 		c.dropLog.Warn(c.logger, "local job not fired: no handler on this client", "job", spec.Name, "handler", spec.Handler)
@@ -974,7 +1020,9 @@ func (c *Client) fireLocal(spec job.Spec, at time.Time) {
 			c.logger.Debug("ack of a local run not sent yet", "execution", id, "err", err)
 		}
 	}
-	go c.execute(ctx, d, 1, h, ar)
+	// Not journaled: a local run's execution reaches the servers with its ack, which the journal does not
+	// keep; a local run cut short by the client's death is lost with it, as its next firing comes anyway.
+	go c.runHandler(ctx, d, 1, h, ar, "", now)
 }
 
 // PendingResults is the number of results not yet confirmed by a server.

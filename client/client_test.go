@@ -31,6 +31,7 @@ func newTestClientWith(t *testing.T, clock func() time.Time, mutate func(*Config
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.ID = "c1"
+	cfg.StateDir = t.TempDir()
 	mutate(&cfg)
 	c, err := New(cfg, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {

@@ -32,6 +32,10 @@ type Config struct {
 	LeaseRenew time.Duration `mapstructure:"lease_renew"`
 	// MetricsListen, when set (host:port), serves /metrics and /healthz over HTTP.
 	MetricsListen string `mapstructure:"metrics_listen"`
+	// StateDir holds the journal of the runs under way (<state_dir>/<id>/runs), which lets this client,
+	// restarted with the same id, report the runs that ended while it was down and watch again those still
+	// going. Keep it on a disk that survives a restart; default: <temporary directory>/clover-state.
+	StateDir string `mapstructure:"state_dir"`
 	// Fallback is where reports go when no server takes them; off unless fallback.mongo_uri is set.
 	Fallback FallbackConfig `mapstructure:"fallback"`
 	LogLevel string         `mapstructure:"log_level"`

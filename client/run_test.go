@@ -47,7 +47,7 @@ func TestRunServesFakeServers(t *testing.T) {
 	}
 
 	cfg := DefaultConfig()
-	cfg.ID, cfg.LeaseRenew = "c1", 50*time.Millisecond
+	cfg.ID, cfg.LeaseRenew, cfg.StateDir = "c1", 50*time.Millisecond, t.TempDir()
 	cfg.ZooKeeper.Servers, cfg.ZooKeeper.SessionTimeout = []string{z.Addr}, 2*time.Second
 	cfg.Jobs = []JobConfig{{Name: "tick", Schedule: "@every 1s", Handler: "quick", Mode: string(job.ModeLocal)}}
 	c, err := New(cfg, WithLogger(logger))

@@ -3,12 +3,16 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clover-sched/clover/internal/job"
 )
 
 // runShell runs params.command with /bin/sh -c in its own process group, so that a timeout kills
@@ -17,6 +21,16 @@ import (
 // CLOVER_ATTEMPT, CLOVER_RUN and CLOVER_PARAM_<NAME> variables, and for a shard of a sharded firing as
 // CLOVER_SHARD_INDEX (0-based), CLOVER_SHARD_TOTAL and CLOVER_SHARD_ITEM (empty when the shards are not
 // named).
+// shellWrapper runs a journaled command ($2) for the run directory $1: it leaves its own process id
+// before the command starts and the command's exit status once it ends, whether or not the client that
+// started it is still alive, and exits with that status. The directory is in its command line, which
+// tells a restarted client that a process with that id is still this run's (see runsIn).
+const shellWrapper = `echo $$ > "$1/pid.tmp" && mv "$1/pid.tmp" "$1/pid"
+/bin/sh -c "$2"
+s=$?
+echo $s > "$1/status.tmp" && mv "$1/status.tmp" "$1/status"
+exit $s`
+
 func runShell(ctx context.Context, jc JobContext) error {
 	command := jc.Params["command"]
 	if command == "" {
@@ -24,6 +38,20 @@ func runShell(ctx context.Context, jc JobContext) error {
 	}
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Stdout, cmd.Stderr = jc.Output, jc.Output
+	if jc.runDir != "" {
+		// Journaled: the command must outlive the client and leave its exit status (see shellWrapper). Its
+		// output goes to a file, not a pipe, which would break (SIGPIPE) when the client dies.
+		out, err := os.OpenFile(filepath.Join(jc.runDir, "out"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("shell: output file: %w", err)
+		}
+		defer func() {
+			out.Close()
+			outputTail(jc.runDir, job.MaxOutput, jc.Output)
+		}()
+		cmd = exec.Command("/bin/sh", "-c", shellWrapper, "clover-run", jc.runDir, command)
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(),
 		"CLOVER_JOB="+jc.Job,
@@ -57,5 +85,33 @@ func runShell(ctx context.Context, jc JobContext) error {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 		return ctx.Err()
+	}
+}
+
+// watchAdopted is the handler of a journaled shell run that a restarted client found still going: it
+// waits for the wrapper's process (not a child of this process, so it is polled) and returns the exit
+// status the wrapper left. A stop or a timeout kills the process group, as for a run started here.
+func watchAdopted(pid int, dir string) HandlerFunc {
+	return func(ctx context.Context, jc JobContext) error {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for runsIn(pid, dir) {
+			select {
+			case <-ctx.Done():
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				outputTail(dir, job.MaxOutput, jc.Output)
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		outputTail(dir, job.MaxOutput, jc.Output)
+		code, _, ok := readStatus(dir)
+		switch {
+		case !ok:
+			return errors.New("shell: the command's process ended without leaving its exit status (killed?)")
+		case code != 0:
+			return exitStatus(code)
+		}
+		return nil
 	}
 }

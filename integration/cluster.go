@@ -182,7 +182,8 @@ func (c *Cluster) AddClient(id string) *Member {
 	}
 	m.args = []string{c.Bin, "client", "--id", id, "--listen", m.Listen,
 		"--handlers", strings.Join(c.opts.ClientHandlers, ","), "--capacity", fmt.Sprint(c.opts.ClientCapacity)}
-	m.env = append(c.commonEnv(), c.opts.ClientEnv...)
+	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
+	m.env = append(m.env, c.opts.ClientEnv...)
 	c.Clients = append(c.Clients, m)
 	c.Start(m)
 	return m
@@ -420,7 +421,8 @@ func (c *Cluster) AddClientWithConfig(id, yaml string) *Member {
 	}
 	m.args = []string{c.Bin, "client", "--config", path, "--id", id, "--listen", m.Listen,
 		"--handlers", strings.Join(c.opts.ClientHandlers, ",")}
-	m.env = append(c.commonEnv(), c.opts.ClientEnv...)
+	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
+	m.env = append(m.env, c.opts.ClientEnv...)
 	c.Clients = append(c.Clients, m)
 	c.Start(m)
 	return m

@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +51,52 @@ func TestEverySecondUnderDefaultPoliciesSurvivesLeaderKills(t *testing.T) {
 		if !e.ScheduledAt.Before(start) && !e.ScheduledAt.After(end) {
 			t.Errorf("%s recorded skipped: %+v", e.ID, e.Result)
 		}
+	}
+}
+
+// A client is SIGKILLed while it runs two shell commands of jobs that must not run twice; the commands go
+// on. The leader orphans both. The client restarts with the same id: the command that ended while it was
+// down is reported with its real exit status and output, the one still running is watched again and
+// reported when it ends; neither runs twice, and no person is needed.
+func TestAClientKilledMidRunReportsTheRealResultsWhenItReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 1, Clients: 1})
+	keepLogsOnFailure(t, c)
+	gate := filepath.Join(c.Dir, "gate")
+	starts := filepath.Join(c.Dir, "starts")
+	// short ends on its own soon after the kill; long waits for the gate, opened after the restart.
+	c.CreateJob(job.Spec{Name: "short", Schedule: never, Handler: job.HandlerShell,
+		Params: map[string]string{"command": `echo "$CLOVER_EXECUTION" >> ` + starts + `; sleep 1; echo "short output"; exit 7`}})
+	c.CreateJob(job.Spec{Name: "long", Schedule: never, Handler: job.HandlerShell,
+		Params: map[string]string{"command": `echo "$CLOVER_EXECUTION" >> ` + starts + `; while [ ! -e ` + gate + ` ]; do sleep 0.1; done; echo "long output"`}})
+	short, long := c.trigger(t, "short"), c.trigger(t, "long")
+	c.waitState(t, short, job.StateRunning, 20*time.Second)
+	c.waitState(t, long, job.StateRunning, 20*time.Second)
+
+	worker := c.Clients[0]
+	worker.Kill()
+	c.waitState(t, short, job.StateOrphaned, 40*time.Second)
+	c.waitState(t, long, job.StateOrphaned, 40*time.Second)
+
+	c.Start(worker) // same id, same state directory
+	e := c.waitState(t, short, job.StateFailed, 40*time.Second)
+	if e.Result == nil || e.Result.ExitCode != 7 || !strings.Contains(e.Result.Output, "short output") {
+		t.Fatalf("short ended with %+v; want its exit code 7 and its output", e.Result)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e = c.waitState(t, long, job.StateSucceeded, 40*time.Second)
+	if e.Result == nil || e.Result.ExitCode != 0 || !strings.Contains(e.Result.Output, "long output") {
+		t.Fatalf("long ended with %+v; want exit code 0 and its output", e.Result)
+	}
+	b, err := os.ReadFile(starts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Fields(string(b)); len(lines) != 2 {
+		t.Fatalf("the commands started %d times, want once each: %v", len(lines), lines)
 	}
 }

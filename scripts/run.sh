@@ -62,6 +62,8 @@ export CLOVER_MONGO_URI="mongodb://127.0.0.1:$mongo_port/"
 # Clients keep what no server takes in the fallback queue (MongoDB), or in a local spool while MongoDB is
 # down too. Servers do not read these keys.
 export CLOVER_FALLBACK_MONGO_URI="$CLOVER_MONGO_URI" CLOVER_FALLBACK_SPOOL_DIR="$run/spool"
+# Clients journal the runs they start there: one killed and restarted reports what ended meanwhile.
+export CLOVER_STATE_DIR="$run/state"
 "$clover" server --config examples/server.yaml --id server-1 --api-listen "127.0.0.1:$api1" --listen "tcp://127.0.0.1:$zmq1" >"$run/logs/server-1.log" 2>&1 &
 pids+=($!)
 "$clover" server --config examples/server.yaml --id server-2 --api-listen "127.0.0.1:$api2" --listen "tcp://127.0.0.1:$zmq2" >"$run/logs/server-2.log" 2>&1 &

@@ -1,0 +1,249 @@
+package client
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// journal keeps, on disk, what a restarted client needs to finish the story of each run it started: the
+// dispatch, and for a shell command the process id, the output and the exit status, which the command's
+// wrapper writes even when the client is gone (see runShell). A client killed mid-run used to leave its
+// executions orphaned forever; with the journal the same client, restarted, reports the runs that ended
+// while it was down and watches again those still going.
+//
+// Layout: <state_dir>/<client id>/runs/<execution>.<run>/ holding run.json (written and synced before
+// the run starts), and for shell commands pid, out and status. A run's directory goes once a server has
+// confirmed its result.
+type journal struct {
+	dir string // .../runs
+}
+
+// journalRecord is run.json.
+type journalRecord struct {
+	Dispatch  wire.Dispatch `json:"dispatch"`
+	Run       int           `json:"run"`
+	StartedAt time.Time     `json:"started_at"`
+	Shell     bool          `json:"shell,omitempty"` // run by runShell: its wrapper leaves pid and status
+}
+
+const journalRecordFile = "run.json"
+
+func openJournal(stateDir, clientID string) (*journal, error) {
+	dir := filepath.Join(stateDir, clientID, "runs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
+	}
+	return &journal{dir: dir}, nil
+}
+
+// runDirName is a run's directory name: readable when it can be, and never a path.
+func runDirName(execID string, run int) string {
+	name := url.PathEscape(execID)
+	if len(name) > 180 || name == "." || name == ".." {
+		sum := sha256.Sum256([]byte(execID))
+		name = hex.EncodeToString(sum[:16])
+	}
+	return name + ".run" + strconv.Itoa(run)
+}
+
+// begin records a run about to start and returns its directory. The record is on disk (synced) before it
+// returns: a run that starts is always found by a restarted client.
+func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time) (string, error) {
+	if j == nil {
+		return "", nil // not running (tests that drive a client without Run)
+	}
+	dir := filepath.Join(j.dir, runDirName(d.ExecID, run))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
+	}
+	b, err := json.Marshal(journalRecord{Dispatch: *d, Run: run, StartedAt: started, Shell: shell})
+	if err != nil {
+		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
+	}
+	if err := writeSynced(filepath.Join(dir, journalRecordFile), b); err != nil {
+		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
+	}
+	if err := syncDir(j.dir); err != nil {
+		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
+	}
+	return dir, nil
+}
+
+// end forgets a run whose result a server confirmed.
+func (j *journal) end(dir string) error {
+	if j == nil || dir == "" || filepath.Dir(dir) != j.dir {
+		return nil
+	}
+	return os.RemoveAll(dir)
+}
+
+// writeSynced writes b to path through a synced temporary file and a rename, so that path holds either
+// nothing or all of b.
+func writeSynced(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// journaledRun is a run found in the journal by a restarted client.
+type journaledRun struct {
+	dir string
+	rec journalRecord
+	// For a shell run: the exit status its wrapper wrote (ok), or the wrapper's process, still running
+	// (pid > 0).
+	status   int
+	statusOK bool
+	endedAt  time.Time
+	pid      int
+	result   []byte // the result frame, when the run ended before the restart and its report was made
+}
+
+// runs reads the journal. A directory that cannot be read is reported in bad and left where it is, for
+// a person to look at; it never stops the client.
+func (j *journal) runs() (runs []journaledRun, bad []error) {
+	entries, err := os.ReadDir(j.dir)
+	if err != nil {
+		return nil, []error{fmt.Errorf("journal %s: %w", j.dir, err)}
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(j.dir, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, journalRecordFile))
+		if errors.Is(err, os.ErrNotExist) {
+			// The client died between the directory and the record: the run never started.
+			_ = os.RemoveAll(dir)
+			continue
+		}
+		var rec journalRecord
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err == nil && (rec.Dispatch.ExecID == "" || rec.Run < 1) {
+			err = errors.New("no execution id or run")
+		}
+		if err != nil {
+			bad = append(bad, fmt.Errorf("journal %s: %s: %w", dir, journalRecordFile, err))
+			continue
+		}
+		r := journaledRun{dir: dir, rec: rec}
+		if b, err := os.ReadFile(filepath.Join(dir, "result")); err == nil && len(b) > 0 {
+			r.result = b
+		} else if rec.Shell {
+			r.status, r.endedAt, r.statusOK = readStatus(dir)
+			if !r.statusOK {
+				r.pid = wrapperPID(dir)
+			}
+		}
+		runs = append(runs, r)
+	}
+	return runs, bad
+}
+
+// readStatus reads the exit status a shell run's wrapper wrote, and when it wrote it.
+func readStatus(dir string) (int, time.Time, bool) {
+	path := filepath.Join(dir, "status")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	var at time.Time
+	if fi, err := os.Stat(path); err == nil {
+		at = fi.ModTime()
+	}
+	return code, at, true
+}
+
+// wrapperPID is the process id of a shell run's wrapper if that process is still running; 0 otherwise. A
+// process id is reused by the system, so the process must also name the run's directory in its command
+// line, as the wrapper does.
+func wrapperPID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !runsIn(pid, dir) {
+		return 0
+	}
+	return pid
+}
+
+// runsIn reports whether process pid is alive and was started for the run directory dir.
+func runsIn(pid int, dir string) bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
+		// A zombie (state Z) has ended: only its parent has yet to reap it.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	for _, arg := range bytes.Split(cmdline, []byte{0}) {
+		if string(arg) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// outputTail copies the last max bytes of a shell run's output file to w.
+func outputTail(dir string, max int64, w io.Writer) {
+	f, err := os.Open(filepath.Join(dir, "out"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > max {
+		_, _ = f.Seek(fi.Size()-max, io.SeekStart)
+	}
+	_, _ = io.Copy(w, f)
+}
+
+// exitStatus is the error of a command that exited with a status other than 0, as its wrapper recorded.
+type exitStatus int
+
+func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
+func (e exitStatus) ExitCode() int { return int(e) }

@@ -1,0 +1,141 @@
+package client
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// journaledClient is a test client with its journal open in dir, as Run opens it.
+func journaledClient(t *testing.T, dir string) *Client {
+	t.Helper()
+	c, _, _ := newTestClientWith(t, time.Now, func(cfg *Config) {
+		cfg.StateDir = dir
+		cfg.Handlers = []string{job.HandlerShell}
+	})
+	j, err := openJournal(dir, c.cfg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.journal = j
+	return c
+}
+
+// reported is the result c holds for run 1 of id, waiting for a receipt; nil if none.
+func reported(t *testing.T, c *Client, id string) *wire.Result {
+	t.Helper()
+	c.mu.Lock()
+	p, ok := c.pending.get(id, 1)
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	m, err := wire.Decode(p.frame)
+	if err != nil {
+		t.Fatalf("reported frame: %v", err)
+	}
+	return m.(*wire.Result)
+}
+
+func shellDispatch(id, command string) *wire.Dispatch {
+	return &wire.Dispatch{
+		Header: wire.Header{From: "s1", Epoch: 3}, ExecID: id, Job: "j", Handler: job.HandlerShell, Attempt: 1, Run: 1,
+		Params: map[string]string{"command": command}, AcceptBy: time.Now().Add(time.Minute),
+	}
+}
+
+// A client dies while a shell command runs; the command goes on. Restarted (same id, same state dir), the
+// client watches the command again while it runs, and reports its real exit status and output when it
+// ends; restarted once more after the end, it reports them from what the command's wrapper left.
+func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T) {
+	state := t.TempDir()
+	gate := filepath.Join(t.TempDir(), "gate")
+	first := journaledClient(t, state)
+	// The command waits for the gate, so that it is surely still running when the next client starts.
+	d := shellDispatch("sh@1", `while [ ! -e `+gate+` ]; do sleep 0.05; done; echo "the real output"; exit 3`)
+	first.onDispatch(d) // the first incarnation starts it, and is then "killed": it is never looked at again
+	testenv.WaitFor(t, 10*time.Second, "the command's wrapper to start", func() bool {
+		return wrapperPID(filepath.Join(first.journal.dir, runDirName(d.ExecID, 1))) > 0
+	})
+
+	second := journaledClient(t, state)
+	second.recoverRuns()
+	second.mu.Lock()
+	_, watched := second.active.get(d.ExecID, 1)
+	seen, _ := second.seen.get(d.ExecID, 1)
+	second.mu.Unlock()
+	if !watched || !seen.accepted {
+		t.Fatalf("the restarted client does not hold the run still going (active %v, accepted %v)", watched, seen.accepted)
+	}
+	// A re-sent dispatch of it is answered, never run again.
+	second.onDispatch(d)
+	if second.stats.Accepted.Load() != 0 || second.stats.Duplicates.Load() != 1 {
+		t.Fatalf("re-sent dispatch: accepted %d, duplicates %d; want it known", second.stats.Accepted.Load(), second.stats.Duplicates.Load())
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var r *wire.Result
+	testenv.WaitFor(t, 10*time.Second, "the watched run's result", func() bool { r = reported(t, second, d.ExecID); return r != nil })
+	if r.Result.Status != job.StateFailed || r.Result.ExitCode != 3 || !strings.Contains(r.Result.Output, "the real output") {
+		t.Fatalf("reported %+v, want failed with exit code 3 and the command's output", r.Result)
+	}
+
+	third := journaledClient(t, state)
+	third.recoverRuns()
+	r = reported(t, third, d.ExecID)
+	if r == nil || r.Result.ExitCode != 3 || r.Run != 1 || r.From != third.cfg.ID {
+		t.Fatalf("after the run ended, a restart reports %+v; want the same result again", r)
+	}
+}
+
+// A command that ends while its client is down is reported from the status its wrapper left; a Go
+// handler's run dies with its client and is reported failed; a journal entry that cannot be read is left
+// alone and does not stop the client.
+func TestARestartedClientReportsRunsThatEndedWhileItWasDown(t *testing.T) {
+	state := t.TempDir()
+	first := journaledClient(t, state)
+	ok := shellDispatch("sh@ok", `echo fine`)
+	dir, err := first.journal.begin(ok, 1, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The wrapper runs as runShell starts it; nobody waits for it.
+	if err := runShell(context.Background(), JobContext{ExecutionID: ok.ExecID, Params: ok.Params, Output: newTail(job.MaxOutput), runDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "result")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	goRun := dispatch("go@1", "work", 3, time.Now().Add(time.Minute))
+	goRun.Run = 1
+	if _, err := first.journal.begin(goRun, 1, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(first.journal.dir, "garbage.run1")
+	if err := os.MkdirAll(garbage, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(garbage, journalRecordFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	second := journaledClient(t, state)
+	second.recoverRuns()
+	if r := reported(t, second, ok.ExecID); r == nil || r.Result.Status != job.StateSucceeded || r.Result.ExitCode != 0 || !strings.Contains(r.Result.Output, "fine") {
+		t.Fatalf("the shell run that ended reports %+v; want succeeded with its output", r)
+	}
+	if r := reported(t, second, goRun.ExecID); r == nil || r.Result.Status != job.StateFailed || !strings.Contains(r.Result.Error, "client stopped") {
+		t.Fatalf("the Go handler's run reports %+v; want failed because its client stopped", r)
+	}
+	if _, err := os.Stat(filepath.Join(garbage, journalRecordFile)); err != nil {
+		t.Fatalf("the unreadable entry was not left alone: %v", err)
+	}
+}
