@@ -278,7 +278,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				want = append(want, f)
 			}
 		case f.queued:
-			if !l.queuedPastThreshold(f, now) {
+			if !l.skipStaleQueued(f, now) {
 				want = append(want, f)
 			}
 		case f.acked:
@@ -464,14 +464,23 @@ func (l *leader) startRetry(f *flight, now time.Time) {
 	l.dispatch(f, now)
 }
 
-// queuedPastThreshold applies the misfire policy to a firing of this term that waited in its job's queue
-// under forbid (it caught up, or came due while the job caught up) until its time fell past the misfire
-// threshold, so that a job slower than its schedule cannot build an endless queue: under skip it is
-// skipped; under fire-once it is skipped once a later firing of the job is recorded, which stands for it;
-// under fire-all it waits on (the queue is bounded by maxQueued). It reports whether f was skipped. An
-// execution an earlier term made may have been sent before, so only this term's, never sent, are skipped.
-func (l *leader) queuedPastThreshold(f *flight, now time.Time) bool {
-	if f.sentOnce || f.acked || !f.exec.ScheduledAt.Before(now.Add(-l.cfg.MisfireThreshold)) {
+// skipStaleQueued skips an execution waiting in its job's queue under forbid (it caught up, or came due
+// while the job caught up) that should no longer wait, and reports whether it did:
+//   - an earlier execution of the job is orphaned (see errOrphanAhead);
+//   - its time fell past the misfire threshold, so that a job slower than its schedule cannot build an
+//     endless queue: the misfire policy decides (skip: skipped; fire-once: skipped once a later firing of
+//     the job is recorded, which stands for it; fire-all: it waits on, the queue being bounded by
+//     maxQueued).
+//
+// An execution an earlier term made may have been sent before: it is skipped only once the store says it
+// was not (verify), and one this term sent never is.
+func (l *leader) skipStaleQueued(f *flight, now time.Time) bool {
+	spec := l.spec(f.exec)
+	if f.sentOnce || f.acked || spec.Overlap != "" && spec.Overlap != job.OverlapForbid {
+		return false
+	}
+	orphanAhead := l.hasOrphan(f.exec.Job)
+	if !orphanAhead && !f.exec.ScheduledAt.Before(now.Add(-l.cfg.MisfireThreshold)) {
 		return false
 	}
 	if f.exec.Epoch != l.epoch || f.attempt > 0 {
@@ -486,11 +495,11 @@ func (l *leader) queuedPastThreshold(f *flight, now time.Time) bool {
 			return false
 		}
 	}
-	spec := l.spec(f.exec)
+	if orphanAhead {
+		return l.skipQueued(f, errOrphanAhead)
+	}
 	policy := spec.Misfire.Policy
 	switch {
-	case spec.Overlap != "" && spec.Overlap != job.OverlapForbid:
-		return false
 	case policy == job.MisfireFireAll:
 		return false
 	case policy == job.MisfireSkip:
@@ -505,7 +514,9 @@ func (l *leader) queuedPastThreshold(f *flight, now time.Time) bool {
 
 // skipQueued records that a queued execution never runs, and stops following it.
 func (l *leader) skipQueued(f *flight, reason string) bool {
-	l.metrics.misfires.WithLabelValues("queued").Inc()
+	if skipLabel(reason) == "misfire" {
+		l.metrics.misfires.WithLabelValues("queued").Inc()
+	}
 	l.metrics.skipped.WithLabelValues(skipLabel(reason)).Inc()
 	l.persist(job.Event{
 		ID: job.EventID(f.exec.ID, job.EventFinished, 1), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventFinished, Run: 1,

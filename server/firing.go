@@ -302,6 +302,8 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 				switch {
 				case !fr.catchUp && !l.catchingUp(name) && !batchCatchUp[name]:
 					skip = "overlap: an earlier execution is still open (forbid)"
+				case l.hasOrphan(name):
+					skip = errOrphanAhead
 				case l.openFirings(name)+batchFirings[name] >= maxQueued:
 					skip = fmt.Sprintf("overlap: %d executions of the job already open or waiting to catch up (forbid)", maxQueued)
 				default:
@@ -343,6 +345,20 @@ func (l *leader) openFirings(jobName string) int {
 		}
 	}
 	return len(seen)
+}
+
+// errOrphanAhead is why a firing of a job under forbid does not wait behind an orphaned execution: an
+// orphan ends only when its client returns or a person decides, so waiting would make every firing late.
+const errOrphanAhead = "overlap: an earlier execution is orphaned (forbid)"
+
+// hasOrphan reports whether the job has an orphaned execution.
+func (l *leader) hasOrphan(jobName string) bool {
+	for _, f := range l.openByJob[jobName] {
+		if f.orphaned {
+			return true
+		}
+	}
+	return false
 }
 
 // catchingUp reports whether the job has an open execution made by a catch-up firing: while it has, its

@@ -1094,3 +1094,31 @@ func TestInheritedPendingUnderForbidQueuesWithTheCatchUp(t *testing.T) {
 		t.Fatalf("the new leader dispatched %d, want the inherited one, the 3 owed and those since", len(h2.sent))
 	}
 }
+
+// Under forbid, times owed do not wait behind an orphaned execution, which ends only when its client
+// returns or a person decides: they are skipped, and say why.
+func TestCatchUpDoesNotWaitBehindAnOrphan(t *testing.T) {
+	fs := newFakeStore(spec("o", "@every 1s", func(s *job.Spec) { s.ActiveSince = t0.Add(-time.Hour) }))
+	fs.lastFired["o"] = t0
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	d := h.lastTo("a")
+	h.ack("a", d)
+	h.clients = nil // its client vanishes: the run is orphaned
+	h.dirty = true
+	for range 2 * h.l.cfg.LeaseTimeout / time.Second {
+		h.advance(time.Second)
+	}
+	if got := h.state(d.ExecID); got != job.StateOrphaned {
+		t.Fatalf("state %s, want orphaned", got)
+	}
+	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}}}
+	h.dirty = true
+	h.advance(3 * time.Second) // a stalled loop: the 3 times owed are catch-up firings
+	for _, e := range fs.folded() {
+		if e.ScheduledAt.After(h.now.Add(-3*time.Second)) && (e.State != job.StateSkipped || e.Result == nil || e.Result.Error != errOrphanAhead) {
+			t.Fatalf("%s is %s (%+v), want skipped behind the orphan", e.ID, e.State, e.Result)
+		}
+	}
+}
