@@ -325,62 +325,6 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 	return out, stops
 }
 
-// openCount is how many executions of the job are open for the overlap policies.
-func (l *leader) openCount(jobName string) int {
-	n := 0
-	for _, f := range l.openByJob[jobName] {
-		if f.active() {
-			n++
-		}
-	}
-	return n
-}
-
-// openFirings is how many firings of the job are open (the shards of one firing count once).
-func (l *leader) openFirings(jobName string) int {
-	seen := map[string]bool{}
-	for _, f := range l.openByJob[jobName] {
-		if f.active() {
-			seen[firingID(f.exec)] = true
-		}
-	}
-	return len(seen)
-}
-
-// errOrphanAhead is why a firing of a job under forbid does not wait behind an orphaned execution: an
-// orphan ends only when its client returns or a person decides, so waiting would make every firing late.
-const errOrphanAhead = "overlap: an earlier execution is orphaned (forbid)"
-
-// hasOrphan reports whether the job has an orphaned execution.
-func (l *leader) hasOrphan(jobName string) bool {
-	for _, f := range l.openByJob[jobName] {
-		if f.orphaned {
-			return true
-		}
-	}
-	return false
-}
-
-// catchingUp reports whether the job has an open execution made by a catch-up firing: while it has, its
-// new firings queue behind (forbid) rather than being skipped.
-func (l *leader) catchingUp(jobName string) bool {
-	for _, f := range l.openByJob[jobName] {
-		if f.catchUp && f.active() {
-			return true
-		}
-	}
-	return false
-}
-
-// active reports whether f is open for the overlap policies: not ended, or ended with a retry to come. A
-// run whose result was reported has ended, even while the leader waits for the result to be recorded.
-func (f *flight) active() bool {
-	return f.result == nil || !f.retryAt.IsZero()
-}
-
-// maxQueued bounds the executions of one job open or queued at once under the queue overlap policy.
-const maxQueued = 100
-
 // fire records the executions of the firings in one bulk insert, dispatches the new ones that run, records
 // the end of those skipped, and stops what a replacing firing replaces.
 //

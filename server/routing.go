@@ -40,29 +40,6 @@ func (l *leader) rebuildUsage() {
 	}
 }
 
-// holds reports whether f takes a slot on f.client: sent there within the last second and unanswered, or
-// running there as far as the leader can tell: acknowledged or listed in a heartbeat within holdFor.
-// The count errs towards free: a leader that is behind on its notes (a loaded store) must not starve
-// clients that have room, and a client that is really full refuses (busy) and the execution goes to
-// another. A run whose result note was lost stops being listed, so its slot frees within holdFor.
-func (f *flight) holds(now time.Time) bool {
-	switch {
-	case f.client == "" || f.result != nil || f.orphaned || !f.retryAt.IsZero():
-		return false
-	case !f.acked:
-		return f.sentOnce && now.Sub(f.sentAt) < unansweredHold
-	}
-	return now.Sub(f.ackedAt) < holdFor || now.Sub(f.listedAt) < holdFor
-}
-
-// unansweredHold is how long a dispatch holds a slot before any answer: a short run answers with its
-// result within it, a long one with its ack (sent 200 ms after it starts).
-const unansweredHold = time.Second
-
-// holdFor is how long an acknowledged run holds its slot without a heartbeat that lists it: two heartbeat
-// periods and some.
-const holdFor = 5 * time.Second
-
 func (l *leader) occupy(client string, width int) {
 	u := l.usage[client]
 	u.slots++

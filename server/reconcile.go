@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+// reconcile asks the store, off the loop, about executions the loop is unsure of: those waiting for a
+// check (see flight.check), at once, and now and then those in flight for a long time, since a result
+// note can be lost (a relay to a server that just stopped leading, a full queue) and a client stops
+// re-sending once any server has recorded its result.
+func (l *leader) reconcile(ctx context.Context, now time.Time) {
+	if l.reconciling {
+		return
+	}
+	periodic := now.Sub(l.lastReconcile) >= reconcileEvery
+	var ids, checked []string
+	for id, f := range l.flights {
+		switch {
+		case f.check:
+			ids, checked = append(ids, id), append(checked, id)
+		case periodic && f.result == nil && f.retryAt.IsZero() &&
+			((f.acked && now.Sub(f.ackedAt) > reconcileEvery) || (!f.acked && f.sentOnce && now.Sub(f.sentAt) > reconcileEvery) || f.orphaned):
+			ids = append(ids, id)
+		}
+	}
+	if periodic {
+		l.lastReconcile = now
+	}
+	if len(ids) == 0 {
+		return
+	}
+	l.reconciling = true
+	l.metrics.storeCheckReads.Inc()
+	if n := len(ids) - len(checked); n > 0 {
+		l.metrics.storeChecks.WithLabelValues("periodic").Add(float64(n))
+	}
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+		defer cancel()
+		note := reconciledNote{checked: checked}
+		execs, err := l.store.OpenByID(sctx, ids)
+		if err != nil {
+			note.checked = nil // unsure still: check again on a later tick
+		} else {
+			for _, id := range ids {
+				if !slices.ContainsFunc(execs, func(e job.Execution) bool { return e.ID == id }) {
+					note.closed = append(note.closed, id)
+				}
+			}
+		}
+		note.execs = execs
+		if len(note.checked) > 0 && l.fallback != nil {
+			note.checked = l.notInFallback(sctx, note.checked)
+		}
+		l.tell(ctx, note)
+	}()
+}
+
+// notInFallback drops from checked the executions whose report waits in the fallback queue: the store
+// does not know yet how their run went, but the replay will tell it, so deciding now (rerun, orphan) would
+// be wrong. They stay unchecked and are asked about again on a later tick.
+func (l *leader) notInFallback(ctx context.Context, checked []string) []string {
+	waiting, err := l.fallback.FallbackWaitingFor(ctx, checked)
+	if err != nil {
+		return nil // unsure: ask again later
+	}
+	if len(waiting) == 0 {
+		return checked
+	}
+	l.logger.Info("runs reported through the fallback queue; waiting for the replay before deciding", "executions", waiting)
+	return slices.DeleteFunc(checked, func(id string) bool { return slices.Contains(waiting, id) })
+}
+
+// applyReconciled brings the flights in line with what the store says of them.
+func (l *leader) applyReconciled(n reconciledNote) {
+	l.reconciling = false
+	now := l.now()
+	for _, id := range n.closed {
+		if f, ok := l.flights[id]; ok && f.result == nil {
+			l.logger.Info("execution ended and was closed by another term; no longer followed", "execution", id)
+			l.forget(id)
+		}
+	}
+	for _, e := range n.execs {
+		f, ok := l.flights[e.ID]
+		if !ok || f.result != nil {
+			continue
+		}
+		switch {
+		case e.State.Terminal():
+			l.forget(e.ID)
+		case e.State == job.StateRetrying:
+			if f.retryAt.IsZero() && e.Run > f.run {
+				// A failed run the loop never heard of: its retry is due after the backoff.
+				f.run, f.acked, f.client, f.check = e.Run-1, false, "", false
+				f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
+			}
+		case e.State == job.StateRunning && !f.orphaned && (!f.acked || e.Run > f.run):
+			// A recorded ack the loop never heard of (perhaps of a run an earlier term started).
+			f.acked, f.ackedAt, f.client, f.lostAt, f.run = true, now, e.Client, time.Time{}, max(e.Run, f.run)
+			f.queued = false // it runs: it waits for nothing
+			f.attempt = max(f.attempt, e.Attempt)
+			f.leaseUntil, f.retryAt, f.verify, f.heldUntil = now.Add(l.cfg.LeaseTimeout), time.Time{}, false, time.Time{}
+		}
+	}
+	for _, id := range n.checked {
+		f, ok := l.flights[id]
+		if !ok {
+			continue
+		}
+		f.check = false
+		l.logger.Debug("store check done", "execution", id, "acked", f.acked, "departed", f.departed)
+		if f.departed != "" && !f.acked && !f.orphaned && !l.rerunnable(f) {
+			// Sent to a client that went away without a word: it may have started the run and died before
+			// its ack was recorded. A job that must not run twice is not sent again blindly.
+			f.client = f.departed
+			l.orphan(f, "sent to client "+f.departed+", which went away without answering: it may have started it")
+		}
+		f.departed = ""
+	}
+}
+
+// askStore sets f.check: the next reconcile asks the store about f before the loop acts on it.
+func (l *leader) askStore(f *flight, reason string) {
+	if !f.check {
+		l.metrics.storeChecks.WithLabelValues(reason).Inc()
+	}
+	f.check = true
+}
