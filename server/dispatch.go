@@ -17,7 +17,7 @@ const refuseBackoff = time.Second
 // dispatch sends f, as a new attempt, to a client chosen by its job's routing. It returns false when no
 // client took it; the execution then waits and is tried again on every tick.
 func (l *leader) dispatch(f *flight, now time.Time) bool {
-	if f.check || f.queued || f.orphaned || f.stopping != "" || now.Before(f.heldUntil) || !l.confirmed() {
+	if f.phase != phaseWaiting || f.check || f.stopping != "" || now.Before(f.heldUntil) || !l.confirmed() {
 		return false
 	}
 	if f.verify {
@@ -77,6 +77,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		l.metrics.dispatches.Inc()
 		l.logger.Debug("dispatched", "execution", f.exec.ID, "client", c, "attempt", attempt, "run", max(f.run, 1), "accept_by", acceptBy)
 		f.attempt, f.client, f.frame, f.sentAt, f.acceptBy = attempt, c, frame, now, acceptBy
+		l.to(f, phaseDispatched)
 		f.sentInc = l.incarnation(c)
 		f.resend = l.cfg.AckTimeout
 		l.occupy(c, f.exec.Width)
@@ -99,7 +100,8 @@ func (l *leader) startRetry(f *flight, now time.Time) {
 	}
 	f.retryAt = time.Time{}
 	f.run++
-	f.acked, f.client, f.check, f.overdue, f.stopping, f.refused = false, "", false, false, "", nil
+	f.check, f.stopping, f.refused = false, "", nil
+	l.toWaiting(f)
 	l.metrics.retries.Inc()
 	l.logger.Info("retrying execution", "execution", f.exec.ID, "run", f.run)
 	l.dispatch(f, now)

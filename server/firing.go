@@ -183,7 +183,7 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 	f := &flight{exec: e, attempt: e.Attempt, run: max(e.Run, 1)}
 	switch e.State {
 	case job.StateRunning:
-		f.acked, f.ackedAt, f.client, f.leaseUntil = true, now, e.Client, now.Add(l.cfg.LeaseTimeout)
+		l.toRunning(f, e.Client, now)
 	case job.StateRetrying:
 		// An earlier term may have dispatched the retry already: wait until such a dispatch is past its
 		// accept-by, then ask the store (verify) before starting the run.
@@ -192,18 +192,18 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 		if held := now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout); f.retryAt.Before(held) {
 			f.retryAt = held
 		}
-		f.verify = true
+		f.phase, f.verify = phaseRetrying, true
 	case job.StateOrphaned:
-		f.orphaned, f.client = true, e.Client
+		f.phase, f.client = phaseOrphaned, e.Client // track counts it
 	default:
 		f.heldUntil, f.verify = now.Add(l.cfg.AcceptWindow+l.cfg.AckTimeout), true
 		// A firing queued behind another stays queued under the new leader. Under forbid it is late by
 		// now, as are those this term owes the job: they run one after another (see plan).
 		switch l.spec(e).Overlap {
 		case job.OverlapQueue:
-			f.queued = true
+			f.phase = phaseQueued
 		case "", job.OverlapForbid:
-			f.queued, f.catchUp = true, true
+			f.phase, f.catchUp = phaseQueued, true
 		}
 	}
 	l.track(f)
@@ -403,9 +403,12 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			l.recordSkip(e, p.skip)
 			continue
 		}
-		f := &flight{exec: e, run: 1, queued: p.queued, catchUp: p.catchUp}
+		f := &flight{exec: e, run: 1, catchUp: p.catchUp}
+		if p.queued {
+			f.phase = phaseQueued
+		}
 		l.track(f)
-		if !f.queued {
+		if f.phase == phaseWaiting {
 			l.dispatch(f, now)
 		}
 	}
@@ -460,9 +463,12 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 				l.recordSkip(e, p.skip)
 				continue
 			}
-			f := &flight{exec: e, run: 1, queued: ok && p.queued, catchUp: ok && p.catchUp}
+			f := &flight{exec: e, run: 1, catchUp: ok && p.catchUp}
+			if ok && p.queued {
+				f.phase = phaseQueued
+			}
 			l.track(f)
-			if !f.queued {
+			if f.phase == phaseWaiting {
 				l.dispatch(f, now)
 			}
 		default:

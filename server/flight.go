@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -24,7 +25,14 @@ import (
 //
 // Each new dispatch (to a client, after a refusal or a departure, for a retry) is a new attempt; each
 // retry after a failed run is a new run.
+//
+// Where a flight stands is its phase (the diagram is in docs/design.md, "The execution lifecycle"); every
+// change of phase goes through to. Besides its phase, a flight may be held (heldUntil: an earlier term's
+// dispatch may still be started), be waiting for the store (check: the loop does not act on it until the
+// store answers), or be stopping (a stop was asked and sent to its client). It ends, whatever the reason,
+// through forget.
 type flight struct {
+	phase     phase
 	exec      job.Execution
 	progress  *wire.Progress // the run's last progress, from its client's heartbeat
 	attempt   int            // the attempt last dispatched
@@ -33,8 +41,7 @@ type flight struct {
 	frame     []byte
 	sentAt    time.Time
 	acceptBy  time.Time
-	acked     bool
-	ackedAt   time.Time
+	ackedAt   time.Time // when it became running
 	heldUntil time.Time
 	lostAt    time.Time            // when its running client was first seen gone
 	refused   map[string]time.Time // client -> when it refused
@@ -49,11 +56,9 @@ type flight struct {
 	result   *wire.Result
 	resultAt time.Time
 
-	queued      bool      // waits for the job's earlier executions to end (overlap queue, or catch-up under forbid)
 	catchUp     bool      // made by a catch-up firing, or inherited pending under forbid (see plan)
-	retryAt     time.Time // a run failed: the next run is due then
+	retryAt     time.Time // retrying, or reporting a failed run: the next run is due then
 	leaseUntil  time.Time // a running execution not listed in a heartbeat by then is lost
-	orphaned    bool      // its client vanished mid-run and the job is not rerunnable: waits for a decision
 	stopping    string    // why a stop was asked; "" if none
 	stopFinal   bool      // the stop ends the execution (an operator's, a replace); a timeout's may be retried
 	stopSentAt  time.Time
@@ -66,6 +71,96 @@ type flight struct {
 	overdue     bool      // the overdue alarm was raised for this run
 }
 
+// phase is where an execution the leader follows stands in its lifecycle.
+type phase uint8
+
+const (
+	// phaseWaiting: it wants a client (new, refused, or given back by a client that left or lost it).
+	phaseWaiting phase = iota
+	// phaseQueued: it waits for the job's earlier executions to end (overlap queue, or catch-up under
+	// forbid), then waits for a client.
+	phaseQueued
+	// phaseDispatched: sent to f.client, which has not answered; the same frame is re-sent meanwhile.
+	phaseDispatched
+	// phaseRunning: its client acknowledged it or lists it in its heartbeats; it holds a lease.
+	phaseRunning
+	// phaseReporting: its run ended and its client reported how (f.result); the result waits to be
+	// recorded. A failed run with a retry to come has retryAt set.
+	phaseReporting
+	// phaseRetrying: its last run failed and the retry policy runs it again at retryAt.
+	phaseRetrying
+	// phaseOrphaned: its client vanished mid-run (or unanswered) and its job must not run twice: it
+	// waits for the client to come back or for a person.
+	phaseOrphaned
+)
+
+var phaseNames = [...]string{"waiting", "queued", "dispatched", "running", "reporting", "retrying", "orphaned"}
+
+func (p phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "phase(" + strconv.Itoa(int(p)) + ")"
+}
+
+// to moves f to phase p. Leaving a phase releases nothing by itself: a slot is released where the run
+// is known to have ended or moved (see release), since a client may hold it a little longer.
+func (l *leader) to(f *flight, p phase) {
+	if f.phase == p {
+		return
+	}
+	if f.phase == phaseOrphaned {
+		l.metrics.orphaned.Dec()
+	}
+	if p == phaseOrphaned {
+		l.metrics.orphaned.Inc()
+	}
+	f.phase = p
+}
+
+// toRunning notes that f's run goes on at client, known since at. A run already known to be going keeps
+// its start (its timeout and overdue alarm count from it).
+func (l *leader) toRunning(f *flight, client string, at time.Time) {
+	if f.phase != phaseRunning {
+		f.ackedAt, f.leaseUntil = at, at.Add(l.cfg.LeaseTimeout)
+	}
+	f.client, f.lostAt = client, time.Time{}
+	l.to(f, phaseRunning)
+}
+
+// toWaiting gives f back to the dispatch: it wants a client again.
+func (l *leader) toWaiting(f *flight) {
+	f.client, f.lostAt, f.leaseUntil, f.overdue = "", time.Time{}, time.Time{}, false
+	l.to(f, phaseWaiting)
+}
+
+// status is how the API and `clover exec live` show f.
+func (f *flight) status(now time.Time) (status string, since time.Time) {
+	switch f.phase {
+	case phaseRetrying:
+		return "retrying", f.retryAt
+	case phaseRunning:
+		if f.stopping != "" {
+			return "stopping", f.ackedAt
+		}
+		return "running", f.ackedAt
+	case phaseDispatched:
+		if f.stopping != "" {
+			return "stopping", time.Time{}
+		}
+		return "dispatched", time.Time{}
+	case phaseWaiting:
+		switch {
+		case f.check:
+			return "checking", time.Time{}
+		case now.Before(f.heldUntil):
+			return "held", time.Time{}
+		}
+		return "waiting", f.exec.FiredAt
+	}
+	return f.phase.String(), time.Time{}
+}
+
 // track starts following f; forget stops. They keep the per-job index of open executions that the
 // overlap policies read.
 func (l *leader) track(f *flight) {
@@ -76,7 +171,7 @@ func (l *leader) track(f *flight) {
 		l.openByJob[f.exec.Job] = byJob
 	}
 	byJob[f.exec.ID] = f
-	if f.orphaned {
+	if f.phase == phaseOrphaned {
 		l.metrics.orphaned.Inc()
 	}
 }
@@ -86,7 +181,7 @@ func (l *leader) forget(id string) {
 	if !ok {
 		return
 	}
-	if f.orphaned {
+	if f.phase == phaseOrphaned {
 		l.metrics.orphaned.Dec()
 	}
 	delete(l.flights, id)
@@ -135,7 +230,7 @@ func (l *leader) rerunnable(f *flight) bool {
 // active reports whether f is open for the overlap policies: not ended, or ended with a retry to come. A
 // run whose result was reported has ended, even while the leader waits for the result to be recorded.
 func (f *flight) active() bool {
-	return f.result == nil || !f.retryAt.IsZero()
+	return f.phase != phaseReporting || !f.retryAt.IsZero()
 }
 
 // holds reports whether f takes a slot on f.client: sent there within the last second and unanswered, or
@@ -144,13 +239,13 @@ func (f *flight) active() bool {
 // clients that have room, and a client that is really full refuses (busy) and the execution goes to
 // another. A run whose result note was lost stops being listed, so its slot frees within holdFor.
 func (f *flight) holds(now time.Time) bool {
-	switch {
-	case f.client == "" || f.result != nil || f.orphaned || !f.retryAt.IsZero():
-		return false
-	case !f.acked:
+	switch f.phase {
+	case phaseDispatched:
 		return f.sentOnce && now.Sub(f.sentAt) < unansweredHold
+	case phaseRunning:
+		return now.Sub(f.ackedAt) < holdFor || now.Sub(f.listedAt) < holdFor
 	}
-	return now.Sub(f.ackedAt) < holdFor || now.Sub(f.listedAt) < holdFor
+	return false
 }
 
 // unansweredHold is how long a dispatch holds a slot before any answer: a short run answers with its

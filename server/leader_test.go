@@ -582,7 +582,7 @@ func TestARunningExecutionOfAClientThatLeftIsOrphaned(t *testing.T) {
 	if len(h.events) != 1 || h.events[0].Kind != job.EventOrphaned {
 		t.Fatalf("events %+v, want one orphaned event", h.events)
 	}
-	if f := h.l.flights[h.sent[0].d.ExecID]; f == nil || !f.orphaned {
+	if f := h.l.flights[h.sent[0].d.ExecID]; f == nil || f.phase != phaseOrphaned {
 		t.Fatal("an orphaned execution is not tracked as such")
 	}
 	if len(h.sent) != 1 {

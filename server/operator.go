@@ -80,7 +80,7 @@ func (l *leader) act(a execAction) error {
 		l.stop(f, "by "+note, true)
 		return nil
 	case "rerun":
-		if !f.orphaned {
+		if f.phase != phaseOrphaned {
 			return errNotOrphaned
 		}
 		l.persist(job.Event{
@@ -90,13 +90,12 @@ func (l *leader) act(a execAction) error {
 		// Not to the client that vanished with it: if it comes back it still remembers the run as
 		// accepted, and would only answer so.
 		f.exclude = f.client
-		f.orphaned, f.acked, f.client, f.overdue = false, false, "", false
-		l.metrics.orphaned.Dec()
+		l.toWaiting(f)
 		l.logger.Warn("orphaned execution rerun by an operator", "execution", f.exec.ID, "note", note)
 		l.dispatch(f, l.now())
 		return nil
 	case "done":
-		if !f.orphaned {
+		if f.phase != phaseOrphaned {
 			return errNotOrphaned
 		}
 		if a.status != job.StateSucceeded && a.status != job.StateFailed {
@@ -124,28 +123,7 @@ func (l *leader) inflight(jobName string) []InFlight {
 			p := *f.progress
 			v.Progress = &p
 		}
-		switch {
-		case f.result != nil:
-			v.Status = "reporting"
-		case f.orphaned:
-			v.Status = "orphaned"
-		case !f.retryAt.IsZero():
-			v.Status, v.Since = "retrying", f.retryAt
-		case f.queued:
-			v.Status = "queued"
-		case f.stopping != "":
-			v.Status, v.Since = "stopping", f.ackedAt
-		case f.acked:
-			v.Status, v.Since = "running", f.ackedAt
-		case f.check:
-			v.Status = "checking"
-		case now.Before(f.heldUntil):
-			v.Status = "held"
-		case f.client == "":
-			v.Status, v.Since = "waiting", f.exec.FiredAt
-		default:
-			v.Status = "dispatched"
-		}
+		v.Status, v.Since = f.status(now)
 		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b InFlight) int {

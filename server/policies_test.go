@@ -263,13 +263,13 @@ func TestRoutingHonoursLabelsPinsAndCapacity(t *testing.T) {
 // heartbeat, as live clients do.
 func (h *harness) runEverything() {
 	for _, s := range h.sent {
-		if f := h.l.flights[s.d.ExecID]; f != nil && !f.acked && f.client == s.peer && f.attempt == s.d.Attempt {
+		if f := h.l.flights[s.d.ExecID]; f != nil && f.phase == phaseDispatched && f.client == s.peer && f.attempt == s.d.Attempt {
 			h.ack(s.peer, s.d)
 		}
 	}
 	byClient := map[string][]string{}
 	for id, f := range h.l.flights {
-		if f.acked && f.result == nil {
+		if f.phase == phaseRunning {
 			byClient[f.client] = append(byClient[f.client], id)
 		}
 	}
@@ -675,7 +675,7 @@ func TestAnInheritedRetryWaitsAndAdoptsARunAnEarlierTermStarted(t *testing.T) {
 	if len(h.sent) != 0 {
 		t.Fatalf("run 2 started again though b runs it: %+v", h.sent[0].d)
 	}
-	if f := h.l.flights[id]; f == nil || !f.acked || f.client != "b" || f.run != 2 {
+	if f := h.l.flights[id]; f == nil || f.phase != phaseRunning || f.client != "b" || f.run != 2 {
 		t.Fatalf("flight %+v, want run 2 running on b", h.l.flights[id])
 	}
 }
@@ -824,7 +824,7 @@ func TestAStaleHeartbeatDoesNotAckANewRun(t *testing.T) {
 		t.Fatalf("run %d, want the retry", d2.Run)
 	}
 	h.heartbeat2("a", d.ExecID, 1) // sent while run 1 was under way
-	if f := h.l.flights[d.ExecID]; f.acked {
+	if f := h.l.flights[d.ExecID]; f.phase == phaseRunning {
 		t.Fatal("a heartbeat listing run 1 acknowledged run 2")
 	}
 }
@@ -1037,7 +1037,7 @@ func TestAQueueBehindAHungRunIsBoundedByTheMisfireThreshold(t *testing.T) {
 			var queued, skipped int
 			var newest time.Time
 			for _, f := range h.l.flights {
-				if f.queued {
+				if f.phase == phaseQueued {
 					queued++
 					if f.exec.ScheduledAt.After(newest) {
 						newest = f.exec.ScheduledAt

@@ -28,7 +28,7 @@ func (l *leader) releaseWoken() {
 	for name := range l.woken {
 		var queued []*flight
 		for _, f := range l.openByJob[name] {
-			if f.queued {
+			if f.phase == phaseQueued {
 				queued = append(queued, f)
 			}
 		}
@@ -37,7 +37,7 @@ func (l *leader) releaseWoken() {
 			if !l.firstInQueue(f) {
 				break
 			}
-			f.queued = false
+			l.to(f, phaseWaiting)
 			l.dispatch(f, now) // if no client takes it now, the tick offers it again
 		}
 	}
@@ -56,7 +56,7 @@ func (l *leader) releaseWoken() {
 // was not (verify), and one this term sent never is.
 func (l *leader) skipStaleQueued(f *flight, now time.Time) bool {
 	spec := l.spec(f.exec)
-	if f.sentOnce || f.acked || spec.Overlap != "" && spec.Overlap != job.OverlapForbid {
+	if f.sentOnce || spec.Overlap != "" && spec.Overlap != job.OverlapForbid {
 		return false
 	}
 	orphanAhead := l.hasOrphan(f.exec.Job)
@@ -160,7 +160,7 @@ const errOrphanAhead = "overlap: an earlier execution is orphaned (forbid)"
 // hasOrphan reports whether the job has an orphaned execution.
 func (l *leader) hasOrphan(jobName string) bool {
 	for _, f := range l.openByJob[jobName] {
-		if f.orphaned {
+		if f.phase == phaseOrphaned {
 			return true
 		}
 	}

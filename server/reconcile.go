@@ -22,8 +22,7 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		switch {
 		case f.check:
 			ids, checked = append(ids, id), append(checked, id)
-		case periodic && f.result == nil && f.retryAt.IsZero() &&
-			((f.acked && now.Sub(f.ackedAt) > reconcileEvery) || (!f.acked && f.sentOnce && now.Sub(f.sentAt) > reconcileEvery) || f.orphaned):
+		case periodic && l.longOpen(f, now):
 			ids = append(ids, id)
 		}
 	}
@@ -80,31 +79,33 @@ func (l *leader) applyReconciled(n reconciledNote) {
 	l.reconciling = false
 	now := l.now()
 	for _, id := range n.closed {
-		if f, ok := l.flights[id]; ok && f.result == nil {
+		if f, ok := l.flights[id]; ok && f.phase != phaseReporting {
 			l.logger.Info("execution ended and was closed by another term; no longer followed", "execution", id)
 			l.forget(id)
 		}
 	}
 	for _, e := range n.execs {
 		f, ok := l.flights[e.ID]
-		if !ok || f.result != nil {
+		if !ok || f.phase == phaseReporting {
 			continue
 		}
 		switch {
 		case e.State.Terminal():
 			l.forget(e.ID)
 		case e.State == job.StateRetrying:
-			if f.retryAt.IsZero() && e.Run > f.run {
+			if f.phase != phaseRetrying && e.Run > f.run {
 				// A failed run the loop never heard of: its retry is due after the backoff.
-				f.run, f.acked, f.client, f.check = e.Run-1, false, "", false
+				l.toWaiting(f)
+				f.run, f.check = e.Run-1, false
 				f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
+				l.to(f, phaseRetrying)
 			}
-		case e.State == job.StateRunning && !f.orphaned && (!f.acked || e.Run > f.run):
+		case e.State == job.StateRunning && f.phase != phaseOrphaned && (f.phase != phaseRunning || e.Run > f.run):
 			// A recorded ack the loop never heard of (perhaps of a run an earlier term started).
-			f.acked, f.ackedAt, f.client, f.lostAt, f.run = true, now, e.Client, time.Time{}, max(e.Run, f.run)
-			f.queued = false // it runs: it waits for nothing
+			l.toRunning(f, e.Client, now)
+			f.ackedAt, f.leaseUntil, f.run = now, now.Add(l.cfg.LeaseTimeout), max(e.Run, f.run)
 			f.attempt = max(f.attempt, e.Attempt)
-			f.leaseUntil, f.retryAt, f.verify, f.heldUntil = now.Add(l.cfg.LeaseTimeout), time.Time{}, false, time.Time{}
+			f.retryAt, f.verify, f.heldUntil = time.Time{}, false, time.Time{}
 		}
 	}
 	for _, id := range n.checked {
@@ -113,8 +114,8 @@ func (l *leader) applyReconciled(n reconciledNote) {
 			continue
 		}
 		f.check = false
-		l.logger.Debug("store check done", "execution", id, "acked", f.acked, "departed", f.departed)
-		if f.departed != "" && !f.acked && !f.orphaned && !l.rerunnable(f) {
+		l.logger.Debug("store check done", "execution", id, "phase", f.phase, "departed", f.departed)
+		if f.departed != "" && f.phase == phaseWaiting && !l.rerunnable(f) {
 			// Sent to a client that went away without a word: it may have started the run and died before
 			// its ack was recorded. A job that must not run twice is not sent again blindly.
 			f.client = f.departed
@@ -122,6 +123,20 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		}
 		f.departed = ""
 	}
+}
+
+// longOpen reports whether f has been open long enough that a lost report may be why: a run going for
+// reconcileEvery, a dispatch unanswered as long, an orphan.
+func (l *leader) longOpen(f *flight, now time.Time) bool {
+	switch f.phase {
+	case phaseRunning:
+		return now.Sub(f.ackedAt) > reconcileEvery
+	case phaseOrphaned:
+		return true
+	case phaseReporting, phaseRetrying:
+		return false
+	}
+	return f.sentOnce && now.Sub(f.sentAt) > reconcileEvery
 }
 
 // askStore sets f.check: the next reconcile asks the store about f before the loop acts on it.

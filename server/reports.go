@@ -28,12 +28,10 @@ func (l *leader) finishLocally(f *flight, status job.State, reason, note string,
 	l.metrics.finished.WithLabelValues(string(status)).Inc()
 	if !final && run < f.exec.RunLimit() {
 		l.release(f.client, f.exec.Width)
-		f.acked, f.client, f.stopping = false, "", ""
+		l.toWaiting(f)
+		f.stopping = ""
 		f.retryAt = l.now().Add(l.retryDelay(f.exec.Job, run+1))
-		if f.orphaned {
-			f.orphaned = false
-			l.metrics.orphaned.Dec()
-		}
+		l.to(f, phaseRetrying)
 		return
 	}
 	l.forget(f.exec.ID)
@@ -50,17 +48,18 @@ func (l *leader) onAck(a *wire.Ack) {
 		return
 	}
 	if a.Accepted {
-		// Whatever attempt it answers, the execution runs there.
-		f.attempt = max(f.attempt, a.Attempt)
-		if !f.acked {
-			f.acked, f.ackedAt = true, l.now()
-			f.leaseUntil = f.ackedAt.Add(l.cfg.LeaseTimeout)
+		// Whatever attempt it answers, the execution runs there (an earlier term may have released it
+		// from a queue, or sent it before this term held it).
+		switch f.phase {
+		case phaseWaiting, phaseQueued, phaseDispatched, phaseRunning:
+			f.attempt = max(f.attempt, a.Attempt)
+			l.toRunning(f, a.From, l.now())
 		}
-		f.queued = false // an earlier term released it from the queue
-		f.client, f.lostAt = a.From, time.Time{}
+		// Orphaned: a heartbeat that lists it resumes it. Reporting or retrying: the ack is older than
+		// the result.
 		return
 	}
-	if f.acked || a.Attempt != f.attempt || a.From != f.client {
+	if f.phase != phaseDispatched || a.Attempt != f.attempt || a.From != f.client {
 		return // a stale refusal
 	}
 	if f.stopping != "" {
@@ -76,35 +75,32 @@ func (l *leader) onAck(a *wire.Ack) {
 	}
 	f.refused[a.From] = l.now()
 	l.release(f.client, f.exec.Width)
-	f.client = "" // the next tick offers it to another client, or to this one after refuseBackoff
+	l.toWaiting(f) // the next tick offers it to another client, or to this one after refuseBackoff
 }
 
 // onResult notes that a run ended. The execution is forgotten once a server has recorded the result,
 // unless a retry follows.
 func (l *leader) onResult(r *wire.Result) {
 	f, ok := l.flights[r.ExecID]
-	if !ok || f.result != nil || max(r.Run, 1) < f.run {
+	switch {
+	case !ok || f.phase == phaseReporting || max(r.Run, 1) < f.run:
 		return
+	case f.phase == phaseRetrying && max(r.Run, 1) == f.run:
+		return // the failed run's result, sent again: its retry is under way
 	}
 	now := l.now()
 	if f.holds(now) {
 		l.release(f.client, f.exec.Width) // room for the next one now, not at the next count
 	}
-	f.result, f.resultAt, f.client = r, now, r.From
-	defer func() {
-		if !f.active() {
-			l.wake(f.exec.Job)
-		}
-	}()
-	if f.orphaned {
-		f.orphaned = false
-		l.metrics.orphaned.Dec()
-	}
-	if f.acked && r.Result.Status == job.StateSucceeded {
+	if f.phase == phaseRunning && r.Result.Status == job.StateSucceeded {
 		l.observeRuntime(f.exec.Job, time.Duration(r.Result.Duration))
 	}
+	f.result, f.resultAt, f.client = r, now, r.From
+	l.to(f, phaseReporting)
 	if r.Result.Status == job.StateFailed && !r.Result.Final && !f.stopFinal && f.run < f.exec.RunLimit() {
 		f.retryAt = now.Add(l.retryDelay(f.exec.Job, f.run+1))
+	} else {
+		l.wake(f.exec.Job) // it no longer holds the job's queue
 	}
 }
 
@@ -122,12 +118,14 @@ func (l *leader) recorded(id string, run int) {
 		}
 	}
 	switch {
-	case f.result != nil && max(f.result.Run, 1) == run:
+	case f.phase == phaseReporting && max(f.result.Run, 1) == run:
 		f.result = nil
 		if f.retryAt.IsZero() {
 			l.forget(id)
+		} else {
+			l.to(f, phaseRetrying)
 		}
-	case run < f.run || f.result != nil:
+	case run < f.run || f.phase == phaseReporting:
 		// An earlier run's: nothing left to do for it.
 	case f.exec.RunLimit() > 1 && !f.stopFinal:
 		l.askStore(f, "recorded")
@@ -144,9 +142,9 @@ func (l *leader) adoptRun(f *flight, run int, client string) {
 		f.result = nil
 	}
 	now := l.now()
-	f.run, f.client, f.acked, f.ackedAt, f.lostAt = run, client, true, now, time.Time{}
-	f.retryAt, f.verify, f.check, f.heldUntil, f.overdue, f.queued = time.Time{}, false, false, time.Time{}, false, false
-	f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
+	l.toRunning(f, client, now)
+	f.run, f.ackedAt, f.leaseUntil = run, now, now.Add(l.cfg.LeaseTimeout)
+	f.retryAt, f.verify, f.check, f.heldUntil, f.overdue = time.Time{}, false, false, time.Time{}, false
 	l.logger.Info("adopted a run an earlier term started", "execution", f.exec.ID, "run", run, "client", client)
 }
 
@@ -176,42 +174,44 @@ func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 	for i, id := range h.Running {
 		run := h.RunOf(i)
 		f, ok := l.flights[id]
-		if !ok || f.result != nil {
+		if !ok {
 			continue
 		}
 		switch {
-		case f.client == h.From && run == f.run:
+		case f.client == h.From && run == f.run && (f.phase == phaseDispatched || f.phase == phaseRunning || f.phase == phaseOrphaned):
 			f.leaseUntil, f.lossChecked, f.listedAt = now.Add(l.cfg.LeaseTimeout), false, now
 			for _, p := range h.Progress {
 				if p.ExecID == id && max(p.Run, 1) == run {
 					f.progress = &p
 				}
 			}
-			switch {
-			case f.orphaned:
-				f.orphaned, f.acked, f.ackedAt = false, true, now
-				l.metrics.orphaned.Dec()
+			switch f.phase {
+			case phaseOrphaned:
+				f.ackedAt = now
+				l.toRunning(f, h.From, now)
 				l.persist(job.Event{
 					ID: job.SeqEventID(id, job.EventResumed, f.attempt, now), ExecID: id, Job: f.exec.Job, Kind: job.EventResumed,
 					Attempt: f.attempt, Run: f.run, Client: h.From, At: now.UTC(), Note: "its client lists it as running",
 				})
 				l.logger.Info("orphaned execution is running again on its client", "execution", id, "client", h.From)
-			case !f.acked:
-				f.acked, f.ackedAt = true, now
+			case phaseDispatched:
+				l.toRunning(f, h.From, now)
 			}
-		case f.client == "" && !f.acked && !f.orphaned && f.stopping == "" &&
-			((f.retryAt.IsZero() && run == f.run) || (!f.retryAt.IsZero() && run == f.run+1)):
+		case f.client == "" && f.stopping == "" &&
+			((f.phase == phaseWaiting || f.phase == phaseQueued) && run == f.run || f.phase == phaseRetrying && run == f.run+1):
 			l.adoptRun(f, run, h.From)
 		}
 	}
 	// Runs that ended there, whose result is on its way: the lease holds (no loss, no orphan), the slot
 	// does not.
 	for i, id := range h.Ended {
-		if f, ok := l.flights[id]; ok && f.client == h.From && h.EndedRunOf(i) == f.run && f.result == nil {
+		if f, ok := l.flights[id]; ok && f.client == h.From && h.EndedRunOf(i) == f.run &&
+			(f.phase == phaseDispatched || f.phase == phaseRunning || f.phase == phaseOrphaned) {
 			f.leaseUntil, f.lossChecked = now.Add(l.cfg.LeaseTimeout), false
 			f.listedAt = time.Time{}
-			if !f.acked {
-				f.acked, f.ackedAt = true, now.Add(-holdFor) // it ran there; it holds no slot
+			if f.phase == phaseDispatched {
+				l.toRunning(f, h.From, now.Add(-holdFor)) // it ran there; it holds no slot
+				f.leaseUntil = now.Add(l.cfg.LeaseTimeout)
 			}
 		}
 	}

@@ -14,13 +14,13 @@ import (
 func (l *leader) stop(f *flight, reason string, final bool) {
 	l.metrics.stops.Inc()
 	switch {
-	case f.orphaned:
+	case f.phase == phaseOrphaned:
 		// Its client may still run it: tell it to stop too.
 		f.stopping = reason
 		l.sendStop(f, l.now())
 		l.finishLocally(f, job.StateFailed, "stopped while orphaned: "+reason, "stop", true)
 	case !f.retryAt.IsZero():
-		// The last run has ended; the retry never starts.
+		// The last run has ended (retrying, or reporting a failed run); the retry never starts.
 		next := f.run + 1
 		l.persist(job.Event{
 			ID: job.EventID(f.exec.ID, job.EventFinished, next), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventFinished,
@@ -28,12 +28,12 @@ func (l *leader) stop(f *flight, reason string, final bool) {
 			Result: &job.Result{Status: job.StateFailed, ExitCode: -1, Error: "stopped before its retry: " + reason, Final: true},
 		})
 		f.retryAt, f.run = time.Time{}, next
-		if f.result == nil {
+		if f.phase != phaseReporting {
 			l.forget(f.exec.ID)
 		}
-	case f.result != nil:
+	case f.phase == phaseReporting:
 		// It has ended already.
-	case f.client != "" && (f.acked || f.sentOnce):
+	case f.phase == phaseRunning || f.phase == phaseDispatched:
 		f.stopping, f.stopFinal = reason, final
 		if final {
 			l.persist(job.Event{

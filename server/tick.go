@@ -39,52 +39,31 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	// the loop dearly when tens of thousands wait for the store).
 	var want []*flight
 	for _, f := range l.flights {
-		switch {
-		case f.result != nil:
+		switch f.phase {
+		case phaseReporting:
 			if now.Sub(f.resultAt) > resultGrace {
 				l.recordResult(f)
 			}
-		case f.orphaned:
-		case !f.retryAt.IsZero():
+		case phaseOrphaned:
+		case phaseRetrying:
 			if !now.Before(f.retryAt) {
 				want = append(want, f)
 			}
-		case f.queued:
+		case phaseQueued:
 			if !l.skipStaleQueued(f, now) {
 				want = append(want, f)
 			}
-		case f.acked:
+		case phaseRunning:
 			l.checkRunning(f, now, lostAfter)
-		case f.stopping != "":
-			// Stopped after it was sent, before any ack: it is not sent again; once its client can no
-			// longer start it, it never ran.
-			switch {
-			case now.After(f.acceptBy.Add(l.cfg.AckTimeout)):
-				l.finishLocally(f, job.StateFailed, "stopped before it ran: "+f.stopping, "", true)
-			case now.Sub(f.stopSentAt) >= l.cfg.AckTimeout && l.live[f.client]:
-				l.sendStop(f, now)
-			}
-		case f.check:
-			waiting++
-		case f.client == "":
-			want = append(want, f)
-		case !l.live[f.client] || l.incarnation(f.client) != f.sentInc:
-			// The client left, or restarted without memory of what it was sent.
-			if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
-				// It can no longer start it. Whether it did before it went, the store tells if its ack
-				// was recorded; if not, nobody can tell (see applyReconciled).
-				l.logger.Debug("the client of an unanswered dispatch went away; checking the store", "execution", f.exec.ID, "client", f.client)
-				l.release(f.client, f.exec.Width)
-				f.departed = f.client
-				l.askStore(f, "departed")
-				f.client = ""
+		case phaseWaiting:
+			if f.check {
 				waiting++
+			} else {
+				want = append(want, f)
 			}
-		case now.Sub(f.sentAt) >= f.resend:
-			if err := l.send(f.client, f.frame); err == nil {
-				f.sentAt = now
-				f.resend = min(2*f.resend, maxResend)
-				l.metrics.resends.Inc()
+		case phaseDispatched:
+			if l.checkDispatched(f, now) {
+				waiting++
 			}
 		}
 	}
@@ -93,15 +72,15 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		if _, ok := l.flights[f.exec.ID]; !ok {
 			continue // ended by an earlier one (replace)
 		}
-		switch {
-		case !f.retryAt.IsZero():
+		switch f.phase {
+		case phaseRetrying:
 			l.startRetry(f, now)
-		case f.queued:
+		case phaseQueued:
 			if !l.firstInQueue(f) {
 				waiting++
 				continue
 			}
-			f.queued = false
+			l.to(f, phaseWaiting)
 			if !l.dispatch(f, now) {
 				waiting++
 			}
@@ -117,6 +96,44 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	l.saveStats(ctx, now)
 	l.sweepOpen(ctx, now)
 	return nil
+}
+
+// checkDispatched watches a dispatch its client has not answered: it re-sends the frame, ends a stopped
+// one once its client can no longer start it, and gives it back once its client left. It reports whether
+// f now waits for the store.
+func (l *leader) checkDispatched(f *flight, now time.Time) bool {
+	switch {
+	case f.stopping != "":
+		// Stopped after it was sent, before any ack: it is not sent again; once its client can no longer
+		// start it, it never ran.
+		switch {
+		case now.After(f.acceptBy.Add(l.cfg.AckTimeout)):
+			l.finishLocally(f, job.StateFailed, "stopped before it ran: "+f.stopping, "", true)
+		case now.Sub(f.stopSentAt) >= l.cfg.AckTimeout && l.live[f.client]:
+			l.sendStop(f, now)
+		}
+	case f.check:
+		return true
+	case !l.live[f.client] || l.incarnation(f.client) != f.sentInc:
+		// The client left, or restarted without memory of what it was sent.
+		if now.After(f.acceptBy.Add(l.cfg.AckTimeout)) {
+			// It can no longer start it. Whether it did before it went, the store tells if its ack was
+			// recorded; if not, nobody can tell (see applyReconciled).
+			l.logger.Debug("the client of an unanswered dispatch went away; checking the store", "execution", f.exec.ID, "client", f.client)
+			l.release(f.client, f.exec.Width)
+			f.departed = f.client
+			l.askStore(f, "departed")
+			l.toWaiting(f)
+			return true
+		}
+	case now.Sub(f.sentAt) >= f.resend:
+		if err := l.send(f.client, f.frame); err == nil {
+			f.sentAt = now
+			f.resend = min(2*f.resend, maxResend)
+			l.metrics.resends.Inc()
+		}
+	}
+	return false
 }
 
 // checkRunning watches a running execution: its client's presence and lease, its stop, its timeout and
@@ -184,7 +201,7 @@ func (l *leader) lose(f *flight, reason string) {
 		l.persist(ev)
 		l.logger.Warn("running execution lost; running it again elsewhere (the job is rerunnable)", "execution", f.exec.ID, "reason", reason)
 		l.release(f.client, f.exec.Width)
-		f.acked, f.client, f.lostAt, f.leaseUntil, f.overdue = false, "", time.Time{}, time.Time{}, false
+		l.toWaiting(f)
 		// Make sure the last dispatch can no longer be started by anyone before the next.
 		f.heldUntil = f.acceptBy.Add(l.cfg.AckTimeout)
 	default:
@@ -203,8 +220,7 @@ func (l *leader) orphan(f *flight, reason string) {
 	l.logger.Error("execution orphaned: its client vanished and the job is not rerunnable; "+
 		"it waits for the client to come back, or for `clover exec rerun` or `clover exec done`",
 		"execution", f.exec.ID, "client", f.client, "reason", reason)
-	f.orphaned = true
-	l.metrics.orphaned.Inc()
+	l.to(f, phaseOrphaned)
 }
 
 // drainNotes applies the notes waiting now, without waiting for more.

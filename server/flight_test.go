@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// The execution lifecycle, one transition per case: a flight is brought to a phase through the loop's own
+// handlers, one event is applied, and the phase it ends in is checked ("ended": no longer followed). The
+// diagram in docs/design.md is this table.
+func TestLifecycleTransitions(t *testing.T) {
+	const ended = phase(255) // not followed any more
+	type setup func(h *harness) *flight
+	// A manual trigger of job j (no schedule of its own), with clients a and b.
+	fired := func(h *harness) *flight {
+		id, err := h.l.trigger(context.Background(), "j", nil)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		return h.l.flights[id]
+	}
+	sentTo := func(f *flight) *wire.Dispatch {
+		return &wire.Dispatch{ExecID: f.exec.ID, Job: f.exec.Job, Attempt: f.attempt, Run: f.run}
+	}
+	dispatched := fired
+	waiting := func(h *harness) *flight { h.down["a"], h.down["b"] = true, true; return fired(h) }
+	running := func(h *harness) *flight { f := fired(h); h.ack(f.client, sentTo(f)); return f }
+	reporting := func(h *harness) *flight {
+		f := running(h)
+		h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1,
+			Result: job.Result{Status: job.StateFailed, ExitCode: 1}})
+		return f
+	}
+	retrying := func(h *harness) *flight { f := reporting(h); h.l.recorded(f.exec.ID, 1); return f }
+	orphaned := func(h *harness) *flight {
+		f := running(h)
+		h.l.lose(f, "test: its client vanished")
+		return f
+	}
+	queued := func(h *harness) *flight { running(h); return fired(h) }
+
+	for name, tc := range map[string]struct {
+		overlap    string
+		rerunnable bool
+		from       setup
+		want       phase // after setup
+		event      func(h *harness, f *flight)
+		then       phase
+	}{
+		"fired with no client: waiting": {from: waiting, want: phaseWaiting, event: func(h *harness, f *flight) {}, then: phaseWaiting},
+		"waiting, a client frees: dispatched": {from: waiting, want: phaseWaiting, event: func(h *harness, f *flight) {
+			h.down["a"], h.down["b"] = false, false
+			h.advance(time.Second)
+		}, then: phaseDispatched},
+		"dispatched, acked: running": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseOrphaned},
+		"dispatched, listed by its client: running": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) { h.heartbeat(f.client, f.exec.ID) }, then: phaseRunning},
+		"dispatched, refused: waiting": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) {
+			h.l.onAck(&wire.Ack{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Code: wire.RefuseBusy})
+		}, then: phaseWaiting},
+		"dispatched, result: reporting": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) {
+			h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Result: job.Result{Status: job.StateSucceeded}})
+		}, then: phaseReporting},
+		"running, result recorded: ended": {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.finish(f.client, sentTo(f), job.StateSucceeded) }, then: ended},
+		"running, lost, rerunnable: waiting": {rerunnable: true, from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.lose(f, "test") }, then: phaseWaiting},
+		"running, lost: orphaned":            {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.lose(f, "test") }, then: phaseOrphaned},
+		"running, stopped: running until its client reports": {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: phaseRunning},
+		"reporting a failure, recorded: retrying": {from: reporting, want: phaseReporting, event: func(h *harness, f *flight) { h.l.recorded(f.exec.ID, 1) }, then: phaseRetrying},
+		"reporting, an old ack: reporting":        {from: reporting, want: phaseReporting, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseReporting},
+		"retrying, due: dispatched": {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) { h.advance(time.Minute) }, then: phaseDispatched},
+		"retrying, the failed run's result again: retrying": {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) {
+			h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Result: job.Result{Status: job.StateFailed}})
+		}, then: phaseRetrying},
+		"retrying, stopped: ended":              {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: ended},
+		"orphaned, listed by its client: running": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) { h.heartbeat(f.client, f.exec.ID) }, then: phaseRunning},
+		"orphaned, result: reporting": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) {
+			h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Result: job.Result{Status: job.StateSucceeded}})
+		}, then: phaseReporting},
+		"orphaned, marked done: ended": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) {
+			if err := h.l.act(execAction{id: f.exec.ID, action: "done", status: job.StateFailed}); err != nil {
+				h.t.Fatal(err)
+			}
+		}, then: ended},
+		"orphaned, rerun by an operator: dispatched": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) {
+			if err := h.l.act(execAction{id: f.exec.ID, action: "rerun"}); err != nil {
+				h.t.Fatal(err)
+			}
+		}, then: phaseDispatched},
+		"orphaned, an ack: orphaned until listed": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseOrphaned},
+		"queued, the one before ends: dispatched": {overlap: job.OverlapQueue, from: queued, want: phaseQueued, event: func(h *harness, f *flight) {
+			for _, o := range h.l.openByJob["j"] {
+				if o != f {
+					h.finish(o.client, sentTo(o), job.StateSucceeded)
+				}
+			}
+		}, then: phaseDispatched},
+		"queued, stopped: ended": {overlap: job.OverlapQueue, from: queued, want: phaseQueued, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: ended},
+	} {
+		t.Run(name, func(t *testing.T) {
+			overlap := tc.overlap
+			if overlap == "" {
+				overlap = job.OverlapAllow
+			}
+			fs := newFakeStore(spec("j", "@at 2099-01-01T00:00:00Z", func(s *job.Spec) {
+				s.Overlap, s.Rerunnable = overlap, tc.rerunnable
+				s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)}
+			}))
+			h := newHarness(t, fs, "a", "b")
+			h.establish()
+			f := tc.from(h)
+			if f == nil || f.phase != tc.want {
+				t.Fatalf("set-up: %+v, want phase %s", f, tc.want)
+			}
+			tc.event(h, f)
+			got := ended
+			if g, ok := h.l.flights[f.exec.ID]; ok {
+				got = g.phase
+			}
+			if got != tc.then {
+				t.Fatalf("phase %s after the event, want %s", got, tc.then)
+			}
+		})
+	}
+}
