@@ -56,7 +56,7 @@ func TestLifecycleTransitions(t *testing.T) {
 			h.down["a"], h.down["b"] = false, false
 			h.advance(time.Second)
 		}, then: phaseDispatched},
-		"dispatched, acked: running": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseOrphaned},
+		"dispatched, acked: running":                {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseRunning},
 		"dispatched, listed by its client: running": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) { h.heartbeat(f.client, f.exec.ID) }, then: phaseRunning},
 		"dispatched, refused: waiting": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) {
 			h.l.onAck(&wire.Ack{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Code: wire.RefuseBusy})
@@ -64,17 +64,17 @@ func TestLifecycleTransitions(t *testing.T) {
 		"dispatched, result: reporting": {from: dispatched, want: phaseDispatched, event: func(h *harness, f *flight) {
 			h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Result: job.Result{Status: job.StateSucceeded}})
 		}, then: phaseReporting},
-		"running, result recorded: ended": {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.finish(f.client, sentTo(f), job.StateSucceeded) }, then: ended},
-		"running, lost, rerunnable: waiting": {rerunnable: true, from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.lose(f, "test") }, then: phaseWaiting},
-		"running, lost: orphaned":            {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.lose(f, "test") }, then: phaseOrphaned},
+		"running, result recorded: ended":                    {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.finish(f.client, sentTo(f), job.StateSucceeded) }, then: ended},
+		"running, lost, rerunnable: waiting":                 {rerunnable: true, from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.lose(f, "test") }, then: phaseWaiting},
+		"running, lost: orphaned":                            {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.lose(f, "test") }, then: phaseOrphaned},
 		"running, stopped: running until its client reports": {from: running, want: phaseRunning, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: phaseRunning},
-		"reporting a failure, recorded: retrying": {from: reporting, want: phaseReporting, event: func(h *harness, f *flight) { h.l.recorded(f.exec.ID, 1) }, then: phaseRetrying},
-		"reporting, an old ack: reporting":        {from: reporting, want: phaseReporting, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseReporting},
-		"retrying, due: dispatched": {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) { h.advance(time.Minute) }, then: phaseDispatched},
+		"reporting a failure, recorded: retrying":            {from: reporting, want: phaseReporting, event: func(h *harness, f *flight) { h.l.recorded(f.exec.ID, 1) }, then: phaseRetrying},
+		"reporting, an old ack: reporting":                   {from: reporting, want: phaseReporting, event: func(h *harness, f *flight) { h.ack(f.client, sentTo(f)) }, then: phaseReporting},
+		"retrying, due: dispatched":                          {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) { h.advance(time.Minute) }, then: phaseDispatched},
 		"retrying, the failed run's result again: retrying": {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) {
 			h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Result: job.Result{Status: job.StateFailed}})
 		}, then: phaseRetrying},
-		"retrying, stopped: ended":              {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: ended},
+		"retrying, stopped: ended":                {from: retrying, want: phaseRetrying, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: ended},
 		"orphaned, listed by its client: running": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) { h.heartbeat(f.client, f.exec.ID) }, then: phaseRunning},
 		"orphaned, result: reporting": {from: orphaned, want: phaseOrphaned, event: func(h *harness, f *flight) {
 			h.l.onResult(&wire.Result{Header: wire.Header{From: f.client}, ExecID: f.exec.ID, Job: "j", Attempt: f.attempt, Run: 1, Result: job.Result{Status: job.StateSucceeded}})
