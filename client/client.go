@@ -997,7 +997,7 @@ func (c *Client) fireLocal(spec job.Spec, at time.Time) {
 	c.stats.LocalFired.Add(1)
 
 	exec := &job.Execution{
-		ID: id, Job: spec.Name, ScheduledAt: at, FiredAt: now, Trigger: job.TriggerLocal, Epoch: 0, Server: "",
+		ID: id, Firing: id, Job: spec.Name, ScheduledAt: at, FiredAt: now, Trigger: job.TriggerLocal, Epoch: 0, Server: "",
 		// Never rerunnable: a local run belongs to the client that fired it, no other client runs it.
 		Handler: spec.Handler, Params: d.Params, Timeout: spec.Timeout, MaxRuns: 1,
 		Width: spec.Routing.Width,

@@ -232,7 +232,7 @@ func (l *leader) newExecutions(fr firing) []job.Execution {
 		params = fr.spec.Params
 	}
 	base := job.Execution{
-		ID: id, Job: fr.spec.Name, ScheduledAt: fr.at.UTC(), FiredAt: l.now().UTC(), Trigger: fr.trigger,
+		ID: id, Firing: id, Job: fr.spec.Name, ScheduledAt: fr.at.UTC(), FiredAt: l.now().UTC(), Trigger: fr.trigger,
 		Epoch: l.epoch, Server: l.cfg.ID, Handler: fr.spec.Handler, Params: params, Timeout: fr.spec.Timeout,
 		MaxRuns: fr.spec.Retry.MaxRuns(), Rerunnable: fr.spec.Rerunnable, Missed: fr.missed,
 		Width: fr.spec.Routing.Width, State: job.StatePending,
@@ -567,10 +567,7 @@ func mergeParams(job, firing map[string]string) map[string]string {
 func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 	now := l.now()
 	plan, stops := l.plan([]firing{fr})
-	id := plan[0].exec.ID
-	if len(plan) > 1 { // sharded: name the firing, its executions are id~0, id~1...
-		id = plan[0].exec.ID[:len(plan[0].exec.ID)-len("~0")]
-	}
+	id := plan[0].exec.Firing // sharded: its executions are id~0, id~1...
 	fresh, err := l.record(ctx, plan, now)
 	if err != nil {
 		// The insert may have landed even so: adopt it if it did, so it is not left stranded.

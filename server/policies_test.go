@@ -1122,3 +1122,44 @@ func TestCatchUpDoesNotWaitBehindAnOrphan(t *testing.T) {
 		}
 	}
 }
+
+// Every execution says in typed fields which firing it belongs to and which part of it it is; the id of a
+// sharded firing is not recovered by cutting ids.
+func TestExecutionsCarryTheirIdentity(t *testing.T) {
+	fs := newFakeStore(spec("s", "@every 1m", func(s *job.Spec) {
+		s.Overlap = job.OverlapAllow
+		s.Routing = job.Routing{Strategy: job.RouteShardBroadcast, ShardItems: []string{"eu", "us", "asia"}}
+	}), spec("p", "@every 1m", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
+	h := newHarness(t, fs, "a", "b", "c")
+	h.establish()
+	fid, err := h.l.trigger(context.Background(), "s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.advance(time.Minute)
+	shards := map[int]string{}
+	for _, e := range fs.folded() {
+		switch {
+		case e.Job == "p":
+			if e.Firing != e.ID || e.Shard != nil {
+				t.Errorf("%s: firing %q, shard %+v; want itself, none", e.ID, e.Firing, e.Shard)
+			}
+		case e.Trigger == job.TriggerManual:
+			if e.Firing != fid || e.Shard == nil || e.Shard.Total != 3 {
+				t.Fatalf("%s: firing %q, shard %+v; want %s, one of 3", e.ID, e.Firing, e.Shard, fid)
+			}
+			shards[e.Shard.Index] = e.Shard.Item
+			if got := job.FiringOf(e); got != fid {
+				t.Errorf("FiringOf(%s) = %s, want %s", e.ID, got, fid)
+			}
+			legacy := e
+			legacy.Firing = "" // as written before the field existed
+			if got := job.FiringOf(legacy); got != fid {
+				t.Errorf("FiringOf(legacy %s) = %s, want %s", e.ID, got, fid)
+			}
+		}
+	}
+	if shards[0] != "eu" || shards[1] != "us" || shards[2] != "asia" {
+		t.Fatalf("shards %v, want eu, us, asia by index", shards)
+	}
+}

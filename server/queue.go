@@ -1,9 +1,7 @@
 package server
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -123,13 +121,8 @@ func (l *leader) firstInQueue(f *flight) bool {
 	return true
 }
 
-// firingID is the id of the firing an execution belongs to: its own, or its shards' common prefix.
-func firingID(e job.Execution) string {
-	if e.Shard == nil {
-		return e.ID
-	}
-	return strings.TrimSuffix(e.ID, fmt.Sprintf("~%d", e.Shard.Index))
-}
+// firingID is the id of the firing an execution belongs to.
+func firingID(e job.Execution) string { return job.FiringOf(e) }
 
 // openCount is how many executions of the job are open for the overlap policies.
 func (l *leader) openCount(jobName string) int {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -52,8 +53,16 @@ type Execution struct {
 	// MaxRuns is how many times it may run (1 + retries); 0 means 1.
 	MaxRuns    int  `json:"max_runs,omitempty" bson:"max_runs,omitempty"`
 	Rerunnable bool `json:"rerunnable,omitempty" bson:"rerunnable,omitempty"`
-	// Shard is set on each execution of a sharded firing.
+	// Identity: what the execution is an instance of, in typed fields (stored and indexed) so that nothing
+	// parses ids to find it. Firing is the id of the firing it belongs to: its own id, or the id shared by
+	// the executions of a sharded firing (empty in records written before it existed; see FiringOf).
+	Firing string `json:"firing,omitempty" bson:"firing,omitempty"`
+	// Shard is its partition of a sharded firing: index, count (Total) and key (Item).
 	Shard *Shard `json:"shard,omitempty" bson:"shard,omitempty"`
+	// BatchRun and BatchNode are reserved for batch workflows: the batch run and the node of its graph
+	// the execution runs for.
+	BatchRun  string `json:"batch_run,omitempty" bson:"batch_run,omitempty"`
+	BatchNode string `json:"batch_node,omitempty" bson:"batch_node,omitempty"`
 	// Missed is how many fire times this execution stands for besides its own (a catch-up run, or a
 	// skipped record of a misfire).
 	Missed int `json:"missed,omitempty" bson:"missed,omitempty"`
@@ -92,6 +101,18 @@ type Shard struct {
 	Index int    `json:"index" bson:"index"` // 0-based
 	Total int    `json:"total" bson:"total"`
 	Item  string `json:"item,omitempty" bson:"item,omitempty"`
+}
+
+// FiringOf is the id of the firing e belongs to. Records written before executions carried Firing name
+// it only in their id (a shard's is <firing>~<index>).
+func FiringOf(e Execution) string {
+	switch {
+	case e.Firing != "":
+		return e.Firing
+	case e.Shard != nil:
+		return strings.TrimSuffix(e.ID, fmt.Sprintf("~%d", e.Shard.Index))
+	}
+	return e.ID
 }
 
 // RunLimit is MaxRuns with its default.

@@ -135,6 +135,11 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("job_at", bson.D{{Key: "job", Value: 1}, {Key: "at", Value: 1}}),
 		}},
 		{s.openEvents, []mongo.IndexModel{index("exec_id", bson.D{{Key: "exec_id", Value: 1}})}},
+		// An execution's identity (see job.Execution): the executions of one firing, of one batch run.
+		{s.openExecs, []mongo.IndexModel{
+			index("firing", bson.D{{Key: "firing", Value: 1}}),
+			index("batch_run_node", bson.D{{Key: "batch_run", Value: 1}, {Key: "batch_node", Value: 1}}),
+		}},
 		{s.fallback, []mongo.IndexModel{
 			index("state_order", bson.D{{Key: "state", Value: 1}, {Key: "client", Value: 1}, {Key: "boot", Value: 1}, {Key: "seq", Value: 1}}),
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
