@@ -88,6 +88,7 @@ type Client struct {
 	lastReceipt atomic.Int64    // when a server last confirmed anything, Unix nanoseconds
 	queue       *fallback.Queue // nil when no fallback queue is configured
 	journal     *journal        // nil until Run opens it
+	runEnded    chan struct{}   // a run ended (drain waits on it); buffered, never blocks
 	journaled   byRun[string]   // journal directories of runs under way or not yet confirmed (under mu)
 	queueStore  atomic.Pointer[store.Store]
 	queueLog    logx.Limiter
@@ -259,6 +260,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		localBusy: map[string]bool{},
 		requests:  map[string]*pendingReport{},
 		journaled: byRun[string]{},
+		runEnded:  make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(c)
@@ -373,7 +375,14 @@ func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = inbox.Run(ctx, c.receive) })
+	// A component that fails ends Run with its error, rather than leaving a client registered but deaf
+	// (its process exits non-zero and its supervisor restarts it; its journal carries the runs over).
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		if err := inbox.Run(ctx, c.receive); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("client: inbox: %w", err)
+		}
+	})
 	wg.Go(func() { servers.Run(ctx) })
 	wg.Go(func() { c.watchServers(ctx, servers) })
 	wg.Go(func() {
@@ -402,7 +411,13 @@ func (c *Client) Run(ctx context.Context) error {
 	// Local jobs fire once we are registered: the leader creates their definitions from our declarations.
 	c.startLocal(ctx, &wg)
 	c.logger.Info("client started", "endpoint", inbox.Endpoint(), "jobs", m.Jobs, "handlers", m.Handlers)
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		c.logger.Error("client stopping after a failure", "err", runErr)
+		cancel()
+	}
 	// Runs under way get a moment to end and report (the inbox is closed: no new run starts); the client
 	// stays registered meanwhile, so the leader does not count them lost.
 	c.drain(shutdownGrace)
@@ -417,31 +432,35 @@ func (c *Client) Run(ctx context.Context) error {
 		cancel()
 	}
 	c.logger.Info("client stopped")
-	return nil
+	return runErr
 }
 
 // shutdownGrace is how long a stopping client waits for its runs under way to end.
 const shutdownGrace = 5 * time.Second
 
-// drain waits until no run is under way here, or for at most grace.
+// drain waits until no run is under way here, or for at most grace (a wall-clock wait: the injected clock
+// dates reports, it does not pace a shutdown). Each run that ends wakes it.
 func (c *Client) drain(grace time.Duration) {
-	deadline := time.Now().Add(grace)
+	timeout := time.NewTimer(grace)
+	defer timeout.Stop()
 	logged := false
 	for {
 		c.mu.Lock()
 		n := c.active.len()
 		c.mu.Unlock()
-		if n == 0 || time.Now().After(deadline) {
-			if n > 0 {
-				c.logger.Warn("stopping with runs still under way; their results are lost with the process", "runs", n)
-			}
+		if n == 0 {
 			return
 		}
 		if !logged {
 			c.logger.Info("stopping: waiting for the runs under way", "runs", n, "grace", grace)
 			logged = true
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-c.runEnded:
+		case <-timeout.C:
+			c.logger.Warn("stopping with runs still under way; a restart with the same id and state_dir reports them", "runs", n)
+			return
+		}
 	}
 }
 
@@ -744,6 +763,12 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: finished},
 		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: run, Result: res, StartedAt: started, FinishedAt: finished,
 	})
+	defer func() {
+		select {
+		case c.runEnded <- struct{}{}:
+		default:
+		}
+	}()
 	c.mu.Lock()
 	c.running--
 	c.width -= ar.width

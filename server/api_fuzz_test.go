@@ -2,8 +2,12 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http/httptest"
+	"reflect"
 	"testing"
+
+	"github.com/clover-sched/clover/internal/job"
 )
 
 // A job definition comes from anyone who can reach the API: decoding and validating it must never panic,
@@ -28,5 +32,40 @@ func FuzzDecodeSpec(f *testing.F) {
 		if spec.Name == "" || spec.Schedule == "" || spec.Handler == "" || spec.Timeout < 0 {
 			t.Fatalf("accepted an incomplete job: %+v", spec)
 		}
+		// What passes is stored and served back as JSON: it must come back the same, and pass again.
+		b, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatalf("accepted %+v, which does not encode: %v", spec, err)
+		}
+		again, err := decodeSpec(httptest.NewRequest("POST", "/api/v1/jobs", bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("accepted %q, but its encoding %s does not decode: %v", body, b, err)
+		}
+		if err := validateSpec(again); err != nil {
+			t.Fatalf("accepted %q, but its encoding %s does not validate: %v", body, b, err)
+		}
+		if !reflect.DeepEqual(normalized(spec), normalized(again)) {
+			t.Fatalf("accepted %q; it comes back as %+v, not %+v", body, again, spec)
+		}
 	})
+}
+
+// normalized is a spec with the differences JSON cannot keep: an empty map is dropped (omitempty).
+func normalized(s job.Spec) job.Spec {
+	if len(s.Params) == 0 {
+		s.Params = nil
+	}
+	if len(s.Routing.Labels) == 0 {
+		s.Routing.Labels = nil
+	}
+	if len(s.Routing.Clients) == 0 {
+		s.Routing.Clients = nil
+	}
+	if len(s.Routing.ShardItems) == 0 {
+		s.Routing.ShardItems = nil
+	}
+	if len(s.Contacts) == 0 {
+		s.Contacts = nil
+	}
+	return s
 }

@@ -23,9 +23,12 @@ import (
 // channel: the intake delivers acks and results, the API delivers job changes and trigger requests,
 // watchPeers delivers registry changes, and two helper goroutines (resyncJobs, reconcile) deliver what they
 // read from the store, which is slow on FerretDB and must not stall firing. Store calls made from run's
-// goroutine use the term's context with a deadline (storeTimeout), so when the term ends (ZooKeeper
-// disconnection, session expiry, fencing) every call in progress is cancelled and no later firing or
-// dispatch can happen under the old epoch, and a hung store cannot freeze the loop for long.
+// goroutine use the term's context with a deadline (storeTimeout): when the term ends (ZooKeeper
+// disconnection or session expiry) the calls in progress are cancelled and the loop returns, and a hung
+// store cannot freeze the loop for long. Cancelling does not undo a write already sent; what keeps a
+// deposed term from acting is fencing (design record 2): confirmed() before every firing and every round
+// of re-sends, the epoch claimed in the store at establishment, the execution keys, and clients that drop
+// frames of an older epoch.
 type leader struct {
 	leaderDeps
 	epoch  int64

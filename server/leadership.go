@@ -11,10 +11,12 @@ import (
 // monitorLeadership campaigns for leadership and runs the leader loop for each term won.
 //
 // A term ends when ZooKeeper can no longer vouch for it (disconnection, session expiry: the election's
-// Term.Done) or when the leader loop itself finds the session unconfirmed or the store fenced. Either way the
-// loop's context is cancelled first, so no firing or dispatch happens after the term ends, then the server
-// resigns (deleting its candidate node if the session still has it) and campaigns again for a new term with
-// a larger epoch. Leadership lost and regained at once is therefore two separate terms, never a continuation.
+// Term.Done), when the leader loop finds the session unconfirmed (no ping answered within two thirds of the
+// session timeout), or when establishing the term finds a newer epoch claimed in the store (ErrFenced).
+// Either way the loop's context is cancelled and the loop has returned before the server resigns
+// (deleting its candidate node if the session still has it) and campaigns again for a new term with a
+// larger epoch. Leadership lost and regained at once is therefore two separate terms, never a
+// continuation.
 func (s *Server) monitorLeadership(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {

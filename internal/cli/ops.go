@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/server"
 )
 
@@ -55,13 +57,13 @@ func newClusterCmd() *cobra.Command {
 			} else {
 				fmt.Fprintf(w, "leader:\tnone\n")
 			}
-			fmt.Fprintln(w, "\nKIND\tID\tENDPOINT\tAPI\tJOBS/HANDLERS\tSINCE")
+			fmt.Fprintln(w, "\nKIND\tID\tENDPOINT\tAPI\tJOBS\tHANDLERS\tSINCE")
 			for _, m := range st.Servers {
-				fmt.Fprintf(w, "server\t%s\t%s\t%s\t\t%s\n", m.ID, m.Endpoint, m.APIAddr, m.StartedAt.Format(time.RFC3339))
+				fmt.Fprintf(w, "server\t%s\t%s\t%s\t\t\t%s\n", m.ID, m.Endpoint, m.APIAddr, m.StartedAt.Format(time.RFC3339))
 			}
 			for _, m := range st.Clients {
-				fmt.Fprintf(w, "client\t%s\t%s\t\t%s\t%s\n", m.ID, m.Endpoint,
-					strings.Join(append(append([]string{}, m.Jobs...), m.Handlers...), ","), m.StartedAt.Format(time.RFC3339))
+				jobs, handlers := clientColumns(m)
+				fmt.Fprintf(w, "client\t%s\t%s\t\t%s\t%s\t%s\n", m.ID, m.Endpoint, jobs, handlers, m.StartedAt.Format(time.RFC3339))
 			}
 			return w.Flush()
 		},
@@ -460,4 +462,28 @@ func orDash(v any) any {
 		return "-"
 	}
 	return v
+}
+
+// clientColumns is what `cluster status` shows of a client: the jobs it declares and the handlers it
+// offers, each sorted and once. A Go handler named like a job it declares is that job's own: listed once,
+// as the job.
+func clientColumns(m registry.Member) (jobs, handlers string) {
+	js := slices.Compact(slices.Sorted(slices.Values(m.Jobs)))
+	hs := slices.DeleteFunc(slices.Compact(slices.Sorted(slices.Values(m.Handlers))), func(h string) bool {
+		_, found := slices.BinarySearch(js, h)
+		return found
+	})
+	return shortList(js), shortList(hs)
+}
+
+// shortList joins names for a table cell: the first few, then how many more (`--json` lists them all).
+func shortList(names []string) string {
+	const shown = 5
+	if len(names) == 0 {
+		return "-"
+	}
+	if len(names) <= shown {
+		return strings.Join(names, ",")
+	}
+	return fmt.Sprintf("%s (+%d)", strings.Join(names[:shown], ","), len(names)-shown)
 }

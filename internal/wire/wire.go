@@ -33,7 +33,7 @@ const (
 	KindDispatch  Kind = 1 // leader -> client: run this execution
 	KindAck       Kind = 2 // client -> any server: accepted (and started) or refused
 	KindResult    Kind = 3 // client -> any server: the run ended
-	KindReceipt   Kind = 4 // server -> client: these results are recorded
+	KindReceipt   Kind = 4 // server -> client: these reports are recorded; follower -> leader: these results are
 	KindHeartbeat Kind = 5 // client -> any server: alive, and what it runs (renews the runs' leases)
 	KindStop      Kind = 6 // leader -> client: stop this run
 	KindRequest   Kind = 7 // client -> any server: run this job now, for the client's application
@@ -115,7 +115,7 @@ type Header struct {
 
 func (h *Header) header() *Header { return h }
 
-// Message is one of *Dispatch, *Ack, *Result, *Receipt and *Heartbeat.
+// Message is one of *Dispatch, *Ack, *Result, *Receipt, *Heartbeat, *Stop and *Request.
 type Message interface {
 	Kind() Kind
 	header() *Header
@@ -225,8 +225,12 @@ type Result struct {
 	FinishedAt time.Time  `json:"finished_at"`
 }
 
-// Receipt tells a client that the results (ExecIDs) or the acks (Acked) of these executions are durably
-// recorded, so it stops re-sending them. Required: From, and at least one id in either list, none empty.
+// Receipt says that reports are durably recorded. A server sends one to the client that wrote them: the
+// results (ExecIDs), the acks (Acked) and the run requests (Requests) it names are recorded, so the client
+// stops re-sending them and drops them from its fallback queue and journal. A follower also sends one to
+// the leader, naming the results it recorded (ExecIDs, ExecRuns), so that the leader can forget those
+// executions without waiting for the store. Required: From, and at least one id in one of the three
+// lists, none empty; ExecRuns and AckedRuns, when set, as long as their lists.
 type Receipt struct {
 	Header
 	ExecIDs []string `json:"exec_ids"`
