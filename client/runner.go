@@ -1,0 +1,145 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/clover-sched/clover/internal/fallback"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// activeRun is a run under way here.
+type activeRun struct {
+	width    int
+	local    string // the job's name for a run of a local job, "" otherwise
+	cancel   context.CancelCauseFunc
+	progress *wire.Progress // the handler's last progress report; nil before the first (under c.mu)
+}
+
+// stopError is the cause of a run's context when the leader stopped it.
+type stopError struct{ reason string }
+
+// execute journals a run of a dispatched execution, then runs it (see runHandler). A run the journal
+// cannot take runs all the same: refusing work because a disk is full would be worse than the orphan it
+// may leave if the client dies.
+func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, shell bool, ar *activeRun) {
+	started := c.now()
+	dir, err := c.journal.begin(d, run, shell, started)
+	if err != nil {
+		c.logger.Error("run not journaled: if this client dies before it ends, its execution stays orphaned", "execution", d.ExecID, "err", err)
+	} else {
+		c.mu.Lock()
+		c.journaled.put(d.ExecID, run, dir)
+		c.mu.Unlock()
+	}
+	c.runHandler(ctx, d, run, h, ar, dir, started)
+}
+
+// runHandler runs the handler and reports its result. started is when the run started (before a restart,
+// for a run the journal gave back); dir its journal directory.
+func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, ar *activeRun, dir string, started time.Time) {
+	defer ar.cancel(nil)
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, started.Add(time.Duration(d.Timeout)))
+		defer cancel()
+	}
+	out := newTail(job.MaxOutput)
+	jc := JobContext{
+		ExecutionID: d.ExecID, Job: d.Job, Client: c.cfg.ID, Params: d.Params, ScheduledAt: d.ScheduledAt,
+		Attempt: d.Attempt, Run: run, Shard: d.Shard, Trigger: d.Trigger, Output: out,
+		Logger: slog.New(slog.NewTextHandler(out, nil)).With("execution", d.ExecID),
+		runDir: dir,
+	}
+	jc.progress = func(percent int, message string) {
+		percent = min(max(percent, 0), 100)
+		if len(message) > wire.MaxProgressMessage {
+			message = strings.ToValidUTF8(message[:wire.MaxProgressMessage], "")
+		}
+		fmt.Fprintf(out, "progress %d%%: %s\n", percent, message)
+		c.mu.Lock()
+		ar.progress = &wire.Progress{ExecID: d.ExecID, Run: run, Percent: percent, Message: message, At: c.now()}
+		c.mu.Unlock()
+	}
+	err := safeCall(ctx, h, jc)
+	var stopped *stopError
+	errors.As(context.Cause(ctx), &stopped) // a stop asked before the handler returned
+	finished := c.now()
+
+	res := job.Result{Status: job.StateSucceeded, Duration: job.Duration(finished.Sub(started)), Output: out.String()}
+	switch {
+	case stopped != nil:
+		// Stopped on purpose: no retry may follow, whatever the job's policy.
+		res.Status, res.Error, res.ExitCode, res.Final = job.StateFailed, stopped.Error(), 1, true
+		var ee interface{ ExitCode() int }
+		if errors.As(err, &ee) && ee.ExitCode() > 0 {
+			res.ExitCode = ee.ExitCode()
+		}
+		c.stats.Stopped.Add(1)
+		c.stats.Failed.Add(1)
+	case err != nil:
+		res.Status, res.Error, res.ExitCode = job.StateFailed, err.Error(), 1
+		var ee interface{ ExitCode() int }
+		if errors.As(err, &ee) {
+			res.ExitCode = ee.ExitCode()
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			res.Error = fmt.Sprintf("timed out after %s: %v", time.Duration(d.Timeout), err)
+		}
+		c.stats.Failed.Add(1)
+	default:
+		c.stats.Succeeded.Add(1)
+	}
+	frame, encErr := wire.Encode(&wire.Result{
+		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: finished},
+		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: run, Result: res, StartedAt: started, FinishedAt: finished,
+	})
+	defer func() {
+		select {
+		case c.runEnded <- struct{}{}:
+		default:
+		}
+	}()
+	c.mu.Lock()
+	c.running--
+	c.width -= ar.width
+	c.active.del(d.ExecID, run)
+	if ar.local != "" {
+		delete(c.localBusy, ar.local)
+	}
+	if p, ok := c.acks.get(d.ExecID, run); ok && !p.keep {
+		c.acks.del(d.ExecID, run) // the result says more than the ack
+	}
+	if encErr == nil {
+		c.pending.put(d.ExecID, run, &pendingReport{
+			frame: frame, next: finished.Add(c.cfg.ResultRetry), wait: 2 * c.cfg.ResultRetry, sent: true,
+			kind: fallback.KindResult, execID: d.ExecID, created: finished,
+		})
+	}
+	c.mu.Unlock()
+	if encErr != nil {
+		c.logger.Error("cannot encode result", "execution", d.ExecID, "err", encErr)
+		return
+	}
+	if dir != "" {
+		// Not synced: lost only with the machine, and then the run's exit status tells the same.
+		_ = os.WriteFile(filepath.Join(dir, "result"), frame, 0o600)
+	}
+	_, _ = c.outbox.SendAny(frame)
+}
+
+func safeCall(ctx context.Context, h HandlerFunc, jc JobContext) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, jc)
+}
