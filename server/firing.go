@@ -3,9 +3,7 @@ package server
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -13,12 +11,6 @@ import (
 
 	"github.com/clover-sched/clover/internal/job"
 )
-
-// maxOwed bounds the firings one job can owe at once within the misfire threshold.
-const maxOwed = 1000
-
-// maxMissedCount bounds how many missed fire times are counted one by one for the record.
-const maxMissedCount = 100_000
 
 // firing is one decision to fire a job at a time. It becomes one execution, or one per shard.
 type firing struct {
@@ -64,149 +56,6 @@ func (l *leader) fireDue(ctx context.Context) error {
 		}
 	}
 	return l.fire(ctx, firings, now)
-}
-
-// owed returns what job e owes for its fire times in (from, now]: one firing per time within the misfire
-// threshold, and for the times older than that what the job's misfire policy says.
-func (l *leader) owed(e *entry, from, now time.Time) []firing {
-	var out []firing
-	cut := now.Add(-l.cfg.MisfireThreshold)
-	if from.Before(cut) {
-		out = append(out, l.misfired(e, from, cut)...)
-		from = cut
-	}
-	times, truncated := e.sched.Between(from, now, maxOwed)
-	if truncated {
-		l.logger.Warn("job owes more firings than can be made at once; the oldest are dropped", "job", e.spec.Name, "kept", maxOwed)
-		times = times[len(times)-maxOwed:]
-	}
-	for _, t := range times {
-		out = append(out, firing{spec: e.spec, at: t, trigger: job.TriggerSchedule})
-	}
-	return out
-}
-
-// misfired applies the job's misfire policy to its fire times in (from, cut]:
-//   - fire-once: one catch-up run, at the latest missed time, standing in for all of them;
-//   - skip: nothing runs; one execution at the latest missed time is recorded as skipped;
-//   - fire-all: a catch-up run for each missed time, the latest Limit of them, oldest first.
-//
-// Every firing made here carries in Missed how many other times it stands for.
-func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
-	latest := e.sched.Latest(from, cut)
-	if latest.IsZero() {
-		return nil
-	}
-	all, _ := e.sched.Between(from, cut, maxMissedCount)
-	n := max(len(all), 1)
-	policy := e.spec.Misfire.Policy
-	if policy == "" {
-		policy = job.MisfireFireOnce
-	}
-	l.metrics.misfires.WithLabelValues(policy).Add(float64(n))
-	st := l.jobStats(e.spec.Name)
-	st.Misfires += int64(n)
-	st.LastMisfireAt, st.UpdatedAt = l.now().UTC(), l.now().UTC()
-	l.statsDirty[e.spec.Name] = true
-	switch policy {
-	case job.MisfireSkip:
-		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1, catchUp: true,
-			skip: fmt.Sprintf("misfire: %d fire time(s) missed, policy skip", n)}}
-	case job.MisfireFireAll:
-		limit := e.spec.Misfire.Limit
-		if limit <= 0 {
-			limit = job.DefaultFireAllLimit
-		}
-		var times []time.Time
-		for t := latest; !t.IsZero() && len(times) < limit; t = e.sched.Latest(from, t.Add(-time.Nanosecond)) {
-			times = append(times, t)
-		}
-		slices.Reverse(times)
-		out := make([]firing, len(times))
-		for i, t := range times {
-			out[i] = firing{spec: e.spec, at: t, trigger: job.TriggerCatchUp, catchUp: true}
-		}
-		out[0].missed = n - len(times)
-		return out
-	default:
-		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1, catchUp: true}}
-	}
-}
-
-// markCatchUp flags firings as catch-up firings.
-func markCatchUp(firings []firing) []firing {
-	for i := range firings {
-		firings[i].catchUp = true
-	}
-	return firings
-}
-
-// catchUp fires what came due while no leader was acting: from each job's last recorded firing (read by
-// takeOver from the open set) or its ActiveSince, to now, as owed says. The (job, scheduled time) key makes
-// every firing that the previous leader had made a no-op.
-func (l *leader) catchUp(ctx context.Context, now time.Time) error {
-	names := slices.Sorted(maps.Keys(l.jobs))
-	var firings []firing
-	for _, name := range names {
-		e := l.jobs[name]
-		if e.spec.Paused || e.spec.Mode == job.ModeLocal {
-			continue
-		}
-		firings = append(firings, markCatchUp(l.owed(e, l.owedSince(e.spec), now))...)
-	}
-	return l.fire(ctx, firings, now)
-}
-
-// owedSince is the instant after which a job owes firings: its last recorded firing, or, if none is
-// known, when it was last paused or became active.
-func (l *leader) owedSince(spec job.Spec) time.Time {
-	from := spec.ActiveSince.Add(-time.Nanosecond)
-	if lf, ok := l.lastFired[spec.Name]; ok {
-		if lf.After(from) {
-			from = lf
-		}
-	} else if spec.PausedAt.After(from) {
-		from = spec.PausedAt
-	}
-	return from
-}
-
-// inherit tracks an unfinished execution this term did not dispatch. If it is running, the client that
-// runs it is watched (its lease starts now). If it waits for a retry or a decision, it goes on waiting. If
-// it is pending, an earlier term may have sent it to a client we cannot name, so it waits until any such
-// dispatch is past its accept-by: the client would have acknowledged it by then (clients re-send acks until
-// recorded), or it can no longer start it.
-func (l *leader) inherit(e job.Execution, now time.Time) {
-	if _, ok := l.flights[e.ID]; ok {
-		return
-	}
-	f := &flight{exec: e, attempt: e.Attempt, run: max(e.Run, 1)}
-	switch e.State {
-	case job.StateRunning:
-		l.toRunning(f, e.Client, now)
-	case job.StateRetrying:
-		// An earlier term may have dispatched the retry already: wait until such a dispatch is past its
-		// accept-by, then ask the store (verify) before starting the run.
-		f.run = max(e.Run-1, 1)
-		f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
-		if held := now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout); f.retryAt.Before(held) {
-			f.retryAt = held
-		}
-		f.phase, f.verify = phaseRetrying, true
-	case job.StateOrphaned:
-		f.phase, f.client = phaseOrphaned, e.Client // track counts it
-	default:
-		f.heldUntil, f.verify = now.Add(l.cfg.AcceptWindow+l.cfg.AckTimeout), true
-		// A firing queued behind another stays queued under the new leader. Under forbid it is late by
-		// now, as are those this term owes the job: they run one after another (see plan).
-		switch l.spec(e).Overlap {
-		case job.OverlapQueue:
-			f.phase = phaseQueued
-		case "", job.OverlapForbid:
-			f.phase, f.catchUp = phaseQueued, true
-		}
-	}
-	l.track(f)
 }
 
 // retryDelay is the wait before run of an execution of jobName, by its job's retry policy.
@@ -477,117 +326,8 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 	}
 }
 
-// retryUnsaved fires again the firings the store refused. Times that are by now past the misfire
-// threshold are handed to each job's misfire policy, so a long store outage does not end in a storm.
-func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
-	if len(l.unsaved) == 0 {
-		return nil
-	}
-	cut := now.Add(-l.cfg.MisfireThreshold)
-	oldest := map[string]time.Time{} // job -> just before its oldest misfired time
-	var keep []firing
-	for _, fr := range l.unsaved {
-		if !onSchedule(fr.trigger) || !fr.at.Before(cut) {
-			keep = append(keep, fr)
-			continue
-		}
-		if t, ok := oldest[fr.spec.Name]; !ok || fr.at.Before(t) {
-			oldest[fr.spec.Name] = fr.at.Add(-time.Nanosecond)
-		}
-	}
-	for name, from := range oldest {
-		if e, ok := l.jobs[name]; ok {
-			keep = append(keep, l.misfired(e, from, cut)...)
-		}
-	}
-	l.unsaved = nil
-	return l.fire(ctx, keep, now)
-}
-
 // onSchedule reports whether executions of trigger stand for fire times of the job's schedule (and so
 // count for what the schedule still owes).
 func onSchedule(t job.Trigger) bool {
 	return t != job.TriggerManual && t != job.TriggerRequest
-}
-
-// errOverlap refuses a manual trigger that the job's overlap policy forbids.
-var errOverlap = errors.New("the job has an open execution and its overlap policy is forbid")
-
-// errLocalMode refuses to fire a job in local mode: only its clients fire it.
-var errLocalMode = errors.New("runs in local mode: its client fires it")
-
-// trigger fires a job now, outside its schedule. The trigger's parameters add to and override the job's.
-// The job's overlap policy holds for it too: under forbid it is refused while an execution is open.
-func (l *leader) trigger(ctx context.Context, name string, params map[string]string) (string, error) {
-	spec, err := l.manualSpec(ctx, name)
-	if err != nil {
-		return "", err
-	}
-	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && l.openCount(name) > 0 {
-		return "", fmt.Errorf("job %s: %w", name, errOverlap)
-	}
-	return l.fireNow(ctx, firing{spec: spec, at: l.now(), trigger: job.TriggerManual, params: mergeParams(spec.Params, params)})
-}
-
-// manualSpec is the definition of a job fired outside its schedule, if this term may fire it.
-func (l *leader) manualSpec(ctx context.Context, name string) (job.Spec, error) {
-	var spec job.Spec
-	if e, ok := l.jobs[name]; ok {
-		spec = e.spec
-	} else {
-		sctx, cancel := storeCtx(ctx)
-		s, err := l.store.GetJob(sctx, name)
-		cancel()
-		if err != nil {
-			return job.Spec{}, err
-		}
-		spec = s
-	}
-	if spec.Mode == job.ModeLocal {
-		return job.Spec{}, fmt.Errorf("job %s: %w", name, errLocalMode)
-	}
-	if !l.confirmed() {
-		return job.Spec{}, errUnconfirmed
-	}
-	return spec, nil
-}
-
-// mergeParams is a job's parameters with those of one firing over them.
-func mergeParams(job, firing map[string]string) map[string]string {
-	merged := maps.Clone(job)
-	if merged == nil {
-		merged = map[string]string{}
-	}
-	maps.Copy(merged, firing)
-	return merged
-}
-
-// fireNow records and dispatches one firing made outside the schedule, under the job's overlap policy,
-// and returns its id (a sharded firing's executions are id~0, id~1...).
-func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
-	now := l.now()
-	plan, stops := l.plan([]firing{fr})
-	id := plan[0].exec.Firing // sharded: its executions are id~0, id~1...
-	fresh, err := l.record(ctx, plan, now)
-	if err != nil {
-		// The insert may have landed even so: adopt it if it did, so it is not left stranded.
-		planOf := map[string]planned{}
-		for _, p := range plan {
-			planOf[p.exec.ID] = p
-		}
-		l.adopt(ctx, []string{plan[0].exec.ID}, planOf, now)
-		if _, ok := l.flights[plan[0].exec.ID]; !ok {
-			return "", fmt.Errorf("record %s execution: %w", fr.trigger, err)
-		}
-		fresh = map[string]bool{plan[0].exec.ID: true}
-	}
-	if !fresh[plan[0].exec.ID] {
-		return id, nil // recorded before: it replaces nothing now
-	}
-	for fid, reason := range stops {
-		if f, ok := l.flights[fid]; ok {
-			l.stop(f, reason, true)
-		}
-	}
-	return id, nil
 }

@@ -204,3 +204,41 @@ func (l *leader) retryRead(ctx context.Context, what string, read func(ctx conte
 		}
 	}
 }
+
+// inherit tracks an unfinished execution this term did not dispatch. If it is running, the client that
+// runs it is watched (its lease starts now). If it waits for a retry or a decision, it goes on waiting. If
+// it is pending, an earlier term may have sent it to a client we cannot name, so it waits until any such
+// dispatch is past its accept-by: the client would have acknowledged it by then (clients re-send acks until
+// recorded), or it can no longer start it.
+func (l *leader) inherit(e job.Execution, now time.Time) {
+	if _, ok := l.flights[e.ID]; ok {
+		return
+	}
+	f := &flight{exec: e, attempt: e.Attempt, run: max(e.Run, 1)}
+	switch e.State {
+	case job.StateRunning:
+		l.toRunning(f, e.Client, now)
+	case job.StateRetrying:
+		// An earlier term may have dispatched the retry already: wait until such a dispatch is past its
+		// accept-by, then ask the store (verify) before starting the run.
+		f.run = max(e.Run-1, 1)
+		f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
+		if held := now.Add(l.cfg.AcceptWindow + l.cfg.AckTimeout); f.retryAt.Before(held) {
+			f.retryAt = held
+		}
+		f.phase, f.verify = phaseRetrying, true
+	case job.StateOrphaned:
+		f.phase, f.client = phaseOrphaned, e.Client // track counts it
+	default:
+		f.heldUntil, f.verify = now.Add(l.cfg.AcceptWindow+l.cfg.AckTimeout), true
+		// A firing queued behind another stays queued under the new leader. Under forbid it is late by
+		// now, as are those this term owes the job: they run one after another (see plan).
+		switch l.spec(e).Overlap {
+		case job.OverlapQueue:
+			f.phase = phaseQueued
+		case "", job.OverlapForbid:
+			f.phase, f.catchUp = phaseQueued, true
+		}
+	}
+	l.track(f)
+}

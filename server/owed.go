@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+// maxOwed bounds the firings one job can owe at once within the misfire threshold.
+const maxOwed = 1000
+
+// maxMissedCount bounds how many missed fire times are counted one by one for the record.
+const maxMissedCount = 100_000
+
+// owed returns what job e owes for its fire times in (from, now]: one firing per time within the misfire
+// threshold, and for the times older than that what the job's misfire policy says.
+func (l *leader) owed(e *entry, from, now time.Time) []firing {
+	var out []firing
+	cut := now.Add(-l.cfg.MisfireThreshold)
+	if from.Before(cut) {
+		out = append(out, l.misfired(e, from, cut)...)
+		from = cut
+	}
+	times, truncated := e.sched.Between(from, now, maxOwed)
+	if truncated {
+		l.logger.Warn("job owes more firings than can be made at once; the oldest are dropped", "job", e.spec.Name, "kept", maxOwed)
+		times = times[len(times)-maxOwed:]
+	}
+	for _, t := range times {
+		out = append(out, firing{spec: e.spec, at: t, trigger: job.TriggerSchedule})
+	}
+	return out
+}
+
+// misfired applies the job's misfire policy to its fire times in (from, cut]:
+//   - fire-once: one catch-up run, at the latest missed time, standing in for all of them;
+//   - skip: nothing runs; one execution at the latest missed time is recorded as skipped;
+//   - fire-all: a catch-up run for each missed time, the latest Limit of them, oldest first.
+//
+// Every firing made here carries in Missed how many other times it stands for.
+func (l *leader) misfired(e *entry, from, cut time.Time) []firing {
+	latest := e.sched.Latest(from, cut)
+	if latest.IsZero() {
+		return nil
+	}
+	all, _ := e.sched.Between(from, cut, maxMissedCount)
+	n := max(len(all), 1)
+	policy := e.spec.Misfire.Policy
+	if policy == "" {
+		policy = job.MisfireFireOnce
+	}
+	l.metrics.misfires.WithLabelValues(policy).Add(float64(n))
+	st := l.jobStats(e.spec.Name)
+	st.Misfires += int64(n)
+	st.LastMisfireAt, st.UpdatedAt = l.now().UTC(), l.now().UTC()
+	l.statsDirty[e.spec.Name] = true
+	switch policy {
+	case job.MisfireSkip:
+		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1, catchUp: true,
+			skip: fmt.Sprintf("misfire: %d fire time(s) missed, policy skip", n)}}
+	case job.MisfireFireAll:
+		limit := e.spec.Misfire.Limit
+		if limit <= 0 {
+			limit = job.DefaultFireAllLimit
+		}
+		var times []time.Time
+		for t := latest; !t.IsZero() && len(times) < limit; t = e.sched.Latest(from, t.Add(-time.Nanosecond)) {
+			times = append(times, t)
+		}
+		slices.Reverse(times)
+		out := make([]firing, len(times))
+		for i, t := range times {
+			out[i] = firing{spec: e.spec, at: t, trigger: job.TriggerCatchUp, catchUp: true}
+		}
+		out[0].missed = n - len(times)
+		return out
+	default:
+		return []firing{{spec: e.spec, at: latest, trigger: job.TriggerCatchUp, missed: n - 1, catchUp: true}}
+	}
+}
+
+// markCatchUp flags firings as catch-up firings.
+func markCatchUp(firings []firing) []firing {
+	for i := range firings {
+		firings[i].catchUp = true
+	}
+	return firings
+}
+
+// catchUp fires what came due while no leader was acting: from each job's last recorded firing (read by
+// takeOver from the open set) or its ActiveSince, to now, as owed says. The (job, scheduled time) key makes
+// every firing that the previous leader had made a no-op.
+func (l *leader) catchUp(ctx context.Context, now time.Time) error {
+	names := slices.Sorted(maps.Keys(l.jobs))
+	var firings []firing
+	for _, name := range names {
+		e := l.jobs[name]
+		if e.spec.Paused || e.spec.Mode == job.ModeLocal {
+			continue
+		}
+		firings = append(firings, markCatchUp(l.owed(e, l.owedSince(e.spec), now))...)
+	}
+	return l.fire(ctx, firings, now)
+}
+
+// owedSince is the instant after which a job owes firings: its last recorded firing, or, if none is
+// known, when it was last paused or became active.
+func (l *leader) owedSince(spec job.Spec) time.Time {
+	from := spec.ActiveSince.Add(-time.Nanosecond)
+	if lf, ok := l.lastFired[spec.Name]; ok {
+		if lf.After(from) {
+			from = lf
+		}
+	} else if spec.PausedAt.After(from) {
+		from = spec.PausedAt
+	}
+	return from
+}
+
+// retryUnsaved fires again the firings the store refused. Times that are by now past the misfire
+// threshold are handed to each job's misfire policy, so a long store outage does not end in a storm.
+func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
+	if len(l.unsaved) == 0 {
+		return nil
+	}
+	cut := now.Add(-l.cfg.MisfireThreshold)
+	oldest := map[string]time.Time{} // job -> just before its oldest misfired time
+	var keep []firing
+	for _, fr := range l.unsaved {
+		if !onSchedule(fr.trigger) || !fr.at.Before(cut) {
+			keep = append(keep, fr)
+			continue
+		}
+		if t, ok := oldest[fr.spec.Name]; !ok || fr.at.Before(t) {
+			oldest[fr.spec.Name] = fr.at.Add(-time.Nanosecond)
+		}
+	}
+	for name, from := range oldest {
+		if e, ok := l.jobs[name]; ok {
+			keep = append(keep, l.misfired(e, from, cut)...)
+		}
+	}
+	l.unsaved = nil
+	return l.fire(ctx, keep, now)
+}
