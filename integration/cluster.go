@@ -15,10 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
-	"github.com/clover-sched/clover/server"
 )
 
 var (
@@ -205,8 +205,8 @@ func (m *Member) Signal(sig syscall.Signal) error { return m.Proc.Signal(sig) }
 func (m *Member) Log(lines int) string { return m.Proc.Tail(lines) }
 
 // Status asks one server for the cluster status.
-func (c *Cluster) Status(m *Member) (server.ClusterStatus, error) {
-	var st server.ClusterStatus
+func (c *Cluster) Status(m *Member) (api.ClusterStatus, error) {
+	var st api.ClusterStatus
 	err := c.Call(m, "GET", "/api/v1/cluster", nil, &st)
 	return st, err
 }

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/client"
 	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
-	"github.com/clover-sched/clover/server"
 )
 
 // runCounter counts the runs of each execution that a Go handler actually made.
@@ -66,9 +66,9 @@ func work(runs *runCounter, release <-chan struct{}) client.HandlerFunc {
 // settleJob is fired only on request (its schedule is far off); its runs may overlap.
 var settleJob = job.Spec{Name: "settle", Schedule: "@every 1000h", Handler: "work", Overlap: job.OverlapAllow}
 
-func fallbackStatus(t *testing.T, c *Cluster) server.FallbackStatus {
+func fallbackStatus(t *testing.T, c *Cluster) api.FallbackStatus {
 	t.Helper()
-	var st server.FallbackStatus
+	var st api.FallbackStatus
 	if err := c.Call(c.AnyServer(), "GET", "/api/v1/fallback", nil, &st); err != nil {
 		t.Fatalf("GET /api/v1/fallback: %v", err)
 	}

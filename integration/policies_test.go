@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
-	"github.com/clover-sched/clover/server"
 )
 
 // never is a schedule that does not fire during a test: these jobs run when triggered.
@@ -65,7 +65,7 @@ func spanCommand(path, sleep string) string {
 
 func (c *Cluster) trigger(t *testing.T, name string) string {
 	t.Helper()
-	var out server.TriggerResponse
+	var out api.TriggerResponse
 	if err := c.Call(c.AnyServer(), "POST", "/api/v1/jobs/"+name+"/trigger", nil, &out); err != nil {
 		t.Fatalf("trigger %s: %v", name, err)
 	}
@@ -113,14 +113,14 @@ func TestARunningJobOutlivesItsClient(t *testing.T) {
 			t.Fatalf("the non-rerunnable job ran again, on %s", s.client)
 		}
 	}
-	var live []server.InFlight
+	var live []api.InFlight
 	if err := c.Call(c.AnyServer(), "GET", "/api/v1/inflight", nil, &live); err != nil {
 		t.Fatal(err)
 	}
 	if len(live) != 1 || live[0].ID != once || live[0].Status != "orphaned" {
 		t.Fatalf("in flight %+v, want only %s, orphaned", live, once)
 	}
-	if err := c.Call(c.AnyServer(), "POST", "/api/v1/executions/"+once+"/done", server.ExecActionRequest{Status: job.StateSucceeded, Note: "test: checked by hand"}, nil); err != nil {
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/executions/"+once+"/done", api.ExecActionRequest{Status: job.StateSucceeded, Note: "test: checked by hand"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	c.waitState(t, once, job.StateSucceeded, 20*time.Second)

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/store"
-	"github.com/clover-sched/clover/server"
 )
 
 // members is a view of one kind of registered members (a registry.Cache).
@@ -204,7 +204,7 @@ func (c *checker) responsiveness(ctx context.Context, now time.Time, leaderAPI s
 	if leaderAPI == "" {
 		return out, false
 	}
-	var beats []server.ClientHeartbeat
+	var beats []api.ClientHeartbeat
 	if err := c.get(ctx, leaderAPI, "/api/v1/heartbeats", &beats); err != nil {
 		c.logger.Debug("cannot read the leader's heartbeats", "err", err)
 		return out, false
@@ -289,7 +289,7 @@ func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string,
 	if leaderAPI == "" {
 		return nil, false
 	}
-	var flights []server.InFlight
+	var flights []api.InFlight
 	if err := c.get(ctx, leaderAPI, "/api/v1/inflight", &flights); err != nil {
 		c.logger.Debug("cannot read the leader's executions in flight", "err", err)
 		return nil, false

@@ -13,18 +13,61 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/clover-sched/clover/internal/fallback"
-	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/store"
 )
 
 // maxBody bounds a request body: job definitions are small.
 const maxBody = 1 << 20
 
-// routes is the REST API. Reads are answered by any server from the store and its registry view; writes
-// are made by the leader, so a follower forwards them (reverse proxy) to the leader's API.
-func (s *Server) routes() http.Handler {
+// routes is the REST API: exactly the routes of api.Routes (it fails if a route has no handler here, or a
+// handler no route), so the OpenAPI document describes what is served. Reads are answered by any server
+// from the store and its registry view; writes are made by the leader, so a follower forwards them
+// (reverse proxy) to the leader's API.
+func (s *Server) routes() (http.Handler, error) {
+	handlers := map[string]http.HandlerFunc{
+		"GET /api/v1/openapi.json":           s.getOpenAPI,
+		"GET /api/v1/cluster":                s.getCluster,
+		"GET /api/v1/jobs":                   s.listJobs,
+		"GET /api/v1/jobs/{name}":            s.getJob,
+		"GET /api/v1/jobs/{name}/next":       s.nextFires,
+		"POST /api/v1/jobs":                  s.createJob,
+		"PUT /api/v1/jobs/{name}":            s.updateJob,
+		"DELETE /api/v1/jobs/{name}":         s.deleteJob,
+		"POST /api/v1/jobs/{name}/trigger":   s.triggerJob,
+		"POST /api/v1/jobs/{name}/pause":     s.pauseJob(true),
+		"POST /api/v1/jobs/{name}/resume":    s.pauseJob(false),
+		"GET /api/v1/executions":             s.listExecutions,
+		"GET /api/v1/executions/{id}":        s.getExecution,
+		"POST /api/v1/executions/{id}/stop":  s.execAction("stop"),
+		"POST /api/v1/executions/{id}/rerun": s.execAction("rerun"),
+		"POST /api/v1/executions/{id}/done":  s.execAction("done"),
+		"GET /api/v1/inflight":               s.getInflight,
+		"GET /api/v1/heartbeats":             s.getHeartbeats,
+		"GET /api/v1/fallback":               s.getFallback,
+		"GET /api/v1/alerts":                 s.listAlerts,
+		"POST /api/v1/alerts/clear":          s.clearAlert,
+		"GET /api/v1/contacts":               s.listContacts,
+		"POST /api/v1/contacts":              s.createContact,
+		"GET /api/v1/contacts/{name}":        s.getContact,
+		"DELETE /api/v1/contacts/{name}":     s.deleteContact,
+		"GET /api/v1/notifications":          s.listNotifications,
+	}
 	mux := http.NewServeMux()
+	for _, rt := range api.Routes {
+		h, ok := handlers[rt.Pattern()]
+		if !ok {
+			return nil, fmt.Errorf("server: route %s has no handler", rt.Pattern())
+		}
+		delete(handlers, rt.Pattern())
+		if rt.Leader {
+			h = s.onLeader(h)
+		}
+		mux.HandleFunc(rt.Pattern(), h)
+	}
+	for pattern := range handlers {
+		return nil, fmt.Errorf("server: handler %s is not in api.Routes (nor in the OpenAPI document)", pattern)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -32,36 +75,21 @@ func (s *Server) routes() http.Handler {
 	// Go profiles, for the people who run Clover: the API listens on a private address.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /api/v1/cluster", s.getCluster)
-	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
-	mux.HandleFunc("GET /api/v1/jobs/{name}", s.getJob)
-	mux.HandleFunc("GET /api/v1/jobs/{name}/next", s.nextFires)
-	mux.HandleFunc("POST /api/v1/jobs", s.onLeader(s.createJob))
-	mux.HandleFunc("PUT /api/v1/jobs/{name}", s.onLeader(s.updateJob))
-	mux.HandleFunc("DELETE /api/v1/jobs/{name}", s.onLeader(s.deleteJob))
-	mux.HandleFunc("POST /api/v1/jobs/{name}/trigger", s.onLeader(s.triggerJob))
-	mux.HandleFunc("POST /api/v1/jobs/{name}/pause", s.onLeader(s.pauseJob(true)))
-	mux.HandleFunc("POST /api/v1/jobs/{name}/resume", s.onLeader(s.pauseJob(false)))
-	mux.HandleFunc("GET /api/v1/executions", s.listExecutions)
-	mux.HandleFunc("GET /api/v1/executions/{id}", s.getExecution)
-	mux.HandleFunc("POST /api/v1/executions/{id}/stop", s.onLeader(s.execAction("stop")))
-	mux.HandleFunc("POST /api/v1/executions/{id}/rerun", s.onLeader(s.execAction("rerun")))
-	mux.HandleFunc("POST /api/v1/executions/{id}/done", s.onLeader(s.execAction("done")))
-	mux.HandleFunc("GET /api/v1/inflight", s.onLeader(s.getInflight))
-	mux.HandleFunc("GET /api/v1/fallback", s.getFallback)
-	mux.HandleFunc("GET /api/v1/heartbeats", s.onLeader(s.getHeartbeats))
-	mux.HandleFunc("GET /api/v1/alerts", s.listAlerts)
-	mux.HandleFunc("POST /api/v1/alerts/clear", s.clearAlert)
-	s.contactRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return mux, nil
 }
 
-// apiError is the body of every error response.
-type apiError struct {
-	Error string `json:"error"`
+// getOpenAPI serves the API's OpenAPI document.
+func (s *Server) getOpenAPI(w http.ResponseWriter, r *http.Request) {
+	doc, err := api.OpenAPI()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(doc)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -73,7 +101,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, apiError{Error: err.Error()})
+	writeJSON(w, status, api.Error{Error: err.Error()})
 }
 
 // storeStatus maps a store error to an HTTP status.
@@ -139,35 +167,12 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// ClusterStatus is the body of GET /api/v1/cluster.
-type ClusterStatus struct {
-	Server  string            `json:"server"` // the server that answered
-	Leader  *LeaderStatus     `json:"leader"`
-	Servers []registry.Member `json:"servers"`
-	Clients []registry.Member `json:"clients"`
-}
-
-// LeaderStatus names the leader and its term.
-type LeaderStatus struct {
-	ID      string `json:"id"`
-	Epoch   int64  `json:"epoch"`
-	APIAddr string `json:"api_addr"`
-}
-
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
-	st := ClusterStatus{Server: s.cfg.ID, Servers: s.servers.Members(), Clients: s.clients.Members()}
+	st := api.ClusterStatus{Server: s.cfg.ID, Servers: s.servers.Members(), Clients: s.clients.Members()}
 	if info, epoch, ok := s.leaderInfo(); ok {
-		st.Leader = &LeaderStatus{ID: info.ID, Epoch: epoch, APIAddr: info.APIAddr}
+		st.Leader = &api.LeaderStatus{ID: info.ID, Epoch: epoch, APIAddr: info.APIAddr}
 	}
 	writeJSON(w, http.StatusOK, st)
-}
-
-// FallbackStatus is the answer of GET /api/v1/fallback: the queue as the store holds it, and, from the
-// leader, how its replay goes.
-type FallbackStatus struct {
-	fallback.Status
-	Leader string          `json:"leader,omitempty"`
-	Replay *ReplayProgress `json:"replay,omitempty"` // present when the server asked leads
 }
 
 // getFallback is answered by any server: while no leader is elected the queue is what operators most need
@@ -178,7 +183,7 @@ func (s *Server) getFallback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
-	out := FallbackStatus{Status: st}
+	out := api.FallbackStatus{Status: st}
 	if info, _, ok := s.leaderInfo(); ok {
 		out.Leader = info.ID
 	}

@@ -8,30 +8,13 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/store"
 )
 
-// ContactRequest is the body of POST /api/v1/contacts.
-type ContactRequest struct {
-	Name    string `json:"name"`
-	Email   string `json:"email"`
-	Webhook string `json:"webhook,omitempty"`
-}
-
-// contactRoutes serves the contacts alerts are sent to, and what was sent (the notifications and their
-// delivery status). Contacts are plain documents that no leader bookkeeping depends on: any server
-// answers, writes included, so they can be managed while no leader is elected.
-func (s *Server) contactRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/contacts", s.listContacts)
-	mux.HandleFunc("POST /api/v1/contacts", s.createContact)
-	mux.HandleFunc("GET /api/v1/contacts/{name}", s.getContact)
-	mux.HandleFunc("DELETE /api/v1/contacts/{name}", s.deleteContact)
-	mux.HandleFunc("GET /api/v1/notifications", s.listNotifications)
-}
-
 // decodeContact reads a contact; an unknown or mistyped field is refused with an error naming it.
 func decodeContact(r io.Reader) (store.Contact, error) {
-	var req ContactRequest
+	var req api.ContactRequest
 	dec := json.NewDecoder(io.LimitReader(r, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
 )
@@ -85,9 +86,11 @@ func TestContactRoutes(t *testing.T) {
 	t.Cleanup(func() { st.Close(context.Background()) })
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := &Server{store: st, now: func() time.Time { return now }}
-	mux := http.NewServeMux()
-	s.contactRoutes(mux)
-	srv := httptest.NewServer(mux)
+	routes, err := s.routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(routes)
 	defer srv.Close()
 
 	call := func(method, path, body string, wantStatus int, out any) {
@@ -123,7 +126,7 @@ func TestContactRoutes(t *testing.T) {
 	if created.Name != "ops" || created.Email != "ops@example.com" || !created.CreatedAt.Equal(now) {
 		t.Errorf("created %+v", created)
 	}
-	var apiErr apiError
+	var apiErr api.Error
 	call("POST", "/api/v1/contacts", `{"name":"ops","email":"ops@example.com"}`, http.StatusConflict, &apiErr)
 	call("POST", "/api/v1/contacts", `{"name":"dev","email":"dev"}`, http.StatusBadRequest, &apiErr)
 	if !strings.Contains(apiErr.Error, "email") {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 )
@@ -37,16 +38,10 @@ func askLoop[T any](s *Server, w http.ResponseWriter, r *http.Request, note any,
 	return zero, false
 }
 
-// ExecActionRequest is the optional body of stop, rerun and done.
-type ExecActionRequest struct {
-	Status job.State `json:"status,omitempty"` // done: succeeded or failed
-	Note   string    `json:"note,omitempty"`   // who acts, and why; recorded with the event
-}
-
 // execAction stops a run, or decides for an orphaned execution (rerun, done).
 func (s *Server) execAction(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var body ExecActionRequest
+		var body api.ExecActionRequest
 		if r.ContentLength != 0 {
 			dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 			dec.DisallowUnknownFields()
@@ -72,13 +67,13 @@ func (s *Server) execAction(action string) http.HandlerFunc {
 			writeError(w, storeStatus(err), fmt.Errorf("%s %s: %w", action, id, err))
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]string{"execution": id, "action": action})
+		writeJSON(w, http.StatusAccepted, api.ExecActionResponse{Execution: id, Action: action})
 	}
 }
 
 // getInflight shows the leader's live view of open executions: waiting for a client, queued, running...
 func (s *Server) getInflight(w http.ResponseWriter, r *http.Request) {
-	reply := make(chan []InFlight, 1)
+	reply := make(chan []api.InFlight, 1)
 	out, ok := askLoop(s, w, r, inflightRequest{job: r.URL.Query().Get("job"), reply: reply}, reply)
 	if ok {
 		writeJSON(w, http.StatusOK, out)
@@ -92,9 +87,9 @@ func (s *Server) getHeartbeats(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	out := []ClientHeartbeat{}
+	out := []api.ClientHeartbeat{}
 	for _, m := range s.clients.Members() {
-		hb := ClientHeartbeat{Client: m.ID, LastAt: rep.heard[m.ID], Since: m.StartedAt}
+		hb := api.ClientHeartbeat{Client: m.ID, LastAt: rep.heard[m.ID], Since: m.StartedAt}
 		if rep.start.After(hb.Since) {
 			hb.Since = rep.start // a client is only as silent as this term could hear
 		}

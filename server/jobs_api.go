@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/schedule"
 )
@@ -202,15 +203,8 @@ func (s *Server) pauseJob(pause bool) http.HandlerFunc {
 	}
 }
 
-// TriggerResponse is the body of a successful trigger.
-type TriggerResponse struct {
-	Execution string `json:"execution"`
-}
-
 func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Params map[string]string `json:"params"`
-	}
+	var body api.TriggerRequest
 	if r.ContentLength != 0 {
 		dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 		dec.DisallowUnknownFields()
@@ -228,7 +222,7 @@ func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(rep.err), rep.err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, TriggerResponse{Execution: rep.id})
+	writeJSON(w, http.StatusAccepted, api.TriggerResponse{Execution: rep.id})
 }
 
 func (s *Server) jobChanged(name string) {

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
-	"github.com/clover-sched/clover/internal/wire"
 )
 
 // Operator actions on executions, applied by the leader loop: stop a run, rerun or close an orphaned
@@ -25,7 +25,7 @@ type execAction struct {
 // inflightRequest asks the loop for a view of its flights.
 type inflightRequest struct {
 	job   string // only this job's; "" for all
-	reply chan []InFlight
+	reply chan []api.InFlight
 }
 
 // heartbeatsRequest asks the loop when it last heard from each client.
@@ -34,30 +34,6 @@ type heartbeatsRequest struct{ reply chan heartbeatsReply }
 type heartbeatsReply struct {
 	heard map[string]time.Time
 	start time.Time // when the term began: it could hear nothing before
-}
-
-// ClientHeartbeat is when the leader last heard a client's heartbeat; the monitor alerts on a client that
-// is registered but silent.
-type ClientHeartbeat struct {
-	Client string    `json:"client"`
-	LastAt time.Time `json:"last_at,omitzero"` // zero: not heard in this leader's term
-	Since  time.Time `json:"registered_at"`    // when this term saw the client registered
-}
-
-// InFlight is the leader's live view of an execution it tracks, as the API shows it.
-type InFlight struct {
-	ID          string     `json:"id"`
-	Job         string     `json:"job"`
-	Status      string     `json:"status"` // waiting, queued, dispatched, running, stopping, retrying, orphaned, reporting, held, checking
-	Client      string     `json:"client,omitempty"`
-	Attempt     int        `json:"attempt"`
-	Run         int        `json:"run"`
-	ScheduledAt time.Time  `json:"scheduled_at"`
-	Since       time.Time  `json:"since,omitzero"` // running since (ack), waiting since (fired), or next retry time
-	Overdue     bool       `json:"overdue,omitempty"`
-	Shard       *job.Shard `json:"shard,omitempty"`
-	// Progress is what the run's handler last reported (percent, message, when); nil before any report.
-	Progress *wire.Progress `json:"progress,omitempty"`
 }
 
 var (
@@ -108,14 +84,14 @@ func (l *leader) act(a execAction) error {
 }
 
 // inflight returns the leader's view of its flights, oldest first.
-func (l *leader) inflight(jobName string) []InFlight {
-	out := make([]InFlight, 0, len(l.flights))
+func (l *leader) inflight(jobName string) []api.InFlight {
+	out := make([]api.InFlight, 0, len(l.flights))
 	now := l.now()
 	for _, f := range l.flights {
 		if jobName != "" && f.exec.Job != jobName {
 			continue
 		}
-		v := InFlight{
+		v := api.InFlight{
 			ID: f.exec.ID, Job: f.exec.Job, Client: f.client, Attempt: f.attempt, Run: max(f.run, 1),
 			ScheduledAt: f.exec.ScheduledAt, Overdue: f.overdue, Shard: f.exec.Shard,
 		}
@@ -126,7 +102,7 @@ func (l *leader) inflight(jobName string) []InFlight {
 		v.Status, v.Since = f.status(now)
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b InFlight) int {
+	slices.SortFunc(out, func(a, b api.InFlight) int {
 		if c := a.ScheduledAt.Compare(b.ScheduledAt); c != 0 {
 			return c
 		}

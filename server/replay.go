@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
@@ -72,34 +73,22 @@ const (
 	fallbackAlertKey = "fallback-queue"
 )
 
-// ReplayProgress is what the API shows of the replay by this server's current term.
-type ReplayProgress struct {
-	Leader        string    `json:"leader"`
-	Epoch         int64     `json:"epoch"`
-	Applied       int64     `json:"applied"`  // entries this term applied
-	Rejected      int64     `json:"rejected"` // entries this term rejected
-	LastEntry     string    `json:"last_entry,omitempty"`
-	LastAppliedAt time.Time `json:"last_applied_at,omitzero"`
-	LastPassAt    time.Time `json:"last_pass_at,omitzero"`
-	LastError     string    `json:"last_error,omitempty"`
-}
-
 // replayState is a term's replay progress, read by the API.
 type replayState struct {
 	mu sync.Mutex
-	p  ReplayProgress
+	p  api.ReplayProgress
 	// alerted: this term raised the fallback alert; quiet: this term saw the queue empty and cleared the
 	// alert. Only the replay goroutine touches them.
 	alerted, quiet bool
 }
 
-func (r *replayState) update(f func(p *ReplayProgress)) {
+func (r *replayState) update(f func(p *api.ReplayProgress)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f(&r.p)
 }
 
-func (r *replayState) get() ReplayProgress {
+func (r *replayState) get() api.ReplayProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.p
@@ -110,7 +99,7 @@ func (l *leader) replayLoop(ctx context.Context) {
 	if l.fallback == nil {
 		return
 	}
-	l.replay.update(func(p *ReplayProgress) { *p = ReplayProgress{Leader: l.cfg.ID, Epoch: l.epoch} })
+	l.replay.update(func(p *api.ReplayProgress) { *p = api.ReplayProgress{Leader: l.cfg.ID, Epoch: l.epoch} })
 	defer l.metrics.fallbackSeen.Set(0) // a follower watches no queue
 	t := time.NewTicker(l.cfg.FallbackPoll)
 	defer t.Stop()
@@ -151,7 +140,7 @@ func (l *leader) replayPass(ctx context.Context) {
 	blocked := map[string]bool{} // clients one of whose entries could not be applied in this pass
 	var passErr error
 	defer func() {
-		l.replay.update(func(p *ReplayProgress) {
+		l.replay.update(func(p *api.ReplayProgress) {
 			p.LastPassAt, p.LastError = now, ""
 			if passErr != nil {
 				p.LastError = passErr.Error()
@@ -240,7 +229,7 @@ func (l *leader) replayEntry(ctx context.Context, e fallback.Entry) error {
 	} else {
 		l.logger.Info("fallback entry replayed", "entry", e.ID, "client", e.Client, "kind", e.Kind, "execution", e.ExecID)
 	}
-	l.replay.update(func(p *ReplayProgress) {
+	l.replay.update(func(p *api.ReplayProgress) {
 		if state == fallback.StateRejected {
 			p.Rejected++
 		} else {

@@ -83,7 +83,10 @@ type serverInfo struct {
 // Run starts the server and blocks until ctx ends or a component fails; then it stops everything it
 // started (resigning leadership first, so a standby takes over at once rather than after a session timeout).
 func (s *Server) Run(ctx context.Context) error {
-	var err error
+	routes, err := s.routes()
+	if err != nil {
+		return err
+	}
 	s.sess, err = zksession.Connect(ctx, s.cfg.ZooKeeper.Servers, s.cfg.ZooKeeper.Root, s.cfg.ZooKeeper.SessionTimeout, s.logger)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -139,7 +142,7 @@ func (s *Server) Run(ctx context.Context) error {
 	start("intake", s.intake.run)
 	start("leadership", s.monitorLeadership)
 
-	api := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: routes, ReadHeaderTimeout: 10 * time.Second}
 	start("api", func(ctx context.Context) error {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -5,10 +5,11 @@ import (
 	"net/url"
 	"time"
 
+	apiv1 "github.com/clover-sched/clover/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/clover-sched/clover/internal/store"
-	"github.com/clover-sched/clover/server"
 )
 
 func newContactCmd() *cobra.Command {
@@ -34,7 +35,7 @@ func newContactCmd() *cobra.Command {
 				return err
 			}
 			var out store.Contact
-			body := server.ContactRequest{Name: args[0], Email: email, Webhook: webhook}
+			body := apiv1.ContactRequest{Name: args[0], Email: email, Webhook: webhook}
 			if err := api.do(cmd.Context(), "POST", "/api/v1/contacts", body, &out); err != nil {
 				return err
 			}

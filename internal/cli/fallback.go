@@ -6,9 +6,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/spf13/cobra"
+	apiv1 "github.com/clover-sched/clover/api"
 
-	"github.com/clover-sched/clover/server"
+	"github.com/spf13/cobra"
 )
 
 func newFallbackCmd() *cobra.Command {
@@ -23,7 +23,7 @@ func newFallbackCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var st server.FallbackStatus
+			var st apiv1.FallbackStatus
 			if err := api.do(cmd.Context(), "GET", "/api/v1/fallback", nil, &st); err != nil {
 				return err
 			}

@@ -11,12 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	apiv1 "github.com/clover-sched/clover/api"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/registry"
-	"github.com/clover-sched/clover/server"
 )
 
 func printJSON(w io.Writer, v any) error {
@@ -44,7 +45,7 @@ func newClusterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var st server.ClusterStatus
+			var st apiv1.ClusterStatus
 			if err := api.do(cmd.Context(), "GET", "/api/v1/cluster", nil, &st); err != nil {
 				return err
 			}
@@ -195,7 +196,7 @@ func newJobCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out server.TriggerResponse
+			var out apiv1.TriggerResponse
 			body := map[string]any{}
 			if params != nil {
 				body["params"] = params

@@ -1,0 +1,120 @@
+// Package api holds the REST API's request and response types and its route table, shared by the server
+// that serves it, the CLI and the monitor that call it, and the console to come. The OpenAPI document
+// (GET /api/v1/openapi.json) is generated from the same table, so it cannot drift from what is served.
+package api
+
+import (
+	"time"
+
+	"github.com/clover-sched/clover/internal/fallback"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/wire"
+)
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// ClusterStatus is the answer of GET /api/v1/cluster.
+type ClusterStatus struct {
+	Server  string            `json:"server"` // the server that answered
+	Leader  *LeaderStatus     `json:"leader"`
+	Servers []registry.Member `json:"servers"`
+	Clients []registry.Member `json:"clients"`
+}
+
+// LeaderStatus names the leader and its term.
+type LeaderStatus struct {
+	ID      string `json:"id"`
+	Epoch   int64  `json:"epoch"`
+	APIAddr string `json:"api_addr"`
+}
+
+// FallbackStatus is the answer of GET /api/v1/fallback: the queue as the store holds it, and, from the
+// leader, how its replay goes.
+type FallbackStatus struct {
+	fallback.Status
+	Leader string          `json:"leader,omitempty"`
+	Replay *ReplayProgress `json:"replay,omitempty"` // present when the server asked leads
+}
+
+// ReplayProgress is what the API shows of the replay by a server's current term.
+type ReplayProgress struct {
+	Leader        string    `json:"leader"`
+	Epoch         int64     `json:"epoch"`
+	Applied       int64     `json:"applied"`  // entries this term applied
+	Rejected      int64     `json:"rejected"` // entries this term rejected
+	LastEntry     string    `json:"last_entry,omitempty"`
+	LastAppliedAt time.Time `json:"last_applied_at,omitzero"`
+	LastPassAt    time.Time `json:"last_pass_at,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+}
+
+// NextFires is the answer of GET /api/v1/jobs/{name}/next.
+type NextFires struct {
+	Job      string      `json:"job"`
+	Schedule string      `json:"schedule"`
+	TimeZone string      `json:"time_zone"`
+	Next     []time.Time `json:"next"`
+}
+
+// TriggerRequest is the (optional) body of POST /api/v1/jobs/{name}/trigger: parameters that add to and
+// override the job's for this firing.
+type TriggerRequest struct {
+	Params map[string]string `json:"params,omitempty"`
+}
+
+// TriggerResponse names the execution a trigger made (a sharded firing's executions are id~0, id~1...).
+type TriggerResponse struct {
+	Execution string `json:"execution"`
+}
+
+// ExecActionRequest is the body of POST /api/v1/executions/{id}/{stop,rerun,done}.
+type ExecActionRequest struct {
+	Status job.State `json:"status,omitempty"` // done: succeeded or failed
+	Note   string    `json:"note,omitempty"`   // who decided and why; recorded with the event
+}
+
+// ExecActionResponse acknowledges an action on an execution.
+type ExecActionResponse struct {
+	Execution string `json:"execution"`
+	Action    string `json:"action"`
+}
+
+// InFlight is the leader's live view of an execution it follows.
+type InFlight struct {
+	ID          string     `json:"id"`
+	Job         string     `json:"job"`
+	Status      string     `json:"status"` // waiting, queued, dispatched, running, stopping, retrying, orphaned, reporting, held, checking
+	Client      string     `json:"client,omitempty"`
+	Attempt     int        `json:"attempt"`
+	Run         int        `json:"run"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	Since       time.Time  `json:"since,omitzero"` // running since (ack), waiting since (fired), or next retry time
+	Overdue     bool       `json:"overdue,omitempty"`
+	Shard       *job.Shard `json:"shard,omitempty"`
+	// Progress is what the run's handler last reported (percent, message, when); nil before any report.
+	Progress *wire.Progress `json:"progress,omitempty"`
+}
+
+// ClientHeartbeat is when the leader last heard a client's heartbeat; the monitor alerts on a client that
+// is registered but silent.
+type ClientHeartbeat struct {
+	Client string    `json:"client"`
+	LastAt time.Time `json:"last_at,omitzero"` // zero: not heard in this leader's term
+	Since  time.Time `json:"registered_at"`    // when this term saw the client registered
+}
+
+// ContactRequest is the body of POST /api/v1/contacts.
+type ContactRequest struct {
+	Name    string `json:"name"`
+	Email   string `json:"email"`
+	Webhook string `json:"webhook,omitempty"`
+}
+
+// Cleared acknowledges POST /api/v1/alerts/clear.
+type Cleared struct {
+	Cleared string `json:"cleared"`
+}
