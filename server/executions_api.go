@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,28 +15,24 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 )
 
-// askLoop hands a request to this server's leader loop and waits for its reply. It writes the error
-// response itself and returns false when there is no answer.
-func askLoop[T any](s *Server, w http.ResponseWriter, r *http.Request, note any, reply chan T) (T, bool) {
-	var zero T
+// term is this server's leader term, or nil after writing the error a caller gets when there is none.
+func (s *Server) term(w http.ResponseWriter) *leader {
 	l := s.lead.Load()
 	if l == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("leadership was lost; retry"))
-		return zero, false
 	}
-	if !l.notify(note) {
-		writeError(w, http.StatusServiceUnavailable, errors.New("the leader is overloaded; retry"))
-		return zero, false
-	}
-	select {
-	case rep := <-reply:
-		return rep, true
-	case <-r.Context().Done():
-		writeError(w, http.StatusServiceUnavailable, r.Context().Err())
-	case <-time.After(10 * time.Second):
-		writeError(w, http.StatusServiceUnavailable, errors.New("the leader did not answer within 10s"))
-	}
-	return zero, false
+	return l
+}
+
+// unanswered reports whether err says that the term did not answer (rather than answered no).
+func unanswered(err error) bool {
+	return errors.Is(err, errTermBusy) || errors.Is(err, errNoAnswer) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// termError writes the error of a question the term could not answer.
+func termError(w http.ResponseWriter, err error) {
+	writeError(w, http.StatusServiceUnavailable, err)
 }
 
 // execAction stops a run, or decides for an orphaned execution (rerun, done).
@@ -58,9 +55,13 @@ func (s *Server) execAction(action string) http.HandlerFunc {
 			return
 		}
 		id := r.PathValue("id")
-		reply := make(chan error, 1)
-		err, ok := askLoop(s, w, r, execAction{id: id, action: action, status: body.Status, note: body.Note, reply: reply}, reply)
-		if !ok {
+		l := s.term(w)
+		if l == nil {
+			return
+		}
+		err := l.Act(r.Context(), id, action, body.Status, body.Note)
+		if unanswered(err) {
+			termError(w, err)
 			return
 		}
 		if err != nil {
@@ -73,25 +74,34 @@ func (s *Server) execAction(action string) http.HandlerFunc {
 
 // getInflight shows the leader's live view of open executions: waiting for a client, queued, running...
 func (s *Server) getInflight(w http.ResponseWriter, r *http.Request) {
-	reply := make(chan []api.InFlight, 1)
-	out, ok := askLoop(s, w, r, inflightRequest{job: r.URL.Query().Get("job"), reply: reply}, reply)
-	if ok {
-		writeJSON(w, http.StatusOK, out)
+	l := s.term(w)
+	if l == nil {
+		return
 	}
+	out, err := l.InFlight(r.Context(), r.URL.Query().Get("job"))
+	if err != nil {
+		termError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // getHeartbeats says when the leader last heard each registered client.
 func (s *Server) getHeartbeats(w http.ResponseWriter, r *http.Request) {
-	reply := make(chan heartbeatsReply, 1)
-	rep, ok := askLoop(s, w, r, heartbeatsRequest{reply: reply}, reply)
-	if !ok {
+	l := s.term(w)
+	if l == nil {
+		return
+	}
+	heard, start, err := l.Heartbeats(r.Context())
+	if err != nil {
+		termError(w, err)
 		return
 	}
 	out := []api.ClientHeartbeat{}
 	for _, m := range s.clients.Members() {
-		hb := api.ClientHeartbeat{Client: m.ID, LastAt: rep.heard[m.ID], Since: m.StartedAt}
-		if rep.start.After(hb.Since) {
-			hb.Since = rep.start // a client is only as silent as this term could hear
+		hb := api.ClientHeartbeat{Client: m.ID, LastAt: heard[m.ID], Since: m.StartedAt}
+		if start.After(hb.Since) {
+			hb.Since = start // a client is only as silent as this term could hear
 		}
 		out = append(out, hb)
 	}

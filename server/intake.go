@@ -100,20 +100,15 @@ func (in *intake) receive(frame []byte, peer string) {
 	}
 	in.s.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
 	switch x := m.(type) {
-	case *wire.Ack:
-		in.toLeader(ackNote{ack: x}, m, in.resent(m))
-	case *wire.Result:
-		in.toLeader(resultNote{result: x}, m, in.resent(m))
-	case *wire.Heartbeat:
-		in.toLeader(heartbeatNote{hb: x}, m, false)
-		return
-	case *wire.Request:
-		in.toLeader(requestNote{req: x}, m, false)
+	case *wire.Ack, *wire.Result:
+		in.toLeader(m, in.resent(m))
+	case *wire.Heartbeat, *wire.Request:
+		in.toLeader(m, false)
 		return
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.
 		if lead := in.s.lead.Load(); lead != nil && len(x.ExecIDs) > 0 {
-			lead.notify(recordedNote{ids: x.ExecIDs, runs: x.ExecRuns})
+			lead.Recorded(x.ExecIDs, x.ExecRuns)
 		}
 		return
 	default:
@@ -324,7 +319,7 @@ func (in *intake) tellRecorded(batch []inbound, now time.Time) {
 		return
 	}
 	if lead := in.s.lead.Load(); lead != nil {
-		lead.notify(recordedNote{ids: ids, runs: runs})
+		lead.Recorded(ids, runs)
 		return
 	}
 	info, _, ok := in.s.leaderInfo()
@@ -422,13 +417,9 @@ func (in *intake) resent(m wire.Message) bool {
 // queue is at most half full: under load, re-sent results were most of the reports and crowded out
 // first reports, acks and heartbeats; the first copy went to the loop already, or was dropped with room
 // to spare for a later re-send.
-func (in *intake) toLeader(note any, m wire.Message, resent bool) {
+func (in *intake) toLeader(m wire.Message, resent bool) {
 	if lead := in.s.lead.Load(); lead != nil {
-		if resent {
-			lead.notifySpare(note)
-		} else {
-			lead.notify(note)
-		}
+		lead.Report(m, resent)
 		return
 	}
 	if wire.Via(m) != "" {

@@ -213,21 +213,25 @@ func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	reply := make(chan triggerReply, 1)
-	rep, ok := askLoop(s, w, r, triggerRequest{name: r.PathValue("name"), params: body.Params, reply: reply}, reply)
-	if !ok {
+	l := s.term(w)
+	if l == nil {
 		return
 	}
-	if rep.err != nil {
-		writeError(w, storeStatus(rep.err), rep.err)
+	id, err := l.Trigger(r.Context(), r.PathValue("name"), body.Params)
+	switch {
+	case unanswered(err):
+		termError(w, err)
+		return
+	case err != nil:
+		writeError(w, storeStatus(err), err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, api.TriggerResponse{Execution: rep.id})
+	writeJSON(w, http.StatusAccepted, api.TriggerResponse{Execution: id})
 }
 
 func (s *Server) jobChanged(name string) {
 	if l := s.lead.Load(); l != nil {
-		l.notify(jobChanged{name: name})
+		l.JobChanged(name)
 	}
 }
 

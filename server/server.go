@@ -184,7 +184,7 @@ func (s *Server) watchPeers(ctx context.Context) error {
 		s.outbox.SetPeers(peers)
 		s.clientsDirty.Store(true)
 		if l := s.lead.Load(); l != nil {
-			l.notify(clientsChanged{})
+			l.ClientsChanged()
 		}
 		select {
 		case <-ctx.Done():
