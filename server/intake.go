@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ import (
 // is recorded already) instead of being queued and written again. A full queue drops frames (counted):
 // clients re-send until they get a receipt, so a dropped frame delays a report but does not lose it.
 type intake struct {
-	s       *Server
+	intakeDeps
 	queue   chan inbound
 	local   chan localWrite
 	dropLog logx.Limiter
@@ -64,10 +65,53 @@ const (
 	recentFor = 30 * time.Second
 )
 
-func newIntake(s *Server) *intake {
+// intakeDeps is what the intake uses of its server.
+type intakeDeps struct {
+	id      string // this server's id: its receipts and relays are from it
+	now     func() time.Time
+	logger  *slog.Logger
+	metrics *metrics
+	store   intakeStore
+	send    func(peer string, frame []byte) error
+	// term is this server's leader term; nil while it does not lead.
+	term func() termReports
+	// otherLeader names the leading server when another server leads.
+	otherLeader func() (string, bool)
+}
+
+// termReports is what the intake tells a leader term.
+type termReports interface {
+	Report(m wire.Message, resent bool)
+	Recorded(ids []string, runs []int)
+}
+
+// intakeStore is what the intake writes.
+type intakeStore interface {
+	InsertEvents(ctx context.Context, events []job.Event) (duplicates int, err error)
+	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
+}
+
+func newIntake(deps intakeDeps, closer *closer) *intake {
 	return &intake{
-		s: s, queue: make(chan inbound, 1<<16), local: make(chan localWrite, 1<<12), known: map[string]bool{},
-		closer: newCloser(s.store, s.cfg.History, s.now, s.logger, s.metrics),
+		intakeDeps: deps, queue: make(chan inbound, 1<<16), local: make(chan localWrite, 1<<12), known: map[string]bool{},
+		closer: closer,
+	}
+}
+
+// intakeDeps is the intake's view of s.
+func (s *Server) intakeDeps() intakeDeps {
+	return intakeDeps{
+		id: s.cfg.ID, now: s.now, logger: s.logger, metrics: s.metrics, store: s.store, send: s.outbox.Send,
+		term: func() termReports {
+			if l := s.lead.Load(); l != nil {
+				return l
+			}
+			return nil // not a nil *leader in an interface
+		},
+		otherLeader: func() (string, bool) {
+			info, _, ok := s.leaderInfo()
+			return info.ID, ok && info.ID != s.cfg.ID
+		},
 	}
 }
 
@@ -94,11 +138,11 @@ func (in *intake) receive(frame []byte, peer string) {
 		if errors.As(err, &de) {
 			reason = de.Reason()
 		}
-		in.s.metrics.framesDropped.WithLabelValues(reason).Inc()
-		in.dropLog.Warn(in.s.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
+		in.metrics.framesDropped.WithLabelValues(reason).Inc()
+		in.dropLog.Warn(in.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
 		return
 	}
-	in.s.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
+	in.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
 	switch x := m.(type) {
 	case *wire.Ack, *wire.Result:
 		in.toLeader(m, in.resent(m))
@@ -107,13 +151,13 @@ func (in *intake) receive(frame []byte, peer string) {
 		return
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.
-		if lead := in.s.lead.Load(); lead != nil && len(x.ExecIDs) > 0 {
+		if lead := in.term(); lead != nil && len(x.ExecIDs) > 0 {
 			lead.Recorded(x.ExecIDs, x.ExecRuns)
 		}
 		return
 	default:
-		in.s.metrics.framesDropped.WithLabelValues("unexpected_kind").Inc()
-		in.dropLog.Warn(in.s.logger, "dropped frame of a kind servers do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
+		in.metrics.framesDropped.WithLabelValues("unexpected_kind").Inc()
+		in.dropLog.Warn(in.logger, "dropped frame of a kind servers do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
 		return
 	}
 	id := eventID(m)
@@ -128,7 +172,7 @@ func (in *intake) receive(frame []byte, peer string) {
 	in.mu.Unlock()
 	if seen {
 		if recorded {
-			in.sendReceipts(map[string]*wire.Receipt{wire.From(m): receiptFor(in.s.cfg.ID, in.s.now(), m)})
+			in.sendReceipts(map[string]*wire.Receipt{wire.From(m): receiptFor(in.id, in.now(), m)})
 		}
 		return
 	}
@@ -138,7 +182,7 @@ func (in *intake) receive(frame []byte, peer string) {
 		in.mu.Lock()
 		delete(in.known, id) // let a re-send be queued
 		in.mu.Unlock()
-		in.s.metrics.framesDropped.WithLabelValues("queue_full").Inc()
+		in.metrics.framesDropped.WithLabelValues("queue_full").Inc()
 	}
 }
 
@@ -151,8 +195,8 @@ func (in *intake) persist(ev job.Event) {
 		// is bounded by storeTimeout.
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()
-		if _, err := in.s.store.InsertEvents(ctx, []job.Event{ev}); err != nil {
-			in.s.logger.Error("recording an execution's end failed", "execution", ev.ExecID, "err", err)
+		if _, err := in.store.InsertEvents(ctx, []job.Event{ev}); err != nil {
+			in.logger.Error("recording an execution's end failed", "execution", ev.ExecID, "err", err)
 		}
 	}
 }
@@ -206,7 +250,7 @@ func (in *intake) run(ctx context.Context) error {
 		if n := len(local) - maxLocalKept; n > 0 {
 			// The store has refused writes for long: drop the oldest rather than grow without bound. Such
 			// an execution stays open in the store, and the next leader takes it over.
-			in.s.logger.Error("the store refuses the leader's own writes; dropping the oldest", "dropped", n)
+			in.logger.Error("the store refuses the leader's own writes; dropping the oldest", "dropped", n)
 			local = slices.Delete(local, 0, n)
 		}
 		if len(local) > 0 {
@@ -220,7 +264,7 @@ func (in *intake) run(ctx context.Context) error {
 // clients fired themselves (local mode) are recorded before their events. The leader's closes go to the
 // closer once the events before them are recorded. It returns the leader's writes that failed.
 func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite) []localWrite {
-	now := in.s.now()
+	now := in.now()
 	type runKey struct {
 		id  string
 		run int
@@ -259,7 +303,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 	}
 	if len(fired) > 0 {
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		_, err := in.s.store.InsertExecutions(sctx, fired)
+		_, err := in.store.InsertExecutions(sctx, fired)
 		cancel()
 		if err != nil {
 			in.failed(batch, "recording executions fired by clients failed; clients will re-send", len(fired), err)
@@ -268,17 +312,17 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 	}
 	if len(events) > 0 {
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		dups, err := in.s.store.InsertEvents(sctx, events)
+		dups, err := in.store.InsertEvents(sctx, events)
 		cancel()
 		if err != nil {
 			in.failed(batch, "recording reports failed; clients will re-send", len(events), err)
 			return local
 		}
-		in.s.metrics.eventsPersisted.Add(float64(len(events) - dups))
+		in.metrics.eventsPersisted.Add(float64(len(events) - dups))
 	}
 	in.closer.add(closeEpoch, closes)
 	for _, st := range fresh {
-		in.s.metrics.finished.WithLabelValues(string(st)).Inc()
+		in.metrics.finished.WithLabelValues(string(st)).Inc()
 	}
 	in.remember(batch, now)
 	receipts := map[string]*wire.Receipt{}
@@ -287,7 +331,7 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 		if r := receipts[from]; r != nil {
 			addToReceipt(r, m.msg)
 		} else {
-			receipts[from] = receiptFor(in.s.cfg.ID, now, m.msg)
+			receipts[from] = receiptFor(in.id, now, m.msg)
 		}
 	}
 	in.sendReceipts(receipts)
@@ -297,8 +341,8 @@ func (in *intake) flush(ctx context.Context, batch []inbound, local []localWrite
 
 // failed forgets a batch whose write failed, so that the clients' re-sends are queued again.
 func (in *intake) failed(batch []inbound, msg string, n int, err error) {
-	in.s.metrics.storeErrors.WithLabelValues("insert_events").Inc()
-	in.s.logger.Warn(msg, "documents", n, "err", err)
+	in.metrics.storeErrors.WithLabelValues("insert_events").Inc()
+	in.logger.Warn(msg, "documents", n, "err", err)
 	in.mu.Lock()
 	for _, m := range batch {
 		delete(in.known, m.event)
@@ -318,16 +362,16 @@ func (in *intake) tellRecorded(batch []inbound, now time.Time) {
 	if len(ids) == 0 {
 		return
 	}
-	if lead := in.s.lead.Load(); lead != nil {
+	if lead := in.term(); lead != nil {
 		lead.Recorded(ids, runs)
 		return
 	}
-	info, _, ok := in.s.leaderInfo()
-	if !ok || info.ID == in.s.cfg.ID {
+	leader, ok := in.otherLeader()
+	if !ok {
 		return // the next leader reads what is recorded from the store
 	}
-	if frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.s.cfg.ID, SentAt: now}, ExecIDs: ids, ExecRuns: runs}); err == nil {
-		_ = in.s.outbox.Send(info.ID, frame)
+	if frame, err := wire.Encode(&wire.Receipt{Header: wire.Header{From: in.id, SentAt: now}, ExecIDs: ids, ExecRuns: runs}); err == nil {
+		_ = in.send(leader, frame)
 	}
 }
 
@@ -394,7 +438,7 @@ func addToReceipt(r *wire.Receipt, m wire.Message) {
 func (in *intake) sendReceipts(receipts map[string]*wire.Receipt) {
 	for client, r := range receipts {
 		if frame, err := wire.Encode(r); err == nil {
-			_ = in.s.outbox.Send(client, frame) // a lost receipt only makes the client send the report again
+			_ = in.send(client, frame) // a lost receipt only makes the client send the report again
 		}
 	}
 }
@@ -418,20 +462,20 @@ func (in *intake) resent(m wire.Message) bool {
 // first reports, acks and heartbeats; the first copy went to the loop already, or was dropped with room
 // to spare for a later re-send.
 func (in *intake) toLeader(m wire.Message, resent bool) {
-	if lead := in.s.lead.Load(); lead != nil {
+	if lead := in.term(); lead != nil {
 		lead.Report(m, resent)
 		return
 	}
 	if wire.Via(m) != "" {
 		return
 	}
-	info, _, ok := in.s.leaderInfo()
-	if !ok || info.ID == in.s.cfg.ID {
+	leader, ok := in.otherLeader()
+	if !ok {
 		return
 	}
-	frame, err := wire.Relay(m, in.s.cfg.ID)
+	frame, err := wire.Relay(m, in.id)
 	if err != nil {
 		return
 	}
-	_ = in.s.outbox.Send(info.ID, frame)
+	_ = in.send(leader, frame)
 }

@@ -1,9 +1,20 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/wire"
 )
 
 func TestRecordedIDsAreForgottenAfterTheirTime(t *testing.T) {
@@ -21,4 +32,170 @@ func TestRecordedIDsAreForgottenAfterTheirTime(t *testing.T) {
 	if live := len(in.expiry) - in.head; live != len(in.known) {
 		t.Fatalf("expiry holds %d live ids, known %d", live, len(in.known))
 	}
+}
+
+// intakeRig is an intake with a fake store, a fake term and the frames it sends, for tests of its batching.
+type intakeRig struct {
+	mu      sync.Mutex
+	fail    bool
+	batches [][]job.Event
+	sent    map[string][]*wire.Receipt // peer -> receipts
+	reports []wire.Message
+	resent  []bool
+	recd    [][]string
+}
+
+func (r *intakeRig) InsertEvents(_ context.Context, evs []job.Event) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return 0, errors.New("store down")
+	}
+	r.batches = append(r.batches, slices.Clone(evs))
+	return 0, nil
+}
+
+func (r *intakeRig) InsertExecutions(context.Context, []job.Execution) ([]string, error) {
+	return nil, nil
+}
+func (r *intakeRig) Report(m wire.Message, resent bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reports, r.resent = append(r.reports, m), append(r.resent, resent)
+}
+func (r *intakeRig) Recorded(ids []string, _ []int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recd = append(r.recd, ids)
+}
+
+func (r *intakeRig) intake(t *testing.T) *intake {
+	r.sent = map[string][]*wire.Receipt{}
+	return newIntake(intakeDeps{
+		id: "s1", now: func() time.Time { return t0 }, logger: slog.New(slog.DiscardHandler),
+		metrics: newMetrics(prometheus.NewRegistry()), store: r,
+		send: func(peer string, frame []byte) error {
+			m, err := wire.Decode(frame)
+			if err != nil {
+				t.Errorf("the intake sent an undecodable frame: %v", err)
+				return nil
+			}
+			r.mu.Lock()
+			r.sent[peer] = append(r.sent[peer], m.(*wire.Receipt))
+			r.mu.Unlock()
+			return nil
+		},
+		term:        func() termReports { return r },
+		otherLeader: func() (string, bool) { return "", false },
+	}, newCloser(nil, DefaultConfig().History, func() time.Time { return t0 }, slog.New(slog.DiscardHandler), newMetrics(prometheus.NewRegistry()))) // no closes here
+}
+
+func (r *intakeRig) state() (batches [][]job.Event, sent map[string][]*wire.Receipt, recd [][]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches), maps2(r.sent), slices.Clone(r.recd)
+}
+
+func maps2(m map[string][]*wire.Receipt) map[string][]*wire.Receipt {
+	out := map[string][]*wire.Receipt{}
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+func encoded(t *testing.T, m wire.Message) []byte {
+	t.Helper()
+	b, err := wire.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func result(client, id string) *wire.Result {
+	return &wire.Result{Header: wire.Header{From: client}, ExecID: id, Job: "j", Attempt: 1, Run: 1,
+		Result: job.Result{Status: job.StateSucceeded}, FinishedAt: t0}
+}
+
+func ack(client, id string) *wire.Ack {
+	return &wire.Ack{Header: wire.Header{From: client}, ExecID: id, Job: "j", Attempt: 1, Run: 1, Accepted: true, At: t0}
+}
+
+// Reports that arrive together are one bulk write; an ack whose result is in the same batch is not written;
+// each client gets one receipt naming what it sent; the leader hears every report at once and which results
+// are recorded; a re-send of a recorded report is answered from memory, without a write.
+func TestTheIntakeBatchesReportsAndAnswersEachClient(t *testing.T) {
+	rig := &intakeRig{}
+	in := rig.intake(t)
+	for _, m := range []wire.Message{result("c1", "a"), ack("c1", "a"), result("c1", "b"), result("c1", "c"), ack("c2", "d")} {
+		in.receive(encoded(t, m), "127.0.0.1")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = in.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	testenv.WaitFor(t, 10*time.Second, "receipts to both clients", func() bool {
+		_, sent, _ := rig.state()
+		return len(sent["c1"]) > 0 && len(sent["c2"]) > 0
+	})
+	batches, sent, recd := rig.state()
+	if len(batches) != 1 || len(batches[0]) != 4 {
+		t.Fatalf("wrote %d batches (%v), want one of 4 events (3 results, c2's ack; c1's ack says less than its result)", len(batches), batches)
+	}
+	if r := sent["c1"][0]; !slices.Equal(r.ExecIDs, []string{"a", "b", "c"}) || len(r.Acked) != 1 || len(sent["c1"]) != 1 {
+		t.Fatalf("c1 got %d receipts, the first %+v; want one naming a, b, c and its ack", len(sent["c1"]), r)
+	}
+	if r := sent["c2"][0]; len(r.ExecIDs) != 0 || !slices.Equal(r.Acked, []string{"d"}) {
+		t.Fatalf("c2 got %+v; want its ack of d", r)
+	}
+	if len(recd) != 1 || !slices.Equal(recd[0], []string{"a", "b", "c"}) {
+		t.Fatalf("the leader was told %v recorded; want a, b, c", recd)
+	}
+	rig.mu.Lock()
+	reports := len(rig.reports)
+	rig.mu.Unlock()
+	if reports != 5 {
+		t.Fatalf("the leader heard %d reports, want 5", reports)
+	}
+
+	in.receive(encoded(t, result("c1", "b")), "127.0.0.1") // a re-send: its receipt was lost
+	testenv.WaitFor(t, 10*time.Second, "a second receipt to c1", func() bool {
+		_, sent, _ := rig.state()
+		return len(sent["c1"]) == 2
+	})
+	batches, sent, _ = rig.state()
+	if len(batches) != 1 || !slices.Equal(sent["c1"][1].ExecIDs, []string{"b"}) {
+		t.Fatalf("after a re-send: %d batches, receipt %+v; want no write and a receipt for b", len(batches), sent["c1"][1])
+	}
+	rig.mu.Lock()
+	defer rig.mu.Unlock()
+	if !rig.resent[len(rig.resent)-1] {
+		t.Fatal("the re-send reached the leader as a first report")
+	}
+}
+
+// A batch the store refuses gets no receipt, and the clients' re-sends are written once the store is back.
+func TestTheIntakeLetsClientsResendWhatTheStoreRefused(t *testing.T) {
+	rig := &intakeRig{fail: true}
+	in := rig.intake(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = in.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	in.receive(encoded(t, result("c1", "a")), "127.0.0.1")
+	testenv.WaitFor(t, 10*time.Second, "the refused write to be forgotten", func() bool { return !in.resent(result("c1", "a")) })
+	if _, sent, _ := rig.state(); len(sent) != 0 {
+		t.Fatalf("receipts %v for a write the store refused", sent)
+	}
+	rig.mu.Lock()
+	rig.fail = false
+	rig.mu.Unlock()
+	in.receive(encoded(t, result("c1", "a")), "127.0.0.1")
+	testenv.WaitFor(t, 10*time.Second, "the re-send recorded and confirmed", func() bool {
+		batches, sent, _ := rig.state()
+		return len(batches) == 1 && len(sent["c1"]) == 1
+	})
 }

@@ -121,7 +121,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.clients = registry.NewCache(s.sess, registry.KindClients, s.logger)
 	s.servers = registry.NewCache(s.sess, registry.KindServers, s.logger)
 	s.election = election.New(s.sess, s.sess.Path("election"), s.cfg.ID, value, s.logger)
-	s.intake = newIntake(s)
+	s.intake = newIntake(s.intakeDeps(), newCloser(s.store, s.cfg.History, s.now, s.logger, s.metrics))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
