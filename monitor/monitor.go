@@ -150,29 +150,16 @@ func (m *Monitor) Run(ctx context.Context) error {
 // campaign keeps this monitor in the monitors' election; active says whether it leads.
 func (m *Monitor) campaign(ctx context.Context, sess *zksession.Session) {
 	el := election.New(sess, sess.Path("monitor-election"), m.cfg.ID, nil, m.logger)
-	for ctx.Err() == nil {
-		term, err := el.Campaign(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				m.logger.Debug("monitor campaign", "err", err)
-				_ = sess.Backoff(ctx)
-			}
-			continue
-		}
+	el.Lead(ctx, func(termCtx context.Context, term *election.Term) error {
 		m.active.Store(true)
 		m.logger.Info("this monitor is the active one", "epoch", term.Epoch())
-		select {
-		case <-term.Done():
-		case <-ctx.Done():
-		}
+		<-termCtx.Done()
 		m.active.Store(false)
-		rctx, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = el.Resign(rctx)
-		done()
 		if ctx.Err() == nil {
 			m.logger.Info("this monitor is no longer the active one")
 		}
-	}
+		return nil
+	})
 }
 
 // openStore connects to MongoDB, retrying until it answers, then runs the notification dispatcher: every

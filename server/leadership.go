@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"time"
 
+	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/store"
 )
 
@@ -18,38 +18,16 @@ import (
 // larger epoch. Leadership lost and regained at once is therefore two separate terms, never a
 // continuation.
 func (s *Server) monitorLeadership(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		term, err := s.election.Campaign(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.logger.Warn("campaign failed; retrying", "err", err, "in", backoff)
-			sleepCtx(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
+	s.election.Lead(ctx, func(termCtx context.Context, term *election.Term) error {
 		epoch := term.Epoch()
 		s.logger.Info("leadership acquired", "epoch", epoch)
 		s.metrics.leaderChanges.Inc()
 		s.metrics.isLeader.Set(1)
 		s.metrics.epoch.Set(float64(epoch))
-
-		termCtx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-term.Done():
-			case <-termCtx.Done():
-			}
-			cancel()
-		}()
 		l := newLeader(s.leaderDeps(), s.logger, epoch)
 		s.lead.Store(l)
-		err = l.run(termCtx)
+		err := l.run(termCtx)
 		s.lead.Store(nil)
-		cancel()
 		s.metrics.isLeader.Set(0)
 		s.metrics.epoch.Set(0)
 
@@ -68,22 +46,7 @@ func (s *Server) monitorLeadership(ctx context.Context) error {
 			reason = err.Error()
 		}
 		s.logger.Warn("leadership lost", "epoch", epoch, "reason", reason)
-		resignCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = s.election.Resign(resignCtx)
-		done()
-		if err != nil && ctx.Err() == nil {
-			// Give the other candidates a moment to take over before queueing again.
-			sleepCtx(ctx, 200*time.Millisecond)
-		}
-	}
+		return err
+	})
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

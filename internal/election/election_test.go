@@ -536,3 +536,53 @@ func TestPausedLeaderIsDeposedAndFenced(t *testing.T) {
 	p.Thaw()
 	testenv.WaitFor(t, 3*time.Second, "a's term to end once it runs again", func() bool { return closed(termA.Done()) })
 }
+
+// Lead runs one term at a time: a term that ends (here: its lead returns an error) is resigned, another
+// candidate leads with a larger epoch, and every lead sees its context end when its term does.
+func TestLeadRunsOneTermAtATimeAndHandsOver(t *testing.T) {
+	z := testenv.StartZooKeeper(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu      sync.Mutex
+		leading int
+		epochs  []int64
+		overlap bool
+	)
+	var wg sync.WaitGroup
+	for _, id := range []string{"a", "b"} {
+		e := New(newSession(t, z), electionPath, id, nil, slog.New(slog.DiscardHandler))
+		wg.Go(func() {
+			e.Lead(ctx, func(termCtx context.Context, term *Term) error {
+				mu.Lock()
+				leading++
+				overlap = overlap || leading > 1
+				epochs = append(epochs, term.Epoch())
+				n := len(epochs)
+				mu.Unlock()
+				defer func() { mu.Lock(); leading--; mu.Unlock() }()
+				if n < 4 {
+					return errors.New("test: this term fails")
+				}
+				<-termCtx.Done() // the fourth leads until the test stops
+				return nil
+			})
+		})
+	}
+	testenv.WaitFor(t, 20*time.Second, "four terms", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(epochs) >= 4
+	})
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if overlap {
+		t.Fatal("two leads ran at once")
+	}
+	for i := 1; i < len(epochs); i++ {
+		if epochs[i] <= epochs[i-1] {
+			t.Fatalf("epochs %v: not growing", epochs)
+		}
+	}
+}
