@@ -104,19 +104,9 @@ func (p phase) String() string {
 }
 
 // to moves f to phase p. Leaving a phase releases nothing by itself: a slot is released where the run
-// is known to have ended or moved (see release), since a client may hold it a little longer.
-func (l *leader) to(f *flight, p phase) {
-	if f.phase == p {
-		return
-	}
-	if f.phase == phaseOrphaned {
-		l.metrics.orphaned.Dec()
-	}
-	if p == phaseOrphaned {
-		l.metrics.orphaned.Inc()
-	}
-	f.phase = p
-}
+// is known to have ended or moved (see release), since a client may hold it a little longer. (The tick
+// counts the phases for the metrics.)
+func (l *leader) to(f *flight, p phase) { f.phase = p }
 
 // toRunning notes that f's run goes on at client, known since at. A run already known to be going keeps
 // its start (its timeout and overdue alarm count from it).
@@ -124,7 +114,7 @@ func (l *leader) toRunning(f *flight, client string, at time.Time) {
 	if f.phase != phaseRunning {
 		f.ackedAt, f.leaseUntil = at, at.Add(l.cfg.LeaseTimeout)
 	}
-	f.client, f.lostAt = client, time.Time{}
+	f.client, f.lostAt, f.lossChecked = client, time.Time{}, false
 	l.to(f, phaseRunning)
 }
 
@@ -171,18 +161,12 @@ func (l *leader) track(f *flight) {
 		l.openByJob[f.exec.Job] = byJob
 	}
 	byJob[f.exec.ID] = f
-	if f.phase == phaseOrphaned {
-		l.metrics.orphaned.Inc()
-	}
 }
 
 func (l *leader) forget(id string) {
 	f, ok := l.flights[id]
 	if !ok {
 		return
-	}
-	if f.phase == phaseOrphaned {
-		l.metrics.orphaned.Dec()
 	}
 	delete(l.flights, id)
 	l.ended(f.exec)

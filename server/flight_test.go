@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -43,9 +45,30 @@ func TestLifecycleTransitions(t *testing.T) {
 	}
 	queued := func(h *harness) *flight { running(h); return fired(h) }
 
+	leaves := func(h *harness, f *flight) { // its client leaves; the dispatch can no longer be started
+		h.clients = slices.DeleteFunc(h.clients, func(m registry.Member) bool { return m.ID == f.client })
+		h.dirty = true
+		h.advance(h.l.cfg.AcceptWindow + 2*h.l.cfg.AckTimeout)
+	}
+	timesOut := func(h *harness, f *flight) { // it runs on, listed by its client, past its timeout
+		client := f.client
+		for range 3 * h.l.cfg.TimeoutGrace / time.Second {
+			if g, ok := h.l.flights[f.exec.ID]; !ok || g.phase != phaseRunning {
+				return
+			}
+			h.heartbeat(client, f.exec.ID)
+			h.advance(time.Second)
+		}
+	}
+	storeSays := func(state job.State, run int) func(h *harness, f *flight) {
+		return func(h *harness, f *flight) {
+			h.l.applyReconciled(reconciledNote{execs: []job.Execution{{ID: f.exec.ID, Job: "j", State: state, Run: run, Client: "a"}}})
+		}
+	}
 	for name, tc := range map[string]struct {
 		overlap    string
 		rerunnable bool
+		timeout    time.Duration
 		from       setup
 		want       phase // after setup
 		event      func(h *harness, f *flight)
@@ -98,6 +121,21 @@ func TestLifecycleTransitions(t *testing.T) {
 			}
 		}, then: phaseDispatched},
 		"queued, stopped: ended": {overlap: job.OverlapQueue, from: queued, want: phaseQueued, event: func(h *harness, f *flight) { h.l.stop(f, "test", true) }, then: ended},
+		"queued, acked (an earlier term released it): running": {overlap: job.OverlapQueue, from: queued, want: phaseQueued, event: func(h *harness, f *flight) {
+			h.l.onAck(&wire.Ack{Header: wire.Header{From: "b"}, ExecID: f.exec.ID, Job: "j", Attempt: 1, Run: 1, Accepted: true})
+		}, then: phaseRunning},
+		"dispatched, its client left, rerunnable: waiting":            {rerunnable: true, from: dispatched, want: phaseDispatched, event: leaves, then: phaseWaiting},
+		"dispatched, its client left: orphaned (it may have started)": {from: dispatched, want: phaseDispatched, event: leaves, then: phaseOrphaned},
+		"dispatched, the store has its ack: running":                  {from: dispatched, want: phaseDispatched, event: storeSays(job.StateRunning, 1), then: phaseRunning},
+		"retrying, a stale store answer that it runs: retrying":       {from: retrying, want: phaseRetrying, event: storeSays(job.StateRunning, 1), then: phaseRetrying},
+		"retrying, the store has the retry running: running":          {from: retrying, want: phaseRetrying, event: storeSays(job.StateRunning, 2), then: phaseRunning},
+		"running, the store says it ended: ended":                     {from: running, want: phaseRunning, event: storeSays(job.StateSucceeded, 1), then: ended},
+		"running, timed out, rerunnable: retrying": {rerunnable: true, timeout: time.Second, from: running, want: phaseRunning, event: func(h *harness, f *flight) {
+			timesOut(h, f)
+		}, then: phaseRetrying},
+		"running, timed out: ended (it may still run)": {timeout: time.Second, from: running, want: phaseRunning, event: func(h *harness, f *flight) {
+			timesOut(h, f)
+		}, then: ended},
 	} {
 		t.Run(name, func(t *testing.T) {
 			overlap := tc.overlap
@@ -105,7 +143,7 @@ func TestLifecycleTransitions(t *testing.T) {
 				overlap = job.OverlapAllow
 			}
 			fs := newFakeStore(spec("j", "@at 2099-01-01T00:00:00Z", func(s *job.Spec) {
-				s.Overlap, s.Rerunnable = overlap, tc.rerunnable
+				s.Overlap, s.Rerunnable, s.Timeout = overlap, tc.rerunnable, job.Duration(tc.timeout)
 				s.Retry = job.Retry{Max: 1, Delay: job.Duration(time.Second)}
 			}))
 			h := newHarness(t, fs, "a", "b")

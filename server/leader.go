@@ -278,13 +278,13 @@ func (l *leader) run(ctx context.Context) error {
 		case n := <-l.notes:
 			err = l.handle(ctx, n)
 		}
-		l.releaseWoken()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		l.releaseWoken()
 	}
 }
 

@@ -30,6 +30,7 @@ func (s *Server) monitorLeadership(ctx context.Context) error {
 		s.lead.Store(nil)
 		s.metrics.isLeader.Set(0)
 		s.metrics.epoch.Set(0)
+		s.metrics.orphaned.Set(0) // a follower reports none; the next term counts its own
 
 		reason := "term ended"
 		switch {

@@ -1058,6 +1058,9 @@ func TestAQueueBehindAHungRunIsBoundedByTheMisfireThreshold(t *testing.T) {
 			if skipped == 0 || queued == 0 || queued > 20 {
 				t.Fatalf("%d queued and %d skipped, want a queue bounded by the threshold", queued, skipped)
 			}
+			if newest.Before(h.now.Add(-time.Second)) {
+				t.Fatalf("the newest queued time is %s, want the latest fired (%s)", newest, h.now)
+			}
 		})
 	}
 }
@@ -1116,10 +1119,17 @@ func TestCatchUpDoesNotWaitBehindAnOrphan(t *testing.T) {
 	h.clients = []registry.Member{{ID: "a", Handlers: []string{"shell"}}}
 	h.dirty = true
 	h.advance(3 * time.Second) // a stalled loop: the 3 times owed are catch-up firings
+	n := 0
 	for _, e := range fs.folded() {
-		if e.ScheduledAt.After(h.now.Add(-3*time.Second)) && (e.State != job.StateSkipped || e.Result == nil || e.Result.Error != errOrphanAhead) {
-			t.Fatalf("%s is %s (%+v), want skipped behind the orphan", e.ID, e.State, e.Result)
+		if e.ScheduledAt.After(h.now.Add(-3 * time.Second)) {
+			n++
+			if e.State != job.StateSkipped || e.Result == nil || e.Result.Error != errOrphanAhead {
+				t.Fatalf("%s is %s (%+v), want skipped behind the orphan", e.ID, e.State, e.Result)
+			}
 		}
+	}
+	if n != 3 {
+		t.Fatalf("%d firings in the stalled 3 seconds, want 3", n)
 	}
 }
 

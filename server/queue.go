@@ -22,8 +22,11 @@ func (l *leader) releaseWoken() {
 	if len(l.woken) == 0 {
 		return
 	}
+	// Swapped out first: a dispatch that ends an execution (it cannot be encoded) wakes its job again.
+	woken := l.woken
+	l.woken = nil
 	now := l.now()
-	for name := range l.woken {
+	for name := range woken {
 		var queued []*flight
 		for _, f := range l.openByJob[name] {
 			if f.phase == phaseQueued {
@@ -35,11 +38,13 @@ func (l *leader) releaseWoken() {
 			if !l.firstInQueue(f) {
 				break
 			}
+			if l.skipStaleQueued(f, now) {
+				continue
+			}
 			l.to(f, phaseWaiting)
 			l.dispatch(f, now) // if no client takes it now, the tick offers it again
 		}
 	}
-	clear(l.woken)
 }
 
 // skipStaleQueued skips an execution waiting in its job's queue under forbid (it caught up, or came due
@@ -78,8 +83,12 @@ func (l *leader) skipStaleQueued(f *flight, now time.Time) bool {
 	}
 	policy := spec.Misfire.Policy
 	switch {
+	case policy == job.MisfireFireAll && f.catchUp:
+		return false // an owed time: fire-all runs it (the misfire limit bounded how many were made)
 	case policy == job.MisfireFireAll:
-		return false
+		// A time that came due while the job caught up, not one it owed: past the threshold it is what
+		// forbid skips, so that a run going for long after a takeover cannot gather a queue.
+		return l.skipQueued(f, "misfire: came due while the job caught up, and waited past the misfire threshold (forbid)")
 	case policy == job.MisfireSkip:
 	default: // fire-once
 		if l.lastFired[f.exec.Job].After(f.exec.ScheduledAt) {

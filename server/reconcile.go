@@ -100,7 +100,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 				f.retryAt = e.FinishedAt.Add(l.retryDelay(e.Job, e.Run))
 				l.to(f, phaseRetrying)
 			}
-		case e.State == job.StateRunning && f.phase != phaseOrphaned && (f.phase != phaseRunning || e.Run > f.run):
+		case e.State == job.StateRunning && l.learnsRunning(f, e.Run):
 			// A recorded ack the loop never heard of (perhaps of a run an earlier term started).
 			l.toRunning(f, e.Client, now)
 			f.ackedAt, f.leaseUntil, f.run = now, now.Add(l.cfg.LeaseTimeout), max(e.Run, f.run)
@@ -123,6 +123,19 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		}
 		f.departed = ""
 	}
+}
+
+// learnsRunning reports whether a store answer that run of f is running tells the loop something it
+// must act on: a recorded ack it missed. An answer read before the loop learned more (the run failed and
+// a retry waits; a later run was dispatched) is stale and changes nothing.
+func (l *leader) learnsRunning(f *flight, run int) bool {
+	switch f.phase {
+	case phaseOrphaned, phaseReporting:
+		return false
+	case phaseRunning, phaseRetrying:
+		return run > f.run
+	}
+	return run >= f.run // waiting, queued, dispatched: a recorded ack of this run (or a later one)
 }
 
 // longOpen reports whether f has been open long enough that a lost report may be why: a run going for

@@ -38,6 +38,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	// that frees up; the rest are looked at in any order (sorting every flight on every tick would cost
 	// the loop dearly when tens of thousands wait for the store).
 	var want []*flight
+	orphans := 0
 	for _, f := range l.flights {
 		switch f.phase {
 		case phaseReporting:
@@ -45,6 +46,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				l.recordResult(f)
 			}
 		case phaseOrphaned:
+			orphans++
 		case phaseRetrying:
 			if !now.Before(f.retryAt) {
 				want = append(want, f)
@@ -91,6 +93,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		}
 	}
 	l.metrics.inflight.Set(float64(len(l.flights)))
+	l.metrics.orphaned.Set(float64(orphans))
 	l.metrics.waiting.Set(float64(waiting))
 	l.reconcile(ctx, now)
 	l.saveStats(ctx, now)
