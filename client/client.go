@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -135,9 +133,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	c.logger = c.logger.With("component", "client", "client", cfg.ID)
-	if c.cfg.StateDir == "" {
-		c.cfg.StateDir = filepath.Join(os.TempDir(), "clover-state")
-	}
+
 	c.boot = c.now().UnixNano()
 	for _, j := range cfg.Jobs {
 		if err := c.Declare(j.Spec()); err != nil {
@@ -229,9 +225,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		defer c.closeQueue()
 	}
-	if c.journal, err = openJournal(c.cfg.StateDir, c.cfg.ID); err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
+	c.openJournal()
 	// Before registering: a re-sent dispatch of a journaled run must find it known.
 	c.recoverRuns()
 	m, err := c.member(inbox.Endpoint())
@@ -302,6 +296,26 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.logger.Info("client stopped")
 	return runErr
+}
+
+// openJournal opens the run journal. A client whose journal cannot be opened runs all the same, as it
+// does when one run cannot be journaled: refusing all work would be worse than the orphans it may leave if
+// it dies.
+func (c *Client) openJournal() {
+	dir := c.cfg.StateDir
+	if dir == "" {
+		var err error
+		if dir, err = defaultStateDir(); err != nil {
+			c.logger.Error("runs are not journaled: if this client dies mid-run, its executions stay orphaned", "err", err)
+			return
+		}
+	}
+	j, err := openJournal(dir, c.cfg.ID)
+	if err != nil {
+		c.logger.Error("runs are not journaled: if this client dies mid-run, its executions stay orphaned", "err", err)
+		return
+	}
+	c.journal = j
 }
 
 // shutdownGrace is how long a stopping client waits for its runs under way to end.

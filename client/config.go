@@ -34,7 +34,8 @@ type Config struct {
 	MetricsListen string `mapstructure:"metrics_listen"`
 	// StateDir holds the journal of the runs under way (<state_dir>/<id>/runs), which lets this client,
 	// restarted with the same id, report the runs that ended while it was down and watch again those still
-	// going. Keep it on a disk that survives a restart; default: <temporary directory>/clover-state.
+	// going. Keep it on a disk that survives a restart, writable by this user only; default:
+	// $XDG_STATE_HOME/clover, else ~/.local/state/clover.
 	StateDir string `mapstructure:"state_dir"`
 	// Fallback is where reports go when no server takes them; off unless fallback.mongo_uri is set.
 	Fallback FallbackConfig `mapstructure:"fallback"`

@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -41,12 +43,49 @@ type journalRecord struct {
 
 const journalRecordFile = "run.json"
 
+// openJournal opens (or makes) the journal of client clientID under stateDir. Whoever can write the
+// journal can make the client report results it never produced, so the client's directory must belong to
+// this user and be writable by nobody else.
 func openJournal(stateDir, clientID string) (*journal, error) {
-	dir := filepath.Join(stateDir, clientID, "runs")
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
+	}
+	own := filepath.Join(abs, clientID)
+	dir := filepath.Join(own, "runs")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
 	}
+	for _, d := range []string{own, dir} {
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !fi.IsDir():
+			return nil, fmt.Errorf("state_dir: %s is not a directory (a link?)", d)
+		case ok && int(st.Uid) != os.Getuid():
+			return nil, fmt.Errorf("state_dir: %s belongs to user %d, not to this one (%d)", d, st.Uid, os.Getuid())
+		case fi.Mode().Perm()&0o022 != 0:
+			return nil, fmt.Errorf("state_dir: %s is writable by others (mode %v); want 0700", d, fi.Mode().Perm())
+		}
+	}
 	return &journal{dir: dir}, nil
+}
+
+// defaultStateDir is where a client keeps its journal when state_dir is not set: the user's state
+// directory ($XDG_STATE_HOME/clover, else ~/.local/state/clover), which survives restarts and belongs to
+// the user, unlike a shared temporary directory.
+func defaultStateDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "clover"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("state_dir: not set, and no home directory for the default: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "clover"), nil
 }
 
 // runDirName is a run's directory name: readable when it can be, and never a path.
@@ -74,6 +113,10 @@ func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
 	if err := writeSynced(filepath.Join(dir, journalRecordFile), b); err != nil {
+		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
+	}
+	// The record's name in the run's directory, and the directory's in the journal.
+	if err := syncDir(dir); err != nil {
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
 	if err := syncDir(j.dir); err != nil {
@@ -163,7 +206,7 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 			continue
 		}
 		r := journaledRun{dir: dir, rec: rec}
-		if b, err := os.ReadFile(filepath.Join(dir, "result")); err == nil && len(b) > 0 {
+		if b, err := os.ReadFile(filepath.Join(dir, "result")); err == nil && resultOf(b, rec) {
 			r.result = b
 		} else if rec.Shell {
 			r.status, r.endedAt, r.statusOK = readStatus(dir)
@@ -174,6 +217,44 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 		runs = append(runs, r)
 	}
 	return runs, bad
+}
+
+// resultOf reports whether frame is a result of the run rec journals (a garbled or foreign file is not:
+// the run is then told from its exit status, or as unknown).
+func resultOf(frame []byte, rec journalRecord) bool {
+	m, err := wire.Decode(frame)
+	if err != nil {
+		return false
+	}
+	r, ok := m.(*wire.Result)
+	return ok && r.ExecID == rec.Dispatch.ExecID && max(r.Run, 1) == rec.Run
+}
+
+// maxOutputFile bounds a shell run's output file: past it, the file is cut to its tail (the report keeps
+// only job.MaxOutput bytes anyway), so that a chatty command cannot fill the state directory.
+const maxOutputFile = 1 << 20
+
+// capOutput cuts a run's output file to its last job.MaxOutput bytes once it is over maxOutputFile. The
+// command appends (O_APPEND), so its writes go on at the new end; a line written during the cut may be
+// lost, which the tail can afford.
+func capOutput(dir string) {
+	path := filepath.Join(dir, "out")
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() <= maxOutputFile {
+		return
+	}
+	var keep bytes.Buffer
+	keep.WriteString("[... earlier output cut]\n")
+	outputTail(dir, int64(job.MaxOutput), &keep)
+	if err := os.Truncate(path, 0); err != nil {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = f.Write(keep.Bytes())
 }
 
 // readStatus reads the exit status a shell run's wrapper wrote, and when it wrote it.

@@ -88,11 +88,17 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 		t.Fatalf("reported %+v, want failed with exit code 3 and the command's output", r.Result)
 	}
 
+	// Restarted once more, with the result the second made garbled (a crash mid-write): the status the
+	// wrapper left tells the same.
+	dir := filepath.Join(second.journal.dir, runDirName(d.ExecID, 1))
+	if err := os.WriteFile(filepath.Join(dir, "result"), []byte("CLV garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	third := journaledClient(t, state)
 	third.recoverRuns()
 	r = reported(t, third, d.ExecID)
-	if r == nil || r.Result.ExitCode != 3 || r.Run != 1 || r.From != third.cfg.ID {
-		t.Fatalf("after the run ended, a restart reports %+v; want the same result again", r)
+	if r == nil || r.Result.ExitCode != 3 || r.Run != 1 || !strings.Contains(r.Result.Output, "the real output") {
+		t.Fatalf("after the run ended, a restart reports %+v; want exit code 3 and the output again", r)
 	}
 }
 
@@ -132,10 +138,42 @@ func TestARestartedClientReportsRunsThatEndedWhileItWasDown(t *testing.T) {
 	if r := reported(t, second, ok.ExecID); r == nil || r.Result.Status != job.StateSucceeded || r.Result.ExitCode != 0 || !strings.Contains(r.Result.Output, "fine") {
 		t.Fatalf("the shell run that ended reports %+v; want succeeded with its output", r)
 	}
-	if r := reported(t, second, goRun.ExecID); r == nil || r.Result.Status != job.StateFailed || !strings.Contains(r.Result.Error, "client stopped") {
-		t.Fatalf("the Go handler's run reports %+v; want failed because its client stopped", r)
+	if r := reported(t, second, goRun.ExecID); r == nil || r.Result.Status != job.StateFailed || !r.Result.Final || !strings.Contains(r.Result.Error, "client stopped") {
+		t.Fatalf("the Go handler's run reports %+v; want failed for good (no retry: it may have done part of its work) because its client stopped", r)
 	}
 	if _, err := os.Stat(filepath.Join(garbage, journalRecordFile)); err != nil {
 		t.Fatalf("the unreadable entry was not left alone: %v", err)
+	}
+}
+
+// Whoever can write the journal can make the client report results it never produced: a journal another
+// user could write is refused (the client then runs without one).
+func TestAJournalOthersCanWriteIsRefused(t *testing.T) {
+	state := t.TempDir()
+	if _, err := openJournal(state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(state, "c1"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openJournal(state, "c1"); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Fatalf("err = %v, want a refusal naming the mode", err)
+	}
+}
+
+// A chatty command cannot fill the state directory: its output file is cut to its tail.
+func TestAShellRunsOutputFileIsCutToItsTail(t *testing.T) {
+	dir := t.TempDir()
+	big := strings.Repeat("x", maxOutputFile) + "the last line\n"
+	if err := os.WriteFile(filepath.Join(dir, "out"), []byte(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	capOutput(dir)
+	b, err := os.ReadFile(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 2*job.MaxOutput || !strings.HasSuffix(string(b), "the last line\n") {
+		t.Fatalf("after the cut: %d bytes ending %q; want at most %d, ending with the last line", len(b), b[max(len(b)-20, 0):], 2*job.MaxOutput)
 	}
 }

@@ -15,9 +15,14 @@ import (
 //     output its wrapper left;
 //   - a shell run whose command still runs is watched again: it holds its slot, heartbeats list it (the
 //     leader then sees it running again, even if it had orphaned it) and it reports when it ends;
-//   - any other run died with the client (a Go handler runs in its process): it is reported failed, so
-//     that the execution ends, or is retried by its policy, instead of waiting for a person.
+//   - any other run died with the client (a Go handler runs in its process), or its outcome is unknown
+//     (the command left no exit status): it is reported failed, for good (final: no retry, since the run
+//     may have done part of its work and the job may not be one that can run twice), so that the
+//     execution ends with a clear error instead of waiting for a person.
 func (c *Client) recoverRuns() {
+	if c.journal == nil {
+		return
+	}
 	runs, bad := c.journal.runs()
 	for _, err := range bad {
 		c.logger.Error("a journaled run cannot be read; it is left for a person to look at", "err", err)
@@ -72,9 +77,11 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 			res.Error = fmt.Sprintf("exit status %d (it ended while its client was down)", r.status)
 		}
 	case r.rec.Shell:
-		res.Error = "the command's process ended without leaving its exit status while its client was down (killed, or the machine restarted)"
+		res.Error = "the command's process ended without leaving its exit status while its client was down (killed, or the machine restarted); not retried: it may have done part of its work"
+		res.Final = true
 	default:
-		res.Error = "its client stopped while it ran (a Go handler runs in the client's process)"
+		res.Error = "its client stopped while it ran (a Go handler runs in the client's process); not retried: it may have done part of its work"
+		res.Final = true
 	}
 	if finished.Before(r.rec.StartedAt) {
 		finished = r.rec.StartedAt

@@ -116,6 +116,7 @@ func (c *Client) resendLoop(ctx context.Context) {
 	t := time.NewTicker(ackDelay / 2)
 	defer t.Stop()
 	var lastPrune time.Time
+	var done []string // journal directories of confirmed runs
 	for {
 		select {
 		case <-ctx.Done():
@@ -166,14 +167,18 @@ func (c *Client) resendLoop(ctx context.Context) {
 				for run, dir := range runs {
 					if !c.pending.has(id, run) && !c.active.has(id, run) {
 						c.journaled.del(id, run)
-						if err := c.journal.end(dir); err != nil {
-							c.logger.Warn("cannot remove a run from the journal; a restart reports it again", "execution", id, "err", err)
-						}
+						done = append(done, dir)
 					}
 				}
 			}
 		}
 		c.mu.Unlock()
+		for _, dir := range done { // file work, not under the lock
+			if err := c.journal.end(dir); err != nil {
+				c.logger.Warn("cannot remove a run from the journal; a restart reports it again", "dir", dir, "err", err)
+			}
+		}
+		done = done[:0]
 		for _, f := range frames {
 			if _, err := c.outbox.SendAny(f); err != nil {
 				break

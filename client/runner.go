@@ -107,6 +107,11 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 		default:
 		}
 	}()
+	if dir != "" && encErr == nil {
+		// Before the run stops counting as under way: a restart from here on reports this result. Not
+		// synced: lost only with the machine, and a shell run's exit status then tells the same.
+		_ = os.WriteFile(filepath.Join(dir, "result"), frame, 0o600)
+	}
 	c.mu.Lock()
 	c.running--
 	c.width -= ar.width
@@ -127,10 +132,6 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 	if encErr != nil {
 		c.logger.Error("cannot encode result", "execution", d.ExecID, "err", encErr)
 		return
-	}
-	if dir != "" {
-		// Not synced: lost only with the machine, and then the run's exit status tells the same.
-		_ = os.WriteFile(filepath.Join(dir, "result"), frame, 0o600)
 	}
 	_, _ = c.outbox.SendAny(frame)
 }

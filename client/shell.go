@@ -78,13 +78,21 @@ func runShell(ctx context.Context, jc JobContext) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		return ctx.Err()
+	capEvery := time.NewTicker(time.Second)
+	defer capEvery.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			return ctx.Err()
+		case <-capEvery.C:
+			if jc.runDir != "" {
+				capOutput(jc.runDir)
+			}
+		}
 	}
 }
 
@@ -95,13 +103,16 @@ func watchAdopted(pid int, dir string) HandlerFunc {
 	return func(ctx context.Context, jc JobContext) error {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
-		for runsIn(pid, dir) {
+		for n := 0; runsIn(pid, dir); n++ {
 			select {
 			case <-ctx.Done():
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
 				outputTail(dir, job.MaxOutput, jc.Output)
 				return ctx.Err()
 			case <-t.C:
+			}
+			if n%5 == 0 {
+				capOutput(dir)
 			}
 		}
 		outputTail(dir, job.MaxOutput, jc.Output)

@@ -64,11 +64,12 @@ func TestAClientKilledMidRunReportsTheRealResultsWhenItReturns(t *testing.T) {
 	}
 	c := StartCluster(t, Options{Servers: 1, Clients: 1})
 	keepLogsOnFailure(t, c)
-	gate := filepath.Join(c.Dir, "gate")
+	gate, shortGate := filepath.Join(c.Dir, "gate"), filepath.Join(c.Dir, "short-gate")
 	starts := filepath.Join(c.Dir, "starts")
-	// short ends on its own soon after the kill; long waits for the gate, opened after the restart.
+	// short ends while its client is down (its gate opens after the kill); long waits for its gate, opened
+	// after the restart.
 	c.CreateJob(job.Spec{Name: "short", Schedule: never, Handler: job.HandlerShell,
-		Params: map[string]string{"command": `echo "$CLOVER_EXECUTION" >> ` + starts + `; sleep 1; echo "short output"; exit 7`}})
+		Params: map[string]string{"command": `echo "$CLOVER_EXECUTION" >> ` + starts + `; while [ ! -e ` + shortGate + ` ]; do sleep 0.1; done; echo "short output"; exit 7`}})
 	c.CreateJob(job.Spec{Name: "long", Schedule: never, Handler: job.HandlerShell,
 		Params: map[string]string{"command": `echo "$CLOVER_EXECUTION" >> ` + starts + `; while [ ! -e ` + gate + ` ]; do sleep 0.1; done; echo "long output"`}})
 	short, long := c.trigger(t, "short"), c.trigger(t, "long")
@@ -77,6 +78,9 @@ func TestAClientKilledMidRunReportsTheRealResultsWhenItReturns(t *testing.T) {
 
 	worker := c.Clients[0]
 	worker.Kill()
+	if err := os.WriteFile(shortGate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c.waitState(t, short, job.StateOrphaned, 40*time.Second)
 	c.waitState(t, long, job.StateOrphaned, 40*time.Second)
 
