@@ -163,13 +163,22 @@ func (l *leader) track(f *flight) {
 	byJob[f.exec.ID] = f
 }
 
-func (l *leader) forget(id string) {
+// forget is the one way an execution stops being followed, whatever ended it: a result recorded, the
+// leader's own decision, a skip, a stop, an operator, or another term. Callers record the outcome first
+// (an event); forget takes the execution out of the open set (ended), wakes its job's queue, and tells
+// whoever waits on executions ending (onEnd: the hook a batch engine needs). outcome is the state it
+// ended in, "" when this term does not know it (another term or a server recorded it). Slots need no
+// release here: the tick counts them from the flights that remain.
+func (l *leader) forget(id string, outcome job.State) {
 	f, ok := l.flights[id]
 	if !ok {
 		return
 	}
 	delete(l.flights, id)
 	l.ended(f.exec)
+	if l.onEnd != nil {
+		l.onEnd(f.exec, outcome)
+	}
 	if byJob := l.openByJob[f.exec.Job]; byJob != nil {
 		delete(byJob, id)
 		if len(byJob) == 0 {

@@ -163,3 +163,43 @@ func TestLifecycleTransitions(t *testing.T) {
 		})
 	}
 }
+
+// Every execution that ends, whatever ends it, goes through forget once, and whoever waits on ends (the
+// batch engine to come) hears how it ended.
+func TestEveryEndIsHeardOnceWithItsOutcome(t *testing.T) {
+	fs := newFakeStore(spec("j", "@at 2099-01-01T00:00:00Z", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
+	h := newHarness(t, fs, "a")
+	heard := map[string][]job.State{}
+	h.l.onEnd = func(e job.Execution, outcome job.State) { heard[e.ID] = append(heard[e.ID], outcome) }
+	h.establish()
+	fire := func() *flight {
+		id, err := h.l.trigger(context.Background(), "j", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.l.flights[id]
+	}
+	ok, stopped, done := fire(), fire(), fire()
+	h.ack("a", &wire.Dispatch{ExecID: ok.exec.ID, Job: "j", Attempt: ok.attempt, Run: 1})
+	h.finish("a", &wire.Dispatch{ExecID: ok.exec.ID, Job: "j", Attempt: ok.attempt, Run: 1}, job.StateSucceeded)
+	h.l.stop(stopped, "test", true)
+	h.l.lose(done, "test: its client vanished")
+	if err := h.l.act(execAction{id: done.exec.ID, action: "done", status: job.StateFailed, note: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	// A stop before the ack ends once its client can no longer start it.
+	for range 10 {
+		h.advance(time.Second)
+	}
+	want := map[string][]job.State{
+		ok.exec.ID: {job.StateSucceeded}, stopped.exec.ID: {job.StateFailed}, done.exec.ID: {job.StateFailed},
+	}
+	for id, w := range want {
+		if !slices.Equal(heard[id], w) {
+			t.Errorf("%s: heard %v, want %v", id, heard[id], w)
+		}
+	}
+	if len(h.l.flights) != 0 {
+		t.Fatalf("%d executions still followed", len(h.l.flights))
+	}
+}

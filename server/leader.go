@@ -152,6 +152,9 @@ type leaderDeps struct {
 	// fallback is the store's fallback queue, replayed by the term; nil: no replay (unit tests).
 	fallback replayStore
 	replay   *replayState // the replay's progress, shown by the API
+	// onEnd, when set, is told of every execution this term stops following, and how it ended (see
+	// forget).
+	onEnd func(e job.Execution, outcome job.State)
 }
 
 func (s *Server) leaderDeps() leaderDeps {

@@ -110,7 +110,7 @@ func (l *leader) skipQueued(f *flight, reason string) bool {
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
 	})
 	l.logger.Info("queued firing skipped", "execution", f.exec.ID, "reason", reason)
-	l.forget(f.exec.ID)
+	l.forget(f.exec.ID, job.StateSkipped)
 	return true
 }
 

@@ -81,7 +81,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 	for _, id := range n.closed {
 		if f, ok := l.flights[id]; ok && f.phase != phaseReporting {
 			l.logger.Info("execution ended and was closed by another term; no longer followed", "execution", id)
-			l.forget(id)
+			l.forget(id, "")
 		}
 	}
 	for _, e := range n.execs {
@@ -91,7 +91,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		}
 		switch {
 		case e.State.Terminal():
-			l.forget(e.ID)
+			l.forget(e.ID, e.State)
 		case e.State == job.StateRetrying:
 			if f.phase != phaseRetrying && e.Run > f.run {
 				// A failed run the loop never heard of: its retry is due after the backoff.

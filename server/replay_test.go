@@ -90,7 +90,7 @@ func TestARunRequestRunsOnce(t *testing.T) {
 		t.Errorf("dispatched %v, want %s once", d, want)
 	}
 	// Once the execution ended and the leader forgot it, a replay of the same request is still one run.
-	h.l.forget(want)
+	h.l.forget(want, "")
 	if err := h.l.request(ctx, req); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func (l *leader) finishLocally(f *flight, status job.State, reason, note string,
 		l.to(f, phaseRetrying)
 		return
 	}
-	l.forget(f.exec.ID)
+	l.forget(f.exec.ID, status)
 }
 
 func (l *leader) onAck(a *wire.Ack) {
@@ -119,9 +119,10 @@ func (l *leader) recorded(id string, run int) {
 	}
 	switch {
 	case f.phase == phaseReporting && max(f.result.Run, 1) == run:
+		status := f.result.Result.Status
 		f.result = nil
 		if f.retryAt.IsZero() {
-			l.forget(id)
+			l.forget(id, status)
 		} else {
 			l.to(f, phaseRetrying)
 		}
@@ -130,7 +131,7 @@ func (l *leader) recorded(id string, run int) {
 	case f.exec.RunLimit() > 1 && !f.stopFinal:
 		l.askStore(f, "recorded")
 	default:
-		l.forget(id)
+		l.forget(id, "") // a result this term never heard of: the store has it
 	}
 }
 

@@ -29,7 +29,7 @@ func (l *leader) stop(f *flight, reason string, final bool) {
 		})
 		f.retryAt, f.run = time.Time{}, next
 		if f.phase != phaseReporting {
-			l.forget(f.exec.ID)
+			l.forget(f.exec.ID, job.StateFailed)
 		}
 	case f.phase == phaseReporting:
 		// It has ended already.
