@@ -98,8 +98,10 @@ func runDirName(execID string, run int) string {
 	return name + ".run" + strconv.Itoa(run)
 }
 
-// begin records a run about to start and returns its directory. The record is on disk (synced) before it
-// returns: a run that starts is always found by a restarted client.
+// begin records a run about to start and returns its directory: a run that starts is always found by a
+// restarted client. The record is written whole (through a rename) but not synced: it must outlive the
+// client's process, which the page cache does; a machine that loses power loses the runs with it, and
+// syncing three times per run cost the hot path more than that rare case is worth (see the bench notes).
 func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time) (string, error) {
 	if j == nil {
 		return "", nil // not running (tests that drive a client without Run)
@@ -112,14 +114,7 @@ func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time
 	if err != nil {
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
-	if err := writeSynced(filepath.Join(dir, journalRecordFile), b); err != nil {
-		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
-	}
-	// The record's name in the run's directory, and the directory's in the journal.
-	if err := syncDir(dir); err != nil {
-		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
-	}
-	if err := syncDir(j.dir); err != nil {
+	if err := writeWhole(filepath.Join(dir, journalRecordFile), b); err != nil {
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
 	return dir, nil
@@ -133,34 +128,14 @@ func (j *journal) end(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// writeSynced writes b to path through a synced temporary file and a rename, so that path holds either
-// nothing or all of b.
-func writeSynced(path string, b []byte) error {
+// writeWhole writes b to path through a temporary file and a rename, so that path holds either nothing
+// or all of b, whenever the process dies.
+func writeWhole(path string, b []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // journaledRun is a run found in the journal by a restarted client.

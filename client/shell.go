@@ -24,12 +24,16 @@ import (
 // shellWrapper runs a journaled command ($2) for the run directory $1: it leaves its own process id
 // before the command starts and the command's exit status once it ends, whether or not the client that
 // started it is still alive, and exits with that status. The directory is in its command line, which
-// tells a restarted client that a process with that id is still this run's (see runsIn).
-const shellWrapper = `echo $$ > "$1/pid.tmp" && mv "$1/pid.tmp" "$1/pid"
-/bin/sh -c "$2"
-s=$?
-echo $s > "$1/status.tmp" && mv "$1/status.tmp" "$1/status"
-exit $s`
+// tells a restarted client that a process with that id is still this run's (see runsIn). It costs one
+// fork (the subshell, so that an `exit` in the command ends only the command) and no other process: the
+// writes are the shell's own, short enough to land whole.
+const shellWrapper = `__clover_dir=$1 __clover_cmd=$2
+set --
+echo $$ > "$__clover_dir/pid"
+( eval "$__clover_cmd" )
+__clover_status=$?
+echo $__clover_status > "$__clover_dir/status"
+exit $__clover_status`
 
 func runShell(ctx context.Context, jc JobContext) error {
 	command := jc.Params["command"]
