@@ -226,6 +226,7 @@ func (c *Client) Run(ctx context.Context) error {
 		defer c.closeQueue()
 	}
 	c.openJournal()
+	defer c.journal.close()
 	// Before registering: a re-sent dispatch of a journaled run must find it known.
 	c.recoverRuns()
 	m, err := c.member(inbox.Endpoint())

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,19 +22,37 @@ import (
 )
 
 // journal keeps, on disk, what a restarted client needs to finish the story of each run it started: the
-// dispatch, and for a shell command the process id, the output and the exit status, which the command's
-// wrapper writes even when the client is gone (see runShell). A client killed mid-run used to leave its
-// executions orphaned forever; with the journal the same client, restarted, reports the runs that ended
-// while it was down and watches again those still going.
+// dispatch, the result once made, and for a shell command the process id, the output and the exit
+// status, which the command's wrapper writes even when the client is gone (see runShell). A client killed
+// mid-run used to leave its executions orphaned forever; with the journal the same client, restarted,
+// reports the runs that ended while it was down and watches again those still going.
 //
-// Layout: <state_dir>/<client id>/runs/<execution>.<run>/ holding run.json (written and synced before
-// the run starts), and for shell commands pid, out and status. A run's directory goes once a server has
-// confirmed its result.
+// Layout, under <state_dir>/<client id>/: journal.log, one JSON line per event (a run started, its result
+// made, its result confirmed by a server), appended, never synced (it must outlive the client's process,
+// which the page cache does, not the machine: syncing each run cost the hot path too much), and rewritten
+// with only the runs still open when it grows and at start; runs/<execution>.run<n>/ for each shell run,
+// holding pid, out and status.
 type journal struct {
-	dir string // .../runs
+	dir     string // <state_dir>/<client id>
+	runsDir string // .../runs
+
+	mu   sync.Mutex
+	log  *os.File // journal.log, appended
+	size int64
+	open map[runKey]*openRun // runs started and not yet confirmed: what a rewrite keeps
 }
 
-// journalRecord is run.json.
+type runKey struct {
+	id  string
+	run int
+}
+
+type openRun struct {
+	rec    journalRecord
+	result []byte
+}
+
+// journalRecord is what the journal keeps of a run when it starts.
 type journalRecord struct {
 	Dispatch  wire.Dispatch `json:"dispatch"`
 	Run       int           `json:"run"`
@@ -41,7 +60,20 @@ type journalRecord struct {
 	Shell     bool          `json:"shell,omitempty"` // run by runShell: its wrapper leaves pid and status
 }
 
-const journalRecordFile = "run.json"
+// logLine is one line of journal.log.
+type logLine struct {
+	Op     string         `json:"op"` // start, result, end
+	Start  *journalRecord `json:"start,omitempty"`
+	ID     string         `json:"id,omitempty"`
+	Run    int            `json:"run,omitempty"`
+	Result []byte         `json:"result,omitempty"` // the result frame
+}
+
+const (
+	journalLog = "journal.log"
+	// rewriteAt is the size past which the log is rewritten with only the open runs.
+	rewriteAt = 8 << 20
+)
 
 // openJournal opens (or makes) the journal of client clientID under stateDir. Whoever can write the
 // journal can make the client report results it never produced, so the client's directory must belong to
@@ -71,7 +103,83 @@ func openJournal(stateDir, clientID string) (*journal, error) {
 			return nil, fmt.Errorf("state_dir: %s is writable by others (mode %v); want 0700", d, fi.Mode().Perm())
 		}
 	}
-	return &journal{dir: dir}, nil
+	j := &journal{dir: own, runsDir: dir, open: map[runKey]*openRun{}}
+	if err := j.reopen(); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
+	}
+	return j, nil
+}
+
+// reopen opens journal.log for appending.
+func (j *journal) reopen() error {
+	if j.log != nil {
+		j.log.Close()
+	}
+	f, err := os.OpenFile(filepath.Join(j.dir, journalLog), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	j.log, j.size = f, fi.Size()
+	return nil
+}
+
+// close closes the log.
+func (j *journal) close() {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.log != nil {
+		j.log.Close()
+		j.log = nil
+	}
+}
+
+// appendLocked appends one line; j.mu is held.
+func (j *journal) appendLocked(l logLine) error {
+	if j.log == nil {
+		return errors.New("journal closed")
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	n, err := j.log.Write(append(b, '\n'))
+	j.size += int64(n)
+	if err != nil {
+		return err
+	}
+	if j.size > rewriteAt {
+		return j.rewriteLocked()
+	}
+	return nil
+}
+
+// rewriteLocked replaces the log with the lines of the runs still open; j.mu is held.
+func (j *journal) rewriteLocked() error {
+	var buf bytes.Buffer
+	for _, o := range j.open {
+		for _, l := range []logLine{{Op: "start", Start: &o.rec}, {Op: "result", ID: o.rec.Dispatch.ExecID, Run: o.rec.Run, Result: o.result}} {
+			if l.Op == "result" && l.Result == nil {
+				continue
+			}
+			b, err := json.Marshal(l)
+			if err != nil {
+				return err
+			}
+			buf.Write(append(b, '\n'))
+		}
+	}
+	if err := writeWhole(filepath.Join(j.dir, journalLog), buf.Bytes()); err != nil {
+		return err
+	}
+	return j.reopen()
 }
 
 // defaultStateDir is where a client keeps its journal when state_dir is not set: the user's state
@@ -98,34 +206,63 @@ func runDirName(execID string, run int) string {
 	return name + ".run" + strconv.Itoa(run)
 }
 
-// begin records a run about to start and returns its directory: a run that starts is always found by a
-// restarted client. The record is written whole (through a rename) but not synced: it must outlive the
-// client's process, which the page cache does; a machine that loses power loses the runs with it, and
-// syncing three times per run cost the hot path more than that rare case is worth (see the bench notes).
+// begin records a run about to start, before it starts: a run that starts is always found by a restarted
+// client. For a shell run it makes the run's directory and returns it ("" otherwise).
 func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time) (string, error) {
 	if j == nil {
-		return "", nil // not running (tests that drive a client without Run)
+		return "", errNoJournal
 	}
-	dir := filepath.Join(j.dir, runDirName(d.ExecID, run))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir := ""
+	if shell {
+		dir = filepath.Join(j.runsDir, runDirName(d.ExecID, run))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
+		}
+	}
+	rec := journalRecord{Dispatch: *d, Run: run, StartedAt: started, Shell: shell}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.appendLocked(logLine{Op: "start", Start: &rec}); err != nil {
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
-	b, err := json.Marshal(journalRecord{Dispatch: *d, Run: run, StartedAt: started, Shell: shell})
-	if err != nil {
-		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
-	}
-	if err := writeWhole(filepath.Join(dir, journalRecordFile), b); err != nil {
-		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
-	}
+	j.open[runKey{d.ExecID, run}] = &openRun{rec: rec}
 	return dir, nil
 }
 
-// end forgets a run whose result a server confirmed.
-func (j *journal) end(dir string) error {
-	if j == nil || dir == "" || filepath.Dir(dir) != j.dir {
+// errNoJournal: the client runs without a journal (tests that drive a client without Run, or a state
+// directory it could not open).
+var errNoJournal = errors.New("no journal")
+
+// result records the result frame of a run, before it is sent: a restart reports it again.
+func (j *journal) result(id string, run int, frame []byte) error {
+	if j == nil {
+		return errNoJournal
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	o, ok := j.open[runKey{id, run}]
+	if !ok {
 		return nil
 	}
-	return os.RemoveAll(dir)
+	o.result = frame
+	return j.appendLocked(logLine{Op: "result", ID: id, Run: run, Result: frame})
+}
+
+// end forgets a run whose result a server confirmed, and its directory.
+func (j *journal) end(id string, run int, dir string) error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	delete(j.open, runKey{id, run})
+	err := j.appendLocked(logLine{Op: "end", ID: id, Run: run})
+	j.mu.Unlock()
+	if dir != "" && filepath.Dir(dir) == j.runsDir {
+		if rerr := os.RemoveAll(dir); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
 // writeWhole writes b to path through a temporary file and a rename, so that path holds either nothing
@@ -151,45 +288,73 @@ type journaledRun struct {
 	result   []byte // the result frame, when the run ended before the restart and its report was made
 }
 
-// runs reads the journal. A directory that cannot be read is reported in bad and left where it is, for
-// a person to look at; it never stops the client.
+// runs reads the journal: the runs started and not confirmed. A line that cannot be read (the last one,
+// cut by a crash; garbage) is reported in bad and skipped; it never stops the client. It then rewrites the
+// log with only those runs, and removes the directories of shell runs it does not know.
 func (j *journal) runs() (runs []journaledRun, bad []error) {
-	entries, err := os.ReadDir(j.dir)
-	if err != nil {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	b, err := os.ReadFile(filepath.Join(j.dir, journalLog))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, []error{fmt.Errorf("journal %s: %w", j.dir, err)}
 	}
-	for _, e := range entries {
-		if !e.IsDir() {
+	order := []runKey{}
+	for n, line := range bytes.Split(b, []byte{'\n'}) {
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		dir := filepath.Join(j.dir, e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, journalRecordFile))
-		if errors.Is(err, os.ErrNotExist) {
-			// The client died between the directory and the record: the run never started.
-			_ = os.RemoveAll(dir)
+		var l logLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			bad = append(bad, fmt.Errorf("journal %s line %d: %w", journalLog, n+1, err))
 			continue
 		}
-		var rec journalRecord
-		if err == nil {
-			err = json.Unmarshal(b, &rec)
+		switch {
+		case l.Op == "start" && l.Start != nil && l.Start.Dispatch.ExecID != "" && l.Start.Run >= 1:
+			k := runKey{l.Start.Dispatch.ExecID, l.Start.Run}
+			if _, ok := j.open[k]; !ok {
+				order = append(order, k)
+			}
+			j.open[k] = &openRun{rec: *l.Start}
+		case l.Op == "result":
+			if o, ok := j.open[runKey{l.ID, l.Run}]; ok && resultOf(l.Result, o.rec) {
+				o.result = l.Result
+			}
+		case l.Op == "end":
+			delete(j.open, runKey{l.ID, l.Run})
+		default:
+			bad = append(bad, fmt.Errorf("journal %s line %d: not a start, result or end line", journalLog, n+1))
 		}
-		if err == nil && (rec.Dispatch.ExecID == "" || rec.Run < 1) {
-			err = errors.New("no execution id or run")
-		}
-		if err != nil {
-			bad = append(bad, fmt.Errorf("journal %s: %s: %w", dir, journalRecordFile, err))
+	}
+	keep := map[string]bool{}
+	for _, k := range order {
+		o, ok := j.open[k]
+		if !ok {
 			continue
 		}
-		r := journaledRun{dir: dir, rec: rec}
-		if b, err := os.ReadFile(filepath.Join(dir, "result")); err == nil && resultOf(b, rec) {
-			r.result = b
-		} else if rec.Shell {
-			r.status, r.endedAt, r.statusOK = readStatus(dir)
-			if !r.statusOK {
-				r.pid = wrapperPID(dir)
+		r := journaledRun{rec: o.rec, result: o.result}
+		if o.rec.Shell {
+			r.dir = filepath.Join(j.runsDir, runDirName(k.id, k.run))
+			keep[filepath.Base(r.dir)] = true
+			if r.result == nil {
+				r.status, r.endedAt, r.statusOK = readStatus(r.dir)
+				if !r.statusOK {
+					r.pid = wrapperPID(r.dir)
+				}
 			}
 		}
 		runs = append(runs, r)
+	}
+	if entries, err := os.ReadDir(j.runsDir); err == nil {
+		for _, e := range entries {
+			// A directory no open run names, whose command has ended: left by a run confirmed before the
+			// client could remove it.
+			if d := filepath.Join(j.runsDir, e.Name()); !keep[e.Name()] && wrapperPID(d) == 0 {
+				_ = os.RemoveAll(d)
+			}
+		}
+	}
+	if err := j.rewriteLocked(); err != nil {
+		bad = append(bad, fmt.Errorf("journal %s: rewrite: %w", j.dir, err))
 	}
 	return runs, bad
 }

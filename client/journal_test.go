@@ -62,7 +62,7 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 	d := shellDispatch("sh@1", `while [ ! -e `+gate+` ]; do sleep 0.05; done; echo "the real output"; exit 3`)
 	first.onDispatch(d) // the first incarnation starts it, and is then "killed": it is never looked at again
 	testenv.WaitFor(t, 10*time.Second, "the command's wrapper to start", func() bool {
-		return wrapperPID(filepath.Join(first.journal.dir, runDirName(d.ExecID, 1))) > 0
+		return wrapperPID(filepath.Join(first.journal.runsDir, runDirName(d.ExecID, 1))) > 0
 	})
 
 	second := journaledClient(t, state)
@@ -88,10 +88,21 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 		t.Fatalf("reported %+v, want failed with exit code 3 and the command's output", r.Result)
 	}
 
-	// Restarted once more, with the result the second made garbled (a crash mid-write): the status the
-	// wrapper left tells the same.
-	dir := filepath.Join(second.journal.dir, runDirName(d.ExecID, 1))
-	if err := os.WriteFile(filepath.Join(dir, "result"), []byte("CLV garbage"), 0o600); err != nil {
+	// Restarted once more, with the journal's result line for it garbled (a crash mid-write): the status
+	// the wrapper left tells the same.
+	logPath := filepath.Join(second.journal.dir, journalLog)
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(line, `"op":"result"`) {
+			line = line[:len(line)/2]
+		}
+		kept = append(kept, line)
+	}
+	if err := os.WriteFile(logPath, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	third := journaledClient(t, state)
@@ -103,8 +114,8 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 }
 
 // A command that ends while its client is down is reported from the status its wrapper left; a Go
-// handler's run dies with its client and is reported failed; a journal entry that cannot be read is left
-// alone and does not stop the client.
+// handler's run dies with its client and is reported failed; a line of the journal that cannot be read is
+// reported and skipped, and does not stop the client; a confirmed run is not reported again.
 func TestARestartedClientReportsRunsThatEndedWhileItWasDown(t *testing.T) {
 	state := t.TempDir()
 	first := journaledClient(t, state)
@@ -117,32 +128,42 @@ func TestARestartedClientReportsRunsThatEndedWhileItWasDown(t *testing.T) {
 	if err := runShell(context.Background(), JobContext{ExecutionID: ok.ExecID, Params: ok.Params, Output: newTail(job.MaxOutput), runDir: dir}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, "result")); err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
 	goRun := dispatch("go@1", "work", 3, time.Now().Add(time.Minute))
 	goRun.Run = 1
 	if _, err := first.journal.begin(goRun, 1, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	garbage := filepath.Join(first.journal.dir, "garbage.run1")
-	if err := os.MkdirAll(garbage, 0o700); err != nil {
+	confirmed := dispatch("go@2", "work", 3, time.Now().Add(time.Minute))
+	confirmed.Run = 1
+	if _, err := first.journal.begin(confirmed, 1, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(garbage, journalRecordFile), []byte("{not json"), 0o600); err != nil {
+	if err := first.journal.end(confirmed.ExecID, 1, ""); err != nil {
 		t.Fatal(err)
 	}
+	first.journal.close()
+	f, err := os.OpenFile(filepath.Join(state, "c1", journalLog), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("{not json\n{\"op\":\"start\",\"start\":{\"dispatch\":{}}}\n")
+	f.Close()
 
 	second := journaledClient(t, state)
+	runs, bad := second.journal.runs()
+	if len(runs) != 2 || len(bad) != 2 {
+		t.Fatalf("read %d runs and %d bad lines, want the 2 open runs and the 2 bad lines: %v", len(runs), len(bad), bad)
+	}
+	second = journaledClient(t, state) // runs() rewrote the log: read it afresh, as a restart would
 	second.recoverRuns()
+	if r := reported(t, second, confirmed.ExecID); r != nil {
+		t.Fatalf("a confirmed run is reported again: %+v", r)
+	}
 	if r := reported(t, second, ok.ExecID); r == nil || r.Result.Status != job.StateSucceeded || r.Result.ExitCode != 0 || !strings.Contains(r.Result.Output, "fine") {
 		t.Fatalf("the shell run that ended reports %+v; want succeeded with its output", r)
 	}
 	if r := reported(t, second, goRun.ExecID); r == nil || r.Result.Status != job.StateFailed || !r.Result.Final || !strings.Contains(r.Result.Error, "client stopped") {
 		t.Fatalf("the Go handler's run reports %+v; want failed for good (no retry: it may have done part of its work) because its client stopped", r)
-	}
-	if _, err := os.Stat(filepath.Join(garbage, journalRecordFile)); err != nil {
-		t.Fatalf("the unreadable entry was not left alone: %v", err)
 	}
 }
 

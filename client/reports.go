@@ -116,7 +116,7 @@ func (c *Client) resendLoop(ctx context.Context) {
 	t := time.NewTicker(ackDelay / 2)
 	defer t.Stop()
 	var lastPrune time.Time
-	var done []string // journal directories of confirmed runs
+	var done []confirmedRun // journaled runs whose result a server confirmed
 	for {
 		select {
 		case <-ctx.Done():
@@ -167,15 +167,15 @@ func (c *Client) resendLoop(ctx context.Context) {
 				for run, dir := range runs {
 					if !c.pending.has(id, run) && !c.active.has(id, run) {
 						c.journaled.del(id, run)
-						done = append(done, dir)
+						done = append(done, confirmedRun{id, run, dir})
 					}
 				}
 			}
 		}
 		c.mu.Unlock()
-		for _, dir := range done { // file work, not under the lock
-			if err := c.journal.end(dir); err != nil {
-				c.logger.Warn("cannot remove a run from the journal; a restart reports it again", "dir", dir, "err", err)
+		for _, r := range done { // file work, not under the lock
+			if err := c.journal.end(r.id, r.run, r.dir); err != nil {
+				c.logger.Warn("cannot take a run out of the journal; a restart reports it again", "execution", r.id, "err", err)
 			}
 		}
 		done = done[:0]
@@ -253,4 +253,11 @@ func (c *Client) PendingResults() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pending.len()
+}
+
+// confirmedRun is a journaled run whose result a server confirmed.
+type confirmedRun struct {
+	id  string
+	run int
+	dir string
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,9 +30,11 @@ type stopError struct{ reason string }
 func (c *Client) execute(ctx context.Context, d *wire.Dispatch, run int, h HandlerFunc, shell bool, ar *activeRun) {
 	started := c.now()
 	dir, err := c.journal.begin(d, run, shell, started)
-	if err != nil {
+	switch {
+	case errors.Is(err, errNoJournal):
+	case err != nil:
 		c.logger.Error("run not journaled: if this client dies before it ends, its execution stays orphaned", "execution", d.ExecID, "err", err)
-	} else {
+	default:
 		c.mu.Lock()
 		c.journaled.put(d.ExecID, run, dir)
 		c.mu.Unlock()
@@ -107,10 +107,9 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 		default:
 		}
 	}()
-	if dir != "" && encErr == nil {
-		// Before the run stops counting as under way: a restart from here on reports this result. Not
-		// synced: lost only with the machine, and a shell run's exit status then tells the same.
-		_ = os.WriteFile(filepath.Join(dir, "result"), frame, 0o600)
+	if encErr == nil {
+		// Before the run stops counting as under way: a restart from here on reports this result.
+		_ = c.journal.result(d.ExecID, run, frame)
 	}
 	c.mu.Lock()
 	c.running--
