@@ -36,10 +36,13 @@ type journal struct {
 	dir     string // <state_dir>/<client id>
 	runsDir string // .../runs
 
-	mu   sync.Mutex
-	log  *os.File // journal.log, appended
-	size int64
-	open map[runKey]*openRun // runs started and not yet confirmed: what a rewrite keeps
+	lock *os.File // <dir>/lock, flock'ed for the life of the process: one client process per journal
+
+	mu        sync.Mutex
+	log       *os.File // journal.log, appended
+	size      int64
+	rewriteAt int64               // the size past which the log is rewritten
+	open      map[runKey]*openRun // runs started and not yet confirmed: what a rewrite keeps
 }
 
 type runKey struct {
@@ -71,8 +74,9 @@ type logLine struct {
 
 const (
 	journalLog = "journal.log"
-	// rewriteAt is the size past which the log is rewritten with only the open runs.
-	rewriteAt = 8 << 20
+	// minRewrite is the least size past which the log is rewritten with only the open runs (past twice
+	// what the last rewrite kept, when that was more).
+	minRewrite = 8 << 20
 )
 
 // openJournal opens (or makes) the journal of client clientID under stateDir. Whoever can write the
@@ -103,8 +107,18 @@ func openJournal(stateDir, clientID string) (*journal, error) {
 			return nil, fmt.Errorf("state_dir: %s is writable by others (mode %v); want 0700", d, fi.Mode().Perm())
 		}
 	}
-	j := &journal{dir: own, runsDir: dir, open: map[runKey]*openRun{}}
+	// Two processes with the same id would each take the other's runs for runs of a dead client.
+	lock, err := os.OpenFile(filepath.Join(own, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("state_dir %s: another process of client %s holds its journal (%w)", stateDir, clientID, err)
+	}
+	j := &journal{dir: own, runsDir: dir, lock: lock, rewriteAt: minRewrite, open: map[runKey]*openRun{}}
 	if err := j.reopen(); err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
 	}
 	return j, nil
@@ -112,17 +126,17 @@ func openJournal(stateDir, clientID string) (*journal, error) {
 
 // reopen opens journal.log for appending.
 func (j *journal) reopen() error {
-	if j.log != nil {
-		j.log.Close()
-	}
 	f, err := os.OpenFile(filepath.Join(j.dir, journalLog), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return err
+		return err // the old handle, if any, stays in use
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return err
+	}
+	if j.log != nil {
+		j.log.Close()
 	}
 	j.log, j.size = f, fi.Size()
 	return nil
@@ -138,6 +152,10 @@ func (j *journal) close() {
 	if j.log != nil {
 		j.log.Close()
 		j.log = nil
+	}
+	if j.lock != nil {
+		j.lock.Close() // releases the flock
+		j.lock = nil
 	}
 }
 
@@ -155,8 +173,12 @@ func (j *journal) appendLocked(l logLine) error {
 	if err != nil {
 		return err
 	}
-	if j.size > rewriteAt {
-		return j.rewriteLocked()
+	if j.size > j.rewriteAt {
+		// The line is in the log either way; a rewrite that fails is tried again once the log has grown
+		// by as much again, not on every line.
+		if err := j.rewriteLocked(); err != nil {
+			j.rewriteAt = j.size + minRewrite
+		}
 	}
 	return nil
 }
@@ -179,6 +201,7 @@ func (j *journal) rewriteLocked() error {
 	if err := writeWhole(filepath.Join(j.dir, journalLog), buf.Bytes()); err != nil {
 		return err
 	}
+	j.rewriteAt = max(minRewrite, 2*int64(buf.Len()))
 	return j.reopen()
 }
 
@@ -222,10 +245,12 @@ func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time
 	rec := journalRecord{Dispatch: *d, Run: run, StartedAt: started, Shell: shell}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	k := runKey{d.ExecID, run}
+	j.open[k] = &openRun{rec: rec} // first: a rewrite the line sets off must keep it
 	if err := j.appendLocked(logLine{Op: "start", Start: &rec}); err != nil {
+		delete(j.open, k)
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
-	j.open[runKey{d.ExecID, run}] = &openRun{rec: rec}
 	return dir, nil
 }
 
@@ -298,7 +323,7 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, []error{fmt.Errorf("journal %s: %w", j.dir, err)}
 	}
-	order := []runKey{}
+	order, listed := []runKey{}, map[runKey]bool{}
 	for n, line := range bytes.Split(b, []byte{'\n'}) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -311,8 +336,8 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 		switch {
 		case l.Op == "start" && l.Start != nil && l.Start.Dispatch.ExecID != "" && l.Start.Run >= 1:
 			k := runKey{l.Start.Dispatch.ExecID, l.Start.Run}
-			if _, ok := j.open[k]; !ok {
-				order = append(order, k)
+			if !listed[k] {
+				order, listed[k] = append(order, k), true
 			}
 			j.open[k] = &openRun{rec: *l.Start}
 		case l.Op == "result":
@@ -430,7 +455,8 @@ func wrapperPID(dir string) int {
 	return pid
 }
 
-// runsIn reports whether process pid is alive and was started for the run directory dir.
+// runsIn reports whether process pid is alive and was started for the run directory dir (however the
+// path was spelled then).
 func runsIn(pid int, dir string) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
@@ -442,9 +468,15 @@ func runsIn(pid int, dir string) bool {
 			return false
 		}
 	}
+	dirInfo, dirErr := os.Stat(dir)
 	for _, arg := range bytes.Split(cmdline, []byte{0}) {
 		if string(arg) == dir {
 			return true
+		}
+		if dirErr == nil && len(arg) > 0 && arg[0] == '/' {
+			if fi, err := os.Stat(string(arg)); err == nil && fi.IsDir() && os.SameFile(fi, dirInfo) {
+				return true
+			}
 		}
 	}
 	return false

@@ -65,6 +65,7 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 		return wrapperPID(filepath.Join(first.journal.runsDir, runDirName(d.ExecID, 1))) > 0
 	})
 
+	first.journal.close() // the process dies: its lock on the journal goes with it
 	second := journaledClient(t, state)
 	second.recoverRuns()
 	second.mu.Lock()
@@ -105,6 +106,7 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 	if err := os.WriteFile(logPath, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	second.journal.close()
 	third := journaledClient(t, state)
 	third.recoverRuns()
 	r = reported(t, third, d.ExecID)
@@ -154,6 +156,7 @@ func TestARestartedClientReportsRunsThatEndedWhileItWasDown(t *testing.T) {
 	if len(runs) != 2 || len(bad) != 2 {
 		t.Fatalf("read %d runs and %d bad lines, want the 2 open runs and the 2 bad lines: %v", len(runs), len(bad), bad)
 	}
+	second.journal.close()
 	second = journaledClient(t, state) // runs() rewrote the log: read it afresh, as a restart would
 	second.recoverRuns()
 	if r := reported(t, second, confirmed.ExecID); r != nil {
@@ -181,6 +184,50 @@ func TestAJournalOthersCanWriteIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal naming the mode", err)
 	}
 }
+
+// Two processes of one client id would each report the other's runs as those of a dead client: the
+// second to open the journal is refused while the first holds it.
+func TestOneProcessAtATimeHoldsAJournal(t *testing.T) {
+	state := t.TempDir()
+	first, err := openJournal(state, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openJournal(state, "c1"); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("err = %v, want a refusal while another holds it", err)
+	}
+	first.close()
+	again, err := openJournal(state, "c1")
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	again.close()
+}
+
+// A run whose start line makes the log due for a rewrite is kept by it.
+func TestARewriteKeepsTheRunThatSetItOff(t *testing.T) {
+	state := t.TempDir()
+	j, err := openJournal(state, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.rewriteAt = 0 // the next line sets off a rewrite
+	d := dispatch("go@1", "work", 3, time.Now().Add(time.Minute))
+	d.Run = 1
+	if _, err := j.begin(d, 1, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+	again, err := openJournal(state, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.close()
+	if runs, bad := again.runs(); len(runs) != 1 || len(bad) != 0 {
+		t.Fatalf("after the rewrite: %d runs (%v), want the one that set it off", len(runs), bad)
+	}
+}
+
 
 // A chatty command cannot fill the state directory: its output file is cut to its tail.
 func TestAShellRunsOutputFileIsCutToItsTail(t *testing.T) {

@@ -80,6 +80,10 @@ func runShell(ctx context.Context, jc JobContext) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	if jc.runDir != "" {
+		// The wrapper writes it too; this one is there even if the client dies before the wrapper runs.
+		_ = os.WriteFile(filepath.Join(jc.runDir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	capEvery := time.NewTicker(time.Second)
