@@ -228,7 +228,6 @@ func TestARewriteKeepsTheRunThatSetItOff(t *testing.T) {
 	}
 }
 
-
 // A chatty command cannot fill the state directory: its output file is cut to its tail.
 func TestAShellRunsOutputFileIsCutToItsTail(t *testing.T) {
 	dir := t.TempDir()
