@@ -52,8 +52,8 @@ func (l *leader) releaseWoken() {
 //   - an earlier execution of the job is orphaned (see errOrphanAhead);
 //   - its time fell past the misfire threshold, so that a job slower than its schedule cannot build an
 //     endless queue: the misfire policy decides (skip: skipped; fire-once: skipped once a later firing of
-//     the job is recorded, which stands for it; fire-all: it waits on, the queue being bounded by
-//     maxQueued).
+//     the job is recorded, which stands for it; fire-all: a time the job owed waits on, the misfire limit
+//     having bounded how many were made, and one that came due while the job caught up is skipped).
 //
 // An execution an earlier term made may have been sent before: it is skipped only once the store says it
 // was not (verify), and one this term sent never is.
