@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -194,7 +195,7 @@ func byFiring(a, b *flight) int {
 	if c := a.exec.FiredAt.Compare(b.exec.FiredAt); c != 0 {
 		return c
 	}
-	return compareStrings(a.exec.ID, b.exec.ID)
+	return strings.Compare(a.exec.ID, b.exec.ID)
 }
 
 // spec returns the definition of e's job, or one made from the execution if the job is gone.
@@ -203,16 +204,6 @@ func (l *leader) spec(e job.Execution) *job.Spec {
 		return &en.spec
 	}
 	return &job.Spec{Name: e.Job, Handler: e.Handler, Rerunnable: e.Rerunnable}
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // rerunnable reports whether f's job may run twice.

@@ -93,10 +93,10 @@ func (r *intakeRig) intake(t *testing.T) *intake {
 func (r *intakeRig) state() (batches [][]job.Event, sent map[string][]*wire.Receipt, recd [][]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.batches), maps2(r.sent), slices.Clone(r.recd)
+	return slices.Clone(r.batches), cloneReceipts(r.sent), slices.Clone(r.recd)
 }
 
-func maps2(m map[string][]*wire.Receipt) map[string][]*wire.Receipt {
+func cloneReceipts(m map[string][]*wire.Receipt) map[string][]*wire.Receipt {
 	out := map[string][]*wire.Receipt{}
 	for k, v := range m {
 		out[k] = slices.Clone(v)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/api"
@@ -106,7 +107,7 @@ func (l *leader) inflight(jobName string) []api.InFlight {
 		if c := a.ScheduledAt.Compare(b.ScheduledAt); c != 0 {
 			return c
 		}
-		return compareStrings(a.ID, b.ID)
+		return strings.Compare(a.ID, b.ID)
 	})
 	return out
 }
