@@ -1,7 +1,14 @@
 package client
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/fallback"
@@ -97,4 +104,159 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: r.rec.Run, Result: res,
 		StartedAt: r.rec.StartedAt, FinishedAt: finished,
 	})
+}
+
+// journaledRun is a run found in the journal by a restarted client.
+type journaledRun struct {
+	dir string
+	rec journalRecord
+	// For a shell run: the exit status its wrapper wrote (ok), or the wrapper's process, still running
+	// (pid > 0).
+	status   int
+	statusOK bool
+	endedAt  time.Time
+	pid      int
+	result   []byte // the result frame, when the run ended before the restart and its report was made
+}
+
+// runs reads the journal: the runs started and not confirmed. A line that cannot be read (the last one,
+// cut by a crash; garbage) is reported in bad and skipped; it never stops the client. It then rewrites the
+// log with only those runs, and removes the directories of shell runs it does not know.
+func (j *journal) runs() (runs []journaledRun, bad []error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	b, err := os.ReadFile(filepath.Join(j.dir, journalLog))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, []error{fmt.Errorf("journal %s: %w", j.dir, err)}
+	}
+	order, listed := []runKey{}, map[runKey]bool{}
+	for n, line := range bytes.Split(b, []byte{'\n'}) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var l logLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			bad = append(bad, fmt.Errorf("journal %s line %d: %w", journalLog, n+1, err))
+			continue
+		}
+		switch {
+		case l.Op == "start" && l.Start != nil && l.Start.Dispatch.ExecID != "" && l.Start.Run >= 1:
+			k := runKey{l.Start.Dispatch.ExecID, l.Start.Run}
+			if !listed[k] {
+				order, listed[k] = append(order, k), true
+			}
+			j.open[k] = &openRun{rec: *l.Start}
+		case l.Op == "result":
+			if o, ok := j.open[runKey{l.ID, l.Run}]; ok && resultOf(l.Result, o.rec) {
+				o.result = l.Result
+			}
+		case l.Op == "end":
+			delete(j.open, runKey{l.ID, l.Run})
+		default:
+			bad = append(bad, fmt.Errorf("journal %s line %d: not a start, result or end line", journalLog, n+1))
+		}
+	}
+	keep := map[string]bool{}
+	for _, k := range order {
+		o, ok := j.open[k]
+		if !ok {
+			continue
+		}
+		r := journaledRun{rec: o.rec, result: o.result}
+		if o.rec.Shell {
+			r.dir = filepath.Join(j.runsDir, runDirName(k.id, k.run))
+			keep[filepath.Base(r.dir)] = true
+			if r.result == nil {
+				r.status, r.endedAt, r.statusOK = readStatus(r.dir)
+				if !r.statusOK {
+					r.pid = wrapperPID(r.dir)
+				}
+			}
+		}
+		runs = append(runs, r)
+	}
+	if entries, err := os.ReadDir(j.runsDir); err == nil {
+		for _, e := range entries {
+			// A directory no open run names, whose command has ended: left by a run confirmed before the
+			// client could remove it.
+			if d := filepath.Join(j.runsDir, e.Name()); !keep[e.Name()] && wrapperPID(d) == 0 {
+				_ = os.RemoveAll(d)
+			}
+		}
+	}
+	if err := j.rewriteLocked(); err != nil {
+		bad = append(bad, fmt.Errorf("journal %s: rewrite: %w", j.dir, err))
+	}
+	return runs, bad
+}
+
+// resultOf reports whether frame is a result of the run rec journals (a garbled or foreign file is not:
+// the run is then told from its exit status, or as unknown).
+func resultOf(frame []byte, rec journalRecord) bool {
+	m, err := wire.Decode(frame)
+	if err != nil {
+		return false
+	}
+	r, ok := m.(*wire.Result)
+	return ok && r.ExecID == rec.Dispatch.ExecID && max(r.Run, 1) == rec.Run
+}
+
+// readStatus reads the exit status a shell run's wrapper wrote, and when it wrote it.
+func readStatus(dir string) (int, time.Time, bool) {
+	path := filepath.Join(dir, "status")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	var at time.Time
+	if fi, err := os.Stat(path); err == nil {
+		at = fi.ModTime()
+	}
+	return code, at, true
+}
+
+// wrapperPID is the process id of a shell run's wrapper if that process is still running; 0 otherwise. A
+// process id is reused by the system, so the process must also name the run's directory in its command
+// line, as the wrapper does.
+func wrapperPID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !runsIn(pid, dir) {
+		return 0
+	}
+	return pid
+}
+
+// runsIn reports whether process pid is alive and was started for the run directory dir (however the
+// path was spelled then).
+func runsIn(pid int, dir string) bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
+		// A zombie (state Z) has ended: only its parent has yet to reap it.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	dirInfo, dirErr := os.Stat(dir)
+	for _, arg := range bytes.Split(cmdline, []byte{0}) {
+		if string(arg) == dir {
+			return true
+		}
+		if dirErr == nil && len(arg) > 0 && arg[0] == '/' {
+			if fi, err := os.Stat(string(arg)); err == nil && fi.IsDir() && os.SameFile(fi, dirInfo) {
+				return true
+			}
+		}
+	}
+	return false
 }
