@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/store"
 )
 
@@ -14,7 +15,9 @@ type Route struct {
 	Path    string // a net/http pattern path: /api/v1/jobs/{name}
 	Summary string
 	// Leader: a write made by the leader; any other server forwards it there.
-	Leader   bool
+	Leader bool
+	// Role is the least role a caller's token must have (keyring.Roles).
+	Role     string
 	Query    []Param
 	Body     any // the request body's type (a zero value), nil when none
 	Status   int // the status of a success
@@ -31,43 +34,45 @@ type Param struct {
 
 // Routes is the REST API.
 var Routes = []Route{
-	{Method: "GET", Path: "/api/v1/openapi.json", Summary: "This document.", Status: http.StatusOK, Response: map[string]any{}},
-	{Method: "GET", Path: "/api/v1/cluster", Summary: "The leader, the servers and the clients, as ZooKeeper shows them.", Status: http.StatusOK, Response: ClusterStatus{}},
+	{Method: "GET", Path: "/api/v1/openapi.json", Role: keyring.RoleViewer, Summary: "This document.", Status: http.StatusOK, Response: map[string]any{}},
+	{Method: "GET", Path: "/api/v1/cluster", Role: keyring.RoleViewer, Summary: "The leader, the servers and the clients, as ZooKeeper shows them.", Status: http.StatusOK, Response: ClusterStatus{}},
 
-	{Method: "GET", Path: "/api/v1/jobs", Summary: "Every job.", Status: http.StatusOK, Response: []job.Spec{}},
-	{Method: "POST", Path: "/api/v1/jobs", Summary: "Create a job.", Leader: true, Body: job.Spec{}, Status: http.StatusCreated, Response: job.Spec{}},
-	{Method: "GET", Path: "/api/v1/jobs/{name}", Summary: "One job.", Status: http.StatusOK, Response: job.Spec{}},
-	{Method: "PUT", Path: "/api/v1/jobs/{name}", Summary: "Replace a job; conditional on the version it carries.", Leader: true, Body: job.Spec{}, Status: http.StatusOK, Response: job.Spec{}},
-	{Method: "DELETE", Path: "/api/v1/jobs/{name}", Summary: "Delete a job.", Leader: true, Status: http.StatusNoContent},
-	{Method: "GET", Path: "/api/v1/jobs/{name}/next", Summary: "The job's next fire times.", Status: http.StatusOK, Response: NextFires{},
+	{Method: "GET", Path: "/api/v1/jobs", Role: keyring.RoleViewer, Summary: "Every job.", Status: http.StatusOK, Response: []job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs", Role: keyring.RoleAdmin, Summary: "Create a job.", Leader: true, Body: job.Spec{}, Status: http.StatusCreated, Response: job.Spec{}},
+	{Method: "GET", Path: "/api/v1/jobs/{name}", Role: keyring.RoleViewer, Summary: "One job.", Status: http.StatusOK, Response: job.Spec{}},
+	{Method: "PUT", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Replace a job; conditional on the version it carries.", Leader: true, Body: job.Spec{}, Status: http.StatusOK, Response: job.Spec{}},
+	{Method: "DELETE", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Delete a job.", Leader: true, Status: http.StatusNoContent},
+	{Method: "GET", Path: "/api/v1/jobs/{name}/next", Role: keyring.RoleViewer, Summary: "The job's next fire times.", Status: http.StatusOK, Response: NextFires{},
 		Query: []Param{{"n", "how many (1-1000, default 10)"}}},
-	{Method: "POST", Path: "/api/v1/jobs/{name}/trigger", Summary: "Fire the job now, with parameters over its own.", Leader: true, Body: TriggerRequest{}, Status: http.StatusAccepted, Response: TriggerResponse{}},
-	{Method: "POST", Path: "/api/v1/jobs/{name}/pause", Summary: "Pause the job: it does not fire until resumed.", Leader: true, Status: http.StatusOK, Response: job.Spec{}},
-	{Method: "POST", Path: "/api/v1/jobs/{name}/resume", Summary: "Resume the job; what it missed goes to its misfire policy.", Leader: true, Status: http.StatusOK, Response: job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/trigger", Role: keyring.RoleOperator, Summary: "Fire the job now, with parameters over its own.", Leader: true, Body: TriggerRequest{}, Status: http.StatusAccepted, Response: TriggerResponse{}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/pause", Role: keyring.RoleOperator, Summary: "Pause the job: it does not fire until resumed.", Leader: true, Status: http.StatusOK, Response: job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/resume", Role: keyring.RoleOperator, Summary: "Resume the job; what it missed goes to its misfire policy.", Leader: true, Status: http.StatusOK, Response: job.Spec{}},
 
-	{Method: "GET", Path: "/api/v1/executions", Summary: "Executions, newest first: the open ones and the history (or the archive).", Status: http.StatusOK, Response: []job.Execution{},
+	{Method: "GET", Path: "/api/v1/executions", Role: keyring.RoleViewer, Summary: "Executions, newest first: the open ones and the history (or the archive).", Status: http.StatusOK, Response: []job.Execution{},
 		Query: []Param{
 			{"job", "only this job's"}, {"state", "pending, running, retrying, orphaned, succeeded, failed or skipped"},
 			{"limit", "1-1000"}, {"before", "scheduled before this RFC 3339 time (paging)"},
 			{"before_id", "with before: after this id among those scheduled at before"}, {"archived", "true: from the archive"},
 		}},
-	{Method: "GET", Path: "/api/v1/executions/{id}", Summary: "One execution, with every run.", Status: http.StatusOK, Response: job.Execution{}},
-	{Method: "POST", Path: "/api/v1/executions/{id}/stop", Summary: "Stop the execution: its client kills the run.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
-	{Method: "POST", Path: "/api/v1/executions/{id}/rerun", Summary: "Run an orphaned execution again, on another client.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
-	{Method: "POST", Path: "/api/v1/executions/{id}/done", Summary: "End an orphaned execution as succeeded or failed.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
-	{Method: "GET", Path: "/api/v1/inflight", Summary: "The leader's live view of the open executions.", Leader: true, Status: http.StatusOK, Response: []InFlight{},
+	{Method: "GET", Path: "/api/v1/executions/{id}", Role: keyring.RoleViewer, Summary: "One execution, with every run.", Status: http.StatusOK, Response: job.Execution{}},
+	{Method: "POST", Path: "/api/v1/executions/{id}/stop", Role: keyring.RoleOperator, Summary: "Stop the execution: its client kills the run.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
+	{Method: "POST", Path: "/api/v1/executions/{id}/rerun", Role: keyring.RoleOperator, Summary: "Run an orphaned execution again, on another client.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
+	{Method: "POST", Path: "/api/v1/executions/{id}/done", Role: keyring.RoleOperator, Summary: "End an orphaned execution as succeeded or failed.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
+	{Method: "GET", Path: "/api/v1/inflight", Role: keyring.RoleViewer, Summary: "The leader's live view of the open executions.", Leader: true, Status: http.StatusOK, Response: []InFlight{},
 		Query: []Param{{"job", "only this job's"}}},
-	{Method: "GET", Path: "/api/v1/heartbeats", Summary: "When the leader last heard each client.", Leader: true, Status: http.StatusOK, Response: []ClientHeartbeat{}},
+	{Method: "GET", Path: "/api/v1/heartbeats", Role: keyring.RoleViewer, Summary: "When the leader last heard each client.", Leader: true, Status: http.StatusOK, Response: []ClientHeartbeat{}},
 
-	{Method: "GET", Path: "/api/v1/fallback", Summary: "The fallback queue, and the leader's replay of it.", Status: http.StatusOK, Response: FallbackStatus{}},
-	{Method: "GET", Path: "/api/v1/alerts", Summary: "Alerts, open ones by default.", Status: http.StatusOK, Response: []store.Alert{},
+	{Method: "GET", Path: "/api/v1/fallback", Role: keyring.RoleViewer, Summary: "The fallback queue, and the leader's replay of it.", Status: http.StatusOK, Response: FallbackStatus{}},
+	{Method: "GET", Path: "/api/v1/alerts", Role: keyring.RoleViewer, Summary: "Alerts, open ones by default.", Status: http.StatusOK, Response: []store.Alert{},
 		Query: []Param{{"state", "open (default), cleared or all"}}},
-	{Method: "POST", Path: "/api/v1/alerts/clear", Summary: "Clear an open alert.", Status: http.StatusOK, Response: Cleared{},
+	{Method: "POST", Path: "/api/v1/alerts/clear", Role: keyring.RoleOperator, Summary: "Clear an open alert.", Status: http.StatusOK, Response: Cleared{},
 		Query: []Param{{"key", "the alert's key (required)"}}},
-	{Method: "GET", Path: "/api/v1/contacts", Summary: "Contacts alerts are sent to.", Status: http.StatusOK, Response: []store.Contact{}},
-	{Method: "POST", Path: "/api/v1/contacts", Summary: "Add or replace a contact.", Body: ContactRequest{}, Status: http.StatusCreated, Response: store.Contact{}},
-	{Method: "GET", Path: "/api/v1/contacts/{name}", Summary: "One contact.", Status: http.StatusOK, Response: store.Contact{}},
-	{Method: "DELETE", Path: "/api/v1/contacts/{name}", Summary: "Delete a contact.", Status: http.StatusNoContent},
-	{Method: "GET", Path: "/api/v1/notifications", Summary: "Notifications sent or queued, newest first.", Status: http.StatusOK, Response: []store.Notification{},
+	{Method: "GET", Path: "/api/v1/contacts", Role: keyring.RoleViewer, Summary: "Contacts alerts are sent to.", Status: http.StatusOK, Response: []store.Contact{}},
+	{Method: "POST", Path: "/api/v1/contacts", Role: keyring.RoleAdmin, Summary: "Add or replace a contact.", Body: ContactRequest{}, Status: http.StatusCreated, Response: store.Contact{}},
+	{Method: "GET", Path: "/api/v1/contacts/{name}", Role: keyring.RoleViewer, Summary: "One contact.", Status: http.StatusOK, Response: store.Contact{}},
+	{Method: "DELETE", Path: "/api/v1/contacts/{name}", Role: keyring.RoleAdmin, Summary: "Delete a contact.", Status: http.StatusNoContent},
+	{Method: "GET", Path: "/api/v1/audit", Role: keyring.RoleAdmin, Summary: "The audit log: every write through the API, who made it and its outcome, newest first.", Status: http.StatusOK, Response: []store.AuditEntry{},
+		Query: []Param{{"who", "only this caller's"}, {"before", "made before this RFC 3339 time (paging)"}, {"limit", "1-1000, default 100"}}},
+	{Method: "GET", Path: "/api/v1/notifications", Role: keyring.RoleViewer, Summary: "Notifications sent or queued, newest first.", Status: http.StatusOK, Response: []store.Notification{},
 		Query: []Param{{"alert", "only this alert's"}, {"limit", "1-1000, default 100"}}},
 }

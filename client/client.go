@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
@@ -20,6 +21,7 @@ import (
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
+	"github.com/clover-sched/clover/internal/wire"
 	"github.com/clover-sched/clover/internal/zksession"
 )
 
@@ -202,16 +204,24 @@ func (c *Client) member(endpoint string) (registry.Member, error) {
 // Run serves until ctx ends. It returns an error if it cannot start (ZooKeeper unreachable, endpoint in
 // use); once started, outages of servers or ZooKeeper are waited out, not returned.
 func (c *Client) Run(ctx context.Context) error {
-	sess, err := zksession.Connect(ctx, c.cfg.ZooKeeper.Servers, c.cfg.ZooKeeper.Root, c.cfg.ZooKeeper.SessionTimeout, c.logger)
+	curve, access, err := c.security()
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	sess, err := zksession.Connect(ctx, c.cfg.ZooKeeper.Servers, c.cfg.ZooKeeper.Root, c.cfg.ZooKeeper.SessionTimeout, c.logger, access...)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
 	defer sess.Close()
-	inbox, err := transport.Listen(c.cfg.Listen)
+	inbox, err := transport.Listen(c.cfg.Listen, transport.Options{MaxFrame: wire.MaxFrame, Curve: curve})
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	c.outbox = transport.NewOutbox(c.logger)
+	endpoint, err := config.Advertise(inbox.Endpoint(), c.cfg.Advertise)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	c.outbox = transport.NewOutbox(c.logger, curve)
 	defer c.outbox.Close()
 	var metricsLn net.Listener
 	if c.cfg.MetricsListen != "" {
@@ -229,7 +239,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer c.journal.close()
 	// Before registering: a re-sent dispatch of a journaled run must find it known.
 	c.recoverRuns()
-	m, err := c.member(inbox.Endpoint())
+	m, err := c.member(endpoint)
 	if err != nil {
 		return fmt.Errorf("client: declarations: %w", err)
 	}
@@ -274,7 +284,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	// Local jobs fire once we are registered: the leader creates their definitions from our declarations.
 	c.startLocal(ctx, &wg)
-	c.logger.Info("client started", "endpoint", inbox.Endpoint(), "jobs", m.Jobs, "handlers", m.Handlers)
+	c.logger.Info("client started", "endpoint", endpoint, "bound", inbox.Endpoint(), "secure", curve != nil, "jobs", m.Jobs, "handlers", m.Handlers)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -370,9 +380,9 @@ func (c *Client) leaderID() string {
 
 func (c *Client) watchServers(ctx context.Context, servers *registry.Cache) {
 	for {
-		peers := map[string]string{}
+		peers := map[string]transport.Peer{}
 		for _, m := range servers.Members() {
-			peers[m.ID] = m.Endpoint
+			peers[m.ID] = transport.Peer{Endpoint: m.Endpoint, Server: true}
 		}
 		c.outbox.SetPeers(peers)
 		select {

@@ -32,12 +32,13 @@ func newTestClientWith(t *testing.T, clock func() time.Time, mutate func(*Config
 	cfg := DefaultConfig()
 	cfg.ID = "c1"
 	cfg.StateDir = t.TempDir()
+	cfg.Insecure = true // these tests drive the client's decisions, not its transport's security
 	mutate(&cfg)
 	c, err := New(cfg, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.outbox = transport.NewOutbox(slog.New(slog.DiscardHandler))
+	c.outbox = transport.NewOutbox(slog.New(slog.DiscardHandler), nil)
 	t.Cleanup(c.outbox.Close)
 	var runs atomic.Int64
 	release := make(chan struct{})
@@ -204,6 +205,7 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := DefaultConfig()
+			cfg.KeysDir = "/etc/clover/keys"
 			tc.mutate(&cfg)
 			err := cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -212,6 +214,7 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		})
 	}
 	bad := DefaultConfig()
+	bad.KeysDir = "/etc/clover/keys"
 	bad.Jobs = []JobConfig{{Name: "x", Schedule: "0 61 * * * ?", Command: "true"}}
 	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "minute") {
 		t.Fatalf("New with a bad cron: err = %v, want it to name the minute field", err)

@@ -15,6 +15,13 @@ import (
 type Config struct {
 	ID        string           `mapstructure:"id"`     // unique in the cluster; default client-<host>-<pid>
 	Listen    string           `mapstructure:"listen"` // ZeroMQ PULL endpoint for dispatches, tcp://host:port (port 0: any)
+	// Advertise is the endpoint servers are told to dispatch to, when it is not the bound one (NAT, containers);
+	// without a port, the bound port.
+	Advertise string `mapstructure:"advertise"`
+	// KeysDir holds this client's keypair (clients/<id>.key), the servers' public key and clients.secret.
+	KeysDir string `mapstructure:"keys_dir"`
+	// Insecure runs without authentication (loopback listeners only); see config.Security.
+	Insecure  bool             `mapstructure:"insecure"`
 	ZooKeeper config.ZooKeeper `mapstructure:"zookeeper"`
 	Capacity  int              `mapstructure:"capacity"` // slots: executions run at once; more are refused
 	// Width is the resource width (memory units, licences...) its runs share; each run takes its job's
@@ -161,6 +168,11 @@ func DefaultConfig() Config {
 	}
 }
 
+// Security is the client's security settings.
+func (c Config) Security() config.Security {
+	return config.Security{KeysDir: c.KeysDir, Insecure: c.Insecure}
+}
+
 // Validate names the first bad key.
 func (c Config) Validate() error {
 	if c.ID == "" || strings.ContainsAny(c.ID, "/ ") {
@@ -170,6 +182,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("listen %q: must be a tcp://host:port ZeroMQ endpoint", c.Listen)
 	}
 	if err := c.ZooKeeper.Validate(); err != nil {
+		return err
+	}
+	if _, err := config.Advertise(c.Listen, c.Advertise); err != nil {
+		return err
+	}
+	if err := c.Security().Validate(map[string]string{"listen": c.Listen, "metrics_listen": c.MetricsListen}); err != nil {
 		return err
 	}
 	if c.Capacity < 1 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -27,13 +28,14 @@ func runOf(n int) int { return max(n, 1) }
 // only its result, which says more, and halves the reports of short jobs.
 const ackDelay = 200 * time.Millisecond
 
-// receive handles one frame from a server. Nothing a server sends can crash the client: frames that do not
+// receive handles one frame from a server. With CURVE, only a holder of the servers' secret key can have
+// sent it (the inbox takes the client role). Nothing a server sends can crash the client: frames that do not
 // decode, and kinds a client does not take, are dropped and counted.
-func (c *Client) receive(frame []byte, peer string) {
+func (c *Client) receive(frame []byte, from transport.Sender) {
 	m, err := wire.Decode(frame)
 	if err != nil {
 		c.stats.Dropped.Add(1)
-		c.dropLog.Warn(c.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
+		c.dropLog.Warn(c.logger, "dropped undecodable frame", "peer", from.Addr, "bytes", len(frame), "err", err)
 		return
 	}
 	switch x := m.(type) {
@@ -64,7 +66,7 @@ func (c *Client) receive(frame []byte, peer string) {
 		c.mu.Unlock()
 	default:
 		c.stats.Dropped.Add(1)
-		c.dropLog.Warn(c.logger, "dropped frame of a kind clients do not take", "peer", peer, "kind", m.Kind().String(), "from", wire.From(m))
+		c.dropLog.Warn(c.logger, "dropped frame of a kind clients do not take", "peer", from.Addr, "kind", m.Kind().String(), "from", wire.From(m))
 	}
 }
 

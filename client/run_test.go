@@ -48,6 +48,7 @@ func TestRunServesFakeServers(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.ID, cfg.LeaseRenew, cfg.StateDir = "c1", 50*time.Millisecond, t.TempDir()
+	cfg.Insecure = true // the fake servers here are plain sockets; the integration tests run secure
 	cfg.ZooKeeper.Servers, cfg.ZooKeeper.SessionTimeout = []string{z.Addr}, 2*time.Second
 	cfg.Jobs = []JobConfig{{Name: "tick", Schedule: "@every 1s", Handler: "quick", Mode: string(job.ModeLocal)}}
 	c, err := New(cfg, WithLogger(logger))
@@ -94,9 +95,9 @@ func TestRunServesFakeServers(t *testing.T) {
 		<-cacheDone
 	}()
 	waitFor(t, func() bool { return len(clients.Members()) == 1 })
-	out := transport.NewOutbox(logger)
+	out := transport.NewOutbox(logger, nil)
 	defer out.Close()
-	out.AddPeer("c1", clients.Members()[0].Endpoint)
+	out.AddPeer("c1", transport.Peer{Endpoint: clients.Members()[0].Endpoint})
 	frame, err := wire.Encode(&wire.Dispatch{
 		Header: wire.Header{From: "s2", Epoch: term.Epoch()}, ExecID: "d@1", Job: "tick", Handler: "quick",
 		Attempt: 1, Run: 1, AcceptBy: time.Now().Add(time.Minute),

@@ -29,7 +29,7 @@ type fakeServer struct {
 func startFakeServer(t *testing.T, c *Client, id string) *fakeServer {
 	t.Helper()
 	fs, endpoint := listenFake(t, id)
-	c.outbox.AddPeer(id, endpoint)
+	c.outbox.AddPeer(id, transport.Peer{Endpoint: endpoint, Server: true})
 	probe, err := wire.Encode(&wire.Heartbeat{Header: wire.Header{From: "probe"}})
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func startFakeServer(t *testing.T, c *Client, id string) *fakeServer {
 // listenFake starts a fake server and returns it with its endpoint.
 func listenFake(t *testing.T, id string) (*fakeServer, string) {
 	t.Helper()
-	in, err := transport.Listen("tcp://127.0.0.1:0")
+	in, err := transport.Listen("tcp://127.0.0.1:0", transport.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func listenFake(t *testing.T, id string) (*fakeServer, string) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = in.Run(ctx, func(frame []byte, _ string) {
+		_ = in.Run(ctx, func(frame []byte, _ transport.Sender) {
 			m, err := wire.Decode(frame)
 			if err != nil {
 				t.Errorf("server %s: undecodable frame: %v", id, err)
@@ -159,7 +159,7 @@ func TestARetryIsANewRunOfTheSameExecution(t *testing.T) {
 	}
 
 	// A receipt names the execution only: it confirms the results of both runs, which were sent.
-	c.receive(receiptFrame(t, []string{"x"}, nil), "s1")
+	c.receive(receiptFrame(t, []string{"x"}, nil), transport.Sender{Addr: "s1"})
 	if got := c.PendingResults(); got != 0 {
 		t.Fatalf("pending results after a receipt = %d, want 0", got)
 	}
@@ -172,7 +172,7 @@ func TestAReceiptLeavesReportsNotYetSent(t *testing.T) {
 	c.acks.put("x", 2, &pendingReport{sent: false}) // still held for ackDelay
 	c.acks.put("y", 1, &pendingReport{sent: true})
 	c.mu.Unlock()
-	c.receive(receiptFrame(t, nil, []string{"x"}), "s1")
+	c.receive(receiptFrame(t, nil, []string{"x"}), transport.Sender{Addr: "s1"})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.acks.has("x", 1) || !c.acks.has("x", 2) || !c.acks.has("y", 1) {
@@ -245,7 +245,7 @@ func TestStopKillsARunningShellJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.receive(frame, "s1")
+	c.receive(frame, transport.Sender{Addr: "s1"})
 	waitFor(t, func() bool { return c.PendingResults() == 1 })
 	r := pendingResult(t, c, "s", 1)
 	if r.Result.Status != job.StateFailed || !r.Result.Final || r.Result.Error != "stopped: operator" {
@@ -354,7 +354,7 @@ func TestLocalJobFiresByItself(t *testing.T) {
 	if !kept {
 		t.Fatal("the ack of a local run was dropped before its receipt")
 	}
-	c.receive(receiptFrame(t, nil, []string{e.ID}), "s1")
+	c.receive(receiptFrame(t, nil, []string{e.ID}), transport.Sender{Addr: "s1"})
 	c.mu.Lock()
 	kept = c.acks.has(e.ID, 1)
 	c.mu.Unlock()
@@ -434,6 +434,7 @@ jobs:
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	cfg.KeysDir = "/etc/clover/keys"
 	if err := config.Load(file, nil, nil, &cfg); err != nil {
 		t.Fatal(err)
 	}

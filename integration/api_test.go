@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 func clover(t *testing.T, c *Cluster, m *Member, wantErr bool, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(c.Bin, append(args, "--api", "http://"+m.API)...)
+	cmd.Env = append(os.Environ(), "CLOVER_TOKEN="+c.Tokens.Admin)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

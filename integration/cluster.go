@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,8 +18,10 @@ import (
 
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/transport"
 )
 
 var (
@@ -69,6 +72,11 @@ type Options struct {
 	ClientEnv      []string
 }
 
+// Tokens are API tokens of each role, made for the cluster.
+type Tokens struct {
+	Viewer, Operator, Admin string
+}
+
 // Cluster is a running Clover cluster and the services under it.
 type Cluster struct {
 	t        testenv.T
@@ -82,6 +90,10 @@ type Cluster struct {
 	Servers  []*Member
 	Clients  []*Member
 	Monitors []*Member
+
+	// Keys is the cluster's key directory (every member reads it; tests may make more keys in it).
+	Keys   string
+	Tokens Tokens
 
 	storeOnce sync.Once
 	store     *store.Store
@@ -116,6 +128,7 @@ func StartCluster(t testenv.T, opts Options) *Cluster {
 	// Shorter than the defaults so that a test of a lost dispatch does not wait long.
 	opts.ServerEnv = append([]string{"CLOVER_ACK_TIMEOUT=1s", "CLOVER_ACCEPT_WINDOW=3s"}, opts.ServerEnv...)
 	c := &Cluster{t: t, opts: opts, Dir: t.TempDir(), Bin: Binary(t), DB: "clover", Root: "/clover"}
+	c.makeKeys()
 	c.ZK = testenv.StartZooKeeper(t)
 	c.Mongo = testenv.StartFerretDB(t)
 	for i := range opts.Servers {
@@ -145,8 +158,40 @@ func StartCluster(t testenv.T, opts Options) *Cluster {
 	return c
 }
 
+// makeKeys makes the cluster's key directory and a token per role. The cluster runs secure, as a
+// deployment does by default.
+func (c *Cluster) makeKeys() {
+	c.t.Helper()
+	c.Keys = filepath.Join(c.Dir, "keys")
+	if _, err := keyring.GenerateCluster(c.Keys); err != nil {
+		c.t.Fatalf("keys: %v", err)
+	}
+	for role, tok := range map[string]*string{keyring.RoleViewer: &c.Tokens.Viewer, keyring.RoleOperator: &c.Tokens.Operator, keyring.RoleAdmin: &c.Tokens.Admin} {
+		t, err := keyring.AddToken(c.Keys, "test-"+role, role)
+		if err != nil {
+			c.t.Fatalf("token: %v", err)
+		}
+		*tok = t
+	}
+	if err := os.WriteFile(c.TokenFile(), []byte(c.Tokens.Viewer+"\n"), 0o600); err != nil {
+		c.t.Fatalf("token file: %v", err)
+	}
+}
+
+// TokenFile holds the viewer token (for monitors).
+func (c *Cluster) TokenFile() string { return filepath.Join(c.Dir, "viewer.token") }
+
+// ClientKeys makes client id's keypair, admitting it to the cluster.
+func (c *Cluster) ClientKeys(id string) {
+	c.t.Helper()
+	if _, err := keyring.GenerateClient(c.Keys, id); err != nil {
+		c.t.Fatalf("keys of %s: %v", id, err)
+	}
+}
+
 func (c *Cluster) commonEnv() []string {
 	return []string{
+		"CLOVER_KEYS_DIR=" + c.Keys,
 		"CLOVER_ZOOKEEPER_SERVERS=" + c.ZK.Addr,
 		"CLOVER_ZOOKEEPER_ROOT=" + c.Root,
 		"CLOVER_ZOOKEEPER_SESSION_TIMEOUT=" + c.opts.SessionTimeout.String(),
@@ -180,6 +225,7 @@ func (c *Cluster) AddClient(id string) *Member {
 		Listen: fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t)),
 		log:    filepath.Join(c.Dir, id+".log"),
 	}
+	c.ClientKeys(id)
 	m.args = []string{c.Bin, "client", "--id", id, "--listen", m.Listen,
 		"--handlers", strings.Join(c.opts.ClientHandlers, ","), "--capacity", fmt.Sprint(c.opts.ClientCapacity)}
 	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
@@ -283,9 +329,14 @@ func (c *Cluster) AnyServer() *Member {
 	return nil
 }
 
-// Call makes a REST call to server m, decoding a JSON answer into out. Non-2xx answers are errors of type
-// *APIError.
+// Call makes a REST call to server m as an admin, decoding a JSON answer into out. Non-2xx answers are
+// errors of type *APIError.
 func (c *Cluster) Call(m *Member, method, path string, body, out any) error {
+	return c.CallAs(c.Tokens.Admin, m, method, path, body, out)
+}
+
+// CallAs is Call with token ("" sends none).
+func (c *Cluster) CallAs(token string, m *Member, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -299,6 +350,12 @@ func (c *Cluster) Call(m *Member, method, path string, body, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.API+path, rd)
 	if err != nil {
 		return err
+	}
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -336,6 +393,7 @@ func (c *Cluster) Metric(m *Member, name string) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+m.API+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+c.Tokens.Viewer)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
@@ -400,7 +458,7 @@ func (c *Cluster) AddMonitor(id string, env ...string) *Member {
 		log: filepath.Join(c.Dir, id+".log"),
 	}
 	m.args = []string{c.Bin, "monitor", "--id", id, "--listen", m.API}
-	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB)
+	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB, "CLOVER_TOKEN_FILE="+c.TokenFile())
 	m.env = append(m.env, env...)
 	c.Monitors = append(c.Monitors, m)
 	c.Start(m)
@@ -419,6 +477,7 @@ func (c *Cluster) AddClientWithConfig(id, yaml string) *Member {
 		Listen: fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t)),
 		log:    filepath.Join(c.Dir, id+".log"),
 	}
+	c.ClientKeys(id)
 	m.args = []string{c.Bin, "client", "--config", path, "--id", id, "--listen", m.Listen,
 		"--handlers", strings.Join(c.opts.ClientHandlers, ",")}
 	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
@@ -426,4 +485,35 @@ func (c *Cluster) AddClientWithConfig(id, yaml string) *Member {
 	c.Clients = append(c.Clients, m)
 	c.Start(m)
 	return m
+}
+
+// peerOutboxes returns two outboxes connected to every member: one to the servers as client id (whose
+// keys it makes: an admitted client), one to the clients holding the servers' key (as a server would).
+// They are closed when the test ends.
+func (c *Cluster) peerOutboxes(id string) (toServers, toClients *transport.Outbox) {
+	c.t.Helper()
+	c.ClientKeys(id)
+	own, err := keyring.LoadClient(c.Keys, id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	srv, err := keyring.LoadServer(c.Keys)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	toServers = transport.NewOutbox(slog.Default(), &transport.Curve{Public: own.Key.Public, Secret: own.Key.Secret, ServerPublic: own.ServerPublic})
+	toClients = transport.NewOutbox(slog.Default(), &transport.Curve{Public: srv.Key.Public, Secret: srv.Key.Secret, ServerPublic: srv.Key.Public,
+		Identify: srv.Clients.Identify})
+	servers, clients := map[string]transport.Peer{}, map[string]transport.Peer{}
+	for _, m := range c.Servers {
+		servers[m.ID] = transport.Peer{Endpoint: m.Listen, Server: true}
+	}
+	for _, m := range c.Clients {
+		clients[m.ID] = transport.Peer{Endpoint: m.Listen}
+	}
+	toServers.SetPeers(servers)
+	toClients.SetPeers(clients)
+	c.t.Cleanup(toServers.Close)
+	c.t.Cleanup(toClients.Close)
+	return toServers, toClients
 }

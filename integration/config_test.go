@@ -48,7 +48,7 @@ jobs:
     command: echo load
 `)
 	logPath := filepath.Join(c.Dir, "config-apply.log")
-	proc := testenv.StartProcess(t, "config-apply", logPath, append(c.commonEnv(), "CLOVER_API=http://"+c.AnyServer().API),
+	proc := testenv.StartProcess(t, "config-apply", logPath, append(c.commonEnv(), "CLOVER_API=http://"+c.AnyServer().API, "CLOVER_TOKEN="+c.Tokens.Admin),
 		c.Bin, "config", "apply", path, "--watch")
 	t.Cleanup(func() { proc.Stop(5 * time.Second) })
 

@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/testenv"
-	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -67,14 +65,19 @@ func TestGarbageFramesAreDropped(t *testing.T) {
 		"valid unknown": valid,  // a result for an execution that never existed
 	}
 
-	out := transport.NewOutbox(slog.Default())
-	defer out.Close()
+	// The frames come from authenticated peers, the worst case: a client holding an admitted key (to the
+	// servers) and a holder of the servers' key (to the clients). Unauthenticated peers do not get as far
+	// as the decoder (TestUnauthenticatedPeersCannotSendFrames).
+	toServers, toClients := c.peerOutboxes("intruder")
 	endpoints := map[string]string{}
 	for _, m := range append(slices.Clone(c.Servers), c.Clients...) {
 		endpoints[m.ID] = m.Listen
 	}
-	out.SetPeers(endpoints)
 	for id := range endpoints {
+		out := toServers
+		if strings.HasPrefix(id, "client") {
+			out = toClients
+		}
 		testenv.WaitFor(t, 10*time.Second, "connection to "+id, func() bool { return out.Send(id, random) == nil })
 		for name, f := range frames {
 			if name == "oversized" {

@@ -51,8 +51,10 @@ func (c *Cluster) StartAppClient(opts AppClientOptions) *AppClient {
 	if opts.Capacity == 0 {
 		opts.Capacity = 64
 	}
+	c.ClientKeys(opts.ID)
 	cfg := client.DefaultConfig()
 	cfg.ID = opts.ID
+	cfg.KeysDir = c.Keys
 	cfg.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t))
 	cfg.ZooKeeper = config.ZooKeeper{Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: c.opts.SessionTimeout}
 	cfg.Capacity = opts.Capacity

@@ -68,6 +68,8 @@ type checker struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	http     *http.Client
+	scheme   string // of the servers' API: http, or https with APICAFile
+	token    string // the API token; "" in insecure mode
 	servers  members
 	clients  members
 	store    checkStore
@@ -94,7 +96,7 @@ func (c *checker) held(keys []string) {
 
 func newChecker(cfg Config, now func() time.Time, logger *slog.Logger, servers, clients members, st checkStore, lw *leaderWatch) *checker {
 	return &checker{
-		cfg: cfg, now: now, logger: logger, http: &http.Client{Timeout: 3 * time.Second},
+		cfg: cfg, now: now, logger: logger, http: &http.Client{Timeout: 3 * time.Second}, scheme: "http",
 		servers: servers, clients: clients, store: st, leader: lw,
 		seen: map[string]registry.Member{}, gone: map[string]time.Time{}, failedAt: map[string]time.Time{},
 		lackingSince: map[string]time.Time{}, reported: map[string]bool{},
@@ -233,9 +235,12 @@ func (c *checker) healthy(ctx context.Context, api string) bool {
 
 // get reads a server's API; out, when not nil, receives the JSON answer.
 func (c *checker) get(ctx context.Context, api, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+"://"+api+path, nil)
 	if err != nil {
 		return err
+	}
+	if c.token != "" && path != "/healthz" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

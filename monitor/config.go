@@ -44,6 +44,20 @@ type Config struct {
 	// KeepNotifications is how long delivered (or failed) notifications of cleared alerts are kept.
 	KeepNotifications time.Duration `mapstructure:"keep_notifications"`
 	LogLevel          string        `mapstructure:"log_level"`
+
+	// KeysDir holds cluster.secret: the monitor takes part in ZooKeeper as the servers do.
+	KeysDir string `mapstructure:"keys_dir"`
+	// Insecure runs without authentication (loopback listeners only); see config.Security.
+	Insecure bool `mapstructure:"insecure"`
+	// TokenFile holds the API token (role viewer is enough) the monitor reads the leader's API with.
+	TokenFile string `mapstructure:"token_file"`
+	// APICAFile, when the servers' API serves HTTPS, is the CA that signed their certificates.
+	APICAFile string `mapstructure:"api_ca_file"`
+}
+
+// Security is the monitor's security settings.
+func (c Config) Security() config.Security {
+	return config.Security{KeysDir: c.KeysDir, Insecure: c.Insecure}
 }
 
 // DefaultConfig is a monitor on this machine's defaults.
@@ -76,6 +90,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.ZooKeeper.Validate(); err != nil {
 		return err
+	}
+	if err := c.Security().Validate(map[string]string{"listen": c.Listen}); err != nil {
+		return err
+	}
+	if !c.Insecure && c.TokenFile == "" {
+		return fmt.Errorf("token_file: required: the monitor reads the leader's API with a token (clover keys token --role viewer)")
 	}
 	if err := c.Mongo.Validate(); err != nil {
 		return err

@@ -35,6 +35,7 @@ type Monitor struct {
 	registry *prometheus.Registry
 	now      func() time.Time
 	senders  map[string]notify.Sender
+	api      apiAccess // how it reads the servers' API
 
 	active  atomic.Bool // this monitor won the monitors' election
 	metrics *metrics
@@ -91,7 +92,12 @@ func New(cfg Config, opts ...Option) (*Monitor, error) {
 // Run watches until ctx ends. It returns an error only if it cannot start (ZooKeeper unreachable, the
 // listen address taken).
 func (m *Monitor) Run(ctx context.Context) error {
-	sess, err := zksession.Connect(ctx, m.cfg.ZooKeeper.Servers, m.cfg.ZooKeeper.Root, m.cfg.ZooKeeper.SessionTimeout, m.logger)
+	zkOpts, access, err := m.security()
+	if err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	m.api = access
+	sess, err := zksession.Connect(ctx, m.cfg.ZooKeeper.Servers, m.cfg.ZooKeeper.Root, m.cfg.ZooKeeper.SessionTimeout, m.logger, zkOpts...)
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
@@ -220,6 +226,7 @@ func (m *Monitor) checkLoop(ctx context.Context, sess *zksession.Session, server
 		}
 		if ck == nil {
 			ck = newChecker(m.cfg, m.now, m.logger, servers, clients, st, lw)
+			ck.http, ck.scheme, ck.token = m.api.client, m.api.scheme, m.api.token
 		}
 		cctx, cancel := context.WithTimeout(ctx, 4*m.cfg.Interval+10*time.Second)
 		m.cycle(cctx, ck, st, now, !zkDown.IsZero())

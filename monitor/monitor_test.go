@@ -62,6 +62,7 @@ func (nopSender) Send(context.Context, store.Notification) error { return nil }
 
 func TestNotificationsGoToContactsOrOperatorsOnceAnEpisode(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.KeysDir, cfg.TokenFile = "/etc/clover/keys", "/etc/clover/monitor.token"
 	cfg.Operators = []string{"ops@example.com", "oncall"}
 	m, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithClock(func() time.Time { return t0 }), WithSender("email", nopSender{}))
 	if err != nil {

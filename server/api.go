@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
-	"net/http/pprof"
 	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/keyring"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
 )
 
@@ -52,6 +53,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"GET /api/v1/contacts/{name}":        s.getContact,
 		"DELETE /api/v1/contacts/{name}":     s.deleteContact,
 		"GET /api/v1/notifications":          s.listNotifications,
+		"GET /api/v1/audit":                  s.listAudit,
 	}
 	mux := http.NewServeMux()
 	for _, rt := range api.Routes {
@@ -63,7 +65,10 @@ func (s *Server) routes() (http.Handler, error) {
 		if rt.Leader {
 			h = s.onLeader(h)
 		}
-		mux.HandleFunc(rt.Pattern(), h)
+		if rt.Role == "" {
+			return nil, fmt.Errorf("server: route %s names no role", rt.Pattern())
+		}
+		mux.HandleFunc(rt.Pattern(), s.guard(rt, h))
 	}
 	for pattern := range handlers {
 		return nil, fmt.Errorf("server: handler %s is not in api.Routes (nor in the OpenAPI document)", pattern)
@@ -71,10 +76,11 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-	// Go profiles, for the people who run Clover: the API listens on a private address.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP
+	if !s.cfg.API.PublicMetrics {
+		metrics = s.guard(api.Route{Method: "GET", Path: "/metrics", Role: keyring.RoleViewer}, metrics)
+	}
+	mux.HandleFunc("GET /metrics", metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -153,16 +159,30 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 			}
 			break
 		}
-		if !ok || info.APIAddr == "" || info.ID == s.cfg.ID || r.Header.Get("X-Clover-Forwarded-By") != "" {
+		caller := callerOf(r.Context())
+		if !ok || info.APIAddr == "" || info.ID == s.cfg.ID || caller.Via != "" {
 			writeError(w, http.StatusServiceUnavailable, errors.New("no leader is available to take this write; retry shortly"))
 			return
 		}
-		target := &url.URL{Scheme: "http", Host: info.APIAddr}
+		// The address comes from ZooKeeper: it must be a plain host:port, and the caller's token is not
+		// sent there (signForward replaces it by the caller's signed identity).
+		if err := registry.ValidAPIAddr(info.APIAddr); err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Errorf("leader %s publishes a bad api_addr %q: %w", info.ID, info.APIAddr, err))
+			return
+		}
+		if err := s.signForward(r, caller); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		noteAudit(r).forwarded = true
+		r.Host = info.APIAddr
+		r.Header.Del("Origin") // checked here; the leader would see it as foreign to its own address
+		target := &url.URL{Scheme: s.sec.apiScheme(), Host: info.APIAddr}
 		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.Transport = s.sec.forwardTransport()
 		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			writeError(w, http.StatusBadGateway, fmt.Errorf("forward to leader %s at %s: %w", info.ID, info.APIAddr, err))
 		}
-		r.Header.Set("X-Clover-Forwarded-By", s.cfg.ID)
 		proxy.ServeHTTP(w, r)
 	}
 }

@@ -14,11 +14,22 @@ import (
 // Config is a server's configuration. Keys are shown as they appear in a config file; the environment
 // variable of a key is CLOVER_ followed by the key in upper case with dots as underscores.
 type Config struct {
-	ID        string           `mapstructure:"id"`         // unique in the cluster; default server-<host>-<pid>
-	Listen    string           `mapstructure:"listen"`     // ZeroMQ PULL endpoint for client reports, tcp://host:port
-	APIListen string           `mapstructure:"api_listen"` // REST API listen address, host:port
+	ID     string `mapstructure:"id"`     // unique in the cluster; default server-<host>-<pid>
+	Listen string `mapstructure:"listen"` // ZeroMQ PULL endpoint for client reports, tcp://host:port
+	// Advertise is the endpoint clients and servers are told to use, when it is not the bound one (NAT,
+	// containers); without a port, the bound port.
+	Advertise string           `mapstructure:"advertise"`
+	API       API              `mapstructure:"api"`
 	ZooKeeper config.ZooKeeper `mapstructure:"zookeeper"`
 	Mongo     config.Mongo     `mapstructure:"mongo"`
+	// KeysDir holds the servers' keypair, the cluster secret, the clients' public keys and the API tokens.
+	KeysDir string `mapstructure:"keys_dir"`
+	// Insecure runs without authentication (loopback listeners only); see config.Security.
+	Insecure bool `mapstructure:"insecure"`
+	// DebugListen, when set, serves Go's pprof profiles on this loopback address (never on the API).
+	DebugListen string `mapstructure:"debug_listen"`
+	// Limits bound what callers and clients may ask for.
+	Limits Limits `mapstructure:"limits"`
 
 	// MisfireThreshold: a firing later than this is a misfire; all misfired times of a job are replaced by
 	// one catch-up run. Firings late by less (a leader change, a short outage) run each, just late.
@@ -55,7 +66,8 @@ func DefaultConfig() Config {
 	return Config{
 		ID:               config.DefaultID("server"),
 		Listen:           "tcp://127.0.0.1:7701",
-		APIListen:        "127.0.0.1:7700",
+		API:              API{Listen: "127.0.0.1:7700"},
+		Limits:           DefaultLimits(),
 		ZooKeeper:        config.DefaultZooKeeper(),
 		Mongo:            config.DefaultMongo(),
 		MisfireThreshold: 15 * time.Second,
@@ -111,6 +123,79 @@ func (h History) checkEvery() time.Duration {
 	return min(max(h.Keep/4, 5*time.Second), time.Minute)
 }
 
+// Security is the server's security settings.
+func (c Config) Security() config.Security {
+	return config.Security{KeysDir: c.KeysDir, Insecure: c.Insecure}
+}
+
+// API configures the REST API.
+type API struct {
+	Listen string `mapstructure:"listen"` // host:port
+	// Advertise is the address other servers forward writes to, when it is not the bound one.
+	Advertise string `mapstructure:"advertise"`
+	TLS       TLS    `mapstructure:"tls"`
+	// Hosts are the names (besides IP addresses, localhost, this host's name and the advertised host)
+	// callers may use in the Host header; any other is refused, against DNS rebinding.
+	Hosts []string `mapstructure:"hosts"`
+	// Origins are the browser origins (scheme://host:port) besides the API's own that may write.
+	Origins []string `mapstructure:"origins"`
+	// PublicMetrics serves /metrics without a token (for a scraper on a trusted network).
+	PublicMetrics bool `mapstructure:"public_metrics"`
+}
+
+// TLS turns on HTTPS for the API; with ClientCAFile, callers must also present a certificate it signed.
+type TLS struct {
+	CertFile     string `mapstructure:"cert_file"`
+	KeyFile      string `mapstructure:"key_file"`
+	ClientCAFile string `mapstructure:"client_ca_file"`
+}
+
+// Enabled reports whether the API serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Validate names the bad key.
+func (a API) Validate() error {
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return fmt.Errorf("api.listen %q: %w", a.Listen, err)
+	}
+	if _, err := config.Advertise(a.Listen, a.Advertise); err != nil {
+		return fmt.Errorf("api.%w", err)
+	}
+	if (a.TLS.CertFile == "") != (a.TLS.KeyFile == "") {
+		return errors.New("api.tls: cert_file and key_file go together")
+	}
+	if a.TLS.ClientCAFile != "" && !a.TLS.Enabled() {
+		return errors.New("api.tls.client_ca_file: needs cert_file and key_file")
+	}
+	for _, o := range a.Origins {
+		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return fmt.Errorf("api.origins %q: must be scheme://host[:port]", o)
+		}
+	}
+	return nil
+}
+
+// Limits bound what callers and clients may ask for, so that one of them cannot exhaust the cluster.
+type Limits struct {
+	Jobs          int `mapstructure:"jobs"`            // jobs in the cluster
+	JobsPerClient int `mapstructure:"jobs_per_client"` // jobs one client may declare
+	// OutputBytes is the most of a run's output (its tail) and error message kept per result.
+	OutputBytes int `mapstructure:"output_bytes"`
+}
+
+// DefaultLimits are generous for people and tight for a runaway program.
+func DefaultLimits() Limits {
+	return Limits{Jobs: 100_000, JobsPerClient: 5_000, OutputBytes: 64 << 10}
+}
+
+// Validate names the bad key.
+func (l Limits) Validate() error {
+	if l.Jobs < 1 || l.JobsPerClient < 1 || l.OutputBytes < 1024 {
+		return fmt.Errorf("limits: jobs (%d) and jobs_per_client (%d) must be positive, output_bytes (%d) at least 1024", l.Jobs, l.JobsPerClient, l.OutputBytes)
+	}
+	return nil
+}
+
 // Validate names the first bad key.
 func (c Config) Validate() error {
 	if c.ID == "" || strings.ContainsAny(c.ID, "/ ") {
@@ -119,8 +204,20 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.Listen, "tcp://") {
 		return fmt.Errorf("listen %q: must be a tcp://host:port ZeroMQ endpoint", c.Listen)
 	}
-	if _, _, err := net.SplitHostPort(c.APIListen); err != nil {
-		return fmt.Errorf("api_listen %q: %w", c.APIListen, err)
+	if _, err := config.Advertise(c.Listen, c.Advertise); err != nil {
+		return err
+	}
+	if err := c.API.Validate(); err != nil {
+		return err
+	}
+	if c.DebugListen != "" && !config.Loopback(c.DebugListen) {
+		return fmt.Errorf("debug_listen %q: must be a loopback host:port (profiles reveal memory and let anyone slow the server)", c.DebugListen)
+	}
+	if err := c.Security().Validate(map[string]string{"listen": c.Listen, "api.listen": c.API.Listen}); err != nil {
+		return err
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
 	}
 	if err := c.ZooKeeper.Validate(); err != nil {
 		return err

@@ -13,7 +13,14 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	}{
 		"id":            {func(c *Config) { c.ID = "" }, `id ""`},
 		"listen":        {func(c *Config) { c.Listen = "127.0.0.1:7701" }, `listen "127.0.0.1:7701"`},
-		"api_listen":    {func(c *Config) { c.APIListen = "nope" }, `api_listen "nope"`},
+		"api.listen":    {func(c *Config) { c.API.Listen = "nope" }, `api.listen "nope"`},
+		"keys_dir":      {func(c *Config) { c.KeysDir = "" }, "keys_dir: not set"},
+		"insecure":      {func(c *Config) { c.Insecure, c.API.Listen = true, "0.0.0.0:7700" }, `insecure: refused because api.listen "0.0.0.0:7700" is not a loopback address`},
+		"insecure zmq":  {func(c *Config) { c.Insecure, c.Listen = true, "tcp://10.0.0.1:7701" }, `listen "tcp://10.0.0.1:7701" is not a loopback`},
+		"debug_listen":  {func(c *Config) { c.DebugListen = "0.0.0.0:6060" }, "debug_listen"},
+		"api.tls":       {func(c *Config) { c.API.TLS.CertFile = "c.pem" }, "api.tls: cert_file and key_file go together"},
+		"api.origins":   {func(c *Config) { c.API.Origins = []string{"example.com"} }, "api.origins"},
+		"advertise":     {func(c *Config) { c.Advertise = "tcp://example.com:99999" }, "advertise"},
 		"zookeeper":     {func(c *Config) { c.ZooKeeper.Root = "clover" }, "zookeeper.root"},
 		"session":       {func(c *Config) { c.ZooKeeper.SessionTimeout = time.Millisecond }, "zookeeper.session_timeout"},
 		"mongo":         {func(c *Config) { c.Mongo.URI = "http://x" }, "mongo.uri"},
@@ -24,6 +31,7 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := DefaultConfig()
+			cfg.KeysDir = "/etc/clover/keys"
 			tc.mutate(&cfg)
 			err := cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -31,7 +39,14 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 			}
 		})
 	}
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("the default config is invalid: %v", err)
+	cfg := DefaultConfig()
+	cfg.KeysDir = "/etc/clover/keys"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the default config with keys is invalid: %v", err)
+	}
+	cfg = DefaultConfig()
+	cfg.Insecure = true
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the default config, insecure on loopback, is invalid: %v", err)
 	}
 }

@@ -86,6 +86,7 @@ func TestContactRoutes(t *testing.T) {
 	t.Cleanup(func() { st.Close(context.Background()) })
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := &Server{store: st, now: func() time.Time { return now }}
+	tok := secureForTest(t, s)
 	routes, err := s.routes()
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +99,10 @@ func TestContactRoutes(t *testing.T) {
 		req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.admin)
+		if method != http.MethodGet {
+			req.Header.Set("Content-Type", "application/json")
 		}
 		resp, err := srv.Client().Do(req)
 		if err != nil {

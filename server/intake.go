@@ -10,6 +10,7 @@ import (
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/logx"
+	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -128,9 +129,10 @@ func eventID(m wire.Message) string {
 	return ""
 }
 
-// receive handles one frame from the inbox. A frame that does not decode is dropped and counted; it never
-// reaches the rest of the server.
-func (in *intake) receive(frame []byte, peer string) {
+// receive handles one frame from the inbox. A frame that does not decode, or that its sender may not
+// send, is dropped and counted; it never reaches the rest of the server.
+func (in *intake) receive(frame []byte, from transport.Sender) {
+	peer := from.Addr
 	m, err := wire.Decode(frame)
 	if err != nil {
 		reason := "corrupt"
@@ -140,6 +142,12 @@ func (in *intake) receive(frame []byte, peer string) {
 		}
 		in.metrics.framesDropped.WithLabelValues(reason).Inc()
 		in.dropLog.Warn(in.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
+		return
+	}
+	if reason := mayNotSend(m, from.Identity); reason != "" {
+		in.metrics.framesDropped.WithLabelValues(reason).Inc()
+		in.dropLog.Warn(in.logger, "dropped frame its sender may not send", "peer", peer, "identity", from.Identity,
+			"kind", m.Kind().String(), "from", wire.From(m), "via", wire.Via(m), "reason", reason)
 		return
 	}
 	in.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
@@ -184,6 +192,32 @@ func (in *intake) receive(frame []byte, peer string) {
 		in.mu.Unlock()
 		in.metrics.framesDropped.WithLabelValues("queue_full").Inc()
 	}
+}
+
+// mayNotSend says why the peer authenticated as identity may not send m, or "" if it may. A client
+// speaks for itself only: its frames must name it as their writer and cannot be relays or receipts.
+// Servers (holders of the servers' key) send receipts and relays. Without CURVE (insecure mode) there is
+// no identity to check.
+func mayNotSend(m wire.Message, identity string) string {
+	switch {
+	case identity == "":
+		return ""
+	case identity == transport.ServersIdentity:
+		if _, ok := m.(*wire.Receipt); ok || wire.Via(m) != "" {
+			return ""
+		}
+		return "server_not_relayed"
+	}
+	switch {
+	case wire.From(m) != identity:
+		return "forged_sender"
+	case wire.Via(m) != "":
+		return "relay_from_client"
+	}
+	if _, ok := m.(*wire.Receipt); ok {
+		return "receipt_from_client"
+	}
+	return ""
 }
 
 // persist queues an event the leader itself produced (an execution it ended).

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -129,7 +131,7 @@ func TestTheIntakeBatchesReportsAndAnswersEachClient(t *testing.T) {
 	rig := &intakeRig{}
 	in := rig.intake(t)
 	for _, m := range []wire.Message{result("c1", "a"), ack("c1", "a"), result("c1", "b"), result("c1", "c"), ack("c2", "d")} {
-		in.receive(encoded(t, m), "127.0.0.1")
+		in.receive(encoded(t, m), transport.Sender{Addr: "127.0.0.1", Identity: wire.From(m)})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -160,7 +162,7 @@ func TestTheIntakeBatchesReportsAndAnswersEachClient(t *testing.T) {
 		t.Fatalf("the leader heard %d reports, want 5", reports)
 	}
 
-	in.receive(encoded(t, result("c1", "b")), "127.0.0.1") // a re-send: its receipt was lost
+	in.receive(encoded(t, result("c1", "b")), transport.Sender{Addr: "127.0.0.1", Identity: "c1"}) // a re-send: its receipt was lost
 	testenv.WaitFor(t, 10*time.Second, "a second receipt to c1", func() bool {
 		_, sent, _ := rig.state()
 		return len(sent["c1"]) == 2
@@ -185,7 +187,7 @@ func TestTheIntakeLetsClientsResendWhatTheStoreRefused(t *testing.T) {
 	go func() { defer close(done); _ = in.run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	in.receive(encoded(t, result("c1", "a")), "127.0.0.1")
+	in.receive(encoded(t, result("c1", "a")), transport.Sender{Addr: "127.0.0.1", Identity: "c1"})
 	testenv.WaitFor(t, 10*time.Second, "the refused write to be forgotten", func() bool { return !in.resent(result("c1", "a")) })
 	if _, sent, _ := rig.state(); len(sent) != 0 {
 		t.Fatalf("receipts %v for a write the store refused", sent)
@@ -193,9 +195,53 @@ func TestTheIntakeLetsClientsResendWhatTheStoreRefused(t *testing.T) {
 	rig.mu.Lock()
 	rig.fail = false
 	rig.mu.Unlock()
-	in.receive(encoded(t, result("c1", "a")), "127.0.0.1")
+	in.receive(encoded(t, result("c1", "a")), transport.Sender{Addr: "127.0.0.1", Identity: "c1"})
 	testenv.WaitFor(t, 10*time.Second, "the re-send recorded and confirmed", func() bool {
 		batches, sent, _ := rig.state()
 		return len(batches) == 1 && len(sent["c1"]) == 1
 	})
+}
+
+// A client speaks for itself only; servers send receipts and relays. Without CURVE nothing is checked.
+func TestOnlyTheAuthenticatedSenderMaySpeakForItself(t *testing.T) {
+	relayed := func(m wire.Message) wire.Message {
+		frame, err := wire.Relay(m, "s2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := wire.Decode(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	receipt := &wire.Receipt{Header: wire.Header{From: "s2"}, ExecIDs: []string{"a"}}
+	for _, tc := range []struct {
+		name     string
+		m        wire.Message
+		identity string
+		want     string
+	}{
+		{"own result", result("c1", "a"), "c1", ""},
+		{"another client's result", result("c2", "a"), "c1", "forged_sender"},
+		{"a client's relay", relayed(result("c1", "a")), "c1", "relay_from_client"},
+		{"a client's receipt", &wire.Receipt{Header: wire.Header{From: "c1"}}, "c1", "receipt_from_client"},
+		{"a server's relay", relayed(result("c1", "a")), transport.ServersIdentity, ""},
+		{"a server's receipt", receipt, transport.ServersIdentity, ""},
+		{"a server's own result", result("c1", "a"), transport.ServersIdentity, "server_not_relayed"},
+		{"insecure", result("c2", "a"), "", ""},
+	} {
+		if got := mayNotSend(tc.m, tc.identity); got != tc.want {
+			t.Errorf("%s: mayNotSend = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	rig := &intakeRig{}
+	in := rig.intake(t)
+	in.receive(encoded(t, result("c2", "a")), transport.Sender{Addr: "127.0.0.1", Identity: "c1"})
+	if got := testutil.ToFloat64(in.metrics.framesDropped.WithLabelValues("forged_sender")); got != 1 {
+		t.Fatalf("forged frames counted: %v, want 1", got)
+	}
+	if len(in.queue) != 0 {
+		t.Fatal("a forged result was queued for the store")
+	}
 }

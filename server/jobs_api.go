@@ -116,6 +116,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
+	noteAudit(r).after = spec.Version
 	s.jobChanged(spec.Name)
 	s.respondJob(w, r, http.StatusCreated, spec.Name)
 }
@@ -160,12 +161,17 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
+	note := noteAudit(r)
+	note.before, note.after = expect, spec.Version
 	s.jobChanged(name)
 	s.respondJob(w, r, http.StatusOK, name)
 }
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if cur, err := s.store.GetJob(r.Context(), name); err == nil {
+		noteAudit(r).before = cur.Version
+	}
 	if err := s.store.DeleteJob(r.Context(), name); err != nil {
 		writeError(w, storeStatus(err), err)
 		return
@@ -198,6 +204,8 @@ func (s *Server) pauseJob(pause bool) http.HandlerFunc {
 			writeError(w, storeStatus(err), err)
 			return
 		}
+		note := noteAudit(r)
+		note.before, note.after = cur.Version, next.Version
 		s.jobChanged(name)
 		s.respondJob(w, r, http.StatusOK, name)
 	}

@@ -1,6 +1,10 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clover-sched/clover/internal/transport"
+)
 
 // metrics are a server's Prometheus series, registered on the registry passed to New.
 type metrics struct {
@@ -33,6 +37,9 @@ type metrics struct {
 	notesDropped     *prometheus.CounterVec // by note
 	fallbackSeen     prometheus.Gauge
 	fallbackReplayed *prometheus.CounterVec // by kind and outcome
+	apiRefused       *prometheus.CounterVec // by reason
+	auditFailed      prometheus.Counter
+	handshakes       prometheus.CounterFunc
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -80,10 +87,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Entries the leader last found waiting in the fallback queue (alert on > 0); 0 on followers."}),
 		fallbackReplayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_fallback_replayed_total",
 			Help: "Fallback queue entries the leader settled, by kind and state (applied, rejected)."}, []string{"kind", "state"}),
+		apiRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_api_refused_total",
+			Help: "API requests refused before their handler, by reason (unauthenticated, forbidden, host, origin, media_type)."}, []string{"reason"}),
+		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_audit_failures_total", Help: "API writes whose audit entry could not be stored."}),
+		handshakes: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clover_curve_handshakes_refused_total",
+			Help: "ZeroMQ CURVE handshakes refused in this process: unknown keys, or a client's key at another client's endpoint."},
+			func() float64 { return float64(transport.HandshakesRefused()) }),
 	}
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,
 		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
 		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
-		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed)
+		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed,
+		m.apiRefused, m.auditFailed, m.handshakes)
 	return m
 }

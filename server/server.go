@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,10 +15,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
+	"github.com/clover-sched/clover/internal/wire"
 	"github.com/clover-sched/clover/internal/zksession"
 )
 
@@ -37,6 +40,7 @@ type Server struct {
 	servers  *registry.Cache
 	election *election.Election
 	intake   *intake
+	sec      *security
 
 	apiAddr      string                         // resolved API listen address
 	clientsDirty atomic.Bool                    // the client registry changed since the leader loop last looked
@@ -87,7 +91,16 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.sess, err = zksession.Connect(ctx, s.cfg.ZooKeeper.Servers, s.cfg.ZooKeeper.Root, s.cfg.ZooKeeper.SessionTimeout, s.logger)
+	if s.sec, err = s.loadSecurity(); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	var tlsConfig *tls.Config
+	if s.cfg.API.TLS.Enabled() {
+		if tlsConfig, err = serverTLS(s.cfg.API.TLS); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	s.sess, err = zksession.Connect(ctx, s.cfg.ZooKeeper.Servers, s.cfg.ZooKeeper.Root, s.cfg.ZooKeeper.SessionTimeout, s.logger, s.sec.zk...)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -97,19 +110,36 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	defer s.store.Close(context.WithoutCancel(ctx))
-	s.inbox, err = transport.Listen(s.cfg.Listen)
+	s.inbox, err = transport.Listen(s.cfg.Listen, transport.Options{MaxFrame: wire.MaxFrame, Curve: s.sec.curve})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	ln, err := net.Listen("tcp", s.cfg.APIListen)
+	endpoint, err := config.Advertise(s.inbox.Endpoint(), s.cfg.Advertise)
 	if err != nil {
-		return fmt.Errorf("server: listen api %s: %w", s.cfg.APIListen, err)
+		return fmt.Errorf("server: %w", err)
 	}
-	s.apiAddr = ln.Addr().String()
-	s.outbox = transport.NewOutbox(s.logger)
+	ln, err := net.Listen("tcp", s.cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen api %s: %w", s.cfg.API.Listen, err)
+	}
+	if s.apiAddr, err = config.Advertise(ln.Addr().String(), s.cfg.API.Advertise); err != nil {
+		ln.Close()
+		return fmt.Errorf("server: api.%w", err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	var debugLn net.Listener
+	if s.cfg.DebugListen != "" {
+		if debugLn, err = net.Listen("tcp", s.cfg.DebugListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("server: debug_listen %s: %w", s.cfg.DebugListen, err)
+		}
+	}
+	s.outbox = transport.NewOutbox(s.logger, s.sec.curve)
 	defer s.outbox.Close()
 
-	info := serverInfo{ID: s.cfg.ID, Endpoint: s.inbox.Endpoint(), APIAddr: s.apiAddr}
+	info := serverInfo{ID: s.cfg.ID, Endpoint: endpoint, APIAddr: s.apiAddr}
 	value, _ := json.Marshal(info)
 	reg, err := registry.Register(ctx, s.sess, registry.KindServers, registry.Member{
 		ID: s.cfg.ID, Endpoint: info.Endpoint, APIAddr: info.APIAddr, StartedAt: s.now().UTC(),
@@ -142,14 +172,25 @@ func (s *Server) Run(ctx context.Context) error {
 	start("intake", s.intake.run)
 	start("leadership", s.monitorLeadership)
 
-	api := &http.Server{Handler: routes, ReadHeaderTimeout: 10 * time.Second}
+	api := newHTTPServer(routes)
 	start("api", func(ctx context.Context) error {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	})
-	s.logger.Info("server started", "endpoint", info.Endpoint, "api", s.apiAddr, "zookeeper", s.cfg.ZooKeeper.Servers)
+	var debug *http.Server
+	if debugLn != nil {
+		debug = newHTTPServer(debugRoutes())
+		start("debug", func(ctx context.Context) error {
+			if err := debug.Serve(debugLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	s.logger.Info("server started", "endpoint", info.Endpoint, "api", s.apiAddr, "tls", tlsConfig != nil,
+		"secure", !s.sec.insecure(), "debug", s.cfg.DebugListen, "zookeeper", s.cfg.ZooKeeper.Servers)
 
 	var runErr error
 	select {
@@ -161,6 +202,9 @@ func (s *Server) Run(ctx context.Context) error {
 	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer done()
 	_ = api.Shutdown(shutdownCtx)
+	if debug != nil {
+		_ = debug.Shutdown(shutdownCtx)
+	}
 	wg.Wait()
 	_ = s.election.Resign(shutdownCtx)
 	_ = reg.Close(shutdownCtx)
@@ -172,13 +216,13 @@ func (s *Server) Run(ctx context.Context) error {
 // (forwarding to the leader).
 func (s *Server) watchPeers(ctx context.Context) error {
 	for {
-		peers := map[string]string{}
+		peers := map[string]transport.Peer{}
 		for _, m := range s.clients.Members() {
-			peers[m.ID] = m.Endpoint
+			peers[m.ID] = transport.Peer{Endpoint: m.Endpoint}
 		}
 		for _, m := range s.servers.Members() {
 			if m.ID != s.cfg.ID {
-				peers[m.ID] = m.Endpoint
+				peers[m.ID] = transport.Peer{Endpoint: m.Endpoint, Server: true}
 			}
 		}
 		s.outbox.SetPeers(peers)

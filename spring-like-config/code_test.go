@@ -149,7 +149,9 @@ func TestMergeConflict(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	c, err := client.New(client.DefaultConfig())
+	cfg := client.DefaultConfig()
+	cfg.KeysDir = "/etc/clover/keys"
+	c, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,9 @@ import (
 // sessionTimeout is the ZooKeeper session timeout of every member, the harness's default.
 const sessionTimeout = 1500 * time.Millisecond
 
+// apiToken is the admin token of the cluster under test (scenarios run one cluster at a time).
+var apiToken string
+
 // startCluster starts a cluster for one scenario, configured as in production rather than for tests:
 // members log at info (the harness's debug is for tests that read logs) and servers keep their default
 // ack timeout and accept window (the harness shortens them so that tests of lost dispatches end sooner;
@@ -27,6 +30,7 @@ func startCluster(t *T, opts integration.Options) *integration.Cluster {
 	opts.ClientEnv = append(opts.ClientEnv, "CLOVER_LOG_LEVEL=info")
 	t.Progressf("starting ZooKeeper, FerretDB, %d server(s), %d client process(es)", opts.Servers, opts.Clients)
 	c := integration.StartCluster(t, opts)
+	apiToken = c.Tokens.Admin
 	t.Logf("cluster up in %s", c.Dir)
 	return c
 }
@@ -54,11 +58,13 @@ func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h
 			ZooKeeper: config.ZooKeeper{
 				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: sessionTimeout,
 			},
+			KeysDir:     c.Keys,
 			Capacity:    4096,
 			ResultRetry: time.Second,
 			LeaseRenew:  2 * time.Second,
 			LogLevel:    "info",
 		}
+		c.ClientKeys(cfg.ID)
 		cl, err := client.New(cfg, client.WithLogger(t.Logger()))
 		if err != nil {
 			t.Fatalf("embedded client: %v", err)

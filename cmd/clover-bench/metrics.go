@@ -27,6 +27,7 @@ func scrape(ctx context.Context, addr string) (sample, error) {
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("read metrics of %s: %w", addr, err)

@@ -27,7 +27,7 @@ var memberFlagKeys = map[string]string{
 	"mongo-uri":       "mongo.uri",
 	"mongo-database":  "mongo.database",
 	"log-level":       "log_level",
-	"api-listen":      "api_listen",
+	"api-listen":      "api.listen",
 }
 
 func addMemberFlags(cmd *cobra.Command, mongo bool) {

@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,4 +155,71 @@ func DefaultID(kind string) string {
 		host = "localhost"
 	}
 	return fmt.Sprintf("%s-%s-%d", kind, host, os.Getpid())
+}
+
+// Security is how a process proves who it is and whom it trusts. Secure is the default: a process without
+// keys_dir does not start unless insecure is set.
+type Security struct {
+	// KeysDir is the key directory made by `clover keys gen`; each role reads the files it needs.
+	KeysDir string `mapstructure:"keys_dir"`
+	// Insecure turns authentication off everywhere: NULL ZeroMQ sockets that anyone may send to, an API
+	// without tokens and ZooKeeper nodes anyone may change. Allowed only when every listener is loopback.
+	Insecure bool `mapstructure:"insecure"`
+}
+
+// Validate checks the settings against the process's listeners (config key -> address, "" when off).
+func (s Security) Validate(listeners map[string]string) error {
+	if !s.Insecure {
+		if s.KeysDir == "" {
+			return errors.New("keys_dir: not set; make keys with `clover keys gen --dir DIR` and set keys_dir (or CLOVER_KEYS_DIR), or set insecure: true to run without authentication on loopback only")
+		}
+		return nil
+	}
+	for key, addr := range listeners {
+		if addr != "" && !Loopback(addr) {
+			return fmt.Errorf("insecure: refused because %s %q is not a loopback address; an insecure process must not be reachable from the network", key, addr)
+		}
+	}
+	return nil
+}
+
+// Loopback reports whether addr (host:port, or a tcp:// endpoint) can be reached from this machine only.
+func Loopback(addr string) bool {
+	addr = strings.TrimPrefix(addr, "tcp://")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Advertise is the address others are told to use: advertise when set (a missing port is taken from
+// bound), else bound, the address actually bound. Both are host:port, or tcp://host:port endpoints.
+func Advertise(bound, advertise string) (string, error) {
+	if advertise == "" {
+		return bound, nil
+	}
+	scheme := ""
+	if rest, ok := strings.CutPrefix(advertise, "tcp://"); ok {
+		scheme, advertise = "tcp://", rest
+	}
+	if _, _, err := net.SplitHostPort(advertise); err != nil {
+		_, port, berr := net.SplitHostPort(strings.TrimPrefix(bound, "tcp://"))
+		if berr != nil || strings.Contains(strings.Trim(advertise, "[]"), "]") {
+			return "", fmt.Errorf("advertise %q: %w", advertise, err)
+		}
+		advertise = net.JoinHostPort(strings.Trim(advertise, "[]"), port)
+	}
+	host, port, err := net.SplitHostPort(advertise)
+	if err != nil {
+		return "", fmt.Errorf("advertise %q: %w", advertise, err)
+	}
+	if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("advertise %q: want host[:port] with a port from 1 to 65535", advertise)
+	}
+	return scheme + advertise, nil
 }

@@ -240,7 +240,7 @@ func (e *Election) ensureNode(ctx context.Context) error {
 	var guid [16]byte
 	_, _ = rand.Read(guid[:]) // never fails
 	e.pending = hex.EncodeToString(guid[:])
-	p, err := e.sess.Conn().Create(e.path+"/_c_"+e.pending+"-n_", e.data, zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	p, err := e.sess.Conn().Create(e.path+"/_c_"+e.pending+"-n_", e.data, zk.FlagEphemeral|zk.FlagSequence, e.sess.ACL(e.path+"/_c_"))
 	if err != nil {
 		return fmt.Errorf("election: create candidate node under %s: %w", e.path, err)
 	}
@@ -407,6 +407,12 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 			if errors.Is(err, zk.ErrNoNode) { // no election yet: create its parent to watch it
 				if err = e.sess.EnsurePath(ctx, e.path); err == nil {
 					continue
+				}
+				if errors.Is(err, zksession.ErrNotMine) { // a server makes it: wait for that
+					var ok bool
+					if ok, _, w, err = conn.ExistsW(e.path); err == nil && ok {
+						continue
+					}
 				}
 			}
 			if err == nil && len(candidates(children)) > 0 { // one arrived since the listing

@@ -156,7 +156,16 @@ func (c *Cache) list(ctx context.Context, st *runState) error {
 	conn := c.sess.Conn()
 	children, _, w, err := conn.ChildrenW(c.dir)
 	if errors.Is(err, zk.ErrNoNode) { // nobody registered yet: create the parent so that it can be watched
-		if err := c.sess.EnsurePath(ctx, c.dir); err != nil {
+		err = c.sess.EnsurePath(ctx, c.dir)
+		if errors.Is(err, zksession.ErrNotMine) { // a server makes it: wait for that
+			ok, _, ew, err := conn.ExistsW(c.dir)
+			if err == nil && !ok {
+				st.childW = ew
+				c.forgetAllBut(nil)
+				return nil
+			}
+		}
+		if err != nil {
 			return err
 		}
 		children, _, w, err = conn.ChildrenW(c.dir)

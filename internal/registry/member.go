@@ -60,6 +60,11 @@ func (m Member) Validate() error {
 	if err := validEndpoint(m.Endpoint); err != nil {
 		return fmt.Errorf("registry: member %s: endpoint %q: %w", m.ID, m.Endpoint, err)
 	}
+	if m.APIAddr != "" {
+		if err := ValidAPIAddr(m.APIAddr); err != nil {
+			return fmt.Errorf("registry: member %s: api_addr %q: %w", m.ID, m.APIAddr, err)
+		}
+	}
 	if m.Capacity < 0 {
 		return fmt.Errorf("registry: member %s: capacity %d is negative", m.ID, m.Capacity)
 	}
@@ -80,6 +85,22 @@ func validEndpoint(ep string) error {
 	}
 	if host == "" || host == "*" {
 		return errors.New("needs a host others can connect to")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not 1-65535", port)
+	}
+	return nil
+}
+
+// ValidAPIAddr checks an API address read from ZooKeeper before a server forwards to it: host:port and
+// nothing else (no scheme, path or user), with a host others can connect to.
+func ValidAPIAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" || strings.ContainsAny(host, "/@?#* ") {
+		return errors.New("needs a plain host others can connect to")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("port %q is not 1-65535", port)

@@ -91,6 +91,15 @@ func Register(ctx context.Context, sess *zksession.Session, kind string, m Membe
 			if err = sess.Backoff(ctx); err == nil {
 				continue
 			}
+		case errors.Is(err, zksession.ErrNotMine):
+			// A client before any server: the servers make the tree (and its ACLs).
+			r.logger.Info("waiting for a server to create the registry", "err", err)
+			select {
+			case <-time.After(500 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
 		}
 		sess.Unsubscribe(sub)
 		return nil, fmt.Errorf("registry: register %s: %w", r.path, err)
@@ -172,6 +181,12 @@ func (r *Registration) Close(ctx context.Context) error {
 	if err == nil && ok && stat.EphemeralOwner == r.sess.ID() {
 		err = conn.Delete(r.path, stat.Version)
 	}
+	if errors.Is(err, zk.ErrNoAuth) {
+		// Clients may create their node but not delete it (deleting is a right on the parent, which would let
+		// one client delete another's): the node goes when the session is closed.
+		r.logger.Info("deregistered: the node goes with the session")
+		return nil
+	}
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("registry: close %s: %w", r.path, err)
 	}
@@ -189,7 +204,7 @@ func (r *Registration) reconcile(ctx context.Context) (<-chan zk.Event, error) {
 			return nil, fmt.Errorf("registry: stat %s: %w", r.path, err)
 		}
 		if !ok {
-			_, err := conn.Create(r.path, r.data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+			_, err := conn.Create(r.path, r.data, zk.FlagEphemeral, r.sess.ACL(r.path))
 			switch {
 			case err == nil:
 				r.version, r.held = 0, 0

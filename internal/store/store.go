@@ -39,6 +39,7 @@ const (
 	collContacts   = "contacts"
 	collNotes      = "notifications"
 	collNoteClaims = "notification_claims"
+	collAudit      = "audit"
 )
 
 // Store is Clover's state in one MongoDB database. It is safe for concurrent use.
@@ -65,10 +66,16 @@ type Store struct {
 	contacts     *mongo.Collection
 	notes        *mongo.Collection // notifications
 	claims       *mongo.Collection // notification_claims
+	audit        *mongo.Collection
+	noIndexes    bool
 }
 
 // Option changes a Store opened by Open.
 type Option func(*Store)
+
+// WithoutIndexes opens the store without creating indexes, for a process that only inserts into and
+// reads its own entries of the fallback queue: its database user then needs no more rights than that.
+func WithoutIndexes() Option { return func(s *Store) { s.noIndexes = true } }
 
 // WithLogger sets where the store reports documents it had to skip; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } }
@@ -102,13 +109,14 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		contacts:     db.Collection(collContacts),
 		notes:        db.Collection(collNotes),
 		claims:       db.Collection(collNoteClaims),
+		audit:        db.Collection(collAudit),
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	s.logger = s.logger.With("component", "store")
 	err = s.Ping(ctx)
-	if err == nil {
+	if err == nil && !s.noIndexes {
 		err = s.createIndexes(ctx)
 	}
 	if err != nil {
@@ -148,6 +156,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("state_next_attempt", bson.D{{Key: "state", Value: 1}, {Key: "next_attempt", Value: 1}}),
 			index("alert_key_created_at", bson.D{{Key: "alert_key", Value: 1}, {Key: "created_at", Value: -1}}),
 		}},
+		{s.audit, []mongo.IndexModel{index("at", bson.D{{Key: "at", Value: -1}})}},
 		{s.claims, []mongo.IndexModel{
 			index("notification_attempt", bson.D{{Key: "notification", Value: 1}, {Key: "attempt", Value: 1}, {Key: "gen", Value: -1}}),
 		}},

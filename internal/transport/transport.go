@@ -20,45 +20,105 @@ var ErrUnavailable = errors.New("transport: peer unavailable")
 // sendHWM bounds the frames queued for one peer; past it sends fail rather than grow memory.
 const sendHWM = 100_000
 
+// Curve sets up CURVE on a process's sockets: every connection is encrypted, and each end proves the key
+// it holds. A nil *Curve means the NULL mechanism: no encryption and anyone may send (insecure mode).
+//
+// Servers share one keypair. A server's sockets take the CURVE server role towards clients (its inbox,
+// and its PUSH sockets to clients' inboxes), and Identify names each client by its key. A client's sockets
+// take the client role everywhere, its bound inbox included, so only a holder of the servers' secret key can
+// deliver to it. Servers reach each other (forwarding to the leader) in the client role.
+type Curve struct {
+	Public, Secret string // this process's keypair, Z85
+	ServerPublic   string // the servers' public key
+	// Identify, set on servers only, names the holder of a public key: a client id, or ServersIdentity.
+	// Unknown keys are refused.
+	Identify func(publicKey string) (string, bool)
+}
+
+func (c *Curve) isServer() bool { return c != nil && c.Identify != nil }
+
+// Options configures an Inbox.
+type Options struct {
+	// MaxFrame: larger frames are dropped by ZeroMQ before they are read (and the connection closed).
+	MaxFrame int64
+	Curve    *Curve
+}
+
+// Sender is who sent a frame.
+type Sender struct {
+	Addr string // the peer's IP, for logs
+	// Identity is the authenticated peer: a client id, or ServersIdentity; "" without CURVE.
+	Identity string
+}
+
 // Inbox is a bound PULL socket.
 type Inbox struct {
 	sock     *zmq.Socket
 	endpoint string
+	domain   string // ZAP domain, removed with the socket
 }
 
 // Listen binds a PULL socket at endpoint ("tcp://127.0.0.1:7701"; port 0 or * picks a free port).
-func Listen(endpoint string) (*Inbox, error) {
+func Listen(endpoint string, opts Options) (*Inbox, error) {
 	sock, err := zmq.NewSocket(zmq.PULL)
 	if err != nil {
 		return nil, fmt.Errorf("transport: new PULL socket: %w", err)
 	}
 	_ = sock.SetLinger(0)
 	_ = sock.SetRcvhwm(sendHWM)
-	// Frames larger than this are dropped by ZeroMQ before they reach us; the wire layer checks again.
-	_ = sock.SetMaxmsgsize(4 << 20)
+	if opts.MaxFrame > 0 {
+		_ = sock.SetMaxmsgsize(opts.MaxFrame)
+	}
+	var domain string
+	if c := opts.Curve; c != nil {
+		if c.isServer() {
+			domain, err = serverRole(sock, c, "")
+		} else {
+			err = sock.ClientAuthCurve(c.ServerPublic, c.Public, c.Secret)
+		}
+		if err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("transport: CURVE on %s: %w", endpoint, err)
+		}
+	}
 	bind := endpoint
 	if strings.HasSuffix(bind, ":0") {
 		bind = strings.TrimSuffix(bind, ":0") + ":*"
 	}
 	if err := sock.Bind(bind); err != nil {
 		sock.Close()
+		removePolicy(domain)
 		return nil, fmt.Errorf("transport: bind %s: %w", endpoint, err)
 	}
 	actual, err := sock.GetLastEndpoint()
 	if err != nil {
 		sock.Close()
+		removePolicy(domain)
 		return nil, fmt.Errorf("transport: endpoint of %s: %w", endpoint, err)
 	}
-	return &Inbox{sock: sock, endpoint: actual}, nil
+	return &Inbox{sock: sock, endpoint: actual, domain: domain}, nil
+}
+
+// serverRole makes sock a CURVE server whose peers c.Identify knows (and, with want, only that peer).
+func serverRole(sock *zmq.Socket, c *Curve, want string) (string, error) {
+	if err := startZAP(); err != nil {
+		return "", err
+	}
+	domain := addPolicy(zapPolicy{identify: c.Identify, want: want})
+	if err := sock.ServerAuthCurve(domain, c.Secret); err != nil {
+		removePolicy(domain)
+		return "", err
+	}
+	return domain, nil
 }
 
 // Endpoint is the bound address, with the port resolved.
 func (in *Inbox) Endpoint() string { return in.endpoint }
 
-// Run reads frames and hands each to deliver, with the sender's address ("ip" as ZeroMQ reports it, for
-// logs), until ctx ends, then closes the socket. deliver runs on Run's goroutine and must not block for long:
-// a slow deliver backs up the peers' queues.
-func (in *Inbox) Run(ctx context.Context, deliver func(frame []byte, peer string)) error {
+// Run reads frames and hands each to deliver, with its sender, until ctx ends, then closes the socket.
+// deliver runs on Run's goroutine and must not block for long: a slow deliver backs up the peers' queues.
+func (in *Inbox) Run(ctx context.Context, deliver func(frame []byte, from Sender)) error {
+	defer removePolicy(in.domain)
 	defer in.sock.Close()
 	poller := zmq.NewPoller()
 	poller.Add(in.sock, zmq.POLLIN)
@@ -74,19 +134,28 @@ func (in *Inbox) Run(ctx context.Context, deliver func(frame []byte, peer string
 			continue
 		}
 		for {
-			frame, meta, err := in.sock.RecvBytesWithMetadata(zmq.DONTWAIT, "Peer-Address")
+			frame, meta, err := in.sock.RecvBytesWithMetadata(zmq.DONTWAIT, "Peer-Address", "User-Id")
 			if err != nil {
 				break // EAGAIN: drained
 			}
-			deliver(frame, meta["Peer-Address"])
+			deliver(frame, Sender{Addr: meta["Peer-Address"], Identity: meta["User-Id"]})
 		}
 	}
 	return nil
 }
 
+// Peer is a process an Outbox sends to.
+type Peer struct {
+	Endpoint string
+	// Server: the peer holds the servers' key. Otherwise it is the client named by its id, and with CURVE
+	// a server sends to it only once it has proved that client's key.
+	Server bool
+}
+
 // Outbox holds one PUSH socket per peer.
 type Outbox struct {
 	logger *slog.Logger
+	curve  *Curve
 
 	mu    sync.RWMutex
 	peers map[string]*peer
@@ -95,34 +164,35 @@ type Outbox struct {
 }
 
 type peer struct {
-	endpoint string
-	mu       sync.Mutex
-	sock     *zmq.Socket
+	Peer
+	domain string // ZAP domain, removed with the socket
+	mu     sync.Mutex
+	sock   *zmq.Socket
 }
 
-// NewOutbox returns an Outbox with no peers.
-func NewOutbox(logger *slog.Logger) *Outbox {
-	return &Outbox{logger: logger, peers: map[string]*peer{}}
+// NewOutbox returns an Outbox with no peers; curve nil sends without CURVE.
+func NewOutbox(logger *slog.Logger, curve *Curve) *Outbox {
+	return &Outbox{logger: logger, curve: curve, peers: map[string]*peer{}}
 }
 
-// SetPeers makes the peer set exactly peers (id -> endpoint): new peers are connected, gone ones closed, and
-// a peer whose endpoint changed is reconnected.
-func (o *Outbox) SetPeers(peers map[string]string) {
+// SetPeers makes the peer set exactly peers (by id): new peers are connected, gone ones closed, and a peer
+// that changed is reconnected.
+func (o *Outbox) SetPeers(peers map[string]Peer) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for id, p := range o.peers {
-		if ep, ok := peers[id]; !ok || ep != p.endpoint {
+		if cur, ok := peers[id]; !ok || cur != p.Peer {
 			p.close()
 			delete(o.peers, id)
 		}
 	}
-	for id, ep := range peers {
+	for id, target := range peers {
 		if _, ok := o.peers[id]; ok {
 			continue
 		}
-		p, err := dial(ep)
+		p, err := o.dial(id, target)
 		if err != nil {
-			o.logger.Warn("cannot connect to peer", "peer", id, "endpoint", ep, "err", err)
+			o.logger.Warn("cannot connect to peer", "peer", id, "endpoint", target.Endpoint, "err", err)
 			continue
 		}
 		o.peers[id] = p
@@ -134,19 +204,19 @@ func (o *Outbox) SetPeers(peers map[string]string) {
 	slices.Sort(o.order)
 }
 
-// AddPeer connects one more peer (or reconnects it at a new endpoint).
-func (o *Outbox) AddPeer(id, endpoint string) {
+// AddPeer connects one more peer (or reconnects it if it changed).
+func (o *Outbox) AddPeer(id string, target Peer) {
 	o.mu.RLock()
-	cur := make(map[string]string, len(o.peers)+1)
+	cur := make(map[string]Peer, len(o.peers)+1)
 	for pid, p := range o.peers {
-		cur[pid] = p.endpoint
+		cur[pid] = p.Peer
 	}
 	o.mu.RUnlock()
-	cur[id] = endpoint
+	cur[id] = target
 	o.SetPeers(cur)
 }
 
-func dial(endpoint string) (*peer, error) {
+func (o *Outbox) dial(id string, target Peer) (*peer, error) {
 	sock, err := zmq.NewSocket(zmq.PUSH)
 	if err != nil {
 		return nil, fmt.Errorf("new PUSH socket: %w", err)
@@ -156,11 +226,24 @@ func dial(endpoint string) (*peer, error) {
 	_ = sock.SetSndhwm(sendHWM)
 	_ = sock.SetReconnectIvl(100 * time.Millisecond)
 	_ = sock.SetReconnectIvlMax(2 * time.Second)
-	if err := sock.Connect(endpoint); err != nil {
-		sock.Close()
-		return nil, fmt.Errorf("connect %s: %w", endpoint, err)
+	var domain string
+	if c := o.curve; c != nil {
+		if c.isServer() && !target.Server {
+			domain, err = serverRole(sock, c, id)
+		} else {
+			err = sock.ClientAuthCurve(c.ServerPublic, c.Public, c.Secret)
+		}
+		if err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("CURVE for %s: %w", id, err)
+		}
 	}
-	return &peer{endpoint: endpoint, sock: sock}, nil
+	if err := sock.Connect(target.Endpoint); err != nil {
+		sock.Close()
+		removePolicy(domain)
+		return nil, fmt.Errorf("connect %s: %w", target.Endpoint, err)
+	}
+	return &peer{Peer: target, domain: domain, sock: sock}, nil
 }
 
 func (p *peer) send(frame []byte) error {
@@ -173,7 +256,7 @@ func (p *peer) send(frame []byte) error {
 		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
 			return ErrUnavailable
 		}
-		return fmt.Errorf("transport: send to %s: %w", p.endpoint, err)
+		return fmt.Errorf("transport: send to %s: %w", p.Endpoint, err)
 	}
 	return nil
 }
@@ -184,6 +267,7 @@ func (p *peer) close() {
 	if p.sock != nil {
 		p.sock.Close()
 		p.sock = nil
+		removePolicy(p.domain)
 	}
 }
 

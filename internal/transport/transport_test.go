@@ -15,13 +15,13 @@ import (
 type collector struct {
 	mu     sync.Mutex
 	frames []string
-	peers  []string
+	peers  []Sender
 }
 
-func (c *collector) add(b []byte, peer string) {
+func (c *collector) add(b []byte, from Sender) {
 	c.mu.Lock()
 	c.frames = append(c.frames, string(b))
-	c.peers = append(c.peers, peer)
+	c.peers = append(c.peers, from)
 	c.mu.Unlock()
 }
 func (c *collector) len() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.frames) }
@@ -40,8 +40,12 @@ func (c *collector) count(f string) int {
 }
 
 func startInbox(t *testing.T) (*Inbox, *collector) {
+	return startInboxWith(t, nil)
+}
+
+func startInboxWith(t *testing.T, curve *Curve) (*Inbox, *collector) {
 	t.Helper()
-	in, err := Listen("tcp://127.0.0.1:0")
+	in, err := Listen("tcp://127.0.0.1:0", Options{MaxFrame: 1 << 20, Curve: curve})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +59,9 @@ func startInbox(t *testing.T) (*Inbox, *collector) {
 
 func TestSendReachesThePeer(t *testing.T) {
 	in, got := startInbox(t)
-	out := NewOutbox(slog.Default())
+	out := NewOutbox(slog.Default(), nil)
 	defer out.Close()
-	out.SetPeers(map[string]string{"a": in.Endpoint()})
+	out.SetPeers(map[string]Peer{"a": {Endpoint: in.Endpoint()}})
 	// The connection completes asynchronously; until then ZMQ_IMMEDIATE makes sends fail fast.
 	testenv.WaitFor(t, 5*time.Second, "first frame accepted", func() bool { return out.Send("a", []byte("hello")) == nil })
 	for i := 0; i < 99; i++ {
@@ -68,19 +72,19 @@ func TestSendReachesThePeer(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "100 frames received", func() bool { return got.len() == 100 })
 	got.mu.Lock()
 	defer got.mu.Unlock()
-	if got.peers[0] != "127.0.0.1" {
-		t.Fatalf("sender address %q, want 127.0.0.1", got.peers[0])
+	if got.peers[0] != (Sender{Addr: "127.0.0.1"}) {
+		t.Fatalf("sender %+v, want address 127.0.0.1 and no identity", got.peers[0])
 	}
 }
 
 func TestSendAnySpreadsAndSkipsDeadPeers(t *testing.T) {
 	a, gotA := startInbox(t)
 	b, gotB := startInbox(t)
-	out := NewOutbox(slog.Default())
+	out := NewOutbox(slog.Default(), nil)
 	defer out.Close()
 	// "dead" points at a port nobody listens on: SendAny must skip it.
 	dead := "tcp://127.0.0.1:" + itoa(testenv.FreePort(t))
-	out.SetPeers(map[string]string{"a": a.Endpoint(), "b": b.Endpoint(), "dead": dead})
+	out.SetPeers(map[string]Peer{"a": {Endpoint: a.Endpoint()}, "b": {Endpoint: b.Endpoint()}, "dead": {Endpoint: dead}})
 	// The connect probe may send "x" to a peer more than once: only the test's own "y" frames are counted.
 	testenv.WaitFor(t, 5*time.Second, "both live peers connected", func() bool {
 		return out.Send("a", []byte("x")) == nil && out.Send("b", []byte("x")) == nil
@@ -101,12 +105,12 @@ func TestSendAnySpreadsAndSkipsDeadPeers(t *testing.T) {
 }
 
 func TestSendToUnknownOrDeadPeerFailsFast(t *testing.T) {
-	out := NewOutbox(slog.Default())
+	out := NewOutbox(slog.Default(), nil)
 	defer out.Close()
 	if err := out.Send("nobody", []byte("x")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("unknown peer: err = %v, want ErrUnavailable", err)
 	}
-	out.SetPeers(map[string]string{"dead": "tcp://127.0.0.1:" + itoa(testenv.FreePort(t))})
+	out.SetPeers(map[string]Peer{"dead": {Endpoint: "tcp://127.0.0.1:" + itoa(testenv.FreePort(t))}})
 	if err := out.Send("dead", []byte("x")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("dead peer: err = %v, want ErrUnavailable", err)
 	}

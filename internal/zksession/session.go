@@ -58,7 +58,26 @@ type Option func(*options)
 
 type options struct {
 	dialer zk.Dialer
+	access Access
 }
+
+// Access is who a session is in ZooKeeper and which ACL the nodes it creates get.
+type Access struct {
+	// Digests are "user:password" identities added to the session (the digest scheme).
+	Digests []string
+	// ACL is the ACL of a node this session creates at path; nil for a path it must not create (it waits
+	// for another process to). A nil ACL func leaves every node open to anyone (insecure mode).
+	ACL func(path string) []zk.ACL
+}
+
+// WithAccess authenticates the session and sets the ACLs of the nodes it creates.
+func WithAccess(a Access) Option {
+	return func(o *options) { o.access = a }
+}
+
+// ErrNotMine is returned when this session is not the one to create a node: its parent is made by
+// another role (clients wait for a server to make the tree).
+var ErrNotMine = errors.New("zksession: node is made by another role")
 
 // WithDialer makes the connection dial through d (tests use it to cut the network; see zksessiontest).
 func WithDialer(d zk.Dialer) Option {
@@ -79,6 +98,7 @@ func WithDialer(d zk.Dialer) Option {
 // subscriber channel, so no callback can race with the close.
 type Session struct {
 	conn    *zk.Conn
+	access  Access
 	events  <-chan zk.Event
 	root    string
 	timeout time.Duration
@@ -120,6 +140,7 @@ func Connect(ctx context.Context, servers []string, root string, sessionTimeout 
 	}
 	logger = logger.With("component", "zksession")
 	s := &Session{
+		access:  o.access,
 		root:    root,
 		timeout: sessionTimeout,
 		logger:  logger,
@@ -145,7 +166,11 @@ func Connect(ctx context.Context, servers []string, root string, sessionTimeout 
 		s.Close()
 		return nil, fmt.Errorf("zksession: connect %v: %w", addrs, err)
 	}
-	if err := s.EnsurePath(ctx, root); err != nil {
+	if err := s.authenticate(ctx, o.access.Digests); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.EnsurePath(ctx, root); err != nil && !errors.Is(err, ErrNotMine) {
 		s.Close()
 		return nil, err
 	}
@@ -153,6 +178,35 @@ func Connect(ctx context.Context, servers []string, root string, sessionTimeout 
 	s.wg.Add(1)
 	go s.ping()
 	return s, nil
+}
+
+// authenticate adds the identities to the session once it is connected (a request made before would fail
+// with the first refused connection); the library sends them again after every reconnect, before any
+// other request.
+func (s *Session) authenticate(ctx context.Context, digests []string) error {
+	for _, d := range digests {
+		for {
+			err := s.conn.AddAuth("digest", []byte(d))
+			if err == nil {
+				break
+			}
+			if !IsConnectionError(err) {
+				return fmt.Errorf("zksession: authenticate: %w", err)
+			}
+			if err := s.Backoff(ctx); err != nil {
+				return fmt.Errorf("zksession: authenticate: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// ACL is the ACL this session gives a node it creates at path; nil when it must not create it.
+func (s *Session) ACL(path string) []zk.ACL {
+	if s.access.ACL == nil {
+		return zk.WorldACL(zk.PermAll)
+	}
+	return s.access.ACL(path)
 }
 
 // Conn is the underlying connection, for the operations this package does not wrap.
@@ -198,7 +252,14 @@ func (s *Session) EnsurePath(ctx context.Context, path string) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("zksession: ensure %s: %w", path, err)
 		}
-		_, err := s.conn.Create(path[:i], nil, zk.FlagPersistent, zk.WorldACL(zk.PermAll))
+		if ok, _, err := s.conn.Exists(path[:i]); err == nil && ok {
+			continue
+		}
+		acl := s.ACL(path[:i])
+		if acl == nil {
+			return fmt.Errorf("zksession: ensure %s: %s does not exist yet: %w", path, path[:i], ErrNotMine)
+		}
+		_, err := s.conn.Create(path[:i], nil, zk.FlagPersistent, acl)
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("zksession: ensure %s: create %s: %w", path, path[:i], err)
 		}

@@ -1,0 +1,82 @@
+package keyring
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// rescanEvery bounds how often an unknown key makes the allowlist read its directory again.
+const rescanEvery = time.Second
+
+// Allowlist maps the public keys in a directory of <id>.pub files to client ids. A file added later is
+// seen on the next handshake; a file removed refuses that client's next handshakes (its open connections
+// stay until they drop: restart the servers to cut them at once).
+type Allowlist struct {
+	dir string
+
+	mu      sync.Mutex
+	byKey   map[string]string
+	scanned time.Time
+}
+
+// NewAllowlist reads dir lazily, on the first lookup.
+func NewAllowlist(dir string) *Allowlist { return &Allowlist{dir: dir} }
+
+// Identify returns the client id whose public key is pub.
+func (a *Allowlist) Identify(pub string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Lookups come with connection handshakes, which are rare: reading the directory again keeps a
+	// removed key from opening new connections.
+	if a.byKey == nil || time.Since(a.scanned) >= rescanEvery {
+		a.scan()
+	}
+	id, ok := a.byKey[pub]
+	return id, ok
+}
+
+// IDs returns the client ids in the allowlist.
+func (a *Allowlist) IDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.scan()
+	ids := make([]string, 0, len(a.byKey))
+	for _, id := range a.byKey {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (a *Allowlist) scan() {
+	a.scanned = time.Now()
+	byKey := map[string]string{}
+	entries, err := os.ReadDir(a.dir)
+	if err != nil {
+		a.byKey = byKey
+		return
+	}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".pub")
+		if !ok || e.IsDir() || ValidID(id) != nil {
+			continue
+		}
+		pub, err := readPublic(filepath.Join(a.dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if _, dup := byKey[pub]; dup {
+			byKey[pub] = "" // one key, two ids: neither is trusted
+			continue
+		}
+		byKey[pub] = id
+	}
+	for k, id := range byKey {
+		if id == "" {
+			delete(byKey, k)
+		}
+	}
+	a.byKey = byKey
+}

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/clover-sched/clover/internal/keyring"
+	"github.com/clover-sched/clover/internal/transport"
+	"github.com/clover-sched/clover/internal/zkacl"
+	"github.com/clover-sched/clover/internal/zksession"
+)
+
+// security is what a server holds to authenticate its peers and its callers. Every field is zero in
+// insecure mode.
+type security struct {
+	curve      *transport.Curve
+	zk         []zksession.Option
+	tokens     *tokenSet
+	forwardKey []byte       // signs the callers' identities on writes forwarded to the leader
+	forwardTLS *tls.Config  // how a follower reaches the leader's API when it serves HTTPS
+	replays    *replayGuard // signatures of forwarded requests seen lately
+}
+
+func (s *security) insecure() bool { return s.curve == nil }
+
+// loadSecurity reads the key directory. In insecure mode it logs an error: that must never be the
+// unnoticed state of a production cluster.
+func (s *Server) loadSecurity() (*security, error) {
+	if s.cfg.Insecure {
+		s.logger.Error("INSECURE: running without authentication; anyone who can reach this server can change jobs, forge results and rewire the cluster (insecure: true)")
+		return &security{replays: newReplayGuard()}, nil
+	}
+	keys, err := keyring.LoadServer(s.cfg.KeysDir)
+	if err != nil {
+		return nil, err
+	}
+	identify := func(pub string) (string, bool) {
+		if pub == keys.Key.Public {
+			return transport.ServersIdentity, true
+		}
+		return keys.Clients.Identify(pub)
+	}
+	sec := &security{
+		curve:      &transport.Curve{Public: keys.Key.Public, Secret: keys.Key.Secret, ServerPublic: keys.Key.Public, Identify: identify},
+		zk:         []zksession.Option{zksession.WithAccess(zkacl.Servers(s.cfg.ZooKeeper.Root, keys.Cluster))},
+		tokens:     newTokenSet(filepath.Join(s.cfg.KeysDir, keyring.TokensFile)),
+		forwardKey: []byte(keyring.Derive(keys.Cluster, keyring.PurposeForward)),
+		replays:    newReplayGuard(),
+	}
+	if _, err := sec.tokens.lookup(""); err != nil {
+		return nil, err // a tokens file that does not parse stops the start, not the first request
+	}
+	if t := s.cfg.API.TLS; t.Enabled() {
+		if sec.forwardTLS, err = forwardTLS(t); err != nil {
+			return nil, err
+		}
+	}
+	return sec, nil
+}
+
+// forwardTLS is a follower's TLS client towards the leader: it trusts the CA that signed the servers'
+// certificates (client_ca_file, else the system's), and presents its own certificate when callers must.
+func forwardTLS(t TLS) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pool, err := certPool(t.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("api.tls: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func certPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("api.tls.client_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("api.tls.client_ca_file %s: no PEM certificate in it", file)
+	}
+	return pool, nil
+}
+
+// serverTLS is the API's TLS server configuration.
+func serverTLS(t TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("api.tls: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if t.ClientCAFile != "" {
+		pool, err := certPool(t.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// tokenSet is the tokens file, read again when it changes (checked at most once a second), so that a
+// token is added or revoked without a restart.
+type tokenSet struct {
+	path string
+
+	mu      sync.Mutex
+	byHash  map[string]keyring.Token
+	modTime time.Time
+	size    int64
+	checked time.Time
+	err     error
+}
+
+func newTokenSet(path string) *tokenSet { return &tokenSet{path: path} }
+
+// lookup returns the token whose hash is hash. An unreadable file keeps the tokens last read and is
+// reported, so that a bad edit does not lock everybody out.
+func (t *tokenSet) lookup(hash string) (keyring.Token, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if time.Since(t.checked) >= time.Second || t.byHash == nil {
+		t.checked = time.Now()
+		t.reload()
+	}
+	if t.byHash == nil {
+		return keyring.Token{}, t.err
+	}
+	tok, ok := t.byHash[hash]
+	if !ok {
+		return keyring.Token{}, nil
+	}
+	return tok, nil
+}
+
+func (t *tokenSet) reload() {
+	st, err := os.Stat(t.path)
+	if err != nil {
+		t.err = fmt.Errorf("api tokens: %w", err)
+		return
+	}
+	if t.byHash != nil && st.ModTime().Equal(t.modTime) && st.Size() == t.size {
+		return
+	}
+	tokens, err := keyring.ReadTokens(t.path)
+	if err != nil {
+		t.err = err
+		return
+	}
+	byHash := make(map[string]keyring.Token, len(tokens))
+	for _, tok := range tokens {
+		byHash[tok.Hash] = tok
+	}
+	t.byHash, t.modTime, t.size, t.err = byHash, st.ModTime(), st.Size(), nil
+}
+
+// apiClient is how this server reaches another server's API (forwarding).
+func (sec *security) apiScheme() string {
+	if sec.forwardTLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+func (sec *security) forwardTransport() http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = sec.forwardTLS
+	return tr
+}
