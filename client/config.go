@@ -13,8 +13,8 @@ import (
 
 // Config is a client's configuration.
 type Config struct {
-	ID        string           `mapstructure:"id"`     // unique in the cluster; default client-<host>-<pid>
-	Listen    string           `mapstructure:"listen"` // ZeroMQ PULL endpoint for dispatches, tcp://host:port (port 0: any)
+	ID     string `mapstructure:"id"`     // unique in the cluster; default client-<host>-<pid>
+	Listen string `mapstructure:"listen"` // ZeroMQ PULL endpoint for dispatches, tcp://host:port (port 0: any)
 	// Advertise is the endpoint servers are told to dispatch to, when it is not the bound one (NAT, containers);
 	// without a port, the bound port.
 	Advertise string `mapstructure:"advertise"`
