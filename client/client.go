@@ -43,7 +43,8 @@ type JobContext struct {
 	Output      io.Writer    // the execution's output; its tail is reported with the result
 
 	progress func(percent int, message string)
-	runDir   string // the run's journal directory, for runShell; "" when not journaled
+	runDir   string   // the run's journal directory, for runShell; "" when not journaled
+	shellEnv []string // the client's environment variables a shell command gets (see shellEnviron)
 }
 
 // Progress reports how far the run has got: percent from 0 to 100 and a short message (cut to 200 bytes).

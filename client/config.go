@@ -30,6 +30,9 @@ type Config struct {
 	Labels map[string]string `mapstructure:"labels"`
 	// Handlers are generic handlers this client offers for any job that names them, e.g. "shell".
 	Handlers []string `mapstructure:"handlers"`
+	// ShellEnv names the variables of the client's environment that shell commands get, besides PATH,
+	// HOME, USER, LANG, TZ and a few more (ORACLE_HOME, JAVA_HOME...). The rest is not passed on.
+	ShellEnv []string `mapstructure:"shell_env"`
 	// Jobs are declared by this client: created in the cluster when it registers, and served by it.
 	Jobs []JobConfig `mapstructure:"jobs"`
 	// ResultRetry is how often a result without a receipt is sent again.
@@ -73,8 +76,10 @@ type JobConfig struct {
 	Handler  string            `mapstructure:"handler"`
 	Command  string            `mapstructure:"command"` // shorthand for params.command of a shell job
 	Params   map[string]string `mapstructure:"params"`
-	Timeout  time.Duration     `mapstructure:"timeout"`
-	Contacts []string          `mapstructure:"contacts"`
+	// Overridable are the params a trigger or request may change (never command).
+	Overridable []string      `mapstructure:"overridable"`
+	Timeout     time.Duration `mapstructure:"timeout"`
+	Contacts    []string      `mapstructure:"contacts"`
 
 	// Policies (see job.Spec); the zero value of each is its default.
 	Mode       string        `mapstructure:"mode"` // remote (the default) or local: this client fires it itself
@@ -136,7 +141,7 @@ func (j JobConfig) Spec() job.Spec {
 	}
 	r := j.Routing
 	return job.Spec{
-		Name: j.Name, Schedule: j.Schedule, TimeZone: j.TimeZone, Handler: handler, Params: params,
+		Name: j.Name, Schedule: j.Schedule, TimeZone: j.TimeZone, Handler: handler, Params: params, Overridable: j.Overridable,
 		Timeout: job.Duration(j.Timeout), Contacts: j.Contacts,
 		Mode:    job.Mode(j.Mode),
 		Misfire: job.Misfire{Policy: j.Misfire.Policy, Limit: j.Misfire.Limit},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,23 @@ __clover_status=$?
 echo $__clover_status > "$__clover_dir/status"
 exit $__clover_status`
 
+// baseShellEnv are the variables of the client's environment every shell command gets.
+var baseShellEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
+
+// shellEnviron is the part of environ a shell command sees: baseShellEnv and the names in allow. The
+// rest of the client's environment (database URIs, tokens, cloud credentials) stays in the client:
+// a job's output is shown to anyone who can read executions.
+func shellEnviron(environ, allow []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, ok := strings.Cut(kv, "=")
+		if ok && (slices.Contains(baseShellEnv, name) || slices.Contains(allow, name)) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 func runShell(ctx context.Context, jc JobContext) error {
 	command := jc.Params["command"]
 	if command == "" {
@@ -57,7 +75,7 @@ func runShell(ctx context.Context, jc JobContext) error {
 		cmd.Stdout, cmd.Stderr = out, out
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(shellEnviron(os.Environ(), jc.shellEnv),
 		"CLOVER_JOB="+jc.Job,
 		"CLOVER_EXECUTION="+jc.ExecutionID,
 		"CLOVER_CLIENT="+jc.Client,

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
@@ -115,6 +116,10 @@ func storeStatus(err error) int {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, job.ErrParams):
+		return http.StatusBadRequest
+	case errors.Is(err, errTooManyJobs):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, errOverlap), errors.Is(err, errNotOrphaned), errors.Is(err, errLocalMode):

@@ -179,19 +179,17 @@ func (a API) Validate() error {
 type Limits struct {
 	Jobs          int `mapstructure:"jobs"`            // jobs in the cluster
 	JobsPerClient int `mapstructure:"jobs_per_client"` // jobs one client may declare
-	// OutputBytes is the most of a run's output (its tail) and error message kept per result.
-	OutputBytes int `mapstructure:"output_bytes"`
 }
 
 // DefaultLimits are generous for people and tight for a runaway program.
 func DefaultLimits() Limits {
-	return Limits{Jobs: 100_000, JobsPerClient: 5_000, OutputBytes: 64 << 10}
+	return Limits{Jobs: 100_000, JobsPerClient: 5_000}
 }
 
 // Validate names the bad key.
 func (l Limits) Validate() error {
-	if l.Jobs < 1 || l.JobsPerClient < 1 || l.OutputBytes < 1024 {
-		return fmt.Errorf("limits: jobs (%d) and jobs_per_client (%d) must be positive, output_bytes (%d) at least 1024", l.Jobs, l.JobsPerClient, l.OutputBytes)
+	if l.Jobs < 1 || l.JobsPerClient < 1 {
+		return fmt.Errorf("limits: jobs (%d) and jobs_per_client (%d) must be positive", l.Jobs, l.JobsPerClient)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -32,6 +33,12 @@ func (l *leader) applyDeclarations(ctx context.Context) {
 			l.declared[m.ID] = fp
 			continue
 		}
+		if len(specs) > l.cfg.Limits.JobsPerClient {
+			l.logger.Error("client declares more jobs than limits.jobs_per_client; none applied", "client", m.ID,
+				"declared", len(specs), "limit", l.cfg.Limits.JobsPerClient)
+			l.declared[m.ID] = fp
+			continue
+		}
 		ok := true
 		for _, spec := range specs {
 			if err := l.applyDeclaration(ctx, m.ID, spec); err != nil {
@@ -48,6 +55,27 @@ func (l *leader) applyDeclarations(ctx context.Context) {
 			delete(l.declared, id)
 		}
 	}
+}
+
+// errTooManyJobs refuses a new job past limits.jobs.
+var errTooManyJobs = errors.New("the cluster has limits.jobs jobs already")
+
+// roomForJob refuses a new job once the cluster holds limits.jobs.
+func (l *leader) roomForJob(ctx context.Context) error {
+	return checkJobRoom(ctx, l.store, l.cfg.Limits.Jobs)
+}
+
+func checkJobRoom(ctx context.Context, st interface {
+	CountJobs(context.Context) (int64, error)
+}, limit int) error {
+	n, err := st.CountJobs(ctx)
+	if err != nil {
+		return err
+	}
+	if n >= int64(limit) {
+		return fmt.Errorf("%w (%d)", errTooManyJobs, limit)
+	}
+	return nil
 }
 
 func isTransient(err error) bool {
@@ -69,6 +97,9 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 	cur, err := l.store.GetJob(sctx, spec.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		if err := l.roomForJob(sctx); err != nil {
+			return errors.Join(errDeclarationRefused, err)
+		}
 		spec.Source, spec.Version = "client:"+clientID, 1
 		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
 		spec.Paused = false

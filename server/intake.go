@@ -151,6 +151,9 @@ func (in *intake) receive(frame []byte, from transport.Sender) {
 		return
 	}
 	in.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()
+	if r, ok := m.(*wire.Result); ok {
+		r.Result = r.Result.Bounded() // a client keeps only a tail; a hostile one may send more
+	}
 	switch x := m.(type) {
 	case *wire.Ack, *wire.Result:
 		in.toLeader(m, in.resent(m))

@@ -109,6 +109,10 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	if err := checkJobRoom(r.Context(), s.store, s.cfg.Limits.Jobs); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
 	now := s.now().UTC()
 	spec.Source, spec.Version = apiSource(spec.Source), 1
 	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now

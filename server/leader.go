@@ -115,6 +115,7 @@ type leaderStore interface {
 	ClaimEpoch(ctx context.Context, epoch int64, server string) error
 	ListJobs(ctx context.Context) ([]job.Spec, error)
 	GetJob(ctx context.Context, name string) (job.Spec, error)
+	CountJobs(ctx context.Context) (int64, error)
 	CreateJob(ctx context.Context, spec job.Spec) error
 	ReplaceJob(ctx context.Context, spec job.Spec, expectVersion int64) error
 	MigrateOpenSet(ctx context.Context, since time.Time) (int, error)

@@ -64,6 +64,11 @@ func (f *fakeStore) GetJob(_ context.Context, name string) (job.Spec, error) {
 	}
 	return s, nil
 }
+func (f *fakeStore) CountJobs(context.Context) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(len(f.jobs)), nil
+}
 func (f *fakeStore) CreateJob(_ context.Context, s job.Spec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -387,7 +387,11 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 	case err != nil:
 		return err
 	}
-	_, err = l.fireNow(ctx, firing{spec: spec, at: r.At, trigger: job.TriggerRequest, params: mergeParams(spec.Params, r.Params), id: id})
+	params, err := spec.MergeParams(r.Params)
+	if err != nil {
+		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, err)
+	}
+	_, err = l.fireNow(ctx, firing{spec: spec, at: r.At, trigger: job.TriggerRequest, params: params, id: id})
 	if store.IsRefusedWrite(err) {
 		// The database refuses the execution itself (a parameter name it cannot store, say): it always will.
 		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, err)

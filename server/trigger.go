@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 
 	"github.com/clover-sched/clover/internal/job"
 )
@@ -15,7 +14,8 @@ var errOverlap = errors.New("the job has an open execution and its overlap polic
 // errLocalMode refuses to fire a job in local mode: only its clients fire it.
 var errLocalMode = errors.New("runs in local mode: its client fires it")
 
-// trigger fires a job now, outside its schedule. The trigger's parameters add to and override the job's.
+// trigger fires a job now, outside its schedule. The trigger's parameters add to the job's, and override
+// those it lists as overridable (job.Spec.MergeParams).
 // The job's overlap policy holds for it too: under forbid it is refused while an execution is open.
 func (l *leader) trigger(ctx context.Context, name string, params map[string]string) (string, error) {
 	spec, err := l.manualSpec(ctx, name)
@@ -25,7 +25,11 @@ func (l *leader) trigger(ctx context.Context, name string, params map[string]str
 	if (spec.Overlap == "" || spec.Overlap == job.OverlapForbid) && l.openCount(name) > 0 {
 		return "", fmt.Errorf("job %s: %w", name, errOverlap)
 	}
-	return l.fireNow(ctx, firing{spec: spec, at: l.now(), trigger: job.TriggerManual, params: mergeParams(spec.Params, params)})
+	merged, err := spec.MergeParams(params)
+	if err != nil {
+		return "", err
+	}
+	return l.fireNow(ctx, firing{spec: spec, at: l.now(), trigger: job.TriggerManual, params: merged})
 }
 
 // manualSpec is the definition of a job fired outside its schedule, if this term may fire it.
@@ -49,16 +53,6 @@ func (l *leader) manualSpec(ctx context.Context, name string) (job.Spec, error) 
 		return job.Spec{}, errUnconfirmed
 	}
 	return spec, nil
-}
-
-// mergeParams is a job's parameters with those of one firing over them.
-func mergeParams(job, firing map[string]string) map[string]string {
-	merged := maps.Clone(job)
-	if merged == nil {
-		merged = map[string]string{}
-	}
-	maps.Copy(merged, firing)
-	return merged
 }
 
 // fireNow records and dispatches one firing made outside the schedule, under the job's overlap policy,

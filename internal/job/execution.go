@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // State is where an execution is in its life. Terminal states never change again.
@@ -302,4 +303,27 @@ func (e *Execution) Fold(events []Event) {
 		r.Status = StateFailed
 		e.Result, e.FinishedAt, e.Client, e.State = &r, lost.At, lost.Client, StateFailed
 	}
+}
+
+// MaxError bounds a result's error message as stored.
+const MaxError = 4096
+
+// Bounded is r with its output cut to its last MaxOutput bytes and its error to its first MaxError, at
+// UTF-8 boundaries: what a server stores whatever a client sent.
+func (r Result) Bounded() Result {
+	if len(r.Output) > MaxOutput {
+		out := r.Output[len(r.Output)-MaxOutput:]
+		for len(out) > 0 && !utf8.RuneStart(out[0]) {
+			out = out[1:]
+		}
+		r.Output = out
+	}
+	if len(r.Error) > MaxError {
+		e := r.Error[:MaxError]
+		for len(e) > 0 && !utf8.ValidString(e) {
+			e = e[:len(e)-1]
+		}
+		r.Error = e + " [cut]"
+	}
+	return r
 }

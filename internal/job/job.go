@@ -14,9 +14,12 @@ type Spec struct {
 	TimeZone string            `json:"time_zone,omitempty" bson:"time_zone,omitempty"` // IANA name; empty means UTC
 	Handler  string            `json:"handler" bson:"handler"`                         // "shell", or a Go handler name a client serves
 	Params   map[string]string `json:"params,omitempty" bson:"params,omitempty"`
-	Timeout  Duration          `json:"timeout,omitempty" bson:"timeout,omitempty"`
-	Contacts []string          `json:"contacts,omitempty" bson:"contacts,omitempty"`
-	Paused   bool              `json:"paused" bson:"paused"`
+	// Overridable are the params a firing (a trigger, a client's request) may change; it may add others.
+	// The shell command is never overridable.
+	Overridable []string `json:"overridable,omitempty" bson:"overridable,omitempty"`
+	Timeout     Duration `json:"timeout,omitempty" bson:"timeout,omitempty"`
+	Contacts    []string `json:"contacts,omitempty" bson:"contacts,omitempty"`
+	Paused      bool     `json:"paused" bson:"paused"`
 
 	// Policies; the zero value of each is its default.
 	Mode    Mode    `json:"mode,omitempty" bson:"mode,omitempty"`
@@ -62,6 +65,17 @@ func (s *Spec) Validate() error {
 	}
 	if s.Schedule == "" {
 		return fmt.Errorf("job %s: schedule is required", s.Name)
+	}
+	if len(s.Schedule) > MaxScheduleLen {
+		return fmt.Errorf("job %s: schedule of %d characters, at most %d", s.Name, len(s.Schedule), MaxScheduleLen)
+	}
+	if err := ValidateParams("job "+s.Name+": params", s.Params); err != nil {
+		return err
+	}
+	for _, k := range s.Overridable {
+		if k == commandParam {
+			return fmt.Errorf("job %s: overridable: %s can never be overridden by a firing", s.Name, commandParam)
+		}
 	}
 	if s.Handler == "" {
 		return fmt.Errorf("job %s: handler is required", s.Name)

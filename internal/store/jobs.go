@@ -84,3 +84,12 @@ func storedSpec(spec job.Spec) job.Spec {
 	spec.ActiveSince = storedTime(spec.ActiveSince)
 	return spec
 }
+
+// CountJobs counts the jobs.
+func (s *Store) CountJobs(ctx context.Context) (int64, error) {
+	n, err := s.jobs.CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("store: count jobs: %w", err)
+	}
+	return n, nil
+}
