@@ -53,6 +53,9 @@ type Config struct {
 	TokenFile string `mapstructure:"token_file"`
 	// APICAFile, when the servers' API serves HTTPS, is the CA that signed their certificates.
 	APICAFile string `mapstructure:"api_ca_file"`
+	// WebhookAllowPrivate lets contacts' webhooks reach loopback, private and link-local addresses
+	// (receivers inside the monitor's own network). Off: a webhook cannot be used to probe that network.
+	WebhookAllowPrivate bool `mapstructure:"webhook_allow_private"`
 }
 
 // Security is the monitor's security settings.

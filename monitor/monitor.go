@@ -71,7 +71,7 @@ func New(cfg Config, opts ...Option) (*Monitor, error) {
 	}
 	m := &Monitor{
 		cfg: cfg, logger: slog.Default(), registry: prometheus.NewRegistry(), now: time.Now,
-		senders:     map[string]notify.Sender{"webhook": notify.NewWebhookSender(10 * time.Second)},
+		senders:     map[string]notify.Sender{"webhook": notify.NewWebhookSender(10*time.Second, cfg.WebhookAllowPrivate)},
 		unreachable: map[string]time.Time{}, mailedDown: map[string]bool{}, absent: map[string]int{},
 	}
 	if cfg.SMTP.Host != "" {

@@ -39,6 +39,9 @@ func (s *Server) listContacts(w http.ResponseWriter, r *http.Request) {
 	if contacts == nil {
 		contacts = []store.Contact{}
 	}
+	for i := range contacts {
+		contacts[i] = contacts[i].Redacted()
+	}
 	writeJSON(w, http.StatusOK, contacts)
 }
 
@@ -58,7 +61,7 @@ func (s *Server) createContact(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	writeJSON(w, http.StatusCreated, c.Redacted())
 }
 
 func (s *Server) getContact(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +70,7 @@ func (s *Server) getContact(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, c.Redacted())
 }
 
 func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package notify
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -60,8 +61,19 @@ func (c SMTPConfig) Validate() error {
 	default:
 		return fmt.Errorf("starttls %q: must be auto, always or never", c.StartTLS)
 	}
+	if c.Username != "" && c.StartTLS != StartTLSAlways && !loopbackHost(c.Host) {
+		return fmt.Errorf("starttls %q: must be always when username is set, so that the credentials never cross the network in clear (a downgrade to plain text is refused)", c.StartTLS)
+	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("timeout %s: must be positive", c.Timeout)
 	}
 	return nil
+}
+
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

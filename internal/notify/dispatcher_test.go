@@ -151,7 +151,7 @@ func TestSlowSMTPDoesNotBlockWebhooks(t *testing.T) {
 	var hooks atomic.Int32
 	hookSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hooks.Add(1) }))
 	defer hookSrv.Close()
-	run(t, NewDispatcher(st, map[string]Sender{store.ChannelEmail: mailer, store.ChannelWebhook: NewWebhookSender(5 * time.Second)},
+	run(t, NewDispatcher(st, map[string]Sender{store.ChannelEmail: mailer, store.ChannelWebhook: NewWebhookSender(5*time.Second, true)},
 		append(fastOptions(t, "m1"), WithWorkers(1))...))
 
 	now := time.Now()
@@ -225,7 +225,7 @@ func TestNoSender(t *testing.T) {
 	var hooks atomic.Int32
 	hookSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hooks.Add(1) }))
 	defer hookSrv.Close()
-	run(t, NewDispatcher(st, map[string]Sender{store.ChannelWebhook: NewWebhookSender(5 * time.Second)},
+	run(t, NewDispatcher(st, map[string]Sender{store.ChannelWebhook: NewWebhookSender(5*time.Second, true)},
 		append(fastOptions(t, "m1"), WithMaxAttempts(2), WithBackoff(5*time.Millisecond, 10*time.Millisecond))...))
 	now := time.Now()
 	hook := store.Notification{ID: "hook-1", AlertKey: "a", Kind: store.NotifyProblem, Channel: store.ChannelWebhook, To: hookSrv.URL,

@@ -3,10 +3,13 @@ package notify
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,7 +156,9 @@ func TestSMTPConfigValidate(t *testing.T) {
 		wantErr string // names the key; empty: valid
 	}{
 		"defaults with host and from": {change: func(*SMTPConfig) {}},
-		"auth":                        {change: func(c *SMTPConfig) { c.Username, c.Password = "u", "p" }},
+		"auth":                        {change: func(c *SMTPConfig) { c.Username, c.Password, c.StartTLS = "u", "p", StartTLSAlways }},
+		"auth, starttls auto":         {change: func(c *SMTPConfig) { c.Username, c.Password = "u", "p" }, wantErr: "starttls"},
+		"auth on localhost":           {change: func(c *SMTPConfig) { c.Host, c.Username, c.Password = "127.0.0.1", "u", "p" }},
 		"no host":                     {change: func(c *SMTPConfig) { c.Host = "" }, wantErr: "host"},
 		"port 0":                      {change: func(c *SMTPConfig) { c.Port = 0 }, wantErr: "port"},
 		"port too high":               {change: func(c *SMTPConfig) { c.Port = 70000 }, wantErr: "port"},
@@ -210,7 +215,7 @@ func TestWebhookSender(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			s := NewWebhookSender(300 * time.Millisecond)
+			s := NewWebhookSender(300*time.Millisecond, true)
 			payload := WebhookPayload(AlertView{Kind: store.NotifyProblem, Alert: "no-leader", What: "no leader", Now: time.Now()})
 			n := store.Notification{ID: "n1", AlertKey: "no-leader", Kind: store.NotifyProblem, Channel: store.ChannelWebhook,
 				To: srv.URL + "/hooks/SECRET-TOKEN", Payload: payload}
@@ -233,5 +238,34 @@ func TestWebhookSender(t *testing.T) {
 				t.Errorf("body %s, want %s", b, payload)
 			}
 		})
+	}
+}
+
+// A contact's webhook cannot reach into the monitor's own network: loopback, private and link-local
+// addresses are refused (after DNS, so localhost is refused too), and a redirect is not followed.
+func TestWebhooksCannotReachInternalAddresses(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	s := NewWebhookSender(2*time.Second, false)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	for _, to := range []string{srv.URL + "/x", "http://localhost:" + port + "/x", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x", "http://[::1]:" + port + "/x"} {
+		n := store.Notification{ID: "n1", Channel: store.ChannelWebhook, To: to, Payload: []byte("{}")}
+		if err := s.Send(t.Context(), n); err == nil || !errors.Is(err, ErrPrivateAddress) {
+			t.Errorf("send to %s: err = %v, want ErrPrivateAddress", to, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the internal server was reached %d times", hits.Load())
+	}
+	// Allowed (a test, or a monitor whose receivers are on its own network), a redirect is still not
+	// followed: it is the receiver's answer, an error.
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, srv.URL+"/elsewhere", http.StatusFound)
+	}))
+	defer redirect.Close()
+	err := NewWebhookSender(2*time.Second, true).Send(t.Context(), store.Notification{ID: "n2", Channel: store.ChannelWebhook, To: redirect.URL, Payload: []byte("{}")})
+	if err == nil || hits.Load() != 0 {
+		t.Fatalf("redirect: err = %v, hits %d; want an error and no request to the target", err, hits.Load())
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/clover-sched/clover/internal/store"
@@ -22,15 +24,42 @@ type WebhookSender struct {
 
 var _ Sender = (*WebhookSender)(nil)
 
+// ErrPrivateAddress refuses a webhook that resolves to a loopback, private or link-local address.
+var ErrPrivateAddress = errors.New("webhook address is loopback, private or link-local")
+
 // NewWebhookSender returns a sender whose every request is bounded by timeout (10s if timeout <= 0).
-func NewWebhookSender(timeout time.Duration) *WebhookSender {
+// Unless allowPrivate, it refuses to connect to loopback, private, link-local and unspecified addresses,
+// checked on the address actually dialled (after DNS, so a name that resolves inward is refused too): a
+// contact's webhook must not reach into the network the monitor runs in. It follows no redirect.
+func NewWebhookSender(timeout time.Duration, allowPrivate bool) *WebhookSender {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
 	// No keep-alive: webhooks are rare, and an idle connection would be a goroutine left behind.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
-	return &WebhookSender{client: &http.Client{Transport: tr}, timeout: timeout}
+	tr.Proxy = nil // a proxy would dial for us, past the address check
+	dialer := &net.Dialer{Timeout: timeout}
+	if !allowPrivate {
+		dialer.Control = func(network, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			if ip := net.ParseIP(host); ip == nil || !publicIP(ip) {
+				return fmt.Errorf("%w: %s", ErrPrivateAddress, host)
+			}
+			return nil
+		}
+	}
+	tr.DialContext = dialer.DialContext
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &WebhookSender{client: client, timeout: timeout}
+}
+
+func publicIP(ip net.IP) bool {
+	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast())
 }
 
 // Send posts n.Payload to n.To. Any 2xx answer is success; anything else, or no answer within the

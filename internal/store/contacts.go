@@ -23,6 +23,19 @@ type Contact struct {
 	CreatedAt time.Time `bson:"created_at" json:"created_at"`
 }
 
+// Redacted is c with its webhook cut to scheme://host/...: the rest of a webhook URL is usually a token
+// that lets anyone post to the receiver, and the API shows contacts to every viewer.
+func (c Contact) Redacted() Contact {
+	if c.Webhook != "" {
+		if u, err := url.Parse(c.Webhook); err == nil && u.Host != "" {
+			c.Webhook = u.Scheme + "://" + u.Host + "/..."
+		} else {
+			c.Webhook = "(set)"
+		}
+	}
+	return c
+}
+
 // contactName is the job name pattern: a contact name goes in URLs and alert ids the same way.
 var contactName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
