@@ -117,6 +117,13 @@ func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = n
 
 // New checks cfg and returns a client. The shell handler is available when cfg.Handlers names it.
 func New(cfg Config, opts ...Option) (*Client, error) {
+	if f := cfg.Fallback.MongoURIFile; f != "" {
+		uri, err := config.ReadURIFile("fallback.mongo_uri_file", f)
+		if err != nil {
+			return nil, fmt.Errorf("client: config: %w", err)
+		}
+		cfg.Fallback.MongoURI = uri
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("client: config: %w", err)
 	}

@@ -57,7 +57,10 @@ type Config struct {
 // MongoDB is down too, until a leader replays it.
 type FallbackConfig struct {
 	MongoURI string `mapstructure:"mongo_uri"` // the servers' database; empty: no fallback queue
-	Database string `mapstructure:"database"`
+	// MongoURIFile holds the URI instead (credentials in neither argv nor the environment). Its user
+	// needs only insert and find on the fallback collection: the client creates no index.
+	MongoURIFile string `mapstructure:"mongo_uri_file"`
+	Database     string `mapstructure:"database"`
 	// SpoolDir holds the spool file <id>.spool; keep it on a disk that survives a restart.
 	SpoolDir      string `mapstructure:"spool_dir"`
 	SpoolMaxBytes int64  `mapstructure:"spool_max_bytes"`

@@ -156,7 +156,7 @@ func (c *Client) openQueue() error {
 		return fmt.Errorf("fallback spool dir: %w", err)
 	}
 	open := func(ctx context.Context) (fallback.Appender, error) {
-		st, err := store.Open(ctx, f.MongoURI, f.Database, store.WithLogger(c.logger))
+		st, err := store.Open(ctx, f.MongoURI, f.Database, store.WithLogger(c.logger), store.WithoutIndexes())
 		if err != nil {
 			return nil, err
 		}

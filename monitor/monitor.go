@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/notify"
@@ -66,6 +67,9 @@ func WithSender(channel string, s notify.Sender) Option {
 
 // New checks cfg and returns a monitor.
 func New(cfg Config, opts ...Option) (*Monitor, error) {
+	if err := cfg.Mongo.ReadURIFile(); err != nil {
+		return nil, fmt.Errorf("monitor: config: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("monitor: config: %w", err)
 	}
@@ -264,7 +268,7 @@ func (m *Monitor) mongoDown(ctx context.Context, now time.Time) {
 	}
 	m.mailedDown[since.String()] = true
 	p := problem(kindMongoDB, "")
-	p.Since, p.Where = since, m.cfg.Mongo.URI
+	p.Since, p.Where = since, config.RedactURI(m.cfg.Mongo.URI)
 	p.What = "the monitor cannot reach MongoDB: no state can be read or recorded"
 	p.WhatToDo = "Check MongoDB. The servers cannot fire either while it is down; clients keep their reports in the fallback queue's local spool."
 	m.logger.Error(p.What, "since", since)

@@ -62,6 +62,9 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // New checks cfg and returns a Server that has not started anything yet.
 func New(cfg Config, opts ...Option) (*Server, error) {
+	if err := cfg.Mongo.ReadURIFile(); err != nil {
+		return nil, fmt.Errorf("server: config: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server: config: %w", err)
 	}

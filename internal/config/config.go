@@ -43,8 +43,63 @@ func (z ZooKeeper) Validate() error {
 
 // Mongo says where the state lives.
 type Mongo struct {
-	URI      string `mapstructure:"uri"`
+	URI string `mapstructure:"uri"`
+	// URIFile holds the URI instead, so that credentials are in neither argv nor the environment; it
+	// must not be readable by others. It wins over uri.
+	URIFile  string `mapstructure:"uri_file"`
 	Database string `mapstructure:"database"`
+}
+
+// ReadURIFile sets URI from URIFile when it is set.
+func (m *Mongo) ReadURIFile() error {
+	if m.URIFile == "" {
+		return nil
+	}
+	uri, err := ReadURIFile("mongo.uri_file", m.URIFile)
+	if err != nil {
+		return err
+	}
+	m.URI = uri
+	return nil
+}
+
+// ReadURIFile reads a URI with credentials from path, which must not be readable by others; key names
+// the setting in errors.
+func ReadURIFile(key, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", key, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", key, err)
+	}
+	if st.Mode()&0o077 != 0 {
+		return "", fmt.Errorf("%s %s: mode %v lets others read it; chmod 600 it", key, path, st.Mode().Perm())
+	}
+	b := make([]byte, 4096)
+	n, _ := f.Read(b)
+	uri := strings.TrimSpace(string(b[:n]))
+	if uri == "" {
+		return "", fmt.Errorf("%s %s: empty", key, path)
+	}
+	return uri, nil
+}
+
+// RedactURI is uri without its credentials and options, fit for logs and alerts.
+func RedactURI(uri string) string {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return "(a URI)"
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		rest = rest[:i]
+	}
+	return scheme + "://" + rest
 }
 
 // DefaultMongo is a local MongoDB (or FerretDB) on the default port.
@@ -53,7 +108,7 @@ func DefaultMongo() Mongo { return Mongo{URI: "mongodb://127.0.0.1:27017/", Data
 // Validate names the bad key.
 func (m Mongo) Validate() error {
 	if !strings.HasPrefix(m.URI, "mongodb://") && !strings.HasPrefix(m.URI, "mongodb+srv://") {
-		return fmt.Errorf("mongo.uri %q: must start with mongodb:// or mongodb+srv://", m.URI)
+		return fmt.Errorf("mongo.uri %q: must start with mongodb:// or mongodb+srv://", RedactURI(m.URI))
 	}
 	if m.Database == "" || strings.ContainsAny(m.Database, "/\\. \"$") {
 		return fmt.Errorf("mongo.database %q: must be a non-empty name without / \\ . space \" $", m.Database)
