@@ -19,6 +19,16 @@ for p in $zk_port $mongo_port $api1 $zmq1 $api2 $zmq2 $mon; do
 done
 
 mkdir -p "$run"/{zookeeper/data,ferretdb/data,logs}
+# Secure by default: CURVE keys for the servers and each client, the cluster secret, and API tokens (an
+# admin's for the CLI, a viewer's for the monitor). Made once; a second run keeps them.
+"$clover" keys gen --dir "$run/keys" --client client-a --client client-b --client client-tagged >/dev/null
+if [ ! -s "$run/admin.token" ]; then
+  (umask 077; "$clover" keys token --dir "$run/keys" --name make-run-admin --role admin >"$run/admin.token")
+fi
+if [ ! -s "$run/keys/monitor.token" ]; then
+  (umask 077; "$clover" keys token --dir "$run/keys" --name monitor-1 --role viewer >"$run/keys/monitor.token")
+fi
+export CLOVER_KEYS_DIR="$run/keys"
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -76,14 +86,14 @@ pids+=($!)
 pids+=($!)
 # The monitor: it records what dies or hangs as alerts (`clover alert list`) and mails them when
 # CLOVER_SMTP_HOST (and _PORT, _FROM, _USERNAME, _PASSWORD) is set.
-CLOVER_OPERATORS="${CLOVER_OPERATORS:-ops@example.com}" "$clover" monitor --id monitor-1 --listen "127.0.0.1:$mon" \
+CLOVER_TOKEN_FILE="$run/keys/monitor.token" CLOVER_OPERATORS="${CLOVER_OPERATORS:-ops@example.com}" "$clover" monitor --id monitor-1 --listen "127.0.0.1:$mon" \
   >"$run/logs/monitor-1.log" 2>&1 &
 pids+=($!)
 # A client that declares its jobs in Go code (tagged handler fields) and serves the file jobs' handlers.
 "$root/bin/clover-tagged" -zookeeper "127.0.0.1:$zk_port" >"$run/logs/client-tagged.log" 2>&1 &
 pids+=($!)
 
-export CLOVER_API="http://127.0.0.1:$api1"
+export CLOVER_API="http://127.0.0.1:$api1" CLOVER_TOKEN_FILE="$run/admin.token"
 for _ in $(seq 1 100); do
   "$clover" cluster status 2>/dev/null | grep -q "^leader: *server" && break; sleep 0.1
 done
@@ -101,7 +111,7 @@ $("$clover" cluster status | sed 's/^/  /')
 
   Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, client-tagged.log,
                  monitor-1.log, config.log, zookeeper.log, ferretdb.log)
-  Use the CLI:   export CLOVER_API=$CLOVER_API
+  Use the CLI:   export CLOVER_API=$CLOVER_API CLOVER_TOKEN_FILE=$CLOVER_TOKEN_FILE
                  bin/clover job list
                  bin/clover exec list --limit 10
                  bin/clover job trigger go-hello
@@ -112,8 +122,11 @@ $("$clover" cluster status | sed 's/^/  /')
                  bin/clover config validate examples/jobs.xml --profile prod
   Monitor:       bin/clover alert list   (kill client-b: an alert opens; it clears when the client is back)
                  bin/clover contact add owner --email owner@example.com; set CLOVER_SMTP_HOST to mail
-  REST API:      curl $CLOVER_API/api/v1/cluster   (second server: http://127.0.0.1:$api2)
-  Metrics:       curl $CLOVER_API/metrics
+  REST API:      curl -H "Authorization: Bearer \$(cat $CLOVER_TOKEN_FILE)" $CLOVER_API/api/v1/cluster
+                 (second server: http://127.0.0.1:$api2; without the token: 401)
+  Metrics:       curl -H "Authorization: Bearer \$(cat $CLOVER_TOKEN_FILE)" $CLOVER_API/metrics
+  Security:      keys and tokens are in $run/keys (see README, "Security model"); every ZeroMQ socket
+                 is CURVE, the API takes tokens, ZooKeeper nodes have ACLs; bin/clover audit list
   Failover:      kill the leader named above and run 'bin/clover cluster status --api http://127.0.0.1:$api2'
   Outage:        pkill -STOP -f 'clover server'; sleep 15; pkill -CONT -f 'clover server'
                  (no server answers for 15 s: clients queue their results in MongoDB, and the leader

@@ -14,6 +14,7 @@ import (
 // auditNote is what a write handler tells the audit log beyond the request: the versions of what it
 // changed, and whether it only forwarded the request (the leader records it then).
 type auditNote struct {
+	target        string // what was written, when the path does not name it (a creation)
 	before, after int64
 	forwarded     bool
 }
@@ -73,6 +74,9 @@ func (s *Server) audit(r *http.Request, rt api.Route, status int, note *auditNot
 	}
 	if note != nil {
 		e.Before, e.After = note.before, note.after
+		if e.Target == "" {
+			e.Target = note.target
+		}
 	}
 	if refusal != nil {
 		e.Error = refusal.Error()

@@ -52,6 +52,7 @@ func (s *Server) createContact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.CreatedAt = s.now().UTC()
+	noteAudit(r).target = c.Name
 	if err := s.store.CreateContact(r.Context(), c); err != nil {
 		writeError(w, storeStatus(err), err)
 		return

@@ -120,7 +120,8 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
-	noteAudit(r).after = spec.Version
+	note := noteAudit(r)
+	note.target, note.after = spec.Name, spec.Version
 	s.jobChanged(spec.Name)
 	s.respondJob(w, r, http.StatusCreated, spec.Name)
 }

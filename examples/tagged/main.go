@@ -65,6 +65,8 @@ func run(zk, files, profile string) error {
 	cfg := client.DefaultConfig()
 	cfg.ZooKeeper.Servers = strings.Split(zk, ",")
 	cfg.ID = "client-tagged"
+	// Its keypair is keys/clients/client-tagged.key (`clover keys gen --client client-tagged`).
+	cfg.KeysDir = os.Getenv("CLOVER_KEYS_DIR")
 	cfg.Handlers = []string{"shell"} // for the shell jobs of the files
 	// The jobs of examples/jobs.yaml route to clients labelled with their region.
 	cfg.Labels = map[string]string{"region": envOr("CLOVER_REGION", "emea")}
