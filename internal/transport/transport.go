@@ -165,10 +165,18 @@ type Outbox struct {
 
 type peer struct {
 	Peer
-	domain string // ZAP domain, removed with the socket
+	open   func() (*zmq.Socket, string, error) // a new connected socket and its ZAP domain
 	mu     sync.Mutex
 	sock   *zmq.Socket
+	domain string    // ZAP domain, removed with the socket
+	since  time.Time // the socket was opened, or last took a frame
 }
+
+// redialAfter: a peer whose socket has taken no frame for this long while we send gets a new socket.
+// libzmq never reconnects a connection whose CURVE handshake was refused (a protocol error ends the
+// session): a key admitted after the first try, or a peer restarted with another key, would otherwise
+// stay unreachable until the peer set changes.
+const redialAfter = 3 * time.Second
 
 // NewOutbox returns an Outbox with no peers; curve nil sends without CURVE.
 func NewOutbox(logger *slog.Logger, curve *Curve) *Outbox {
@@ -217,9 +225,19 @@ func (o *Outbox) AddPeer(id string, target Peer) {
 }
 
 func (o *Outbox) dial(id string, target Peer) (*peer, error) {
+	p := &peer{Peer: target, open: func() (*zmq.Socket, string, error) { return o.connect(id, target) }}
+	sock, domain, err := p.open()
+	if err != nil {
+		return nil, err
+	}
+	p.sock, p.domain, p.since = sock, domain, time.Now()
+	return p, nil
+}
+
+func (o *Outbox) connect(id string, target Peer) (*zmq.Socket, string, error) {
 	sock, err := zmq.NewSocket(zmq.PUSH)
 	if err != nil {
-		return nil, fmt.Errorf("new PUSH socket: %w", err)
+		return nil, "", fmt.Errorf("new PUSH socket: %w", err)
 	}
 	_ = sock.SetLinger(0)
 	_ = sock.SetImmediate(true)
@@ -235,15 +253,15 @@ func (o *Outbox) dial(id string, target Peer) (*peer, error) {
 		}
 		if err != nil {
 			sock.Close()
-			return nil, fmt.Errorf("CURVE for %s: %w", id, err)
+			return nil, "", fmt.Errorf("CURVE for %s: %w", id, err)
 		}
 	}
 	if err := sock.Connect(target.Endpoint); err != nil {
 		sock.Close()
 		removePolicy(domain)
-		return nil, fmt.Errorf("connect %s: %w", target.Endpoint, err)
+		return nil, "", fmt.Errorf("connect %s: %w", target.Endpoint, err)
 	}
-	return &peer{Peer: target, domain: domain, sock: sock}, nil
+	return sock, domain, nil
 }
 
 func (p *peer) send(frame []byte) error {
@@ -254,11 +272,28 @@ func (p *peer) send(frame []byte) error {
 	}
 	if _, err := p.sock.SendBytes(frame, zmq.DONTWAIT); err != nil {
 		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+			if time.Since(p.since) > redialAfter {
+				p.redial()
+			}
 			return ErrUnavailable
 		}
 		return fmt.Errorf("transport: send to %s: %w", p.Endpoint, err)
 	}
+	p.since = time.Now()
 	return nil
+}
+
+// redial replaces the socket. Frames queued on the old one are dropped with it, as with a peer that
+// died: the layers above send again what was not answered. p.mu must be held.
+func (p *peer) redial() {
+	sock, domain, err := p.open()
+	if err != nil {
+		p.since = time.Now() // try again later
+		return
+	}
+	p.sock.Close()
+	removePolicy(p.domain)
+	p.sock, p.domain, p.since = sock, domain, time.Now()
 }
 
 func (p *peer) close() {
