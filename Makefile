@@ -29,7 +29,7 @@ test-short: deps ## unit tests only (no cluster tests)
 	$(GO) test -race -short -count=1 $(PKGS)
 
 bench: build ## Go benchmarks and the cluster load driver (prints tables; figures, not pass/fail)
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/wire/ ./internal/schedule/ ./internal/store/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/wire/ ./internal/schedule/ ./internal/store/ ./internal/transport/
 	$(GO) run ./cmd/clover-bench
 
 fuzz: ## run each fuzz target for 30s

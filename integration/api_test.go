@@ -55,7 +55,7 @@ func TestCLIManagesJobsThroughAnyServer(t *testing.T) {
 		t.Fatalf("cluster status does not name the leader and the client:\n%s", status)
 	}
 
-	clover(t, c, follower, false, "job", "add", "greet", "--schedule", "0 0 3 * * ?", "--command", "echo hello-$CLOVER_PARAM_WHO", "--param", "who=world")
+	clover(t, c, follower, false, "job", "add", "greet", "--schedule", "0 0 3 * * ?", "--command", "echo hello-$CLOVER_PARAM_WHO", "--param", "who=world", "--overridable", "who")
 	var spec job.Spec
 	if err := json.Unmarshal([]byte(clover(t, c, leader, false, "job", "get", "greet")), &spec); err != nil {
 		t.Fatal(err)
@@ -83,6 +83,9 @@ func TestCLIManagesJobsThroughAnyServer(t *testing.T) {
 		t.Fatalf("resume: %s", out)
 	}
 
+	if msg := clover(t, c, follower, true, "job", "trigger", "greet", "--param", "command=id"); !strings.Contains(msg, "never sets the command") {
+		t.Fatalf("a trigger setting the command: %s", msg)
+	}
 	id := strings.TrimSpace(clover(t, c, follower, false, "job", "trigger", "greet", "--param", "who=operator"))
 	if !strings.HasPrefix(id, "greet@manual-") {
 		t.Fatalf("trigger printed %q, want an execution id", id)

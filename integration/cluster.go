@@ -70,6 +70,8 @@ type Options struct {
 	ClientCapacity int           // default 64
 	ServerEnv      []string      // extra CLOVER_* settings for every server
 	ClientEnv      []string
+	// TLS serves the API over HTTPS, with certificates of a CA made for the cluster.
+	TLS bool
 }
 
 // Tokens are API tokens of each role, made for the cluster.
@@ -94,6 +96,10 @@ type Cluster struct {
 	// Keys is the cluster's key directory (every member reads it; tests may make more keys in it).
 	Keys   string
 	Tokens Tokens
+	// CAFile signed the servers' API certificates (with Options.TLS).
+	CAFile string
+	scheme string
+	http   *http.Client
 
 	storeOnce sync.Once
 	store     *store.Store
@@ -127,8 +133,11 @@ func StartCluster(t testenv.T, opts Options) *Cluster {
 	}
 	// Shorter than the defaults so that a test of a lost dispatch does not wait long.
 	opts.ServerEnv = append([]string{"CLOVER_ACK_TIMEOUT=1s", "CLOVER_ACCEPT_WINDOW=3s"}, opts.ServerEnv...)
-	c := &Cluster{t: t, opts: opts, Dir: t.TempDir(), Bin: Binary(t), DB: "clover", Root: "/clover"}
+	c := &Cluster{t: t, opts: opts, Dir: t.TempDir(), Bin: Binary(t), DB: "clover", Root: "/clover", scheme: "http", http: http.DefaultClient}
 	c.makeKeys()
+	if opts.TLS {
+		c.makeTLS()
+	}
 	c.ZK = testenv.StartZooKeeper(t)
 	c.Mongo = testenv.StartFerretDB(t)
 	for i := range opts.Servers {
@@ -211,6 +220,11 @@ func (c *Cluster) AddServer(id string) *Member {
 	}
 	m.args = []string{c.Bin, "server", "--id", id, "--api-listen", m.API, "--listen", m.Listen}
 	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB)
+	if c.CAFile != "" {
+		dir := filepath.Dir(c.CAFile)
+		m.env = append(m.env, "CLOVER_API_TLS_CERT_FILE="+filepath.Join(dir, "server.pem"),
+			"CLOVER_API_TLS_KEY_FILE="+filepath.Join(dir, "server-key.pem"), "CLOVER_API_TLS_CA_FILE="+c.CAFile)
+	}
 	m.env = append(m.env, c.opts.ServerEnv...)
 	c.Servers = append(c.Servers, m)
 	c.Start(m)
@@ -347,7 +361,7 @@ func (c *Cluster) CallAs(token string, m *Member, method, path string, body, out
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.API+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+m.API+path, rd)
 	if err != nil {
 		return err
 	}
@@ -357,7 +371,7 @@ func (c *Cluster) CallAs(token string, m *Member, method, path string, body, out
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
 	}
@@ -392,9 +406,9 @@ func (c *Cluster) CreateJob(spec job.Spec) {
 func (c *Cluster) Metric(m *Member, name string) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+m.API+"/metrics", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.scheme+"://"+m.API+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+c.Tokens.Viewer)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -459,6 +473,9 @@ func (c *Cluster) AddMonitor(id string, env ...string) *Member {
 	}
 	m.args = []string{c.Bin, "monitor", "--id", id, "--listen", m.API}
 	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB, "CLOVER_TOKEN_FILE="+c.TokenFile())
+	if c.CAFile != "" {
+		m.env = append(m.env, "CLOVER_API_CA_FILE="+c.CAFile)
+	}
 	m.env = append(m.env, env...)
 	c.Monitors = append(c.Monitors, m)
 	c.Start(m)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -303,7 +304,12 @@ func TestZooKeeperRefusesWhoHasNoKey(t *testing.T) {
 
 func zkConn(t *testing.T, c *Cluster) *zk.Conn {
 	t.Helper()
-	conn, _, err := zk.Connect([]string{c.ZK.Addr}, 5*time.Second, zk.WithLogInfo(false))
+	return zkConnTo(t, c.ZK.Addr)
+}
+
+func zkConnTo(t *testing.T, addr string) *zk.Conn {
+	t.Helper()
+	conn, _, err := zk.Connect([]string{addr}, 5*time.Second, zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,4 +386,75 @@ func waitEnded(t *testing.T, c *Cluster, id string) job.Result {
 		return c.Call(c.Servers[0], "GET", "/api/v1/executions/"+id, nil, &e) == nil && e.Result != nil && e.State.Terminal()
 	})
 	return *e.Result
+}
+
+// A tree made before the cluster was secure (open to anyone) gets the servers' ACLs from `clover keys
+// secure-zookeeper`: afterwards an unauthenticated session can read it but not change it.
+func TestSecureZooKeeperSetsTheACLsOnAnOldTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	z := testenv.StartZooKeeper(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	if _, err := keyring.GenerateCluster(keys); err != nil {
+		t.Fatal(err)
+	}
+	conn := zkConnTo(t, z.Addr)
+	for _, p := range []string{"/old", "/old/election", "/old/servers", "/old/clients", "/old/servers/s1"} {
+		if _, err := conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatalf("create %s: %v", p, err)
+		}
+	}
+	out, err := exec.Command(Binary(t), "keys", "secure-zookeeper", "--dir", keys, "--zookeeper", z.Addr, "--zk-root", "/old").CombinedOutput()
+	if err != nil {
+		t.Fatalf("secure-zookeeper: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "secured /old/servers/s1") {
+		t.Fatalf("output:\n%s", out)
+	}
+	if _, _, err := conn.Get("/old/servers/s1"); err != nil {
+		t.Fatalf("reading after securing: %v", err)
+	}
+	if err := conn.Delete("/old/servers/s1", -1); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("deleting after securing: %v, want NoAuth", err)
+	}
+	if _, err := conn.Create("/old/clients/x", nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("creating a client node without the clients' password: %v, want NoAuth", err)
+	}
+}
+
+// With HTTPS on the API, a follower forwards writes to the leader over HTTPS (trusting the servers' CA),
+// the CLI reaches it with --ca, and plain HTTP gets no answer.
+func TestTheAPIOverHTTPSForwardsToTheLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 2, Clients: 1, TLS: true})
+	leader, _ := c.WaitLeader(30 * time.Second)
+	follower := c.otherServer(leader)
+	spec := job.Spec{Name: "over-tls", Schedule: "0 0 1 * * ?", Handler: job.HandlerShell, Params: map[string]string{"command": "true"}}
+	if err := c.Call(follower, "POST", "/api/v1/jobs", spec, nil); err != nil {
+		t.Fatalf("a write through the follower, over HTTPS: %v", err)
+	}
+	cmd := exec.Command(c.Bin, "job", "get", "over-tls", "--api", "https://"+follower.API, "--ca", c.CAFile)
+	cmd.Env = append(os.Environ(), "CLOVER_TOKEN="+c.Tokens.Viewer)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "over-tls") {
+		t.Fatalf("clover --ca: %v\n%s", err, out)
+	}
+	if code := rawCallErr(follower, "GET", "/healthz"); code == http.StatusOK {
+		t.Fatal("plain HTTP was answered by an HTTPS API")
+	}
+}
+
+// rawCallErr sends a plain-HTTP request and returns its status, or 0 when there was no HTTP answer.
+func rawCallErr(m *Member, method, path string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, "http://"+m.API+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -113,7 +113,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	api := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
 	servers := registry.NewCache(sess, registry.KindServers, m.logger)
 	clients := registry.NewCache(sess, registry.KindClients, m.logger)

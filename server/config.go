@@ -148,6 +148,9 @@ type TLS struct {
 	CertFile     string `mapstructure:"cert_file"`
 	KeyFile      string `mapstructure:"key_file"`
 	ClientCAFile string `mapstructure:"client_ca_file"`
+	// CAFile signed the servers' certificates: a follower trusts it when it forwards to the leader
+	// (default: client_ca_file, else the system's CAs).
+	CAFile string `mapstructure:"ca_file"`
 }
 
 // Enabled reports whether the API serves HTTPS.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -32,6 +33,19 @@ func (s *security) insecure() bool { return s.curve == nil }
 // loadSecurity reads the key directory. In insecure mode it logs an error: that must never be the
 // unnoticed state of a production cluster.
 func (s *Server) loadSecurity() (*security, error) {
+	sec, err := s.loadKeys()
+	if err != nil {
+		return nil, err
+	}
+	if t := s.cfg.API.TLS; t.Enabled() {
+		if sec.forwardTLS, err = forwardTLS(t); err != nil {
+			return nil, err
+		}
+	}
+	return sec, nil
+}
+
+func (s *Server) loadKeys() (*security, error) {
 	if s.cfg.Insecure {
 		s.logger.Error("INSECURE: running without authentication; anyone who can reach this server can change jobs, forge results and rewire the cluster (insecure: true)")
 		return &security{replays: newReplayGuard()}, nil
@@ -56,24 +70,22 @@ func (s *Server) loadSecurity() (*security, error) {
 	if _, err := sec.tokens.lookup(""); err != nil {
 		return nil, err // a tokens file that does not parse stops the start, not the first request
 	}
-	if t := s.cfg.API.TLS; t.Enabled() {
-		if sec.forwardTLS, err = forwardTLS(t); err != nil {
-			return nil, err
-		}
-	}
 	return sec, nil
 }
 
 // forwardTLS is a follower's TLS client towards the leader: it trusts the CA that signed the servers'
-// certificates (client_ca_file, else the system's), and presents its own certificate when callers must.
+// certificates (ca_file, else client_ca_file, else the system's), and presents its own certificate when
+// callers must.
 func forwardTLS(t TLS) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile != "" {
-		pool, err := certPool(t.ClientCAFile)
+	if ca := cmp.Or(t.CAFile, t.ClientCAFile); ca != "" {
+		pool, err := certPool(ca)
 		if err != nil {
 			return nil, err
 		}
 		cfg.RootCAs = pool
+	}
+	if t.ClientCAFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("api.tls: %w", err)
@@ -86,11 +98,11 @@ func forwardTLS(t TLS) (*tls.Config, error) {
 func certPool(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("api.tls.client_ca_file: %w", err)
+		return nil, fmt.Errorf("api.tls: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("api.tls.client_ca_file %s: no PEM certificate in it", file)
+		return nil, fmt.Errorf("api.tls: %s: no PEM certificate in it", file)
 	}
 	return pool, nil
 }

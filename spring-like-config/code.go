@@ -299,6 +299,9 @@ func (b *Builder) Timeout(d time.Duration) *Builder { return b.put("timeout", d.
 // Contacts sets the owners told of failures.
 func (b *Builder) Contacts(contacts ...string) *Builder { return b.list("contacts", contacts) }
 
+// Overridable lists the params a trigger or a client's request may change (never command).
+func (b *Builder) Overridable(keys ...string) *Builder { return b.list("overridable", keys) }
+
 // Mode sets who fires the job: "remote" (the leader) or "local" (the declaring client).
 func (b *Builder) Mode(mode string) *Builder { return b.put("mode", mode) }
 

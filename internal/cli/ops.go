@@ -208,7 +208,7 @@ func newJobCmd() *cobra.Command {
 			return nil
 		},
 	}
-	trigger.Flags().StringArray("param", nil, "parameter NAME=VALUE for this run (repeatable); adds to and overrides the job's parameters")
+	trigger.Flags().StringArray("param", nil, "parameter NAME=VALUE for this run (repeatable); adds to the job's, changes only those it lists as overridable")
 	cmd.AddCommand(trigger)
 
 	for _, verb := range []string{"pause", "resume"} {
@@ -304,6 +304,7 @@ func addSpecFlags(cmd *cobra.Command) {
 	f.String("handler", "", "handler: shell, or a Go handler name a client serves")
 	f.String("command", "", "shell command (sets handler=shell and params.command)")
 	f.StringArray("param", nil, "parameter NAME=VALUE (repeatable)")
+	f.StringSlice("overridable", nil, "params a trigger may change (never command)")
 	f.Duration("timeout", 0, "time limit of one run (0: none)")
 	f.StringSlice("contact", nil, "owner contacts")
 	f.Bool("paused", false, "create or leave the job paused")
@@ -344,6 +345,9 @@ func applyPolicyFlags(f *pflag.FlagSet, spec *job.Spec) error {
 	}
 	if f.Changed("rerunnable") {
 		spec.Rerunnable, _ = f.GetBool("rerunnable")
+	}
+	if f.Changed("overridable") {
+		spec.Overridable, _ = f.GetStringSlice("overridable")
 	}
 	if f.Changed("pin") {
 		spec.Routing.Clients, _ = f.GetStringSlice("pin")

@@ -71,3 +71,61 @@ func TestLoadRefusesUnknownKeysAndBadValues(t *testing.T) {
 		})
 	}
 }
+
+func TestAdvertiseTakesTheBoundPortWhenItHasNone(t *testing.T) {
+	for _, tc := range []struct{ bound, adv, want, err string }{
+		{"tcp://127.0.0.1:7701", "", "tcp://127.0.0.1:7701", ""},
+		{"tcp://0.0.0.0:7701", "tcp://node1.example.com", "tcp://node1.example.com:7701", ""},
+		{"tcp://0.0.0.0:7701", "tcp://10.1.2.3:9701", "tcp://10.1.2.3:9701", ""},
+		{"0.0.0.0:7700", "api.example.com", "api.example.com:7700", ""},
+		{"[::]:7700", "[2001:db8::1]", "[2001:db8::1]:7700", ""},
+		{"0.0.0.0:7700", "api.example.com:99999", "", "advertise"},
+		{"0.0.0.0:7700", ":7700", "", "advertise"},
+	} {
+		got, err := Advertise(tc.bound, tc.adv)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Advertise(%q, %q) = %q, %v; want an error", tc.bound, tc.adv, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Advertise(%q, %q) = %q, %v; want %q", tc.bound, tc.adv, got, err, tc.want)
+		}
+	}
+}
+
+func TestInsecureIsRefusedOffLoopback(t *testing.T) {
+	if err := (Security{}).Validate(nil); err == nil || !strings.Contains(err.Error(), "keys_dir") {
+		t.Fatalf("no keys and not insecure: err = %v, want keys_dir named", err)
+	}
+	ok := Security{Insecure: true}
+	if err := ok.Validate(map[string]string{"listen": "tcp://127.0.0.1:7701", "api.listen": "localhost:7700", "metrics": ""}); err != nil {
+		t.Fatalf("insecure on loopback: %v", err)
+	}
+	for _, addr := range []string{"0.0.0.0:7700", "tcp://*:7701", "10.0.0.5:7700", ":7700"} {
+		if err := ok.Validate(map[string]string{"api.listen": addr}); err == nil || !strings.Contains(err.Error(), "api.listen") {
+			t.Errorf("insecure on %s: err = %v, want a refusal naming api.listen", addr, err)
+		}
+	}
+}
+
+func TestAURIFileMustBePrivateAndItsURIIsShownWithoutCredentials(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "uri")
+	if err := os.WriteFile(path, []byte("mongodb://clover:s3cret@db1:27017,db2:27017/clover?replicaSet=rs0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := Mongo{URIFile: path}
+	if err := m.ReadURIFile(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a readable uri_file: err = %v", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReadURIFile(); err != nil || !strings.HasSuffix(m.URI, "replicaSet=rs0") {
+		t.Fatalf("uri_file: %q, %v", m.URI, err)
+	}
+	if got := RedactURI(m.URI); got != "mongodb://db1:27017,db2:27017" || strings.Contains(got, "s3cret") {
+		t.Fatalf("RedactURI = %q", got)
+	}
+}

@@ -10,7 +10,7 @@ import (
 
 type keys struct{ pub, sec string }
 
-func newKeys(t *testing.T) keys {
+func newKeys(t testing.TB) keys {
 	t.Helper()
 	pub, sec, err := zmq.NewCurveKeypair()
 	if err != nil {
@@ -24,7 +24,7 @@ type cluster struct {
 	server, a, b keys
 }
 
-func newCluster(t *testing.T) cluster {
+func newCluster(t testing.TB) cluster {
 	return cluster{server: newKeys(t), a: newKeys(t), b: newKeys(t)}
 }
 
