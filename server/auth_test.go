@@ -59,6 +59,19 @@ func secureForTest(t *testing.T, s *Server) testTokens {
 	return tok
 }
 
+// serveSecured serves s's routes as a secure server would, until the test ends.
+func serveSecured(t *testing.T, s *Server) (*httptest.Server, testTokens) {
+	t.Helper()
+	tok := secureForTest(t, s)
+	routes, err := s.routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(routes)
+	t.Cleanup(srv.Close)
+	return srv, tok
+}
+
 func testStore(t *testing.T, prefix string) *store.Store {
 	t.Helper()
 	uri := os.Getenv("CLOVER_TEST_MONGO_URI")
@@ -118,13 +131,7 @@ func TestEveryRouteNeedsATokenAndItsRole(t *testing.T) {
 	t.Parallel()
 	st := testStore(t, "t_auth_")
 	s := &Server{store: st}
-	tok := secureForTest(t, s)
-	routes, err := s.routes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(routes)
-	defer srv.Close()
+	srv, tok := serveSecured(t, s)
 
 	byRole := map[string]string{keyring.RoleViewer: tok.viewer, keyring.RoleOperator: tok.operator, keyring.RoleAdmin: tok.admin}
 	for _, rt := range api.Routes {
@@ -182,13 +189,7 @@ func TestBrowserDrivenRequestsAreRefused(t *testing.T) {
 	t.Parallel()
 	st := testStore(t, "t_browser_")
 	s := &Server{store: st}
-	tok := secureForTest(t, s)
-	routes, err := s.routes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(routes)
-	defer srv.Close()
+	srv, tok := serveSecured(t, s)
 
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""} {
 		req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/api/v1/jobs", strings.NewReader(shellJobBody))
@@ -239,13 +240,7 @@ func TestForwardedIdentityMustBeSigned(t *testing.T) {
 	t.Parallel()
 	st := testStore(t, "t_forward_")
 	s := &Server{store: st}
-	secureForTest(t, s)
-	routes, err := s.routes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(routes)
-	defer srv.Close()
+	srv, _ := serveSecured(t, s)
 
 	at := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	forged := map[string]string{headerCaller: "mallory", headerRole: keyring.RoleAdmin, headerForwardedBy: "s2", headerForwardAt: at}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/mail"
 	"net/url"
 	"os"
@@ -86,13 +85,7 @@ func TestContactRoutes(t *testing.T) {
 	t.Cleanup(func() { st.Close(context.Background()) })
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := &Server{store: st, now: func() time.Time { return now }}
-	tok := secureForTest(t, s)
-	routes, err := s.routes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(routes)
-	defer srv.Close()
+	srv, tok := serveSecured(t, s)
 
 	call := func(method, path, body string, wantStatus int, out any) {
 		t.Helper()

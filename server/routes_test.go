@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -14,13 +13,7 @@ import (
 // (routes fails otherwise); the document is served.
 func TestEveryRouteIsInTheOpenAPIDocument(t *testing.T) {
 	s := &Server{}
-	tok := secureForTest(t, s)
-	routes, err := s.routes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(routes)
-	defer srv.Close()
+	srv, tok := serveSecured(t, s)
 	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/openapi.json", nil)
 	req.Header.Set("Authorization", "Bearer "+tok.viewer)
 	resp, err := http.DefaultClient.Do(req)
