@@ -125,6 +125,7 @@ func (c *Client) onDispatch(d *wire.Dispatch) {
 	var ar *activeRun
 	if accepted {
 		ctx, ar = c.startRunLocked(d.ExecID, run, d.Width, "")
+		ar.token = d.Token
 	}
 	c.mu.Unlock()
 
@@ -199,6 +200,7 @@ func (c *Client) ack(d *wire.Dispatch, run int, accepted bool, code, reason stri
 	frame, err := wire.Encode(&wire.Ack{
 		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: at},
 		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: run, Accepted: accepted, Code: code, Reason: reason, At: at,
+		Token: d.Token,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode ack", "execution", d.ExecID, "err", err)

@@ -44,6 +44,7 @@ func (c *Client) recoverRuns() {
 		c.journaled.put(d.ExecID, run, r.dir)
 		if r.pid > 0 {
 			ctx, ar := c.startRunLocked(d.ExecID, run, d.Width, "")
+			ar.token = d.Token
 			c.logger.Info("a run started before the restart is still going; watching it again", "execution", d.ExecID, "run", run, "pid", r.pid)
 			go c.runHandler(ctx, &d, run, watchAdopted(r.pid, r.dir), ar, r.dir, r.rec.StartedAt)
 			continue
@@ -102,7 +103,7 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 	return wire.Encode(&wire.Result{
 		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: now},
 		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: r.rec.Run, Result: res,
-		StartedAt: r.rec.StartedAt, FinishedAt: finished,
+		StartedAt: r.rec.StartedAt, FinishedAt: finished, Token: d.Token,
 	})
 }
 

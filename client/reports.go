@@ -210,12 +210,12 @@ func (c *Client) heartbeatLoop(ctx context.Context) {
 // is produced) to the leader if it is known and registered, else to any server (which passes it on).
 func (c *Client) heartbeat() {
 	c.mu.Lock()
-	var running []string
+	var running, tokens []string
 	var runs []int
 	var progress []wire.Progress
 	for _, id := range slices.Sorted(maps.Keys(c.active)) {
 		for _, run := range slices.Sorted(maps.Keys(c.active[id])) {
-			running, runs = append(running, id), append(runs, run)
+			running, runs, tokens = append(running, id), append(runs, run), append(tokens, c.active[id][run].token)
 			if p := c.active[id][run].progress; p != nil {
 				progress = append(progress, *p)
 			}
@@ -232,7 +232,7 @@ func (c *Client) heartbeat() {
 	c.mu.Unlock()
 	frame, err := wire.Encode(&wire.Heartbeat{
 		Header:  wire.Header{From: c.cfg.ID, Epoch: c.maxEpoch.Load(), SentAt: c.now()},
-		Running: running, Runs: runs, Capacity: c.cfg.Capacity, Ended: ended, EndedRuns: endedRuns, Progress: progress,
+		Running: running, Runs: runs, Tokens: tokens, Capacity: c.cfg.Capacity, Ended: ended, EndedRuns: endedRuns, Progress: progress,
 	})
 	if err != nil {
 		c.logger.Error("cannot encode heartbeat", "err", err)

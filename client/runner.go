@@ -15,6 +15,7 @@ import (
 
 // activeRun is a run under way here.
 type activeRun struct {
+	token    string // the dispatch's run token, listed in heartbeats
 	width    int
 	local    string // the job's name for a run of a local job, "" otherwise
 	cancel   context.CancelCauseFunc
@@ -100,6 +101,7 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 	frame, encErr := wire.Encode(&wire.Result{
 		Header: wire.Header{From: c.cfg.ID, Epoch: d.Epoch, SentAt: finished},
 		ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: run, Result: res, StartedAt: started, FinishedAt: finished,
+		Token: d.Token,
 	})
 	defer func() {
 		select {

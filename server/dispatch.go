@@ -40,7 +40,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 	}
 	attempt := f.attempt + 1
 	acceptBy := now.Add(l.cfg.AcceptWindow)
-	frame, err := wire.Encode(&wire.Dispatch{
+	d := &wire.Dispatch{
 		Header:      wire.Header{From: l.cfg.ID, Epoch: l.epoch, SentAt: now},
 		ExecID:      f.exec.ID,
 		Job:         f.exec.Job,
@@ -54,14 +54,25 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		Width:       f.exec.Width,
 		Shard:       f.exec.Shard,
 		AcceptBy:    acceptBy,
-	})
-	if err != nil {
+	}
+	// The frame names its client (its run token), so it is encoded for each one tried.
+	encode := func(client string) ([]byte, error) {
+		if l.runToken != nil {
+			d.Token = l.runToken(d.ExecID, d.Run, client)
+		}
+		return wire.Encode(d)
+	}
+	if _, err := encode(order[0]); err != nil {
 		// Only an oversized frame (huge params) gets here; it can never be sent, so end it as failed.
 		l.logger.Error("cannot encode dispatch", "execution", f.exec.ID, "err", err)
 		l.finishLocally(f, job.StateFailed, "dispatch could not be encoded: "+err.Error(), "", true)
 		return false
 	}
 	for _, c := range order {
+		frame, err := encode(c)
+		if err != nil {
+			continue
+		}
 		if err := l.send(c, frame); err != nil {
 			// Its pipe is full (or gone): no more sends to it until the next tick or batch, rather than
 			// encoding frames that cannot leave.

@@ -78,6 +78,8 @@ type intakeDeps struct {
 	term func() termReports
 	// otherLeader names the leading server when another server leads.
 	otherLeader func() (string, bool)
+	// checkRunToken checks the run token of a client's report (keyring.RunToken); nil in insecure mode.
+	checkRunToken func(execID string, run int, client, token string) bool
 }
 
 // termReports is what the intake tells a leader term.
@@ -113,6 +115,7 @@ func (s *Server) intakeDeps() intakeDeps {
 			info, _, ok := s.leaderInfo()
 			return info.ID, ok && info.ID != s.cfg.ID
 		},
+		checkRunToken: s.sec.checkRunToken(),
 	}
 }
 
@@ -144,7 +147,11 @@ func (in *intake) receive(frame []byte, from transport.Sender) {
 		in.dropLog.Warn(in.logger, "dropped undecodable frame", "peer", peer, "bytes", len(frame), "err", err)
 		return
 	}
-	if reason := mayNotSend(m, from.Identity); reason != "" {
+	reason := mayNotSend(m, from.Identity)
+	if reason == "" {
+		reason = unproven(m, from.Identity, in.checkRunToken)
+	}
+	if reason != "" {
 		in.metrics.framesDropped.WithLabelValues(reason).Inc()
 		in.dropLog.Warn(in.logger, "dropped frame its sender may not send", "peer", peer, "identity", from.Identity,
 			"kind", m.Kind().String(), "from", wire.From(m), "via", wire.Via(m), "reason", reason)
@@ -219,6 +226,39 @@ func mayNotSend(m wire.Message, identity string) string {
 	}
 	if _, ok := m.(*wire.Receipt); ok {
 		return "receipt_from_client"
+	}
+	return ""
+}
+
+// unproven says why a client's ack or result does not show that the run it reports was its own, or ""
+// if it does: a dispatched run by the token the leader gave that client, a run the client fired itself by
+// its id. Checked on every server, before anything is recorded: an admitted client cannot end, fail or
+// take over another's run. Relays were checked by the server that took them from the client.
+func unproven(m wire.Message, identity string, check func(execID string, run int, client, token string) bool) string {
+	if check == nil || identity == "" || identity == transport.ServersIdentity {
+		return ""
+	}
+	var execID, token string
+	var run int
+	switch x := m.(type) {
+	case *wire.Ack:
+		if x.Local != nil {
+			if x.Local.ID == x.ExecID && job.IsLocalOf(x.ExecID, identity) {
+				return ""
+			}
+			return "local_not_own"
+		}
+		execID, run, token = x.ExecID, x.Run, x.Token
+	case *wire.Result:
+		if job.IsLocalOf(x.ExecID, identity) {
+			return ""
+		}
+		execID, run, token = x.ExecID, x.Run, x.Token
+	default:
+		return ""
+	}
+	if !check(execID, run, identity, token) {
+		return "bad_run_token"
 	}
 	return ""
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/testenv"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
@@ -243,5 +244,41 @@ func TestOnlyTheAuthenticatedSenderMaySpeakForItself(t *testing.T) {
 	}
 	if len(in.queue) != 0 {
 		t.Fatal("a forged result was queued for the store")
+	}
+}
+
+// A client's ack or result must show its run was sent to it (the dispatch's token), or that it fired
+// the run itself (a local execution's id names it); servers hold the key and check it, the leader only
+// chose the client.
+func TestAReportMustProveItsRunWasSentToItsClient(t *testing.T) {
+	key := []byte("run token key")
+	check := func(execID string, run int, client, token string) bool {
+		return keyring.CheckRunToken(key, execID, run, client, token)
+	}
+	tokenFor := func(client string) string { return keyring.RunToken(key, "job@2030-01-01T00:00:00Z", 2, client) }
+	res := func(from, id, token string) *wire.Result {
+		return &wire.Result{Header: wire.Header{From: from}, ExecID: id, Job: "job", Run: 2, Token: token}
+	}
+	localID := job.LocalExecutionID("job", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), "c1")
+	for _, tc := range []struct {
+		name     string
+		m        wire.Message
+		identity string
+		want     string
+	}{
+		{"its own run", res("c1", "job@2030-01-01T00:00:00Z", tokenFor("c1")), "c1", ""},
+		{"another client's token", res("c1", "job@2030-01-01T00:00:00Z", tokenFor("c2")), "c1", "bad_run_token"},
+		{"no token", res("c1", "job@2030-01-01T00:00:00Z", ""), "c1", "bad_run_token"},
+		{"its own local run", res("c1", localID, ""), "c1", ""},
+		{"another's local run", res("c2", localID, ""), "c2", "bad_run_token"},
+		{"a local ack of another's id", &wire.Ack{Header: wire.Header{From: "c2"}, ExecID: localID, Accepted: true, Local: &job.Execution{ID: localID}}, "c2", "local_not_own"},
+		{"relayed by a server", res("c1", "job@2030-01-01T00:00:00Z", ""), transport.ServersIdentity, ""},
+	} {
+		if got := unproven(tc.m, tc.identity, check); got != tc.want {
+			t.Errorf("%s: unproven = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := unproven(res("c1", "x@y", ""), "c1", nil); got != "" {
+		t.Errorf("insecure mode checked a token: %q", got)
 	}
 }

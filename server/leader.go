@@ -138,7 +138,11 @@ type leaderDeps struct {
 	healthy func(maxAge time.Duration) bool       // ZooKeeper confirmed the session within maxAge
 	send    func(peer string, frame []byte) error // queue a frame for a client
 	members func() []registry.Member              // the registered clients
-	synced  <-chan struct{}                       // closed once the client registry is loaded
+	// runToken names a dispatch's client in it (keyring.RunToken); checkRunToken checks one a client
+	// returns. Both nil in insecure mode.
+	runToken      func(execID string, run int, client string) string
+	checkRunToken func(execID string, run int, client, token string) bool
+	synced        <-chan struct{} // closed once the client registry is loaded
 	// clientsDirty reports, and clears, whether the registry of clients changed since it was last asked.
 	clientsDirty func() bool
 	persist      func(job.Event) // record an event the leader itself produces
@@ -161,7 +165,8 @@ type leaderDeps struct {
 func (s *Server) leaderDeps() leaderDeps {
 	return leaderDeps{
 		cfg: s.cfg, metrics: s.metrics, now: s.now, store: s.store,
-		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.clients.Members,
+		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.admittedClients,
+		runToken: s.sec.runToken(), checkRunToken: s.sec.checkRunToken(),
 		synced: s.clients.Synced(), persist: s.intake.persist, closeOpen: s.intake.closeOpen,
 		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
 		jitter:       job.RandomJitter,

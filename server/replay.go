@@ -242,6 +242,12 @@ func (l *leader) replayEntry(ctx context.Context, e fallback.Entry) error {
 
 // applyEntry records an entry's effect. An error wrapping errRefused means it never can be.
 func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
+	if e.Kind == fallback.KindDeclare && l.checkRunToken != nil {
+		// Anyone holding the queue's database credentials can write an entry in any client's name:
+		// declarations, which may set shell commands, are taken from ZooKeeper only (the client's own node,
+		// under its key) when the cluster is secure.
+		return fmt.Errorf("%w: declarations are not taken from the fallback queue in a secure cluster; the client declares again when it registers", errRefused)
+	}
 	if e.Kind == fallback.KindDeclare {
 		var specs []job.Spec
 		if err := json.Unmarshal(e.Payload, &specs); err != nil {
@@ -256,6 +262,13 @@ func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
 	}
 	if from := wire.From(m); from != e.Client {
 		return fmt.Errorf("%w: a %s from %s in an entry of client %s", errRefused, m.Kind(), from, e.Client)
+	}
+	// The queue does not authenticate its writers: a report must carry its run's token, as over ZeroMQ.
+	if reason := unproven(m, e.Client, l.checkRunToken); reason != "" {
+		return fmt.Errorf("%w: a %s of %s without proof that its run was %s's (%s)", errRefused, m.Kind(), e.Client, e.Client, reason)
+	}
+	if r, ok := m.(*wire.Result); ok {
+		r.Result = r.Result.Bounded()
 	}
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
@@ -386,6 +399,10 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, err)
 	case err != nil:
 		return err
+	}
+	if spec.Handler == job.HandlerShell && spec.Source != "client:"+r.From {
+		// Running someone else's shell command now is an operator's act, not a client's.
+		return fmt.Errorf("%w: request %s: client %s may request only the shell jobs it declares, not %s", errRefused, r.ReqID, r.From, r.Job)
 	}
 	params, err := spec.MergeParams(r.Params)
 	if err != nil {

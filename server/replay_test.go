@@ -70,8 +70,13 @@ func TestFallbackEntriesThatCanNeverApplyAreRejected(t *testing.T) {
 func TestARunRequestRunsOnce(t *testing.T) {
 	local := shellJob("local", "@every 1h", created)
 	local.Mode = job.ModeLocal
-	fs := newFakeStore(shellJob("settle", "@every 1000h", created), local)
+	// A client may request the shell jobs it declares (and jobs of other handlers); others' shell jobs
+	// are an operator's to run.
+	settle := shellJob("settle", "@every 1000h", created)
+	settle.Source = "client:a"
+	fs := newFakeStore(settle, local, shellJob("admins", "@every 1000h", created))
 	h := newHarness(t, fs, "a")
+	h.clients[0].Jobs = []string{"settle"}
 	h.establish()
 	ctx := context.Background()
 	req := &wire.Request{Header: wire.Header{From: "a"}, ReqID: "a.1.1", Job: "settle", Params: map[string]string{"day": "23"}, At: h.now}
@@ -99,8 +104,9 @@ func TestARunRequestRunsOnce(t *testing.T) {
 	}
 
 	for name, r := range map[string]*wire.Request{
-		"unknown job": {Header: wire.Header{From: "a"}, ReqID: "a.1.2", Job: "nope", At: h.now},
-		"local job":   {Header: wire.Header{From: "a"}, ReqID: "a.1.3", Job: "local", At: h.now},
+		"unknown job":         {Header: wire.Header{From: "a"}, ReqID: "a.1.2", Job: "nope", At: h.now},
+		"local job":           {Header: wire.Header{From: "a"}, ReqID: "a.1.3", Job: "local", At: h.now},
+		"another's shell job": {Header: wire.Header{From: "a"}, ReqID: "a.1.5", Job: "admins", At: h.now},
 	} {
 		if err := h.l.request(ctx, r); !errors.Is(err, errRefused) {
 			t.Errorf("%s: request = %v, want errRefused", name, err)
@@ -112,7 +118,7 @@ func TestARunRequestRunsOnce(t *testing.T) {
 		receipted = append(receipted, r.Requests...)
 	}
 	slices.Sort(receipted)
-	if !slices.Equal(receipted, []string{"a.1.1", "a.1.1", "a.1.2", "a.1.3"}) {
+	if !slices.Equal(receipted, []string{"a.1.1", "a.1.1", "a.1.2", "a.1.3", "a.1.5"}) {
 		t.Errorf("receipts for %v, want every request answered", receipted)
 	}
 
@@ -130,8 +136,9 @@ func TestARunRequestRunsOnce(t *testing.T) {
 // nothing either: it is not a new firing.
 func TestAReplayedRequestStopsNothing(t *testing.T) {
 	spec := shellJob("r", "@every 1000h", created)
-	spec.Overlap = job.OverlapReplace
+	spec.Overlap, spec.Source = job.OverlapReplace, "client:a"
 	h := newHarness(t, newFakeStore(spec), "a")
+	h.clients[0].Jobs = []string{"r"}
 	h.establish()
 	ctx := context.Background()
 	request := func(id string) *wire.Request {

@@ -200,6 +200,12 @@ func (l *leader) onHeartbeat(h *wire.Heartbeat) {
 			}
 		case f.client == "" && f.stopping == "" &&
 			((f.phase == phaseWaiting || f.phase == phaseQueued) && run == f.run || f.phase == phaseRetrying && run == f.run+1):
+			// Only a run an earlier term sent there: its token shows it (an admitted client cannot take
+			// over another's run by listing it).
+			if l.checkRunToken != nil && !l.checkRunToken(id, run, h.From, h.TokenOf(i)) {
+				l.metrics.framesDropped.WithLabelValues("bad_run_token").Inc()
+				continue
+			}
 			l.adoptRun(f, run, h.From)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -76,6 +77,11 @@ func (l *leader) hasRoom(c string, w int) bool {
 // eligible returns the live clients that may run e (sorted by id, or in the pinned order).
 func (l *leader) eligible(e job.Execution, spec *job.Spec) []string {
 	serving := l.serving(e)
+	if declaredShell(spec) {
+		// A client's own shell command runs on the clients that declare it, never on a client that only
+		// offers the shell handler: a client may not make another run a command (an admin's right).
+		serving = l.byJob[e.Job]
+	}
 	r := spec.Routing
 	var out []string
 	if len(r.Clients) > 0 {
@@ -91,6 +97,11 @@ func (l *leader) eligible(e job.Execution, spec *job.Spec) []string {
 		out = slices.DeleteFunc(out, func(c string) bool { return !hasLabels(l.clients[c], r.Labels) })
 	}
 	return out
+}
+
+// declaredShell reports whether spec is a shell job a client declared.
+func declaredShell(spec *job.Spec) bool {
+	return spec.Handler == job.HandlerShell && strings.HasPrefix(spec.Source, "client:")
 }
 
 func hasLabels(m registry.Member, want map[string]string) bool {

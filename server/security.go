@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/clover-sched/clover/internal/keyring"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/zkacl"
 	"github.com/clover-sched/clover/internal/zksession"
@@ -26,6 +28,29 @@ type security struct {
 	forwardKey []byte       // signs the callers' identities on writes forwarded to the leader
 	forwardTLS *tls.Config  // how a follower reaches the leader's API when it serves HTTPS
 	replays    *replayGuard // signatures of forwarded requests seen lately
+	// admits says whether a client id is in the allowlist; nil admits every id (insecure mode).
+	admits func(id string) bool
+	runKey []byte // keys run tokens (keyring.RunToken); nil in insecure mode
+}
+
+// runToken makes run tokens; nil in insecure mode.
+func (sec *security) runToken() func(execID string, run int, client string) string {
+	if sec.runKey == nil {
+		return nil
+	}
+	return func(execID string, run int, client string) string {
+		return keyring.RunToken(sec.runKey, execID, run, client)
+	}
+}
+
+// checkRunToken checks run tokens; nil in insecure mode.
+func (sec *security) checkRunToken() func(execID string, run int, client, token string) bool {
+	if sec.runKey == nil {
+		return nil
+	}
+	return func(execID string, run int, client, token string) bool {
+		return keyring.CheckRunToken(sec.runKey, execID, run, client, token)
+	}
 }
 
 func (s *security) insecure() bool { return s.curve == nil }
@@ -66,6 +91,8 @@ func (s *Server) loadKeys() (*security, error) {
 		tokens:     newTokenSet(filepath.Join(s.cfg.KeysDir, keyring.TokensFile)),
 		forwardKey: []byte(keyring.Derive(keys.Cluster, keyring.PurposeForward)),
 		replays:    newReplayGuard(),
+		admits:     keys.Clients.Admits,
+		runKey:     []byte(keyring.Derive(keys.Cluster, keyring.PurposeRunToken)),
 	}
 	if _, err := sec.tokens.lookup(""); err != nil {
 		return nil, err // a tokens file that does not parse stops the start, not the first request
@@ -191,4 +218,22 @@ func (sec *security) forwardTransport() http.RoundTripper {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = sec.forwardTLS
 	return tr
+}
+
+// admittedClients are the registered clients whose id is in the allowlist. Another registration (a
+// node made with the clients' shared ZooKeeper password by a host whose key is not admitted, or under the
+// id of a client that is away) is not a member: its declarations are not applied and nothing is routed
+// to it.
+func (s *Server) admittedClients() []registry.Member {
+	members := s.clients.Members()
+	if s.sec == nil || s.sec.admits == nil {
+		return members
+	}
+	return slices.DeleteFunc(members, func(m registry.Member) bool {
+		if s.sec.admits(m.ID) {
+			return false
+		}
+		s.dropLog.Warn(s.logger, "registered client is not in the allowlist (keys_dir/clients/ID.pub): ignored", "client", m.ID)
+		return true
+	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
+	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
@@ -43,6 +44,7 @@ type Server struct {
 	sec      *security
 
 	apiAddr      string                         // resolved API listen address
+	dropLog      logx.Limiter                   // rate-limits warnings about members ignored
 	clientsDirty atomic.Bool                    // the client registry changed since the leader loop last looked
 	leaderAt     atomic.Pointer[observedLeader] // the leader as last observed; nil when none
 	lead         atomic.Pointer[leader]         // this server's leader loop while it leads
@@ -220,7 +222,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) watchPeers(ctx context.Context) error {
 	for {
 		peers := map[string]transport.Peer{}
-		for _, m := range s.clients.Members() {
+		for _, m := range s.admittedClients() {
 			peers[m.ID] = transport.Peer{Endpoint: m.Endpoint}
 		}
 		for _, m := range s.servers.Members() {

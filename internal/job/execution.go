@@ -92,6 +92,21 @@ func LocalExecutionID(jobName string, scheduled time.Time, client string) string
 	return ExecutionID(jobName, scheduled) + "@" + client
 }
 
+// IsLocalOf reports whether id is the key of a firing client made itself (LocalExecutionID): such a run
+// was never dispatched, and only that client may report it.
+func IsLocalOf(id, client string) bool {
+	fire, ok := strings.CutSuffix(id, "@"+client)
+	if !ok {
+		return false
+	}
+	name, at, ok := strings.Cut(fire, "@")
+	if !ok || ValidateName(name) != nil {
+		return false
+	}
+	_, err := time.Parse(time.RFC3339Nano, at)
+	return err == nil
+}
+
 // ShardExecutionID is the key of shard index of the firing keyed fireID.
 func ShardExecutionID(fireID string, index int) string {
 	return fmt.Sprintf("%s~%d", fireID, index)

@@ -19,6 +19,7 @@ type Allowlist struct {
 
 	mu      sync.Mutex
 	byKey   map[string]string
+	ids     map[string]bool
 	scanned time.Time
 }
 
@@ -38,6 +39,19 @@ func (a *Allowlist) Identify(pub string) (string, bool) {
 	return id, ok
 }
 
+// Admits reports whether client id has a public key in the allowlist.
+func (a *Allowlist) Admits(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ids[id] {
+		return true
+	}
+	if a.ids == nil || time.Since(a.scanned) >= rescanEvery {
+		a.scan()
+	}
+	return a.ids[id]
+}
+
 // IDs returns the client ids in the allowlist.
 func (a *Allowlist) IDs() []string {
 	a.mu.Lock()
@@ -55,7 +69,7 @@ func (a *Allowlist) scan() {
 	byKey := map[string]string{}
 	entries, err := os.ReadDir(a.dir)
 	if err != nil {
-		a.byKey = byKey
+		a.byKey, a.ids = byKey, map[string]bool{}
 		return
 	}
 	for _, e := range entries {
@@ -73,10 +87,13 @@ func (a *Allowlist) scan() {
 		}
 		byKey[pub] = id
 	}
+	ids := map[string]bool{}
 	for k, id := range byKey {
 		if id == "" {
 			delete(byKey, k)
+			continue
 		}
+		ids[id] = true
 	}
-	a.byKey = byKey
+	a.byKey, a.ids = byKey, ids
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	zmq "github.com/pebbe/zmq4"
@@ -281,4 +282,26 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
+}
+
+// PurposeRunToken derives the key of run tokens (see RunToken).
+const PurposeRunToken = "clover run token"
+
+// RunToken proves that the leader sent run of execution execID to client: the leader puts it in the
+// dispatch, the client returns it with its ack, result and heartbeats, and any server (all hold the key)
+// checks it without knowing who the leader chose. An admitted client therefore cannot report for, or take
+// over, a run sent to another.
+func RunToken(key []byte, execID string, run int, client string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(execID))
+	m.Write([]byte{0})
+	m.Write([]byte(strconv.Itoa(max(run, 1))))
+	m.Write([]byte{0})
+	m.Write([]byte(client))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// CheckRunToken reports whether token is RunToken(key, execID, run, client), in constant time.
+func CheckRunToken(key []byte, execID string, run int, client, token string) bool {
+	return hmac.Equal([]byte(RunToken(key, execID, run, client)), []byte(token))
 }

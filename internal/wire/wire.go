@@ -182,6 +182,10 @@ type Dispatch struct {
 	// AcceptBy is the last instant the client may start the run: after it the leader may have given the
 	// execution to another client, so the client refuses instead.
 	AcceptBy time.Time `json:"accept_by"`
+	// Token proves that this run was sent to this client (keyring.RunToken); the client returns it with
+	// its ack, result and heartbeats, and servers drop reports of a run without its token. Empty in
+	// insecure mode.
+	Token string `json:"token,omitempty"`
 }
 
 // Ack reports that a client accepted (and started) an execution, or refused it. Required: From, ExecID,
@@ -199,6 +203,7 @@ type Ack struct {
 	// Local is the execution the client fired itself (a job in local mode); servers record it before the
 	// ack. Its ID must be ExecID.
 	Local *job.Execution `json:"local,omitempty"`
+	Token string         `json:"token,omitempty"` // the dispatch's (see Dispatch.Token)
 }
 
 // Refusal codes. Only RefuseLate leaves the leader unsure whether the client ran the execution (it may
@@ -219,6 +224,7 @@ type Result struct {
 	Result     job.Result `json:"result"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt time.Time  `json:"finished_at"`
+	Token      string     `json:"token,omitempty"` // the dispatch's (see Dispatch.Token)
 }
 
 // Receipt says that reports are durably recorded. A server sends one to the client that wrote them: the
@@ -245,6 +251,7 @@ type Heartbeat struct {
 	Header
 	Running  []string `json:"running,omitempty"` // ids of the executions running now
 	Runs     []int    `json:"runs,omitempty"`    // when set, the run of each of Running (same length)
+	Tokens   []string `json:"tokens,omitempty"`  // when set, the run token of each of Running (same length)
 	Capacity int      `json:"capacity"`          // executions it runs at once at most
 	// Ended lists runs that ended here whose result no server has confirmed yet (EndedRuns: their runs,
 	// same length): the client still answers for them, so their leases hold, but they take no slot.
@@ -280,6 +287,14 @@ func (h *Heartbeat) RunOf(i int) int {
 		return max(h.Runs[i], 1)
 	}
 	return 1
+}
+
+// TokenOf is the run token of Running[i] ("" when not given).
+func (h *Heartbeat) TokenOf(i int) string {
+	if i < len(h.Tokens) {
+		return h.Tokens[i]
+	}
+	return ""
 }
 
 // Stop asks a client to stop a run: it kills the run (a shell job's whole process group) and reports it
