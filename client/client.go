@@ -61,6 +61,8 @@ type Client struct {
 	cfg    Config
 	logger *slog.Logger
 	now    func() time.Time
+	// memberKey signs its registration (keyring.MemberKey); nil in insecure mode.
+	memberKey []byte
 
 	mu        sync.Mutex
 	handlers  map[string]HandlerFunc
@@ -225,6 +227,12 @@ func (c *Client) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
+	inboxRunning := false
+	defer func() {
+		if !inboxRunning {
+			inbox.Close() // the start failed before the inbox ran (Run closes it otherwise)
+		}
+	}()
 	endpoint, err := config.Advertise(inbox.Endpoint(), c.cfg.Advertise)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
@@ -251,6 +259,10 @@ func (c *Client) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("client: declarations: %w", err)
 	}
+	if c.memberKey != nil {
+		m.Kind = registry.KindClients // signed as the servers read it
+		m = m.Signed(c.memberKey)
+	}
 	servers := registry.NewCache(sess, registry.KindServers, c.logger)
 	el := election.New(sess, sess.Path("election"), c.cfg.ID, nil, c.logger)
 
@@ -260,6 +272,7 @@ func (c *Client) Run(ctx context.Context) error {
 	// A component that fails ends Run with its error, rather than leaving a client registered but deaf
 	// (its process exits non-zero and its supervisor restarts it; its journal carries the runs over).
 	errc := make(chan error, 1)
+	inboxRunning = true
 	wg.Go(func() {
 		if err := inbox.Run(ctx, c.receive); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("client: inbox: %w", err)
@@ -306,6 +319,9 @@ func (c *Client) Run(ctx context.Context) error {
 	closeCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer done()
 	_ = reg.Close(closeCtx)
+	// A client may not delete its node (ZooKeeper would then let it delete others'): it goes with the
+	// session, closed now rather than after the fallback flush, so the leader stops choosing this client.
+	sess.Close()
 	wg.Wait()
 	if c.queue != nil {
 		// What no server confirmed goes to the fallback queue rather than away with the process.

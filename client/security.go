@@ -18,6 +18,7 @@ func (c *Client) security() (*transport.Curve, []zksession.Option, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	c.memberKey = keys.MemberKey
 	curve := &transport.Curve{Public: keys.Key.Public, Secret: keys.Key.Secret, ServerPublic: keys.ServerPublic}
 	access := zkacl.Client(c.cfg.ZooKeeper.Root, c.cfg.ID, keys.ClientsSecret, keys.ClientZooKeeperPassword())
 	return curve, []zksession.Option{zksession.WithAccess(access)}, nil

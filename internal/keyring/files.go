@@ -128,5 +128,17 @@ func GenerateClient(dir, id string) ([]string, error) {
 	if ok {
 		wrote = append(wrote, pubPath)
 	}
+	if err != nil {
+		return wrote, err
+	}
+	cluster, err := readClusterSecret(dir)
+	if err != nil {
+		return wrote, fmt.Errorf("%w (a client's registration key comes from the cluster secret: make the cluster's keys first)", err)
+	}
+	secretPath := filepath.Join(dir, ClientsDir, id+".secret")
+	ok, err = writeNew(secretPath, append(MemberKey(cluster, id), '\n'), 0o600)
+	if ok {
+		wrote = append(wrote, secretPath)
+	}
 	return wrote, err
 }

@@ -8,6 +8,7 @@
 //	clients.secret      the ZooKeeper password clients register with   clients
 //	clients/<id>.pub    a client's public key; the file name is its id servers (the allowlist)
 //	clients/<id>.key    that client's keypair                          that client only
+//	clients/<id>.secret signs that client's registration (MemberKey)   that client only
 //	tokens              API tokens, hashed                             servers
 //
 // Secret files must belong to the user and be readable by nobody else, as ssh requires of its keys.
@@ -93,6 +94,8 @@ type Client struct {
 	ServerPublic string
 	// ClientsSecret lets it create its node under /clients in ZooKeeper.
 	ClientsSecret string
+	// MemberKey signs its registration (MemberKey).
+	MemberKey []byte
 }
 
 // Monitor is what the monitor holds: it takes part in ZooKeeper as the servers do.
@@ -137,7 +140,12 @@ func LoadClient(dir, id string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{Dir: dir, ID: id, Key: key, ServerPublic: pub, ClientsSecret: strings.TrimSpace(string(secret))}, nil
+	member, err := readSecretFile(filepath.Join(dir, ClientsDir, id+".secret"))
+	if err != nil {
+		return nil, fmt.Errorf("%w (make it with `clover keys gen --dir %s --client %s`)", err, dir, id)
+	}
+	return &Client{Dir: dir, ID: id, Key: key, ServerPublic: pub, ClientsSecret: strings.TrimSpace(string(secret)),
+		MemberKey: []byte(strings.TrimSpace(string(member)))}, nil
 }
 
 // LoadMonitor reads the monitor's files from dir.
@@ -162,6 +170,12 @@ const (
 	PurposeZooKeeperClients = "clover zookeeper clients"
 	PurposeForward          = "clover api forward"
 )
+
+// MemberKey is the key that signs client id's registration in ZooKeeper: made from the cluster secret,
+// so every server can check it, and given to that client only (clients/<id>.secret).
+func MemberKey(cluster []byte, id string) []byte {
+	return []byte(Derive(cluster, "clover client member "+id))
+}
 
 // ClientZooKeeperPassword is the password of client's own ZooKeeper identity, which owns its node: made
 // from its secret key, so only it knows it.

@@ -249,7 +249,8 @@ func TestWebhooksCannotReachInternalAddresses(t *testing.T) {
 	defer srv.Close()
 	s := NewWebhookSender(2*time.Second, false)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
-	for _, to := range []string{srv.URL + "/x", "http://localhost:" + port + "/x", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x", "http://[::1]:" + port + "/x"} {
+	for _, to := range []string{srv.URL + "/x", "http://localhost:" + port + "/x", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x", "http://[::1]:" + port + "/x",
+		"http://100.64.1.1/x", "http://[64:ff9b::a00:1]/x", "http://[::ffff:127.0.0.1]:" + port + "/x"} {
 		n := store.Notification{ID: "n1", Channel: store.ChannelWebhook, To: to, Payload: []byte("{}")}
 		if err := s.Send(t.Context(), n); err == nil || !errors.Is(err, ErrPrivateAddress) {
 			t.Errorf("send to %s: err = %v, want ErrPrivateAddress", to, err)

@@ -158,12 +158,18 @@ func (c *Cache) list(ctx context.Context, st *runState) error {
 	if errors.Is(err, zk.ErrNoNode) { // nobody registered yet: create the parent so that it can be watched
 		err = c.sess.EnsurePath(ctx, c.dir)
 		if errors.Is(err, zksession.ErrNotMine) { // a server makes it: wait for that
-			ok, _, ew, err := conn.ExistsW(c.dir)
-			if err == nil && !ok {
+			var ok bool
+			var ew <-chan zk.Event
+			ok, _, ew, err = conn.ExistsW(c.dir)
+			switch {
+			case err != nil:
+				return fmt.Errorf("registry: watch %s: %w", c.dir, err)
+			case !ok:
 				st.childW = ew
 				c.forgetAllBut(nil)
 				return nil
 			}
+			// Made meanwhile: list it.
 		}
 		if err != nil {
 			return err

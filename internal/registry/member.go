@@ -1,6 +1,9 @@
 package registry
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +37,32 @@ type Member struct {
 
 	StartedAt time.Time `json:"started_at"`
 	Version   string    `json:"version,omitempty"`
+	// Sig is an HMAC of the rest under a key the servers derive for this client id (see Signed): a node
+	// written under the clients' shared ZooKeeper password by another host, or under the id of a client
+	// that is away, does not carry it.
+	Sig string `json:"sig,omitempty"`
+}
+
+// Signed is m with Sig set for key.
+func (m Member) Signed(key []byte) Member {
+	m.Sig = m.signature(key)
+	return m
+}
+
+// SignedBy reports whether m carries a valid signature for key.
+func (m Member) SignedBy(key []byte) bool {
+	return m.Sig != "" && hmac.Equal([]byte(m.Sig), []byte(m.signature(key)))
+}
+
+func (m Member) signature(key []byte) string {
+	m.Sig = ""
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	h := hmac.New(sha256.New, key)
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // namePattern keeps ids and kinds safe as znode names and in logs and URLs.

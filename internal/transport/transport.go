@@ -112,6 +112,12 @@ func serverRole(sock *zmq.Socket, c *Curve, want string) (string, error) {
 	return domain, nil
 }
 
+// Close closes an inbox whose Run was never called (a start that failed after Listen).
+func (in *Inbox) Close() {
+	in.sock.Close()
+	removePolicy(in.domain)
+}
+
 // Endpoint is the bound address, with the port resolved.
 func (in *Inbox) Endpoint() string { return in.endpoint }
 
@@ -170,13 +176,19 @@ type peer struct {
 	sock   *zmq.Socket
 	domain string    // ZAP domain, removed with the socket
 	since  time.Time // the socket was opened, or last took a frame
+	took   bool      // the socket took a frame: a handshake completed once
 }
 
-// redialAfter: a peer whose socket has taken no frame for this long while we send gets a new socket.
 // libzmq never reconnects a connection whose CURVE handshake was refused (a protocol error ends the
-// session): a key admitted after the first try, or a peer restarted with another key, would otherwise
-// stay unreachable until the peer set changes.
-const redialAfter = 3 * time.Second
+// session): a key admitted after the first try, or a peer restarted with another key, would stay
+// unreachable until the peer set changes. So a socket that has taken no frame while we send gets
+// replaced: after redialAfter if it never took one (its first handshake failed), after redialStuck if it
+// did. The longer wait keeps the queue of a connected but slow peer (a full queue refuses frames too)
+// unless it stays full that long, when the peer is as good as gone.
+const (
+	redialAfter = 3 * time.Second
+	redialStuck = 30 * time.Second
+)
 
 // NewOutbox returns an Outbox with no peers; curve nil sends without CURVE.
 func NewOutbox(logger *slog.Logger, curve *Curve) *Outbox {
@@ -272,14 +284,14 @@ func (p *peer) send(frame []byte) error {
 	}
 	if _, err := p.sock.SendBytes(frame, zmq.DONTWAIT); err != nil {
 		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
-			if time.Since(p.since) > redialAfter {
+			if wait := time.Since(p.since); !p.took && wait > redialAfter || wait > redialStuck {
 				p.redial()
 			}
 			return ErrUnavailable
 		}
 		return fmt.Errorf("transport: send to %s: %w", p.Endpoint, err)
 	}
-	p.since = time.Now()
+	p.since, p.took = time.Now(), true
 	return nil
 }
 
@@ -293,7 +305,7 @@ func (p *peer) redial() {
 	}
 	p.sock.Close()
 	removePolicy(p.domain)
-	p.sock, p.domain, p.since = sock, domain, time.Now()
+	p.sock, p.domain, p.since, p.took = sock, domain, time.Now(), false
 }
 
 func (p *peer) close() {

@@ -106,3 +106,26 @@ func Secure(sess *zksession.Session) ([]string, error) {
 	}
 	return changed, walk(root)
 }
+
+// SecureIfOpen secures the tree (Secure) when one of its main nodes lets anyone do more than read (a
+// tree made by an earlier version, or by an insecure run), and returns the paths it changed. A server
+// calls it at start: leaving such a tree open would let anyone rewrite the election or the servers'
+// addresses.
+func SecureIfOpen(sess *zksession.Session) ([]string, error) {
+	conn := sess.Conn()
+	for _, p := range []string{sess.Root(), sess.Path("election"), sess.Path("servers"), sess.Path("clients")} {
+		acl, _, err := conn.GetACL(p)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("zkacl: read the ACL of %s: %w", p, err)
+		}
+		for _, a := range acl {
+			if a.Scheme == "world" && a.Perms&^zk.PermRead != 0 {
+				return Secure(sess)
+			}
+		}
+	}
+	return nil, nil
+}
