@@ -52,3 +52,6 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// A copy of v1.0.4 with one data race fixed (third_party/zk/README.clover.md).
+replace github.com/go-zookeeper/zk => ./third_party/zk

@@ -142,7 +142,10 @@ type leaderDeps struct {
 	// returns. Both nil in insecure mode.
 	runToken      func(execID string, run int, client string) string
 	checkRunToken func(execID string, run int, client, token string) bool
-	synced        <-chan struct{} // closed once the client registry is loaded
+	// memberKey is the registration key of a client (keyring.MemberKey), which also signs its fallback
+	// entries; nil in insecure mode.
+	memberKey func(id string) []byte
+	synced    <-chan struct{} // closed once the client registry is loaded
 	// clientsDirty reports, and clears, whether the registry of clients changed since it was last asked.
 	clientsDirty func() bool
 	persist      func(job.Event) // record an event the leader itself produces
@@ -166,7 +169,7 @@ func (s *Server) leaderDeps() leaderDeps {
 	return leaderDeps{
 		cfg: s.cfg, metrics: s.metrics, now: s.now, store: s.store,
 		healthy: s.sess.Healthy, send: s.outbox.Send, members: s.admittedClients,
-		runToken: s.sec.runToken(), checkRunToken: s.sec.checkRunToken(),
+		runToken: s.sec.runToken(), checkRunToken: s.sec.checkRunToken(), memberKey: s.sec.memberKey(),
 		synced: s.clients.Synced(), persist: s.intake.persist, closeOpen: s.intake.closeOpen,
 		clientsDirty: func() bool { return s.clientsDirty.Swap(false) },
 		jitter:       job.RandomJitter,

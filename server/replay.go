@@ -242,11 +242,11 @@ func (l *leader) replayEntry(ctx context.Context, e fallback.Entry) error {
 
 // applyEntry records an entry's effect. An error wrapping errRefused means it never can be.
 func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
-	if e.Kind == fallback.KindDeclare && l.checkRunToken != nil {
-		// Anyone holding the queue's database credentials can write an entry in any client's name:
-		// declarations, which may set shell commands, are taken from ZooKeeper only (the client's own node,
-		// under its key) when the cluster is secure.
-		return fmt.Errorf("%w: declarations are not taken from the fallback queue in a secure cluster; the client declares again when it registers", errRefused)
+	if l.memberKey != nil && (e.Kind == fallback.KindDeclare || e.Kind == fallback.KindRequest) && !e.SignedBy(l.memberKey(e.Client)) {
+		// Anyone holding the queue's database credentials can write an entry in any client's name: a
+		// declaration (which may set a shell command) or a request counts only when signed with the
+		// client's registration key, as its ZooKeeper node is.
+		return fmt.Errorf("%w: a %s entry of %s not signed with its key", errRefused, e.Kind, e.Client)
 	}
 	if e.Kind == fallback.KindDeclare {
 		var specs []job.Spec

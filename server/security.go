@@ -44,6 +44,14 @@ func (sec *security) runToken() func(execID string, run int, client string) stri
 	}
 }
 
+// memberKey derives clients' registration keys; nil in insecure mode.
+func (sec *security) memberKey() func(id string) []byte {
+	if sec.cluster == nil {
+		return nil
+	}
+	return func(id string) []byte { return keyring.MemberKey(sec.cluster, id) }
+}
+
 // checkRunToken checks run tokens; nil in insecure mode.
 func (sec *security) checkRunToken() func(execID string, run int, client, token string) bool {
 	if sec.runKey == nil {

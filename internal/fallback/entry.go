@@ -1,7 +1,11 @@
 package fallback
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -42,6 +46,26 @@ type Entry struct {
 	AppliedBy string    `bson:"applied_by,omitempty" json:"applied_by,omitempty"` // server id
 	Epoch     int64     `bson:"epoch,omitempty" json:"epoch,omitempty"`           // of the leader that settled it
 	Error     string    `bson:"error,omitempty" json:"error,omitempty"`
+	// Sig signs what the client wrote (Signature) with its registration key: the queue's database does
+	// not authenticate writers, so a secure cluster replays a declaration or a request only when signed.
+	Sig string `bson:"sig,omitempty" json:"sig,omitempty"`
+}
+
+// Signature is the HMAC, under key, of what the client wrote in e: client, kind, execution, time and
+// payload.
+func (e *Entry) Signature(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	for _, part := range [][]byte{[]byte(e.Client), []byte(e.Kind), []byte(e.ExecID), []byte(e.At.UTC().Format(time.RFC3339Nano)), e.Payload} {
+		m.Write([]byte(strconv.Itoa(len(part))))
+		m.Write([]byte{0})
+		m.Write(part)
+	}
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// SignedBy reports whether e carries a valid signature for key.
+func (e *Entry) SignedBy(key []byte) bool {
+	return e.Sig != "" && hmac.Equal([]byte(e.Sig), []byte(e.Signature(key)))
 }
 
 // EntryID is the id of the seq-th entry queued by the process of client started at boot. The numbers are

@@ -237,3 +237,28 @@ func FuzzOpenSpool(f *testing.F) {
 		}
 	})
 }
+
+// An entry's signature covers what its client wrote, including its time as the store keeps it.
+func TestAnEntrySignatureCoversWhatTheClientWrote(t *testing.T) {
+	key := []byte("member key")
+	e := Entry{Client: "c1", Kind: KindDeclare, At: time.Date(2030, 1, 1, 0, 0, 0, 123_000_000, time.UTC), Payload: []byte(`[{"name":"x"}]`)}
+	e.Sig = e.Signature(key)
+	if !e.SignedBy(key) {
+		t.Fatal("a signed entry does not verify")
+	}
+	for name, change := range map[string]func(*Entry){
+		"client":  func(e *Entry) { e.Client = "c2" },
+		"kind":    func(e *Entry) { e.Kind = KindRequest },
+		"time":    func(e *Entry) { e.At = e.At.Add(time.Hour) },
+		"payload": func(e *Entry) { e.Payload = []byte(`[{"name":"y"}]`) },
+	} {
+		f := e
+		change(&f)
+		if f.SignedBy(key) {
+			t.Errorf("an entry whose %s changed still verifies", name)
+		}
+	}
+	if e.SignedBy([]byte("another key")) {
+		t.Fatal("an entry verifies with another key")
+	}
+}

@@ -43,6 +43,7 @@ type Queue struct {
 	store    Appender
 	lastOpen time.Time
 	spool    *Spool
+	signKey  []byte // signs each entry (see Entry.Sig); nil: unsigned
 	// moveFailed is when a move last failed: the next waits reopenEvery, so that a database that is down
 	// is not asked every second, holding the lock Put needs for as long as each attempt takes.
 	moveFailed time.Time
@@ -62,6 +63,13 @@ func NewQueue(client, dir string, maxBytes int64, open Opener, logger *slog.Logg
 	return q, nil
 }
 
+// SignWith makes Put sign every entry with key (the client's registration key); call it before Put.
+func (q *Queue) SignWith(key []byte) {
+	q.mu.Lock()
+	q.signKey = key
+	q.mu.Unlock()
+}
+
 // Put queues one entry. It returns an error only if the entry is kept nowhere: MongoDB did not take it and
 // the spool is full or cannot be written.
 func (q *Queue) Put(ctx context.Context, kind Kind, execID string, payload []byte) (Entry, error) {
@@ -69,8 +77,12 @@ func (q *Queue) Put(ctx context.Context, kind Kind, execID string, payload []byt
 	defer q.mu.Unlock()
 	q.seq++
 	e := Entry{
-		ID: EntryID(q.client, q.boot, q.seq), Client: q.client, Boot: q.boot, Seq: q.seq, At: q.now().UTC(),
+		ID: EntryID(q.client, q.boot, q.seq), Client: q.client, Boot: q.boot, Seq: q.seq,
+		At:   q.now().UTC().Truncate(time.Millisecond), // as MongoDB keeps it: the signature covers it
 		Kind: kind, ExecID: execID, Payload: payload, State: StateWaiting,
+	}
+	if q.signKey != nil {
+		e.Sig = e.Signature(q.signKey)
 	}
 	if q.spool.Len() == 0 {
 		if st := q.storeLocked(ctx); st != nil {
