@@ -250,3 +250,25 @@ func TestARefusedExecutionMayBeAcceptedOnALaterAttempt(t *testing.T) {
 		t.Fatalf("runs = %d, want 2", got)
 	}
 }
+
+// A shell job this client declares runs here only with the command it declares: another client that
+// declared the job differently (and had its version stored first) does not get its command run here.
+func TestADeclaredShellJobRunsOnlyItsOwnCommand(t *testing.T) {
+	c, _, _ := newTestClientWith(t, time.Now, func(cfg *Config) { cfg.Handlers = []string{"shell"} })
+	if err := c.Declare(job.Spec{Name: "x", Schedule: "@every 1h", Handler: job.HandlerShell, Params: map[string]string{"command": "echo mine"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		job, command string
+		runs         bool
+	}{
+		{"x", "echo mine", true},
+		{"x", "echo theirs", false},
+		{"y", "echo an admin's", true}, // not declared here: written by an admin
+	} {
+		h, _ := c.resolve(&wire.Dispatch{Job: tc.job, Handler: job.HandlerShell, Params: map[string]string{"command": tc.command}})
+		if (h != nil) != tc.runs {
+			t.Errorf("job %s with %q: runs = %v, want %v", tc.job, tc.command, h != nil, tc.runs)
+		}
+	}
+}

@@ -183,12 +183,28 @@ func (c *Client) resolve(d *wire.Dispatch) (h HandlerFunc, shell bool) {
 		return h, false
 	}
 	if d.Handler == job.HandlerShell && slices.Contains(c.cfg.Handlers, job.HandlerShell) {
+		if !c.ownCommand(d) {
+			return nil, false
+		}
 		return runShell, true
 	}
 	if h, ok := c.handlers[d.Job]; ok {
 		return h, false
 	}
 	return nil, false
+}
+
+// ownCommand reports whether a shell dispatch of a job this client declares runs the command it declares.
+// Another client declaring the job differently may have had its version stored first: this client then
+// refuses it rather than run a command it never declared. (Shell jobs it does not declare were written by
+// an admin.)
+func (c *Client) ownCommand(d *wire.Dispatch) bool {
+	for _, s := range c.declared {
+		if s.Name == d.Job && s.Handler == job.HandlerShell {
+			return s.Params["command"] == d.Params["command"]
+		}
+	}
+	return true
 }
 
 // ack answers a dispatch of run. A refusal, or the answer to a dispatch seen before (now), goes out at

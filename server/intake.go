@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -248,7 +249,8 @@ func unproven(m wire.Message, identity string, check func(execID string, run int
 	switch x := m.(type) {
 	case *wire.Ack:
 		if x.Local != nil {
-			if x.Local.ID == x.ExecID && job.IsLocalOf(x.ExecID, identity) {
+			name, _, _ := strings.Cut(x.ExecID, "@")
+			if x.Local.ID == x.ExecID && job.IsLocalOf(x.ExecID, identity) && x.Job == name && x.Local.Job == name {
 				return ""
 			}
 			return "local_not_own"

@@ -242,11 +242,11 @@ func (l *leader) replayEntry(ctx context.Context, e fallback.Entry) error {
 
 // applyEntry records an entry's effect. An error wrapping errRefused means it never can be.
 func (l *leader) applyEntry(ctx context.Context, e fallback.Entry) error {
-	if l.memberKey != nil && (e.Kind == fallback.KindDeclare || e.Kind == fallback.KindRequest) && !e.SignedBy(l.memberKey(e.Client)) {
-		// Anyone holding the queue's database credentials can write an entry in any client's name: a
-		// declaration (which may set a shell command) or a request counts only when signed with the
-		// client's registration key, as its ZooKeeper node is.
-		return fmt.Errorf("%w: a %s entry of %s not signed with its key", errRefused, e.Kind, e.Client)
+	if l.memberKey != nil && !e.SignedBy(l.memberKey(e.Client)) {
+		// Anyone holding the queue's database credentials can write, and read, entries in any client's
+		// name: an entry counts only when signed with its client's registration key (as its ZooKeeper
+		// node is), by a client still in the allowlist.
+		return fmt.Errorf("%w: a %s entry of %s not signed with its key (or the client is no longer admitted)", errRefused, e.Kind, e.Client)
 	}
 	if e.Kind == fallback.KindDeclare {
 		var specs []job.Spec
@@ -400,7 +400,7 @@ func (l *leader) request(ctx context.Context, r *wire.Request) error {
 	case err != nil:
 		return err
 	}
-	if spec.Handler == job.HandlerShell && spec.Source != "client:"+r.From {
+	if spec.Handler == job.HandlerShell && spec.Source != "client:"+r.From && !slices.Contains(l.byJob[r.Job], r.From) {
 		// Running someone else's shell command now is an operator's act, not a client's.
 		return fmt.Errorf("%w: request %s: client %s may request only the shell jobs it declares, not %s", errRefused, r.ReqID, r.From, r.Job)
 	}

@@ -49,7 +49,12 @@ func (sec *security) memberKey() func(id string) []byte {
 	if sec.cluster == nil {
 		return nil
 	}
-	return func(id string) []byte { return keyring.MemberKey(sec.cluster, id) }
+	return func(id string) []byte {
+		if sec.admits != nil && !sec.admits(id) {
+			return nil // a revoked client's key signs nothing
+		}
+		return keyring.MemberKey(sec.cluster, id)
+	}
 }
 
 // checkRunToken checks run tokens; nil in insecure mode.
@@ -242,21 +247,33 @@ func (s *Server) admittedClients() []registry.Member {
 	if s.sec == nil || s.sec.admits == nil {
 		return members
 	}
-	ignored := false
-	defer func() { s.ignoring.Store(ignored) }() // watchPeers looks again while some are ignored
+	ignored := map[string]string{} // id -> why
+	defer func() { s.noteIgnored(ignored) }()
 	return slices.DeleteFunc(members, func(m registry.Member) bool {
-		if !s.sec.admits(m.ID) {
-			s.logger.Warn("registered client is not in the allowlist (keys_dir/clients/ID.pub): ignored", "client", m.ID)
-			ignored = true
-			return true
+		switch {
+		case !s.sec.admits(m.ID):
+			ignored[m.ID] = "registered client is not in the allowlist (keys_dir/clients/ID.pub): ignored"
+		case !s.sec.signedMember(m):
+			ignored[m.ID] = "registered client's node is not signed with its key (written by another host?): ignored"
+		default:
+			return false
 		}
-		if !s.sec.signedMember(m) {
-			s.logger.Warn("registered client's node is not signed with its key (written by another host?): ignored", "client", m.ID)
-			ignored = true
-			return true
-		}
-		return false
+		return true
 	})
+}
+
+// noteIgnored logs the clients newly ignored (once each, not at every look) and tells watchPeers to look
+// again soon while some are.
+func (s *Server) noteIgnored(ignored map[string]string) {
+	s.ignoredMu.Lock()
+	defer s.ignoredMu.Unlock()
+	for id, why := range ignored {
+		if s.ignored[id] != why {
+			s.logger.Warn(why, "client", id)
+		}
+	}
+	s.ignored = ignored
+	s.ignoring.Store(len(ignored) > 0)
 }
 
 // signedMember reports whether m carries the signature of its id's registration key. Checked whenever

@@ -44,8 +44,10 @@ type Server struct {
 	intake   *intake
 	sec      *security
 
-	apiAddr      string                         // resolved API listen address
-	ignoring     atomic.Bool                    // some registered clients are not admitted (see admittedClients)
+	apiAddr      string      // resolved API listen address
+	ignoring     atomic.Bool // some registered clients are not admitted (see admittedClients)
+	ignoredMu    sync.Mutex
+	ignored      map[string]string              // client id -> why it is not admitted, as last logged
 	dropLog      logx.Limiter                   // rate-limits warnings repeated per request
 	clientsDirty atomic.Bool                    // the client registry changed since the leader loop last looked
 	leaderAt     atomic.Pointer[observedLeader] // the leader as last observed; nil when none
@@ -253,9 +255,10 @@ func (s *Server) watchPeers(ctx context.Context) error {
 		if l := s.lead.Load(); l != nil {
 			l.ClientsChanged()
 		}
-		// While some registered clients are not admitted, look again now and then: a key added to the
-		// allowlist admits its client without a registry change.
-		var recheck <-chan time.Time
+		// While some registered clients are not admitted, look again every few seconds: a key added to
+		// the allowlist admits its client without a registry change.
+		// And every half minute anyway: a key removed from it stops admitting its client.
+		recheck := time.After(30 * time.Second)
 		if s.ignoring.Load() {
 			recheck = time.After(5 * time.Second)
 		}

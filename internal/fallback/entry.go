@@ -65,7 +65,7 @@ func (e *Entry) Signature(key []byte) string {
 
 // SignedBy reports whether e carries a valid signature for key.
 func (e *Entry) SignedBy(key []byte) bool {
-	return e.Sig != "" && hmac.Equal([]byte(e.Sig), []byte(e.Signature(key)))
+	return e.Sig != "" && len(key) > 0 && hmac.Equal([]byte(e.Sig), []byte(e.Signature(key)))
 }
 
 // EntryID is the id of the seq-th entry queued by the process of client started at boot. The numbers are

@@ -11,6 +11,9 @@ import (
 // rescanEvery bounds how often an unknown key makes the allowlist read its directory again.
 const rescanEvery = time.Second
 
+// readmitEvery is how long an admitted id is trusted without reading the directory again.
+const readmitEvery = 10 * time.Second
+
 // Allowlist maps the public keys in a directory of <id>.pub files to client ids. A file added later is
 // seen on the next handshake; a file removed refuses that client's next handshakes (its open connections
 // stay until they drop: restart the servers to cut them at once).
@@ -43,9 +46,10 @@ func (a *Allowlist) Identify(pub string) (string, bool) {
 func (a *Allowlist) Admits(id string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.ids[id] {
-		// Asked when the registry changes, not per connection: always read again, so that a client whose
-		// key was just added is admitted.
+	// Asked when the registry changes and every few seconds, not per connection: read again on a miss,
+	// so that a client whose key was just added is admitted, and now and then on a hit, so that a removed
+	// key stops admitting its client.
+	if !a.ids[id] || time.Since(a.scanned) >= readmitEvery {
 		a.scan()
 	}
 	return a.ids[id]
