@@ -168,7 +168,7 @@ func (c *Client) openQueue() error {
 		return err
 	}
 	q.SignWith(c.memberKey) // a secure cluster replays declarations and requests only when signed
-	c.mu.Lock() // Spooled may be called by the application at any time
+	c.mu.Lock()             // Spooled may be called by the application at any time
 	c.queue = q
 	c.mu.Unlock()
 	return nil
