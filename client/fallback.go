@@ -167,8 +167,9 @@ func (c *Client) openQueue() error {
 	if err != nil {
 		return err
 	}
-	q.SignWith(c.memberKey) // a secure cluster replays declarations and requests only when signed
-	c.mu.Lock()             // Spooled may be called by the application at any time
+	// A secure cluster replays only entries signed with the client's registration key.
+	q.SignWith(c.memberKey)
+	c.mu.Lock() // Spooled may be called by the application at any time
 	c.queue = q
 	c.mu.Unlock()
 	return nil
