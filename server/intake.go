@@ -161,6 +161,12 @@ func (in *intake) receive(frame []byte, from transport.Sender) {
 		in.metrics.framesDropped.WithLabelValues(reason).Inc()
 		in.dropLog.Warn(in.logger, "dropped frame its sender may not send", "peer", peer, "identity", from.Identity,
 			"kind", m.Kind().String(), "from", wire.From(m), "via", wire.Via(m), "reason", reason)
+		if reason == "bad_run_token" || reason == "local_not_own" {
+			// Its own report of a run that was never its (a journal left from another cluster, say): it
+			// would send it again for ever. The receipt says it is settled: nothing was recorded, and
+			// nothing will be.
+			in.sendReceipts(map[string]*wire.Receipt{from.Identity: receiptFor(in.id, in.now(), m)})
+		}
 		return
 	}
 	in.metrics.framesReceived.WithLabelValues(m.Kind().String()).Inc()

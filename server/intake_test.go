@@ -282,3 +282,20 @@ func TestAReportMustProveItsRunWasSentToItsClient(t *testing.T) {
 		t.Errorf("insecure mode checked a token: %q", got)
 	}
 }
+
+// A client's report of a run that was never its own is dropped, and receipted to it, so that it stops
+// sending it (a journal left from another cluster would otherwise be sent for ever); nothing is written.
+func TestAReportOfARunNotItsOwnIsReceiptedAndNotRecorded(t *testing.T) {
+	rig := &intakeRig{}
+	in := rig.intake(t)
+	in.checkRunToken = func(string, int, string, string) bool { return false }
+	in.receive(encoded(t, result("c1", "a")), transport.Sender{Addr: "127.0.0.1", Identity: "c1"})
+	if len(in.queue) != 0 {
+		t.Fatal("a report without its run token was queued for the store")
+	}
+	rig.mu.Lock()
+	defer rig.mu.Unlock()
+	if got := rig.sent["c1"]; len(got) != 1 || len(got[0].ExecIDs) != 1 {
+		t.Fatalf("receipts to c1: %+v, want one naming the result", got)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h
 				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: sessionTimeout,
 			},
 			KeysDir:     c.Keys,
+			StateDir:    filepath.Join(c.Dir, "state"), // the cluster's: a journal from an earlier run would report into this one
 			Capacity:    4096,
 			ResultRetry: time.Second,
 			LeaseRenew:  2 * time.Second,
