@@ -19,6 +19,9 @@ const sessionTimeout = 1500 * time.Millisecond
 // apiToken is the admin token of the cluster under test (scenarios run one cluster at a time).
 var apiToken string
 
+// insecure runs the clusters with insecure: true (-insecure).
+var insecure bool
+
 // startCluster starts a cluster for one scenario, configured as in production rather than for tests:
 // members log at info (the harness's debug is for tests that read logs) and servers keep their default
 // ack timeout and accept window (the harness shortens them so that tests of lost dispatches end sooner;
@@ -29,6 +32,10 @@ func startCluster(t *T, opts integration.Options) *integration.Cluster {
 	opts.ServerEnv = append(opts.ServerEnv, "CLOVER_LOG_LEVEL=info",
 		"CLOVER_ACK_TIMEOUT="+def.AckTimeout.String(), "CLOVER_ACCEPT_WINDOW="+def.AcceptWindow.String())
 	opts.ClientEnv = append(opts.ClientEnv, "CLOVER_LOG_LEVEL=info")
+	if insecure {
+		opts.ServerEnv = append(opts.ServerEnv, "CLOVER_INSECURE=true")
+		opts.ClientEnv = append(opts.ClientEnv, "CLOVER_INSECURE=true")
+	}
 	t.Progressf("starting ZooKeeper, FerretDB, %d server(s), %d client process(es)", opts.Servers, opts.Clients)
 	c := integration.StartCluster(t, opts)
 	apiToken = c.Tokens.Admin
@@ -60,6 +67,7 @@ func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h
 				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: sessionTimeout,
 			},
 			KeysDir:     c.Keys,
+			Insecure:    insecure,
 			StateDir:    filepath.Join(c.Dir, "state"), // the cluster's: a journal from an earlier run would report into this one
 			Capacity:    4096,
 			ResultRetry: time.Second,

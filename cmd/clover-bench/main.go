@@ -84,6 +84,7 @@ func main() {
 	flag.IntVar(&s.jobs, "jobs", 0, "jobs in each scenario that creates many (default shell 1000, gofunc 5000, burst 10000; a tenth with -quick)")
 	flag.DurationVar(&s.duration, "duration", 0, "measurement window of shell and gofunc (default 60s and 30s; 10s with -quick)")
 	flag.IntVar(&s.rounds, "rounds", 3, "failover rounds for each of SIGKILL and SIGTERM")
+	flag.BoolVar(&insecure, "insecure", false, "run the clusters without authentication (insecure: true), to measure what security costs")
 	flag.Parse()
 
 	selected, err := choose(*which)
