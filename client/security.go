@@ -19,7 +19,10 @@ func (c *Client) security() (*transport.Curve, []zksession.Option, error) {
 		return nil, nil, err
 	}
 	c.memberKey = keys.MemberKey
-	curve := &transport.Curve{Public: keys.Key.Public, Secret: keys.Key.Secret, ServerPublic: keys.ServerPublic}
+	servers := keys.ServerPublic
+	curve := &transport.Curve{Public: keys.Key.Public, Secret: keys.Key.Secret, ServerPublic: servers,
+		// Its inbox takes frames from the servers only.
+		Identify: func(pub string) (string, bool) { return transport.ServersIdentity, pub == servers }}
 	access := zkacl.Client(c.cfg.ZooKeeper.Root, c.cfg.ID, keys.ClientsSecret, keys.ClientZooKeeperPassword())
 	return curve, []zksession.Option{zksession.WithAccess(access)}, nil
 }

@@ -520,7 +520,7 @@ func (c *Cluster) peerOutboxes(id string) (toServers, toClients *transport.Outbo
 	}
 	toServers = transport.NewOutbox(slog.Default(), &transport.Curve{Public: own.Key.Public, Secret: own.Key.Secret, ServerPublic: own.ServerPublic})
 	toClients = transport.NewOutbox(slog.Default(), &transport.Curve{Public: srv.Key.Public, Secret: srv.Key.Secret, ServerPublic: srv.Key.Public,
-		Identify: srv.Clients.Identify})
+		Identify: srv.Clients.Identify, PeerKey: srv.Clients.PublicKey})
 	servers, clients := map[string]transport.Peer{}, map[string]transport.Peer{}
 	for _, m := range c.Servers {
 		servers[m.ID] = transport.Peer{Endpoint: m.Listen, Server: true}

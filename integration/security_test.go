@@ -70,7 +70,7 @@ func TestForgedDispatchesNeverRunOnAClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	impostor := transport.NewOutbox(slog.Default(), &transport.Curve{Public: pub, Secret: sec, ServerPublic: pub,
-		Identify: func(k string) (string, bool) { return target.ID, k == own.Key.Public }})
+		PeerKey: func(string) (string, bool) { return own.Key.Public, true }})
 	defer impostor.Close()
 	impostor.SetPeers(peer)
 

@@ -91,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "API requests refused before their handler, by reason (unauthenticated, forbidden, host, origin, media_type)."}, []string{"reason"}),
 		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_audit_failures_total", Help: "API writes whose audit entry could not be stored."}),
 		handshakes: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clover_curve_handshakes_refused_total",
-			Help: "ZeroMQ CURVE handshakes refused in this process: unknown keys, or a client's key at another client's endpoint."},
+			Help: "ZeroMQ CURVE handshakes this process's inboxes refused: keys not in the allowlist."},
 			func() float64 { return float64(transport.HandshakesRefused()) }),
 	}
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,

@@ -100,7 +100,8 @@ func (s *Server) loadKeys() (*security, error) {
 		return keys.Clients.Identify(pub)
 	}
 	sec := &security{
-		curve:      &transport.Curve{Public: keys.Key.Public, Secret: keys.Key.Secret, ServerPublic: keys.Key.Public, Identify: identify},
+		curve: &transport.Curve{Public: keys.Key.Public, Secret: keys.Key.Secret, ServerPublic: keys.Key.Public,
+			Identify: identify, PeerKey: keys.Clients.PublicKey},
 		zk:         []zksession.Option{zksession.WithAccess(zkacl.Servers(s.cfg.ZooKeeper.Root, keys.Cluster))},
 		tokens:     newTokenSet(filepath.Join(s.cfg.KeysDir, keyring.TokensFile)),
 		forwardKey: []byte(keyring.Derive(keys.Cluster, keyring.PurposeForward)),

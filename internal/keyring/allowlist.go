@@ -55,6 +55,21 @@ func (a *Allowlist) Admits(id string) bool {
 	return a.ids[id]
 }
 
+// PublicKey returns client id's public key.
+func (a *Allowlist) PublicKey(id string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ids[id] && (a.ids == nil || time.Since(a.scanned) >= rescanEvery) {
+		a.scan()
+	}
+	for pub, who := range a.byKey {
+		if who == id {
+			return pub, true
+		}
+	}
+	return "", false
+}
+
 // IDs returns the client ids in the allowlist.
 func (a *Allowlist) IDs() []string {
 	a.mu.Lock()

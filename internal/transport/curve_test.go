@@ -40,11 +40,21 @@ func (c cluster) serverCurve() *Curve {
 				return "client-b", true
 			}
 			return "", false
+		},
+		PeerKey: func(id string) (string, bool) {
+			switch id {
+			case "client-a":
+				return c.a.pub, true
+			case "client-b":
+				return c.b.pub, true
+			}
+			return "", false
 		}}
 }
 
 func (c cluster) clientCurve(k keys) *Curve {
-	return &Curve{Public: k.pub, Secret: k.sec, ServerPublic: c.server.pub}
+	return &Curve{Public: k.pub, Secret: k.sec, ServerPublic: c.server.pub,
+		Identify: func(pub string) (string, bool) { return ServersIdentity, pub == c.server.pub }}
 }
 
 // deliverOne sends "probe" frames from out to id until one arrives or a few seconds pass, and reports
@@ -121,7 +131,7 @@ func TestClientInboxTakesFramesOnlyFromServers(t *testing.T) {
 		t.Fatal("another client delivered to a client inbox")
 	}
 	impostor := newCluster(t)
-	impostor.a = c.a // it even knows client-a's public key
+	impostor.a = c.a // it even knows client-a's public key, and holds a servers' key of its own
 	fake := NewOutbox(slog.Default(), impostor.serverCurve())
 	defer fake.Close()
 	fake.SetPeers(map[string]Peer{"client-a": {Endpoint: in.Endpoint()}})

@@ -23,19 +23,23 @@ const sendHWM = 100_000
 // Curve sets up CURVE on a process's sockets: every connection is encrypted, and each end proves the key
 // it holds. A nil *Curve means the NULL mechanism: no encryption and anyone may send (insecure mode).
 //
-// Servers share one keypair. A server's sockets take the CURVE server role towards clients (its inbox,
-// and its PUSH sockets to clients' inboxes), and Identify names each client by its key. A client's sockets
-// take the client role everywhere, its bound inbox included, so only a holder of the servers' secret key can
-// deliver to it. Servers reach each other (forwarding to the leader) in the client role.
+// Every bound socket (an inbox) takes the CURVE server role with its process's own keypair, and names each
+// peer that connects by its key through the ZAP handler (Identify); unknown keys are refused. Every
+// connecting socket takes the CURVE client role and names the key the peer it connects to must hold: the
+// servers' public key towards a server, and towards a client that client's own public key (PeerKey), so a
+// server delivers X's dispatches only to the holder of X's secret key. (The CURVE server role stays on bound
+// sockets: libzmq 4.3 aborts the process when a connecting CURVE server's ZAP handler refuses a peer.)
 type Curve struct {
 	Public, Secret string // this process's keypair, Z85
 	ServerPublic   string // the servers' public key
-	// Identify, set on servers only, names the holder of a public key: a client id, or ServersIdentity.
-	// Unknown keys are refused.
+	// Identify names the holder of a public key that connects to an inbox of this process: on a server a
+	// client id or ServersIdentity, on a client ServersIdentity only.
 	Identify func(publicKey string) (string, bool)
+	// PeerKey, on servers, is the public key of client id (the allowlist).
+	PeerKey func(id string) (string, bool)
 }
 
-func (c *Curve) isServer() bool { return c != nil && c.Identify != nil }
+
 
 // Options configures an Inbox.
 type Options struct {
@@ -71,11 +75,7 @@ func Listen(endpoint string, opts Options) (*Inbox, error) {
 	}
 	var domain string
 	if c := opts.Curve; c != nil {
-		if c.isServer() {
-			domain, err = serverRole(sock, c, "")
-		} else {
-			err = sock.ClientAuthCurve(c.ServerPublic, c.Public, c.Secret)
-		}
+		domain, err = serverRole(sock, c)
 		if err != nil {
 			sock.Close()
 			return nil, fmt.Errorf("transport: CURVE on %s: %w", endpoint, err)
@@ -99,12 +99,15 @@ func Listen(endpoint string, opts Options) (*Inbox, error) {
 	return &Inbox{sock: sock, endpoint: actual, domain: domain}, nil
 }
 
-// serverRole makes sock a CURVE server whose peers c.Identify knows (and, with want, only that peer).
-func serverRole(sock *zmq.Socket, c *Curve, want string) (string, error) {
+// serverRole makes sock a CURVE server whose peers c.Identify knows.
+func serverRole(sock *zmq.Socket, c *Curve) (string, error) {
+	if c.Identify == nil {
+		return "", errors.New("no Identify for the peers of an inbox")
+	}
 	if err := startZAP(); err != nil {
 		return "", err
 	}
-	domain := addPolicy(zapPolicy{identify: c.Identify, want: want})
+	domain := addPolicy(zapPolicy{identify: c.Identify})
 	if err := sock.ServerAuthCurve(domain, c.Secret); err != nil {
 		removePolicy(domain)
 		return "", err
@@ -258,12 +261,19 @@ func (o *Outbox) connect(id string, target Peer) (*zmq.Socket, string, error) {
 	_ = sock.SetReconnectIvlMax(2 * time.Second)
 	var domain string
 	if c := o.curve; c != nil {
-		if c.isServer() && !target.Server {
-			domain, err = serverRole(sock, c, id)
-		} else {
-			err = sock.ClientAuthCurve(c.ServerPublic, c.Public, c.Secret)
+		peerKey, ok := c.ServerPublic, true
+		if !target.Server {
+			if c.PeerKey == nil {
+				ok = false
+			} else {
+				peerKey, ok = c.PeerKey(id)
+			}
 		}
-		if err != nil {
+		if !ok {
+			sock.Close()
+			return nil, "", fmt.Errorf("CURVE for %s: no public key for it", id)
+		}
+		if err := sock.ClientAuthCurve(peerKey, c.Public, c.Secret); err != nil {
 			sock.Close()
 			return nil, "", fmt.Errorf("CURVE for %s: %w", id, err)
 		}

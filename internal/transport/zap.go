@@ -19,7 +19,6 @@ const zapEndpoint = "inproc://zeromq.zap.01"
 // zapPolicy decides one socket's handshakes.
 type zapPolicy struct {
 	identify func(publicKey string) (string, bool)
-	want     string // when set, only this identity may connect
 }
 
 // The handler is ours rather than zmq4's AuthStart because that one keeps its key lists in unguarded
@@ -35,8 +34,7 @@ var zap struct {
 	refused atomic.Uint64
 }
 
-// HandshakesRefused counts CURVE handshakes refused in this process: unknown keys, or a known key at the
-// wrong peer.
+// HandshakesRefused counts CURVE handshakes this process's inboxes refused: unknown keys.
 func HandshakesRefused() uint64 { return zap.refused.Load() }
 
 func startZAP() error {
@@ -124,9 +122,6 @@ func decideZAP(req [][]byte) [6]string {
 	who, ok := p.identify(zmq.Z85encode(string(req[6])))
 	if !ok {
 		return deny("400", "unknown key")
-	}
-	if p.want != "" && who != p.want {
-		return deny("400", "key of another peer")
 	}
 	return [6]string{version, id, "200", "OK", who, ""}
 }
