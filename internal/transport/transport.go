@@ -39,8 +39,6 @@ type Curve struct {
 	PeerKey func(id string) (string, bool)
 }
 
-
-
 // Options configures an Inbox.
 type Options struct {
 	// MaxFrame: larger frames are dropped by ZeroMQ before they are read (and the connection closed).
