@@ -67,6 +67,11 @@ func run(zk, files, profile string) error {
 	cfg.ID = "client-tagged"
 	// Its keypair is keys/clients/client-tagged.key (`clover keys gen --client client-tagged`).
 	cfg.KeysDir = os.Getenv("CLOVER_KEYS_DIR")
+	// Its run journal, under the run's directory when `make run` starts it (a journal left by an earlier
+	// cluster would report into this one; the servers drop and receipt such reports).
+	if dir := os.Getenv("CLOVER_STATE_DIR"); dir != "" {
+		cfg.StateDir = dir
+	}
 	cfg.Handlers = []string{"shell"} // for the shell jobs of the files
 	// The jobs of examples/jobs.yaml route to clients labelled with their region.
 	cfg.Labels = map[string]string{"region": envOr("CLOVER_REGION", "emea")}
