@@ -225,7 +225,7 @@ func (t *tokenSet) reload() {
 	t.byHash, t.modTime, t.size, t.err = byHash, st.ModTime(), st.Size(), nil
 }
 
-// apiClient is how this server reaches another server's API (forwarding).
+// apiScheme is the scheme of the servers' API: https when it serves TLS.
 func (sec *security) apiScheme() string {
 	if sec.forwardTLS != nil {
 		return "https"

@@ -70,18 +70,6 @@ func (a *Allowlist) PublicKey(id string) (string, bool) {
 	return "", false
 }
 
-// IDs returns the client ids in the allowlist.
-func (a *Allowlist) IDs() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.scan()
-	ids := make([]string, 0, len(a.byKey))
-	for _, id := range a.byKey {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
 func (a *Allowlist) scan() {
 	a.scanned = time.Now()
 	byKey := map[string]string{}

@@ -172,12 +172,11 @@ type Outbox struct {
 
 type peer struct {
 	Peer
-	open   func() (*zmq.Socket, string, error) // a new connected socket and its ZAP domain
-	mu     sync.Mutex
-	sock   *zmq.Socket
-	domain string    // ZAP domain, removed with the socket
-	since  time.Time // the socket was opened, or last took a frame
-	took   bool      // the socket took a frame: a handshake completed once
+	open  func() (*zmq.Socket, error) // a new connected socket
+	mu    sync.Mutex
+	sock  *zmq.Socket
+	since time.Time // the socket was opened, or last took a frame
+	took  bool      // the socket took a frame: a handshake completed once
 }
 
 // libzmq never reconnects a connection whose CURVE handshake was refused (a protocol error ends the
@@ -238,26 +237,25 @@ func (o *Outbox) AddPeer(id string, target Peer) {
 }
 
 func (o *Outbox) dial(id string, target Peer) (*peer, error) {
-	p := &peer{Peer: target, open: func() (*zmq.Socket, string, error) { return o.connect(id, target) }}
-	sock, domain, err := p.open()
+	p := &peer{Peer: target, open: func() (*zmq.Socket, error) { return o.connect(id, target) }}
+	sock, err := p.open()
 	if err != nil {
 		return nil, err
 	}
-	p.sock, p.domain, p.since = sock, domain, time.Now()
+	p.sock, p.since = sock, time.Now()
 	return p, nil
 }
 
-func (o *Outbox) connect(id string, target Peer) (*zmq.Socket, string, error) {
+func (o *Outbox) connect(id string, target Peer) (*zmq.Socket, error) {
 	sock, err := zmq.NewSocket(zmq.PUSH)
 	if err != nil {
-		return nil, "", fmt.Errorf("new PUSH socket: %w", err)
+		return nil, fmt.Errorf("new PUSH socket: %w", err)
 	}
 	_ = sock.SetLinger(0)
 	_ = sock.SetImmediate(true)
 	_ = sock.SetSndhwm(sendHWM)
 	_ = sock.SetReconnectIvl(100 * time.Millisecond)
 	_ = sock.SetReconnectIvlMax(2 * time.Second)
-	var domain string
 	if c := o.curve; c != nil {
 		peerKey, ok := c.ServerPublic, true
 		if !target.Server {
@@ -269,19 +267,18 @@ func (o *Outbox) connect(id string, target Peer) (*zmq.Socket, string, error) {
 		}
 		if !ok {
 			sock.Close()
-			return nil, "", fmt.Errorf("CURVE for %s: no public key for it", id)
+			return nil, fmt.Errorf("CURVE for %s: no public key for it", id)
 		}
 		if err := sock.ClientAuthCurve(peerKey, c.Public, c.Secret); err != nil {
 			sock.Close()
-			return nil, "", fmt.Errorf("CURVE for %s: %w", id, err)
+			return nil, fmt.Errorf("CURVE for %s: %w", id, err)
 		}
 	}
 	if err := sock.Connect(target.Endpoint); err != nil {
 		sock.Close()
-		removePolicy(domain)
-		return nil, "", fmt.Errorf("connect %s: %w", target.Endpoint, err)
+		return nil, fmt.Errorf("connect %s: %w", target.Endpoint, err)
 	}
-	return sock, domain, nil
+	return sock, nil
 }
 
 func (p *peer) send(frame []byte) error {
@@ -306,14 +303,13 @@ func (p *peer) send(frame []byte) error {
 // redial replaces the socket. Frames queued on the old one are dropped with it, as with a peer that
 // died: the layers above send again what was not answered. p.mu must be held.
 func (p *peer) redial() {
-	sock, domain, err := p.open()
+	sock, err := p.open()
 	if err != nil {
 		p.since = time.Now() // try again later
 		return
 	}
 	p.sock.Close()
-	removePolicy(p.domain)
-	p.sock, p.domain, p.since, p.took = sock, domain, time.Now(), false
+	p.sock, p.since, p.took = sock, time.Now(), false
 }
 
 func (p *peer) close() {
@@ -322,7 +318,6 @@ func (p *peer) close() {
 	if p.sock != nil {
 		p.sock.Close()
 		p.sock = nil
-		removePolicy(p.domain)
 	}
 }
 
