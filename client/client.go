@@ -45,6 +45,7 @@ type JobContext struct {
 	progress func(percent int, message string)
 	runDir   string   // the run's journal directory, for runShell; "" when not journaled
 	shellEnv []string // the client's environment variables a shell command gets (see shellEnviron)
+	spawn    *spawner // starts the command's process (at the jobs' priority); nil: exec.Cmd.Start
 }
 
 // Progress reports how far the run has got: percent from 0 to 100 and a short message (cut to 200 bytes).
@@ -91,6 +92,19 @@ type Client struct {
 	journaled   byRun[string]   // journal directories of runs under way or not yet confirmed (under mu)
 	queueStore  atomic.Pointer[store.Store]
 	queueLog    logx.Limiter
+	// capacityFrom says where cfg.Capacity came from, for the start log.
+	capacityFrom string
+	spawn        *spawner // starts shell job processes; nil until Run starts it
+	zk           atomic.Pointer[zksession.Session]
+}
+
+// ZooKeeperLosses reports how many times this client's ZooKeeper session expired (losing its registration)
+// and how many times its connection dropped while it held one.
+func (c *Client) ZooKeeperLosses() (expired, disconnected int64) {
+	if s := c.zk.Load(); s != nil {
+		return s.Losses()
+	}
+	return 0, 0
 }
 
 // Stats counts what a client did; read it with Stats().
@@ -129,6 +143,11 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("client: config: %w", err)
 	}
+	capacityFrom := "configured"
+	if cfg.Capacity == 0 {
+		cfg.Capacity, capacityFrom = DefaultCapacity()
+		capacityFrom = "derived: " + capacityFrom
+	}
 	c := &Client{
 		cfg: cfg, logger: slog.Default(), now: time.Now,
 		handlers:  map[string]HandlerFunc{},
@@ -140,6 +159,8 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		requests:  map[string]*pendingReport{},
 		journaled: byRun[string]{},
 		runEnded:  make(chan struct{}, 1),
+
+		capacityFrom: capacityFrom,
 	}
 	for _, o := range opts {
 		o(c)
@@ -223,6 +244,7 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("client: %w", err)
 	}
 	defer sess.Close()
+	c.zk.Store(sess)
 	inbox, err := transport.Listen(c.cfg.Listen, transport.Options{MaxFrame: wire.MaxFrame, Curve: curve})
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
@@ -239,6 +261,10 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.outbox = transport.NewOutbox(c.logger, curve)
 	defer c.outbox.Close()
+	if c.spawn, err = newSpawner(c.cfg.JobNice, c.cfg.JobCgroup); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	defer c.spawn.close() // after the drain: runs that end during it may still start processes (retries do not)
 	var metricsLn net.Listener
 	if c.cfg.MetricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", c.cfg.MetricsListen); err != nil {
@@ -305,7 +331,9 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	// Local jobs fire once we are registered: the leader creates their definitions from our declarations.
 	c.startLocal(ctx, &wg)
-	c.logger.Info("client started", "endpoint", endpoint, "bound", inbox.Endpoint(), "secure", curve != nil, "jobs", m.Jobs, "handlers", m.Handlers)
+	c.logger.Info("client started", "endpoint", endpoint, "bound", inbox.Endpoint(), "secure", curve != nil, "jobs", m.Jobs, "handlers", m.Handlers,
+		"capacity", c.cfg.Capacity, "capacity_from", c.capacityFrom, "job_nice", c.cfg.JobNice, "job_cgroup", c.cfg.JobCgroup,
+		"session_timeout", c.cfg.ZooKeeper.SessionTimeout)
 	var runErr error
 	select {
 	case <-ctx.Done():

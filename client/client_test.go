@@ -188,7 +188,8 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	}{
 		"id":        {func(c *Config) { c.ID = "a/b" }, `id "a/b"`},
 		"listen":    {func(c *Config) { c.Listen = "127.0.0.1:1" }, `listen "127.0.0.1:1"`},
-		"capacity":  {func(c *Config) { c.Capacity = 0 }, "capacity 0"},
+		"capacity":  {func(c *Config) { c.Capacity = -1 }, "capacity -1"},
+		"job_nice":  {func(c *Config) { c.JobNice = 20 }, "job_nice 20"},
 		"zookeeper": {func(c *Config) { c.ZooKeeper.Servers = nil }, "zookeeper.servers"},
 		"width":     {func(c *Config) { c.Width = -1 }, "width -1"},
 		"lease":     {func(c *Config) { c.LeaseRenew = 0 }, "lease_renew 0s"},

@@ -23,7 +23,16 @@ type Config struct {
 	// Insecure runs without authentication (loopback listeners only); see config.Security.
 	Insecure  bool             `mapstructure:"insecure"`
 	ZooKeeper config.ZooKeeper `mapstructure:"zookeeper"`
-	Capacity  int              `mapstructure:"capacity"` // slots: executions run at once; more are refused
+	// Capacity is how many executions run here at once; more are refused and go to another client or wait.
+	// 0: derived from the machine (see DefaultCapacity).
+	Capacity int `mapstructure:"capacity"`
+	// JobNice is how much lower than the client's the CPU priority of the processes shell jobs start is
+	// (added to the client's nice value, at most 19); 0 runs them at the client's priority. Jobs that
+	// saturate the machine then cannot starve the client of the CPU it needs to keep its ZooKeeper session.
+	JobNice int `mapstructure:"job_nice"`
+	// JobCgroup, when set, is a cgroup v2 directory this user may write (systemd's Delegate=yes gives one)
+	// that every job process is started in, so that its cpu.weight and memory.max bound all jobs together.
+	JobCgroup string `mapstructure:"job_cgroup"`
 	// Width is the resource width (memory units, licences...) its runs share; each run takes its job's
 	// routing.width. 0: unbounded.
 	Width  int               `mapstructure:"width"`
@@ -167,13 +176,23 @@ func DefaultConfig() Config {
 	return Config{
 		ID:          config.DefaultID("client"),
 		Listen:      "tcp://127.0.0.1:0",
-		ZooKeeper:   config.DefaultZooKeeper(),
-		Capacity:    64,
+		ZooKeeper:   clientZooKeeper(),
+		JobNice:     10,
 		ResultRetry: time.Second,
 		LeaseRenew:  2 * time.Second,
 		Fallback:    FallbackConfig{Database: "clover", SpoolMaxBytes: 64 << 20, After: 5 * time.Second},
 		LogLevel:    "info",
 	}
+}
+
+// clientZooKeeper is a client's default ZooKeeper settings: a longer session than a server's. A server's
+// session timeout is the failover time, worth keeping short; a client's is how long the leader takes to
+// count a client that died as gone, and a loaded machine that delays the client's pings past it costs
+// every run the client holds. Dead clients are also found by their leases (lease_timeout).
+func clientZooKeeper() config.ZooKeeper {
+	z := config.DefaultZooKeeper()
+	z.SessionTimeout = 10 * time.Second
+	return z
 }
 
 // Security is the client's security settings.
@@ -198,8 +217,11 @@ func (c Config) Validate() error {
 	if err := c.Security().Validate(map[string]string{"listen": c.Listen, "metrics_listen": c.MetricsListen}); err != nil {
 		return err
 	}
-	if c.Capacity < 1 {
-		return fmt.Errorf("capacity %d: must be at least 1", c.Capacity)
+	if c.Capacity < 0 {
+		return fmt.Errorf("capacity %d: must be at least 1 (or 0: derived from the machine)", c.Capacity)
+	}
+	if c.JobNice < 0 || c.JobNice > 19 {
+		return fmt.Errorf("job_nice %d: must be between 0 (the client's priority) and 19", c.JobNice)
 	}
 	if c.Width < 0 {
 		return fmt.Errorf("width %d: must not be negative", c.Width)

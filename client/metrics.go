@@ -33,6 +33,12 @@ func (c *Client) serveMetrics(ctx context.Context, ln net.Listener) {
 		counter("clover_client_requests_total", "Run requests of the application.", &c.stats.Requested),
 		counter("clover_client_fallback_queued_total", "Reports put in the fallback queue because no server confirmed them.", &c.stats.FallbackQueued),
 		counter("clover_client_frames_dropped_total", "Frames from servers that did not decode or were of a wrong kind.", &c.stats.Dropped),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clover_client_zookeeper_sessions_expired_total",
+			Help: "Times this client's ZooKeeper session expired (its registration was lost: the leader counts its runs lost)."},
+			func() float64 { e, _ := c.ZooKeeperLosses(); return float64(e) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clover_client_zookeeper_disconnects_total",
+			Help: "Times this client's ZooKeeper connection dropped while it held a session."},
+			func() float64 { _, d := c.ZooKeeperLosses(); return float64(d) }),
 		gauge("clover_client_running", "Runs under way here.", func() int {
 			c.mu.Lock()
 			defer c.mu.Unlock()

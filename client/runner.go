@@ -57,7 +57,7 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 		ExecutionID: d.ExecID, Job: d.Job, Client: c.cfg.ID, Params: d.Params, ScheduledAt: d.ScheduledAt,
 		Attempt: d.Attempt, Run: run, Shard: d.Shard, Trigger: d.Trigger, Output: out,
 		Logger: slog.New(slog.NewTextHandler(out, nil)).With("execution", d.ExecID),
-		runDir: dir, shellEnv: c.cfg.ShellEnv,
+		runDir: dir, shellEnv: c.cfg.ShellEnv, spawn: c.spawn,
 	}
 	jc.progress = func(percent int, message string) {
 		percent = min(max(percent, 0), 100)

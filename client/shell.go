@@ -96,7 +96,7 @@ func runShell(ctx context.Context, jc JobContext) error {
 			cmd.Env = append(cmd.Env, "CLOVER_PARAM_"+strings.ToUpper(k)+"="+jc.Params[k])
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	if err := jc.spawn.start(cmd); err != nil {
 		return err
 	}
 	if jc.runDir != "" {

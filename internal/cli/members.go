@@ -120,7 +120,7 @@ func newClientCmd() *cobra.Command {
 		},
 	}
 	addMemberFlags(cmd, false)
-	cmd.Flags().Int("capacity", 0, "executions run at once")
+	cmd.Flags().Int("capacity", 0, "executions run at once (0: derived from the CPUs, see the start log)")
 	cmd.Flags().StringSlice("handlers", nil, "generic handlers offered, e.g. shell")
 	cmd.Flags().StringSlice("job-file", nil, "job files (YAML, JSON, TOML, XML) whose jobs this client declares and serves")
 	cmd.Flags().String("profile", "", "profile of the job files (default $CLOVER_PROFILE)")

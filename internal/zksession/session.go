@@ -118,6 +118,16 @@ type Session struct {
 	changed chan struct{} // closed and replaced on every state change
 	subs    map[<-chan State]chan State
 	closed  bool
+
+	// Session losses, not counting our own Close: what a loaded machine costs (see Losses).
+	expired, disconnected atomic.Int64
+}
+
+// Losses reports how many times the session expired and how many times the connection was lost while a
+// session was held, since Connect. An expiry costs what was built on the session (ephemeral nodes: a
+// client's registration, a server's leadership); a disconnection that resumes in time costs nothing.
+func (s *Session) Losses() (expired, disconnected int64) {
+	return s.expired.Load(), s.disconnected.Load()
 }
 
 // Connect dials ZooKeeper (servers are "host:port", or comma-separated lists of them), waits until it has a
@@ -430,8 +440,10 @@ func (s *Session) onEvent(ev zk.Event) {
 	case st.Kind == Connected:
 		s.logger.Info("session established", "session", fmt.Sprintf("0x%x", st.SessionID))
 	case st.Kind == Expired:
+		s.expired.Add(1)
 		s.logger.Warn("session expired: its ephemeral nodes and watches are gone", "session", fmt.Sprintf("0x%x", st.SessionID))
 	case prev.Kind == Connected:
+		s.disconnected.Add(1)
 		s.logger.Warn("disconnected from ZooKeeper", "session", fmt.Sprintf("0x%x", prev.SessionID))
 	}
 }

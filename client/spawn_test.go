@@ -1,0 +1,75 @@
+package client
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestShellJobsRunAtTheJobsPriority: a shell job's process, and what it starts, run at the client's nice
+// value plus job_nice, while the client itself keeps its own.
+func TestShellJobsRunAtTheJobsPriority(t *testing.T) {
+	own, err := niceOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSpawner(7, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	out := newTail(256)
+	// The shell reports its own niceness, and so does a process it starts.
+	err = runShell(context.Background(), JobContext{Output: out, spawn: s,
+		Params: map[string]string{"command": `nice; sh -c nice`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strconv.Itoa(min(own+7, 19))
+	if got := strings.Fields(out.String()); len(got) != 2 || got[0] != want || got[1] != want {
+		t.Fatalf("job processes' nice values %q, want %s twice (the client's is %d)", got, want, own)
+	}
+	if now, _ := niceOf(os.Getpid()); now != own {
+		t.Fatalf("the client's nice value changed from %d to %d", own, now)
+	}
+
+	// After close, a process still starts (a run that outlives the client's shutdown), at the client's.
+	s.close()
+	out = newTail(256)
+	if err := runShell(context.Background(), JobContext{Output: out, spawn: s, Params: map[string]string{"command": "nice"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != strconv.Itoa(own) {
+		t.Fatalf("after close: nice %s, want the client's %d", got, own)
+	}
+}
+
+func TestAJobCgroupThatIsNoCgroupIsRefusedByName(t *testing.T) {
+	dir := t.TempDir()
+	_, err := newSpawner(10, dir)
+	if err == nil || !strings.Contains(err.Error(), "job_cgroup "+dir) {
+		t.Fatalf("err = %v, want one naming job_cgroup and the directory", err)
+	}
+}
+
+func TestTheDefaultCapacityFollowsTheCPUs(t *testing.T) {
+	n, why := DefaultCapacity()
+	if n < 1 || why == "" {
+		t.Fatalf("DefaultCapacity() = %d, %q", n, why)
+	}
+	cfg := DefaultConfig()
+	cfg.Insecure = true
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cfg.Capacity != n || !strings.Contains(c.capacityFrom, "derived") {
+		t.Fatalf("capacity %d (%s), want the derived %d", c.cfg.Capacity, c.capacityFrom, n)
+	}
+	cfg.Capacity = 3
+	if c, err = New(cfg); err != nil || c.cfg.Capacity != 3 {
+		t.Fatalf("a configured capacity: %v, %d", err, c.cfg.Capacity)
+	}
+}
