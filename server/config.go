@@ -182,17 +182,25 @@ func (a API) Validate() error {
 type Limits struct {
 	Jobs          int `mapstructure:"jobs"`            // jobs in the cluster
 	JobsPerClient int `mapstructure:"jobs_per_client"` // jobs one client may declare
+	// Backlog and BacklogMiB bound the executions the leader holds waiting for a client (or for their
+	// job's earlier runs): at either, scheduled firings wait and their times go to the misfire policies.
+	// They bound the leader's memory under overload.
+	Backlog    int `mapstructure:"backlog"`
+	BacklogMiB int `mapstructure:"backlog_mib"`
 }
 
 // DefaultLimits are generous for people and tight for a runaway program.
 func DefaultLimits() Limits {
-	return Limits{Jobs: 100_000, JobsPerClient: 5_000}
+	return Limits{Jobs: 100_000, JobsPerClient: 5_000, Backlog: 20_000, BacklogMiB: 64}
 }
 
 // Validate names the bad key.
 func (l Limits) Validate() error {
 	if l.Jobs < 1 || l.JobsPerClient < 1 {
 		return fmt.Errorf("limits: jobs (%d) and jobs_per_client (%d) must be positive", l.Jobs, l.JobsPerClient)
+	}
+	if l.Backlog < 100 || l.BacklogMiB < 1 {
+		return fmt.Errorf("limits: backlog (%d) must be at least 100 and backlog_mib (%d) at least 1", l.Backlog, l.BacklogMiB)
 	}
 	return nil
 }

@@ -32,14 +32,24 @@ type planned struct {
 	skip    string // recorded as skipped, for this reason
 	queued  bool   // it waits for the job's open executions to end (overlap queue, or catch-up under forbid)
 	catchUp bool   // made by a catch-up firing (see firing.catchUp)
+	from    int    // the index of its firing in the (sorted) firings plan was given
 }
 
-// fireDue fires every job whose time has come. A job that fell behind (the loop was stalled) owes what
-// owed says.
+// fireDue fires the jobs whose time has come, at most one insert's worth (see insertSizer): the rest stay
+// due, and the loop comes back for them after the notes that arrived meanwhile. While the backlog is full
+// (see backlog.go) nothing more fires on schedule: the times are owed, and go to the misfire policies if
+// room comes too late. A job that fell behind owes what owed says.
 func (l *leader) fireDue(ctx context.Context) error {
 	now := l.now()
 	var firings []firing
-	for len(l.queue) > 0 && !l.queue[0].at.After(now) {
+	limit := l.inserts.batch()
+	for len(l.queue) > 0 && !l.queue[0].at.After(now) && len(firings) < limit {
+		if l.backlogFull() {
+			l.metrics.backlogFull.Inc()
+			l.fullLog.Warn(l.logger, "backlog full: scheduled firings wait, and their times go to the misfire policies if they wait too long",
+				"executions", l.backlog.count, "bytes", l.backlog.bytes, "limits.backlog", l.cfg.Limits.Backlog, "limits.backlog_mib", l.cfg.Limits.BacklogMiB)
+			break
+		}
 		it := heap.Pop(&l.queue).(queued)
 		e := l.jobs[it.name]
 		if e == nil || e.gen != it.gen {
@@ -117,7 +127,7 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 	batchOpen := map[string][]int{}   // job -> indexes in out of executions planned to run
 	batchFirings := map[string]int{}  // job -> firings planned to run
 	batchCatchUp := map[string]bool{} // job -> a catch-up firing of it is planned to run
-	for _, fr := range firings {
+	for fi, fr := range firings {
 		execs := l.newExecutions(fr)
 		skip, queue := fr.skip, false
 		name := fr.spec.Name
@@ -168,7 +178,7 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 			if skip == "" {
 				batchOpen[name] = append(batchOpen[name], len(out))
 			}
-			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp})
+			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp, from: fi})
 		}
 	}
 	return out, stops
@@ -189,15 +199,24 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 		return errUnconfirmed
 	}
 	plan, stops := l.plan(firings)
-	_, err := l.record(ctx, plan, now)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	// In inserts the store can take (see insertSizer); the shards of one firing go in the same one, so that
+	// the firings from a failed insert on were not recorded at all (save an insert that landed unanswered,
+	// which record finds as duplicates).
+	for start := 0; start < len(plan); {
+		end := min(start+l.inserts.batch(), len(plan))
+		for end < len(plan) && plan[end].from == plan[end-1].from {
+			end++
 		}
-		l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
-		l.logger.Warn("recording firings failed; will retry", "executions", len(plan), "err", err)
-		l.unsaved = append(l.unsaved, firings...)
-		return nil
+		if _, err := l.record(ctx, plan[start:end], now); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
+			l.logger.Warn("recording firings failed; will retry", "executions", len(plan)-start, "err", err)
+			l.unsaved = append(l.unsaved, firings[plan[start].from:]...)
+			return nil // the stops of replacing firings wait for them to be recorded
+		}
+		start = end
 	}
 	for id, reason := range stops {
 		if f, ok := l.flights[id]; ok {
@@ -214,8 +233,11 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 		execs[i] = p.exec
 	}
 	sctx, cancel := storeCtx(ctx)
+	began := time.Now()
 	dups, err := l.store.InsertExecutions(sctx, execs)
 	cancel()
+	l.inserts.observe(len(execs), time.Since(began), err)
+	l.metrics.insertSize.Set(float64(l.inserts.batch()))
 	if err != nil {
 		return nil, err
 	}
@@ -257,8 +279,8 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			f.phase = phaseQueued
 		}
 		l.track(f)
-		if f.phase == phaseWaiting {
-			l.dispatch(f, now)
+		if f.phase != phaseWaiting || !l.dispatch(f, now) {
+			l.backlog.add(f)
 		}
 	}
 	l.adopt(ctx, unexplained, planOf, now)

@@ -141,6 +141,9 @@ func (l *leader) removeJob(name string) {
 	l.removed[name] = l.now()
 }
 
+// backlogRecheck is how long firings wait while the backlog is full: about a tick, which recounts it.
+const backlogRecheck = 250 * time.Millisecond
+
 func (l *leader) resetTimer(t *time.Timer) {
 	for len(l.queue) > 0 {
 		it := l.queue[0]
@@ -148,7 +151,12 @@ func (l *leader) resetTimer(t *time.Timer) {
 			heap.Pop(&l.queue)
 			continue
 		}
-		t.Reset(max(it.at.Sub(l.now()), 0))
+		wait := it.at.Sub(l.now())
+		if l.backlogFull() {
+			// Due or not, nothing fires until a tick has found room (see fireDue).
+			wait = max(wait, backlogRecheck)
+		}
+		t.Reset(max(wait, 0))
 		return
 	}
 	t.Reset(time.Hour)

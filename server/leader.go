@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
@@ -64,6 +65,9 @@ type leader struct {
 	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
 	applyingOpenSet bool
 	woken           map[string]bool // jobs with an execution that just ended (see wake)
+	backlog         backlogUse      // what waits for a client or its job's queue (see backlog.go)
+	inserts         insertSizer     // how many executions one insert takes (see insertSizer)
+	fullLog         logx.Limiter    // the backlog-full warning, at most once a minute
 }
 
 // Notes sent to the leader loop.
@@ -202,6 +206,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		declared:   map[string]string{},
 		heard:      map[string]time.Time{},
 		kept:       map[string]keptFiring{},
+		fullLog:    logx.Limiter{Interval: time.Minute},
 	}
 }
 

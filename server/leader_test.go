@@ -31,6 +31,7 @@ type fakeStore struct {
 	closed     []string             // ids closed, in order
 	stats      map[string]job.Stats
 	failInsert int // the next n inserts store the executions but report an error (a lost answer)
+	inserts    []int // the size of each insert
 	failReads  int // the next n reads of the open set time out
 	claimErr   error
 }
@@ -130,6 +131,7 @@ func (f *fakeStore) closeOpen(_ int64, id string, _ bool) {
 func (f *fakeStore) InsertExecutions(_ context.Context, execs []job.Execution) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.inserts = append(f.inserts, len(execs))
 	var dups []string
 	for _, e := range execs {
 		if _, ok := f.execs[e.ID]; ok {

@@ -27,6 +27,9 @@ type metrics struct {
 	resends          prometheus.Counter
 	inflight         prometheus.Gauge
 	waiting          prometheus.Gauge
+	backlogBytes     prometheus.Gauge
+	backlogFull      prometheus.Counter
+	insertSize       prometheus.Gauge
 	framesReceived   *prometheus.CounterVec // by kind
 	framesDropped    *prometheus.CounterVec // by reason
 	eventsPersisted  prometheus.Counter
@@ -67,7 +70,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		redispatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_redispatches_total", Help: "Executions dispatched again as a new attempt (after a refusal or a departure)."}),
 		resends:      prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_dispatch_resends_total", Help: "Unanswered dispatches sent again, unchanged, to the same client."}),
 		inflight:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_inflight_executions", Help: "Executions the leader tracks as pending or running."}),
-		waiting:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_waiting_executions", Help: "Executions waiting for a client that can take them."}),
+		waiting:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_waiting_executions", Help: "Executions waiting for a client that can take them or for their job's earlier runs: the backlog, bounded by limits.backlog."}),
+		backlogBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_backlog_bytes",
+			Help: "Memory the leader holds for executions waiting for a client or their job's queue (estimated; bounded by limits.backlog_mib)."}),
+		backlogFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_backlog_full_total",
+			Help: "Times the leader held back scheduled firings because its backlog was at limits.backlog or limits.backlog_mib."}),
+		insertSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_insert_batch_size",
+			Help: "Executions the leader records in one insert, sized to the store's measured latency."}),
 		framesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_frames_received_total",
 			Help: "Wire frames received, by kind."}, []string{"kind"}),
 		framesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_frames_dropped_total",
@@ -96,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,
 		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
-		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.framesReceived, m.framesDropped, m.eventsPersisted,
+		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.backlogBytes, m.backlogFull, m.insertSize, m.framesReceived, m.framesDropped, m.eventsPersisted,
 		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed,
 		m.apiRefused, m.auditFailed, m.handshakes)
 	return m

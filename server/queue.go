@@ -104,14 +104,19 @@ func (l *leader) skipQueued(f *flight, reason string) bool {
 	if skipLabel(reason) == "misfire" {
 		l.metrics.misfires.WithLabelValues("queued").Inc()
 	}
+	l.skipOpen(f, reason)
+	return true
+}
+
+// skipOpen records that an execution nothing was started for never runs, and stops following it.
+func (l *leader) skipOpen(f *flight, reason string) {
 	l.metrics.skipped.WithLabelValues(skipLabel(reason)).Inc()
 	l.persist(job.Event{
 		ID: job.EventID(f.exec.ID, job.EventFinished, 1), ExecID: f.exec.ID, Job: f.exec.Job, Kind: job.EventFinished, Run: 1,
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
 	})
-	l.logger.Info("queued firing skipped", "execution", f.exec.ID, "reason", reason)
+	l.logger.Info("firing skipped", "execution", f.exec.ID, "phase", f.phase, "reason", reason)
 	l.forget(f.exec.ID, job.StateSkipped)
-	return true
 }
 
 // firstInQueue reports whether no execution of f's job fired before it is still open.

@@ -33,11 +33,11 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	l.rebuildUsage()
 	clear(l.fullPipes)
 	lostAfter := l.cfg.ZooKeeper.SessionTimeout + l.cfg.AckTimeout
-	waiting := 0
+	var held backlogUse // what still waits once this tick has sent what it could
 	// Executions that want a client are sent oldest first, so that those that waited longest get the room
 	// that frees up; the rest are looked at in any order (sorting every flight on every tick would cost
 	// the loop dearly when tens of thousands wait for the store).
-	var want []*flight
+	var want, stale []*flight
 	orphans := 0
 	for _, f := range l.flights {
 		switch f.phase {
@@ -58,17 +58,21 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		case phaseRunning:
 			l.checkRunning(f, now, lostAfter)
 		case phaseWaiting:
-			if f.check {
-				waiting++
-			} else {
+			switch {
+			case f.check:
+				held.add(f)
+			case l.stale(f, now):
+				stale = append(stale, f)
+			default:
 				want = append(want, f)
 			}
 		case phaseDispatched:
 			if l.checkDispatched(f, now) {
-				waiting++
+				held.add(f)
 			}
 		}
 	}
+	want = append(want, l.misfireStale(stale, now)...)
 	slices.SortFunc(want, byFiring)
 	for _, f := range want {
 		if _, ok := l.flights[f.exec.ID]; !ok {
@@ -79,22 +83,24 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			l.startRetry(f, now)
 		case phaseQueued:
 			if !l.firstInQueue(f) {
-				waiting++
+				held.add(f)
 				continue
 			}
 			l.to(f, phaseWaiting)
 			if !l.dispatch(f, now) {
-				waiting++
+				held.add(f)
 			}
 		default:
 			if !l.dispatch(f, now) {
-				waiting++
+				held.add(f)
 			}
 		}
 	}
+	l.backlog = held
 	l.metrics.inflight.Set(float64(len(l.flights)))
 	l.metrics.orphaned.Set(float64(orphans))
-	l.metrics.waiting.Set(float64(waiting))
+	l.metrics.waiting.Set(float64(held.count))
+	l.metrics.backlogBytes.Set(float64(held.bytes))
 	l.reconcile(ctx, now)
 	l.saveStats(ctx, now)
 	l.sweepOpen(ctx, now)
