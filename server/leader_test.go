@@ -30,9 +30,9 @@ type fakeStore struct {
 	shut       map[string]bool      // ids of executions taken out of the open set (which holds every other)
 	closed     []string             // ids closed, in order
 	stats      map[string]job.Stats
-	failInsert int // the next n inserts store the executions but report an error (a lost answer)
+	failInsert int   // the next n inserts store the executions but report an error (a lost answer)
 	inserts    []int // the size of each insert
-	failReads  int // the next n reads of the open set time out
+	failReads  int   // the next n reads of the open set time out
 	claimErr   error
 }
 
