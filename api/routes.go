@@ -58,8 +58,9 @@ var Routes = []Route{
 	{Method: "POST", Path: "/api/v1/executions/{id}/stop", Role: keyring.RoleOperator, Summary: "Stop the execution: its client kills the run.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
 	{Method: "POST", Path: "/api/v1/executions/{id}/rerun", Role: keyring.RoleOperator, Summary: "Run an orphaned execution again, on another client.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
 	{Method: "POST", Path: "/api/v1/executions/{id}/done", Role: keyring.RoleOperator, Summary: "End an orphaned execution as succeeded or failed.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
-	{Method: "GET", Path: "/api/v1/inflight", Role: keyring.RoleViewer, Summary: "The leader's live view of the open executions.", Leader: true, Status: http.StatusOK, Response: []InFlight{},
-		Query: []Param{{"job", "only this job's"}}},
+	{Method: "GET", Path: "/api/v1/inflight", Role: keyring.RoleViewer, Summary: "The leader's live view of the open executions, oldest first.", Leader: true, Status: http.StatusOK, Response: []InFlight{},
+		Query: []Param{{"job", "only this job's"}, {"limit", "at most this many (default 1000, at most 10000)"}}},
+	{Method: "GET", Path: "/api/v1/backlog", Role: keyring.RoleViewer, Summary: "How many executions the leader holds open, by status, and how close it is to its backlog limits.", Leader: true, Status: http.StatusOK, Response: Backlog{}},
 	{Method: "GET", Path: "/api/v1/heartbeats", Role: keyring.RoleViewer, Summary: "When the leader last heard each client.", Leader: true, Status: http.StatusOK, Response: []ClientHeartbeat{}},
 
 	{Method: "GET", Path: "/api/v1/fallback", Role: keyring.RoleViewer, Summary: "The fallback queue, and the leader's replay of it.", Status: http.StatusOK, Response: FallbackStatus{}},

@@ -99,6 +99,26 @@ type InFlight struct {
 	Progress *wire.Progress `json:"progress,omitempty"`
 }
 
+// Backlog is the leader's view of the executions it holds open, by status, and of how close it is to the
+// limits that bound them (limits.backlog, limits.backlog_mib): at either, scheduled firings wait and their
+// times go to the jobs' misfire policies.
+type Backlog struct {
+	Open     int            `json:"open"`      // executions the leader follows
+	ByStatus map[string]int `json:"by_status"` // the same, by InFlight.Status
+	// Waiting are those held waiting for a client or their job's earlier runs (the backlog), and the
+	// memory they hold, estimated.
+	Waiting  int   `json:"waiting"`
+	Bytes    int64 `json:"bytes"`
+	Limit    int   `json:"limit"`
+	LimitMiB int   `json:"limit_mib"`
+	Full     bool  `json:"full"` // scheduled firings are held back now
+	// Misfired counts executions of this term that no client could take within the misfire threshold and
+	// that their job's misfire policy skipped.
+	Misfired int64 `json:"misfired"`
+	// InsertBatch is how many executions the leader now records in one insert (sized to the store).
+	InsertBatch int `json:"insert_batch"`
+}
+
 // ClientHeartbeat is when the leader last heard a client's heartbeat; the monitor alerts on a client that
 // is registered but silent.
 type ClientHeartbeat struct {

@@ -3,9 +3,11 @@ package integration
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
@@ -42,6 +44,19 @@ func TestAClientWhoseJobsSaturateTheCPUKeepsItsSession(t *testing.T) {
 		t.Fatalf("the client never ran %d busy loops at once", capacity)
 	}
 	succeeded0, _ := c.Metric(cl, "clover_client_succeeded_total")
+	// The leader shows what waits for the client: the jobs beyond its capacity.
+	var b api.Backlog
+	shown := testenv.Poll(30*time.Second, func() bool {
+		b = api.Backlog{}
+		err := c.Call(c.Servers[0], "GET", "/api/v1/backlog", nil, &b)
+		return err == nil && b.Waiting >= 1 && b.ByStatus["running"]+b.ByStatus["dispatched"] >= 1 && !b.Full
+	})
+	if !shown {
+		t.Errorf("backlog %+v: want executions waiting and running, not full", b)
+	}
+	if out := clover(t, c, c.Servers[0], false, "exec", "live", "--limit", "3"); !strings.Contains(out, "backlog ") || strings.Count(out, "burn-") != 3 {
+		t.Errorf("clover exec live --limit 3:\n%s", out)
+	}
 	const window = 60 * time.Second
 	t.Logf("the client is full (%d busy loops on %d CPUs); watching it for %s", capacity, runtime.NumCPU(), window)
 	end := time.Now().Add(window)

@@ -45,6 +45,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"POST /api/v1/executions/{id}/rerun": s.execAction("rerun"),
 		"POST /api/v1/executions/{id}/done":  s.execAction("done"),
 		"GET /api/v1/inflight":               s.getInflight,
+		"GET /api/v1/backlog":                s.getBacklog,
 		"GET /api/v1/heartbeats":             s.getHeartbeats,
 		"GET /api/v1/fallback":               s.getFallback,
 		"GET /api/v1/alerts":                 s.listAlerts,

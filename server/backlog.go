@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 )
 
@@ -106,6 +107,7 @@ func (l *leader) misfireStale(stale []*flight, now time.Time) (keep []*flight) {
 		st.LastMisfireAt, st.UpdatedAt = now.UTC(), now.UTC()
 		l.statsDirty[name] = true
 		l.metrics.misfires.WithLabelValues("waiting").Add(float64(len(skip)))
+		l.staleSkipped += int64(len(skip))
 		for _, f := range skip {
 			l.skipOpen(f, reason)
 		}
@@ -122,4 +124,19 @@ func (l *leader) latestOpen(jobName string) *flight {
 		}
 	}
 	return latest
+}
+
+// backlogView is the summary the API's /backlog and `clover exec live` show.
+func (l *leader) backlogView() api.Backlog {
+	now := l.now()
+	b := api.Backlog{
+		Open: len(l.flights), ByStatus: map[string]int{}, Waiting: l.backlog.count, Bytes: l.backlog.bytes,
+		Limit: l.cfg.Limits.Backlog, LimitMiB: l.cfg.Limits.BacklogMiB, Full: l.backlogFull(),
+		Misfired: l.staleSkipped, InsertBatch: l.inserts.batch(),
+	}
+	for _, f := range l.flights {
+		st, _ := f.status(now)
+		b.ByStatus[st]++
+	}
+	return b
 }

@@ -78,7 +78,30 @@ func (s *Server) getInflight(w http.ResponseWriter, r *http.Request) {
 	if l == nil {
 		return
 	}
-	out, err := l.InFlight(r.Context(), r.URL.Query().Get("job"))
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10_000 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a number from 1 to 10000", v))
+			return
+		}
+		limit = n
+	}
+	out, err := l.InFlight(r.Context(), r.URL.Query().Get("job"), limit)
+	if err != nil {
+		termError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getBacklog summarizes what the leader holds open and how full its backlog is.
+func (s *Server) getBacklog(w http.ResponseWriter, r *http.Request) {
+	l := s.term(w)
+	if l == nil {
+		return
+	}
+	out, err := l.Backlog(r.Context())
 	if err != nil {
 		termError(w, err)
 		return

@@ -68,6 +68,7 @@ type leader struct {
 	backlog         backlogUse      // what waits for a client or its job's queue (see backlog.go)
 	inserts         insertSizer     // how many executions one insert takes (see insertSizer)
 	fullLog         logx.Limiter    // the backlog-full warning, at most once a minute
+	staleSkipped    int64           // executions of this term that waited past the misfire threshold and were skipped
 }
 
 // Notes sent to the leader loop.
@@ -401,7 +402,9 @@ func (l *leader) handle(ctx context.Context, n any) error {
 	case execAction:
 		n.reply <- l.act(n)
 	case inflightRequest:
-		n.reply <- l.inflight(n.job)
+		n.reply <- l.inflight(n.job, n.limit)
+	case backlogRequest:
+		n.reply <- l.backlogView()
 	case heartbeatsRequest:
 		n.reply <- heartbeatsReply{heard: maps.Clone(l.heard), start: l.start}
 	case requestNote:

@@ -26,8 +26,12 @@ type execAction struct {
 // inflightRequest asks the loop for a view of its flights.
 type inflightRequest struct {
 	job   string // only this job's; "" for all
+	limit int    // the oldest limit of them
 	reply chan []api.InFlight
 }
+
+// backlogRequest asks the loop for a summary of its flights and backlog.
+type backlogRequest struct{ reply chan api.Backlog }
 
 // heartbeatsRequest asks the loop when it last heard from each client.
 type heartbeatsRequest struct{ reply chan heartbeatsReply }
@@ -85,7 +89,7 @@ func (l *leader) act(a execAction) error {
 }
 
 // inflight returns the leader's view of its flights, oldest first.
-func (l *leader) inflight(jobName string) []api.InFlight {
+func (l *leader) inflight(jobName string, limit int) []api.InFlight {
 	out := make([]api.InFlight, 0, len(l.flights))
 	now := l.now()
 	for _, f := range l.flights {
@@ -109,5 +113,5 @@ func (l *leader) inflight(jobName string) []api.InFlight {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	return out
+	return out[:min(len(out), limit)]
 }

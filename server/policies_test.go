@@ -247,7 +247,7 @@ func TestRoutingHonoursLabelsPinsAndCapacity(t *testing.T) {
 				t.Fatalf("dispatched to %v, want %v", peers, tc.want)
 			}
 			waiting := 0
-			for _, v := range h.l.inflight("") {
+			for _, v := range h.l.inflight("", 1000) {
 				if v.Status == "waiting" {
 					waiting++
 				}
@@ -956,7 +956,7 @@ func TestProgressShowsInFlight(t *testing.T) {
 	progress("a", 1, 30)
 	progress("b", 1, 90) // not its client
 	progress("a", 2, 95) // not its run
-	v := h.l.inflight("p")
+	v := h.l.inflight("p", 1000)
 	if len(v) != 1 || v[0].Progress == nil || v[0].Progress.Percent != 30 || v[0].Progress.Message != "copying" {
 		t.Fatalf("in flight %+v, want the run at 30%% from its own client", v)
 	}

@@ -62,10 +62,16 @@ func (l *leader) Act(ctx context.Context, id, action string, status job.State, n
 	return err
 }
 
-// InFlight is the live view of the executions the term follows (of jobName, or all), oldest first.
-func (l *leader) InFlight(ctx context.Context, jobName string) ([]api.InFlight, error) {
+// InFlight is the live view of the executions the term follows (of jobName, or all), the oldest limit.
+func (l *leader) InFlight(ctx context.Context, jobName string, limit int) ([]api.InFlight, error) {
 	reply := make(chan []api.InFlight, 1)
-	return askTerm(ctx, l, inflightRequest{job: jobName, reply: reply}, reply)
+	return askTerm(ctx, l, inflightRequest{job: jobName, limit: limit, reply: reply}, reply)
+}
+
+// Backlog summarizes what the term follows and how full its backlog is.
+func (l *leader) Backlog(ctx context.Context) (api.Backlog, error) {
+	reply := make(chan api.Backlog, 1)
+	return askTerm(ctx, l, backlogRequest{reply: reply}, reply)
 }
 
 // Heartbeats says when the term last heard each client, and since when it could hear any.

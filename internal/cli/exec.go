@@ -2,12 +2,16 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	apiv1 "github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 )
 
@@ -87,17 +91,24 @@ func newExecCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := "/api/v1/inflight"
+			q := url.Values{}
 			if j, _ := cmd.Flags().GetString("job"); j != "" {
-				path += "?job=" + url.QueryEscape(j)
+				q.Set("job", j)
 			}
+			limit, _ := cmd.Flags().GetInt("limit")
+			q.Set("limit", strconv.Itoa(limit))
 			var out []map[string]any
-			if err := api.do(cmd.Context(), "GET", path, nil, &out); err != nil {
+			if err := api.do(cmd.Context(), "GET", "/api/v1/inflight?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
 			if wantJSON(cmd) {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
+			var b apiv1.Backlog
+			if err := api.do(cmd.Context(), "GET", "/api/v1/backlog", nil, &b); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), backlogLine(b, len(out)))
 			w := table(cmd.OutOrStdout())
 			fmt.Fprintln(w, "ID\tSTATUS\tCLIENT\tRUN\tATTEMPT\tOVERDUE\tPROGRESS")
 			for _, v := range out {
@@ -111,6 +122,7 @@ func newExecCmd() *cobra.Command {
 		},
 	}
 	live.Flags().String("job", "", "only this job")
+	live.Flags().Int("limit", 100, "show the oldest this many (at most 10000)")
 	cmd.AddCommand(live)
 	for _, a := range []struct{ use, short string }{
 		{"stop ID", "Stop a run: its client kills it (a shell job's whole process group); a waiting one ends at once"},
@@ -147,4 +159,19 @@ func newExecCmd() *cobra.Command {
 		cmd.AddCommand(c)
 	}
 	return cmd
+}
+
+// backlogLine summarizes the leader's backlog above the live table.
+func backlogLine(b apiv1.Backlog, shown int) string {
+	statuses := slices.Sorted(maps.Keys(b.ByStatus))
+	parts := make([]string, 0, len(statuses))
+	for _, st := range statuses {
+		parts = append(parts, fmt.Sprintf("%s %d", st, b.ByStatus[st]))
+	}
+	full := ""
+	if b.Full {
+		full = " FULL: scheduled firings wait, their times go to the misfire policies;"
+	}
+	return fmt.Sprintf("open %d (%s); backlog %d of %d, %.1f of %d MiB;%s misfired while waiting (this term) %d; insert batch %d; showing the oldest %d",
+		b.Open, strings.Join(parts, ", "), b.Waiting, b.Limit, float64(b.Bytes)/(1<<20), b.LimitMiB, full, b.Misfired, b.InsertBatch, shown)
 }
