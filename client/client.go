@@ -91,6 +91,7 @@ type Client struct {
 	journaled   byRun[string]   // journal directories of runs under way or not yet confirmed (under mu)
 	queueStore  atomic.Pointer[store.Store]
 	queueLog    logx.Limiter
+	session     atomic.Pointer[zksession.Session] // set by Run; read for SessionsExpired
 }
 
 // Stats counts what a client did; read it with Stats().
@@ -223,6 +224,7 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("client: %w", err)
 	}
 	defer sess.Close()
+	c.session.Store(sess)
 	inbox, err := transport.Listen(c.cfg.Listen, transport.Options{MaxFrame: wire.MaxFrame, Curve: curve})
 	if err != nil {
 		return fmt.Errorf("client: %w", err)

@@ -13,6 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// SessionsExpired is how many of the client's ZooKeeper sessions expired since Run started: each time, the
+// servers saw it leave and its runs' leases could lapse.
+func (c *Client) SessionsExpired() int64 {
+	if s := c.session.Load(); s != nil {
+		return s.Expirations()
+	}
+	return 0
+}
+
 // serveMetrics serves /metrics and /healthz on cfg.MetricsListen until ctx ends. The series read the
 // client's counters when scraped: nothing is counted twice.
 func (c *Client) serveMetrics(ctx context.Context, ln net.Listener) {
@@ -33,6 +42,9 @@ func (c *Client) serveMetrics(ctx context.Context, ln net.Listener) {
 		counter("clover_client_requests_total", "Run requests of the application.", &c.stats.Requested),
 		counter("clover_client_fallback_queued_total", "Reports put in the fallback queue because no server confirmed them.", &c.stats.FallbackQueued),
 		counter("clover_client_frames_dropped_total", "Frames from servers that did not decode or were of a wrong kind.", &c.stats.Dropped),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clover_zookeeper_sessions_expired_total",
+			Help: "ZooKeeper sessions of this client that expired (it was deregistered until the next session)."},
+			func() float64 { return float64(c.SessionsExpired()) }),
 		gauge("clover_client_running", "Runs under way here.", func() int {
 			c.mu.Lock()
 			defer c.mu.Unlock()

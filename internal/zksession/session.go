@@ -112,6 +112,8 @@ type Session struct {
 	epoch  time.Time    // origin of the monotonic readings below
 	lastOK atomic.Int64 // monotonic ns since epoch at which a confirmed ping was sent
 
+	expired atomic.Int64 // sessions ZooKeeper expired (see Expirations)
+
 	mu      sync.Mutex
 	state   State
 	lastID  int64         // last session id held, reported with Expired
@@ -225,6 +227,10 @@ func (s *Session) Path(parts ...string) string {
 
 // ID is the id of the session currently held; it changes after an expiry and is 0 between sessions.
 func (s *Session) ID() int64 { return s.conn.SessionID() }
+
+// Expirations is how many of this connection's sessions ZooKeeper expired (each one lost its ephemeral
+// nodes and watches, and the connection went on with a new session). Not counted: the end of Close.
+func (s *Session) Expirations() int64 { return s.expired.Load() }
 
 // SessionTimeout is the session timeout asked for at Connect.
 func (s *Session) SessionTimeout() time.Duration { return s.timeout }
@@ -430,6 +436,7 @@ func (s *Session) onEvent(ev zk.Event) {
 	case st.Kind == Connected:
 		s.logger.Info("session established", "session", fmt.Sprintf("0x%x", st.SessionID))
 	case st.Kind == Expired:
+		s.expired.Add(1)
 		s.logger.Warn("session expired: its ephemeral nodes and watches are gone", "session", fmt.Sprintf("0x%x", st.SessionID))
 	case prev.Kind == Connected:
 		s.logger.Warn("disconnected from ZooKeeper", "session", fmt.Sprintf("0x%x", prev.SessionID))
