@@ -7,13 +7,19 @@
 //	go run ./cmd/clover-bench -quick              # 10x fewer jobs, short windows
 //	go run ./cmd/clover-bench -scenario burst -jobs 2000 -v
 //
+// Every run that includes shell or gofunc first measures the machine's ceilings (its own table): how many
+// runs a second of each scenario's shell command Go can start and reap (as `clover client` runs it, and bare
+// `sh -c`), and how fast FerretDB takes raw small documents and Clover-shaped executions in bulk (on a
+// FerretDB of its own, before any cluster starts). Throughputs are then also printed as fractions of them.
+//
 // Scenarios:
 //
+//   - ceilings: the ceilings alone.
 //   - shell: 1,000 shell jobs (`true`) every second on 1 server and 2 `clover client` processes. Executions
 //     per second fired and finished against those scheduled, fire lateness from the leader's histogram,
-//     server memory over the window.
+//     server memory over the window; what finished as a fraction of the spawn ceiling of `true`.
 //   - gofunc: 5,000 no-op Go-function jobs every second on 1 server and 4 clients embedded in this process;
-//     handler runs per second, and beside it the store's own bulk insert rate.
+//     handler runs per second, and what the store recorded as a fraction of the Clover-shaped store ceiling.
 //   - burst: 10,000 one-shot (@at) jobs due in the same second on 4 embedded clients: how long until every
 //     one has started, and whether any was dropped or ran twice.
 //   - failover: 2 servers; time from SIGKILL, and from SIGTERM (the leader resigns), of the leader until
@@ -31,7 +37,8 @@
 // Everything the run starts (processes, temp dirs, embedded clients) is stopped and removed when it ends,
 // when a step fails and on Ctrl-C or SIGTERM (a second one exits at once).
 //
-// Files: main.go wires flags to scenarios; env.go is the testenv.T a non-test program supplies; harness.go
+// Files: main.go wires flags to scenarios; ceilings.go measures and prints the ceilings (spawn.go the spawn
+// rates, storeceiling.go the store's); env.go is the testenv.T a non-test program supplies; harness.go
 // starts clusters and embedded clients; jobs.go creates jobs; metrics.go reads /metrics and memory, cpu.go
 // CPU times, storecount.go counts finished executions in the store; report.go prints tables; one file per
 // scenario (steady.go holds what shell and gofunc share).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ type settings struct {
 	jobs     int           // 0: each scenario's own count
 	duration time.Duration // 0: each scenario's own window
 	rounds   int
+	ceil     *ceilings // measured at the start of the run; nil when no selected scenario reads them
 }
 
 // jobsOr is the number of jobs of a scenario whose full-size count is full.
@@ -60,23 +62,25 @@ func settle(s settings) time.Duration {
 }
 
 type scenario struct {
-	name string
-	run  func(t *T, s settings, out io.Writer)
-	long bool // an hour or more: run only when named
+	name     string
+	run      func(t *T, s settings, out io.Writer) // nil: the ceilings alone
+	long     bool                                  // an hour or more: run only when named
+	ceilings bool                                  // reads the ceilings: they are measured first
 }
 
 var scenarios = []scenario{
-	{"shell", runShell, false},
-	{"gofunc", runGoFunc, false},
-	{"burst", runBurst, false},
-	{"failover", runFailover, false},
-	{"history", runHistory, false},
-	{"soak", runSoak, true},
+	{name: "ceilings", ceilings: true},
+	{name: "shell", run: runShell, ceilings: true},
+	{name: "gofunc", run: runGoFunc, ceilings: true},
+	{name: "burst", run: runBurst},
+	{name: "failover", run: runFailover},
+	{name: "history", run: runHistory},
+	{name: "soak", run: runSoak, long: true},
 }
 
 func main() {
 	var (
-		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of shell, gofunc, burst, failover, history, soak")
+		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of ceilings, shell, gofunc, burst, failover, history, soak (the ceilings are measured first whenever shell or gofunc runs)")
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
 	)
@@ -155,7 +159,16 @@ func run(selected []scenario, s settings, verbose bool, out, errOut io.Writer) i
 		root.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
 	}
 	printMachine(out)
+	if slices.ContainsFunc(selected, func(sc scenario) bool { return sc.ceilings }) {
+		t := r.scope("ceilings")
+		s.ceil = measureCeilings(t, s)
+		t.End()
+		s.ceil.print(out)
+	}
 	for _, sc := range selected {
+		if sc.run == nil {
+			continue
+		}
 		t := r.scope(sc.name)
 		sc.run(t, s, out)
 		t.Progressf("stopping the cluster")
