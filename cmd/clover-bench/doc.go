@@ -3,14 +3,15 @@
 // process where a scenario needs Go handlers), drives them and prints one table of figures per scenario.
 // The figures are measurements, not pass/fail: each is printed beside the aim it is compared with.
 //
-//	go run ./cmd/clover-bench                     # every scenario at the issue's scale (about 5 minutes)
+//	go run ./cmd/clover-bench                     # every scenario at the issue's scale (about 25 minutes)
 //	go run ./cmd/clover-bench -quick              # 10x fewer jobs, short windows
 //	go run ./cmd/clover-bench -scenario burst -jobs 2000 -v
 //
-// Every run that includes shell or gofunc first measures the machine's ceilings (its own table): how many
-// runs a second of each scenario's shell command Go can start and reap (as `clover client` runs it, and bare
-// `sh -c`), and how fast FerretDB takes raw small documents and Clover-shaped executions in bulk (on a
-// FerretDB of its own, before any cluster starts). Throughputs are then also printed as fractions of them.
+// Every run that includes shell, gofunc or overload first measures the machine's ceilings (their own
+// table): how many runs a second of each scenario's shell command Go can start and reap (as `clover client`
+// runs it, and bare `sh -c`), and how fast FerretDB takes raw small documents and Clover-shaped executions
+// in bulk (on a FerretDB of its own, before any cluster starts). Throughputs are then also printed as
+// fractions of them.
 //
 // Scenarios:
 //
@@ -20,6 +21,11 @@
 //     server memory over the window; what finished as a fraction of the spawn ceiling of `true`.
 //   - gofunc: 5,000 no-op Go-function jobs every second on 1 server and 4 clients embedded in this process;
 //     handler runs per second, and what the store recorded as a fraction of the Clover-shaped store ceiling.
+//   - overload: the Dkron comparison against the machine: shell jobs every second, each appending a line to a
+//     ledger, on 1 server and 2 `clover client` processes at their default capacity, at 50%, 100% and 200%
+//     of the spawn ceiling (-levels), each level on its own cluster for 5 minutes (20 s with -quick): what
+//     ran (from the ledger) against the ceiling and the schedule, lateness, what was skipped by policy,
+//     runs made twice, orphans, clients' lost ZooKeeper sessions and whether the leader's memory stayed flat.
 //   - burst: 10,000 one-shot (@at) jobs due in the same second on 4 embedded clients: how long until every
 //     one has started, and whether any was dropped or ran twice.
 //   - failover: 2 servers; time from SIGKILL, and from SIGTERM (the leader resigns), of the leader until
@@ -38,7 +44,7 @@
 // when a step fails and on Ctrl-C or SIGTERM (a second one exits at once).
 //
 // Files: main.go wires flags to scenarios; ceilings.go measures and prints the ceilings (spawn.go the spawn
-// rates, storeceiling.go the store's); env.go is the testenv.T a non-test program supplies; harness.go
+// rates, storeceiling.go the store's); overload.go the overload scenario, ledgerfile.go its ledger; env.go is the testenv.T a non-test program supplies; harness.go
 // starts clusters and embedded clients; jobs.go creates jobs; metrics.go reads /metrics and memory, cpu.go
 // CPU times, storecount.go counts finished executions in the store; report.go prints tables; one file per
 // scenario (steady.go holds what shell and gofunc share).

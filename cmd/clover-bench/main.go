@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ type settings struct {
 	jobs     int           // 0: each scenario's own count
 	duration time.Duration // 0: each scenario's own window
 	rounds   int
+	levels   []float64 // overload: fractions of the spawn ceiling
 	ceil     *ceilings // measured at the start of the run; nil when no selected scenario reads them
 }
 
@@ -72,6 +74,7 @@ var scenarios = []scenario{
 	{name: "ceilings", ceilings: true},
 	{name: "shell", run: runShell, ceilings: true},
 	{name: "gofunc", run: runGoFunc, ceilings: true},
+	{name: "overload", run: runOverload, ceilings: true},
 	{name: "burst", run: runBurst},
 	{name: "failover", run: runFailover},
 	{name: "history", run: runHistory},
@@ -80,13 +83,14 @@ var scenarios = []scenario{
 
 func main() {
 	var (
-		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of ceilings, shell, gofunc, burst, failover, history, soak (the ceilings are measured first whenever shell or gofunc runs)")
+		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of ceilings, shell, gofunc, overload, burst, failover, history, soak (the ceilings are measured first whenever shell, gofunc or overload runs)")
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
+		levels  = flag.String("levels", "50,100,200", "overload: the levels, in percent of the spawn ceiling")
 	)
 	flag.BoolVar(&s.quick, "quick", false, "10x fewer jobs and short windows, for a quick look")
 	flag.IntVar(&s.jobs, "jobs", 0, "jobs in each scenario that creates many (default shell 1000, gofunc 5000, burst 10000; a tenth with -quick)")
-	flag.DurationVar(&s.duration, "duration", 0, "measurement window of shell and gofunc (default 60s and 30s; 10s with -quick)")
+	flag.DurationVar(&s.duration, "duration", 0, "measurement window of shell, gofunc and overload (default 60s, 30s and 5m a level; 10s, 10s and 20s with -quick)")
 	flag.IntVar(&s.rounds, "rounds", 3, "failover rounds for each of SIGKILL and SIGTERM")
 	flag.BoolVar(&insecure, "insecure", false, "run the clusters without authentication (insecure: true), to measure what security costs")
 	flag.Parse()
@@ -94,6 +98,9 @@ func main() {
 	selected, err := choose(*which)
 	if err == nil && s.rounds < 1 {
 		err = fmt.Errorf("-rounds %d: must be at least 1", s.rounds)
+	}
+	if err == nil {
+		s.levels, err = parseLevels(*levels)
 	}
 	if err != nil || flag.NArg() > 0 {
 		if err == nil {
@@ -104,6 +111,19 @@ func main() {
 		os.Exit(2)
 	}
 	os.Exit(run(selected, s, *verbose, os.Stdout, os.Stderr))
+}
+
+// parseLevels reads "50,100,200" as fractions.
+func parseLevels(list string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(list, ",") {
+		pct, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || pct <= 0 {
+			return nil, fmt.Errorf("-levels %q: %q is not a positive percentage", list, f)
+		}
+		out = append(out, pct/100)
+	}
+	return out, nil
 }
 
 func choose(which string) ([]scenario, error) {
