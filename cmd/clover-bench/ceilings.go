@@ -68,23 +68,34 @@ func measureCeilings(t *T, s settings) *ceilings {
 		t.Fatalf("%v", err)
 	}
 	c.ramp, c.workers, c.spawn["ledger/journaled"] = ramp, best.workers, best.rate
-	for _, k := range []string{"ledger/bare", "true/journaled", "true/bare"} {
-		name, mode, _ := strings.Cut(k, "/")
-		m := spawnJournaled
-		if mode == "bare" {
-			m = spawnBare
+	// Each figure is the best of a few rounds, the variants taking turns: a burst of other work on a shared
+	// machine lowers one sample, never raises it, and the ceiling is what the machine can do.
+	rounds := 3
+	if s.quick {
+		rounds = 2
+	}
+	for round := range rounds {
+		t.Progressf("spawn ceiling: round %d of %d, every variant with %d at once", round+1, rounds, best.workers)
+		for _, k := range []string{"ledger/journaled", "ledger/bare", "true/journaled", "true/bare"} {
+			if k == "ledger/journaled" && round == 0 {
+				continue // the ramp's best was its first sample
+			}
+			name, mode, _ := strings.Cut(k, "/")
+			m := spawnJournaled
+			if mode == "bare" {
+				m = spawnBare
+			}
+			sp, err := newSpawner(commands[name], m, filepath.Join(dir, fmt.Sprintf("%s-%s-%d", name, mode, round)))
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			r, err := sp.rate(ctx, best.workers, step)
+			sp.close()
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			c.spawn[k] = max(c.spawn[k], r)
 		}
-		t.Progressf("spawn ceiling: `%s`, %s, %d at once", commands[name], m, best.workers)
-		sp, err := newSpawner(commands[name], m, filepath.Join(dir, name+"-"+mode))
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		r, err := sp.rate(ctx, best.workers, step)
-		sp.close()
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		c.spawn[k] = r
 	}
 
 	t.Progressf("store ceilings: starting FerretDB")
@@ -121,7 +132,7 @@ func (c *ceilings) print(out io.Writer) {
 	tb.add("executions/s per 1,000 raw documents/s", fmt.Sprintf("%.0f (closed too: %.0f)", 1000*c.execs.recorded/c.rawDocs,
 		1000*c.execs.closed/c.rawDocs), "to raise (issue 14)")
 	tb.note("spawn: runs of `sh -c '<command>'` started and reaped a second from Go, as many at once as gained 5%% or more")
-	tb.note("  (doubling from the CPU count); the ledger command is `%s`;", ledgerCommand("FILE"))
+	tb.note("  (doubling from the CPU count), the best of a few rounds; the ledger command is `%s`;", ledgerCommand("FILE"))
 	tb.note("  `clover client` starts a journaled run under a wrapper shell (a subshell, pid/status/out files, journal lines)")
 	tb.note("store: on a FerretDB of its own, started as a cluster's, on scratch databases, through internal/store, %d executions", storeBatch)
 	tb.note("  a batch: recorded = 2 documents fired (open-set copy, fence) and 2 events (acked, finished), with the store's indexes;")
