@@ -6,6 +6,7 @@
 //	go run ./cmd/clover-bench                     # every scenario at the issue's scale (about 25 minutes)
 //	go run ./cmd/clover-bench -quick              # 10x fewer jobs, short windows
 //	go run ./cmd/clover-bench -scenario burst -jobs 2000 -v
+//	go run ./cmd/clover-bench -scenario overload,gofunc -old OLD/clover -old-label acd91ff  # bench-compare
 //
 // Every run that includes shell, gofunc or overload first measures the machine's ceilings (their own
 // table): how many runs a second of each scenario's shell command Go can start and reap (as `clover client`
@@ -36,6 +37,13 @@
 //     the leader SIGKILLed every 10 minutes; what the store holds, the leader's memory and the takeovers,
 //     every minute.
 //
+// -binary runs the clusters on a given clover binary instead of one built from this tree. -old runs each
+// scenario first against an older binary (insecure: acd91ff predates keys, CURVE and tokens), then against
+// the new one, and prints their tables merged, old and new side by side; the ceilings are measured once.
+// `make bench-compare` builds OLD's binary (default acd91ff) in a temporary git worktree and does that.
+// Figures the older binary does not have (a metric added since) are read another way where one exists
+// (client session expiries from their logs, finished executions from its execution_events) or left blank.
+//
 // Members run as in production, not as in tests: servers keep their default ack timeout and accept window
 // and everything logs at info. Each table also says how busy each kind of process kept the CPUs, so that
 // a figure taken while something else loaded the machine can be told apart.
@@ -44,8 +52,9 @@
 // when a step fails and on Ctrl-C or SIGTERM (a second one exits at once).
 //
 // Files: main.go wires flags to scenarios; ceilings.go measures and prints the ceilings (spawn.go the spawn
-// rates, storeceiling.go the store's); overload.go the overload scenario, ledgerfile.go its ledger; env.go is the testenv.T a non-test program supplies; harness.go
-// starts clusters and embedded clients; jobs.go creates jobs; metrics.go reads /metrics and memory, cpu.go
-// CPU times, storecount.go counts finished executions in the store; report.go prints tables; one file per
-// scenario (steady.go holds what shell and gofunc share).
+// rates, storeceiling.go the store's); compare.go merges the tables of -old; env.go is the testenv.T a
+// non-test program supplies; harness.go starts clusters and embedded clients; jobs.go creates jobs;
+// metrics.go reads /metrics and memory, cpu.go CPU times, storecount.go counts finished executions in the
+// store; report.go prints tables; one file per scenario (steady.go holds what shell and gofunc share;
+// ledgerfile.go reads overload's ledger).
 package main

@@ -112,5 +112,5 @@ func runGoFunc(t *T, s settings, out io.Writer) {
 	if !warm {
 		tb.note("WARNING: not every job had run once before the window began")
 	}
-	tb.print(out)
+	emit(out, tb)
 }

@@ -87,7 +87,11 @@ func main() {
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
 		levels  = flag.String("levels", "50,100,200", "overload: the levels, in percent of the spawn ceiling")
+		b       binaries
 	)
+	flag.StringVar(&b.newBin, "binary", "", "the clover binary the clusters run (default: built from this tree; CLOVER_BIN also sets it)")
+	flag.StringVar(&b.oldBin, "old", "", "an older clover binary: each scenario runs against it (insecure) first, then against the new one, tables side by side")
+	flag.StringVar(&b.oldLabel, "old-label", "old", "what the tables call the -old binary (e.g. its commit)")
 	flag.BoolVar(&s.quick, "quick", false, "10x fewer jobs and short windows, for a quick look")
 	flag.IntVar(&s.jobs, "jobs", 0, "jobs in each scenario that creates many (default shell 1000, gofunc 5000, burst 10000; a tenth with -quick)")
 	flag.DurationVar(&s.duration, "duration", 0, "measurement window of shell, gofunc and overload (default 60s, 30s and 5m a level; 10s, 10s and 20s with -quick)")
@@ -102,6 +106,18 @@ func main() {
 	if err == nil {
 		s.levels, err = parseLevels(*levels)
 	}
+	for _, p := range []*string{&b.newBin, &b.oldBin} {
+		if *p == "" || err != nil {
+			continue
+		}
+		if _, err = os.Stat(*p); err == nil {
+			*p, err = filepath.Abs(*p) // the members may start in another directory
+		}
+		if err != nil {
+			err = fmt.Errorf("clover binary: %w", err)
+		}
+	}
+	b.newInsecure = insecure
 	if err != nil || flag.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -110,7 +126,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	os.Exit(run(selected, s, *verbose, os.Stdout, os.Stderr))
+	os.Exit(run(selected, s, b, *verbose, os.Stdout, os.Stderr))
 }
 
 // parseLevels reads "50,100,200" as fractions.
@@ -152,7 +168,7 @@ func choose(which string) ([]scenario, error) {
 }
 
 // run runs the scenarios one after the other, each on its own cluster, torn down before the next starts.
-func run(selected []scenario, s settings, verbose bool, out, errOut io.Writer) int {
+func run(selected []scenario, s settings, b binaries, verbose bool, out, errOut io.Writer) int {
 	r := newRunner(errOut, verbose)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -173,12 +189,25 @@ func run(selected []scenario, s settings, verbose bool, out, errOut io.Writer) i
 
 	begun := time.Now()
 	root := r.scope("bench")
-	root.Progressf("building clover")
-	bin := integration.Binary(root)
+	if b.newBin != "" {
+		_ = os.Setenv("CLOVER_BIN", b.newBin)
+	}
 	if os.Getenv("CLOVER_BIN") == "" {
-		root.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
+		root.Progressf("building clover")
+		b.newBin = integration.Binary(root)
+		root.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(b.newBin)) })
+	} else {
+		b.newBin = integration.Binary(root)
 	}
 	printMachine(out)
+	mode := "secure"
+	if insecure {
+		mode = "insecure"
+	}
+	fmt.Fprintf(out, "clover: %s (%s)\n", b.newBin, mode)
+	if b.oldBin != "" {
+		fmt.Fprintf(out, "%s: %s (insecure)\n", b.oldLabel, b.oldBin)
+	}
 	if slices.ContainsFunc(selected, func(sc scenario) bool { return sc.ceilings }) {
 		t := r.scope("ceilings")
 		s.ceil = measureCeilings(t, s)
@@ -187,6 +216,10 @@ func run(selected []scenario, s settings, verbose bool, out, errOut io.Writer) i
 	}
 	for _, sc := range selected {
 		if sc.run == nil {
+			continue
+		}
+		if b.oldBin != "" {
+			runCompared(r, sc, s, b, out)
 			continue
 		}
 		t := r.scope(sc.name)

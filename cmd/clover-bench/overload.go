@@ -34,7 +34,7 @@ func runOverload(t *T, s settings, out io.Writer) {
 	res := make([]overloadResult, len(levels))
 	for i, f := range levels {
 		n := max(1, int(math.Round(f*ceiling)))
-		lt := t.r.scope(fmt.Sprintf("%s %s", t.name, fmtLevel(f)))
+		lt := t.r.scope(fmt.Sprintf("%s-%.0f", t.name, 100*f))
 		res[i] = overloadLevel(lt, s, n, win)
 		res[i].level = f
 		lt.Progressf("stopping the cluster")
@@ -49,6 +49,8 @@ func runOverload(t *T, s settings, out io.Writer) {
 	overloadRows(tb, res, ceiling)
 	tb.note("level: jobs as a fraction of the spawn ceiling measured at the start of this run (the ceilings table); each level")
 	tb.note("  on a fresh cluster, measured over the window after warm-up; jobs keep the default policies (overlap forbid, misfire fire-once)")
+	tb.note("the spawn ceiling is the ledger command as this tree's client runs it (journaled, under a wrapper); a client")
+	tb.note("  without the run journal (acd91ff) runs it bare, which costs less: see both in the ceilings table")
 	tb.note("ran: lines the jobs appended to the ledger (`%s`) during the window;", ledgerCommand("FILE"))
 	tb.note("  ran, of the firings scheduled in the window: distinct executions in the ledger among the firings of the window's whole")
 	tb.note("  seconds (jobs x seconds), read once the ledger stopped gaining them; skipped and misfires: deltas of the leader's")
@@ -63,7 +65,7 @@ func runOverload(t *T, s settings, out io.Writer) {
 		}
 		tb.note("jobs at %s: %s", fmtLevel(r.level), r.creation)
 	}
-	tb.print(out)
+	emit(out, tb)
 }
 
 func fmtLevel(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) }

@@ -56,5 +56,5 @@ func runShell(t *T, s settings, out io.Writer) {
 	if !warm {
 		tb.note("WARNING: the leader never fired 90%% of the jobs a second during warm-up: it is overloaded, or jobs were not loaded")
 	}
-	tb.print(out)
+	emit(out, tb)
 }
