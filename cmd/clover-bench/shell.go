@@ -45,11 +45,11 @@ func runShell(t *T, s settings, out io.Writer) {
 	tb := newTable(fmt.Sprintf("shell: %s shell jobs (`true`) @every 1s, 1 server + 2 client processes (capacity 512), window %s",
 		fmtInt(int64(n)), win))
 	steadyRows(tb, before, after, ws, float64(n), finished)
+	tb.add("  idle, before the jobs", fmtMiB(idle.rss), "")
 	if ceil := s.ceil.spawnCeiling("true"); ceil > 0 && finished >= 0 {
 		f := float64(finished) / after.at.Sub(before.at).Seconds()
 		tb.add("finished (store), of the spawn ceiling of `true`", fmt.Sprintf("%s of %s", fmtPct(f, ceil), fmtRate(ceil)), "")
 	}
-	tb.add("  idle, before the jobs", fmtMiB(idle.rss), "")
 	cpuRows(tb, "over the window", before.cpu, after.cpu)
 	steadyNotes(tb, win)
 	tb.note("jobs: %s", cr)
