@@ -43,6 +43,8 @@
 // `make bench-compare` builds OLD's binary (default acd91ff) in a temporary git worktree and does that.
 // Figures the older binary does not have (a metric added since) are read another way where one exists
 // (client session expiries from their logs, finished executions from its execution_events) or left blank.
+// history and soak read the store in its current layout (the open set, history buckets) and burst writes
+// jobs straight into it: compare those only against binaries that share that layout.
 //
 // Members run as in production, not as in tests: servers keep their default ack timeout and accept window
 // and everything logs at info. Each table also says how busy each kind of process kept the CPUs, so that
