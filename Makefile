@@ -6,10 +6,15 @@ PKGS := ./...
 # Integration tests start real processes; the race detector makes them slower but keeps them honest.
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: help deps build run test test-short bench lint fmt tidy-check fuzz clean
+.PHONY: help deps build run test test-short bench bench-compare lint fmt tidy-check fuzz clean
+
+# bench and bench-compare: extra clover-bench flags (e.g. -quick); bench-compare's older commit and scenarios.
+BENCH_FLAGS ?=
+OLD ?= acd91ff
+SCENARIOS ?= overload,gofunc
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 deps: ## install ZooKeeper, libzmq (apt) and build FerretDB, idempotently
 	@scripts/deps.sh
@@ -28,9 +33,19 @@ test: deps ## vet, then every test with -race against real ZooKeeper, FerretDB a
 test-short: deps ## unit tests only (no cluster tests)
 	$(GO) test -race -short -count=1 $(PKGS)
 
-bench: build ## Go benchmarks and the cluster load driver (prints tables; figures, not pass/fail)
+bench: build ## the machine's ceilings first, then the cluster load driver and Go benchmarks (tables; figures, not pass/fail)
+	$(GO) run ./cmd/clover-bench -binary $(BIN) $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/wire/ ./internal/schedule/ ./internal/store/ ./internal/transport/
-	$(GO) run ./cmd/clover-bench
+
+# The old commit is built in a temporary worktree (removed on exit) and runs insecure: acd91ff predates keys.
+bench-compare: build ## ceilings, then SCENARIOS against OLD's clover (default acd91ff) and this tree's, side by side
+	@set -e; tmp=$$(mktemp -d /tmp/clover-old-XXXXXX); \
+	trap 'git worktree remove --force "$$tmp/src" >/dev/null 2>&1 || true; rm -rf "$$tmp"' EXIT; trap 'exit 130' INT TERM; \
+	git worktree add --detach "$$tmp/src" $(OLD) >/dev/null; \
+	echo "building clover at $(OLD) in $$tmp/src"; \
+	(cd "$$tmp/src" && $(GO) build -o "$$tmp/clover" ./cmd/clover); \
+	$(GO) run ./cmd/clover-bench -scenario $(SCENARIOS) -binary $(BIN) -old "$$tmp/clover" \
+	  -old-label "$$(git rev-parse --short $(OLD))" $(BENCH_FLAGS)
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/wire/

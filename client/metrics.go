@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+
 // serveMetrics serves /metrics and /healthz on cfg.MetricsListen until ctx ends. The series read the
 // client's counters when scraped: nothing is counted twice.
 func (c *Client) serveMetrics(ctx context.Context, ln net.Listener) {

@@ -36,7 +36,8 @@ func TestMetricsShowTheClientsCounters(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"clover_client_accepted_total 1", "clover_client_running 1", "clover_client_pending_results 0"} {
+	for _, want := range []string{"clover_client_accepted_total 1", "clover_client_running 1", "clover_client_pending_results 0",
+		"clover_client_zookeeper_sessions_expired_total 0", "clover_client_zookeeper_disconnects_total 0"} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}

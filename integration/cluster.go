@@ -67,9 +67,11 @@ type Options struct {
 	Clients        int
 	SessionTimeout time.Duration // default 1.5s
 	ClientHandlers []string      // default ["shell"]
-	ClientCapacity int           // default 64
+	ClientCapacity int           // default 64; -1: no --capacity, the client's own default
 	ServerEnv      []string      // extra CLOVER_* settings for every server
 	ClientEnv      []string
+	// ClientMetrics serves each client process's /metrics on a free port, named by its Member.API.
+	ClientMetrics bool
 	// TLS serves the API over HTTPS, with certificates of a CA made for the cluster.
 	TLS bool
 }
@@ -110,7 +112,7 @@ type Cluster struct {
 type Member struct {
 	ID     string
 	Kind   string // "server" or "client"
-	API    string // host:port (servers)
+	API    string // host:port (servers; clients' /metrics with Options.ClientMetrics)
 	Listen string // ZeroMQ endpoint
 	Proc   *testenv.Process
 	args   []string
@@ -241,8 +243,15 @@ func (c *Cluster) AddClient(id string) *Member {
 	}
 	c.ClientKeys(id)
 	m.args = []string{c.Bin, "client", "--id", id, "--listen", m.Listen,
-		"--handlers", strings.Join(c.opts.ClientHandlers, ","), "--capacity", fmt.Sprint(c.opts.ClientCapacity)}
+		"--handlers", strings.Join(c.opts.ClientHandlers, ",")}
+	if c.opts.ClientCapacity > 0 {
+		m.args = append(m.args, "--capacity", fmt.Sprint(c.opts.ClientCapacity))
+	}
 	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
+	if c.opts.ClientMetrics {
+		m.API = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(c.t))
+		m.env = append(m.env, "CLOVER_METRICS_LISTEN="+m.API)
+	}
 	m.env = append(m.env, c.opts.ClientEnv...)
 	c.Clients = append(c.Clients, m)
 	c.Start(m)

@@ -152,7 +152,7 @@ func runBurst(t *T, s settings, out io.Writer) {
 		tb.note("WARNING: less than %s between the last write and T: jobs the leader loaded after T never fire, so drops may be", resyncEvery)
 		tb.note("  an artefact of the set-up, not of Clover")
 	}
-	tb.print(out)
+	emit(out, tb)
 }
 
 // storeCreateRate times 400 single job inserts, createWorkers at a time, into a scratch database on the

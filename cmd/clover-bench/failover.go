@@ -41,7 +41,7 @@ func runFailover(t *T, s settings, out io.Writer) {
 	row("SIGKILL (session expires)", killed, fmt.Sprintf("≤ session timeout + 1 s (%s)", sessionTimeout+time.Second))
 	row("SIGTERM (resigns first)", stopped, "far below SIGKILL")
 	tb.note("time from the signal until the other server's /metrics shows clover_server_is_leader 1 (polled every 10 ms)")
-	tb.print(out)
+	emit(out, tb)
 }
 
 // failoverOnce stops the current leader with sig, measures until the other server leads, then starts the

@@ -93,7 +93,7 @@ func runHistory(t *T, s settings, out io.Writer) {
 	tb.note("takeover: SIGKILL of the leader until the other server leads and its clover_fires_total grows (polled every 10 ms); aim ≤ session timeout + 1 s (%s)", sessionTimeout+time.Second)
 	tb.note("reads: median of 5 through the API of any server; aim < 200 ms each, flat within 2x")
 	tb.note("monitor reads: what a check reads of executions (the newest 50 failed, then the newest 20 of each failing job: 4 listings here), median of 3, straight from the store")
-	tb.print(out)
+	emit(out, tb)
 }
 
 // takeoverGiveUp is how long takeoverOnce waits for the standby to fire.

@@ -46,11 +46,15 @@ func runShell(t *T, s settings, out io.Writer) {
 		fmtInt(int64(n)), win))
 	steadyRows(tb, before, after, ws, float64(n), finished)
 	tb.add("  idle, before the jobs", fmtMiB(idle.rss), "")
+	if ceil := s.ceil.spawnCeiling("true"); ceil > 0 && finished >= 0 {
+		f := float64(finished) / after.at.Sub(before.at).Seconds()
+		tb.add("finished (store), of the spawn ceiling of `true`", fmt.Sprintf("%s of %s", fmtPct(f, ceil), fmtRate(ceil)), "")
+	}
 	cpuRows(tb, "over the window", before.cpu, after.cpu)
 	steadyNotes(tb, win)
 	tb.note("jobs: %s", cr)
 	if !warm {
 		tb.note("WARNING: the leader never fired 90%% of the jobs a second during warm-up: it is overloaded, or jobs were not loaded")
 	}
-	tb.print(out)
+	emit(out, tb)
 }

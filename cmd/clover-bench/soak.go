@@ -77,5 +77,5 @@ func runSoak(t *T, s settings, out io.Writer) {
 	}
 	tb.note("the history fills for history.keep plus a bucket's span (a quarter of keep), then holds flat: older buckets move to the archive")
 	tb.note("takeover: SIGKILL of the leader until the other server leads and has fired (polled every 10 ms)")
-	tb.print(out)
+	emit(out, tb)
 }

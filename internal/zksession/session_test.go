@@ -139,6 +139,9 @@ func TestExpiryIsReportedAndANewSessionFollows(t *testing.T) {
 	if exp.SessionID != old {
 		t.Fatalf("expired 0x%x, want 0x%x", exp.SessionID, old)
 	}
+	if n, _ := s.Losses(); n != 1 {
+		t.Fatalf("Losses() expired = %d, want 1", n)
+	}
 	st := next(t, sub, 5*time.Second, kind(zksession.Connected))
 	if st.SessionID == old || st.SessionID != s.ID() {
 		t.Fatalf("new session 0x%x, old 0x%x, ID() 0x%x", st.SessionID, old, s.ID())
