@@ -72,6 +72,9 @@ type Options struct {
 	ClientEnv      []string
 	// ClientMetrics serves each client process's /metrics on a free port, named by its Member.API.
 	ClientMetrics bool
+	// ClientSessionDefault leaves client processes at their own default ZooKeeper session timeout
+	// instead of SessionTimeout (benchmarks run clients as in production).
+	ClientSessionDefault bool
 	// TLS serves the API over HTTPS, with certificates of a CA made for the cluster.
 	TLS bool
 }
@@ -200,12 +203,25 @@ func (c *Cluster) ClientKeys(id string) {
 	}
 }
 
+// sessionEnv sets the members' ZooKeeper session timeout.
+func (c *Cluster) sessionEnv() string {
+	return "CLOVER_ZOOKEEPER_SESSION_TIMEOUT=" + c.opts.SessionTimeout.String()
+}
+
+// clientEnv is the environment of a client process.
+func (c *Cluster) clientEnv() []string {
+	env := append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
+	if !c.opts.ClientSessionDefault {
+		env = append(env, c.sessionEnv())
+	}
+	return env
+}
+
 func (c *Cluster) commonEnv() []string {
 	return []string{
 		"CLOVER_KEYS_DIR=" + c.Keys,
 		"CLOVER_ZOOKEEPER_SERVERS=" + c.ZK.Addr,
 		"CLOVER_ZOOKEEPER_ROOT=" + c.Root,
-		"CLOVER_ZOOKEEPER_SESSION_TIMEOUT=" + c.opts.SessionTimeout.String(),
 		"CLOVER_LOG_LEVEL=debug",
 		"GORACE=halt_on_error=1",
 	}
@@ -221,7 +237,7 @@ func (c *Cluster) AddServer(id string) *Member {
 		log:    filepath.Join(c.Dir, id+".log"),
 	}
 	m.args = []string{c.Bin, "server", "--id", id, "--api-listen", m.API, "--listen", m.Listen}
-	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB)
+	m.env = append(c.commonEnv(), c.sessionEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB)
 	if c.CAFile != "" {
 		dir := filepath.Dir(c.CAFile)
 		m.env = append(m.env, "CLOVER_API_TLS_CERT_FILE="+filepath.Join(dir, "server.pem"),
@@ -247,7 +263,7 @@ func (c *Cluster) AddClient(id string) *Member {
 	if c.opts.ClientCapacity > 0 {
 		m.args = append(m.args, "--capacity", fmt.Sprint(c.opts.ClientCapacity))
 	}
-	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
+	m.env = c.clientEnv()
 	if c.opts.ClientMetrics {
 		m.API = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(c.t))
 		m.env = append(m.env, "CLOVER_METRICS_LISTEN="+m.API)
@@ -481,7 +497,7 @@ func (c *Cluster) AddMonitor(id string, env ...string) *Member {
 		log: filepath.Join(c.Dir, id+".log"),
 	}
 	m.args = []string{c.Bin, "monitor", "--id", id, "--listen", m.API}
-	m.env = append(c.commonEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB, "CLOVER_TOKEN_FILE="+c.TokenFile())
+	m.env = append(c.commonEnv(), c.sessionEnv(), "CLOVER_MONGO_URI="+c.Mongo.URI, "CLOVER_MONGO_DATABASE="+c.DB, "CLOVER_TOKEN_FILE="+c.TokenFile())
 	if c.CAFile != "" {
 		m.env = append(m.env, "CLOVER_API_CA_FILE="+c.CAFile)
 	}
@@ -506,7 +522,7 @@ func (c *Cluster) AddClientWithConfig(id, yaml string) *Member {
 	c.ClientKeys(id)
 	m.args = []string{c.Bin, "client", "--config", path, "--id", id, "--listen", m.Listen,
 		"--handlers", strings.Join(c.opts.ClientHandlers, ",")}
-	m.env = append(c.commonEnv(), "CLOVER_STATE_DIR="+filepath.Join(c.Dir, "state"))
+	m.env = c.clientEnv()
 	m.env = append(m.env, c.opts.ClientEnv...)
 	c.Clients = append(c.Clients, m)
 	c.Start(m)

@@ -28,7 +28,9 @@ var insecure bool
 // under load, shorter ones mean more re-sends).
 func startCluster(t *T, opts integration.Options) *integration.Cluster {
 	def := server.DefaultConfig()
-	opts.SessionTimeout = sessionTimeout
+	// Servers at the harness's short session (failover is measured against it); clients at their own
+	// default, as deployed: a shorter one only makes a loaded client lose its session sooner.
+	opts.SessionTimeout, opts.ClientSessionDefault = sessionTimeout, true
 	opts.ServerEnv = append(opts.ServerEnv, "CLOVER_LOG_LEVEL=info",
 		"CLOVER_ACK_TIMEOUT="+def.AckTimeout.String(), "CLOVER_ACCEPT_WINDOW="+def.AcceptWindow.String())
 	opts.ClientEnv = append(opts.ClientEnv, "CLOVER_LOG_LEVEL=info")
@@ -64,7 +66,7 @@ func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h
 			ID:     fmt.Sprintf("%s-embedded-%d", t.name, i+1),
 			Listen: "tcp://127.0.0.1:0",
 			ZooKeeper: config.ZooKeeper{
-				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: sessionTimeout,
+				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: client.DefaultConfig().ZooKeeper.SessionTimeout,
 			},
 			KeysDir:     c.Keys,
 			Insecure:    insecure,
