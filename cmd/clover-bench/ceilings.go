@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
 )
 
@@ -136,7 +137,8 @@ func (c *ceilings) print(out io.Writer) {
 	tb.note("  `clover client` starts a journaled run under a wrapper shell (a subshell, pid/status/out files, journal lines)")
 	tb.note("store: on a FerretDB of its own, started as a cluster's, on scratch databases, through internal/store, %d executions", storeBatch)
 	tb.note("  a batch: recorded = 2 documents fired (open-set copy, fence) and 2 events (acked, finished), with the store's indexes;")
-	tb.note("  closed adds the closer's work: a read of the open set, 1 history record (and its bucket's index), 3 documents deleted;")
+	tb.note("  closed adds the closer's work: a read of the open set, 1 history record (and its bucket's index), 3 documents deleted,")
+	tb.note("  in closes of whatever waits, up to %s ids at once, as the closer does;", fmtInt(store.MaxCloseBatch))
 	tb.note("  the stages run concurrently as the leader, the intake and the closer do; alone = executions over that stage's time")
 	tb.note("  in the store, while the others ran")
 	tb.note("measured in %s, while the rest of the machine did whatever it was doing (see the load average above)", c.measuring.Round(time.Second))

@@ -149,7 +149,10 @@ func executionRate(ctx context.Context, uri, db string, d time.Duration, withClo
 	start := time.Now()
 	for i, f := range stages {
 		results[i] = make(chan result, 1)
-		next := make(chan []job.Execution, 1)
+		// Room for a full close's worth of batches: the closer takes everything that waits, up to
+		// store.MaxCloseBatch ids, in one close.
+		next := make(chan []job.Execution, store.MaxCloseBatch/storeBatch)
+		gather := withClose && i == len(stages)-1
 		go func(in <-chan []job.Execution, next chan<- []job.Execution, done chan<- result) {
 			var r result
 			defer func() { close(next); done <- r }()
@@ -164,6 +167,9 @@ func executionRate(ctx context.Context, uri, db string, d time.Duration, withClo
 					var ok bool
 					if b, ok = <-in; !ok {
 						return
+					}
+					for gather && len(b)+storeBatch <= store.MaxCloseBatch && len(in) > 0 {
+						b = append(b, <-in...)
 					}
 				}
 				t0 := time.Now()

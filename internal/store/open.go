@@ -90,12 +90,16 @@ func (s *Store) OpenByID(ctx context.Context, ids []string) ([]job.Execution, er
 	return execs, nil
 }
 
+// MaxCloseBatch is the most ids one CloseExecutions deletes with one command per collection: each such
+// delete scans the open set on FerretDB, so fewer, larger ones close more a second.
+const MaxCloseBatch = 4000
+
 // CloseExecutions removes executions (and their events) from the open set: they ended, and their end is
 // recorded. The execution's copy goes first, so that a failure half way leaves stray events (which
 // ReadOpenSet reports), never an execution without the events that ended it. Closing an id that is not in
 // the set is not an error.
 func (s *Store) CloseExecutions(ctx context.Context, ids []string) error {
-	for chunk := range slices.Chunk(ids, foldBatch) {
+	for chunk := range slices.Chunk(ids, MaxCloseBatch) {
 		in := bson.D{{Key: "$in", Value: chunk}}
 		if _, err := s.openExecs.DeleteMany(ctx, bson.D{{Key: "_id", Value: in}}); err != nil {
 			return fmt.Errorf("store: close executions: %w", err)
