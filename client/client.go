@@ -265,10 +265,15 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("client: %w", err)
 	}
 	defer c.spawn.close() // after the drain: runs that end during it may still start processes (retries do not)
-	var metricsLn net.Listener
+	var metricsLn, debugLn net.Listener
 	if c.cfg.MetricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", c.cfg.MetricsListen); err != nil {
 			return fmt.Errorf("client: metrics_listen %s: %w", c.cfg.MetricsListen, err)
+		}
+	}
+	if c.cfg.DebugListen != "" {
+		if debugLn, err = net.Listen("tcp", c.cfg.DebugListen); err != nil {
+			return fmt.Errorf("client: debug_listen %s: %w", c.cfg.DebugListen, err)
 		}
 	}
 	if c.cfg.Fallback.Enabled() {
@@ -316,6 +321,9 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() { c.heartbeatLoop(ctx) })
 	if metricsLn != nil {
 		wg.Go(func() { c.serveMetrics(ctx, metricsLn) })
+	}
+	if debugLn != nil {
+		wg.Go(func() { c.serveDebug(ctx, debugLn) })
 	}
 	if c.queue != nil {
 		wg.Go(func() { c.queue.Run(ctx) })

@@ -51,6 +51,8 @@ type Config struct {
 	LeaseRenew time.Duration `mapstructure:"lease_renew"`
 	// MetricsListen, when set (host:port), serves /metrics and /healthz over HTTP.
 	MetricsListen string `mapstructure:"metrics_listen"`
+	// DebugListen, when set, serves Go's pprof profiles on this loopback address.
+	DebugListen string `mapstructure:"debug_listen"`
 	// StateDir holds the journal of the runs under way (<state_dir>/<id>/runs), which lets this client,
 	// restarted with the same id, report the runs that ended while it was down and watch again those still
 	// going. Keep it on a disk that survives a restart, writable by this user only; default:
@@ -219,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if c.Capacity < 0 {
 		return fmt.Errorf("capacity %d: must be at least 1 (or 0: derived from the machine)", c.Capacity)
+	}
+	if c.DebugListen != "" && !config.Loopback(c.DebugListen) {
+		return fmt.Errorf("debug_listen %q: must be a loopback host:port (profiles reveal memory and let anyone slow the client)", c.DebugListen)
 	}
 	if c.JobNice < 0 || c.JobNice > 19 {
 		return fmt.Errorf("job_nice %d: must be between 0 (the client's priority) and 19", c.JobNice)

@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clover-sched/clover/internal/pprofhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
 
 // serveMetrics serves /metrics and /healthz on cfg.MetricsListen until ctx ends. The series read the
 // client's counters when scraped: nothing is counted twice.
@@ -61,5 +61,17 @@ func (c *Client) serveMetrics(ctx context.Context, ln net.Listener) {
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		c.logger.Error("metrics endpoint stopped", "err", err)
+	}
+}
+
+// serveDebug serves Go's profiles on cfg.DebugListen until ctx ends.
+func (c *Client) serveDebug(ctx context.Context, ln net.Listener) {
+	srv := &http.Server{Handler: pprofhttp.Handler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 2 * time.Minute}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		c.logger.Error("debug endpoint stopped", "err", err)
 	}
 }

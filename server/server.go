@@ -18,6 +18,7 @@ import (
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/logx"
+	"github.com/clover-sched/clover/internal/pprofhttp"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
@@ -206,7 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	var debug *http.Server
 	if debugLn != nil {
-		debug = newHTTPServer(debugRoutes())
+		debug = newHTTPServer(pprofhttp.Handler())
 		start("debug", func(ctx context.Context) error {
 			if err := debug.Serve(debugLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err
