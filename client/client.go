@@ -264,6 +264,9 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.spawn, err = newSpawner(c.cfg.JobNice, c.cfg.JobCgroup); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
+	if c.spawn.unlowered != nil {
+		c.logger.Warn("cannot lower the priority of job processes: jobs that saturate the machine can starve this client", "err", c.spawn.unlowered)
+	}
 	defer c.spawn.close() // after the drain: runs that end during it may still start processes (retries do not)
 	var metricsLn, debugLn net.Listener
 	if c.cfg.MetricsListen != "" {

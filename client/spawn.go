@@ -30,6 +30,8 @@ const spawnThreads = 2
 type spawner struct {
 	nice   int
 	cgroup *os.File // a cgroup v2 directory the processes are born in (CLONE_INTO_CGROUP); nil: none
+	// unlowered says why job processes could not be given a lower priority; nil when they are.
+	unlowered error
 
 	reqs    chan spawnReq
 	stop    chan struct{}
@@ -54,18 +56,46 @@ func newSpawner(nice int, cgroupDir string) (*spawner, error) {
 		}
 		s.cgroup = f
 	}
+	if err := s.startThreads(); err != nil {
+		// A container or a policy may refuse it: jobs then run at the client's priority, said in the log.
+		s.nice, s.unlowered = 0, fmt.Errorf("job_nice %d: %w; job processes run at the client's priority", nice, err)
+		if err := s.startThreads(); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	if s.cgroup != nil {
+		// Refused at start (an old kernel, a directory outside the delegation, controllers below it) rather
+		// than at every job's start.
+		cmd := exec.Command("/bin/true")
+		if err := s.start(cmd); err != nil {
+			s.close()
+			return nil, fmt.Errorf("job_cgroup %s: cannot start a process in it: %w", cgroupDir, err)
+		}
+		_ = cmd.Wait()
+	}
+	return s, nil
+}
+
+// startThreads starts the spawning threads at s.nice.
+func (s *spawner) startThreads() error {
 	ready := make(chan error, spawnThreads)
 	for range spawnThreads {
 		s.stopped.Add(1)
 		go s.serve(ready, nil)
 	}
+	var first error
 	for range spawnThreads {
-		if err := <-ready; err != nil {
-			s.close()
-			return nil, fmt.Errorf("job_nice %d: %w", nice, err)
+		if err := <-ready; err != nil && first == nil {
+			first = err
 		}
 	}
-	return s, nil
+	if first != nil { // stop those that started
+		close(s.stop)
+		s.stopped.Wait()
+		s.stop = make(chan struct{})
+	}
+	return first
 }
 
 // openCgroup opens a cgroup v2 directory for CLONE_INTO_CGROUP, after checking that it is one.

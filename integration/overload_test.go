@@ -3,7 +3,9 @@ package integration
 import (
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +74,18 @@ func TestAClientWhoseJobsSaturateTheCPUKeepsItsSession(t *testing.T) {
 	if want := float64(capacity) * window.Seconds() / burn / 2; succeeded-succeeded0 < want {
 		t.Errorf("%v runs succeeded over the window, want at least %v: the client was not kept busy", succeeded-succeeded0, want)
 	}
+	// The busy loops ran below the client: a job process's nice value is the client's plus job_nice (10).
+	c.CreateJob(job.Spec{Name: "niceness", Schedule: "@every 1h", Handler: job.HandlerShell, Overlap: job.OverlapAllow,
+		Params: map[string]string{"command": "nice"}})
+	own, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.waitState(t, c.trigger(t, "niceness"), job.StateSucceeded, 60*time.Second)
+	if got, want := strings.TrimSpace(e.Result.Output), strconv.Itoa(min(20-own+10, 19)); got != want {
+		t.Errorf("a job process runs at nice %q, want %s (the client's plus job_nice 10)", got, want)
+	}
+
 	orphaned, err := c.Store().ListExecutions(t.Context(), store.ExecutionFilter{State: job.StateOrphaned, Limit: 100})
 	if err != nil {
 		t.Fatal(err)

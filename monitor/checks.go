@@ -288,6 +288,9 @@ func (c *checker) leadership(now time.Time) ([]Problem, string) {
 	return out, ""
 }
 
+// maxInflightRead is the most executions one check reads from the leader's live view (the API's maximum).
+const maxInflightRead = 10_000
+
 // inflight reports, from the leader's view, executions orphaned, overdue, or waiting for a client for
 // longer than Waiting.
 func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string, jobs map[string]job.Spec) (out []Problem, seen bool) {
@@ -295,9 +298,15 @@ func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string,
 		return nil, false
 	}
 	var flights []api.InFlight
-	if err := c.get(ctx, leaderAPI, "/api/v1/inflight", &flights); err != nil {
+	if err := c.get(ctx, leaderAPI, fmt.Sprintf("/api/v1/inflight?limit=%d", maxInflightRead), &flights); err != nil {
 		c.logger.Debug("cannot read the leader's executions in flight", "err", err)
 		return nil, false
+	}
+	// A full page is the oldest part of a backlog: what it shows is raised, but alerts about executions
+	// beyond it are kept, not resolved, since they were not seen.
+	seen = len(flights) < maxInflightRead
+	if !seen {
+		c.logger.Warn("the leader holds more executions open than one read shows; alerts about the newest are kept as they are", "read", len(flights))
 	}
 	for _, f := range flights {
 		var p Problem
@@ -325,7 +334,7 @@ func (c *checker) inflight(ctx context.Context, now time.Time, leaderAPI string,
 		p.Contacts = jobs[f.Job].Contacts
 		out = append(out, p)
 	}
-	return out, true
+	return out, seen
 }
 
 // jobsWithoutClient reports the jobs that no live client can run, before their next firing: once that has

@@ -347,7 +347,14 @@ func (m *Monitor) cycle(ctx context.Context, ck *checker, st *store.Store, now t
 		flights, seen := ck.inflight(ctx, now, leaderAPI, jobs)
 		found = append(found, flights...)
 		// What the leader's view says cannot be known without it (a failover, its API slow): keep it as is.
+		have := map[string]bool{}
+		for _, p := range found {
+			have[p.Key] = true
+		}
 		for _, a := range open {
+			if have[a.Key] {
+				continue // seen again (a partial view of the leader's executions shows it)
+			}
 			if (!heard && a.Kind == kindClientSilent) || (!seen && (a.Kind == kindOrphaned || a.Kind == kindOverdue || a.Kind == kindWaiting)) {
 				found = append(found, fromAlert(a))
 			}

@@ -17,10 +17,13 @@ import (
 //
 //   - by age: an execution this term fired that no client could take within the misfire threshold goes to
 //     its job's misfire policy (misfireStale), as a time the leader could not fire would;
-//   - by size: while the backlog holds limits.backlog executions or limits.backlog_mib of them, the leader
-//     fires nothing more on schedule (fireDue stops early). The jobs' fire times are then owed, and when
-//     room comes back owed hands the ones older than the misfire threshold to each job's policy, like a
-//     stalled loop's. Manual triggers and run requests still go in: a person or an application asked.
+//   - by size: while the backlog holds limits.backlog executions or limits.backlog_mib of them, a job
+//     that has an execution in it does not fire on schedule (fireDue holds it back). Its fire times are
+//     then owed, and when room comes back owed hands the ones older than the misfire threshold to its
+//     policy, like a stalled loop's. A job with nothing waiting still fires, so that executions nobody
+//     can take (no eligible client) cannot stop the others; past the limit the backlog grows by at most
+//     one execution per job. Manual triggers and run requests still go in: a person or an application
+//     asked.
 
 // backlogUse is what the backlog holds: recounted on every tick, added to as firings are recorded.
 type backlogUse struct {
@@ -44,6 +47,16 @@ func (b *backlogUse) add(f *flight) {
 	b.bytes += flightBytes(f)
 }
 
+// holdsWaiting reports whether the job has an execution in the backlog (waiting for a client or queued).
+func (l *leader) holdsWaiting(jobName string) bool {
+	for _, f := range l.openByJob[jobName] {
+		if f.phase == phaseWaiting || f.phase == phaseQueued {
+			return true
+		}
+	}
+	return false
+}
+
 // backlogFull reports whether the backlog is at one of its limits: scheduled firings wait.
 func (l *leader) backlogFull() bool {
 	lim := l.cfg.Limits
@@ -55,8 +68,12 @@ func (l *leader) backlogFull() bool {
 // it went to refused it, and no store check is pending. Executions of an earlier term, retries and
 // requested or manual runs are never stale: the first may have been sent, the others were asked for.
 func (l *leader) stale(f *flight, now time.Time) bool {
-	return f.phase == phaseWaiting && !f.check && f.stopping == "" && f.exec.Epoch == l.epoch && f.run == 1 &&
-		onSchedule(f.exec.Trigger) && f.exec.ScheduledAt.Before(now.Add(-l.cfg.MisfireThreshold))
+	since := f.exec.ScheduledAt
+	if f.readyAt.After(since) {
+		since = f.readyAt
+	}
+	return f.phase == phaseWaiting && !f.check && f.stopping == "" && !f.mayHaveRun && f.exclude == "" && f.exec.Epoch == l.epoch && f.run == 1 &&
+		onSchedule(f.exec.Trigger) && since.Before(now.Add(-l.cfg.MisfireThreshold))
 }
 
 // misfireStale applies each job's misfire policy to its stale executions and returns those that still
@@ -85,8 +102,18 @@ func (l *leader) misfireStale(stale []*flight, now time.Time) (keep []*flight) {
 			if limit <= 0 {
 				limit = job.DefaultFireAllLimit
 			}
-			cut := max(len(fs)-limit, 0)
-			skip, keep = fs[:cut], append(keep, fs[cut:]...)
+			// The latest limit firings wait, all their shards; fs is in time order.
+			firings := 0
+			for i := len(fs) - 1; i >= 0; i-- {
+				if i == len(fs)-1 || job.FiringOf(fs[i].exec) != job.FiringOf(fs[i+1].exec) {
+					firings++
+				}
+				if firings > limit {
+					skip = append(skip, fs[i])
+				} else {
+					keep = append(keep, fs[i])
+				}
+			}
 			reason = fmt.Sprintf("misfire: no client could take it within the misfire threshold, and %d later times of the job wait (fire-all limit)", limit)
 		default: // fire-once
 			latest := l.latestOpen(name)

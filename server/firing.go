@@ -37,22 +37,24 @@ type planned struct {
 
 // fireDue fires the jobs whose time has come, at most one insert's worth (see insertSizer): the rest stay
 // due, and the loop comes back for them after the notes that arrived meanwhile. While the backlog is full
-// (see backlog.go) nothing more fires on schedule: the times are owed, and go to the misfire policies if
-// room comes too late. A job that fell behind owes what owed says.
+// (see backlog.go) a job that has an execution waiting does not fire on schedule: its times are owed,
+// and go to its misfire policy if room comes too late. A job that fell behind owes what owed says.
 func (l *leader) fireDue(ctx context.Context) error {
 	now := l.now()
 	var firings []firing
 	limit := l.inserts.batch()
+	full := l.backlogFull()
+	var heldBack []queued
 	for len(l.queue) > 0 && !l.queue[0].at.After(now) && len(firings) < limit {
-		if l.backlogFull() {
-			l.metrics.backlogFull.Inc()
-			l.fullLog.Warn(l.logger, "backlog full: scheduled firings wait, and their times go to the misfire policies if they wait too long",
-				"executions", l.backlog.count, "bytes", l.backlog.bytes, "limits.backlog", l.cfg.Limits.Backlog, "limits.backlog_mib", l.cfg.Limits.BacklogMiB)
-			break
-		}
 		it := heap.Pop(&l.queue).(queued)
 		e := l.jobs[it.name]
 		if e == nil || e.gen != it.gen {
+			continue
+		}
+		if full && l.holdsWaiting(it.name) {
+			// Jobs with nothing waiting still fire: the backlog may be full of executions nobody can take
+			// (no eligible client), and a job that others' leave room for must not stop with them.
+			heldBack = append(heldBack, it)
 			continue
 		}
 		owed := l.owed(e, it.at.Add(-time.Nanosecond), now)
@@ -63,6 +65,15 @@ func (l *leader) fireDue(ctx context.Context) error {
 		e.next = e.sched.Next(now)
 		if !e.next.IsZero() {
 			heap.Push(&l.queue, queued{name: it.name, at: e.next, gen: e.gen})
+		}
+	}
+	if len(heldBack) > 0 {
+		l.metrics.backlogFull.Inc()
+		l.fullLog.Warn(l.logger, "backlog full: jobs with executions waiting do not fire on schedule; their times go to the misfire policies if they wait too long",
+			"jobs_held", len(heldBack), "executions", l.backlog.count, "bytes", l.backlog.bytes,
+			"limits.backlog", l.cfg.Limits.Backlog, "limits.backlog_mib", l.cfg.Limits.BacklogMiB)
+		for _, it := range heldBack {
+			heap.Push(&l.queue, it)
 		}
 	}
 	return l.fire(ctx, firings, now)
@@ -199,6 +210,21 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 		return errUnconfirmed
 	}
 	plan, stops := l.plan(firings)
+	// Which firing asked each stop: a stop is applied once the firing that replaces is recorded.
+	replacer := map[string]int{}
+	for _, p := range plan {
+		replacer["replaced by "+p.exec.ID] = p.from
+	}
+	applyStops := func(recordedBefore int) {
+		for id, reason := range stops {
+			if replacer[reason] >= recordedBefore {
+				continue
+			}
+			if f, ok := l.flights[id]; ok {
+				l.stop(f, reason, true)
+			}
+		}
+	}
 	// In inserts the store can take (see insertSizer); the shards of one firing go in the same one, so that
 	// the firings from a failed insert on were not recorded at all (save an insert that landed unanswered,
 	// which record finds as duplicates).
@@ -214,15 +240,12 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 			l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
 			l.logger.Warn("recording firings failed; will retry", "executions", len(plan)-start, "err", err)
 			l.unsaved = append(l.unsaved, firings[plan[start].from:]...)
-			return nil // the stops of replacing firings wait for them to be recorded
+			applyStops(plan[start].from) // those of the replacing firings already recorded
+			return nil
 		}
 		start = end
 	}
-	for id, reason := range stops {
-		if f, ok := l.flights[id]; ok {
-			l.stop(f, reason, true)
-		}
-	}
+	applyStops(len(firings))
 	return nil
 }
 

@@ -70,6 +70,10 @@ type flight struct {
 	lossChecked bool      // its run looks lost, and the store was asked whether it ended
 	listedAt    time.Time // when a heartbeat of its client last listed it
 	overdue     bool      // the overdue alarm was raised for this run
+	// mayHaveRun: a client acked or listed it, or it went to a client that left unanswered: it may have
+	// started somewhere, so it is never skipped as a misfire (see stale).
+	mayHaveRun bool
+	readyAt    time.Time // when it last left its job's queue; the misfire age counts from then
 }
 
 // phase is where an execution the leader follows stands in its lifecycle.
@@ -116,6 +120,7 @@ func (l *leader) toRunning(f *flight, client string, at time.Time) {
 		f.ackedAt, f.leaseUntil = at, at.Add(l.cfg.LeaseTimeout)
 	}
 	f.client, f.lostAt, f.lossChecked = client, time.Time{}, false
+	f.mayHaveRun = true
 	l.to(f, phaseRunning)
 }
 

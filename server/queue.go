@@ -42,6 +42,7 @@ func (l *leader) releaseWoken() {
 				continue
 			}
 			l.to(f, phaseWaiting)
+			f.readyAt = now
 			l.dispatch(f, now) // if no client takes it now, the tick offers it again
 		}
 	}

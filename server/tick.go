@@ -87,6 +87,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 				continue
 			}
 			l.to(f, phaseWaiting)
+			f.readyAt = now
 			if !l.dispatch(f, now) {
 				held.add(f)
 			}
@@ -131,6 +132,7 @@ func (l *leader) checkDispatched(f *flight, now time.Time) bool {
 			l.logger.Debug("the client of an unanswered dispatch went away; checking the store", "execution", f.exec.ID, "client", f.client)
 			l.release(f.client, f.exec.Width)
 			f.departed = f.client
+			f.mayHaveRun = true
 			l.askStore(f, "departed")
 			l.toWaiting(f)
 			return true
