@@ -161,7 +161,11 @@ func (s *spawner) run() error {
 	if err := s.journalLine("end", id); err != nil {
 		return err
 	}
-	return os.RemoveAll(dir)
+	// As the client's removeRunDir: the files it knows, then the directory.
+	for _, f := range []string{"out", "pid", "status"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	return os.Remove(dir)
 }
 
 // rate runs the command with workers runs at once for about d and returns completed runs a second: no run
