@@ -3,7 +3,10 @@ package client
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -44,17 +47,98 @@ func benchShellRuns(b *testing.B, command string, journaled bool) {
 		}
 		defer j.close()
 	}
-	sp, err := newSpawner(DefaultConfig().JobNice, "") // as Run starts it: job processes at the jobs' priority
+	sp := benchSpawner(b)
+	benchParallelCPU(b, func(n int64) error { return benchOneRun(j, sp, command, n) })
+}
+
+// BenchmarkShellRunParts breaks a journaled run down: its process alone, bare (sh -c) and under each
+// wrapper, and the journal's own work (its lines, the run directory and its files, the output read back)
+// with no process at all. The wrappers' parts include the files they write.
+func BenchmarkShellRunParts(b *testing.B) {
+	tmp := b.TempDir()
+	command := `echo "$CLOVER_EXECUTION $CLOVER_CLIENT" >> ` + filepath.Join(tmp, "ledger")
+	env := append(shellEnviron(os.Environ(), nil), "CLOVER_EXECUTION=ledger@1", "CLOVER_CLIENT=c1")
+	sp := benchSpawner(b)
+	var dirs atomic.Int64 // names for the run directories of every sub-benchmark's every round
+	process := func(_ int64, args ...string) error {
+		dir := filepath.Join(tmp, strconv.FormatInt(dirs.Add(1), 10))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return err
+		}
+		out, err := os.OpenFile(filepath.Join(dir, "out"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		cmd := exec.Command("/bin/sh", append([]string{"-c"}, args...)...)
+		if len(args) > 1 {
+			cmd.Args = append(cmd.Args[:3], "clover-run", dir, command)
+		}
+		cmd.Stdout, cmd.Stderr, cmd.Env = out, out, env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := sp.start(cmd); err != nil {
+			return err
+		}
+		return cmd.Wait()
+	}
+	b.Run("process/sh -c", func(b *testing.B) {
+		benchParallelCPU(b, func(n int64) error { return process(n, command) })
+	})
+	b.Run("process/wrapper", func(b *testing.B) {
+		benchParallelCPU(b, func(n int64) error { return process(n, shellWrapper, "") })
+	})
+	b.Run("process/wrapper with a subshell", func(b *testing.B) {
+		benchParallelCPU(b, func(n int64) error { return process(n, shellWrapperSub, "") })
+	})
+	b.Run("journal without a process", func(b *testing.B) {
+		j, err := openJournal(b.TempDir(), "c1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer j.close()
+		benchParallelCPU(b, func(int64) error {
+			d := &wire.Dispatch{ExecID: "ledger@" + strconv.FormatInt(dirs.Add(1), 10), Job: "ledger", Handler: job.HandlerShell,
+				Params: map[string]string{"command": command}, AcceptBy: time.Now().Add(time.Minute)}
+			dir, err := j.begin(d, 1, true, time.Now())
+			if err != nil {
+				return err
+			}
+			// What runShell does around the process, and the two files the wrapper would write.
+			out, err := os.OpenFile(filepath.Join(dir, "out"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			_ = os.WriteFile(filepath.Join(dir, "pid"), []byte("12345\n"), 0o600)
+			_, _ = out.WriteString(d.ExecID + " c1\n")
+			out.Close()
+			tail := newTail(job.MaxOutput)
+			outputTail(dir, job.MaxOutput, tail)
+			if err := j.result(d.ExecID, 1, []byte(tail.String())); err != nil {
+				return err
+			}
+			return j.end(d.ExecID, 1, dir)
+		})
+	})
+}
+
+// benchSpawner starts job processes as Run does: from threads at the jobs' lower priority.
+func benchSpawner(b *testing.B) *spawner {
+	sp, err := newSpawner(DefaultConfig().JobNice, "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer sp.close()
+	b.Cleanup(sp.close)
+	return sp
+}
+
+// benchParallelCPU runs f b.N times in parallel and reports the CPU each call took.
+func benchParallelCPU(b *testing.B, f func(n int64) error) {
 	var seq atomic.Int64
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := benchOneRun(j, sp, command, seq.Add(1)); err != nil {
+			if err := f(seq.Add(1)); err != nil {
 				b.Error(err)
 				return
 			}
