@@ -31,21 +31,24 @@ import (
 //
 // The command runs in the wrapper's own shell, not in a subshell: forking one cost more than everything
 // else a journaled run does (on the 2-core VM this was measured on, about as much as starting /bin/sh
-// itself; see BenchmarkShellRun). The status is written by an EXIT trap, which the shell runs however
-// the command ends: at its end, by `exit N`, by `set -e` or `set -u`, by a syntax error. It is written
-// in a group whose trace goes nowhere (a command's `set -x` must not add a line to its output), after
-// forgetting any function the command named echo; the directory's variable is read-only, so that a
-// command that assigns it fails loudly instead of losing its status. Two things would still end the
-// shell without its trap, and a command that mentions either runs in a subshell under shellWrapperSub,
-// as every command did before: `exec`, which replaces the shell, and `trap`, which can replace ours. One
-// that does either out of sight (from a script read with `.`) leaves no status: a client alive sees its
-// exit status all the same (the process is its child); one restarted while it ran reports no status,
-// the same honest error as for a wrapper that was killed.
+// itself; see BenchmarkShellRunParts). The status is written by an EXIT trap, which the shell runs however
+// the command ends: at its end, by `exit N`, by `set -e` or `set -u`, by a syntax error. The trap writes
+// it in a group whose trace goes nowhere (a command's `set -x` must not add lines to its output), with
+// `set -e` off (a status that cannot be written, on a full disk, must not change the exit status the
+// client sees), past a `set -C` (>|) and any function the command named echo; the directory's variable
+// is read-only, so that a command that assigns it fails loudly instead of losing its status.
+//
+// Two things would still end the shell without its trap: `exec`, which replaces the shell, and `trap`,
+// which replaces ours. A command whose text mentions either runs in a subshell under shellWrapperSub, as
+// every command did before. One that does either out of sight (in a script read with `.`) leaves no
+// status: the client that started it still sees its exit status (the process is its child); a client
+// restarted while it ran no longer recognizes an exec'ed process (its command line changed), and reports
+// the status as unknown, as for a wrapper that was killed.
 const shellWrapper = `__clover_dir=$1 __clover_cmd=$2
 readonly __clover_dir
 set --
 echo $$ > "$__clover_dir/pid"
-trap '{ __clover_status=$?; unset -f echo; echo "$__clover_status" > "$__clover_dir/status"; } 2>/dev/null' EXIT
+trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
 eval "$__clover_cmd"`
 
 // shellWrapperSub is shellWrapper for a command that may replace its shell or its EXIT trap: the command

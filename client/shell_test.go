@@ -32,6 +32,7 @@ func TestAJournaledCommandLeavesItsExitStatus(t *testing.T) {
 		"a bare exit keeps $?":    {command: `false; exit`, status: "1"},
 		"an external command":     {command: `/bin/sh -c 'exit 5'`, status: "5"},
 		"set -e":                  {command: `set -e; false; echo not reached`, status: "1"},
+		"set -C":                  {command: `set -C; echo 5 > "$__clover_dir/status"; exit 6`, status: "6"},
 		"set -u":                  {command: `set -u; echo "$not_set"`, status: "2"},
 		"a syntax error":          {command: `if true; then`, status: "2"},
 		"a subshell's exit":       {command: `(exit 6)`, status: "6"},
@@ -69,6 +70,20 @@ func TestAJournaledCommandLeavesItsExitStatus(t *testing.T) {
 				t.Fatalf("runs in a subshell: %v, want %v", got, tc.subshell)
 			}
 		})
+	}
+}
+
+// A status that cannot be written (here its directory is gone; a full disk does the same) does not change
+// the exit status the client that started the command sees, even under `set -e`.
+func TestAStatusThatCannotBeWrittenLeavesTheExitStatus(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := runShell(context.Background(), JobContext{Output: newTail(job.MaxOutput), runDir: dir,
+		Params: map[string]string{"command": `set -e; rm -r "$__clover_dir"; exit 3`}})
+	if got := exitCodeOf(err); got != "3" {
+		t.Fatalf("the client saw %v, want exit code 3", err)
 	}
 }
 

@@ -36,7 +36,7 @@ const clientWrapper = `__clover_dir=$1 __clover_cmd=$2
 readonly __clover_dir
 set --
 echo $$ > "$__clover_dir/pid"
-trap '{ __clover_status=$?; unset -f echo; echo "$__clover_status" > "$__clover_dir/status"; } 2>/dev/null' EXIT
+trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
 eval "$__clover_cmd"`
 
 const clientWrapperSub = `__clover_dir=$1 __clover_cmd=$2
