@@ -293,8 +293,8 @@ func (j *journal) end(id string, run int, dir string) error {
 var runFiles = []string{"out", "pid", "status"}
 
 // removeRunDir removes a run's directory. It names the files it knows rather than reading the directory
-// (os.RemoveAll does, and that cost three times as much per run); a directory that holds anything else
-// is left to RemoveAll.
+// first as os.RemoveAll does (about 155 against 210 µs a run on the 2-core VM it was measured on); a
+// directory that holds anything else is left to RemoveAll.
 func removeRunDir(dir string) error {
 	for _, f := range runFiles {
 		_ = os.Remove(filepath.Join(dir, f))
