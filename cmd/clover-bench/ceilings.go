@@ -134,7 +134,7 @@ func (c *ceilings) print(out io.Writer) {
 		1000*c.execs.closed/c.rawDocs), "to raise (issue 14)")
 	tb.note("spawn: runs of `sh -c '<command>'` started and reaped a second from Go, as many at once as gained 5%% or more")
 	tb.note("  (doubling from the CPU count), the best of a few rounds; the ledger command is `%s`;", ledgerCommand("FILE"))
-	tb.note("  `clover client` starts a journaled run under a wrapper shell (a subshell, pid/status/out files, journal lines)")
+	tb.note("  `clover client` starts a journaled run under a wrapper shell (an EXIT trap writes the status; pid/status/out files, journal lines)")
 	tb.note("store: on a FerretDB of its own, started as a cluster's, on scratch databases, through internal/store, %d executions", storeBatch)
 	tb.note("  a batch: recorded = 2 documents fired (open-set copy, fence) and 2 events (acked, finished), with the store's indexes;")
 	tb.note("  closed adds the closer's work: a read of the open set, 1 history record (and its bucket's index), 3 documents deleted,")

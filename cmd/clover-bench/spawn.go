@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,16 +27,33 @@ func ledgerCommand(path string) string {
 	return fmt.Sprintf(`echo "$CLOVER_EXECUTION $CLOVER_CLIENT" >> %s`, path)
 }
 
-// clientWrapper is client/shell.go's shellWrapper, under which `clover client` starts every journaled
-// shell run (all of them, since the run journal): the ceiling must pay for the same subshell and files.
-// It is copied, not imported, because the client keeps it unexported; keep the two in step.
+// clientWrapper and clientWrapperSub are client/shell.go's shellWrapper and shellWrapperSub, under which
+// `clover client` starts every journaled shell run (all of them, since the run journal): the ceiling must
+// pay for the same shell, trap and files. The client runs a command that mentions exec or trap under the
+// second, in a subshell (one fork more); neither ceiling command does. They are copied, not imported,
+// because the client keeps them unexported; keep them in step.
 const clientWrapper = `__clover_dir=$1 __clover_cmd=$2
+readonly __clover_dir
+set --
+echo $$ > "$__clover_dir/pid"
+trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
+eval "$__clover_cmd"`
+
+const clientWrapperSub = `__clover_dir=$1 __clover_cmd=$2
 set --
 echo $$ > "$__clover_dir/pid"
 ( eval "$__clover_cmd" )
 __clover_status=$?
 echo $__clover_status > "$__clover_dir/status"
 exit $__clover_status`
+
+// clientWrapperFor is client/shell.go's wrapperFor.
+func clientWrapperFor(command string) string {
+	if strings.Contains(command, "exec") || strings.Contains(command, "trap") {
+		return clientWrapperSub
+	}
+	return clientWrapper
+}
 
 // spawnMode is how a run is started.
 type spawnMode int
@@ -121,7 +139,7 @@ func (s *spawner) run() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("/bin/sh", "-c", clientWrapper, "clover-run", dir, s.command)
+	cmd := exec.Command("/bin/sh", "-c", clientWrapperFor(s.command), "clover-run", dir, s.command)
 	cmd.Stdout, cmd.Stderr, cmd.Env = out, out, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -143,7 +161,11 @@ func (s *spawner) run() error {
 	if err := s.journalLine("end", id); err != nil {
 		return err
 	}
-	return os.RemoveAll(dir)
+	// As the client's removeRunDir: the files it knows, then the directory.
+	for _, f := range []string{"out", "pid", "status"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	return os.Remove(dir)
 }
 
 // rate runs the command with workers runs at once for about d and returns completed runs a second: no run
