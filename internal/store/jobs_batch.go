@@ -90,15 +90,15 @@ func (s *Store) CreateJobs(ctx context.Context, specs []job.Spec) []error {
 		if isDuplicateKeyCode(we.Code) {
 			errs[i] = fmt.Errorf("%w: job %s", ErrExists, specs[i].Name)
 		} else {
-			errs[i] = fmt.Errorf("store: create job %s: %s", specs[i].Name, we.Message)
+			errs[i] = fmt.Errorf("%w: create job %s: %s", ErrRefused, specs[i].Name, we.Message)
 		}
 	}
 	return errs
 }
 
 // UpdateJobs is UpdateJob for many jobs: it reads them, hands each to change (i: its position in names)
-// and writes every change in one unordered bulk write, each conditional on the version read. It returns
-// each job as stored.
+// and writes every change, each conditional on the version read: in one unordered bulk write on MongoDB,
+// one request a job (a few at a time) on FerretDB. It returns each job as stored.
 func (s *Store) UpdateJobs(ctx context.Context, names []string, change func(i int, cur job.Spec) (job.Spec, error)) ([]job.Spec, []error) {
 	out, errs := make([]job.Spec, len(names)), make([]error, len(names))
 	cur, err := s.GetJobs(ctx, names)
@@ -129,18 +129,43 @@ func (s *Store) UpdateJobs(ctx context.Context, names []string, change func(i in
 	if len(models) == 0 {
 		return out, errs
 	}
-	res, err := s.jobs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	failed, ok := writeErrors(err)
-	if err != nil && !ok {
-		for _, i := range at {
-			errs[i] = fmt.Errorf("store: replace job %s: %w", names[i], err)
+	var matched int64
+	failed := map[int]mongo.WriteError{}
+	if s.ferret {
+		// One statement a request: FerretDB 1.24 keeps the read of each statement of an update command
+		// open until the whole command ends (a deferred close in a loop), and a command of a hundred
+		// statements had not ended after three minutes.
+		matched = s.eachWrite(ctx, len(models), func(ctx context.Context, m int) (int64, error) {
+			res, err := s.jobs.ReplaceOne(ctx, s.versionFilter(names[at[m]], 0), out[at[m]])
+			if err != nil {
+				errs[at[m]] = fmt.Errorf("store: replace job %s: %w", names[at[m]], err)
+				return 0, err
+			}
+			return res.MatchedCount, nil
+		})
+	} else {
+		res, err := s.jobs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		var ok bool
+		if failed, ok = writeErrors(err); err != nil && !ok {
+			for _, i := range at {
+				errs[i] = fmt.Errorf("store: replace job %s: %w", names[i], err)
+			}
+			return out, errs
 		}
-		return out, errs
+		for m, we := range failed {
+			errs[at[m]] = fmt.Errorf("%w: replace job %s: %s", ErrRefused, names[at[m]], we.Message)
+		}
+		if res != nil {
+			matched = res.MatchedCount
+		}
 	}
-	for m, we := range failed {
-		errs[at[m]] = fmt.Errorf("store: replace job %s: %s", names[at[m]], we.Message)
+	written := 0
+	for _, i := range at {
+		if errs[i] == nil {
+			written++
+		}
 	}
-	if res != nil && res.MatchedCount == int64(len(models)-len(failed)) {
+	if matched == int64(written) {
 		for _, i := range at {
 			if errs[i] == nil {
 				out[i] = AsStored(out[i])
@@ -217,7 +242,7 @@ func (s *Store) DeleteJobs(ctx context.Context, names []string, expect []int64) 
 			return out, errs
 		}
 		for m, we := range failed {
-			errs[at[m]] = fmt.Errorf("store: delete job %s: %s", names[at[m]], we.Message)
+			errs[at[m]] = fmt.Errorf("%w: delete job %s: %s", ErrRefused, names[at[m]], we.Message)
 		}
 		if res != nil {
 			deleted = res.DeletedCount
@@ -236,6 +261,31 @@ func (s *Store) DeleteJobs(ctx context.Context, names []string, expect []int64) 
 		return nil
 	})
 	return out, errs
+}
+
+// eachWrite makes n writes by _id, a few at a time, and returns the sum of what they return. On FerretDB
+// a write by _id costs a scan of the collection in SQLite, and runs in parallel with the others' scans.
+func (s *Store) eachWrite(ctx context.Context, n int, write func(ctx context.Context, m int) (int64, error)) int64 {
+	var (
+		mu    sync.Mutex
+		sum   int64
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, 4)
+	)
+	for m := range n {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			k, err := write(ctx, m)
+			if err == nil {
+				mu.Lock()
+				sum += k
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return sum
 }
 
 // resolve reads back the jobs names[at...] that have no error yet and sets each error to what judge says

@@ -19,6 +19,9 @@ var (
 	ErrExists   = errors.New("store: already exists")
 	ErrConflict = errors.New("store: version conflict")
 	ErrFenced   = errors.New("store: fenced by a newer leader")
+	// ErrRefused: the database refused one document of a bulk write itself (an invalid field name, a
+	// document too large); writing it again would be refused again.
+	ErrRefused = errors.New("store: write refused")
 )
 
 // DefaultServerSelectionTimeout bounds how long an operation waits for a reachable server, so that a down
