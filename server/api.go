@@ -19,7 +19,7 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 )
 
-// maxBody bounds a request body: job definitions are small.
+// maxBody bounds a request body: job definitions are small (a route may allow more: api.Route.MaxBody).
 const maxBody = 1 << 20
 
 // routes is the REST API: exactly the routes of api.Routes (it fails if a route has no handler here, or a
@@ -36,6 +36,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"POST /api/v1/jobs":                  s.createJob,
 		"PUT /api/v1/jobs/{name}":            s.updateJob,
 		"DELETE /api/v1/jobs/{name}":         s.deleteJob,
+		"POST /api/v1/jobs:batch":            s.batchJobs,
 		"POST /api/v1/jobs/{name}/trigger":   s.triggerJob,
 		"POST /api/v1/jobs/{name}/pause":     s.pauseJob(true),
 		"POST /api/v1/jobs/{name}/resume":    s.pauseJob(false),
