@@ -112,8 +112,7 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
 	if l.locks != nil {
-		// Ordered with the API's writes of the job: the loop installs the stored definitions in the order
-		// they were stored (see jobChanges).
+		// Ordered with the API's writes of the job (see jobChanges).
 		defer l.locks.lock(spec.Name)()
 	}
 	cur, err := l.store.GetJob(sctx, spec.Name)
@@ -155,7 +154,10 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 			return err
 		}
 	}
+	// Installed now, as the loop's own write, after the API's writes still pending (of this job too: they
+	// were stored before it, its lock held).
 	l.changes.put([]job.Spec{store.AsStored(spec)}, nil)
+	l.applyJobChanges()
 	return nil
 }
 
