@@ -193,17 +193,32 @@ func (s *Server) createJobs(ctx context.Context, specs []job.Spec) []error {
 // updateJobs changes the jobs of names as change says (i: the job's position in names), each conditional
 // on the version it reads, and returns each as stored.
 func (s *Server) updateJobs(ctx context.Context, names []string, change func(i int, cur job.Spec) (job.Spec, error)) ([]job.Spec, []error) {
-	defer s.jobLocks.lock(names...)()
-	var (
-		out  []job.Spec
-		errs []error
-	)
-	if len(names) == 1 {
-		spec, err := s.store.UpdateJob(ctx, names[0], func(cur job.Spec) (job.Spec, error) { return change(0, cur) })
-		out, errs = []job.Spec{spec}, []error{err}
-	} else {
-		out, errs = s.store.UpdateJobs(ctx, names, change)
+	out, errs := make([]job.Spec, len(names)), make([]error, len(names))
+	if len(names) == 1 || s.store.UpdatesOneByOne() {
+		// A job at a time, a few at once, each under its own lock: on FerretDB a bulk update takes
+		// seconds, too long to hold the locks of every job it writes.
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, 4)
+		for i, name := range names {
+			wg.Go(func() {
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				defer s.jobLocks.lock(name)()
+				out[i], errs[i] = s.store.UpdateJob(ctx, name, func(cur job.Spec) (job.Spec, error) { return change(i, cur) })
+				s.publishUpdates(names[i:i+1], out[i:i+1], errs[i:i+1])
+			})
+		}
+		wg.Wait()
+		return out, errs
 	}
+	defer s.jobLocks.lock(names...)()
+	out, errs = s.store.UpdateJobs(ctx, names, change)
+	s.publishUpdates(names, out, errs)
+	return out, errs
+}
+
+// publishUpdates hands the leader loop the outcome of updates.
+func (s *Server) publishUpdates(names []string, out []job.Spec, errs []error) {
 	var (
 		written []job.Spec
 		unknown []string
@@ -217,7 +232,6 @@ func (s *Server) updateJobs(ctx context.Context, names []string, change func(i i
 		}
 	}
 	s.publish(written, nil, unknown)
-	return out, errs
 }
 
 // deleteJobs deletes the jobs of names, each at version expect[i] unless it is 0 (expect may be nil), and

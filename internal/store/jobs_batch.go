@@ -25,6 +25,12 @@ import (
 // perNameReads is how many names GetJobs reads one by one on FerretDB, rather than in one scan.
 const perNameReads = 32
 
+// UpdatesOneByOne reports whether UpdateJobs writes one job a request (FerretDB), each write costing a
+// scan of the jobs in SQLite: about 13 ms at 1,000 jobs, 40 ms at 4,000 on the 2-core test machine. A
+// caller that serializes its writes per job had then better update a job at a time with UpdateJob, holding
+// each job's lock for its own write only, than hold every lock for the whole batch.
+func (s *Store) UpdatesOneByOne() bool { return s.ferret }
+
 // GetJobs returns the jobs of names that exist, by name.
 func (s *Store) GetJobs(ctx context.Context, names []string) (map[string]job.Spec, error) {
 	out := make(map[string]job.Spec, len(names))
