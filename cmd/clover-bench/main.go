@@ -71,12 +71,13 @@ var scenarios = []scenario{
 	{"burst", runBurst, false},
 	{"failover", runFailover, false},
 	{"history", runHistory, false},
+	{"writes", runWrites, false},
 	{"soak", runSoak, true},
 }
 
 func main() {
 	var (
-		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of shell, gofunc, burst, failover, history, soak")
+		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of shell, gofunc, burst, failover, history, writes, soak")
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
 	)
