@@ -108,13 +108,13 @@ func customize(_ string, t reflect.Type, _ reflect.StructTag, s *openapi3.Schema
 }
 
 // operationID names an operation after its method and path: GET /api/v1/jobs/{name}/next is
-// getJobsNameNext.
+// getJobsNameNext, POST /api/v1/jobs:batch postJobsBatch.
 func operationID(rt Route) string {
 	var b strings.Builder
 	b.WriteString(strings.ToLower(rt.Method))
 	for _, part := range strings.Split(strings.TrimPrefix(rt.Path, "/api/v1/"), "/") {
 		part = strings.Trim(part, "{}")
-		for _, w := range strings.FieldsFunc(part, func(r rune) bool { return r == '_' || r == '.' }) {
+		for _, w := range strings.FieldsFunc(part, func(r rune) bool { return r == '_' || r == '.' || r == ':' }) {
 			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
 		}
 	}

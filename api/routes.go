@@ -22,6 +22,8 @@ type Route struct {
 	Body     any // the request body's type (a zero value), nil when none
 	Status   int // the status of a success
 	Response any // the success body's type (a zero value), nil when none
+	// MaxBody bounds the request body, in bytes; 0: 1 MiB.
+	MaxBody int64
 }
 
 // Pattern is the route as a net/http ServeMux pattern: "GET /api/v1/jobs".
@@ -42,6 +44,8 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/jobs/{name}", Role: keyring.RoleViewer, Summary: "One job.", Status: http.StatusOK, Response: job.Spec{}},
 	{Method: "PUT", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Replace a job; conditional on the version it carries.", Leader: true, Body: job.Spec{}, Status: http.StatusOK, Response: job.Spec{}},
 	{Method: "DELETE", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Delete a job.", Leader: true, Status: http.StatusNoContent},
+	{Method: "POST", Path: "/api/v1/jobs:batch", Role: keyring.RoleAdmin, Summary: "Create, update and delete up to 1,000 jobs at once; each operation succeeds or fails on its own, with the status its single-job route would answer.",
+		Leader: true, Body: BatchRequest{}, Status: http.StatusOK, Response: BatchResponse{}, MaxBody: MaxBatchBody},
 	{Method: "GET", Path: "/api/v1/jobs/{name}/next", Role: keyring.RoleViewer, Summary: "The job's next fire times.", Status: http.StatusOK, Response: NextFires{},
 		Query: []Param{{"n", "how many (1-1000, default 10)"}}},
 	{Method: "POST", Path: "/api/v1/jobs/{name}/trigger", Role: keyring.RoleOperator, Summary: "Fire the job now, with parameters over its own.", Leader: true, Body: TriggerRequest{}, Status: http.StatusAccepted, Response: TriggerResponse{}},

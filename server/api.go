@@ -19,7 +19,7 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 )
 
-// maxBody bounds a request body: job definitions are small.
+// maxBody bounds a request body: job definitions are small (a route may allow more: api.Route.MaxBody).
 const maxBody = 1 << 20
 
 // routes is the REST API: exactly the routes of api.Routes (it fails if a route has no handler here, or a
@@ -36,6 +36,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"POST /api/v1/jobs":                  s.createJob,
 		"PUT /api/v1/jobs/{name}":            s.updateJob,
 		"DELETE /api/v1/jobs/{name}":         s.deleteJob,
+		"POST /api/v1/jobs:batch":            s.batchJobs,
 		"POST /api/v1/jobs/{name}/trigger":   s.triggerJob,
 		"POST /api/v1/jobs/{name}/pause":     s.pauseJob(true),
 		"POST /api/v1/jobs/{name}/resume":    s.pauseJob(false),
@@ -70,7 +71,11 @@ func (s *Server) routes() (http.Handler, error) {
 		if rt.Role == "" {
 			return nil, fmt.Errorf("server: route %s names no role", rt.Pattern())
 		}
-		mux.HandleFunc(rt.Pattern(), s.guard(rt, h))
+		h = s.guard(rt, h)
+		if rt.MaxBody > maxBody {
+			h = bulkDeadline(h)
+		}
+		mux.HandleFunc(rt.Pattern(), h)
 	}
 	for pattern := range handlers {
 		return nil, fmt.Errorf("server: handler %s is not in api.Routes (nor in the OpenAPI document)", pattern)
@@ -87,6 +92,17 @@ func (s *Server) routes() (http.Handler, error) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return mux, nil
+}
+
+// bulkWriteTimeout bounds the answer of a bulk route (api.Route.MaxBody over maxBody), past the server's
+// WriteTimeout: a thousand updates on FerretDB take about 15 ms each per 1,000 jobs stored.
+const bulkWriteTimeout = 15 * time.Minute
+
+func bulkDeadline(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(bulkWriteTimeout))
+		h(w, r)
+	}
 }
 
 // getOpenAPI serves the API's OpenAPI document.

@@ -17,6 +17,7 @@ type auditNote struct {
 	target        string // what was written, when the path does not name it (a creation)
 	before, after int64
 	forwarded     bool
+	itemized      bool // the handler recorded an entry per job it wrote (the bulk route)
 }
 
 type auditNoteKey struct{}
@@ -58,7 +59,7 @@ func (s *Server) audited(rt api.Route, h http.HandlerFunc) http.HandlerFunc {
 		r = r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note))
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r)
-		if note.forwarded {
+		if note.forwarded || note.itemized {
 			return
 		}
 		s.audit(r, rt, rec.status, note, nil)
@@ -81,11 +82,24 @@ func (s *Server) audit(r *http.Request, rt api.Route, status int, note *auditNot
 	if refusal != nil {
 		e.Error = refusal.Error()
 	}
+	s.auditEntries(r, e)
+}
+
+// auditEntries writes entries and returns once they are stored, or their write failed (logged at ERROR
+// and counted: the writes they record have happened). The entries of concurrent requests are written
+// together (groupCommit): a request is still answered only after its entries are stored.
+func (s *Server) auditEntries(r *http.Request, entries ...store.AuditEntry) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
-	if err := s.store.InsertAudit(ctx, e); err != nil {
-		s.metrics.auditFailed.Inc()
-		s.logger.Error("audit entry not recorded", "who", e.Who, "action", e.Action, "target", e.Target, "status", e.Status, "err", err)
+	errs := s.auditLog.write(ctx, func(ctx context.Context, entries []store.AuditEntry) []error {
+		return fill(make([]error, len(entries)), s.store.InsertAudits(ctx, entries))
+	}, entries)
+	for i, err := range errs {
+		if err != nil {
+			e := entries[i]
+			s.metrics.auditFailed.Inc()
+			s.logger.Error("audit entry not recorded", "who", e.Who, "action", e.Action, "target", e.Target, "status", e.Status, "err", err)
+		}
 	}
 }
 

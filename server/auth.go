@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -80,7 +81,7 @@ func (s *Server) guard(rt api.Route, h http.HandlerFunc) http.HandlerFunc {
 			s.refuse(w, r, http.StatusUnsupportedMediaType, "media_type", errMediaType)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, cmp.Or(rt.MaxBody, maxBody))
 		caller, status, err := s.authenticate(r)
 		if err != nil {
 			if status == http.StatusUnauthorized {

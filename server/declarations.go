@@ -60,9 +60,26 @@ func (l *leader) applyDeclarations(ctx context.Context) {
 // errTooManyJobs refuses a new job past limits.jobs.
 var errTooManyJobs = errors.New("the cluster has limits.jobs jobs already")
 
-// roomForJob refuses a new job once the cluster holds limits.jobs.
-func (l *leader) roomForJob(ctx context.Context) error {
-	return checkJobRoom(ctx, l.store, l.cfg.Limits.Jobs)
+// roomForJob reserves room for one new job under limits.jobs, or refuses it; the caller settles the
+// reservation (created: whether the job was stored).
+func (l *leader) roomForJob(ctx context.Context) (settle func(created bool), err error) {
+	if l.room == nil {
+		return func(bool) {}, checkJobRoom(ctx, l.store, l.cfg.Limits.Jobs)
+	}
+	got, err := l.room.reserve(ctx, l.store.CountJobs, l.cfg.Limits.Jobs, l.epoch, l.now(), 1)
+	if err != nil {
+		return nil, err
+	}
+	if got == 0 {
+		return nil, fmt.Errorf("%w (%d)", errTooManyJobs, l.cfg.Limits.Jobs)
+	}
+	return func(created bool) {
+		n := 0
+		if created {
+			n = 1
+		}
+		l.room.settle(1, n, false)
+	}, nil
 }
 
 func checkJobRoom(ctx context.Context, st interface {
@@ -94,16 +111,26 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 	now := l.now().UTC()
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
+	if l.locks != nil {
+		// Ordered with the API's writes of the job (see jobChanges).
+		defer l.locks.lock(spec.Name)()
+	}
 	cur, err := l.store.GetJob(sctx, spec.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		if err := l.roomForJob(sctx); err != nil {
+		settle, err := l.roomForJob(sctx)
+		if err != nil {
 			return errors.Join(errDeclarationRefused, err)
 		}
 		spec.Source, spec.Version = "client:"+clientID, 1
 		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
 		spec.Paused = false
-		if err := l.store.CreateJob(sctx, spec); err != nil && !errors.Is(err, store.ErrExists) {
+		err = l.store.CreateJob(sctx, spec)
+		settle(err == nil)
+		switch {
+		case errors.Is(err, store.ErrExists):
+			return nil // created meanwhile by someone else, who tells the loop
+		case err != nil:
 			return err
 		}
 	case err != nil:
@@ -127,11 +154,10 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 			return err
 		}
 	}
-	stored, err := l.store.GetJob(sctx, spec.Name)
-	if err != nil {
-		return err
-	}
-	l.setJob(stored)
+	// Installed now, as the loop's own write, after the API's writes still pending (of this job too: they
+	// were stored before it, its lock held).
+	l.changes.put([]job.Spec{store.AsStored(spec)}, nil)
+	l.applyJobChanges()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"container/heap"
 	"context"
+	"sync"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -190,4 +191,56 @@ func (q *fireQueue) Pop() any {
 	it := old[len(old)-1]
 	*q = old[:len(old)-1]
 	return it
+}
+
+// jobChanges carries the job definitions written through this server (the API, client declarations) to
+// the loop, so that the loop installs what was stored without reading the store: one read per change cost
+// the loop a round trip each, and on FerretDB a round trip that grows with the number of jobs.
+//
+// Concurrency: writers put under mu; the loop takes everything pending in one turn when wake holds a
+// token. Writers put while holding the jobs' write locks (jobLocks), so the last definition put for a name
+// is the latest stored; a name written twice before the loop takes it is installed once, as last written.
+// Nothing is dropped when the loop is busy (the map holds one entry per job at most), unlike a note.
+type jobChanges struct {
+	mu      sync.Mutex
+	pending map[string]*job.Spec // nil: deleted
+	wake    chan struct{}        // holds a token while pending may be non-empty
+}
+
+func newJobChanges() *jobChanges {
+	return &jobChanges{pending: map[string]*job.Spec{}, wake: make(chan struct{}, 1)}
+}
+
+func (c *jobChanges) put(written []job.Spec, deleted []string) {
+	c.mu.Lock()
+	for _, spec := range written {
+		c.pending[spec.Name] = &spec
+	}
+	for _, name := range deleted {
+		c.pending[name] = nil
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // a token is there already
+	}
+}
+
+func (c *jobChanges) take() map[string]*job.Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending
+	c.pending = make(map[string]*job.Spec, len(p))
+	return p
+}
+
+// applyJobChanges installs every change put since the last turn.
+func (l *leader) applyJobChanges() {
+	for name, spec := range l.changes.take() {
+		if spec == nil {
+			l.removeJob(name)
+		} else {
+			l.setJob(*spec)
+		}
+	}
 }

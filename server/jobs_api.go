@@ -13,6 +13,7 @@ import (
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/schedule"
+	"github.com/clover-sched/clover/internal/store"
 )
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
@@ -109,21 +110,22 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := checkJobRoom(r.Context(), s.store, s.cfg.Limits.Jobs); err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	now := s.now().UTC()
-	spec.Source, spec.Version = apiSource(spec.Source), 1
-	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
-	if err := s.store.CreateJob(r.Context(), spec); err != nil {
+	spec = s.stampNew(spec)
+	if err := s.createJobs(r.Context(), []job.Spec{spec})[0]; err != nil {
 		writeError(w, storeStatus(err), err)
 		return
 	}
 	note := noteAudit(r)
 	note.target, note.after = spec.Name, spec.Version
-	s.jobChanged(spec.Name)
-	s.respondJob(w, r, http.StatusCreated, spec.Name)
+	writeJSON(w, http.StatusCreated, store.AsStored(spec))
+}
+
+// stampNew makes spec a new job's first version, written through the API now.
+func (s *Server) stampNew(spec job.Spec) job.Spec {
+	now := s.now().UTC()
+	spec.Source, spec.Version = apiSource(spec.Source), 1
+	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
+	return spec
 }
 
 func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
@@ -144,77 +146,80 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	cur, err := s.store.GetJob(r.Context(), name)
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	expect := cur.Version
-	if spec.Version != 0 && spec.Version != cur.Version {
-		writeError(w, http.StatusConflict, fmt.Errorf("job %s: version %d was given but the stored version is %d; read it again", name, spec.Version, cur.Version))
-		return
-	}
 	now := s.now().UTC()
-	spec.Source, spec.Version = apiSource(spec.Source), cur.Version+1
+	out, errs := s.updateJobs(r.Context(), []string{name}, func(_ int, cur job.Spec) (job.Spec, error) {
+		return replaced(cur, spec, now)
+	})
+	if errs[0] != nil {
+		writeError(w, storeStatus(errs[0]), errs[0])
+		return
+	}
+	note := noteAudit(r)
+	note.before, note.after = out[0].Version-1, out[0].Version
+	writeJSON(w, http.StatusOK, out[0])
+}
+
+// replaced is the job that a PUT of spec makes of cur at now, or ErrConflict when spec names a version
+// other than cur's.
+func replaced(cur, spec job.Spec, now time.Time) (job.Spec, error) {
+	if spec.Version != 0 && spec.Version != cur.Version {
+		return job.Spec{}, fmt.Errorf("%w: job %s: version %d was given but the stored version is %d; read it again",
+			store.ErrConflict, cur.Name, spec.Version, cur.Version)
+	}
+	spec.Source = apiSource(spec.Source)
 	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince, spec.PausedAt = cur.CreatedAt, now, cur.ActiveSince, cur.PausedAt
 	// Pausing is done by pause and resume only, so that a PUT that leaves the field out does not resume.
 	spec.Paused = cur.Paused
 	if spec.Schedule != cur.Schedule || spec.TimeZone != cur.TimeZone {
 		spec.ActiveSince = now // the new schedule owes nothing from before it existed
 	}
-	if err := s.store.ReplaceJob(r.Context(), spec, expect); err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	note := noteAudit(r)
-	note.before, note.after = expect, spec.Version
-	s.jobChanged(name)
-	s.respondJob(w, r, http.StatusOK, name)
+	return spec, nil
 }
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if cur, err := s.store.GetJob(r.Context(), name); err == nil {
-		noteAudit(r).before = cur.Version
-	}
-	if err := s.store.DeleteJob(r.Context(), name); err != nil {
-		writeError(w, storeStatus(err), err)
+	old, errs := s.deleteJobs(r.Context(), []string{name}, nil)
+	if errs[0] != nil {
+		writeError(w, storeStatus(errs[0]), errs[0])
 		return
 	}
-	s.jobChanged(name)
+	noteAudit(r).before = old[0].Version
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) pauseJob(pause bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		cur, err := s.store.GetJob(r.Context(), name)
-		if err != nil {
-			writeError(w, storeStatus(err), err)
-			return
-		}
-		if cur.Paused == pause {
-			writeJSON(w, http.StatusOK, cur)
-			return
-		}
+		var same *job.Spec // the job, already as asked
 		now := s.now().UTC()
-		next := cur
-		// ActiveSince stays: the fire times missed while paused go to the job's misfire policy on resume
-		// (fire-once runs one catch-up, skip records them skipped).
-		next.Paused, next.Version, next.UpdatedAt = pause, cur.Version+1, now
-		if pause {
-			next.PausedAt = now
+		out, errs := s.updateJobs(r.Context(), []string{name}, func(_ int, cur job.Spec) (job.Spec, error) {
+			if cur.Paused == pause {
+				same = &cur
+				return job.Spec{}, errUnchanged
+			}
+			// ActiveSince stays: the fire times missed while paused go to the job's misfire policy on
+			// resume (fire-once runs one catch-up, skip records them skipped).
+			cur.Paused, cur.UpdatedAt = pause, now
+			if pause {
+				cur.PausedAt = now
+			}
+			return cur, nil
+		})
+		switch {
+		case same != nil:
+			writeJSON(w, http.StatusOK, *same)
+		case errs[0] != nil:
+			writeError(w, storeStatus(errs[0]), errs[0])
+		default:
+			note := noteAudit(r)
+			note.before, note.after = out[0].Version-1, out[0].Version
+			writeJSON(w, http.StatusOK, out[0])
 		}
-		if err := s.store.ReplaceJob(r.Context(), next, cur.Version); err != nil {
-			writeError(w, storeStatus(err), err)
-			return
-		}
-		note := noteAudit(r)
-		note.before, note.after = cur.Version, next.Version
-		s.jobChanged(name)
-		s.respondJob(w, r, http.StatusOK, name)
 	}
 }
+
+// errUnchanged: a pause of a paused job (or a resume of a running one) writes nothing.
+var errUnchanged = errors.New("unchanged")
 
 func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
 	var body api.TriggerRequest
@@ -240,19 +245,4 @@ func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, api.TriggerResponse{Execution: id})
-}
-
-func (s *Server) jobChanged(name string) {
-	if l := s.lead.Load(); l != nil {
-		l.JobChanged(name)
-	}
-}
-
-func (s *Server) respondJob(w http.ResponseWriter, r *http.Request, status int, name string) {
-	spec, err := s.store.GetJob(r.Context(), name)
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	writeJSON(w, status, spec)
 }

@@ -34,6 +34,9 @@ type leader struct {
 	logger *slog.Logger
 	notes  chan any
 	start  time.Time // when the term was established
+	// changes are the job definitions written through the API and the declarations, taken by the loop in
+	// one turn (see jobChanges).
+	changes *jobChanges
 
 	jobs          map[string]*entry
 	queue         fireQueue
@@ -168,6 +171,10 @@ type leaderDeps struct {
 	// onEnd, when set, is told of every execution this term stops following, and how it ended (see
 	// forget).
 	onEnd func(e job.Execution, outcome job.State)
+	// locks and room are the server's job write locks and its count of jobs under limits.jobs (see
+	// jobwrites.go), which declarations share with the API; nil in unit tests: no lock, and a count.
+	locks *jobLocks
+	room  *jobRoom
 }
 
 func (s *Server) leaderDeps() leaderDeps {
@@ -181,6 +188,8 @@ func (s *Server) leaderDeps() leaderDeps {
 		fallback:     s.store,
 		history:      s.store,
 		replay:       &replayState{},
+		locks:        &s.jobLocks,
+		room:         &s.room,
 	}
 }
 
@@ -190,6 +199,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		epoch:      epoch,
 		logger:     logger.With("epoch", epoch),
 		notes:      make(chan any, 1<<16),
+		changes:    newJobChanges(),
 		jobs:       map[string]*entry{},
 		flights:    map[string]*flight{},
 		openByJob:  map[string]map[string]*flight{},
@@ -267,8 +277,8 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, storeTimeout)
 }
 
-// run is the leader loop: a select over the term's end, the next firing, the flight check tick and the
-// notes.
+// run is the leader loop: a select over the term's end, the next firing, the flight check tick, the notes
+// and the job changes.
 func (l *leader) run(ctx context.Context) error {
 	if err := l.establish(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -295,6 +305,8 @@ func (l *leader) run(ctx context.Context) error {
 			err = l.checkFlights(ctx)
 		case n := <-l.notes:
 			err = l.handle(ctx, n)
+		case <-l.changes.wake:
+			l.applyJobChanges()
 		}
 		if err != nil {
 			if ctx.Err() != nil {

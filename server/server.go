@@ -17,6 +17,7 @@ import (
 
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/pprofhttp"
 	"github.com/clover-sched/clover/internal/registry"
@@ -53,6 +54,10 @@ type Server struct {
 	clientsDirty atomic.Bool                    // the client registry changed since the leader loop last looked
 	leaderAt     atomic.Pointer[observedLeader] // the leader as last observed; nil when none
 	lead         atomic.Pointer[leader]         // this server's leader loop while it leads
+	jobLocks     jobLocks                       // see jobwrites.go
+	room         jobRoom                        // the jobs under limits.jobs
+	auditLog     groupCommit[store.AuditEntry]  // see auditEntries
+	creates      groupCommit[job.Spec]          // see createJobs
 }
 
 // Option changes a Server built by New.

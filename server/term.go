@@ -82,7 +82,15 @@ func (l *leader) Heartbeats(ctx context.Context) (heard map[string]time.Time, si
 }
 
 // JobChanged says that job name was created, changed or deleted in the store; the loop reads it again.
+// A writer that knows what it stored says JobsWritten or JobsDeleted instead, which costs the loop no read.
 func (l *leader) JobChanged(name string) { l.notify(jobChanged{name: name}) }
+
+// JobsWritten hands the loop job definitions as they were just stored. The caller holds their write locks
+// (jobLocks), so that the definitions of one job reach the loop in the order they were stored.
+func (l *leader) JobsWritten(specs ...job.Spec) { l.changes.put(specs, nil) }
+
+// JobsDeleted says that jobs were just deleted from the store; the caller holds their write locks.
+func (l *leader) JobsDeleted(names ...string) { l.changes.put(nil, names) }
 
 // ClientsChanged says that the registry of clients changed.
 func (l *leader) ClientsChanged() { l.notify(clientsChanged{}) }

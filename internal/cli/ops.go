@@ -73,7 +73,7 @@ func newClusterCmd() *cobra.Command {
 }
 
 func newJobCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "job", Short: "Manage jobs: list, get, add, update, delete, trigger, pause, resume, next"}
+	cmd := &cobra.Command{Use: "job", Short: "Manage jobs: list, get, add, update, delete, apply, trigger, pause, resume, next"}
 	addAPIFlags(cmd)
 
 	cmd.AddCommand(&cobra.Command{
@@ -264,6 +264,7 @@ func newJobCmd() *cobra.Command {
 	}
 	next.Flags().IntP("n", "n", 10, "how many")
 	cmd.AddCommand(next)
+	cmd.AddCommand(newJobApplyCmd())
 	return cmd
 }
 

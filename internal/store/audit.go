@@ -30,17 +30,35 @@ type AuditEntry struct {
 
 // InsertAudit records e; its ID and time are set if empty.
 func (s *Store) InsertAudit(ctx context.Context, e AuditEntry) error {
-	if e.At.IsZero() {
-		e.At = time.Now()
+	return s.InsertAudits(ctx, []AuditEntry{e})
+}
+
+// InsertAudits records entries in one insert; their IDs and times are set if empty.
+func (s *Store) InsertAudits(ctx context.Context, entries []AuditEntry) error {
+	docs := make([]any, len(entries))
+	for i, e := range entries {
+		if e.At.IsZero() {
+			e.At = time.Now()
+		}
+		e.At = storedTime(e.At)
+		if e.ID == "" {
+			b := make([]byte, 6)
+			_, _ = rand.Read(b)
+			e.ID = e.At.Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b)
+		}
+		docs[i] = e
 	}
-	e.At = storedTime(e.At)
-	if e.ID == "" {
-		b := make([]byte, 6)
-		_, _ = rand.Read(b)
-		e.ID = e.At.Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b)
+	switch len(docs) {
+	case 0:
+		return nil
+	case 1:
+		if _, err := s.audit.InsertOne(ctx, docs[0]); err != nil {
+			return fmt.Errorf("store: insert audit entry: %w", err)
+		}
+		return nil
 	}
-	if _, err := s.audit.InsertOne(ctx, e); err != nil {
-		return fmt.Errorf("store: insert audit entry: %w", err)
+	if _, err := s.audit.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+		return fmt.Errorf("store: insert %d audit entries: %w", len(docs), err)
 	}
 	return nil
 }

@@ -19,6 +19,9 @@ var (
 	ErrExists   = errors.New("store: already exists")
 	ErrConflict = errors.New("store: version conflict")
 	ErrFenced   = errors.New("store: fenced by a newer leader")
+	// ErrRefused: the database refused one document of a bulk write itself (an invalid field name, a
+	// document too large); writing it again would be refused again.
+	ErrRefused = errors.New("store: write refused")
 )
 
 // DefaultServerSelectionTimeout bounds how long an operation waits for a reachable server, so that a down
@@ -68,6 +71,9 @@ type Store struct {
 	claims       *mongo.Collection // notification_claims
 	audit        *mongo.Collection
 	noIndexes    bool
+	// ferret: the server is FerretDB, which reads every document for any filter but {_id: x}; some
+	// writes are then made differently (see versionFilter).
+	ferret bool
 }
 
 // Option changes a Store opened by Open.
@@ -116,6 +122,9 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	s.logger = s.logger.With("component", "store")
 	err = s.Ping(ctx)
+	if err == nil {
+		s.ferret = isFerretDB(ctx, db)
+	}
 	if err == nil && !s.noIndexes {
 		err = s.createIndexes(ctx)
 	}
@@ -124,6 +133,19 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		return nil, err
 	}
 	return s, nil
+}
+
+// isFerretDB reports whether db is served by FerretDB, which names its own version in buildInfo. A server
+// that does not answer is taken for MongoDB: the writes made for MongoDB are correct on both, only slower
+// on FerretDB.
+func isFerretDB(ctx context.Context, db *mongo.Database) bool {
+	var info struct {
+		FerretDB string `bson:"ferretdbVersion"`
+	}
+	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return false
+	}
+	return info.FerretDB != ""
 }
 
 func (s *Store) createIndexes(ctx context.Context) error {
