@@ -17,7 +17,10 @@ import (
 	"github.com/clover-sched/clover/internal/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The spawning threads live as long as the process, by design (see spawn.go).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/clover-sched/clover/client.(*threadPool).serve"))
+}
 
 // newTestClient is a client that is not running: dispatches are handed to onDispatch directly, and acks
 // and results go to an outbox without peers (they are dropped, as when no server is up).

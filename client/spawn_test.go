@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,14 +37,50 @@ func TestShellJobsRunAtTheJobsPriority(t *testing.T) {
 		t.Fatalf("the client's nice value changed from %d to %d", own, now)
 	}
 
-	// After close, a process still starts (a run that outlives the client's shutdown), at the client's.
+	// After close, a process still starts (a run that outlives the client's shutdown), still lowered.
 	s.close()
 	out = newTail(256)
 	if err := runShell(context.Background(), JobContext{Output: out, spawn: s, Params: map[string]string{"command": "nice"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(out.String()); got != strconv.Itoa(own) {
-		t.Fatalf("after close: nice %s, want the client's %d", got, own)
+	if got := strings.TrimSpace(out.String()); got != want {
+		t.Fatalf("after close: nice %s, want %s", got, want)
+	}
+}
+
+// TestSpawningThreadsOutliveTheClient: closing a client does not end the threads that fork its jobs.
+// Linux signals a child's Pdeathsig when the thread that forked it ends; a thread Go gave the spawner may
+// have forked such a child for the program embedding the client (the test harness's ZooKeeper died so).
+func TestSpawningThreadsOutliveTheClient(t *testing.T) {
+	s, err := newSpawner(5, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.unlowered != nil {
+		t.Skipf("this machine refuses to lower a thread's priority: %v", s.unlowered)
+	}
+	tids := s.threads.tids
+	if len(tids) != spawnThreads {
+		t.Fatalf("threads %v, want %d", tids, spawnThreads)
+	}
+	s.close()
+	again, err := newSpawner(5, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.close()
+	cmd := exec.Command("/bin/true")
+	if err := again.start(cmd); err != nil { // served by the same threads
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for _, tid := range tids {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); err != nil {
+			t.Errorf("spawning thread %d ended with the client: %v", tid, err)
+		}
+	}
+	if !slices.Equal(again.threads.tids, tids) {
+		t.Errorf("a second client got threads %v, want the process's %v", again.threads.tids, tids)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/clover-sched/clover/internal/zksession/zksessiontest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.KeptGoroutines()) }
 
 const (
 	sessionTimeout = time.Second

@@ -17,7 +17,7 @@ import (
 	"github.com/clover-sched/clover/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.KeptGoroutines()) }
 
 // testStore opens a store of the test's own: on CLOVER_TEST_MONGO_URI if set, else on a FerretDB started
 // for the test.

@@ -18,7 +18,7 @@ import (
 	"github.com/clover-sched/clover/internal/zksession/zksessiontest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.KeptGoroutines()) }
 
 const sessionTimeout = time.Second
 

@@ -18,7 +18,7 @@ import (
 	"github.com/clover-sched/clover/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.KeptGoroutines()) }
 
 // mongoURIEnv names a real MongoDB to run the suite against instead of a FerretDB per test.
 const mongoURIEnv = "CLOVER_TEST_MONGO_URI"

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"go.uber.org/goleak"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,7 +95,7 @@ func (p *Process) start(env, argv []string) error {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startFromKeptThread(cmd); err != nil {
 		logf.Close()
 		return err
 	}
@@ -107,6 +109,34 @@ func (p *Process) start(env, argv []string) error {
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
 	return nil
+}
+
+// Pdeathsig is sent when the thread that forked the child ends, not the test process: a thread ended by
+// code under test (a goroutine that exits while locked to it) would kill whatever was forked from it. So
+// children are forked from one thread that is never let go.
+var forker struct {
+	once sync.Once
+	reqs chan forkReq
+}
+
+type forkReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startFromKeptThread(cmd *exec.Cmd) error {
+	forker.once.Do(func() {
+		forker.reqs = make(chan forkReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the test binary
+			for r := range forker.reqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	r := forkReq{cmd: cmd, done: make(chan error, 1)}
+	forker.reqs <- r
+	return <-r.done
 }
 
 // Pid is the process id.
@@ -233,4 +263,10 @@ type T interface {
 	TempDir() string
 	Logf(format string, args ...any)
 	Failed() bool
+}
+
+// KeptGoroutines is what goleak must not count as leaked in a package that starts processes: the
+// goroutine that holds the forking thread.
+func KeptGoroutines() goleak.Option {
+	return goleak.IgnoreAnyFunction("github.com/clover-sched/clover/internal/testenv.startFromKeptThread.func1.1")
 }
