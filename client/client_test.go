@@ -19,7 +19,8 @@ import (
 
 // The spawning threads live as long as the process, by design (see spawn.go).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/clover-sched/clover/client.(*threadPool).serve"))
+	goleak.VerifyTestMain(m, testenv.KeptGoroutines(),
+		goleak.IgnoreTopFunction("github.com/clover-sched/clover/client.(*threadPool).serve"))
 }
 
 // newTestClient is a client that is not running: dispatches are handed to onDispatch directly, and acks
