@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/clover-sched/clover/integration"
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // apiBudget is how long a scenario may spend creating its jobs through the API before it writes the rest
@@ -233,7 +234,8 @@ func run(selected []scenario, s settings, b binaries, verbose bool, out, errOut 
 	fmt.Fprintf(out, "\ntotal %s\n", time.Since(begun).Round(time.Second))
 	// The ZAP handler that the embedded clients' CURVE inboxes started lives as long as the process, by
 	// design (internal/transport/zap.go): it is not left behind by a scenario.
-	if err := goleak.Find(leaks, goleak.IgnoreAnyFunction("github.com/clover-sched/clover/internal/transport.serveZAP")); err != nil {
+	if err := goleak.Find(leaks, goleak.IgnoreAnyFunction("github.com/clover-sched/clover/internal/transport.serveZAP"),
+		testenv.KeptGoroutines(), goleak.IgnoreTopFunction("github.com/clover-sched/clover/client.(*threadPool).serve")); err != nil {
 		fmt.Fprintf(errOut, "clover-bench: goroutines left behind after every scenario ended:\n%v\n", err)
 		return 1
 	}

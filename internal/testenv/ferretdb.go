@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -56,9 +57,12 @@ func StartFerretDB(t T) *FerretDB {
 // Start (re)starts the server on the same port and data.
 func (f *FerretDB) Start() {
 	f.t.Helper()
+	// CLOVER_TEST_FERRETDB_DEBUG gives FerretDB a debug address (its metrics and /debug/pprof), to profile
+	// the store under a bench; one FerretDB at a time can have it.
+	debug := cmp.Or(os.Getenv("CLOVER_TEST_FERRETDB_DEBUG"), "-")
 	f.proc = StartProcess(f.t, "ferretdb", filepath.Join(f.dir, "ferretdb.log"), nil,
 		f.bin, "--handler=sqlite", "--sqlite-url=file:"+filepath.Join(f.dir, "data")+"/",
-		"--listen-addr="+f.addr, "--telemetry=disable", "--debug-addr=-", "--state-dir="+f.dir,
+		"--listen-addr="+f.addr, "--telemetry=disable", "--debug-addr="+debug, "--state-dir="+f.dir,
 		"--log-level=warn")
 	ok := Poll(30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
