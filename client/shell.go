@@ -15,61 +15,8 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 )
-
-// runShell runs params.command with /bin/sh -c in its own process group, so that a timeout kills
-// everything the command started, not only the shell; so does a stop (the context is canceled). The job's
-// context reaches the command as CLOVER_JOB, CLOVER_EXECUTION, CLOVER_CLIENT, CLOVER_SCHEDULED_AT,
-// CLOVER_ATTEMPT, CLOVER_RUN and CLOVER_PARAM_<NAME> variables, and for a shard of a sharded firing as
-// CLOVER_SHARD_INDEX (0-based), CLOVER_SHARD_TOTAL and CLOVER_SHARD_ITEM (empty when the shards are not
-// named).
-// shellWrapper runs a journaled command ($2) for the run directory $1: it leaves its own process id
-// before the command starts and the command's exit status once it ends, whether or not the client that
-// started it is still alive, and exits with that status. The directory is in its command line, which
-// tells a restarted client that a process with that id is still this run's (see runsIn). The writes are
-// the shell's own, short enough to land whole.
-//
-// The command runs in the wrapper's own shell, not in a subshell: forking one cost more than everything
-// else a journaled run does (on the 2-core VM this was measured on, about as much as starting /bin/sh
-// itself; see BenchmarkShellRunParts). The status is written by an EXIT trap, which the shell runs however
-// the command ends: at its end, by `exit N`, by `set -e` or `set -u`, by a syntax error. The trap writes
-// it in a group whose trace goes nowhere (a command's `set -x` must not add lines to its output), with
-// `set -e` off (a status that cannot be written, on a full disk, must not change the exit status the
-// client sees), past a `set -C` (>|) and any function the command named echo; the directory's variable
-// is read-only, so that a command that assigns it fails loudly instead of losing its status.
-//
-// Two things would still end the shell without its trap: `exec`, which replaces the shell, and `trap`,
-// which replaces ours. A command whose text mentions either runs in a subshell under shellWrapperSub, as
-// every command did before. One that does either out of sight (in a script read with `.`) leaves no
-// status: the client that started it still sees its exit status (the process is its child); a client
-// restarted while it ran no longer recognizes an exec'ed process (its command line changed), and reports
-// the status as unknown, as for a wrapper that was killed.
-const shellWrapper = `__clover_dir=$1 __clover_cmd=$2
-readonly __clover_dir
-set --
-echo $$ > "$__clover_dir/pid"
-trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
-eval "$__clover_cmd"`
-
-// shellWrapperSub is shellWrapper for a command that may replace its shell or its EXIT trap: the command
-// runs in a subshell (one fork more), so that an `exit`, an `exec` or a `trap` in it ends or changes only
-// the subshell, and the wrapper writes the status after it.
-const shellWrapperSub = `__clover_dir=$1 __clover_cmd=$2
-set --
-echo $$ > "$__clover_dir/pid"
-( eval "$__clover_cmd" )
-__clover_status=$?
-echo $__clover_status > "$__clover_dir/status"
-exit $__clover_status`
-
-// wrapperFor is the wrapper a journaled command runs under. The test is on the text, so it errs towards
-// the subshell: a command that only names a file "execute.sh" pays for a fork it does not need.
-func wrapperFor(command string) string {
-	if strings.Contains(command, "exec") || strings.Contains(command, "trap") {
-		return shellWrapperSub
-	}
-	return shellWrapper
-}
 
 // baseShellEnv are the variables of the client's environment every shell command gets.
 var baseShellEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
@@ -88,6 +35,12 @@ func shellEnviron(environ, allow []string) []string {
 	return out
 }
 
+// runShell runs params.command with /bin/sh -c in its own process group, so that a timeout kills
+// everything the command started, not only the shell; so does a stop (the context is canceled). The job's
+// context reaches the command as CLOVER_JOB, CLOVER_EXECUTION, CLOVER_CLIENT, CLOVER_SCHEDULED_AT,
+// CLOVER_ATTEMPT, CLOVER_RUN and CLOVER_PARAM_<NAME> variables, and for a shard of a sharded firing as
+// CLOVER_SHARD_INDEX (0-based), CLOVER_SHARD_TOTAL and CLOVER_SHARD_ITEM (empty when the shards are not
+// named).
 func runShell(ctx context.Context, jc JobContext) error {
 	command := jc.Params["command"]
 	if command == "" {
@@ -96,7 +49,7 @@ func runShell(ctx context.Context, jc JobContext) error {
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Stdout, cmd.Stderr = jc.Output, jc.Output
 	if jc.runDir != "" {
-		// Journaled: the command must outlive the client and leave its exit status (see shellWrapper). Its
+		// Journaled: the command must outlive the client and leave its exit status (see internal/shellwrap). Its
 		// output goes to a file, not a pipe, which would break (SIGPIPE) when the client dies.
 		out, err := os.OpenFile(filepath.Join(jc.runDir, "out"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
@@ -106,7 +59,7 @@ func runShell(ctx context.Context, jc JobContext) error {
 			out.Close()
 			outputTail(jc.runDir, job.MaxOutput, jc.Output)
 		}()
-		cmd = exec.Command("/bin/sh", "-c", wrapperFor(command), "clover-run", jc.runDir, command)
+		cmd = exec.Command("/bin/sh", "-c", shellwrap.For(command), "clover-run", jc.runDir, command)
 		cmd.Stdout, cmd.Stderr = out, out
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -85,10 +86,10 @@ func BenchmarkShellRunParts(b *testing.B) {
 		benchParallelCPU(b, func(n int64) error { return process(n, command) })
 	})
 	b.Run("process/wrapper", func(b *testing.B) {
-		benchParallelCPU(b, func(n int64) error { return process(n, shellWrapper, "") })
+		benchParallelCPU(b, func(n int64) error { return process(n, shellwrap.Trap, "") })
 	})
 	b.Run("process/wrapper with a subshell", func(b *testing.B) {
-		benchParallelCPU(b, func(n int64) error { return process(n, shellWrapperSub, "") })
+		benchParallelCPU(b, func(n int64) error { return process(n, shellwrap.Sub, "") })
 	})
 	b.Run("journal without a process", func(b *testing.B) {
 		j, err := openJournal(b.TempDir(), "c1")

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 )
 
 // A journaled command leaves its exit status in its run directory however it ends, for a client restarted
@@ -23,7 +24,7 @@ func TestAJournaledCommandLeavesItsExitStatus(t *testing.T) {
 		// expectations
 		status     string // the status file's content, trimmed
 		output     string // the output, trimmed
-		subshell   bool   // run under shellWrapperSub
+		subshell   bool   // run under shellwrap.Sub
 		noInOutput string
 	}{
 		"success":                 {command: `echo fine`, status: "0", output: "fine"},
@@ -66,7 +67,7 @@ func TestAJournaledCommandLeavesItsExitStatus(t *testing.T) {
 			if tc.noInOutput != "" && strings.Contains(out.String(), tc.noInOutput) {
 				t.Fatalf("output %q names %q", out.String(), tc.noInOutput)
 			}
-			if got := wrapperFor(tc.command) == shellWrapperSub; got != tc.subshell {
+			if got := shellwrap.For(tc.command) == shellwrap.Sub; got != tc.subshell {
 				t.Fatalf("runs in a subshell: %v, want %v", got, tc.subshell)
 			}
 		})

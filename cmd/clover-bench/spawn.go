@@ -10,11 +10,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/clover-sched/clover/internal/shellwrap"
 )
 
 // The spawn ceiling: how many runs of a shell command this machine starts and reaps a second from Go, with
@@ -25,34 +26,6 @@ import (
 // twice shows as a repeated id) and the client that ran it.
 func ledgerCommand(path string) string {
 	return fmt.Sprintf(`echo "$CLOVER_EXECUTION $CLOVER_CLIENT" >> %s`, path)
-}
-
-// clientWrapper and clientWrapperSub are client/shell.go's shellWrapper and shellWrapperSub, under which
-// `clover client` starts every journaled shell run (all of them, since the run journal): the ceiling must
-// pay for the same shell, trap and files. The client runs a command that mentions exec or trap under the
-// second, in a subshell (one fork more); neither ceiling command does. They are copied, not imported,
-// because the client keeps them unexported; keep them in step.
-const clientWrapper = `__clover_dir=$1 __clover_cmd=$2
-readonly __clover_dir
-set --
-echo $$ > "$__clover_dir/pid"
-trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
-eval "$__clover_cmd"`
-
-const clientWrapperSub = `__clover_dir=$1 __clover_cmd=$2
-set --
-echo $$ > "$__clover_dir/pid"
-( eval "$__clover_cmd" )
-__clover_status=$?
-echo $__clover_status > "$__clover_dir/status"
-exit $__clover_status`
-
-// clientWrapperFor is client/shell.go's wrapperFor.
-func clientWrapperFor(command string) string {
-	if strings.Contains(command, "exec") || strings.Contains(command, "trap") {
-		return clientWrapperSub
-	}
-	return clientWrapper
 }
 
 // spawnMode is how a run is started.
@@ -139,7 +112,7 @@ func (s *spawner) run() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("/bin/sh", "-c", clientWrapperFor(s.command), "clover-run", dir, s.command)
+	cmd := exec.Command("/bin/sh", "-c", shellwrap.For(s.command), "clover-run", dir, s.command)
 	cmd.Stdout, cmd.Stderr, cmd.Env = out, out, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

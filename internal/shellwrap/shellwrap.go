@@ -1,0 +1,53 @@
+// Package shellwrap holds the shell scripts `clover client` starts a journaled shell run under, shared with
+// the bench, whose spawn ceiling must pay for the same shell, trap and files as the client does.
+package shellwrap
+
+import "strings"
+
+// Trap runs a journaled command ($2) for the run directory $1: it leaves its own process id
+// before the command starts and the command's exit status once it ends, whether or not the client that
+// started it is still alive, and exits with that status. The directory is in its command line, which
+// tells a restarted client that a process with that id is still this run's (see the client's runsIn). The writes are
+// the shell's own, short enough to land whole.
+//
+// The command runs in the wrapper's own shell, not in a subshell: forking one cost more than everything
+// else a journaled run does (on the 2-core VM this was measured on, about as much as starting /bin/sh
+// itself; see the client's BenchmarkShellRunParts). The status is written by an EXIT trap, which the shell runs however
+// the command ends: at its end, by `exit N`, by `set -e` or `set -u`, by a syntax error. The trap writes
+// it in a group whose trace goes nowhere (a command's `set -x` must not add lines to its output), with
+// `set -e` off (a status that cannot be written, on a full disk, must not change the exit status the
+// client sees), past a `set -C` (>|) and any function the command named echo; the directory's variable
+// is read-only, so that a command that assigns it fails loudly instead of losing its status.
+//
+// Two things would still end the shell without its trap: `exec`, which replaces the shell, and `trap`,
+// which replaces ours. A command whose text mentions either runs in a subshell under Sub, as
+// every command did before. One that does either out of sight (in a script read with `.`) leaves no
+// status: the client that started it still sees its exit status (the process is its child); a client
+// restarted while it ran no longer recognizes an exec'ed process (its command line changed), and reports
+// the status as unknown, as for a wrapper that was killed.
+const Trap = `__clover_dir=$1 __clover_cmd=$2
+readonly __clover_dir
+set --
+echo $$ > "$__clover_dir/pid"
+trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
+eval "$__clover_cmd"`
+
+// Sub is Trap for a command that may replace its shell or its EXIT trap: the command
+// runs in a subshell (one fork more), so that an `exit`, an `exec` or a `trap` in it ends or changes only
+// the subshell, and the wrapper writes the status after it.
+const Sub = `__clover_dir=$1 __clover_cmd=$2
+set --
+echo $$ > "$__clover_dir/pid"
+( eval "$__clover_cmd" )
+__clover_status=$?
+echo $__clover_status > "$__clover_dir/status"
+exit $__clover_status`
+
+// For is the wrapper a journaled command runs under. The test is on the text, so it errs towards
+// the subshell: a command that only names a file "execute.sh" pays for a fork it does not need.
+func For(command string) string {
+	if strings.Contains(command, "exec") || strings.Contains(command, "trap") {
+		return Sub
+	}
+	return Trap
+}
