@@ -136,7 +136,6 @@ func (s *Store) UpdateJobs(ctx context.Context, names []string, change func(i in
 		return out, errs
 	}
 	var matched int64
-	failed := map[int]mongo.WriteError{}
 	if s.ferret {
 		// One statement a request: FerretDB 1.24 keeps the read of each statement of an update command
 		// open until the whole command ends (a deferred close in a loop), and a command of a hundred
@@ -150,16 +149,9 @@ func (s *Store) UpdateJobs(ctx context.Context, names []string, change func(i in
 			return res.MatchedCount, nil
 		})
 	} else {
-		res, err := s.jobs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		var ok bool
-		if failed, ok = writeErrors(err); err != nil && !ok {
-			for _, i := range at {
-				errs[i] = fmt.Errorf("store: replace job %s: %w", names[i], err)
-			}
+		res, _, ok := s.bulkJobs(ctx, "replace", models, names, at, errs)
+		if !ok {
 			return out, errs
-		}
-		for m, we := range failed {
-			errs[at[m]] = fmt.Errorf("%w: replace job %s: %s", ErrRefused, names[at[m]], we.Message)
 		}
 		if res != nil {
 			matched = res.MatchedCount
@@ -239,21 +231,14 @@ func (s *Store) DeleteJobs(ctx context.Context, names []string, expect []int64) 
 		}
 		deleted = res.DeletedCount
 	} else {
-		res, err := s.jobs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		failed, ok := writeErrors(err)
-		if err != nil && !ok {
-			for _, i := range at {
-				errs[i] = fmt.Errorf("store: delete job %s: %w", names[i], err)
-			}
+		res, n, ok := s.bulkJobs(ctx, "delete", models, names, at, errs)
+		if !ok {
 			return out, errs
-		}
-		for m, we := range failed {
-			errs[at[m]] = fmt.Errorf("%w: delete job %s: %s", ErrRefused, names[at[m]], we.Message)
 		}
 		if res != nil {
 			deleted = res.DeletedCount
 		}
-		refused = int64(len(failed))
+		refused = int64(n)
 	}
 	if deleted == int64(len(at))-refused {
 		return out, errs
@@ -267,6 +252,24 @@ func (s *Store) DeleteJobs(ctx context.Context, names []string, expect []int64) 
 		return nil
 	})
 	return out, errs
+}
+
+// bulkJobs makes models in one unordered bulk write on the jobs collection (MongoDB) and sets errs, at the
+// position in names that at gives each model, for what failed: all of them when the write failed as a
+// whole (ok false), else those the server refused (refused counts them). verb names the write in errors.
+func (s *Store) bulkJobs(ctx context.Context, verb string, models []mongo.WriteModel, names []string, at []int, errs []error) (res *mongo.BulkWriteResult, refused int, ok bool) {
+	res, err := s.jobs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	failed, ok := writeErrors(err)
+	if err != nil && !ok {
+		for _, i := range at {
+			errs[i] = fmt.Errorf("store: %s job %s: %w", verb, names[i], err)
+		}
+		return nil, 0, false
+	}
+	for m, we := range failed {
+		errs[at[m]] = fmt.Errorf("%w: %s job %s: %s", ErrRefused, verb, names[at[m]], we.Message)
+	}
+	return res, len(failed), true
 }
 
 // eachWrite makes n writes by _id, a few at a time, and returns the sum of what they return. On FerretDB
