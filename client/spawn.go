@@ -29,6 +29,10 @@ import (
 // the client that had started such a child from a thread Go later gave the spawner would see the child
 // killed when the client stopped; the test harness did, losing its ZooKeeper.
 
+// Two consequences of sharing: a fork that hangs (an exec on a hung file system) on both threads holds up
+// every client of the process at that job_nice; and the priority is fixed when the pool starts, from the
+// process's nice value then, so a process reniced later keeps forking jobs at the earlier value.
+
 // spawnThreads is how many locked threads start processes for one nice value: forks are short, and two
 // keep one slow fork (a large environment, a busy kernel) from holding up the others.
 const spawnThreads = 2
@@ -42,7 +46,7 @@ var lowered struct {
 // threadPool is the spawning threads of one nice increment.
 type threadPool struct {
 	reqs chan spawnReq
-	err  error // why the threads could not be lowered; they then do not serve
+	err  error // why no thread could be lowered; the pool is then not used
 	tids []int // the threads' ids, for tests
 }
 
@@ -69,14 +73,17 @@ func loweredThreads(nice int) *threadPool {
 	for range spawnThreads {
 		go p.serve(nice, ready, nil)
 	}
+	var refused error
 	for range spawnThreads {
 		r := <-ready
-		if r.err != nil && p.err == nil {
-			p.err = r.err
+		if r.err != nil {
+			refused = r.err
+			continue
 		}
-		if r.err == nil {
-			p.tids = append(p.tids, r.tid)
-		}
+		p.tids = append(p.tids, r.tid)
+	}
+	if len(p.tids) == 0 { // one lowered thread serves alone; none, and the pool is not used
+		p.err = refused
 	}
 	if lowered.pools == nil {
 		lowered.pools = map[int]*threadPool{}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -63,7 +64,16 @@ func TestSpawningThreadsOutliveTheClient(t *testing.T) {
 	if len(tids) != spawnThreads {
 		t.Fatalf("threads %v, want %d", tids, spawnThreads)
 	}
+	// What the embedding program sees: a child forked with a parent-death signal survives the close.
+	child := exec.Command("sleep", "0.5")
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.start(child); err != nil {
+		t.Fatal(err)
+	}
 	s.close()
+	if err := child.Wait(); err != nil {
+		t.Fatalf("a child forked by the spawner with Pdeathsig ended with %v after the client closed, want a clean exit", err)
+	}
 	again, err := newSpawner(5, "")
 	if err != nil {
 		t.Fatal(err)
