@@ -423,15 +423,21 @@ func (s *Session) onEvent(ev zk.Event) {
 		// Not a confirmation for Healthy: this answer may have waited in the socket while we were paused.
 		s.lastID = st.SessionID
 	}
+	// Counted and logged before subscribers hear of it, so a subscriber that reads Losses after the event
+	// sees it counted.
+	s.account(prev, st, resumed)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	for _, ch := range s.subs {
 		publish(ch, st)
 	}
+}
 
+// account counts a session loss and logs the change; our own Close loses nothing.
+func (s *Session) account(prev, st State, resumed bool) {
 	select {
 	case <-s.done:
-		return // our own Close: nothing was lost
+		return
 	default:
 	}
 	switch {
