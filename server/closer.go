@@ -54,8 +54,11 @@ type closeStore interface {
 var _ closeStore = (*store.Store)(nil)
 
 const (
-	// closeEvery is how often the closer writes what it gathered.
+	// closeEvery is how often the closer writes what it gathered, unless closing takes long (closePause).
 	closeEvery = time.Second
+	// closeDuty and maxClosePause: see closePause.
+	closeDuty     = 9
+	maxClosePause = time.Minute
 	// maxPendingCloses bounds what waits while the store refuses the closes; beyond it closes are dropped
 	// (the leader's sweep finds those executions ended and closes them later).
 	maxPendingCloses = 100_000
@@ -101,6 +104,7 @@ func (c *closer) run(ctx context.Context) {
 		reqs, epoch := c.pending, c.epoch
 		c.pending = nil
 		c.mu.Unlock()
+		began := time.Now()
 		slices.SortFunc(reqs, func(a, b closeReq) int { return strings.Compare(a.id, b.id) })
 		reqs = slices.CompactFunc(reqs, func(a, b closeReq) bool { return a.id == b.id })
 		for len(reqs) > 0 {
@@ -124,9 +128,18 @@ func (c *closer) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(closeEvery):
+		case <-time.After(closePause(time.Since(began))):
 		}
 	}
+}
+
+// closePause is how long the closer waits after a round of closes that took spent. A close's reads and
+// deletes scan the open set on FerretDB, whatever the number of ids, so closing often costs the store time in
+// proportion to the set's size each time: waiting in proportion to the time a round took keeps the closer's
+// share of the store's time near 1/(1+closeDuty) however large the set grows (the kept firings of many jobs),
+// at the price of executions waiting longer to be closed (they are readable in the open set meanwhile).
+func closePause(spent time.Duration) time.Duration {
+	return min(max(closeEvery, closeDuty*spent), maxClosePause)
 }
 
 // close moves the ended executions among reqs from the open set to the history.
