@@ -8,9 +8,10 @@ import (
 
 // Capacity per CPU when none is configured. Jobs mostly wait (on a database, a file transfer, a remote
 // call), so a client takes several per CPU; the CPU they do use is the jobs' share only (see spawner), so
-// too many at once slows the jobs, not the client.
+// too many at once slows the jobs, not the client. 32 rather than 16: jobs due on the same second must
+// find slots at once, or the later half of them waits for the first (docs/design.md, 19).
 const (
-	capacityPerCPU = 16
+	capacityPerCPU = 32
 	minCapacity    = 8
 	// filesPerRun is how many descriptors a shell run may hold in the client: its output file or pipes,
 	// the process's pidfd, the journal files it writes.

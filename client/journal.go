@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -29,8 +30,13 @@ import (
 // Layout, under <state_dir>/<client id>/: journal.log, one JSON line per event (a run started, its result
 // made, its result confirmed by a server), appended, never synced (it must outlive the client's process,
 // which the page cache does, not the machine: syncing each run cost the hot path too much), and rewritten
-// with only the runs still open when it grows and at start; runs/<execution>.run<n>/ for each shell run,
-// holding pid, out and status.
+// with only the runs still open when it grows and at start; runs/slot<n>/ for each shell run under way or
+// not yet confirmed, holding pid, out and status.
+//
+// A slot's directory serves a later run once its run is confirmed (see shellwrap.Slots: making and removing
+// a directory and three files for each run cost the client a sixth of its CPU). A journal written by a
+// version that named the directory after the run (runs/<execution>.run<n>/) is still read; its start
+// lines name no slot.
 type journal struct {
 	dir     string // <state_dir>/<client id>
 	runsDir string // .../runs
@@ -42,6 +48,7 @@ type journal struct {
 	size      int64
 	rewriteAt int64               // the size past which the log is rewritten
 	open      map[runKey]*openRun // runs started and not yet confirmed: what a rewrite keeps
+	slots     *shellwrap.Slots    // shell runs' directories under runsDir
 }
 
 type runKey struct {
@@ -60,6 +67,7 @@ type journalRecord struct {
 	Run       int           `json:"run"`
 	StartedAt time.Time     `json:"started_at"`
 	Shell     bool          `json:"shell,omitempty"` // run by runShell: its wrapper leaves pid and status
+	Slot      string        `json:"slot,omitempty"`  // a shell run's directory under runs/ ("": named by runDirName)
 }
 
 // logLine is one line of journal.log.
@@ -115,7 +123,7 @@ func openJournal(stateDir, clientID string) (*journal, error) {
 		lock.Close()
 		return nil, fmt.Errorf("state_dir %s: another process of client %s holds its journal (%w)", stateDir, clientID, err)
 	}
-	j := &journal{dir: own, runsDir: dir, lock: lock, rewriteAt: minRewrite, open: map[runKey]*openRun{}}
+	j := &journal{dir: own, runsDir: dir, lock: lock, rewriteAt: minRewrite, open: map[runKey]*openRun{}, slots: shellwrap.NewSlots(dir)}
 	if err := j.reopen(); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("state_dir %s: %w", stateDir, err)
@@ -229,28 +237,44 @@ func runDirName(execID string, run int) string {
 }
 
 // begin records a run about to start, before it starts: a run that starts is always found by a restarted
-// client. For a shell run it makes the run's directory and returns it ("" otherwise).
+// client. For a shell run it readies a slot's directory and returns it ("" otherwise).
 func (j *journal) begin(d *wire.Dispatch, run int, shell bool, started time.Time) (string, error) {
 	if j == nil {
 		return "", errNoJournal
 	}
+	rec := journalRecord{Dispatch: *d, Run: run, StartedAt: started, Shell: shell}
 	dir := ""
 	if shell {
-		dir = filepath.Join(j.runsDir, runDirName(d.ExecID, run))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		slot, err := j.slots.Get()
+		if err != nil {
 			return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 		}
+		rec.Slot, dir = slot, filepath.Join(j.runsDir, slot)
 	}
-	rec := journalRecord{Dispatch: *d, Run: run, StartedAt: started, Shell: shell}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	k := runKey{d.ExecID, run}
 	j.open[k] = &openRun{rec: rec} // first: a rewrite the line sets off must keep it
 	if err := j.appendLocked(logLine{Op: "start", Start: &rec}); err != nil {
 		delete(j.open, k)
+		if rec.Slot != "" {
+			_ = j.slots.Put(rec.Slot)
+		}
 		return "", fmt.Errorf("journal %s: %w", d.ExecID, err)
 	}
 	return dir, nil
+}
+
+// runDir is the directory of a journaled shell run under runsDir, or "" when the record names none that
+// is safe (a slot that is not one: the journal was edited).
+func (j *journal) runDir(rec journalRecord) string {
+	switch {
+	case rec.Slot == "":
+		return filepath.Join(j.runsDir, runDirName(rec.Dispatch.ExecID, rec.Run))
+	case shellwrap.IsSlot(rec.Slot):
+		return filepath.Join(j.runsDir, rec.Slot)
+	}
+	return ""
 }
 
 // errNoJournal: the client runs without a journal (tests that drive a client without Run, or a state
@@ -272,7 +296,8 @@ func (j *journal) result(id string, run int, frame []byte) error {
 	return j.appendLocked(logLine{Op: "result", ID: id, Run: run, Result: frame})
 }
 
-// end forgets a run whose result a server confirmed, and its directory.
+// end forgets a run whose result a server confirmed, and frees its directory: a slot serves a later run,
+// another directory is removed.
 func (j *journal) end(id string, run int, dir string) error {
 	if j == nil {
 		return nil
@@ -281,10 +306,17 @@ func (j *journal) end(id string, run int, dir string) error {
 	delete(j.open, runKey{id, run})
 	err := j.appendLocked(logLine{Op: "end", ID: id, Run: run})
 	j.mu.Unlock()
-	if dir != "" && filepath.Dir(dir) == j.runsDir {
-		if rerr := removeRunDir(dir); err == nil {
+	if dir == "" || filepath.Dir(dir) != j.runsDir {
+		return err
+	}
+	if slot := filepath.Base(dir); shellwrap.IsSlot(slot) {
+		if rerr := j.slots.Put(slot); err == nil {
 			err = rerr
 		}
+		return err
+	}
+	if rerr := removeRunDir(dir); err == nil {
+		err = rerr
 	}
 	return err
 }

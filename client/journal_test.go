@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,7 +63,10 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 	d := shellDispatch("sh@1", `while [ ! -e `+gate+` ]; do sleep 0.05; done; echo "the real output"; exit 3`)
 	first.onDispatch(d) // the first incarnation starts it, and is then "killed": it is never looked at again
 	testenv.WaitFor(t, 10*time.Second, "the command's wrapper to start", func() bool {
-		return wrapperPID(filepath.Join(first.journal.runsDir, runDirName(d.ExecID, 1))) > 0
+		first.mu.Lock()
+		dir, _ := first.journaled.get(d.ExecID, 1)
+		first.mu.Unlock()
+		return dir != "" && wrapperPID(dir) > 0
 	})
 
 	first.journal.close() // the process dies: its lock on the journal goes with it
@@ -242,5 +246,93 @@ func TestAShellRunsOutputFileIsCutToItsTail(t *testing.T) {
 	}
 	if len(b) > 2*job.MaxOutput || !strings.HasSuffix(string(b), "the last line\n") {
 		t.Fatalf("after the cut: %d bytes ending %q; want at most %d, ending with the last line", len(b), b[max(len(b)-20, 0):], 2*job.MaxOutput)
+	}
+}
+
+// A confirmed run's slot serves the next run, emptied before the next run's start line: a restart never
+// reports the earlier run's exit status for the next run, and the next run's output never holds what a
+// process the earlier run left in the background writes after the slot changed hands.
+func TestASlotIsUsedAgainOnlyEmptied(t *testing.T) {
+	state, gates := t.TempDir(), t.TempDir()
+	g1, g2 := filepath.Join(gates, "g1"), filepath.Join(gates, "g2")
+	c := journaledClient(t, state)
+	first := shellDispatch("sh@1", `( while [ ! -e `+g1+` ]; do sleep 0.02; done; echo late-from-first; : > `+g2+` ) & echo first; exit 4`)
+	dir1, err := c.journal.begin(first, 1, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runShell(context.Background(), JobContext{ExecutionID: first.ExecID, Params: first.Params, Output: newTail(job.MaxOutput), runDir: dir1}); err == nil {
+		t.Fatal("the first run: want exit status 4")
+	}
+	if code, _, ok := readStatus(dir1); !ok || code != 4 {
+		t.Fatalf("the first run's status: %d (written %v), want 4", code, ok)
+	}
+	if err := c.journal.end(first.ExecID, 1, dir1); err != nil {
+		t.Fatal(err)
+	}
+
+	second := shellDispatch("sh@2", `while [ ! -e `+g2+` ]; do sleep 0.02; done; echo second`)
+	dir2, err := c.journal.begin(second, 1, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir2 != dir1 {
+		t.Fatalf("the second run's directory %s, want the confirmed run's slot %s again", dir2, dir1)
+	}
+	if _, _, ok := readStatus(dir2); ok || wrapperPID(dir2) != 0 {
+		t.Fatal("the slot still holds the first run's status or process id")
+	}
+	// The client dies before the second run's wrapper starts: a restart must not take the first run's
+	// status for it.
+	c.journal.close()
+	restarted := journaledClient(t, state)
+	restarted.recoverRuns()
+	if r := reported(t, restarted, second.ExecID); r == nil || r.Result.ExitCode != -1 || !r.Result.Final {
+		t.Fatalf("after a restart, the second run is reported as %+v; want its outcome unknown (exit code -1, final)", r)
+	}
+
+	if err := os.WriteFile(g1, nil, 0o600); err != nil { // the first run's background process writes, then lets the second end
+		t.Fatal(err)
+	}
+	out := newTail(job.MaxOutput)
+	if err := runShell(context.Background(), JobContext{ExecutionID: second.ExecID, Params: second.Params, Output: out, runDir: dir2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "second") || strings.Contains(got, "first") {
+		t.Fatalf("the second run's output %q; want its own line only", got)
+	}
+}
+
+// A journal written by a version that named each run's directory after the run (no slot in its start
+// lines) is still read: a run that ended while the client was down is reported from what it left there.
+func TestAJournalWithRunsNamedDirectoriesIsStillRead(t *testing.T) {
+	state := t.TempDir()
+	c := journaledClient(t, state)
+	d := shellDispatch("sh@old", "echo old")
+	dir := filepath.Join(c.journal.runsDir, runDirName(d.ExecID, 1))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for f, content := range map[string]string{"status": "0\n", "out": "what the old run wrote\n", "pid": "1\n"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line, err := json.Marshal(logLine{Op: "start", Start: &journalRecord{Dispatch: *d, Run: 1, StartedAt: time.Now(), Shell: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(line), `"slot"`) {
+		t.Fatalf("the old start line names a slot: %s", line)
+	}
+	if err := os.WriteFile(filepath.Join(c.journal.dir, journalLog), append(line, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.journal.close()
+	restarted := journaledClient(t, state)
+	restarted.recoverRuns()
+	r := reported(t, restarted, d.ExecID)
+	if r == nil || r.Result.Status != job.StateSucceeded || !strings.Contains(r.Result.Output, "what the old run wrote") {
+		t.Fatalf("reported %+v; want succeeded with the old run's output", r)
 	}
 }

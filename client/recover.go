@@ -165,7 +165,11 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 		}
 		r := journaledRun{rec: o.rec, result: o.result}
 		if o.rec.Shell {
-			r.dir = filepath.Join(j.runsDir, runDirName(k.id, k.run))
+			if r.dir = j.runDir(o.rec); r.dir == "" {
+				bad = append(bad, fmt.Errorf("journal %s: run %d of %s names slot %q, not one: reported as unknown", journalLog, k.run, k.id, o.rec.Slot))
+				runs = append(runs, r) // no status, no process: reported failed, its outcome unknown
+				continue
+			}
 			keep[filepath.Base(r.dir)] = true
 			if r.result == nil {
 				r.status, r.endedAt, r.statusOK = readStatus(r.dir)

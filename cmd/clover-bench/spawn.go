@@ -32,9 +32,9 @@ func ledgerCommand(path string) string {
 type spawnMode int
 
 const (
-	// spawnJournaled is how `clover client` runs a shell job: its journal line first, a run directory, the
-	// wrapper in its own process group with its output in a file, the output's tail read back, two more
-	// journal lines and the directory removed once the result is confirmed (client/journal.go).
+	// spawnJournaled is how `clover client` runs a shell job: a run directory (a slot, used again once its
+	// run is confirmed), its journal line, the wrapper in its own process group with its output in a file,
+	// the output's tail read back, two more journal lines and the slot given back (client/journal.go).
 	spawnJournaled spawnMode = iota
 	// spawnBare is `/bin/sh -c command` with its output in a pipe: a client without a journal, and every
 	// client before it (acd91ff).
@@ -58,6 +58,7 @@ type spawner struct {
 
 	mu      sync.Mutex // the journal's, as the client's: one writer at a time
 	journal *os.File
+	slots   *shellwrap.Slots
 }
 
 func newSpawner(command string, mode spawnMode, dir string) (*spawner, error) {
@@ -72,7 +73,8 @@ func newSpawner(command string, mode spawnMode, dir string) (*spawner, error) {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "CLOVER_JOB=bench-ceiling",
 		"CLOVER_CLIENT=bench-ceiling", "CLOVER_SCHEDULED_AT=" + time.Now().UTC().Format(time.RFC3339),
 		"CLOVER_ATTEMPT=1", "CLOVER_RUN=1"}
-	return &spawner{command: command, mode: mode, dir: dir, env: env, journal: f}, nil
+	slots := shellwrap.NewSlots(filepath.Join(dir, "runs"))
+	return &spawner{command: command, mode: mode, dir: dir, env: env, journal: f, slots: slots}, nil
 }
 
 func (s *spawner) close() { s.journal.Close() }
@@ -101,10 +103,11 @@ func (s *spawner) run() error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		return cmd.Run()
 	}
-	dir := filepath.Join(s.dir, "runs", strconv.FormatInt(n, 10)+".run1")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	slot, err := s.slots.Get()
+	if err != nil {
 		return err
 	}
+	dir := filepath.Join(s.dir, "runs", slot)
 	if err := s.journalLine("start", id); err != nil {
 		return err
 	}
@@ -134,11 +137,7 @@ func (s *spawner) run() error {
 	if err := s.journalLine("end", id); err != nil {
 		return err
 	}
-	// As the client's removeRunDir: the files it knows, then the directory.
-	for _, f := range []string{"out", "pid", "status"} {
-		_ = os.Remove(filepath.Join(dir, f))
-	}
-	return os.Remove(dir)
+	return s.slots.Put(slot)
 }
 
 // rate runs the command with workers runs at once for about d and returns completed runs a second: no run

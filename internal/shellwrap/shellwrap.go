@@ -1,5 +1,6 @@
-// Package shellwrap holds the shell scripts `clover client` starts a journaled shell run under, shared with
-// the bench, whose spawn ceiling must pay for the same shell, trap and files as the client does.
+// Package shellwrap holds the shell scripts `clover client` starts a journaled shell run under and the
+// directories (slots) the run keeps its files in, shared with the bench, whose spawn ceiling must pay for
+// the same shell, trap and files as the client does.
 package shellwrap
 
 import "strings"
