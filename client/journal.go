@@ -34,7 +34,8 @@ import (
 // not yet confirmed, holding pid, out and status.
 //
 // A slot's directory serves a later run once its run is confirmed (see shellwrap.Slots: making and removing
-// a directory and three files for each run cost the client a sixth of its CPU). A journal written by a
+// a directory and three files for each run cost a quarter of the client's own CPU). A version before the
+// slots reads none of them: drain a client (stop it once its runs have ended) before going back to one. A journal written by a
 // version that named the directory after the run (runs/<execution>.run<n>/) is still read; its start
 // lines name no slot.
 type journal struct {
@@ -176,10 +177,14 @@ func (j *journal) appendLocked(l logLine) error {
 		return err
 	}
 	n, err := j.log.Write(append(b, '\n'))
-	j.size += int64(n)
 	if err != nil {
+		// A part of a line would swallow the next one: cut it off.
+		if n > 0 && j.log.Truncate(j.size) != nil {
+			j.size += int64(n)
+		}
 		return err
 	}
+	j.size += int64(n)
 	if j.size > j.rewriteAt {
 		// The line is in the log either way; a rewrite that fails is tried again once the log has grown
 		// by as much again, not on every line.
@@ -309,7 +314,9 @@ func (j *journal) end(id string, run int, dir string) error {
 	if dir == "" || filepath.Dir(dir) != j.runsDir {
 		return err
 	}
-	if slot := filepath.Base(dir); shellwrap.IsSlot(slot) {
+	// A slot whose end line could not be written is not given back: a restart would take its run for open,
+	// with the files of whichever run had the slot next. Removed instead (the restart reports it as unknown).
+	if slot := filepath.Base(dir); shellwrap.IsSlot(slot) && err == nil {
 		if rerr := j.slots.Put(slot); err == nil {
 			err = rerr
 		}

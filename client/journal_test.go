@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 	"github.com/clover-sched/clover/internal/testenv"
 	"github.com/clover-sched/clover/internal/wire"
 )
@@ -66,7 +67,7 @@ func TestARestartedClientReportsTheRealResultOfARunItStartedBefore(t *testing.T)
 		first.mu.Lock()
 		dir, _ := first.journaled.get(d.ExecID, 1)
 		first.mu.Unlock()
-		return dir != "" && wrapperPID(dir) > 0
+		return dir != "" && wrapperPID(dir, shellwrap.RunTag(d.ExecID, 1)) > 0
 	})
 
 	first.journal.close() // the process dies: its lock on the journal goes with it
@@ -279,7 +280,7 @@ func TestASlotIsUsedAgainOnlyEmptied(t *testing.T) {
 	if dir2 != dir1 {
 		t.Fatalf("the second run's directory %s, want the confirmed run's slot %s again", dir2, dir1)
 	}
-	if _, _, ok := readStatus(dir2); ok || wrapperPID(dir2) != 0 {
+	if _, _, ok := readStatus(dir2); ok || wrapperPID(dir2, "") != 0 {
 		t.Fatal("the slot still holds the first run's status or process id")
 	}
 	// The client dies before the second run's wrapper starts: a restart must not take the first run's
@@ -334,5 +335,90 @@ func TestAJournalWithRunsNamedDirectoriesIsStillRead(t *testing.T) {
 	r := reported(t, restarted, d.ExecID)
 	if r == nil || r.Result.Status != job.StateSucceeded || !strings.Contains(r.Result.Output, "what the old run wrote") {
 		t.Fatalf("reported %+v; want succeeded with the old run's output", r)
+	}
+}
+
+// A process the earlier run of a slot left in the background names the slot's directory in its command
+// line, as the wrapper did; it is never taken for the wrapper of the run that has the slot now, even when
+// the pid file names it (a reused process id).
+func TestABackgroundProcessOfAnEarlierRunIsNotTheNextRunsWrapper(t *testing.T) {
+	state, gates := t.TempDir(), t.TempDir()
+	gate, bgPID := filepath.Join(gates, "gate"), filepath.Join(gates, "bgpid")
+	t.Cleanup(func() { _ = os.WriteFile(gate, nil, 0o600) })
+	c := journaledClient(t, state)
+	first := shellDispatch("sh@1", `( while [ ! -e `+gate+` ]; do sleep 0.02; done ) & echo $! > `+bgPID)
+	dir, err := c.journal.begin(first, 1, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runShell(context.Background(), JobContext{ExecutionID: first.ExecID, Params: first.Params, Output: newTail(job.MaxOutput), runDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.journal.end(first.ExecID, 1, dir); err != nil {
+		t.Fatal(err)
+	}
+	second := shellDispatch("sh@2", "true")
+	dir2, err := c.journal.begin(second, 1, true, time.Now())
+	if err != nil || dir2 != dir {
+		t.Fatalf("begin: %s, %v; want the slot %s again", dir2, err, dir)
+	}
+	pid, err := os.ReadFile(bgPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir2, "pid"), pid, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if wrapperPID(dir2, "") == 0 {
+		t.Fatalf("the background process %s does not name the slot: the test shows nothing", strings.TrimSpace(string(pid)))
+	}
+	if got := wrapperPID(dir2, shellwrap.RunTag(second.ExecID, 1)); got != 0 {
+		t.Fatalf("the earlier run's background process %d is taken for the second run's wrapper", got)
+	}
+}
+
+// A journal whose end line could not be written does not give the slot back, and a restart that finds two
+// open runs naming one slot gives its files to the later run only.
+func TestTwoOpenRunsNamingOneSlotGiveItToTheLaterOnly(t *testing.T) {
+	state := t.TempDir()
+	c := journaledClient(t, state)
+	a, b := shellDispatch("sh@a", "exit 0"), shellDispatch("sh@b", "exit 5")
+	dirA, err := c.journal.begin(a, 1, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runShell(context.Background(), JobContext{ExecutionID: a.ExecID, Params: a.Params, Output: newTail(job.MaxOutput), runDir: dirA}); err != nil {
+		t.Fatal(err)
+	}
+	// As a version that gave the slot back without its end line would have left things: b in a's slot.
+	if err := c.journal.slots.Put(filepath.Base(dirA)); err != nil {
+		t.Fatal(err)
+	}
+	dirB, err := c.journal.begin(b, 1, true, time.Now())
+	if err != nil || dirB != dirA {
+		t.Fatalf("begin: %s, %v; want %s", dirB, err, dirA)
+	}
+	if err := runShell(context.Background(), JobContext{ExecutionID: b.ExecID, Params: b.Params, Output: newTail(job.MaxOutput), runDir: dirB}); err == nil {
+		t.Fatal("b: want exit status 5")
+	}
+	c.journal.close()
+	restarted := journaledClient(t, state)
+	restarted.recoverRuns()
+	if r := reported(t, restarted, b.ExecID); r == nil || r.Result.ExitCode != 5 {
+		t.Fatalf("b reported as %+v; want exit code 5 from its slot", r)
+	}
+	if r := reported(t, restarted, a.ExecID); r == nil || r.Result.ExitCode != -1 {
+		t.Fatalf("a reported as %+v; want its outcome unknown, never b's status", r)
+	}
+
+	// An end line that cannot be written: the slot is not given back.
+	restarted.journal.mu.Lock()
+	restarted.journal.log.Close() // writes now fail
+	restarted.journal.mu.Unlock()
+	if err := restarted.journal.end(b.ExecID, 1, dirB); err == nil {
+		t.Fatal("end with a closed log: want an error")
+	}
+	if got, err := restarted.journal.slots.Get(); err != nil || got == filepath.Base(dirB) {
+		t.Fatalf("Get after a failed end = %s, %v; want another slot than %s", got, err, filepath.Base(dirB))
 	}
 }

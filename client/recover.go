@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -46,7 +48,7 @@ func (c *Client) recoverRuns() {
 			ctx, ar := c.startRunLocked(d.ExecID, run, d.Width, "")
 			ar.token = d.Token
 			c.logger.Info("a run started before the restart is still going; watching it again", "execution", d.ExecID, "run", run, "pid", r.pid)
-			go c.runHandler(ctx, &d, run, watchAdopted(r.pid, r.dir), ar, r.dir, r.rec.StartedAt)
+			go c.runHandler(ctx, &d, run, watchAdopted(r.pid, r.dir, r.tag), ar, r.dir, r.rec.StartedAt)
 			continue
 		}
 		frame := r.result
@@ -110,6 +112,7 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 // journaledRun is a run found in the journal by a restarted client.
 type journaledRun struct {
 	dir string
+	tag string // the wrapper's shellwrap.RunTag; "" for a directory named after the run (older versions)
 	rec journalRecord
 	// For a shell run: the exit status its wrapper wrote (ok), or the wrapper's process, still running
 	// (pid > 0).
@@ -157,6 +160,14 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 			bad = append(bad, fmt.Errorf("journal %s line %d: not a start, result or end line", journalLog, n+1))
 		}
 	}
+	// A slot named by two open runs (an end line that could not be written gave it back early) holds the
+	// files of the later run only: the earlier one is reported from its result line, or as unknown.
+	latest := map[string]runKey{}
+	for _, k := range order {
+		if o, ok := j.open[k]; ok && o.rec.Slot != "" {
+			latest[o.rec.Slot] = k
+		}
+	}
 	keep := map[string]bool{}
 	for _, k := range order {
 		o, ok := j.open[k]
@@ -165,16 +176,26 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 		}
 		r := journaledRun{rec: o.rec, result: o.result}
 		if o.rec.Shell {
-			if r.dir = j.runDir(o.rec); r.dir == "" {
+			r.dir = j.runDir(o.rec)
+			switch {
+			case r.dir == "":
 				bad = append(bad, fmt.Errorf("journal %s: run %d of %s names slot %q, not one: reported as unknown", journalLog, k.run, k.id, o.rec.Slot))
-				runs = append(runs, r) // no status, no process: reported failed, its outcome unknown
+			case o.rec.Slot != "" && latest[o.rec.Slot] != k:
+				bad = append(bad, fmt.Errorf("journal %s: run %d of %s names slot %s, which a later run took: reported from its result, or as unknown", journalLog, k.run, k.id, o.rec.Slot))
+				r.dir = ""
+			}
+			if r.dir == "" {
+				runs = append(runs, r) // no status, no process: its result line, or failed with its outcome unknown
 				continue
+			}
+			if o.rec.Slot != "" {
+				r.tag = shellwrap.RunTag(k.id, k.run)
 			}
 			keep[filepath.Base(r.dir)] = true
 			if r.result == nil {
 				r.status, r.endedAt, r.statusOK = readStatus(r.dir)
 				if !r.statusOK {
-					r.pid = wrapperPID(r.dir)
+					r.pid = wrapperPID(r.dir, r.tag)
 				}
 			}
 		}
@@ -184,7 +205,7 @@ func (j *journal) runs() (runs []journaledRun, bad []error) {
 		for _, e := range entries {
 			// A directory no open run names, whose command has ended: left by a run confirmed before the
 			// client could remove it.
-			if d := filepath.Join(j.runsDir, e.Name()); !keep[e.Name()] && wrapperPID(d) == 0 {
+			if d := filepath.Join(j.runsDir, e.Name()); !keep[e.Name()] && wrapperPID(d, "") == 0 {
 				_ = os.RemoveAll(d)
 			}
 		}
@@ -227,21 +248,24 @@ func readStatus(dir string) (int, time.Time, bool) {
 // wrapperPID is the process id of a shell run's wrapper if that process is still running; 0 otherwise. A
 // process id is reused by the system, so the process must also name the run's directory in its command
 // line, as the wrapper does.
-func wrapperPID(dir string) int {
+//
+// tag, when set, must be in the command line too: a slot serves one run after another, and a process an
+// earlier run left in the background names the same directory.
+func wrapperPID(dir, tag string) int {
 	b, err := os.ReadFile(filepath.Join(dir, "pid"))
 	if err != nil {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || !runsIn(pid, dir) {
+	if err != nil || pid <= 0 || !runsIn(pid, dir, tag) {
 		return 0
 	}
 	return pid
 }
 
 // runsIn reports whether process pid is alive and was started for the run directory dir (however the
-// path was spelled then).
-func runsIn(pid int, dir string) bool {
+// path was spelled then), and, when tag is set, for that run.
+func runsIn(pid int, dir, tag string) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
 		return false
@@ -252,8 +276,12 @@ func runsIn(pid int, dir string) bool {
 			return false
 		}
 	}
+	args := bytes.Split(cmdline, []byte{0})
+	if tag != "" && !slices.ContainsFunc(args, func(a []byte) bool { return string(a) == tag }) {
+		return false
+	}
 	dirInfo, dirErr := os.Stat(dir)
-	for _, arg := range bytes.Split(cmdline, []byte{0}) {
+	for _, arg := range args {
 		if string(arg) == dir {
 			return true
 		}

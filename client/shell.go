@@ -59,7 +59,7 @@ func runShell(ctx context.Context, jc JobContext) error {
 			out.Close()
 			outputTail(jc.runDir, job.MaxOutput, jc.Output)
 		}()
-		cmd = exec.Command("/bin/sh", "-c", shellwrap.For(command), "clover-run", jc.runDir, command)
+		cmd = exec.Command("/bin/sh", "-c", shellwrap.For(command), "clover-run", jc.runDir, command, shellwrap.RunTag(jc.ExecutionID, max(jc.Run, 1)))
 		cmd.Stdout, cmd.Stderr = out, out
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -113,14 +113,20 @@ func runShell(ctx context.Context, jc JobContext) error {
 // watchAdopted is the handler of a journaled shell run that a restarted client found still going: it
 // waits for the wrapper's process (not a child of this process, so it is polled) and returns the exit
 // status the wrapper left. A stop or a timeout kills the process group, as for a run started here.
-func watchAdopted(pid int, dir string) HandlerFunc {
+//
+// tag is the run's shellwrap.RunTag ("" for a run directory named after its run, by an older version).
+func watchAdopted(pid int, dir, tag string) HandlerFunc {
 	return func(ctx context.Context, jc JobContext) error {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
-		for n := 0; runsIn(pid, dir); n++ {
+		for n := 0; runsIn(pid, dir, tag); n++ {
 			select {
 			case <-ctx.Done():
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				// Gone before the run ends: its slot serves a later run only after that.
+				for i := 0; i < 50 && runsIn(pid, dir, tag); i++ {
+					time.Sleep(20 * time.Millisecond)
+				}
 				outputTail(dir, job.MaxOutput, jc.Output)
 				return ctx.Err()
 			case <-t.C:

@@ -82,8 +82,10 @@ func (c *closer) add(epoch int64, reqs []closeReq) {
 		return
 	}
 	c.mu.Lock()
-	if room := maxPendingCloses - len(c.pending); room > 0 {
-		c.pending = append(c.pending, reqs[:min(len(reqs), room)]...)
+	room := max(maxPendingCloses-len(c.pending), 0)
+	c.pending = append(c.pending, reqs[:min(len(reqs), room)]...)
+	if dropped := len(reqs) - min(len(reqs), room); dropped > 0 {
+		c.metrics.closesDropped.Add(float64(dropped))
 	}
 	c.epoch = max(c.epoch, epoch)
 	c.mu.Unlock()
@@ -104,15 +106,20 @@ func (c *closer) run(ctx context.Context) {
 		reqs, epoch := c.pending, c.epoch
 		c.pending = nil
 		c.mu.Unlock()
-		began := time.Now()
 		slices.SortFunc(reqs, func(a, b closeReq) int { return strings.Compare(a.id, b.id) })
 		reqs = slices.CompactFunc(reqs, func(a, b closeReq) bool { return a.id == b.id })
+		// Paused after in proportion to the round, unless it was behind (more than one close) or failed:
+		// then the pause is the least, so that what waits cannot feed its own wait.
+		var spent time.Duration
+		behind := len(reqs) > c.batch
 		for len(reqs) > 0 {
 			chunk := reqs[:min(c.batch, len(reqs))]
 			reqs = reqs[len(chunk):]
+			began := time.Now()
 			err := c.close(ctx, epoch, chunk)
 			switch {
 			case err == nil:
+				spent += time.Since(began)
 				c.batch = min(c.batch*2, maxCloseBatch)
 				continue
 			case ctx.Err() != nil:
@@ -121,14 +128,19 @@ func (c *closer) run(ctx context.Context) {
 				// A large open set on a slow store: smaller closes, each within its deadline.
 				c.batch = max(c.batch/2, minCloseBatch)
 			}
+			behind = true
 			c.metrics.storeErrors.WithLabelValues("close_executions").Inc()
 			c.logger.Warn("closing ended executions failed; they are closed again later", "executions", len(chunk), "err", err)
 			c.add(epoch, chunk)
 		}
+		pause := closePause(spent)
+		if behind {
+			pause = closeEvery
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(closePause(time.Since(began))):
+		case <-time.After(pause):
 		}
 	}
 }

@@ -38,6 +38,7 @@ type metrics struct {
 	storeChecks      *prometheus.CounterVec // by reason
 	storeCheckReads  prometheus.Counter
 	notesDropped     *prometheus.CounterVec // by note
+	closesDropped    prometheus.Counter
 	fallbackSeen     prometheus.Gauge
 	fallbackReplayed *prometheus.CounterVec // by kind and outcome
 	apiRefused       *prometheus.CounterVec // by reason
@@ -90,6 +91,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Executions the leader asked the store about before acting on them, by reason."}, []string{"reason"}),
 		storeCheckReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_store_check_reads_total",
 			Help: "Store reads the leader made to check or reconcile executions in flight."}),
+		closesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_closes_dropped_total",
+			Help: "Ended executions whose close out of the open set was dropped because too many waited; the leader's sweep closes them later."}),
 		notesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_leader_notes_dropped_total",
 			Help: "Reports dropped because the leader loop's queue was full, by kind."}, []string{"note"}),
 		fallbackSeen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clover_fallback_waiting",
@@ -106,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.isLeader, m.epoch, m.leaderChanges, m.fires, m.duplicateFires, m.misfires, m.skipped, m.retries, m.orphaned, m.overdue,
 		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
 		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.backlogBytes, m.backlogFull, m.insertSize, m.framesReceived, m.framesDropped, m.eventsPersisted,
-		m.storeErrors, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed,
+		m.storeErrors, m.closesDropped, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed,
 		m.apiRefused, m.auditFailed, m.handshakes)
 	return m
 }

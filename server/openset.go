@@ -20,7 +20,8 @@ import (
 // recorded, or the job is deleted. What the loop never learns of (local runs, reports recorded after the
 // term ended, a close lost with a dying server) is taken out by the sweep, which reads the set now and then
 // and closes what ended there; so the set holds what is in flight, one firing per job, and at most a
-// sweep's worth of the rest.
+// sweep's worth of the rest, or what ended during the closer's pause when that is longer (up to a minute
+// on a slow store, see closePause).
 
 // openSweepEvery is how often the leader reads the open set to close what ended without its knowledge.
 const openSweepEvery = time.Minute

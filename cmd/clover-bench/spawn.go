@@ -115,7 +115,7 @@ func (s *spawner) run() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("/bin/sh", "-c", shellwrap.For(s.command), "clover-run", dir, s.command)
+	cmd := exec.Command("/bin/sh", "-c", shellwrap.For(s.command), "clover-run", dir, s.command, shellwrap.RunTag(id, 1))
 	cmd.Stdout, cmd.Stderr, cmd.Env = out, out, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -3,7 +3,10 @@
 // the same shell, trap and files as the client does.
 package shellwrap
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Trap runs a journaled command ($2) for the run directory $1: it leaves its own process id
 // before the command starts and the command's exit status once it ends, whether or not the client that
@@ -26,6 +29,10 @@ import "strings"
 // status: the client that started it still sees its exit status (the process is its child); a client
 // restarted while it ran no longer recognizes an exec'ed process (its command line changed), and reports
 // the status as unknown, as for a wrapper that was killed.
+//
+// Both take a third argument, the run's tag (RunTag), which the script never reads: it is in the command line
+// of the wrapper and of every shell it forks, so that a process is known as this run's, not as a process of
+// an earlier run in the same slot that was left in the background.
 const Trap = `__clover_dir=$1 __clover_cmd=$2
 readonly __clover_dir
 set --
@@ -43,6 +50,9 @@ echo $$ > "$__clover_dir/pid"
 __clover_status=$?
 echo $__clover_status > "$__clover_dir/status"
 exit $__clover_status`
+
+// RunTag is the argument that names run of execID in its wrapper's command line.
+func RunTag(execID string, run int) string { return "clover-run=" + strconv.Itoa(run) + ":" + execID }
 
 // For is the wrapper a journaled command runs under. The test is on the text, so it errs towards
 // the subshell: a command that only names a file "execute.sh" pays for a fork it does not need.

@@ -19,16 +19,28 @@ import (
 type Slots struct {
 	dir string
 
-	mu   sync.Mutex
-	free []string // slots given back, the last one first (its inodes are the warmest)
-	next int      // the number the next new slot tries
+	mu     sync.Mutex
+	free   []string        // slots given back, the last one first (its inodes are the warmest)
+	isFree map[string]bool // the slots in free: one given back twice is handed out once
+	next   int             // the number the next new slot tries
 }
 
 // slotPrefix begins a slot's name: slot0, slot1...
 const slotPrefix = "slot"
 
-// NewSlots hands out slots under dir, which exists.
-func NewSlots(dir string) *Slots { return &Slots{dir: dir} }
+// NewSlots hands out slots under dir, which exists. New slots are numbered past those in dir already.
+func NewSlots(dir string) *Slots {
+	s := &Slots{dir: dir, isFree: map[string]bool{}}
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if IsSlot(e.Name()) {
+				n, _ := strconv.Atoi(strings.TrimPrefix(e.Name(), slotPrefix))
+				s.next = max(s.next, n+1)
+			}
+		}
+	}
+	return s
+}
 
 // Get returns the name of a slot ready for a run: one given back, its status and pid emptied (an empty
 // file reads as none) and its output file gone, or else a new directory. A caller journals the name after
@@ -39,6 +51,7 @@ func (s *Slots) Get() (string, error) {
 	var slot string
 	if n := len(s.free); n > 0 {
 		slot, s.free = s.free[n-1], s.free[:n-1]
+		delete(s.isFree, slot)
 	}
 	s.mu.Unlock()
 	if slot != "" && empty(filepath.Join(s.dir, slot)) == nil {
@@ -69,15 +82,17 @@ func (s *Slots) Put(slot string) error {
 		return err
 	}
 	s.mu.Lock()
-	s.free = append(s.free, slot)
+	if !s.isFree[slot] {
+		s.free, s.isFree[slot] = append(s.free, slot), true
+	}
 	s.mu.Unlock()
 	return nil
 }
 
-// IsSlot reports whether a directory name is a slot's.
+// IsSlot reports whether a directory name is a slot's: exactly slotPrefix and a number as Get writes it.
 func IsSlot(name string) bool {
 	n, err := strconv.Atoi(strings.TrimPrefix(name, slotPrefix))
-	return err == nil && n >= 0 && strings.HasPrefix(name, slotPrefix)
+	return err == nil && n >= 0 && name == slotPrefix+strconv.Itoa(n)
 }
 
 // empty readies a given-back slot for its next run. The output file is made new by each run, never
