@@ -47,10 +47,11 @@ func (b *backlogUse) add(f *flight) {
 	b.bytes += flightBytes(f)
 }
 
-// holdsWaiting reports whether the job has an execution in the backlog (waiting for a client or queued).
+// holdsWaiting reports whether the job has an execution in the backlog (waiting for a client or queued)
+// or on its way to it (recording).
 func (l *leader) holdsWaiting(jobName string) bool {
 	for _, f := range l.openByJob[jobName] {
-		if f.phase == phaseWaiting || f.phase == phaseQueued {
+		if f.phase == phaseWaiting || f.phase == phaseQueued || f.phase == phaseRecording {
 			return true
 		}
 	}
@@ -157,13 +158,16 @@ func (l *leader) latestOpen(jobName string) *flight {
 func (l *leader) backlogView() api.Backlog {
 	now := l.now()
 	b := api.Backlog{
-		Open: len(l.flights), ByStatus: map[string]int{}, Waiting: l.backlog.count, Bytes: l.backlog.bytes,
+		Open: len(l.flights) + len(l.recording), ByStatus: map[string]int{}, Waiting: l.backlog.count, Bytes: l.backlog.bytes,
 		Limit: l.cfg.Limits.Backlog, LimitMiB: l.cfg.Limits.BacklogMiB, Full: l.backlogFull(),
 		Misfired: l.staleSkipped, InsertBatch: l.inserts.batch(),
 	}
 	for _, f := range l.flights {
 		st, _ := f.status(now)
 		b.ByStatus[st]++
+	}
+	if len(l.recording) > 0 {
+		b.ByStatus[phaseRecording.String()] += len(l.recording)
 	}
 	return b
 }

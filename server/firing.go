@@ -24,6 +24,11 @@ type firing struct {
 	// catchUp: the firing is owed from a time nobody fired (a takeover gap, a stalled loop, a store that
 	// refused it, a resumed job). Under forbid it queues behind the job's open run instead of being skipped.
 	catchUp bool
+	// maybe: the ids of its executions, when an insert of them failed after it was sent: the store may
+	// have recorded them all the same (see retryUnsaved).
+	maybe []string
+	// failedAt: when its first insert failed; zero while none has.
+	failedAt time.Time
 }
 
 // planned is an execution about to be recorded, and what happens to it then.
@@ -40,6 +45,12 @@ type planned struct {
 // (see backlog.go) a job that has an execution waiting does not fire on schedule: its times are owed,
 // and go to its misfire policy if room comes too late. A job that fell behind owes what owed says.
 func (l *leader) fireDue(ctx context.Context) error {
+	if l.pipe.busy() || len(l.unsaved) > 0 {
+		// The times stay due: the loop comes back when an insert is answered, or once the firings a
+		// failed insert left are on their way again. Recorded before them, a later time would be where
+		// the next term resumes the job, and a term that ended before the retry would lose them.
+		return nil
+	}
 	now := l.now()
 	var firings []firing
 	limit := l.inserts.batch()
@@ -138,8 +149,18 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 	batchOpen := map[string][]int{}   // job -> indexes in out of executions planned to run
 	batchFirings := map[string]int{}  // job -> firings planned to run
 	batchCatchUp := map[string]bool{} // job -> a catch-up firing of it is planned to run
+	plannedIDs := map[string]bool{}   // execution ids planned
 	for fi, fr := range firings {
 		execs := l.newExecutions(fr)
+		if plannedIDs[execs[0].ID] {
+			continue // the same firing twice (a manual trigger's id is new each time)
+		}
+		plannedIDs[execs[0].ID] = true
+		if _, ok := l.recording[execs[0].ID]; ok {
+			// On its way to the store already: fired again after its job changed (owed counts from the
+			// last firing recorded). The insert under way records it, or its failure makes it unsaved.
+			continue
+		}
 		skip, queue := fr.skip, false
 		name := fr.spec.Name
 		if skip == "" && fr.spec.Overlap != job.OverlapAllow && (l.openCount(name) > 0 || len(batchOpen[name]) > 0) {
@@ -195,10 +216,11 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 	return out, stops
 }
 
-// fire records the executions of the firings in one bulk insert, dispatches the new ones that run, records
-// the end of those skipped, and stops what a replacing firing replaces.
+// fire records the executions of the firings, dispatches the new ones that run, records the end of those
+// skipped, and stops what a replacing firing replaces, once it is recorded. The inserts are made off the
+// loop (see recording.go); fire returns once they are planned.
 //
-// Before writing it checks that ZooKeeper confirmed the session recently: a leader that was frozen (GC,
+// Before planning it checks that ZooKeeper confirmed the session recently: a leader that was frozen (GC,
 // SIGSTOP, a paused VM) past its session timeout must not act before the ZooKeeper client notices. A firing
 // found already recorded is usually the previous leader's; adopt looks at what stands behind it, because it
 // may also be this term's own insert whose answer was lost, or one a deposed leader made just now.
@@ -210,46 +232,14 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 		return errUnconfirmed
 	}
 	plan, stops := l.plan(firings)
-	// Which firing asked each stop: a stop is applied once the firing that replaces is recorded.
-	replacer := map[string]int{}
-	for _, p := range plan {
-		replacer["replaced by "+p.exec.ID] = p.from
+	if len(plan) == 0 {
+		return nil
 	}
-	applyStops := func(recordedBefore int) {
-		for id, reason := range stops {
-			if replacer[reason] >= recordedBefore {
-				continue
-			}
-			if f, ok := l.flights[id]; ok {
-				l.stop(f, reason, true)
-			}
-		}
-	}
-	// In inserts the store can take (see insertSizer); the shards of one firing go in the same one, so that
-	// the firings from a failed insert on were not recorded at all (save an insert that landed unanswered,
-	// which record finds as duplicates).
-	for start := 0; start < len(plan); {
-		end := min(start+l.inserts.batch(), len(plan))
-		for end < len(plan) && plan[end].from == plan[end-1].from {
-			end++
-		}
-		if _, err := l.record(ctx, plan[start:end], now); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
-			l.logger.Warn("recording firings failed; will retry", "executions", len(plan)-start, "err", err)
-			l.unsaved = append(l.unsaved, firings[plan[start].from:]...)
-			applyStops(plan[start].from) // those of the replacing firings already recorded
-			return nil
-		}
-		start = end
-	}
-	applyStops(len(firings))
-	return nil
+	return l.recordChunks(ctx, l.chunks(firings, plan, stops, now))
 }
 
-// record inserts the planned executions and acts on the new ones; it reports which were new.
+// record inserts the planned executions on the loop and acts on the new ones; it reports which were new.
+// For a firing someone waits on (a manual trigger, a run request).
 func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map[string]bool, error) {
 	execs := make([]job.Execution, len(plan))
 	for i, p := range plan {
@@ -264,6 +254,12 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 	if err != nil {
 		return nil, err
 	}
+	return l.applyRecorded(ctx, plan, dups, nil, now), nil
+}
+
+// applyRecorded acts on planned executions the store has recorded (dups: those it had recorded before),
+// and reports which were new. A new one in stopped (id -> why) ends there, never sent.
+func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []string, stopped map[string]string, now time.Time) map[string]bool {
 	// A batch may fill clients: count what they hold now, after the insert, which can take seconds on a
 	// loaded store. Counted before it, every dispatch of the last second before the insert still held its
 	// slot after it, and whole batches waited for the next tick with the clients idle.
@@ -302,12 +298,17 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 			f.phase = phaseQueued
 		}
 		l.track(f)
+		if reason, ok := stopped[e.ID]; ok {
+			l.metrics.stops.Inc()
+			l.finishLocally(f, job.StateFailed, "stopped before it ran: "+reason, "stop", true)
+			continue
+		}
 		if f.phase != phaseWaiting || !l.dispatch(f, now) {
 			l.backlog.add(f)
 		}
 	}
 	l.adopt(ctx, unexplained, planOf, now)
-	return fresh, nil
+	return fresh
 }
 
 // recordSkip records that e never runs, and why.

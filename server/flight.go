@@ -97,9 +97,13 @@ const (
 	// phaseOrphaned: its client vanished mid-run (or unanswered) and its job must not run twice: it
 	// waits for the client to come back or for a person.
 	phaseOrphaned
+	// phaseRecording: fired, on its way to the store. Only a placeholder in its job's open executions
+	// (leader.recording, never leader.flights): the overlap policies count it, nothing acts on it; once
+	// recorded it is tracked as a new flight (see recording.go).
+	phaseRecording
 )
 
-var phaseNames = [...]string{"waiting", "queued", "dispatched", "running", "reporting", "retrying", "orphaned"}
+var phaseNames = [...]string{"waiting", "queued", "dispatched", "running", "reporting", "retrying", "orphaned", "recording"}
 
 func (p phase) String() string {
 	if int(p) < len(phaseNames) {

@@ -153,8 +153,9 @@ func (l *leader) resetTimer(t *time.Timer) {
 			continue
 		}
 		wait := it.at.Sub(l.now())
-		if l.backlogFull() {
-			// Due or not, nothing fires until a tick has found room (see fireDue).
+		if l.backlogFull() || l.pipe.busy() || len(l.unsaved) > 0 {
+			// Due or not, nothing fires until a tick has found room (see fireDue), or an insert is
+			// answered (the loop resets the timer after every note).
 			wait = max(wait, backlogRecheck)
 		}
 		t.Reset(max(wait, 0))

@@ -42,6 +42,8 @@ type leader struct {
 	queue         fireQueue
 	flights       map[string]*flight
 	openByJob     map[string]map[string]*flight // job -> its open executions (the overlap policies read it)
+	recording     map[string]*flight            // executions on their way to the store (see recording.go)
+	pipe          insertPipe                    // the inserts on their way to the store
 	unsaved       []firing                      // firings not recorded because the store failed; retried on every tick
 	rr            map[string]int                // round-robin position per job
 	byJob         map[string][]string
@@ -203,6 +205,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		jobs:       map[string]*entry{},
 		flights:    map[string]*flight{},
 		openByJob:  map[string]map[string]*flight{},
+		recording:  map[string]*flight{},
 		rr:         map[string]int{},
 		live:       map[string]bool{},
 		clients:    map[string]registry.Member{},
@@ -254,6 +257,8 @@ func noteKind(n any) string {
 		return "heartbeat"
 	case recordedNote:
 		return "recorded"
+	case insertedNote:
+		return "inserted"
 	case requestNote:
 		return "request"
 	case clientsChanged:
@@ -280,6 +285,7 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // run is the leader loop: a select over the term's end, the next firing, the flight check tick, the notes
 // and the job changes.
 func (l *leader) run(ctx context.Context) error {
+	l.startInserter(ctx)
 	if err := l.establish(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // the term ended while it was being established
@@ -402,6 +408,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 			}
 			l.recorded(id, run)
 		}
+	case insertedNote:
+		return l.inserted(ctx, n)
 	case reconciledNote:
 		l.applyReconciled(n)
 	case openSwept:

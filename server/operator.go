@@ -48,13 +48,18 @@ var (
 
 // act applies an operator's action.
 func (l *leader) act(a execAction) error {
-	f, ok := l.flights[a.id]
-	if !ok {
-		return errNotInFlight
-	}
 	note := a.note
 	if note == "" {
 		note = "operator"
+	}
+	f, ok := l.flights[a.id]
+	if ph, recording := l.recording[a.id]; recording && a.action == "stop" {
+		// Stopped once recorded, before any client is sent it.
+		ph.stopping, ph.stopFinal = "by "+note, true
+		return nil
+	}
+	if !ok {
+		return errNotInFlight
 	}
 	switch a.action {
 	case "stop":
@@ -90,9 +95,9 @@ func (l *leader) act(a execAction) error {
 
 // inflight returns the leader's view of its flights, oldest first.
 func (l *leader) inflight(jobName string, limit int) []api.InFlight {
-	out := make([]api.InFlight, 0, len(l.flights))
+	out := make([]api.InFlight, 0, len(l.flights)+len(l.recording))
 	now := l.now()
-	for _, f := range l.flights {
+	for _, f := range l.all() {
 		if jobName != "" && f.exec.Job != jobName {
 			continue
 		}

@@ -121,27 +121,64 @@ func (l *leader) owedSince(spec job.Spec) time.Time {
 	return from
 }
 
-// retryUnsaved fires again the firings the store refused. Times that are by now past the misfire
-// threshold are handed to each job's misfire policy, so a long store outage does not end in a storm.
+// retryUnsaved fires again the firings the store refused. After an outage longer than the misfire
+// threshold, the times past it are handed to each job's misfire policy, so that a long outage does not end
+// in a storm (a shorter one retries them as they were: late, not missed). A firing the store may have
+// recorded although its insert failed is first looked for, and one found is fired again as it was, so
+// that the insert finds it recorded and the loop takes it on (a catch-up made in its stead would leave it
+// pending in the store, untracked, for the next term to run).
 func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
-	if len(l.unsaved) == 0 {
+	if len(l.unsaved) == 0 || !l.pipe.idle() {
+		// Retried once nothing is on its way to the store: firings of a failed insert's generation may
+		// still come back, and the retry must not overtake them.
 		return nil
 	}
-	cut := now.Add(-l.cfg.MisfireThreshold)
+	var ask []string
+	for _, fr := range l.unsaved {
+		ask = append(ask, fr.maybe...)
+	}
+	landed := map[string]bool{}
+	if len(ask) > 0 {
+		sctx, cancel := storeCtx(ctx)
+		execs, err := l.store.OpenByID(sctx, ask)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				l.logger.Warn("cannot read whether failed inserts were recorded; retrying later", "executions", len(ask), "err", err)
+			}
+			return nil
+		}
+		for _, e := range execs {
+			landed[e.ID] = true
+		}
+	}
+	thr := l.cfg.MisfireThreshold
+	cut := now.Add(-thr)
 	oldest := map[string]time.Time{} // job -> just before its oldest misfired time
+	missed := map[string]int{}       // job -> the times its misfired catch-up firings stood for
 	var keep []firing
 	for _, fr := range l.unsaved {
-		if !onSchedule(fr.trigger) || !fr.at.Before(cut) {
+		if slices.ContainsFunc(fr.maybe, func(id string) bool { return landed[id] }) {
 			keep = append(keep, fr)
 			continue
 		}
+		// A time at the cut itself is misfired's, as in owed: kept as well, it was fired twice.
+		if !onSchedule(fr.trigger) || fr.at.After(cut) || now.Sub(fr.failedAt) <= thr {
+			keep = append(keep, fr)
+			continue
+		}
+		missed[fr.spec.Name] += fr.missed
 		if t, ok := oldest[fr.spec.Name]; !ok || fr.at.Before(t) {
 			oldest[fr.spec.Name] = fr.at.Add(-time.Nanosecond)
 		}
 	}
 	for name, from := range oldest {
 		if e, ok := l.jobs[name]; ok {
-			keep = append(keep, l.misfired(e, from, cut)...)
+			frs := l.misfired(e, from, cut)
+			if len(frs) > 0 {
+				frs[0].missed += missed[name]
+			}
+			keep = append(keep, frs...)
 		}
 	}
 	l.unsaved = nil

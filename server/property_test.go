@@ -57,7 +57,7 @@ import (
 //     client it names vanished with it, running on a live client that runs it, or pending for 20 s at most.
 //
 // CLOVER_PROPERTY_SEEDS=n runs n seeds instead of 200; CLOVER_PROPERTY_LOG=text prints each seed's log of events
-// (cluster events and the lines that contain text), which a failure prints anyway.
+// (cluster events and the lines that contain text; only:text, those lines only), which a failure prints anyway.
 
 // propStep is the leader's tick.
 const propStep = 250 * time.Millisecond
@@ -146,6 +146,15 @@ type propTerm struct {
 	cancel    context.CancelFunc
 	dying     bool // dies at the end of this step; what it sends and persists now is lost
 	dead      bool
+	// chunks: the inserts handed to the inserter and not made yet (propSim.asyncInserts); failedGen is
+	// the inserter's.
+	chunks    []*insertChunk
+	failedGen int
+	// recordedTo: the firings the term planned up to this instant are in the store (its last step); zero:
+	// none. With inserts off the loop it is per job instead (madeTo): the latest scheduled time of the
+	// job among the inserts made, which the inserter makes in time order.
+	recordedTo time.Time
+	madeTo     map[string]time.Time
 }
 
 type propVanished struct{ exec, client string }
@@ -262,6 +271,10 @@ type propSim struct {
 	unseen    int                      // runs started again after their first start died unseen (see check)
 	knownBugs int                      // violations of a known bug tolerated (see propTolerateKnownBugs)
 	stats     struct{ catchUps, atThreshold, late int }
+	// asyncInserts: each term records its firings through an inserter, as a server does, whose inserts
+	// the simulation makes at random steps later (the loop goes on meanwhile); a term that dies leaves
+	// each of them made or not, at random. Otherwise inserts are made on the loop when planned.
+	asyncInserts bool
 }
 
 func newPropSim(t *testing.T, rng *rand.Rand, specs ...job.Spec) *propSim {
@@ -414,6 +427,16 @@ func (s *propSim) startLeader() {
 		jitter: func() float64 { return 0.5 },
 	}
 	term.l = newLeader(deps, slog.New(slog.DiscardHandler), s.epoch)
+	if s.asyncInserts {
+		term.failedGen = -1
+		term.l.pipe.cap = 1 + s.rng.IntN(4) // several inserts to a firing plan
+		term.l.pipe.submit = func(c *insertChunk) {
+			if term.dead {
+				s.t.Fatalf("a dead leader (epoch %d) handed an insert over", term.epoch)
+			}
+			term.chunks = append(term.chunks, c)
+		}
+	}
 	s.lead = term
 	s.terms = append(s.terms, term)
 	for _, c := range s.alive() {
@@ -431,6 +454,9 @@ func (s *propSim) startLeader() {
 		s.t.Fatalf("establish epoch %d: %v", s.epoch, err)
 	}
 	term.start, term.last = s.now, s.now
+	if !s.asyncInserts {
+		term.recordedTo = s.now // establish's inserts were made
+	}
 }
 
 // killLeader ends the current term, now or at the end of this step (mid: it dies in the middle of its
@@ -445,6 +471,19 @@ func (s *propSim) killLeader(mid bool) {
 }
 
 func (s *propSim) endTerm() {
+	// The inserter makes them one after another: some of them, in order, are made as the term dies, and
+	// nobody hears the answers.
+	made := s.rng.IntN(len(s.lead.chunks) + 1)
+	for _, c := range s.lead.chunks[:made] {
+		s.lead.made(c)
+		execs := make([]job.Execution, len(c.plan))
+		for i, p := range c.plan {
+			execs[i] = p.exec
+		}
+		_, _ = s.store.InsertExecutions(context.Background(), execs)
+		s.logf("leader epoch %d: an insert of %d executions lands as it dies", s.lead.epoch, len(execs))
+	}
+	s.lead.chunks = nil
 	s.lead.dead = true
 	s.lead.cancel()
 	s.logf("leader epoch %d dead (last acted at +%s)", s.lead.epoch, s.lead.last.Sub(t0))
@@ -502,12 +541,15 @@ func (s *propSim) leaderStep() {
 		return
 	}
 	l := term.l
+	s.makeInserts(term)
 	if err := l.fireDue(term.ctx); err != nil {
 		s.t.Fatalf("fireDue: %v", err)
 	}
+	s.makeInserts(term)
 	if err := l.checkFlights(term.ctx); err != nil {
 		s.t.Fatalf("checkFlights: %v", err)
 	}
+	s.makeInserts(term)
 	for l.reconciling {
 		select {
 		case n := <-l.notes:
@@ -519,8 +561,44 @@ func (s *propSim) leaderStep() {
 		}
 	}
 	term.last = s.now
+	if !s.asyncInserts {
+		term.recordedTo = s.now
+	}
 	if term.dying {
 		s.endTerm()
+	}
+}
+
+// made notes the scheduled times an insert the term made recorded.
+func (term *propTerm) made(c *insertChunk) {
+	if term.madeTo == nil {
+		term.madeTo = map[string]time.Time{}
+	}
+	for _, p := range c.plan {
+		if keepsSchedule(p.exec.Trigger) && p.exec.ScheduledAt.After(term.madeTo[p.exec.Job]) {
+			term.madeTo[p.exec.Job] = p.exec.ScheduledAt
+		}
+	}
+}
+
+// makeInserts makes none, one or two of the inserts handed to the term's inserter, in order, and hands
+// the loop each answer.
+func (s *propSim) makeInserts(term *propTerm) {
+	for n := s.rng.IntN(3); n > 0 && len(term.chunks) > 0; n-- {
+		c := term.chunks[0]
+		term.chunks = term.chunks[1:]
+		note := term.l.insertChunk(term.ctx, c, &term.failedGen)
+		if note.tried { // made, though its answer may be an error
+			term.made(c)
+		}
+		ids := make([]string, len(c.plan))
+		for i, p := range c.plan {
+			ids[i] = p.exec.ID
+		}
+		s.logf("leader epoch %d: an insert answered (err %v, duplicates %v): %v", term.epoch, note.err, note.dups, ids)
+		if err := term.l.handle(term.ctx, note); err != nil {
+			s.t.Fatalf("inserted: %v", err)
+		}
 	}
 }
 
@@ -764,6 +842,10 @@ func (s *propSim) randomRun(clients int, chaos, settle time.Duration) {
 	if s.lead == nil {
 		s.t.Fatal("no leader at the end")
 	}
+	// The inserts still on their way are answered before the check, as they would be a moment later.
+	for len(s.lead.chunks) > 0 {
+		s.makeInserts(s.lead)
+	}
 }
 
 // propTolerateKnownBugs makes the property test count (and log), not fail on, the violations of the two
@@ -810,6 +892,13 @@ func (s *propSim) expected() map[string]propExpected {
 		}
 		last := spec.ActiveSince.Add(-time.Nanosecond)
 		for _, term := range s.terms {
+			upTo := term.recordedTo
+			if s.asyncInserts {
+				upTo = term.madeTo[spec.Name]
+			}
+			if upTo.IsZero() {
+				continue // it recorded nothing of the job (its inserts were never made): as if it never led
+			}
 			if cut := term.start.Add(-thr); last.Before(cut) {
 				missed, _ := sched.Between(last, cut, maxMissedCount)
 				if n := len(missed); n > 0 {
@@ -821,7 +910,7 @@ func (s *propSim) expected() map[string]propExpected {
 				}
 				last = cut
 			}
-			times, _ := sched.Between(last, term.last, maxMissedCount)
+			times, _ := sched.Between(last, upTo, maxMissedCount)
 			for _, at := range times {
 				add(at, job.TriggerSchedule, 0)
 				if !at.After(term.start) {
@@ -996,9 +1085,13 @@ func (s *propSim) describe(bad []string) string {
 	}
 	const maxLog = 400
 	log := s.log
-	if os.Getenv("CLOVER_PROPERTY_LOG") != "" {
+	if text := os.Getenv("CLOVER_PROPERTY_LOG"); text != "" {
+		only, ok := strings.CutPrefix(text, "only:") // only the lines that contain it
 		log = slices.DeleteFunc(slices.Clone(log), func(line string) bool {
-			return !strings.Contains(line, os.Getenv("CLOVER_PROPERTY_LOG")) && !strings.Contains(line, "leader") && !strings.Contains(line, "client")
+			if ok {
+				return !strings.Contains(line, only)
+			}
+			return !strings.Contains(line, text) && !strings.Contains(line, "leader") && !strings.Contains(line, "client")
 		})
 	}
 	if len(log) > maxLog {
@@ -1025,9 +1118,10 @@ func propJobs() []job.Spec {
 
 // randomSim runs the simulation of seed: 2-4 clients, 150 s of random kills, restarts and lost answers,
 // then a minute to settle.
-func randomSim(t *testing.T, seed uint64) *propSim {
+func randomSim(t *testing.T, seed uint64, async bool) *propSim {
 	rng := rand.New(rand.NewPCG(seed, 0x636c6f766572))
 	s := newPropSim(t, rng, propJobs()...)
+	s.asyncInserts = async
 	s.runFor = func(*wire.Dispatch) time.Duration {
 		if rng.IntN(10) == 0 {
 			return time.Duration(5000+rng.IntN(15000)) * time.Millisecond // long: spans kills and overlaps
@@ -1041,6 +1135,17 @@ func randomSim(t *testing.T, seed uint64) *propSim {
 }
 
 func TestPropertyFiringsRunOnceAndNoneIsLostAcrossKills(t *testing.T) {
+	propertyRuns(t, false)
+}
+
+// The same with the inserts made off the loop, as a server makes them: the placeholders of what is being
+// recorded, answers that come steps later, failed inserts whose successors are not tried, and terms that
+// die with inserts made or not.
+func TestPropertyFiringsRunOnceAndNoneIsLostWithInsertsOffTheLoop(t *testing.T) {
+	propertyRuns(t, true)
+}
+
+func propertyRuns(t *testing.T, async bool) {
 	seeds := 200
 	if testing.Short() {
 		seeds = 8
@@ -1051,7 +1156,7 @@ func TestPropertyFiringsRunOnceAndNoneIsLostAcrossKills(t *testing.T) {
 	for seed := uint64(1); seed <= uint64(seeds); seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			t.Parallel()
-			s := randomSim(t, seed)
+			s := randomSim(t, seed, async)
 			bad := s.check()
 			t.Logf("seed %d: %d terms, %d client incarnations, %d executions (%d catch-ups, %d of them at the threshold, %d fired late within it), %d runs; %d run again after an unseen start, %d of a known bug",
 				seed, len(s.terms), len(s.clients), len(s.store.ids()), s.stats.catchUps, s.stats.atThreshold, s.stats.late, len(s.starts), s.unseen, s.knownBugs)
@@ -1175,7 +1280,7 @@ func TestPropertyAnInheritedExecutionIsOrphanedUnderItsAckedAttempt(t *testing.T
 func TestPropertyCheckCatchesViolations(t *testing.T) {
 	// The checks themselves: a clean run passes; a lost firing, a wrong Missed, a second run and an
 	// execution nobody tracks are each reported.
-	s := randomSim(t, 1)
+	s := randomSim(t, 1, false)
 	if bad := s.check(); len(bad) > 0 {
 		t.Fatalf("seed 1 fails: %s", strings.Join(bad, "\n"))
 	}

@@ -72,6 +72,9 @@ func (l *leader) checkFlights(ctx context.Context) error {
 			}
 		}
 	}
+	for _, f := range l.recording {
+		held.add(f)
+	}
 	want = append(want, l.misfireStale(stale, now)...)
 	slices.SortFunc(want, byFiring)
 	for _, f := range want {

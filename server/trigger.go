@@ -60,6 +60,9 @@ func (l *leader) manualSpec(ctx context.Context, name string) (job.Spec, error) 
 func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 	now := l.now()
 	plan, stops := l.plan([]firing{fr})
+	if len(plan) == 0 { // its id is on its way to the store (see plan)
+		return job.ExecutionID(fr.spec.Name, fr.at), nil
+	}
 	id := plan[0].exec.Firing // sharded: its executions are id~0, id~1...
 	fresh, err := l.record(ctx, plan, now)
 	if err != nil {
@@ -78,9 +81,7 @@ func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 		return id, nil // recorded before: it replaces nothing now
 	}
 	for fid, reason := range stops {
-		if f, ok := l.flights[fid]; ok {
-			l.stop(f, reason, true)
-		}
+		l.stopOpen(fid, reason)
 	}
 	return id, nil
 }
