@@ -29,6 +29,8 @@ type firing struct {
 	maybe []string
 	// failedAt: when its first insert failed; zero while none has.
 	failedAt time.Time
+	// stop: why its execution was asked to stop while it was on its way to the store (recording.go).
+	stop string
 }
 
 // planned is an execution about to be recorded, and what happens to it then.
@@ -38,6 +40,7 @@ type planned struct {
 	queued  bool   // it waits for the job's open executions to end (overlap queue, or catch-up under forbid)
 	catchUp bool   // made by a catch-up firing (see firing.catchUp)
 	from    int    // the index of its firing in the (sorted) firings plan was given
+	stop    string // asked to stop before it was recorded: it ends, never sent (see firing.stop)
 }
 
 // fireDue fires the jobs whose time has come, at most one insert's worth (see insertSizer): the rest stay
@@ -156,9 +159,12 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 			continue // the same firing twice (a manual trigger's id is new each time)
 		}
 		plannedIDs[execs[0].ID] = true
-		if _, ok := l.recording[execs[0].ID]; ok {
-			// On its way to the store already: fired again after its job changed (owed counts from the
-			// last firing recorded). The insert under way records it, or its failure makes it unsaved.
+		_, recording := l.recording[execs[0].ID]
+		_, tracked := l.flights[execs[0].ID]
+		if recording || tracked {
+			// On its way to the store already, or recorded and followed: fired again after its job
+			// changed (owed counts from the last firing recorded, which may not be answered yet). The
+			// insert under way records it, or its failure makes it unsaved.
 			continue
 		}
 		skip, queue := fr.skip, false
@@ -210,7 +216,7 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 			if skip == "" {
 				batchOpen[name] = append(batchOpen[name], len(out))
 			}
-			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp, from: fi})
+			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp, from: fi, stop: fr.stop})
 		}
 	}
 	return out, stops
@@ -281,9 +287,11 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 		}
 		l.firedLater(e)
 		if dup[e.ID] {
-			if _, tracked := l.flights[e.ID]; !tracked {
+			if f, tracked := l.flights[e.ID]; !tracked {
 				unexplained = append(unexplained, e.ID)
 				planOf[e.ID] = p
+			} else if reason, ok := stopped[e.ID]; ok {
+				l.stop(f, reason, true)
 			}
 			continue
 		}
@@ -307,7 +315,7 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 			l.backlog.add(f)
 		}
 	}
-	l.adopt(ctx, unexplained, planOf, now)
+	l.adopt(ctx, unexplained, planOf, stopped, now)
 	return fresh
 }
 
@@ -335,7 +343,7 @@ func skipLabel(reason string) string {
 // adopt tracks unfinished executions behind firings that were found already recorded: this term's own
 // (an insert reported failed that had landed) get what was planned for them (plans: dispatched, queued or
 // recorded skipped); an earlier term's are inherited.
-func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]planned, now time.Time) {
+func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]planned, stopped map[string]string, now time.Time) {
 	if len(ids) == 0 {
 		return
 	}
@@ -363,11 +371,21 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 				f.phase = phaseQueued
 			}
 			l.track(f)
+			if reason, ok := stopped[e.ID]; ok {
+				l.metrics.stops.Inc()
+				l.finishLocally(f, job.StateFailed, "stopped before it ran: "+reason, "stop", true)
+				continue
+			}
 			if f.phase == phaseWaiting {
 				l.dispatch(f, now)
 			}
 		default:
 			l.inherit(e, now)
+			if reason, ok := stopped[e.ID]; ok {
+				if f, tracked := l.flights[e.ID]; tracked {
+					l.stop(f, reason, true)
+				}
+			}
 		}
 	}
 }

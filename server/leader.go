@@ -38,35 +38,37 @@ type leader struct {
 	// one turn (see jobChanges).
 	changes *jobChanges
 
-	jobs          map[string]*entry
-	queue         fireQueue
-	flights       map[string]*flight
-	openByJob     map[string]map[string]*flight // job -> its open executions (the overlap policies read it)
-	recording     map[string]*flight            // executions on their way to the store (see recording.go)
-	pipe          insertPipe                    // the inserts on their way to the store
-	unsaved       []firing                      // firings not recorded because the store failed; retried on every tick
-	rr            map[string]int                // round-robin position per job
-	byJob         map[string][]string
-	byHandle      map[string][]string
-	live          map[string]bool            // ids of registered clients
-	clients       map[string]registry.Member // registered clients by id
-	started       map[string]time.Time       // registered clients' incarnations (registration times)
-	fullPipes     map[string]bool            // clients whose send queue refused a frame this tick or batch
-	usage         map[string]usage           // what each client holds (see routing.go)
-	lastFired     map[string]time.Time       // job -> latest scheduled time recorded
-	stats         map[string]*job.Stats      // job -> what the leader learned of it (saved now and then)
-	statsDirty    map[string]bool            // jobs whose stats changed since the last save
-	savedAvg      map[string]job.Duration    // job -> the average runtime last saved (or being saved)
-	lastStatsSave time.Time
-	savingStats   bool
-	removed       map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
-	declared      map[string]string    // client id -> fingerprint of the declarations last applied
-	heard         map[string]time.Time // client id -> when its last heartbeat reached this term
-	lastReconcile time.Time
-	reconciling   bool
-	kept          map[string]keptFiring // job -> its latest scheduled firing, ended, left in the open set
-	lastSweep     time.Time
-	sweeping      bool
+	jobs           map[string]*entry
+	queue          fireQueue
+	flights        map[string]*flight
+	openByJob      map[string]map[string]*flight // job -> its open executions (the overlap policies read it)
+	recording      map[string]*flight            // executions on their way to the store (see recording.go)
+	pipe           insertPipe                    // the inserts on their way to the store
+	unsaved        []firing                      // firings not recorded because the store failed; retried on a tick
+	unsavedWait    time.Duration                 // the back-off before the next retry of unsaved
+	unsavedRetryAt time.Time                     // no retry of unsaved before
+	rr             map[string]int                // round-robin position per job
+	byJob          map[string][]string
+	byHandle       map[string][]string
+	live           map[string]bool            // ids of registered clients
+	clients        map[string]registry.Member // registered clients by id
+	started        map[string]time.Time       // registered clients' incarnations (registration times)
+	fullPipes      map[string]bool            // clients whose send queue refused a frame this tick or batch
+	usage          map[string]usage           // what each client holds (see routing.go)
+	lastFired      map[string]time.Time       // job -> latest scheduled time recorded
+	stats          map[string]*job.Stats      // job -> what the leader learned of it (saved now and then)
+	statsDirty     map[string]bool            // jobs whose stats changed since the last save
+	savedAvg       map[string]job.Duration    // job -> the average runtime last saved (or being saved)
+	lastStatsSave  time.Time
+	savingStats    bool
+	removed        map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
+	declared       map[string]string    // client id -> fingerprint of the declarations last applied
+	heard          map[string]time.Time // client id -> when its last heartbeat reached this term
+	lastReconcile  time.Time
+	reconciling    bool
+	kept           map[string]keptFiring // job -> its latest scheduled firing, ended, left in the open set
+	lastSweep      time.Time
+	sweeping       bool
 	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
 	applyingOpenSet bool
 	woken           map[string]bool // jobs with an execution that just ended (see wake)

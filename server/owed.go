@@ -1,6 +1,7 @@
 package server
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"maps"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/clover-sched/clover/internal/job"
 )
+
+// unsavedLookup bounds the read that looks for firings whose insert failed.
+const unsavedLookup = time.Second
 
 // maxOwed bounds the firings one job can owe at once within the misfire threshold.
 const maxOwed = 1000
@@ -128,9 +132,9 @@ func (l *leader) owedSince(spec job.Spec) time.Time {
 // that the insert finds it recorded and the loop takes it on (a catch-up made in its stead would leave it
 // pending in the store, untracked, for the next term to run).
 func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
-	if len(l.unsaved) == 0 || !l.pipe.idle() {
-		// Retried once nothing is on its way to the store: firings of a failed insert's generation may
-		// still come back, and the retry must not overtake them.
+	if len(l.unsaved) == 0 || !l.pipe.idle() || now.Before(l.unsavedRetryAt) {
+		// Retried once nothing is on its way to the store (firings of a failed insert's generation may
+		// still come back, and the retry must not overtake them), and not before the back-off.
 		return nil
 	}
 	var ask []string
@@ -139,11 +143,13 @@ func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	}
 	landed := map[string]bool{}
 	if len(ask) > 0 {
-		sctx, cancel := storeCtx(ctx)
+		// On the loop, with a short deadline: a store that cannot answer this cannot take the retry either.
+		sctx, cancel := context.WithTimeout(ctx, unsavedLookup)
 		execs, err := l.store.OpenByID(sctx, ask)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
+				l.backOffUnsaved(now)
 				l.logger.Warn("cannot read whether failed inserts were recorded; retrying later", "executions", len(ask), "err", err)
 			}
 			return nil
@@ -156,14 +162,16 @@ func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	cut := now.Add(-thr)
 	oldest := map[string]time.Time{} // job -> just before its oldest misfired time
 	missed := map[string]int{}       // job -> the times its misfired catch-up firings stood for
-	var keep []firing
+	hasLanded := map[string]bool{}   // jobs with a firing found recorded: none of theirs is folded
 	for _, fr := range l.unsaved {
 		if slices.ContainsFunc(fr.maybe, func(id string) bool { return landed[id] }) {
-			keep = append(keep, fr)
-			continue
+			hasLanded[fr.spec.Name] = true
 		}
+	}
+	var keep []firing
+	for _, fr := range l.unsaved {
 		// A time at the cut itself is misfired's, as in owed: kept as well, it was fired twice.
-		if !onSchedule(fr.trigger) || fr.at.After(cut) || now.Sub(fr.failedAt) <= thr {
+		if hasLanded[fr.spec.Name] || !onSchedule(fr.trigger) || fr.at.After(cut) || now.Sub(fr.failedAt) <= thr {
 			keep = append(keep, fr)
 			continue
 		}
@@ -174,6 +182,15 @@ func (l *leader) retryUnsaved(ctx context.Context, now time.Time) error {
 	}
 	for name, from := range oldest {
 		if e, ok := l.jobs[name]; ok {
+			// The times fireDue held back while these waited are folded with them, and the job's place in
+			// the fire queue moves past the cut: one catch-up for the outage, every time counted once.
+			if !e.next.IsZero() && !e.next.After(cut) {
+				e.gen++
+				e.next = e.sched.Next(cut)
+				if !e.next.IsZero() {
+					heap.Push(&l.queue, queued{name: name, at: e.next, gen: e.gen})
+				}
+			}
 			frs := l.misfired(e, from, cut)
 			if len(frs) > 0 {
 				frs[0].missed += missed[name]

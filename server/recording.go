@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -23,8 +24,9 @@ import (
 // skipped by policy is recorded skipped.
 //
 // An insert that fails puts its firings, and those of every insert planned after it that was not tried
-// yet, back among the unsaved firings, in time order: the inserter does not try the rest of a failed
-// generation (gen), and the loop retries unsaved firings only once nothing is on its way to the store.
+// yet, back among the unsaved firings: the inserter does not try the rest of a failed generation (gen),
+// the loop retries unsaved firings only once nothing is on its way to the store, and fires nothing new
+// before (see fireDue). A stop asked of a placeholder goes back with its firing.
 // The inserter checks that ZooKeeper confirmed the session before each insert, as fire does: a leader
 // frozen past its session timeout does not write what it planned before.
 
@@ -135,8 +137,13 @@ func (l *leader) chunks(firings []firing, plan []planned, stops map[string]strin
 			end++
 		}
 		c := &insertChunk{gen: l.pipe.gen, plan: plan[start:end], now: now}
+		// The firings its executions come from (one that made none, see plan, is in no chunk).
+		for i, p := range c.plan {
+			if i == 0 || p.from != c.plan[i-1].from {
+				c.firings = append(c.firings, firings[p.from])
+			}
+		}
 		first, last := plan[start].from, plan[end-1].from
-		c.firings = firings[first : last+1]
 		for id, reason := range stops {
 			if from, ok := replacer[reason]; ok && from >= first && from <= last {
 				if c.stops == nil {
@@ -148,16 +155,21 @@ func (l *leader) chunks(firings []firing, plan []planned, stops map[string]strin
 		out = append(out, c)
 		start = end
 	}
-	// A plan's firings that made no execution (see plan: already on their way to the store) are in no
-	// insert and need none.
 	return out
 }
 
-// placeRecording leaves c's executions among their jobs' open executions while they are recorded.
+// placeRecording leaves c's executions among their jobs' open executions while they are recorded; one
+// planned to be recorded skipped is only noted as on its way (it never counts as open).
 func (l *leader) placeRecording(c *insertChunk) {
 	for _, p := range c.plan {
-		f := &flight{exec: p.exec, run: 1, phase: phaseRecording, catchUp: p.catchUp}
+		if _, tracked := l.flights[p.exec.ID]; tracked {
+			continue // plan leaves such firings out; never hide a followed execution behind a placeholder
+		}
+		f := &flight{exec: p.exec, run: 1, phase: phaseRecording, catchUp: p.catchUp, stopping: p.stop, stopFinal: p.stop != ""}
 		l.recording[p.exec.ID] = f
+		if p.skip != "" {
+			continue
+		}
 		byJob := l.openByJob[p.exec.Job]
 		if byJob == nil {
 			byJob = map[string]*flight{}
@@ -232,32 +244,36 @@ func (l *leader) inserted(ctx context.Context, n insertedNote) error {
 		l.inserts.observe(len(c.plan), n.took, n.err)
 		l.metrics.insertSize.Set(float64(l.inserts.batch()))
 	}
+	now := l.now()
 	if n.err != nil {
 		if errors.Is(n.err, errUnconfirmed) {
 			return errUnconfirmed
 		}
 		if c.gen == l.pipe.gen {
-			// The first failure of this generation: what is planned after it waits with it.
+			// The first failure of this generation: what was planned after it waits with it. unsaved
+			// then holds this chunk's firings, those of the chunks that were still waiting, and last
+			// those of chunks already handed over (their answers come later); plan sorts them again.
 			l.pipe.gen++
 			l.metrics.storeErrors.WithLabelValues("insert_executions").Inc()
+			l.backOffUnsaved(now)
 			rest := 0
 			for _, w := range l.pipe.waiting {
 				rest += len(w.plan)
 			}
 			l.logger.Warn("recording firings failed; will retry", "executions", len(c.plan)+rest, "err", n.err)
-			l.unsave(c, n.tried)
+			l.unsave(c, n.tried, placed)
 			for _, w := range l.pipe.waiting {
-				l.unplace(w)
-				l.unsave(w, false)
+				l.unsave(w, false, l.unplace(w))
 			}
 			l.pipe.waiting = nil
 			return nil
 		}
-		l.unsave(c, n.tried)
+		l.unsave(c, n.tried, placed)
 		return nil
 	}
+	l.unsavedWait = 0
 	// Stops asked while they were being recorded (an operator, a later replacing firing) end the new
-	// ones before they are sent; one recorded before is stopped as it stands.
+	// ones before any client is sent them; one recorded before is stopped as it stands.
 	var stopped map[string]string
 	for id, ph := range placed {
 		if ph.stopping != "" {
@@ -267,15 +283,13 @@ func (l *leader) inserted(ctx context.Context, n insertedNote) error {
 			stopped[id] = ph.stopping
 		}
 	}
-	fresh := l.applyRecorded(ctx, c.plan, n.dups, stopped, c.now)
-	for id, reason := range stopped {
-		if f, ok := l.flights[id]; ok && !fresh[id] {
-			l.stop(f, reason, true)
-		}
-	}
-	// Then those the chunk's own replacing firings ask.
+	fresh := l.applyRecorded(ctx, c.plan, n.dups, stopped, now)
+	// Then those the chunk's own replacing firings ask, if they are new: one recorded before replaces
+	// nothing now (as fireNow).
 	for id, reason := range c.stops {
-		l.stopOpen(id, reason)
+		if fresh[strings.TrimPrefix(reason, "replaced by ")] {
+			l.stopOpen(id, reason)
+		}
 	}
 	return nil
 }
@@ -283,26 +297,45 @@ func (l *leader) inserted(ctx context.Context, n insertedNote) error {
 // unsave puts a chunk's firings back among the unsaved, in order. tried: its insert was sent and failed,
 // which a timeout after the write also looks like, so each firing notes the ids of its executions for
 // retryUnsaved to ask the store about.
-func (l *leader) unsave(c *insertChunk, tried bool) {
+// A stop asked of a placeholder (placed) goes with its firing.
+func (l *leader) unsave(c *insertChunk, tried bool, placed map[string]*flight) {
 	first := len(l.unsaved)
 	l.unsaved = append(l.unsaved, c.firings...)
+	at := map[int]int{} // plan's firing index -> its place in unsaved
+	for i, p := range c.plan {
+		if i == 0 || p.from != c.plan[i-1].from {
+			at[p.from] = first + len(at)
+		}
+	}
 	for i := first; i < len(l.unsaved); i++ {
 		if l.unsaved[i].failedAt.IsZero() {
 			l.unsaved[i].failedAt = c.now
 		}
-	}
-	if !tried {
-		return
-	}
-	base := c.plan[0].from
-	for i := first; i < len(l.unsaved); i++ {
-		l.unsaved[i].maybe = nil
+		if tried {
+			l.unsaved[i].maybe = nil
+		}
 	}
 	for _, p := range c.plan {
-		fr := &l.unsaved[first+p.from-base]
-		fr.maybe = append(fr.maybe, p.exec.ID)
+		fr := &l.unsaved[at[p.from]]
+		if tried {
+			fr.maybe = append(fr.maybe, p.exec.ID)
+		}
+		if ph := placed[p.exec.ID]; ph != nil && ph.stopping != "" {
+			fr.stop = ph.stopping
+		}
 	}
 }
+
+// backOffUnsaved delays the next retry of unsaved firings: a store that fails every insert (or hangs until
+// the timeout) is not asked again on every tick, and the loop's turns stay with the notes.
+// The first retry is at the next tick.
+func (l *leader) backOffUnsaved(now time.Time) {
+	l.unsavedRetryAt = now.Add(l.unsavedWait)
+	l.unsavedWait = min(max(2*l.unsavedWait, 250*time.Millisecond), maxUnsavedWait)
+}
+
+// maxUnsavedWait bounds the wait between two retries of unsaved firings.
+const maxUnsavedWait = 8 * time.Second
 
 // stopOpen stops the open execution id, or asks it stopped once it is recorded.
 func (l *leader) stopOpen(id, reason string) {

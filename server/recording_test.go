@@ -2,11 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
-	"github.com/clover-sched/clover/internal/wire"
 )
 
 // asyncInserts makes h's leader hand its inserts over as a server does; the test makes them (make).
@@ -163,32 +163,148 @@ func TestAFailedInsertHoldsTheLaterFiringsBackAndRetriesThemInOrderWithTheirIDs(
 	}
 }
 
-func TestAResultIsAppliedWhileAnInsertIsOnItsWay(t *testing.T) {
-	fs := newFakeStore(shellJob("first", "@every 1h", created), shellJob("second", "0 30 13 * * ?", created))
+// downStore fails inserts without recording anything while down.
+type downStore struct {
+	*fakeStore
+	down bool
+}
+
+func (d *downStore) InsertExecutions(ctx context.Context, execs []job.Execution) ([]string, error) {
+	if d.down {
+		return nil, errors.New("store down")
+	}
+	return d.fakeStore.InsertExecutions(ctx, execs)
+}
+
+func (a *asyncInserts) drain() {
+	for len(a.chunks) > 0 {
+		a.make()
+	}
+}
+
+// Found in review: the firings a long outage left were folded over the times fireDue held back meanwhile,
+// which it then folded again: two catch-ups, every time counted twice.
+func TestAnOutageLongerThanTheThresholdFoldsEachTimeOnce(t *testing.T) {
+	fs := newFakeStore(shellJob("j", "@every 1s", created))
 	h := newHarness(t, fs, "a")
 	h.establish()
 	ins := withAsyncInserts(h)
-	h.advance(time.Hour + time.Second)
-	ins.make()
-	if len(h.sent) != 1 {
-		t.Fatalf("sent %d, want 1: %s, %s", len(h.sent), h.sent[0].d.ExecID, h.sent[1].d.ExecID)
+	ds := &downStore{fakeStore: fs, down: true}
+	h.l.store = ds
+	for range 4 * 45 { // 45 s down
+		h.advance(250 * time.Millisecond)
+		ins.drain()
 	}
-	d := h.sent[0].d
-	h.now = h.now.Add(30 * time.Minute) // the second fires; its insert is on its way
-	if err := h.l.fireDue(context.Background()); err != nil {
+	ds.down = false
+	for range 4 * 10 {
+		h.advance(250 * time.Millisecond)
+		ins.drain()
+	}
+	catchUps, covered := 0, 0
+	for _, e := range fs.execs {
+		covered += 1 + e.Missed
+		if e.Trigger == job.TriggerCatchUp {
+			catchUps++
+		}
+	}
+	due := int(h.now.Sub(t0) / time.Second)
+	if covered != due || catchUps != 1 {
+		t.Errorf("%d executions, %d catch-ups, covering %d times; want %d times covered, by one catch-up", len(fs.execs), catchUps, covered, due)
+	}
+}
+
+// Found in review: a stop asked while the execution was recorded went with its placeholder when the
+// insert failed, and the retried execution was sent.
+func TestAStopAskedWhileRecordingHoldsWhenTheInsertFails(t *testing.T) {
+	fs := newFakeStore(shellJob("j", "@every 1h", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	ins := withAsyncInserts(h)
+	ds := &downStore{fakeStore: fs, down: true}
+	h.l.store = ds
+	id := job.ExecutionID("j", t0.Add(time.Hour))
+	h.advance(time.Hour)
+	if err := h.l.act(execAction{id: id, action: "stop", note: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(ins.chunks) != 1 {
-		t.Fatalf("handed over %d inserts, want 1", len(ins.chunks))
+	ins.drain()
+	ds.down = false
+	for range 8 {
+		h.advance(250 * time.Millisecond)
+		ins.drain()
 	}
-	// The first one's result arrives and is applied without waiting for the insert.
-	if err := h.l.handle(context.Background(), resultNote{result: &wire.Result{
-		Header: wire.Header{From: "a", Epoch: h.l.epoch}, ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: 1,
-		Result: job.Result{Status: job.StateSucceeded, Final: true},
-	}}); err != nil {
-		t.Fatal(err)
+	if _, ok := fs.execs[id]; !ok {
+		t.Fatalf("%s was never recorded", id)
 	}
-	if f := h.l.flights[d.ExecID]; f == nil || f.phase != phaseReporting {
-		t.Fatalf("%s: %+v, want reporting while the other insert is on its way", d.ExecID, f)
+	if len(h.sent) != 0 {
+		t.Errorf("the stopped %s was sent after its insert was retried: %d dispatches", id, len(h.sent))
+	}
+}
+
+// Found in review: a firing owed again after a pause and resume, while its first insert was on its way,
+// was re-planned from the unsaved firings once followed, and its placeholder took the followed flight's
+// place among its job's open executions (the overlap policies stopped seeing it).
+func TestAFollowedExecutionStaysAmongItsJobsOpenExecutions(t *testing.T) {
+	fs := newFakeStore(shellJob("a", "@every 1s", created), shellJob("j", "@every 1s", created))
+	h := newHarness(t, fs, "c1")
+	h.establish()
+	ins := withAsyncInserts(h)
+	ds := &downStore{fakeStore: fs}
+	h.l.store = ds
+	h.advance(time.Second) // a@1, j@1 in one insert, on its way
+	j := shellJob("j", "@every 1s", created)
+	j.Paused = true
+	h.l.setJob(j)
+	j.Paused = false
+	h.l.setJob(j) // resumed: owes j@1 again (not recorded yet)
+	h.l.setJob(shellJob("b", "@every 1s", created))
+	h.advance(time.Second)
+	ins.make() // the first insert: j@1 followed
+	ds.down = true
+	ins.drain() // the rest fail
+	ds.down = false
+	for range 4 {
+		h.advance(250 * time.Millisecond)
+		ins.drain()
+	}
+	for id, f := range h.l.flights {
+		if h.l.openByJob[f.exec.Job][id] != f {
+			t.Errorf("%s is followed but not among its job's open executions (overlap policies do not see it)", id)
+		}
+	}
+}
+
+// A firing whose insert landed although it failed, retried after an outage longer than the threshold, is
+// found in the store and taken on; a catch-up made in its stead would leave it pending and untracked.
+func TestAFiringThatLandedUnansweredIsTakenOnAfterALongOutage(t *testing.T) {
+	fs := newFakeStore(shellJob("j", "@every 5s", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	ins := withAsyncInserts(h)
+	ds := &downStore{fakeStore: fs}
+	h.l.store = ds
+	landed := job.ExecutionID("j", t0.Add(5*time.Second))
+	h.advance(5 * time.Second)
+	fs.mu.Lock()
+	fs.failInsert = 1 // it lands; its answer is lost
+	fs.mu.Unlock()
+	ins.drain()
+	ds.down = true
+	for range 4 * 30 {
+		h.advance(250 * time.Millisecond)
+		ins.drain()
+	}
+	ds.down = false
+	for range 4 * 3 {
+		h.advance(250 * time.Millisecond)
+		ins.drain()
+	}
+	if _, ok := h.l.flights[landed]; !ok {
+		t.Errorf("%s, recorded unanswered before the outage, is not followed after it", landed)
+	}
+	for _, e := range fs.folded() {
+		if _, ok := h.l.flights[e.ID]; !ok && e.State == job.StatePending {
+			t.Errorf("%s is pending in the store and not followed", e.ID)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/clover-sched/clover/internal/job"
 )
@@ -60,8 +61,11 @@ func (l *leader) manualSpec(ctx context.Context, name string) (job.Spec, error) 
 func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 	now := l.now()
 	plan, stops := l.plan([]firing{fr})
-	if len(plan) == 0 { // its id is on its way to the store (see plan)
-		return job.ExecutionID(fr.spec.Name, fr.at), nil
+	if len(plan) == 0 { // its id is on its way to the store, or followed (see plan): nothing new to record
+		if fr.id != "" {
+			return fr.id, nil
+		}
+		return "", fmt.Errorf("job %s: the firing at %s is being recorded already", fr.spec.Name, fr.at.UTC().Format(time.RFC3339Nano))
 	}
 	id := plan[0].exec.Firing // sharded: its executions are id~0, id~1...
 	fresh, err := l.record(ctx, plan, now)
@@ -71,7 +75,7 @@ func (l *leader) fireNow(ctx context.Context, fr firing) (string, error) {
 		for _, p := range plan {
 			planOf[p.exec.ID] = p
 		}
-		l.adopt(ctx, []string{plan[0].exec.ID}, planOf, now)
+		l.adopt(ctx, []string{plan[0].exec.ID}, planOf, nil, now)
 		if _, ok := l.flights[plan[0].exec.ID]; !ok {
 			return "", fmt.Errorf("record %s execution: %w", fr.trigger, err)
 		}
