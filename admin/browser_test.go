@@ -11,7 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/browsertest"
 )
 
 // smokePage loads htmx and its SSE extension from Static, as the console's pages will.
@@ -74,7 +74,7 @@ func TestBrowserSmoke(t *testing.T) {
 	}
 	start := time.Now()
 	srv := smokeServer(t)
-	ctx := testenv.Browser(t)
+	ctx := browsertest.Browser(t)
 	const wait = 10 * time.Second
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
@@ -116,6 +116,6 @@ func TestBrowserSmoke(t *testing.T) {
 		t.Errorf("#ticks holds %q, want %q", ticks, want)
 	}
 
-	testenv.Screenshot(t, ctx, "smoke")
+	browsertest.Screenshot(t, ctx, "smoke")
 	t.Logf("browser smoke test took %s", time.Since(start).Round(time.Millisecond))
 }

@@ -1,4 +1,6 @@
-package testenv
+// Package browsertest drives Debian's headless Chromium for the console's tests (chromedp). Kept apart from
+// testenv, which the bench binary links: this one needs package testing and chromedp.
+package browsertest
 
 import (
 	"bytes"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // Chromium is Debian's browser (scripts/deps.sh installs it); CLOVER_CHROMIUM overrides it.
@@ -45,7 +49,7 @@ func Browser(t testing.TB) context.Context {
 	t.Helper()
 	bin := Chromium()
 	if _, err := exec.LookPath(bin); err != nil {
-		msg := fmt.Sprintf("testenv: no browser at %s (%v): install it with scripts/deps.sh (make deps)", bin, err)
+		msg := fmt.Sprintf("browsertest: no browser at %s (%v): install it with scripts/deps.sh (make deps)", bin, err)
 		if os.Getenv("CLOVER_REQUIRE_BROWSER") != "" {
 			t.Fatalf("%s; CLOVER_REQUIRE_BROWSER is set", msg)
 		}
@@ -59,7 +63,7 @@ func Browser(t testing.TB) context.Context {
 	logPath := filepath.Join(dir, "chromium.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		t.Fatalf("testenv: create browser log: %v", err)
+		t.Fatalf("browsertest: create browser log: %v", err)
 	}
 
 	budget := browserBudget
@@ -97,13 +101,13 @@ func Browser(t testing.TB) context.Context {
 		stop()
 		logf.Close()
 		if t.Failed() {
-			t.Logf("testenv: chromium's log (%s), last lines:\n%s", logPath, browserLogTail(logPath))
+			t.Logf("browsertest: chromium's log (%s), last lines:\n%s", logPath, browserLogTail(logPath))
 		}
 	})
 
 	// Start it now, so that a browser that cannot start fails here, with its log, not in the first action.
 	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("testenv: start %s: %v\n%s", bin, err, browserLogTail(logPath))
+		t.Fatalf("browsertest: start %s: %v\n%s", bin, err, browserLogTail(logPath))
 	}
 	if b := chromedp.FromContext(ctx).Browser; b != nil && b.Process() != nil {
 		pgid = b.Process().Pid
@@ -115,7 +119,7 @@ func Browser(t testing.TB) context.Context {
 // headless test does not need and which would otherwise be all a failure shows.
 func browserLogTail(path string) string {
 	var kept []string
-	for line := range strings.Lines(TailFile(path, 300)) {
+	for line := range strings.Lines(testenv.TailFile(path, 300)) {
 		if !strings.Contains(line, "dbus") {
 			kept = append(kept, strings.TrimSuffix(line, "\n"))
 		}
@@ -137,17 +141,17 @@ func closeBrowser(t testing.TB, ctx context.Context, cancelTab, cancelAlloc cont
 	}()
 	closed := waitClosed(done, 10*time.Second)
 	if !closed {
-		t.Logf("testenv: browser did not close within 10s; killing it")
+		t.Logf("browsertest: browser did not close within 10s; killing it")
 	}
 	if pgid > 0 {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL) // also its helpers, once the main process has gone
 	}
 	// A helper that left the group would still name the profile on its command line.
-	if !Poll(5*time.Second, func() bool { return killUsing(profile) == 0 }) {
-		t.Errorf("testenv: browser processes using %s still running after cleanup", profile)
+	if !testenv.Poll(5*time.Second, func() bool { return killUsing(profile) == 0 }) {
+		t.Errorf("browsertest: browser processes using %s still running after cleanup", profile)
 	}
 	if !closed && !waitClosed(done, 10*time.Second) {
-		t.Errorf("testenv: chromedp did not let go of the killed browser within 10s")
+		t.Errorf("browsertest: chromedp did not let go of the killed browser within 10s")
 	}
 }
 
@@ -197,17 +201,17 @@ func Screenshot(t testing.TB, ctx context.Context, name string) string {
 		dir = filepath.Join(t.TempDir(), "screenshots")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("testenv: screenshot %s: %v", name, err)
+		t.Fatalf("browsertest: screenshot %s: %v", name, err)
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 is PNG
 	if err != nil {
-		t.Fatalf("testenv: screenshot %s: %v", name, err)
+		t.Fatalf("browsertest: screenshot %s: %v", name, err)
 	}
 	file := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()+"-"+name) + ".png"
 	path := filepath.Join(dir, file)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatalf("testenv: screenshot %s: %v", name, err)
+		t.Fatalf("browsertest: screenshot %s: %v", name, err)
 	}
-	t.Logf("testenv: screenshot %s", path)
+	t.Logf("browsertest: screenshot %s", path)
 	return path
 }
