@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Clover needs to build, run and test, idempotently:
-#   - Debian packages: ZooKeeper 3.8 (and its JRE), libzmq3-dev (CURVE-enabled libzmq for pebbe/zmq4), pkg-config.
+#   - Debian packages: ZooKeeper 3.8 (and its JRE), libzmq3-dev (CURVE-enabled libzmq for pebbe/zmq4), pkg-config,
+#     chromium (headless, for the admin console's browser tests; internal/testenv/browser.go).
 #   - FerretDB v1.24.0 (MongoDB wire protocol over SQLite), built from the Go module proxy.
 # Prints nothing but progress; exits non-zero if anything could not be installed.
 set -euo pipefail
@@ -10,6 +11,7 @@ need_apt=()
 dpkg -s zookeeper >/dev/null 2>&1 || need_apt+=(zookeeper)
 dpkg -s libzmq3-dev >/dev/null 2>&1 || need_apt+=(libzmq3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+dpkg -s chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing Debian packages: ${need_apt[*]}"
@@ -24,4 +26,4 @@ fi
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || { echo "deps: /usr/share/zookeeper/bin/zkServer.sh missing" >&2; exit 1; }
 
 "$here/ferretdb.sh" >/dev/null
-echo "deps: ok (zookeeper, libzmq, ferretdb at $("$here/ferretdb.sh" --path))"
+echo "deps: ok (zookeeper, libzmq, chromium, ferretdb at $("$here/ferretdb.sh" --path))"
