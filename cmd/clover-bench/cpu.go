@@ -86,8 +86,8 @@ func kindOf(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 	switch base := filepath.Base(args[0]); {
-	case base == "clover" && len(args) > 1:
-		return args[1] // server or client
+	case strings.HasPrefix(base, "clover") && len(args) > 1 && (args[1] == "server" || args[1] == "client"):
+		return args[1] // a clover binary under any name (an old commit's, built aside)
 	case strings.Contains(base, "ferretdb"):
 		return "ferretdb"
 	case strings.Contains(base, "java") || strings.Contains(string(b), "zookeeper"):
