@@ -109,6 +109,8 @@ cat <<MSG
 Clover is running (everything lives in $run):
 $("$clover" cluster status | sed 's/^/  /')
 
+  Console:       http://127.0.0.1:$api1/ui/  (log in with the token in $run/admin.token:
+                 $(cat "$run/admin.token"); any server serves it, e.g. http://127.0.0.1:$api2/ui/)
   Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, client-tagged.log,
                  monitor-1.log, config.log, zookeeper.log, ferretdb.log)
   Use the CLI:   export CLOVER_API=$CLOVER_API CLOVER_TOKEN_FILE=$CLOVER_TOKEN_FILE

@@ -88,6 +88,8 @@ func (s *Server) routes() (http.Handler, error) {
 		metrics = s.guard(api.Route{Method: "GET", Path: "/metrics", Role: keyring.RoleViewer}, metrics)
 	}
 	mux.HandleFunc("GET /metrics", metrics)
+	mux.HandleFunc("/ui/", s.serveConsole)
+	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
 	})

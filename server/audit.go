@@ -70,7 +70,7 @@ func (s *Server) audited(rt api.Route, h http.HandlerFunc) http.HandlerFunc {
 func (s *Server) audit(r *http.Request, rt api.Route, status int, note *auditNote, refusal error) {
 	c := callerOf(r.Context())
 	e := store.AuditEntry{
-		At: s.now(), Who: c.Name, Role: c.Role, Via: c.Via, Server: s.cfg.ID,
+		At: s.now(), Who: c.Name, Role: c.Role, Via: c.via(), Server: s.cfg.ID,
 		Action: rt.Pattern(), Target: auditTarget(r), Status: status,
 	}
 	if note != nil {

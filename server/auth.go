@@ -44,6 +44,16 @@ type Caller struct {
 	Name string
 	Role string
 	Via  string // the server that forwarded the request, if any
+	// Console: the request came from this server's web console, in process (see console.go).
+	Console bool
+}
+
+// via is what the audit says the request came through: the forwarding server, or the console.
+func (c Caller) via() string {
+	if c.Console && c.Via == "" {
+		return "console"
+	}
+	return c.Via
 }
 
 type callerKey struct{}
@@ -123,6 +133,9 @@ func jsonBody(r *http.Request) bool {
 
 // authenticate returns the caller of r, or the status and reason to refuse it.
 func (s *Server) authenticate(r *http.Request) (Caller, int, error) {
+	if c, ok := r.Context().Value(consoleCallerKey{}).(Caller); ok {
+		return c, 0, nil // the console, in process, for the person logged in to it
+	}
 	if r.Header.Get(headerSignature) != "" || r.Header.Get(headerCaller) != "" || r.Header.Get(headerForwardedBy) != "" {
 		if s.sec.insecure() {
 			return Caller{Name: r.Header.Get(headerCaller), Role: keyring.RoleAdmin, Via: r.Header.Get(headerForwardedBy)}, 0, nil
@@ -173,12 +186,16 @@ func (s *Server) signForward(r *http.Request, c Caller) error {
 	r.ContentLength = int64(len(body))
 	r.Header.Del("Authorization")
 	at := strconv.FormatInt(s.now().UnixMilli(), 10)
+	by := s.cfg.ID
+	if c.Console { // the audit says the write came from this server's console
+		by = "console@" + s.cfg.ID
+	}
 	r.Header.Set(headerCaller, c.Name)
 	r.Header.Set(headerRole, c.Role)
-	r.Header.Set(headerForwardedBy, s.cfg.ID)
+	r.Header.Set(headerForwardedBy, by)
 	r.Header.Set(headerForwardAt, at)
 	if !s.sec.insecure() {
-		r.Header.Set(headerSignature, forwardSignature(s.sec.forwardKey, r.Method, r.URL.RequestURI(), c.Name, c.Role, s.cfg.ID, at, body))
+		r.Header.Set(headerSignature, forwardSignature(s.sec.forwardKey, r.Method, r.URL.RequestURI(), c.Name, c.Role, by, at, body))
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func (s *Server) batchJobs(w http.ResponseWriter, r *http.Request) {
 	entries := make([]store.AuditEntry, len(b.results))
 	for i, res := range b.results {
 		entries[i] = store.AuditEntry{
-			At: now, Who: c.Name, Role: c.Role, Via: c.Via, Server: s.cfg.ID,
+			At: now, Who: c.Name, Role: c.Role, Via: c.via(), Server: s.cfg.ID,
 			Action: "POST /api/v1/jobs:batch " + res.Op, Target: res.Name, Status: res.Status,
 			Before: b.before[i], After: res.Version, Error: res.Error,
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clover-sched/clover/admin"
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/election"
 	"github.com/clover-sched/clover/internal/job"
@@ -31,6 +32,7 @@ import (
 // Server is one member of the cluster. Create it with New and start it with Run.
 type Server struct {
 	cfg      Config
+	ui       atomic.Pointer[admin.Console] // the web console, once the keys are loaded
 	logger   *slog.Logger
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -109,6 +111,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.sec, err = s.loadSecurity(); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	ui, err := s.newConsole(routes)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.ui.Store(ui)
 	var tlsConfig *tls.Config
 	if s.cfg.API.TLS.Enabled() {
 		if tlsConfig, err = serverTLS(s.cfg.API.TLS); err != nil {

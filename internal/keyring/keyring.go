@@ -169,6 +169,8 @@ const (
 	PurposeZooKeeperServers = "clover zookeeper servers"
 	PurposeZooKeeperClients = "clover zookeeper clients"
 	PurposeForward          = "clover api forward"
+	// PurposeConsoleSession is derived from the forward key, which every server holds.
+	PurposeConsoleSession = "clover console session"
 )
 
 // MemberKey is the key that signs client id's registration in ZooKeeper: made from the cluster secret,

@@ -1,0 +1,368 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/keyring"
+	"github.com/clover-sched/clover/internal/registry"
+)
+
+// fakeAPI answers the console's API calls from memory and refuses writes below the operator role, as
+// the server's API does; it records every call with its caller.
+type fakeAPI struct {
+	mu    sync.Mutex
+	jobs  map[string]job.Spec
+	calls []apiCall
+}
+
+type apiCall struct {
+	caller       Caller
+	method, path string
+}
+
+func newFakeAPI(jobs ...job.Spec) *fakeAPI {
+	a := &fakeAPI{jobs: map[string]job.Spec{}}
+	for _, j := range jobs {
+		a.jobs[j.Name] = j
+	}
+	return a
+}
+
+func (a *fakeAPI) allCalls() []apiCall {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]apiCall(nil), a.calls...)
+}
+
+func (a *fakeAPI) writes() []apiCall {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []apiCall
+	for _, c := range a.calls {
+		if c.method != http.MethodGet {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, _ []byte) (int, []byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, apiCall{caller, method, path})
+	u, _ := url.Parse(path)
+	answer := func(v any) (int, []byte, error) {
+		b, _ := json.Marshal(v)
+		return http.StatusOK, b, nil
+	}
+	if method != http.MethodGet && !caller.may(keyring.RoleOperator) {
+		return http.StatusForbidden, []byte(`{"error":"` + caller.Name + ` may not do that"}`), nil
+	}
+	switch p := u.Path; {
+	case p == "/api/v1/cluster":
+		return answer(api.ClusterStatus{Server: "s1", Leader: &api.LeaderStatus{ID: "server-leading", Epoch: 7},
+			Servers: []registry.Member{{ID: "server-leading"}}, Clients: []registry.Member{{ID: "client-a", Capacity: 8, Handlers: []string{"shell"}}}})
+	case p == "/api/v1/backlog":
+		return answer(api.Backlog{Open: 3, ByStatus: map[string]int{"running": 3}, Limit: 20000})
+	case p == "/api/v1/inflight":
+		return answer([]api.InFlight{{ID: "x@1", Job: "x", Client: "client-a", Status: "running"}})
+	case p == "/api/v1/alerts":
+		return answer([]map[string]any{{"key": "k", "summary": "client-b is gone", "since": time.Now()}})
+	case p == "/api/v1/executions":
+		return answer([]job.Execution{{ID: "nightly@1", Job: "nightly", State: job.StateFailed, Client: "client-a", Result: &job.Result{Status: job.StateFailed, Error: "exit status 3"}}})
+	case p == "/api/v1/fallback":
+		return answer(api.FallbackStatus{})
+	case p == "/api/v1/jobs":
+		var out []job.Spec
+		for _, j := range a.jobs {
+			out = append(out, j)
+		}
+		return answer(out)
+	case strings.HasPrefix(p, "/api/v1/jobs/"):
+		rest := strings.TrimPrefix(p, "/api/v1/jobs/")
+		name, action, _ := strings.Cut(rest, "/")
+		j, ok := a.jobs[name]
+		if !ok {
+			return http.StatusNotFound, []byte(`{"error":"job ` + name + ` not found"}`), nil
+		}
+		switch action {
+		case "":
+			return answer(j)
+		case "next":
+			return answer(api.NextFires{Job: name, Schedule: j.Schedule, Next: []time.Time{time.Now().Add(time.Hour)}})
+		case "pause", "resume":
+			j.Paused = action == "pause"
+			a.jobs[name] = j
+			return answer(j)
+		case "trigger":
+			return answer(api.TriggerResponse{Execution: name + "@manual"})
+		}
+	}
+	return http.StatusNotFound, []byte(`{"error":"no route"}`), nil
+}
+
+// tokens are the fake tokens file: token -> holder.
+var testTokens = map[string]Caller{
+	"admin-token":  {Name: "alice", Role: keyring.RoleAdmin},
+	"viewer-token": {Name: "victor", Role: keyring.RoleViewer},
+}
+
+type consoleRig struct {
+	t       *testing.T
+	api     *fakeAPI
+	srv     *httptest.Server
+	revoked map[string]bool
+	mu      sync.Mutex
+	now     time.Time
+}
+
+func newConsoleRig(t *testing.T) *consoleRig {
+	rig := &consoleRig{t: t, api: newFakeAPI(job.Spec{Name: "nightly", Schedule: "0 0 2 * * ?", Handler: "shell", Version: 3}), revoked: map[string]bool{}, now: time.Now()}
+	byHash := map[string]Caller{}
+	for tok, c := range testTokens {
+		sum := sha256.Sum256([]byte(tok))
+		byHash[hex.EncodeToString(sum[:])] = c
+	}
+	c, err := New(Options{
+		API: rig.api,
+		Holder: func(hash string) (Caller, bool, error) {
+			rig.mu.Lock()
+			defer rig.mu.Unlock()
+			c, ok := byHash[hash]
+			return c, ok && !rig.revoked[c.Name], nil
+		},
+		SessionKey: []byte(strings.Repeat("k", 32)),
+		Now: func() time.Time {
+			rig.mu.Lock()
+			defer rig.mu.Unlock()
+			return rig.now
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig.srv = httptest.NewServer(c)
+	t.Cleanup(rig.srv.Close)
+	return rig
+}
+
+// client is a browser-like HTTP client with its own cookies that does not follow redirects.
+func (rig *consoleRig) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (rig *consoleRig) do(c *http.Client, method, path string, form url.Values, header map[string]string) (*http.Response, string) {
+	rig.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, rig.srv.URL+path, body)
+	if err != nil {
+		rig.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		rig.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// login logs c in with token and returns its CSRF token, read off the dashboard.
+func (rig *consoleRig) login(c *http.Client, token string) string {
+	rig.t.Helper()
+	resp, _ := rig.do(c, "POST", "/ui/login", url.Values{"token": {token}, "next": {"/ui/"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
+		rig.t.Fatalf("login: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	resp, body := rig.do(c, "GET", "/ui/", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		rig.t.Fatalf("dashboard after login: %s", resp.Status)
+	}
+	m := regexp.MustCompile(`"X-Clover-CSRF": "([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		rig.t.Fatalf("no CSRF token on the dashboard:\n%s", body)
+	}
+	return m[1]
+}
+
+func TestAPageNeedsALoginThatNamesItsHolder(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	resp, _ := rig.do(c, "GET", "/ui/jobs?q=night", nil, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login?next="+url.QueryEscape("/ui/jobs?q=night") {
+		t.Fatalf("before login: %s to %q, want 303 to the login page keeping the destination", resp.Status, resp.Header.Get("Location"))
+	}
+	resp, body := rig.do(c, "POST", "/ui/login", url.Values{"token": {"not-a-token"}}, nil)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "Unknown or revoked token") {
+		t.Fatalf("a wrong token: %s, want 401 with the reason", resp.Status)
+	}
+	resp, _ = rig.do(c, "POST", "/ui/login", url.Values{"token": {"admin-token"}, "next": {"//evil.example/"}}, nil)
+	if resp.Header.Get("Location") != "/ui/" {
+		t.Fatalf("login with a foreign next: to %q, want /ui/", resp.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookie {
+			cookie = ck
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/ui/" || strings.Contains(cookie.Value, "admin-token") {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/ui/, without the token", cookie)
+	}
+	resp, body = rig.do(c, "GET", "/ui/", nil, nil)
+	for _, want := range []string{"server-leading", "client-a", "client-b is gone", "exit status 3", `id="who">alice`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	for _, call := range rig.api.allCalls() {
+		if call.caller.Name != "alice" {
+			t.Errorf("the API was called as %+v, want alice", call.caller)
+		}
+	}
+	resp, _ = rig.do(c, "POST", "/ui/logout", url.Values{}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %s", resp.Status)
+	}
+	if resp, _ = rig.do(c, "GET", "/ui/", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after logout: %s, want a redirect to the login page", resp.Status)
+	}
+}
+
+func TestASessionEndsWhenItsTokenIsRevokedOrItExpiresOrIsAltered(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	rig.login(c, "admin-token")
+	rig.mu.Lock()
+	rig.revoked["alice"] = true
+	rig.mu.Unlock()
+	if resp, _ := rig.do(c, "GET", "/ui/", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoked token: %s, want a redirect to the login page", resp.Status)
+	}
+	rig.mu.Lock()
+	rig.revoked["alice"] = false
+	rig.mu.Unlock()
+
+	c = rig.client()
+	rig.login(c, "admin-token")
+	u, _ := url.Parse(rig.srv.URL + "/ui/")
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			_, sig, _ := strings.Cut(ck.Value, ".") // alice's signature on another payload
+			body, _ := json.Marshal(session{Name: "alice", Role: keyring.RoleAdmin, Hash: "00", Expires: time.Now().Add(time.Hour).Unix(), Nonce: "n"})
+			forged := &http.Cookie{Name: sessionCookie, Value: base64.RawURLEncoding.EncodeToString(body) + "." + sig, Path: "/ui/"}
+			c2 := rig.client()
+			c2.Jar.SetCookies(u, []*http.Cookie{forged})
+			if resp, _ := rig.do(c2, "GET", "/ui/", nil, nil); resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("altered cookie: %s, want a redirect to the login page", resp.Status)
+			}
+		}
+	}
+	rig.mu.Lock()
+	rig.now = rig.now.Add(sessionTTL + time.Minute)
+	rig.mu.Unlock()
+	if resp, _ := rig.do(c, "GET", "/ui/", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("expired session: %s, want a redirect to the login page", resp.Status)
+	}
+}
+
+func TestAWriteNeedsTheSessionsCSRFTokenAndTheConsolesOrigin(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	csrf := rig.login(c, "admin-token")
+	if resp, _ := rig.do(c, "POST", "/ui/jobs/nightly/pause", url.Values{}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("pause without the CSRF token: %s, want 403", resp.Status)
+	}
+	if resp, _ := rig.do(c, "POST", "/ui/jobs/nightly/pause", url.Values{"csrf": {csrf}}, map[string]string{"Origin": "https://evil.example"}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("pause from a foreign origin: %s, want 403", resp.Status)
+	}
+	if n := len(rig.api.writes()); n != 0 {
+		t.Fatalf("the API was written to %d times by refused requests", n)
+	}
+	resp, _ := rig.do(c, "POST", "/ui/jobs/nightly/pause", url.Values{"csrf": {csrf}}, map[string]string{"Origin": rig.srv.URL})
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/jobs/nightly?done=") {
+		t.Fatalf("pause: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	w := rig.api.writes()
+	if len(w) != 1 || w[0].path != "/api/v1/jobs/nightly/pause" || w[0].caller.Name != "alice" {
+		t.Fatalf("API writes %+v, want one pause as alice", w)
+	}
+	if _, body := rig.do(c, "GET", resp.Header.Get("Location"), nil, nil); !strings.Contains(body, `id="job-state">paused`) || !strings.Contains(body, `id="resume"`) {
+		t.Fatal("the job page after the pause does not show it paused with a resume button")
+	}
+}
+
+func TestAViewerSeesNoWriteButtonAndCannotForceOne(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	csrf := rig.login(c, "viewer-token")
+	_, body := rig.do(c, "GET", "/ui/jobs/nightly", nil, nil)
+	if !strings.Contains(body, `id="job-name">nightly`) {
+		t.Fatalf("job page:\n%s", body)
+	}
+	for _, button := range []string{`id="pause"`, `id="trigger"`, `id="resume"`} {
+		if strings.Contains(body, button) {
+			t.Errorf("a viewer's job page shows %s", button)
+		}
+	}
+	resp, _ := rig.do(c, "POST", "/ui/jobs/nightly/trigger", url.Values{"csrf": {csrf}}, nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a viewer's forced trigger: %s, want 403", resp.Status)
+	}
+	if n := len(rig.api.writes()); n != 0 {
+		t.Fatalf("a viewer's forced trigger reached the API %d times", n)
+	}
+}
+
+func TestTheJobListIsPagedAndFilteredOnTheServer(t *testing.T) {
+	rig := newConsoleRig(t)
+	rig.api.mu.Lock()
+	for i := range 120 {
+		name := fmt.Sprintf("etl-%03d", i)
+		rig.api.jobs[name] = job.Spec{Name: name, Schedule: "@every 1h", Handler: "shell", Paused: i%2 == 0}
+	}
+	rig.api.mu.Unlock()
+	c := rig.client()
+	rig.login(c, "admin-token")
+	_, body := rig.do(c, "GET", "/ui/jobs?q=etl&state=paused", nil, nil)
+	if !strings.Contains(body, "60 jobs, page 1 of 2") {
+		t.Fatalf("filter: %s", regexp.MustCompile(`id="jobs-count">[^<]*`).FindString(body))
+	}
+	if n := strings.Count(body, `<a href="/ui/jobs/etl-`); n != jobsPerPage {
+		t.Fatalf("page 1 lists %d jobs, want %d", n, jobsPerPage)
+	}
+	_, body = rig.do(c, "GET", "/ui/jobs?q=etl&state=paused&page=2", nil, nil)
+	if n := strings.Count(body, `<a href="/ui/jobs/etl-`); n != 10 || strings.Contains(body, "etl-001") {
+		t.Fatalf("page 2 lists %d jobs (want the 10 left, all paused)", n)
+	}
+}

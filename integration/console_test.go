@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/clover-sched/clover/internal/browsertest"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/testenv"
+)
+
+// consoleText waits until the element sel shows want, reading the page again until then (a navigation
+// under way fails an evaluation, which only means "not yet").
+func consoleText(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	js := `(() => { const e = document.querySelector("` + sel + `"); return e ? e.textContent : "" })()`
+	var now string
+	ok := testenv.Poll(20*time.Second, func() bool {
+		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		now = text
+		return err == nil && strings.Contains(text, want)
+	})
+	if !ok {
+		t.Fatalf("%s does not show %q within 20s (it shows %q)", sel, want, now)
+	}
+}
+
+func consoleLogin(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/login"), chromedp.SendKeys(chromedp.ID("token"), token), chromedp.Click(chromedp.ID("login"))); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	consoleText(t, ctx, "h1", "Dashboard")
+}
+
+// The console of a follower on a secure cluster, in Chromium: an operator logs in, sees the leader,
+// finds a job, runs it and pauses it (the writes go through the follower's API to the leader, audited as
+// the operator, via the console); a viewer sees no write button, and a write the viewer forces is
+// refused before it reaches the API.
+func TestTheConsoleOnARealCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 2, Clients: 1})
+	leader, epoch := c.WaitLeader(30 * time.Second)
+	c.WaitClients(1, 30*time.Second)
+	follower := c.otherServer(leader)
+	c.CreateJob(job.Spec{Name: "console-job", Schedule: "0 0 3 * * ?", Handler: job.HandlerShell, Params: map[string]string{"command": "echo from-the-console"}})
+	base := c.scheme + "://" + follower.API
+
+	ctx := browsertest.Browser(t)
+	consoleLogin(t, ctx, base, c.Tokens.Operator)
+	consoleText(t, ctx, "#leader", leader.ID)
+	consoleText(t, ctx, "#epoch", strconv.FormatInt(epoch, 10))
+	consoleText(t, ctx, "#clients", "client")
+	browsertest.Screenshot(t, ctx, "cluster-dashboard")
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/jobs?q=console")); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#jobs", "console-job")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href="/ui/jobs/console-job"]`))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#job-name", "console-job")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("trigger"))); err != nil {
+		t.Fatal(err)
+	}
+	if page, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("main").innerText`)); err == nil && !strings.Contains(page, "triggered") {
+		browsertest.Screenshot(t, ctx, "cluster-trigger")
+		t.Logf("after Run now the page says:\n%s", page)
+	}
+	consoleText(t, ctx, "#message", "triggered: console-job@")
+	execID, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#message").textContent.replace("triggered: ", "").trim()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitState(t, execID, job.StateSucceeded, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("pause"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#job-state", "paused")
+	var spec job.Spec
+	if err := c.Call(leader, "GET", "/api/v1/jobs/console-job", nil, &spec); err != nil || !spec.Paused {
+		t.Fatalf("after the console's pause the API says paused=%v (%v)", spec.Paused, err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the run to show on the job's page", func() bool {
+		_ = chromedp.Do(ctx, chromedp.Reload())
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#executions")?.textContent ?? ""`))
+		return strings.Contains(text, execID) && strings.Contains(text, "succeeded")
+	})
+	browsertest.Screenshot(t, ctx, "cluster-job")
+	var audit []map[string]any
+	if err := c.Call(leader, "GET", "/api/v1/audit?who=test-operator", nil, &audit); err != nil {
+		t.Fatal(err)
+	}
+	var paused bool
+	for _, e := range audit {
+		if e["target"] == "console-job" && strings.Contains(e["action"].(string), "pause") && e["via"] == "console@"+follower.ID {
+			paused = true
+		}
+	}
+	if !paused {
+		t.Errorf("no audit entry of test-operator pausing console-job via the console: %v", audit)
+	}
+
+	// A viewer: no write button, and a forced write (the form posted by hand, with the viewer's own CSRF
+	// token) is refused.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("logout"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleLogin(t, ctx, base, c.Tokens.Viewer)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/jobs/console-job")); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#job-name", "console-job")
+	buttons, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#pause, #resume, #trigger").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buttons != 0 {
+		t.Errorf("a viewer sees %d write buttons", buttons)
+	}
+	forced := `(async () => {
+		const csrf = JSON.parse(document.body.getAttribute("hx-headers"))["X-Clover-CSRF"];
+		const r = await fetch("/ui/jobs/console-job/resume", {method: "POST", body: new URLSearchParams({csrf}), redirect: "manual"});
+		return r.status })()`
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](forced, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusForbidden {
+		t.Errorf("a viewer's forced resume: %d, want 403", status)
+	}
+	if err := c.Call(leader, "GET", "/api/v1/jobs/console-job", nil, &spec); err != nil || !spec.Paused {
+		t.Errorf("after the viewer's forced resume the job is paused=%v (%v), want still paused", spec.Paused, err)
+	}
+}
