@@ -89,6 +89,9 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("GET /ui/jobs", c.authed(c.jobs))
 	mux.HandleFunc("GET /ui/jobs/{name}", c.authed(c.jobPage))
 	mux.HandleFunc("POST /ui/jobs/{name}/{action}", c.authed(c.jobAction))
+	mux.HandleFunc("GET /ui/executions", c.authed(c.executions))
+	mux.HandleFunc("GET /ui/executions/{id}", c.authed(c.executionPage))
+	mux.HandleFunc("POST /ui/executions/{id}/{action}", c.authed(c.executionAction))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	c.mux = mux
 	return c, nil

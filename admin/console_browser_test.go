@@ -96,7 +96,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("logout"))); err != nil {
 		t.Fatal(err)
 	}
-	waitText(t, ctx, "h1", "Log in")
+	waitText(t, ctx, "h1", "Log in") // the logout has landed before anything navigates again
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("token"), "viewer-token"), chromedp.Click(chromedp.ID("login"))); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ import (
 type fakeAPI struct {
 	mu    sync.Mutex
 	jobs  map[string]job.Spec
+	execs []job.Execution // newest first, as the API lists them
 	calls []apiCall
 }
 
@@ -85,8 +87,35 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, _ []
 		return answer([]api.InFlight{{ID: "x@1", Job: "x", Client: "client-a", Status: "running"}})
 	case p == "/api/v1/alerts":
 		return answer([]map[string]any{{"key": "k", "summary": "client-b is gone", "since": time.Now()}})
-	case p == "/api/v1/executions":
+	case p == "/api/v1/executions" && a.execs == nil:
 		return answer([]job.Execution{{ID: "nightly@1", Job: "nightly", State: job.StateFailed, Client: "client-a", Result: &job.Result{Status: job.StateFailed, Error: "exit status 3"}}})
+	case p == "/api/v1/executions":
+		q := u.Query()
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		var out []job.Execution
+		before, _ := time.Parse(time.RFC3339Nano, q.Get("before"))
+		for _, e := range a.execs {
+			if !before.IsZero() && (e.ScheduledAt.After(before) || e.ScheduledAt.Equal(before) && e.ID >= q.Get("before_id")) {
+				continue
+			}
+			if len(out) < limit {
+				out = append(out, e)
+			}
+		}
+		return answer(out)
+	case strings.HasPrefix(p, "/api/v1/executions/"):
+		id, action, _ := strings.Cut(strings.TrimPrefix(p, "/api/v1/executions/"), "/")
+		for i, e := range a.execs {
+			if e.ID != id {
+				continue
+			}
+			if action == "stop" {
+				a.execs[i].State = job.StateFailed
+				return answer(api.ExecActionResponse{Execution: id, Action: action})
+			}
+			return answer(e)
+		}
+		return http.StatusNotFound, []byte(`{"error":"no execution ` + id + `"}`), nil
 	case p == "/api/v1/fallback":
 		return answer(api.FallbackStatus{})
 	case p == "/api/v1/jobs":
@@ -364,5 +393,52 @@ func TestTheJobListIsPagedAndFilteredOnTheServer(t *testing.T) {
 	_, body = rig.do(c, "GET", "/ui/jobs?q=etl&state=paused&page=2", nil, nil)
 	if n := strings.Count(body, `<a href="/ui/jobs/etl-`); n != 10 || strings.Contains(body, "etl-001") {
 		t.Fatalf("page 2 lists %d jobs (want the 10 left, all paused)", n)
+	}
+}
+
+func TestExecutionsArePagedWithTheAPIsCursorAndAnOpenOneCanBeStopped(t *testing.T) {
+	rig := newConsoleRig(t)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	rig.api.mu.Lock()
+	for i := 119; i >= 0; i-- { // newest first
+		e := job.Execution{ID: fmt.Sprintf("nightly@%03d", i), Job: "nightly", ScheduledAt: t0.Add(time.Duration(i) * time.Minute), State: job.StateSucceeded}
+		if i == 119 {
+			e.State, e.Client = job.StateRunning, "client-a"
+		}
+		rig.api.execs = append(rig.api.execs, e)
+	}
+	rig.api.mu.Unlock()
+	c := rig.client()
+	csrf := rig.login(c, "admin-token")
+	var seen []string
+	next := "/ui/executions?job=nightly"
+	for pages := 0; next != ""; pages++ {
+		if pages > 3 {
+			t.Fatal("more pages than the executions need")
+		}
+		_, body := rig.do(c, "GET", next, nil, nil)
+		seen = append(seen, regexp.MustCompile(`href="/ui/executions/(nightly@\d+)"`).FindAllString(body, -1)...)
+		m := regexp.MustCompile(`href="([^"]+)" id="older"`).FindStringSubmatch(body)
+		next = ""
+		if m != nil {
+			next = strings.ReplaceAll(m[1], "&amp;", "&")
+		}
+	}
+	if len(seen) != 120 || !strings.Contains(seen[0], "nightly@119") || !strings.Contains(seen[119], "nightly@000") {
+		t.Fatalf("the pages listed %d executions (first %v), want 120 newest first, each once", len(seen), seen[:min(3, len(seen))])
+	}
+	_, body := rig.do(c, "GET", "/ui/executions/nightly@119", nil, nil)
+	if !strings.Contains(body, `id="stop"`) {
+		t.Fatal("a running execution's page has no stop button for an admin")
+	}
+	resp, _ := rig.do(c, "POST", "/ui/executions/nightly@119/stop", url.Values{"csrf": {csrf}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("stop: %s", resp.Status)
+	}
+	if w := rig.api.writes(); len(w) != 1 || w[0].path != "/api/v1/executions/nightly@119/stop" {
+		t.Fatalf("API writes %+v, want the stop", w)
+	}
+	if _, body := rig.do(c, "GET", "/ui/executions/nightly@119", nil, nil); strings.Contains(body, `id="stop"`) {
+		t.Fatal("an ended execution still offers a stop")
 	}
 }
