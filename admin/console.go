@@ -92,6 +92,10 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("GET /ui/executions", c.authed(c.executions))
 	mux.HandleFunc("GET /ui/executions/{id}", c.authed(c.executionPage))
 	mux.HandleFunc("POST /ui/executions/{id}/{action}", c.authed(c.executionAction))
+	mux.HandleFunc("GET /ui/contacts", c.authed(c.contacts))
+	mux.HandleFunc("POST /ui/contacts", c.authed(c.addContact))
+	mux.HandleFunc("POST /ui/contacts/{name}/delete", c.authed(c.deleteContact))
+	mux.HandleFunc("GET /ui/audit", c.authed(c.audit))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	c.mux = mux
 	return c, nil

@@ -23,6 +23,7 @@ import (
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/store"
 )
 
 // fakeAPI answers the console's API calls from memory and refuses writes below the operator role, as
@@ -30,8 +31,9 @@ import (
 type fakeAPI struct {
 	mu    sync.Mutex
 	jobs  map[string]job.Spec
-	execs []job.Execution // newest first, as the API lists them
-	calls []apiCall
+	execs    []job.Execution // newest first, as the API lists them
+	contacts map[string]store.Contact
+	calls    []apiCall
 }
 
 type apiCall struct {
@@ -65,7 +67,7 @@ func (a *fakeAPI) writes() []apiCall {
 	return out
 }
 
-func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, _ []byte) (int, []byte, error) {
+func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body []byte) (int, []byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, apiCall{caller, method, path})
@@ -77,7 +79,33 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, _ []
 	if method != http.MethodGet && !caller.may(keyring.RoleOperator) {
 		return http.StatusForbidden, []byte(`{"error":"` + caller.Name + ` may not do that"}`), nil
 	}
+	adminOnly := strings.HasPrefix(u.Path, "/api/v1/audit") || strings.HasPrefix(u.Path, "/api/v1/contacts") && method != http.MethodGet
+	if adminOnly && !caller.may(keyring.RoleAdmin) {
+		return http.StatusForbidden, []byte(`{"error":"` + caller.Name + ` may not do that: it needs role admin"}`), nil
+	}
 	switch p := u.Path; {
+	case p == "/api/v1/audit":
+		return answer([]store.AuditEntry{{Who: "alice", Role: "admin", Action: "POST /api/v1/jobs/{name}/pause", Target: "nightly", Status: 200, Via: "console"}})
+	case p == "/api/v1/contacts" && method == http.MethodGet:
+		var out []store.Contact
+		for _, ct := range a.contacts {
+			out = append(out, ct)
+		}
+		return answer(out)
+	case p == "/api/v1/contacts":
+		var req api.ContactRequest
+		_ = json.Unmarshal(body, &req)
+		if !strings.Contains(req.Email, "@") {
+			return http.StatusBadRequest, []byte(`{"error":"contact ` + req.Name + `: email \"` + req.Email + `\" is not an address"}`), nil
+		}
+		if a.contacts == nil {
+			a.contacts = map[string]store.Contact{}
+		}
+		a.contacts[req.Name] = store.Contact{Name: req.Name, Email: req.Email, Webhook: req.Webhook}
+		return http.StatusCreated, []byte(`{}`), nil
+	case strings.HasPrefix(p, "/api/v1/contacts/") && method == http.MethodDelete:
+		delete(a.contacts, strings.TrimPrefix(p, "/api/v1/contacts/"))
+		return http.StatusNoContent, nil, nil
 	case p == "/api/v1/cluster":
 		return answer(api.ClusterStatus{Server: "s1", Leader: &api.LeaderStatus{ID: "server-leading", Epoch: 7},
 			Servers: []registry.Member{{ID: "server-leading"}}, Clients: []registry.Member{{ID: "client-a", Capacity: 8, Handlers: []string{"shell"}}}})
@@ -440,5 +468,55 @@ func TestExecutionsArePagedWithTheAPIsCursorAndAnOpenOneCanBeStopped(t *testing.
 	}
 	if _, body := rig.do(c, "GET", "/ui/executions/nightly@119", nil, nil); strings.Contains(body, `id="stop"`) {
 		t.Fatal("an ended execution still offers a stop")
+	}
+}
+
+func TestContactsAndTheAuditLogAreForAdmins(t *testing.T) {
+	rig := newConsoleRig(t)
+	rig.api.mu.Lock()
+	j := rig.api.jobs["nightly"]
+	j.Contacts = []string{"ops"}
+	rig.api.jobs["nightly"] = j
+	rig.api.mu.Unlock()
+	admin := rig.client()
+	csrf := rig.login(admin, "admin-token")
+	resp, body := rig.do(admin, "POST", "/ui/contacts", url.Values{"csrf": {csrf}, "name": {"ops"}, "email": {"not-an-address"}, "webhook": {"https://hooks.example/T0KEN"}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "is not an address") || !strings.Contains(body, `value="not-an-address"`) {
+		t.Fatalf("a refused contact: %s; want 400 with the API's reason and the form filled in again", resp.Status)
+	}
+	if strings.Contains(body, "T0KEN") {
+		t.Error("the refused form sent the webhook (a secret) back to the page")
+	}
+	resp, _ = rig.do(admin, "POST", "/ui/contacts", url.Values{"csrf": {csrf}, "name": {"ops"}, "email": {"ops@example.com"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("add a contact: %s", resp.Status)
+	}
+	_, body = rig.do(admin, "GET", "/ui/contacts", nil, nil)
+	if !strings.Contains(body, "ops@example.com") || !strings.Contains(body, `<a href="/ui/jobs/nightly">nightly</a>`) {
+		t.Fatal("the contacts page does not list ops with the job that names it")
+	}
+	if _, body = rig.do(admin, "GET", "/ui/audit", nil, nil); !strings.Contains(body, "POST /api/v1/jobs/{name}/pause") || !strings.Contains(body, `id="nav-audit"`) {
+		t.Fatal("an admin's audit page does not show the log")
+	}
+
+	viewer := rig.client()
+	vcsrf := rig.login(viewer, "viewer-token")
+	_, body = rig.do(viewer, "GET", "/ui/contacts", nil, nil)
+	for _, s := range []string{`id="contact-add"`, `id="delete-ops"`, `id="nav-audit"`} {
+		if strings.Contains(body, s) {
+			t.Errorf("a viewer's contacts page shows %s", s)
+		}
+	}
+	if resp, _ := rig.do(viewer, "POST", "/ui/contacts/ops/delete", url.Values{"csrf": {vcsrf}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer's forced delete: %s, want 403", resp.Status)
+	}
+	if resp, _ := rig.do(viewer, "GET", "/ui/audit", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer's audit page: %s, want 403", resp.Status)
+	}
+	rig.api.mu.Lock()
+	_, kept := rig.api.contacts["ops"]
+	rig.api.mu.Unlock()
+	if !kept {
+		t.Error("a viewer's forced delete removed the contact")
 	}
 }

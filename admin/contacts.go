@@ -1,0 +1,122 @@
+package admin
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/keyring"
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// contactsData is the contacts page: who alerts go to, which jobs name each, and the form to add one.
+type contactsData struct {
+	Contacts []contactRow
+	Form     api.ContactRequest // refilled after a refused add
+	Error    string
+	Message  string
+}
+
+type contactRow struct {
+	store.Contact
+	Jobs []string
+}
+
+func (c *Console) contacts(w http.ResponseWriter, r *http.Request) {
+	c.renderContacts(w, r, http.StatusOK, contactsData{Message: r.URL.Query().Get("done")})
+}
+
+func (c *Console) renderContacts(w http.ResponseWriter, r *http.Request, status int, d contactsData) {
+	var list []store.Contact
+	if err := c.get(r, "/api/v1/contacts", &list); err != nil {
+		c.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	var jobs []job.Spec
+	_ = c.get(r, "/api/v1/jobs", &jobs) // which jobs name a contact; without it, the column is empty
+	for _, ct := range list {
+		row := contactRow{Contact: ct}
+		for _, j := range jobs {
+			if slices.Contains(j.Contacts, ct.Name) {
+				row.Jobs = append(row.Jobs, j.Name)
+			}
+		}
+		d.Contacts = append(d.Contacts, row)
+	}
+	c.render(w, r, status, "contacts", d)
+}
+
+// addContact adds or replaces a contact (admins); the API's refusal is shown on the form, filled in again.
+func (c *Console) addContact(w http.ResponseWriter, r *http.Request) {
+	if !viewerOf(r.Context()).may(keyring.RoleAdmin) {
+		c.fail(w, r, http.StatusForbidden, fmt.Errorf("adding a contact needs the admin role"))
+		return
+	}
+	req := api.ContactRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Email: strings.TrimSpace(r.PostFormValue("email")),
+		Webhook: strings.TrimSpace(r.PostFormValue("webhook"))}
+	if err := c.call(r, http.MethodPost, "/api/v1/contacts", req, nil); err != nil {
+		status := http.StatusBadGateway
+		if ae, ok := err.(*apiError); ok {
+			status = ae.status
+		}
+		req.Webhook = "" // a secret is not sent back to the page
+		c.renderContacts(w, r, status, contactsData{Form: req, Error: err.Error()})
+		return
+	}
+	http.Redirect(w, r, "/ui/contacts?done="+url.QueryEscape("saved "+req.Name), http.StatusSeeOther)
+}
+
+func (c *Console) deleteContact(w http.ResponseWriter, r *http.Request) {
+	if !viewerOf(r.Context()).may(keyring.RoleAdmin) {
+		c.fail(w, r, http.StatusForbidden, fmt.Errorf("deleting a contact needs the admin role"))
+		return
+	}
+	name := r.PathValue("name")
+	if err := c.call(r, http.MethodDelete, "/api/v1/contacts/"+url.PathEscape(name), nil, nil); err != nil {
+		c.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/contacts?done="+url.QueryEscape("deleted "+name), http.StatusSeeOther)
+}
+
+// auditData is a page of the audit log (admins).
+type auditData struct {
+	Who      string
+	Entries  []store.AuditEntry
+	OlderURL string
+}
+
+const auditPerPage = 100
+
+func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
+	if !viewerOf(r.Context()).may(keyring.RoleAdmin) {
+		c.fail(w, r, http.StatusForbidden, fmt.Errorf("the audit log is for the admin role"))
+		return
+	}
+	q := r.URL.Query()
+	d := auditData{Who: strings.TrimSpace(q.Get("who"))}
+	read := url.Values{"limit": {fmt.Sprint(auditPerPage)}}
+	if d.Who != "" {
+		read.Set("who", d.Who)
+	}
+	if b := q.Get("before"); b != "" {
+		read.Set("before", b)
+	}
+	if err := c.get(r, "/api/v1/audit?"+read.Encode(), &d.Entries); err != nil {
+		c.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	if len(d.Entries) == auditPerPage {
+		older := url.Values{"before": {d.Entries[len(d.Entries)-1].At.UTC().Format(time.RFC3339Nano)}}
+		if d.Who != "" {
+			older.Set("who", d.Who)
+		}
+		d.OlderURL = "/ui/audit?" + older.Encode()
+	}
+	c.render(w, r, http.StatusOK, "audit", d)
+}
