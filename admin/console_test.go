@@ -29,8 +29,8 @@ import (
 // fakeAPI answers the console's API calls from memory and refuses writes below the operator role, as
 // the server's API does; it records every call with its caller.
 type fakeAPI struct {
-	mu    sync.Mutex
-	jobs  map[string]job.Spec
+	mu       sync.Mutex
+	jobs     map[string]job.Spec
 	execs    []job.Execution // newest first, as the API lists them
 	contacts map[string]store.Contact
 	calls    []apiCall
