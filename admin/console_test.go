@@ -111,6 +111,8 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 			Servers: []registry.Member{{ID: "server-leading"}}, Clients: []registry.Member{{ID: "client-a", Capacity: 8, Handlers: []string{"shell"}}}})
 	case p == "/api/v1/backlog":
 		return answer(api.Backlog{Open: 3, ByStatus: map[string]int{"running": 3}, Limit: 20000})
+	case p == "/api/v1/heartbeats":
+		return answer([]api.ClientHeartbeat{{Client: "client-a", LastAt: time.Now()}})
 	case p == "/api/v1/inflight":
 		return answer([]api.InFlight{{ID: "x@1", Job: "x", Client: "client-a", Status: "running"}})
 	case p == "/api/v1/alerts":
@@ -518,5 +520,20 @@ func TestContactsAndTheAuditLogAreForAdmins(t *testing.T) {
 	rig.api.mu.Unlock()
 	if !kept {
 		t.Error("a viewer's forced delete removed the contact")
+	}
+}
+
+func TestTheClientsPageShowsEachClientsRunsAndHeartbeat(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	rig.login(c, "viewer-token")
+	_, body := rig.do(c, "GET", "/ui/members", nil, nil)
+	for _, want := range []string{"server-leading <strong>leader</strong> (epoch 7)", "<td>client-a</td><td>1 / 8</td>", `<a href="/ui/executions/x@1">x@1</a>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the clients page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "not this term") {
+		t.Error("the clients page says the leader has not heard client-a, which its heartbeats list")
 	}
 }
