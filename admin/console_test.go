@@ -148,6 +148,17 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 		return http.StatusNotFound, []byte(`{"error":"no execution ` + id + `"}`), nil
 	case p == "/api/v1/fallback":
 		return answer(api.FallbackStatus{})
+	case p == "/api/v1/jobs" && method == http.MethodPost:
+		var spec job.Spec
+		if err := json.Unmarshal(body, &spec); err != nil || spec.Schedule == "" {
+			return http.StatusBadRequest, []byte(`{"error":"job ` + spec.Name + `: schedule is empty"}`), nil
+		}
+		if _, ok := a.jobs[spec.Name]; ok {
+			return http.StatusConflict, []byte(`{"error":"job exists"}`), nil
+		}
+		spec.Version = 1
+		a.jobs[spec.Name] = spec
+		return answer(spec)
 	case p == "/api/v1/jobs":
 		var out []job.Spec
 		for _, j := range a.jobs {
@@ -160,6 +171,20 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 		j, ok := a.jobs[name]
 		if !ok {
 			return http.StatusNotFound, []byte(`{"error":"job ` + name + ` not found"}`), nil
+		}
+		switch {
+		case action == "" && method == http.MethodPut:
+			var spec job.Spec
+			_ = json.Unmarshal(body, &spec)
+			if spec.Version != j.Version {
+				return http.StatusConflict, []byte(fmt.Sprintf(`{"error":"conflict: job %s is at version %d, not %d"}`, name, j.Version, spec.Version)), nil
+			}
+			spec.Version++
+			a.jobs[name] = spec
+			return answer(spec)
+		case action == "" && method == http.MethodDelete:
+			delete(a.jobs, name)
+			return http.StatusNoContent, nil, nil
 		}
 		switch action {
 		case "":
@@ -535,5 +560,55 @@ func TestTheClientsPageShowsEachClientsRunsAndHeartbeat(t *testing.T) {
 	}
 	if strings.Contains(body, "not this term") {
 		t.Error("the clients page says the leader has not heard client-a, which its heartbeats list")
+	}
+}
+
+func TestAJobIsCreatedAndEditedAsItsDefinitionAndAnEditNeverOverwritesANewerVersion(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	csrf := rig.login(c, "admin-token")
+	_, body := rig.do(c, "GET", "/ui/jobs/new", nil, nil)
+	if !strings.Contains(body, `id="definition"`) || !strings.Contains(body, "echo hello") {
+		t.Fatal("the new job page has no definition to start from")
+	}
+	bad := `{"name": "report", "handler": "shell", "params": {"command": "make-report"}}`
+	resp, body := rig.do(c, "POST", "/ui/jobs/new", url.Values{"csrf": {csrf}, "definition": {bad}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "schedule is empty") || !strings.Contains(body, "make-report") {
+		t.Fatalf("an invalid job: %s; want 400 with the API's reason and the definition kept", resp.Status)
+	}
+	if resp, body = rig.do(c, "POST", "/ui/jobs/new", url.Values{"csrf": {csrf}, "definition": {`{"name": "report", "bogus": 1}`}}, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "bogus") {
+		t.Fatalf("an unknown field: %s; want 400 naming it", resp.Status)
+	}
+	good := `{"name": "report", "schedule": "0 0 6 * * ?", "handler": "shell", "params": {"command": "make-report"}}`
+	if resp, _ = rig.do(c, "POST", "/ui/jobs/new", url.Values{"csrf": {csrf}, "definition": {good}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create: %s", resp.Status)
+	}
+	// Two editors open version 1; the first saves, the second is told and overwrites nothing.
+	_, body = rig.do(c, "GET", "/ui/jobs/report/edit", nil, nil)
+	if !strings.Contains(body, `name="version" value="1"`) {
+		t.Fatal("the edit page does not carry the version it shows")
+	}
+	first := strings.Replace(good, "0 0 6", "0 0 7", 1)
+	if resp, _ = rig.do(c, "POST", "/ui/jobs/report/edit", url.Values{"csrf": {csrf}, "version": {"1"}, "definition": {first}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the first edit: %s", resp.Status)
+	}
+	second := strings.Replace(good, "0 0 6", "0 0 8", 1)
+	resp, body = rig.do(c, "POST", "/ui/jobs/report/edit", url.Values{"csrf": {csrf}, "version": {"1"}, "definition": {second}}, nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "changed since you opened it") || !strings.Contains(body, `id="current"`) {
+		t.Fatalf("the second edit from version 1: %s; want 409 with the job as it is now", resp.Status)
+	}
+	rig.api.mu.Lock()
+	got := rig.api.jobs["report"]
+	rig.api.mu.Unlock()
+	if got.Schedule != "0 0 7 * * ?" || got.Version != 2 {
+		t.Fatalf("after the conflict the job is %q at version %d, want the first edit's schedule at version 2", got.Schedule, got.Version)
+	}
+	viewer := rig.client()
+	vcsrf := rig.login(viewer, "viewer-token")
+	if resp, _ = rig.do(viewer, "POST", "/ui/jobs/report/delete", url.Values{"csrf": {vcsrf}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a viewer's forced delete: %s, want 403", resp.Status)
+	}
+	if resp, _ = rig.do(c, "POST", "/ui/jobs/report/delete", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete: %s", resp.Status)
 	}
 }
