@@ -1,7 +1,6 @@
 package admin
 
 import (
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -151,4 +150,3 @@ func (c *Console) deleteJob(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, "/ui/jobs?deleted="+url.QueryEscape(name), http.StatusSeeOther)
 }
-
