@@ -102,6 +102,7 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("POST /ui/contacts", c.authed(c.addContact))
 	mux.HandleFunc("POST /ui/contacts/{name}/delete", c.authed(c.deleteContact))
 	mux.HandleFunc("GET /ui/audit", c.authed(c.audit))
+	mux.HandleFunc("GET /ui/zookeeper", c.authed(c.zookeeper))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
 	c.mux = mux
 	return c, nil

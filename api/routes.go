@@ -80,4 +80,6 @@ var Routes = []Route{
 		Query: []Param{{"who", "only this caller's"}, {"before", "made before this RFC 3339 time (paging)"}, {"limit", "1-1000, default 100"}}},
 	{Method: "GET", Path: "/api/v1/notifications", Role: keyring.RoleViewer, Summary: "Notifications sent or queued, newest first.", Status: http.StatusOK, Response: []store.Notification{},
 		Query: []Param{{"alert", "only this alert's"}, {"limit", "1-1000, default 100"}}},
+	{Method: "GET", Path: "/api/v1/zookeeper", Role: keyring.RoleAdmin, Summary: "One node of Clover's ZooKeeper tree, read-only: its data, children, ACL and the session that owns it if ephemeral (admins: ACLs name digest users).", Status: http.StatusOK, Response: ZNode{},
+		Query: []Param{{"path", "a node at or under the cluster's root (default: the root)"}}},
 }

@@ -138,3 +138,16 @@ type ContactRequest struct {
 type Cleared struct {
 	Cleared string `json:"cleared"`
 }
+
+// ZNode is one node of Clover's ZooKeeper tree, as GET /api/v1/zookeeper shows it.
+type ZNode struct {
+	Path     string   `json:"path"`
+	Data     string   `json:"data,omitempty"`     // the data as text (indented when it is JSON)
+	Binary   bool     `json:"binary,omitempty"`   // the data is not text: Data holds its size only
+	Children []string `json:"children,omitempty"` // names, sorted
+	ACL      []string `json:"acl"`                // "scheme:id perms", as zkCli shows them
+	// EphemeralOwner is the session that owns an ephemeral node (hex), "" for a persistent one.
+	EphemeralOwner string    `json:"ephemeral_owner,omitempty"`
+	Version        int32     `json:"version"`
+	ModifiedAt     time.Time `json:"modified_at"`
+}

@@ -152,4 +152,20 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 	if err := c.Call(leader, "GET", "/api/v1/jobs/console-job", nil, &spec); err != nil || !spec.Paused {
 		t.Errorf("after the viewer's forced resume the job is paused=%v (%v), want still paused", spec.Paused, err)
 	}
+
+	// An admin browses the ZooKeeper tree to the election, where the leader's candidate is marked.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("logout"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "h1", "Log in")
+	consoleLogin(t, ctx, base, c.Tokens.Admin)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/zookeeper")); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#children", "election")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#children a[href*="election"]`))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#children", "leader")
+	browsertest.Screenshot(t, ctx, "cluster-zookeeper")
 }

@@ -57,6 +57,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"DELETE /api/v1/contacts/{name}":     s.deleteContact,
 		"GET /api/v1/notifications":          s.listNotifications,
 		"GET /api/v1/audit":                  s.listAudit,
+		"GET /api/v1/zookeeper":              s.getZNode,
 	}
 	mux := http.NewServeMux()
 	for _, rt := range api.Routes {
