@@ -168,4 +168,12 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 	}
 	consoleText(t, ctx, "#children", "leader")
 	browsertest.Screenshot(t, ctx, "cluster-zookeeper")
+	for _, p := range []string{"/zookeeper", "/clover/../zookeeper", "/cloverx", "clover"} {
+		if err := c.Call(follower, "GET", "/api/v1/zookeeper?path="+p, nil, nil); !isStatus(err, http.StatusBadRequest) {
+			t.Errorf("the ZooKeeper node %q, outside the cluster's tree: %v, want 400", p, err)
+		}
+	}
+	if err := c.CallAs(c.Tokens.Viewer, follower, "GET", "/api/v1/zookeeper", nil, nil); !isStatus(err, http.StatusForbidden) {
+		t.Errorf("a viewer reading the ZooKeeper tree: %v, want 403", err)
+	}
 }
