@@ -166,6 +166,7 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#children a[href*="election"]`))); err != nil {
 		t.Fatal(err)
 	}
+	consoleText(t, ctx, "#crumbs", "election")
 	consoleText(t, ctx, "#children", "leader")
 	browsertest.Screenshot(t, ctx, "cluster-zookeeper")
 	for _, p := range []string{"/zookeeper", "/clover/../zookeeper", "/cloverx", "clover"} {
