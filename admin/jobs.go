@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -18,61 +17,48 @@ const jobsPerPage = 50
 
 // jobsData is a page of the job list.
 type jobsData struct {
-	Query   string
-	State   string // "", "active" or "paused"
-	Jobs    []job.Spec
-	Total   int // matching the filter
-	Page    int // from 1
-	Pages   int
-	PrevURL string
-	NextURL string
+	Query    string
+	State    string // "", "active" or "paused"
+	Jobs     []job.Spec
+	After    string // where this page starts ("" on the first)
+	FirstURL string // back to the first page, when this is not it
+	NextURL  string
 }
 
-// jobs lists the jobs a page at a time, filtered by text (name, handler, source, schedule) and state.
-// The API answers every job at once for now, so this page still reads them all on the server; the
-// browser gets one page (the cursor paging in the API is still to do).
+// jobs lists the jobs a page at a time in name order, filtered by text (name, handler, source) and state,
+// with the API's cursor (the last name shown): a page reads what it shows, however many jobs there are.
 func (c *Console) jobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	d := jobsData{Query: strings.TrimSpace(q.Get("q")), State: q.Get("state")}
-	var all []job.Spec
-	if err := c.get(r, "/api/v1/jobs", &all); err != nil {
+	d := jobsData{Query: strings.TrimSpace(q.Get("q")), State: q.Get("state"), After: q.Get("after")}
+	filter := url.Values{}
+	if d.Query != "" {
+		filter.Set("q", d.Query)
+	}
+	if d.State == "paused" || d.State == "active" {
+		filter.Set("state", d.State)
+	}
+	read := url.Values{"limit": {strconv.Itoa(jobsPerPage + 1)}} // one more says whether a next page exists
+	for k, v := range filter {
+		read[k] = v
+	}
+	if d.After != "" {
+		read.Set("after", d.After)
+		d.FirstURL = "/ui/jobs?" + filter.Encode()
+	}
+	var page []job.Spec
+	if err := c.get(r, "/api/v1/jobs?"+read.Encode(), &page); err != nil {
 		c.fail(w, r, http.StatusBadGateway, err)
 		return
 	}
-	needle := strings.ToLower(d.Query)
-	var match []job.Spec
-	for _, s := range all {
-		switch {
-		case d.State == "paused" && !s.Paused, d.State == "active" && s.Paused:
-			continue
-		case needle != "" && !strings.Contains(strings.ToLower(s.Name+" "+s.Handler+" "+s.Source+" "+s.Schedule), needle):
-			continue
+	if len(page) > jobsPerPage {
+		page = page[:jobsPerPage]
+		next := url.Values{"after": {page[len(page)-1].Name}}
+		for k, v := range filter {
+			next[k] = v
 		}
-		match = append(match, s)
+		d.NextURL = "/ui/jobs?" + next.Encode()
 	}
-	slices.SortFunc(match, func(a, b job.Spec) int { return strings.Compare(a.Name, b.Name) })
-	d.Total = len(match)
-	d.Pages = max(1, (d.Total+jobsPerPage-1)/jobsPerPage)
-	d.Page, _ = strconv.Atoi(q.Get("page"))
-	d.Page = min(max(d.Page, 1), d.Pages)
-	from := (d.Page - 1) * jobsPerPage
-	d.Jobs = match[from:min(from+jobsPerPage, len(match))]
-	link := func(p int) string {
-		v := url.Values{"page": {strconv.Itoa(p)}}
-		if d.Query != "" {
-			v.Set("q", d.Query)
-		}
-		if d.State != "" {
-			v.Set("state", d.State)
-		}
-		return "/ui/jobs?" + v.Encode()
-	}
-	if d.Page > 1 {
-		d.PrevURL = link(d.Page - 1)
-	}
-	if d.Page < d.Pages {
-		d.NextURL = link(d.Page + 1)
-	}
+	d.Jobs = page
 	c.render(w, r, http.StatusOK, "jobs", d)
 }
 

@@ -16,8 +16,36 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 )
 
+// listJobs answers every job, or with limit (or any filter) a page of them in name order after after.
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
-	jobs, err := s.store.ListJobs(r.Context())
+	q := r.URL.Query()
+	var (
+		jobs []job.Spec
+		err  error
+	)
+	if q.Has("limit") || q.Has("after") || q.Has("q") || q.Has("state") {
+		p := store.JobPage{After: q.Get("after"), Text: q.Get("q"), Limit: 100}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("query limit=%q: must be a number from 1 to 1000", v))
+				return
+			}
+			p.Limit = n
+		}
+		switch v := q.Get("state"); v {
+		case "":
+		case "paused", "active":
+			paused := v == "paused"
+			p.Paused = &paused
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query state=%q: must be paused or active", v))
+			return
+		}
+		jobs, err = s.store.ListJobsPage(r.Context(), p)
+	} else {
+		jobs, err = s.store.ListJobs(r.Context())
+	}
 	if err != nil {
 		writeError(w, storeStatus(err), err)
 		return

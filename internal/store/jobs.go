@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -113,6 +114,46 @@ func (s *Store) GetJob(ctx context.Context, name string) (job.Spec, error) {
 // ListJobs returns every job, sorted by name.
 func (s *Store) ListJobs(ctx context.Context) ([]job.Spec, error) {
 	cur, err := s.jobs.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: list jobs: %w", err)
+	}
+	specs, err := decodeEach[job.Spec](ctx, s, "job", cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: list jobs: %w", err)
+	}
+	return specs, nil
+}
+
+// JobPage asks for a page of jobs in name order: those after After, at most Limit of them, whose name,
+// handler or source contains Text (any case), and paused or not if Paused is set.
+type JobPage struct {
+	After  string
+	Limit  int
+	Text   string
+	Paused *bool
+}
+
+// ListJobsPage returns a page of jobs. The name is the key, so a page starts where the last one ended
+// whatever was created or deleted in between (a cursor, not an offset).
+func (s *Store) ListJobsPage(ctx context.Context, p JobPage) ([]job.Spec, error) {
+	filter := bson.D{}
+	if p.After != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: p.After}}})
+	}
+	if p.Text != "" {
+		re := bson.Regex{Pattern: regexp.QuoteMeta(p.Text), Options: "i"}
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "_id", Value: re}}, bson.D{{Key: "handler", Value: re}}, bson.D{{Key: "source", Value: re}},
+		}})
+	}
+	if p.Paused != nil {
+		filter = append(filter, bson.E{Key: "paused", Value: *p.Paused})
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}})
+	if p.Limit > 0 {
+		opts.SetLimit(int64(p.Limit))
+	}
+	cur, err := s.jobs.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: list jobs: %w", err)
 	}

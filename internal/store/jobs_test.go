@@ -2,7 +2,9 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,5 +79,60 @@ func TestJobs(t *testing.T) {
 	}
 	if jobs, err := s.ListJobs(ctx); err != nil || len(jobs) != 1 {
 		t.Errorf("ListJobs after delete = %+v, %v; want b", jobs, err)
+	}
+}
+
+func TestJobsArePagedByNameWithFilters(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+	for i := range 25 {
+		sp := spec(fmt.Sprintf("etl-%02d", i))
+		sp.Paused = i%5 == 0
+		if i == 7 {
+			sp.Name, sp.Handler, sp.Params = "report.Weekly", "report", nil
+		}
+		if err := s.CreateJob(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := s.ListJobsPage(ctx, JobPage{After: after, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if pages > 3 || len(page) > 10 {
+			t.Fatalf("page %d has %d jobs", pages, len(page))
+		}
+		for _, j := range page {
+			names = append(names, j.Name)
+		}
+		after = page[len(page)-1].Name
+	}
+	if len(names) != 25 || !slices.IsSorted(names) {
+		t.Fatalf("pages of 10 gave %d names, sorted %v: %v", len(names), slices.IsSorted(names), names)
+	}
+	paused := true
+	got, err := s.ListJobsPage(ctx, JobPage{Paused: &paused, Limit: 100})
+	if err != nil || len(got) != 5 {
+		t.Fatalf("paused: %d jobs (%v), want 5", len(got), err)
+	}
+	for _, text := range []string{"weekly", "REPORT", "tl-1"} {
+		got, err = s.ListJobsPage(ctx, JobPage{Text: text, Limit: 100})
+		want := 1
+		if text == "tl-1" {
+			want = 10
+		}
+		if err != nil || len(got) != want {
+			t.Errorf("text %q: %d jobs (%v), want %d", text, len(got), err, want)
+		}
+	}
+	if got, err = s.ListJobsPage(ctx, JobPage{Text: "etl-.*", Limit: 100}); err != nil || len(got) != 0 {
+		t.Errorf("text %q is not a pattern: %d jobs (%v), want 0", "etl-.*", len(got), err)
 	}
 }
