@@ -93,6 +93,8 @@ func Browser(t testing.TB) context.Context {
 	for _, f := range chromiumFlags {
 		opts = append(opts, chromedp.Flag(f, true))
 	}
+	// A desktop's window, so that pages lay out (and screenshots show them) as an operator sees them.
+	opts = append(opts, chromedp.WindowSize(1280, 860))
 	alloc, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
 	ctx, cancelTab := chromedp.NewContext(alloc, chromedp.WithErrorf(t.Logf))
 
