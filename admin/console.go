@@ -98,6 +98,7 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("GET /ui/executions/{id}", c.authed(c.executionPage))
 	mux.HandleFunc("POST /ui/executions/{id}/{action}", c.authed(c.executionAction))
 	mux.HandleFunc("GET /ui/members", c.authed(c.members))
+	mux.HandleFunc("GET /ui/logs", c.authed(c.logs))
 	mux.HandleFunc("GET /ui/contacts", c.authed(c.contacts))
 	mux.HandleFunc("POST /ui/contacts", c.authed(c.addContact))
 	mux.HandleFunc("POST /ui/contacts/{name}/delete", c.authed(c.deleteContact))

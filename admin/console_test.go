@@ -645,3 +645,29 @@ func TestAJobIsCreatedAndEditedAsItsDefinitionAndAnEditNeverOverwritesANewerVers
 		t.Fatalf("delete: %s", resp.Status)
 	}
 }
+
+func TestTheLogsPageSearchesErrorsAndOutputWithinALookback(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	rig.login(c, "viewer-token")
+	_, body := rig.do(c, "GET", "/ui/logs?text=EXIT+status&hours=6", nil, nil)
+	if !strings.Contains(body, `<a href="/ui/executions/nightly@1">nightly@1</a>`) || !strings.Contains(body, "exit status 3") {
+		t.Fatal("the logs page does not list the execution whose error matches")
+	}
+	var asked *url.URL
+	for _, call := range rig.api.allCalls() {
+		if u, _ := url.Parse(call.path); u.Path == "/api/v1/executions" {
+			asked = u
+		}
+	}
+	if asked == nil {
+		t.Fatal("the logs page did not ask the API")
+	}
+	since, err := time.Parse(time.RFC3339Nano, asked.Query().Get("since"))
+	if asked.Query().Get("text") != "EXIT status" || err != nil || rig.now.Sub(since) != 6*time.Hour {
+		t.Errorf("the search asked %s: want the text and a since 6 hours back", asked.RawQuery)
+	}
+	if got := excerpt(strings.Repeat("a", 500)+"ORA-00942"+strings.Repeat("b", 500), "ora-00942"); !strings.Contains(got, "ORA-00942") || len(got) > 260+len("……") {
+		t.Errorf("excerpt: %d bytes %q", len(got), got)
+	}
+}

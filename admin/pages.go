@@ -63,8 +63,16 @@ func loadPages() (*pages, error) {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05Z")
 		},
-		"roles": func() []string { return keyring.Roles },
-		"join":  strings.Join,
+		"roles":        func() []string { return keyring.Roles },
+		"excerpt":      excerpt,
+		"hoursOffered": func() []int { return logsHours },
+		"hoursLabel": func(h int) string {
+			if h%24 == 0 {
+				return fmt.Sprintf("%d days", h/24)
+			}
+			return fmt.Sprintf("%d hours", h)
+		},
+		"join": strings.Join,
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html")
 	if err != nil {

@@ -59,6 +59,8 @@ var Routes = []Route{
 			{"job", "only this job's"}, {"state", "pending, running, retrying, orphaned, succeeded, failed or skipped"},
 			{"limit", "1-1000"}, {"before", "scheduled before this RFC 3339 time (paging)"},
 			{"before_id", "with before: after this id among those scheduled at before"}, {"archived", "true: from the archive"},
+			{"client", "only those whose last run was on this client"}, {"text", "only those whose error or output contains this (any case)"},
+			{"since", "only those scheduled at or after this RFC 3339 time (bounds a text search)"},
 		}},
 	{Method: "GET", Path: "/api/v1/executions/{id}", Role: keyring.RoleViewer, Summary: "One execution, with every run.", Status: http.StatusOK, Response: job.Execution{}},
 	{Method: "POST", Path: "/api/v1/executions/{id}/stop", Role: keyring.RoleOperator, Summary: "Stop the execution: its client kills the run.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},

@@ -88,6 +88,10 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 	consoleText(t, ctx, "#exec-state", "succeeded")
 	consoleText(t, ctx, "#output", "from-the-console")
 	browsertest.Screenshot(t, ctx, "cluster-execution")
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/logs?text=FROM-THE-CONSOLE&hours=1")); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#log-results", execID)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/jobs/console-job")); err != nil {
 		t.Fatal(err)
 	}

@@ -165,6 +165,19 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 		f.Before = t
 	}
 	f.BeforeID = q.Get("before_id")
+	f.Client, f.Text = q.Get("client"), q.Get("text")
+	if len(f.Text) > 200 {
+		writeError(w, http.StatusBadRequest, errors.New("query text: at most 200 bytes"))
+		return
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query since=%q: must be an RFC 3339 time", v))
+			return
+		}
+		f.Since = t
+	}
 	if f.BeforeID != "" && f.Before.IsZero() {
 		writeError(w, http.StatusBadRequest, errors.New("query before_id: needs before"))
 		return

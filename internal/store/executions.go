@@ -242,6 +242,25 @@ type ExecutionFilter struct {
 	// Archived lists the archive (executions older than history.keep) instead of the open set and the
 	// history.
 	Archived bool
+	// Client: only those whose last run was on this client.
+	Client string
+	// Text: only those whose result's error or output contains it, in any case (the console's logs search).
+	Text string
+	// Since: only those scheduled at or after it; buckets older than it are not read, which is what
+	// bounds a search for text that is rare.
+	Since time.Time
+}
+
+// matchesText reports whether e's result mentions text (any case).
+func matchesText(e job.Execution, text string) bool {
+	if text == "" {
+		return true
+	}
+	if e.Result == nil {
+		return false
+	}
+	t := strings.ToLower(text)
+	return strings.Contains(strings.ToLower(e.Result.Error), t) || strings.Contains(strings.ToLower(e.Result.Output), t)
 }
 
 // ListExecutions returns executions, newest scheduled first (ties by id, descending): those in the open set
@@ -261,6 +280,8 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 	}
 	match := func(e job.Execution) bool {
 		return (f.Job == "" || e.Job == f.Job) && (f.State == "" || e.State == f.State) &&
+			(f.Client == "" || e.Client == f.Client) && (f.Since.IsZero() || !e.ScheduledAt.Before(f.Since)) &&
+			matchesText(e, f.Text) &&
 			(f.Before.IsZero() || e.ScheduledAt.Before(f.Before) ||
 				(f.BeforeID != "" && e.ScheduledAt.Equal(f.Before) && e.ID < f.BeforeID))
 	}
@@ -301,6 +322,9 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]job.Ex
 	for _, b := range buckets { // newest last-scheduled first
 		if len(out) >= limit && b.LastScheduled.Before(out[limit-1].ScheduledAt) {
 			break // every later bucket holds only older executions
+		}
+		if !f.Since.IsZero() && b.LastScheduled.Before(f.Since) {
+			break // and none of them is recent enough
 		}
 		if !b.holds(f.Job, f.State) || (!f.Before.IsZero() && b.FirstScheduled.After(f.Before)) {
 			continue

@@ -514,3 +514,53 @@ func BenchmarkReads(b *testing.B) {
 		})
 	}
 }
+
+func TestExecutionsAreSearchedByTheirErrorsAndOutput(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	var execs []job.Execution
+	var events []job.Event
+	results := []struct {
+		client, err, out string
+	}{
+		{"c1", "exit status 1", "ORA-00942: table or view does not exist"},
+		{"c2", "ORA-00942 in step 3", ""},
+		{"c1", "", "all good"},
+		{"c2", "timed out", "waiting for ora-00942 lock"},
+	}
+	for i, r := range results {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		e := execution("etl", at, job.TriggerSchedule)
+		execs = append(execs, e)
+		status := job.StateFailed
+		if r.err == "" {
+			status = job.StateSucceeded
+		}
+		events = append(events, acked(e, 1, at.Add(time.Second)), job.Event{
+			ID: job.EventID(e.ID, job.EventFinished, 0), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Client: r.client,
+			At: at.Add(2 * time.Second), Result: &job.Result{Status: status, Error: r.err, Output: r.out},
+		})
+	}
+	mustInsert(t, s, execs, events)
+	closeInto(t, s, s.NewHistoryWriter(3, time.Hour, 0), execs[0].ID, execs[1].ID) // two in the history, two open
+	search := func(f ExecutionFilter) string {
+		t.Helper()
+		got, err := s.ListExecutions(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(got)
+	}
+	if got, want := search(ExecutionFilter{Text: "ora-00942"}), ids([]job.Execution{execs[3], execs[1], execs[0]}); got != want {
+		t.Errorf("text: got %s, want %s", got, want)
+	}
+	if got, want := search(ExecutionFilter{Text: "ORA-00942", Client: "c2"}), ids([]job.Execution{execs[3], execs[1]}); got != want {
+		t.Errorf("text and client: got %s, want %s", got, want)
+	}
+	if got, want := search(ExecutionFilter{Text: "ora-00942", Since: execs[1].ScheduledAt}), ids([]job.Execution{execs[3], execs[1]}); got != want {
+		t.Errorf("text since: got %s, want %s", got, want)
+	}
+	if got := search(ExecutionFilter{Text: "no such words"}); got != ids(nil) {
+		t.Errorf("a text nothing holds: got %s", got)
+	}
+}
