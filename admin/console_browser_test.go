@@ -31,6 +31,23 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) string {
 	return ""
 }
 
+// waitAttr waits until the element sel has attribute attr equal to want.
+func waitAttr(t *testing.T, ctx context.Context, sel, attr, want string) {
+	t.Helper()
+	js := `document.querySelector(` + jsString(sel) + `)?.getAttribute(` + jsString(attr) + `) ?? ""`
+	var now string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		if err == nil && v == want {
+			return
+		}
+		now = v
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s[%s] is %q, want %q within 10s", sel, attr, now, want)
+}
+
 // exists reports whether sel matches an element now.
 func exists(t *testing.T, ctx context.Context, sel string) bool {
 	t.Helper()
@@ -82,6 +99,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	waitText(t, ctx, "#leader", "server-leading")
 	waitText(t, ctx, "#failures", "exit status 3")
+	// The charts, drawn by console.js with uPlot from the page's data (60 minutes, 96 quarter hours).
+	waitAttr(t, ctx, "#chart-hour", "data-drawn", "60")
+	waitAttr(t, ctx, "#chart-day", "data-drawn", "96")
+	if !exists(t, ctx, "#chart-hour canvas") {
+		t.Error("the hour chart has no canvas")
+	}
 	// The panels reload by themselves (htmx, every 5 s): a new leader shows without a reload.
 	before := len(rig.api.allCalls())
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#leader").textContent = "stale"`)); err != nil {

@@ -112,6 +112,15 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 			Servers: []registry.Member{{ID: "server-leading"}}, Clients: []registry.Member{{ID: "client-a", Capacity: 8, Handlers: []string{"shell"}}}})
 	case p == "/api/v1/backlog":
 		return answer(api.Backlog{Open: 3, ByStatus: map[string]int{"running": 3}, Limit: 20000})
+	case p == "/api/v1/activity":
+		n, _ := strconv.Atoi(u.Query().Get("minutes"))
+		out := api.Activity{Leader: "server-leading", Since: time.Now().Add(-time.Hour)}
+		for i := range n {
+			m := api.ActivityMinute{At: time.Now().Truncate(time.Minute).Add(time.Duration(i-n+1) * time.Minute)}
+			m.Fired, m.Succeeded, m.Failed = 10+i%7, 9+i%7, 1
+			out.Minutes = append(out.Minutes, m)
+		}
+		return answer(out)
 	case p == "/api/v1/heartbeats":
 		return answer([]api.ClientHeartbeat{{Client: "client-a", LastAt: time.Now()}})
 	case p == "/api/v1/inflight":

@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
@@ -23,6 +24,10 @@ type dashboardData struct {
 	FailuresErr string
 	Fallback    *api.FallbackStatus
 	FallbackErr string
+	// Hour and Day chart the leader's activity, per minute and per 15 minutes.
+	Hour, Day     *chart
+	ActivitySince time.Time
+	ActivityErr   string
 }
 
 // clientLoad is a client and what it holds now, as the leader counts it.
@@ -83,6 +88,13 @@ func (c *Console) dashboardData(r *http.Request) dashboardData {
 	}
 	if err := c.get(r, "/api/v1/executions?state=failed&limit=10", &d.Failures); err != nil {
 		d.FailuresErr = err.Error()
+	}
+	var act api.Activity
+	if err := c.get(r, "/api/v1/activity?minutes=1440", &act); err != nil {
+		d.ActivityErr = err.Error()
+	} else {
+		hour, day := chartOf(act.Minutes[max(len(act.Minutes)-60, 0):], time.Minute), chartOf(act.Minutes, 15*time.Minute)
+		d.Hour, d.Day, d.ActivitySince = &hour, &day, act.Since
 	}
 	var fb api.FallbackStatus
 	if err := c.get(r, "/api/v1/fallback", &fb); err != nil {

@@ -69,6 +69,8 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/inflight", Role: keyring.RoleViewer, Summary: "The leader's live view of the open executions, oldest first.", Leader: true, Status: http.StatusOK, Response: []InFlight{},
 		Query: []Param{{"job", "only this job's"}, {"limit", "at most this many (default 1000, at most 10000)"}}},
 	{Method: "GET", Path: "/api/v1/backlog", Role: keyring.RoleViewer, Summary: "How many executions the leader holds open, by status, and how close it is to its backlog limits.", Leader: true, Status: http.StatusOK, Response: Backlog{}},
+	{Method: "GET", Path: "/api/v1/activity", Role: keyring.RoleViewer, Summary: "What the leader fired and how executions ended, minute by minute (the console's charts), since its term began.", Leader: true, Status: http.StatusOK, Response: Activity{},
+		Query: []Param{{"minutes", "how many of the last minutes (1-1440, default 60)"}}},
 	{Method: "GET", Path: "/api/v1/heartbeats", Role: keyring.RoleViewer, Summary: "When the leader last heard each client.", Leader: true, Status: http.StatusOK, Response: []ClientHeartbeat{}},
 
 	{Method: "GET", Path: "/api/v1/fallback", Role: keyring.RoleViewer, Summary: "The fallback queue, and the leader's replay of it.", Status: http.StatusOK, Response: FallbackStatus{}},

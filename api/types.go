@@ -151,3 +151,28 @@ type ZNode struct {
 	Version        int32     `json:"version"`
 	ModifiedAt     time.Time `json:"modified_at"`
 }
+
+// Activity is the answer of GET /api/v1/activity: what the leader fired and how executions ended, minute
+// by minute, oldest first. The leader counts in memory since its term began (Since): a new leader starts
+// from nothing.
+type Activity struct {
+	Leader  string           `json:"leader"`
+	Since   time.Time        `json:"since"`
+	Minutes []ActivityMinute `json:"minutes"`
+}
+
+// ActivityMinute is one minute of Activity.
+type ActivityMinute struct {
+	At time.Time `json:"at"`
+	ActivityCounts
+}
+
+// ActivityCounts counts one minute: firings recorded to run, executions that ended by outcome, and
+// first dispatches more than a second after their scheduled time.
+type ActivityCounts struct {
+	Fired     int `json:"fired"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	Skipped   int `json:"skipped"`
+	Late      int `json:"late"`
+}

@@ -48,6 +48,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"GET /api/v1/inflight":               s.getInflight,
 		"GET /api/v1/backlog":                s.getBacklog,
 		"GET /api/v1/heartbeats":             s.getHeartbeats,
+		"GET /api/v1/activity":               s.getActivity,
 		"GET /api/v1/fallback":               s.getFallback,
 		"GET /api/v1/alerts":                 s.listAlerts,
 		"POST /api/v1/alerts/clear":          s.clearAlert,

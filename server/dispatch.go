@@ -81,6 +81,7 @@ func (l *leader) dispatch(f *flight, now time.Time) bool {
 		}
 		if !f.sentOnce {
 			l.metrics.fireLateness.Observe(now.Sub(f.exec.ScheduledAt).Seconds())
+			l.activity.dispatched(now, now.Sub(f.exec.ScheduledAt) > lateAfter)
 			f.sentOnce = true
 		} else {
 			l.metrics.redispatches.Inc()

@@ -109,6 +109,29 @@ func (s *Server) getBacklog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// getActivity answers the leader's minute counts.
+func (s *Server) getActivity(w http.ResponseWriter, r *http.Request) {
+	n := 60
+	if v := r.URL.Query().Get("minutes"); v != "" {
+		m, err := strconv.Atoi(v)
+		if err != nil || m < 1 || m > activityMinutes {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query minutes=%q: must be a number from 1 to %d", v, activityMinutes))
+			return
+		}
+		n = m
+	}
+	l := s.term(w)
+	if l == nil {
+		return
+	}
+	out, err := l.Activity(r.Context(), n)
+	if err != nil {
+		termError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // getHeartbeats says when the leader last heard each registered client.
 func (s *Server) getHeartbeats(w http.ResponseWriter, r *http.Request) {
 	l := s.term(w)

@@ -297,6 +297,9 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 		}
 		fresh[e.ID] = true
 		l.metrics.fires.WithLabelValues(string(e.Trigger)).Inc()
+		if p.skip == "" {
+			l.activity.fired(now)
+		}
 		if p.skip != "" {
 			l.recordSkip(e, p.skip)
 			continue
@@ -322,6 +325,7 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 // recordSkip records that e never runs, and why.
 func (l *leader) recordSkip(e job.Execution, reason string) {
 	l.metrics.skipped.WithLabelValues(skipLabel(reason)).Inc()
+	l.activity.ended(l.now(), job.StateSkipped)
 	l.persist(job.Event{
 		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},

@@ -185,6 +185,7 @@ func (l *leader) forget(id string, outcome job.State) {
 		return
 	}
 	delete(l.flights, id)
+	l.activity.ended(l.now(), outcome)
 	l.ended(f.exec)
 	if l.onEnd != nil {
 		l.onEnd(f.exec, outcome)

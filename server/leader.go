@@ -8,6 +8,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/logx"
 	"github.com/clover-sched/clover/internal/registry"
@@ -76,6 +77,7 @@ type leader struct {
 	inserts         insertSizer     // how many executions one insert takes (see insertSizer)
 	fullLog         logx.Limiter    // the backlog-full warning, at most once a minute
 	staleSkipped    int64           // executions of this term that waited past the misfire threshold and were skipped
+	activity        activity        // minute counts for the console's charts
 }
 
 // Notes sent to the leader loop.
@@ -427,6 +429,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		n.reply <- l.inflight(n.job, n.limit)
 	case backlogRequest:
 		n.reply <- l.backlogView()
+	case activityRequest:
+		n.reply <- api.Activity{Leader: l.cfg.ID, Since: l.start, Minutes: l.activity.view(l.now(), n.minutes)}
 	case heartbeatsRequest:
 		n.reply <- heartbeatsReply{heard: maps.Clone(l.heard), start: l.start}
 	case requestNote:

@@ -33,6 +33,12 @@ type inflightRequest struct {
 // backlogRequest asks the loop for a summary of its flights and backlog.
 type backlogRequest struct{ reply chan api.Backlog }
 
+// activityRequest asks the loop for its minute counts.
+type activityRequest struct {
+	minutes int
+	reply   chan api.Activity
+}
+
 // heartbeatsRequest asks the loop when it last heard from each client.
 type heartbeatsRequest struct{ reply chan heartbeatsReply }
 

@@ -74,6 +74,12 @@ func (l *leader) Backlog(ctx context.Context) (api.Backlog, error) {
 	return askTerm(ctx, l, backlogRequest{reply: reply}, reply)
 }
 
+// Activity is the term's minute counts over the last n minutes.
+func (l *leader) Activity(ctx context.Context, n int) (api.Activity, error) {
+	reply := make(chan api.Activity, 1)
+	return askTerm(ctx, l, activityRequest{minutes: n, reply: reply}, reply)
+}
+
 // Heartbeats says when the term last heard each client, and since when it could hear any.
 func (l *leader) Heartbeats(ctx context.Context) (heard map[string]time.Time, since time.Time, err error) {
 	reply := make(chan heartbeatsReply, 1)
