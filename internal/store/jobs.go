@@ -113,15 +113,7 @@ func (s *Store) GetJob(ctx context.Context, name string) (job.Spec, error) {
 
 // ListJobs returns every job, sorted by name.
 func (s *Store) ListJobs(ctx context.Context) ([]job.Spec, error) {
-	cur, err := s.jobs.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("store: list jobs: %w", err)
-	}
-	specs, err := decodeEach[job.Spec](ctx, s, "job", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list jobs: %w", err)
-	}
-	return specs, nil
+	return s.ListJobsPage(ctx, JobPage{})
 }
 
 // JobPage asks for a page of jobs in name order: those after After, at most Limit of them, whose name,
