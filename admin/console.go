@@ -87,8 +87,9 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("GET /ui/{$}", c.authed(c.dashboard))
 	mux.HandleFunc("GET /ui/panels/dashboard", c.authed(c.dashboardPanels))
 	mux.HandleFunc("GET /ui/jobs", c.authed(c.jobs))
-	mux.HandleFunc("GET /ui/jobs/new", c.authed(c.newJobPage))
-	mux.HandleFunc("POST /ui/jobs/new", c.authed(c.saveJob))
+	// Not under /ui/jobs/: a job may be named "new".
+	mux.HandleFunc("GET /ui/new-job", c.authed(c.newJobPage))
+	mux.HandleFunc("POST /ui/new-job", c.authed(c.saveJob))
 	mux.HandleFunc("GET /ui/jobs/{name}", c.authed(c.jobPage))
 	mux.HandleFunc("GET /ui/jobs/{name}/edit", c.authed(c.editJobPage))
 	mux.HandleFunc("POST /ui/jobs/{name}/edit", c.authed(c.saveJob))
@@ -142,6 +143,11 @@ func (c *Console) authed(h http.HandlerFunc) http.HandlerFunc {
 		if c.holder == nil {
 			v = viewer{Caller: Caller{Name: "anonymous", Role: keyring.RoleAdmin}, Insecure: true}
 		} else {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				if !formBody(w, r) {
+					return
+				}
+			}
 			se, err := c.sessions.read(r)
 			if err == nil {
 				var holder Caller
@@ -166,12 +172,33 @@ func (c *Console) authed(h http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
-			c.fail(w, r, http.StatusForbidden, errors.New("request from a foreign origin refused"))
-			return
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !sameOrigin(r) || (v.Insecure && r.Header.Get("Origin") == "" && r.Header.Get("Referer") == "") {
+				// Without sessions (insecure) nothing else tells a page of the console's from another's.
+				c.fail(w, r, http.StatusForbidden, errors.New("request from a foreign origin refused"))
+				return
+			}
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
 	}
+}
+
+// maxFormBody bounds what a console form may send (a job's definition is the largest).
+const maxFormBody = 1 << 20
+
+// formBody bounds a write's body before anything parses it, and refuses multipart forms (which would be
+// spooled to disk): it answers 413 or 415 itself and reports false.
+func formBody(w http.ResponseWriter, r *http.Request) bool {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+		http.Error(w, "console forms are sent url-encoded", http.StatusUnsupportedMediaType)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "the form could not be read: "+err.Error(), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	return true
 }
 
 // sameOrigin reports whether a write's Origin (or, without one, its Referer) is the console's host.
@@ -184,7 +211,7 @@ func sameOrigin(r *http.Request) bool {
 		return true // not sent by a browser that follows a foreign page; the CSRF token still holds
 	}
 	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
 // toLogin sends a browser to the login page, keeping where it was going; an htmx request is told to
@@ -258,15 +285,19 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 
 // safeNext keeps a post-login destination inside the console.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "..") || strings.ContainsAny(next, "\\\r\n\t") {
 		return "/ui/"
 	}
 	return next
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
-	// A logout needs no CSRF token: the worst a foreign page can do with it is log someone out, and
-	// SameSite=Strict keeps the cookie off its request anyway.
+	// No CSRF token (the page that asks may be an old one), but not from a foreign page: it would log
+	// people out at will.
+	if !sameOrigin(r) {
+		c.fail(w, r, http.StatusForbidden, errors.New("request from a foreign origin refused"))
+		return
+	}
 	c.sessions.clear(w)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
@@ -609,20 +610,20 @@ func TestAJobIsCreatedAndEditedAsItsDefinitionAndAnEditNeverOverwritesANewerVers
 	rig := newConsoleRig(t)
 	c := rig.client()
 	csrf := rig.login(c, "admin-token")
-	_, body := rig.do(c, "GET", "/ui/jobs/new", nil, nil)
+	_, body := rig.do(c, "GET", "/ui/new-job", nil, nil)
 	if !strings.Contains(body, `id="definition"`) || !strings.Contains(body, "echo hello") {
 		t.Fatal("the new job page has no definition to start from")
 	}
 	bad := `{"name": "report", "handler": "shell", "params": {"command": "make-report"}}`
-	resp, body := rig.do(c, "POST", "/ui/jobs/new", url.Values{"csrf": {csrf}, "definition": {bad}}, nil)
+	resp, body := rig.do(c, "POST", "/ui/new-job", url.Values{"csrf": {csrf}, "definition": {bad}}, nil)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "schedule is empty") || !strings.Contains(body, "make-report") {
 		t.Fatalf("an invalid job: %s; want 400 with the API's reason and the definition kept", resp.Status)
 	}
-	if resp, body = rig.do(c, "POST", "/ui/jobs/new", url.Values{"csrf": {csrf}, "definition": {`{"name": "report", "bogus": 1}`}}, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "bogus") {
+	if resp, body = rig.do(c, "POST", "/ui/new-job", url.Values{"csrf": {csrf}, "definition": {`{"name": "report", "bogus": 1}`}}, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "bogus") {
 		t.Fatalf("an unknown field: %s; want 400 naming it", resp.Status)
 	}
 	good := `{"name": "report", "schedule": "0 0 6 * * ?", "handler": "shell", "params": {"command": "make-report"}}`
-	if resp, _ = rig.do(c, "POST", "/ui/jobs/new", url.Values{"csrf": {csrf}, "definition": {good}}, nil); resp.StatusCode != http.StatusSeeOther {
+	if resp, _ = rig.do(c, "POST", "/ui/new-job", url.Values{"csrf": {csrf}, "definition": {good}}, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("create: %s", resp.Status)
 	}
 	// Two editors open version 1; the first saves, the second is told and overwrites nothing.
@@ -678,5 +679,41 @@ func TestTheLogsPageSearchesErrorsAndOutputWithinALookback(t *testing.T) {
 	}
 	if got := excerpt(strings.Repeat("a", 500)+"ORA-00942"+strings.Repeat("b", 500), "ora-00942"); !strings.Contains(got, "ORA-00942") || len(got) > 260+len("……") {
 		t.Errorf("excerpt: %d bytes %q", len(got), got)
+	}
+}
+
+// Found in review: the excerpt's match was found in the lowercased text and cut from the original,
+// where characters that lengthen when lowercased put it past the end (a 500 for every searcher).
+func TestAnExcerptHoldsForTextWhoseCaseChangesItsLength(t *testing.T) {
+	for _, s := range []string{strings.Repeat("Ⱥ", 200) + "needle" + strings.Repeat("Ⱥ", 200), strings.Repeat("İ", 300) + "NEEDLE", "x"} {
+		got := excerpt(s, "needle")
+		if !utf8.ValidString(got) {
+			t.Errorf("excerpt cut a character: %q", got)
+		}
+		if len(s) > 1 && !strings.Contains(strings.ToLower(got), "needle") {
+			t.Errorf("excerpt lost the match: %q", got)
+		}
+	}
+}
+
+// Found in review: forms were parsed whole before any check, and a logout came from any page.
+func TestFormsAreBoundedAndALogoutComesFromTheConsole(t *testing.T) {
+	rig := newConsoleRig(t)
+	c := rig.client()
+	rig.login(c, "viewer-token")
+	big := url.Values{"csrf": {strings.Repeat("x", maxFormBody+1)}}
+	if resp, _ := rig.do(c, "POST", "/ui/jobs/nightly/pause", big, nil); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a form over %d bytes: %s, want 413", maxFormBody, resp.Status)
+	}
+	if resp, _ := rig.do(c, "POST", "/ui/logout", url.Values{}, map[string]string{"Origin": "https://evil.example"}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a logout from a foreign page: %s, want 403", resp.Status)
+	}
+	if resp, _ := rig.do(c, "GET", "/ui/", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("after the refused logout: %s, want still logged in", resp.Status)
+	}
+	for next, want := range map[string]string{"/ui/../../evil": "/ui/", "/ui/jobs/x": "/ui/jobs/x", "//evil.example/": "/ui/"} {
+		if got := safeNext(next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 // contactsData is the contacts page: who alerts go to, which jobs name each, and the form to add one.
 type contactsData struct {
 	Contacts []contactRow
+	JobsErr  string             // the jobs could not be read: which name each contact is unknown
 	Form     api.ContactRequest // refilled after a refused add
 	Error    string
 	Message  string
@@ -38,7 +39,9 @@ func (c *Console) renderContacts(w http.ResponseWriter, r *http.Request, status 
 		return
 	}
 	var jobs []job.Spec
-	_ = c.get(r, "/api/v1/jobs", &jobs) // which jobs name a contact; without it, the column is empty
+	if err := c.get(r, "/api/v1/jobs", &jobs); err != nil {
+		d.JobsErr = "which jobs name each contact is unknown: " + err.Error()
+	}
 	for _, ct := range list {
 		row := contactRow{Contact: ct}
 		for _, j := range jobs {

@@ -112,6 +112,11 @@ func (c *Console) saveJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		spec.Version = d.Version // conditional on what the page showed
+		// Who owns the definition (a job file, a client) is not in the text: it stays as it is.
+		var cur job.Spec
+		if err := c.get(r, "/api/v1/jobs/"+url.PathEscape(name), &cur); err == nil {
+			spec.Source = cur.Source
+		}
 		err = c.call(r, http.MethodPut, "/api/v1/jobs/"+url.PathEscape(name), spec, &spec)
 	}
 	var ae *apiError

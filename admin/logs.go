@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
@@ -56,17 +58,22 @@ func (c *Console) logs(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "logs", d)
 }
 
-// excerpt is the part of s around the first match of text, at most about 240 bytes.
+// excerpt is the part of s around the first match of text (any case), at most about 240 bytes, cut at
+// character boundaries. The match is found in s itself: lowercasing changes some characters' lengths,
+// and an index into the lowercased text may lie past the end of s.
 func excerpt(s, text string) string {
 	const around = 120
-	i := strings.Index(strings.ToLower(s), strings.ToLower(text))
-	if text == "" || i < 0 {
+	var loc []int
+	if text != "" {
+		loc = regexp.MustCompile("(?i)" + regexp.QuoteMeta(text)).FindStringIndex(s)
+	}
+	if loc == nil {
 		if len(s) > 2*around {
-			return s[len(s)-2*around:]
+			return "…" + s[runeStart(s, len(s)-2*around):]
 		}
 		return s
 	}
-	from, to := max(0, i-around), min(len(s), i+len(text)+around)
+	from, to := runeStart(s, max(0, loc[0]-around)), runeStart(s, min(len(s), loc[1]+around))
 	out := s[from:to]
 	if from > 0 {
 		out = "…" + out
@@ -75,4 +82,12 @@ func excerpt(s, text string) string {
 		out += "…"
 	}
 	return out
+}
+
+// runeStart moves i back to the start of the character it falls in.
+func runeStart(s string, i int) int {
+	for i > 0 && i < len(s) && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return i
 }

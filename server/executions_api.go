@@ -109,6 +109,9 @@ func (s *Server) getBacklog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// maxSearchBack is how far back a search by text or client may read.
+const maxSearchBack = 31 * 24 * time.Hour
+
 // getActivity answers the leader's minute counts.
 func (s *Server) getActivity(w http.ResponseWriter, r *http.Request) {
 	n := 60
@@ -200,6 +203,11 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.Since = t
+	}
+	// A text or client is matched after each history record is read: since bounds what a search reads.
+	if (f.Text != "" || f.Client != "") && (f.Since.IsZero() || time.Since(f.Since) > maxSearchBack) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("query text or client: needs since, at most %d days back", maxSearchBack/(24*time.Hour)))
+		return
 	}
 	if f.BeforeID != "" && f.Before.IsZero() {
 		writeError(w, http.StatusBadRequest, errors.New("query before_id: needs before"))

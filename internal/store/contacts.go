@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/mail"
 	"net/url"
@@ -53,10 +54,15 @@ func (c Contact) Validate() error {
 	if c.Webhook != "" {
 		u, err := url.Parse(c.Webhook)
 		if err != nil {
-			return fmt.Errorf("contact %s: webhook %q: %w", c.Name, c.Webhook, err)
+			// The URL is not quoted: its path is usually a token, and errors are shown and logged.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return fmt.Errorf("contact %s: webhook: %w", c.Name, err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("contact %s: webhook %q: must be an http:// or https:// URL with a host", c.Name, c.Webhook)
+			return fmt.Errorf("contact %s: webhook: must be an http:// or https:// URL with a host", c.Name)
 		}
 	}
 	return nil
