@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clover-sched/clover/internal/browsertest"
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // waitText waits until the element sel exists and its text contains want, and returns the text. It
@@ -18,17 +19,14 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) string {
 	t.Helper()
 	js := `(() => { const e = document.querySelector(` + jsString(sel) + `); return e ? e.textContent : "" })()`
 	var now string
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	if !testenv.Poll(10*time.Second, func() bool {
 		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err == nil && strings.Contains(text, want) {
-			return text
-		}
 		now = text
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && strings.Contains(text, want)
+	}) {
+		t.Fatalf("%s does not show %q within 10s (it shows %q)", sel, want, now)
 	}
-	t.Fatalf("%s does not show %q within 10s (it shows %q)", sel, want, now)
-	return ""
+	return now
 }
 
 // waitAttr waits until the element sel has attribute attr equal to want.
@@ -36,16 +34,13 @@ func waitAttr(t *testing.T, ctx context.Context, sel, attr, want string) {
 	t.Helper()
 	js := `document.querySelector(` + jsString(sel) + `)?.getAttribute(` + jsString(attr) + `) ?? ""`
 	var now string
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	if !testenv.Poll(10*time.Second, func() bool {
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err == nil && v == want {
-			return
-		}
 		now = v
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && v == want
+	}) {
+		t.Fatalf("%s[%s] is %q, want %q within 10s", sel, attr, now, want)
 	}
-	t.Fatalf("%s[%s] is %q, want %q within 10s", sel, attr, now, want)
 }
 
 // exists reports whether sel matches an element now.
