@@ -63,6 +63,8 @@ var Routes = []Route{
 			{"since", "only those scheduled at or after this RFC 3339 time; at most 31 days back with text or client"},
 		}},
 	{Method: "GET", Path: "/api/v1/executions/{id}", Role: keyring.RoleViewer, Summary: "One execution, with every run.", Status: http.StatusOK, Response: job.Execution{}},
+	{Method: "GET", Path: "/api/v1/executions/{id}/output", Role: keyring.RoleViewer, Summary: "The output of one run, from a byte offset: asked of the client while the run is under way, from the stored tail after it ended. Follow it by asking again from next.", Status: http.StatusOK, Response: OutputChunk{},
+		Query: []Param{{"offset", "the byte offset to read from (default: the last max bytes)"}, {"max", "1-65536 bytes (default 65536)"}, {"run", "which run (default: the newest)"}}},
 	{Method: "POST", Path: "/api/v1/executions/{id}/stop", Role: keyring.RoleOperator, Summary: "Stop the execution: its client kills the run.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
 	{Method: "POST", Path: "/api/v1/executions/{id}/rerun", Role: keyring.RoleOperator, Summary: "Run an orphaned execution again, on another client.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},
 	{Method: "POST", Path: "/api/v1/executions/{id}/done", Role: keyring.RoleOperator, Summary: "End an orphaned execution as succeeded or failed.", Leader: true, Body: ExecActionRequest{}, Status: http.StatusAccepted, Response: ExecActionResponse{}},

@@ -176,3 +176,23 @@ type ActivityCounts struct {
 	Skipped   int `json:"skipped"`
 	Late      int `json:"late"`
 }
+
+// OutputChunk is a piece of a run's output. Offsets count the bytes the run wrote from its start: ask
+// again from Next for what follows, nothing is given twice. Offset is past the offset asked for when the
+// bytes asked for are no longer kept (a client keeps a long output's last part, the store its last 4 KiB).
+type OutputChunk struct {
+	Execution string `json:"execution"`
+	Run       int    `json:"run"`
+	Offset    int64  `json:"offset"`
+	// Text is the bytes from Offset, as text (bytes that are not UTF-8 show as U+FFFD); a chunk never
+	// ends inside a character unless the run ended there.
+	Text string `json:"text"`
+	Next int64  `json:"next"` // the offset after Text's bytes
+	End  int64  `json:"end"`  // how many bytes the run has written so far (known so far)
+	// Ended: the run ended and End is final; nothing follows Next = End.
+	Ended bool `json:"ended"`
+	// Source says where the bytes come from: "client" (the run's client, live), "stored" (the run's
+	// reported tail) or "none" (nothing yet: the run has not started, or its client did not answer).
+	Source string `json:"source"`
+	Client string `json:"client,omitempty"`
+}

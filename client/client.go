@@ -96,6 +96,9 @@ type Client struct {
 	capacityFrom string
 	spawn        *spawner // starts shell job processes; nil until Run starts it
 	zk           atomic.Pointer[zksession.Session]
+	// outputReads bounds the output asks answered at once (see onOutputAsk): readers of output never
+	// take the client from its runs.
+	outputReads chan struct{}
 }
 
 // ZooKeeperLosses reports how many times this client's ZooKeeper session expired (losing its registration)
@@ -159,6 +162,8 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		requests:  map[string]*pendingReport{},
 		journaled: byRun[string]{},
 		runEnded:  make(chan struct{}, 1),
+
+		outputReads: make(chan struct{}, 4),
 
 		capacityFrom: capacityFrom,
 	}

@@ -146,7 +146,7 @@ func TestHandlerPanicIsAFailedResult(t *testing.T) {
 }
 
 func TestShellResultCarriesExitCodeAndOutputTail(t *testing.T) {
-	out := newTail(16)
+	out := newOutputLog(16)
 	err := runShell(context.Background(), JobContext{
 		ExecutionID: "e", Job: "j", Output: out,
 		Params: map[string]string{"command": `echo "$CLOVER_EXECUTION-$CLOVER_PARAM_COLOUR"; printf '%0100d' 0; echo tail-end; exit 3`, "colour": "red"},
@@ -165,14 +165,14 @@ func TestShellTimeoutKillsTheProcessGroup(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	// The child sleeps in the background of a shell that waits for it: killing only the shell would leave it.
-	err := runShell(ctx, JobContext{Output: newTail(64), Params: map[string]string{"command": "sleep 30 & wait"}})
+	err := runShell(ctx, JobContext{Output: newOutputLog(64), Params: map[string]string{"command": "sleep 30 & wait"}})
 	if err == nil || time.Since(start) > 10*time.Second {
 		t.Fatalf("err = %v after %s, want a prompt timeout", err, time.Since(start))
 	}
 }
 
 func TestTailKeepsTheLastBytes(t *testing.T) {
-	tl := newTail(5)
+	tl := newOutputLog(5)
 	for _, s := range []string{"ab", "cd", "efg", "h"} {
 		_, _ = tl.Write([]byte(s))
 	}

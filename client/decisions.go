@@ -43,6 +43,8 @@ func (c *Client) receive(frame []byte, from transport.Sender) {
 		c.onDispatch(x)
 	case *wire.Stop:
 		c.onStop(x)
+	case *wire.OutputAsk:
+		c.onOutputAsk(x)
 	case *wire.Receipt:
 		c.lastReceipt.Store(c.now().UnixNano())
 		c.mu.Lock()

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/shellwrap"
 	"github.com/clover-sched/clover/internal/wire"
 )
@@ -329,7 +327,7 @@ func (j *journal) end(id string, run int, dir string) error {
 }
 
 // runFiles are the files a shell run leaves in its directory.
-var runFiles = []string{"out", "pid", "status"}
+var runFiles = []string{"out", outputWindowFile, "pid", "status"}
 
 // removeRunDir removes a run's directory. It names the files it knows rather than reading the directory
 // first as os.RemoveAll does (about 155 against 210 µs a run on the 2-core VM it was measured on); a
@@ -352,46 +350,6 @@ func writeWhole(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// maxOutputFile bounds a shell run's output file: past it, the file is cut to its tail (the report keeps
-// only job.MaxOutput bytes anyway), so that a chatty command cannot fill the state directory.
-const maxOutputFile = 1 << 20
-
-// capOutput cuts a run's output file to its last job.MaxOutput bytes once it is over maxOutputFile. The
-// command appends (O_APPEND), so its writes go on at the new end; a line written during the cut may be
-// lost, which the tail can afford.
-func capOutput(dir string) {
-	path := filepath.Join(dir, "out")
-	fi, err := os.Stat(path)
-	if err != nil || fi.Size() <= maxOutputFile {
-		return
-	}
-	var keep bytes.Buffer
-	keep.WriteString("[... earlier output cut]\n")
-	outputTail(dir, int64(job.MaxOutput), &keep)
-	if err := os.Truncate(path, 0); err != nil {
-		return
-	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_, _ = f.Write(keep.Bytes())
-}
-
-// outputTail copies the last max bytes of a shell run's output file to w.
-func outputTail(dir string, max int64, w io.Writer) {
-	f, err := os.Open(filepath.Join(dir, "out"))
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		_, _ = f.Seek(fi.Size()-max, io.SeekStart)
-	}
-	_, _ = io.Copy(w, f)
 }
 
 // exitStatus is the error of a command that exited with a status other than 0, as its wrapper recorded.

@@ -132,7 +132,7 @@ func TestARestartedClientReportsRunsThatEndedWhileItWasDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The wrapper runs as runShell starts it; nobody waits for it.
-	if err := runShell(context.Background(), JobContext{ExecutionID: ok.ExecID, Params: ok.Params, Output: newTail(job.MaxOutput), runDir: dir}); err != nil {
+	if err := runShell(context.Background(), JobContext{ExecutionID: ok.ExecID, Params: ok.Params, Output: newOutputLog(job.MaxOutput), runDir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	goRun := dispatch("go@1", "work", 3, time.Now().Add(time.Minute))
@@ -233,23 +233,6 @@ func TestARewriteKeepsTheRunThatSetItOff(t *testing.T) {
 	}
 }
 
-// A chatty command cannot fill the state directory: its output file is cut to its tail.
-func TestAShellRunsOutputFileIsCutToItsTail(t *testing.T) {
-	dir := t.TempDir()
-	big := strings.Repeat("x", maxOutputFile) + "the last line\n"
-	if err := os.WriteFile(filepath.Join(dir, "out"), []byte(big), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	capOutput(dir)
-	b, err := os.ReadFile(filepath.Join(dir, "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) > 2*job.MaxOutput || !strings.HasSuffix(string(b), "the last line\n") {
-		t.Fatalf("after the cut: %d bytes ending %q; want at most %d, ending with the last line", len(b), b[max(len(b)-20, 0):], 2*job.MaxOutput)
-	}
-}
-
 // A confirmed run's slot serves the next run, emptied before the next run's start line: a restart never
 // reports the earlier run's exit status for the next run, and the next run's output never holds what a
 // process the earlier run left in the background writes after the slot changed hands.
@@ -262,7 +245,7 @@ func TestASlotIsUsedAgainOnlyEmptied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := runShell(context.Background(), JobContext{ExecutionID: first.ExecID, Params: first.Params, Output: newTail(job.MaxOutput), runDir: dir1}); err == nil {
+	if err := runShell(context.Background(), JobContext{ExecutionID: first.ExecID, Params: first.Params, Output: newOutputLog(job.MaxOutput), runDir: dir1}); err == nil {
 		t.Fatal("the first run: want exit status 4")
 	}
 	if code, _, ok := readStatus(dir1); !ok || code != 4 {
@@ -295,7 +278,7 @@ func TestASlotIsUsedAgainOnlyEmptied(t *testing.T) {
 	if err := os.WriteFile(g1, nil, 0o600); err != nil { // the first run's background process writes, then lets the second end
 		t.Fatal(err)
 	}
-	out := newTail(job.MaxOutput)
+	out := newOutputLog(job.MaxOutput)
 	if err := runShell(context.Background(), JobContext{ExecutionID: second.ExecID, Params: second.Params, Output: out, runDir: dir2}); err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +334,7 @@ func TestABackgroundProcessOfAnEarlierRunIsNotTheNextRunsWrapper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := runShell(context.Background(), JobContext{ExecutionID: first.ExecID, Params: first.Params, Output: newTail(job.MaxOutput), runDir: dir}); err != nil {
+	if err := runShell(context.Background(), JobContext{ExecutionID: first.ExecID, Params: first.Params, Output: newOutputLog(job.MaxOutput), runDir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.journal.end(first.ExecID, 1, dir); err != nil {
@@ -387,7 +370,7 @@ func TestTwoOpenRunsNamingOneSlotGiveItToTheLaterOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := runShell(context.Background(), JobContext{ExecutionID: a.ExecID, Params: a.Params, Output: newTail(job.MaxOutput), runDir: dirA}); err != nil {
+	if err := runShell(context.Background(), JobContext{ExecutionID: a.ExecID, Params: a.Params, Output: newOutputLog(job.MaxOutput), runDir: dirA}); err != nil {
 		t.Fatal(err)
 	}
 	// As a version that gave the slot back without its end line would have left things: b in a's slot.
@@ -398,7 +381,7 @@ func TestTwoOpenRunsNamingOneSlotGiveItToTheLaterOnly(t *testing.T) {
 	if err != nil || dirB != dirA {
 		t.Fatalf("begin: %s, %v; want %s", dirB, err, dirA)
 	}
-	if err := runShell(context.Background(), JobContext{ExecutionID: b.ExecID, Params: b.Params, Output: newTail(job.MaxOutput), runDir: dirB}); err == nil {
+	if err := runShell(context.Background(), JobContext{ExecutionID: b.ExecID, Params: b.Params, Output: newOutputLog(job.MaxOutput), runDir: dirB}); err == nil {
 		t.Fatal("b: want exit status 5")
 	}
 	c.journal.close()

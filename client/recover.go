@@ -74,9 +74,9 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 	res := job.Result{Status: job.StateFailed, ExitCode: -1}
 	switch {
 	case r.statusOK:
-		out := newTail(job.MaxOutput)
+		out := newOutputLog(job.MaxOutput)
 		outputTail(r.dir, job.MaxOutput, out)
-		res.Output = out.String()
+		res.Output, res.OutputBytes = out.String(), outputFileSize(r.dir)
 		if !r.endedAt.IsZero() {
 			finished = r.endedAt
 		}

@@ -20,7 +20,14 @@ type activeRun struct {
 	local    string // the job's name for a run of a local job, "" otherwise
 	cancel   context.CancelCauseFunc
 	progress *wire.Progress // the handler's last progress report; nil before the first (under c.mu)
+	// output is what the handler writes to JobContext.Output (for a journaled shell run, only its tail at
+	// the end: the command writes to a file in its run directory); under c.mu.
+	output *outputLog
 }
+
+// outputKept is how much of a run's output written through JobContext.Output the client keeps for
+// readers (see outputLog); the report has the last job.MaxOutput bytes of it.
+const outputKept = 64 << 10
 
 // stopError is the cause of a run's context when the leader stopped it.
 type stopError struct{ reason string }
@@ -52,7 +59,10 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 		ctx, cancel = context.WithDeadline(ctx, started.Add(time.Duration(d.Timeout)))
 		defer cancel()
 	}
-	out := newTail(job.MaxOutput)
+	out := newOutputLog(outputKept)
+	c.mu.Lock()
+	ar.output = out
+	c.mu.Unlock()
 	jc := JobContext{
 		ExecutionID: d.ExecID, Job: d.Job, Client: c.cfg.ID, Params: d.Params, ScheduledAt: d.ScheduledAt,
 		Attempt: d.Attempt, Run: run, Shard: d.Shard, Trigger: d.Trigger, Output: out,
@@ -74,7 +84,10 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 	errors.As(context.Cause(ctx), &stopped) // a stop asked before the handler returned
 	finished := c.now()
 
-	res := job.Result{Status: job.StateSucceeded, Duration: job.Duration(finished.Sub(started)), Output: out.String()}
+	res := job.Result{Status: job.StateSucceeded, Duration: job.Duration(finished.Sub(started)), Output: out.tail(job.MaxOutput), OutputBytes: out.size()}
+	if dir != "" {
+		res.OutputBytes = outputFileSize(dir)
+	}
 	switch {
 	case stopped != nil:
 		// Stopped on purpose: no retry may follow, whatever the job's policy.

@@ -381,7 +381,7 @@ func TestLocalJobSkipsAFiringWhileItsLastRunRuns(t *testing.T) {
 }
 
 func TestShellSeesRunAndShard(t *testing.T) {
-	out := newTail(256)
+	out := newOutputLog(256)
 	err := runShell(context.Background(), JobContext{
 		Output: out, Attempt: 3, Run: 2, Shard: &job.Shard{Index: 1, Total: 4, Item: "eu"},
 		Params: map[string]string{"command": `echo "$CLOVER_ATTEMPT $CLOVER_RUN $CLOVER_SHARD_INDEX/$CLOVER_SHARD_TOTAL $CLOVER_SHARD_ITEM"`},
@@ -392,7 +392,7 @@ func TestShellSeesRunAndShard(t *testing.T) {
 	if got := out.String(); got != "3 2 1/4 eu\n" {
 		t.Fatalf("output = %q", got)
 	}
-	out = newTail(256)
+	out = newOutputLog(256)
 	if err := runShell(context.Background(), JobContext{Output: out, Attempt: 1, Params: map[string]string{"command": `echo "$CLOVER_RUN ${CLOVER_SHARD_INDEX-unset}"`}}); err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func BenchmarkShellRunParts(b *testing.B) {
 			_ = os.WriteFile(filepath.Join(dir, "pid"), []byte("12345\n"), 0o600)
 			_, _ = out.WriteString(d.ExecID + " c1\n")
 			out.Close()
-			tail := newTail(job.MaxOutput)
+			tail := newOutputLog(job.MaxOutput)
 			outputTail(dir, job.MaxOutput, tail)
 			if err := j.result(d.ExecID, 1, []byte(tail.String())); err != nil {
 				return err
@@ -162,7 +162,7 @@ func benchOneRun(j *journal, sp *spawner, command string, n int64) error {
 	if err != nil && err != errNoJournal {
 		return err
 	}
-	out := newTail(job.MaxOutput)
+	out := newOutputLog(job.MaxOutput)
 	runErr := runShell(context.Background(), JobContext{
 		ExecutionID: d.ExecID, Job: d.Job, Client: "c1", Params: d.Params, ScheduledAt: d.ScheduledAt,
 		Attempt: 1, Run: 1, Output: out, runDir: dir, spawn: sp,

@@ -49,7 +49,7 @@ func TestAJournaledCommandLeavesItsExitStatus(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			out := newTail(job.MaxOutput)
+			out := newOutputLog(job.MaxOutput)
 			err := runShell(context.Background(), JobContext{Params: map[string]string{"command": tc.command}, Output: out, runDir: dir})
 			b, rerr := os.ReadFile(filepath.Join(dir, "status"))
 			if rerr != nil {
@@ -81,7 +81,7 @@ func TestAStatusThatCannotBeWrittenLeavesTheExitStatus(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	err := runShell(context.Background(), JobContext{Output: newTail(job.MaxOutput), runDir: dir,
+	err := runShell(context.Background(), JobContext{Output: newOutputLog(job.MaxOutput), runDir: dir,
 		Params: map[string]string{"command": `set -e; rm -r "$__clover_dir"; exit 3`}})
 	if got := exitCodeOf(err); got != "3" {
 		t.Fatalf("the client saw %v, want exit code 3", err)
@@ -97,7 +97,7 @@ func TestAnExecOutOfSightLeavesNoStatusButTheClientSeesIt(t *testing.T) {
 	if err := os.WriteFile(script, []byte("ex\"ec\" /bin/sh -c 'exit 4'\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := runShell(context.Background(), JobContext{Params: map[string]string{"command": ". " + script}, Output: newTail(job.MaxOutput), runDir: dir})
+	err := runShell(context.Background(), JobContext{Params: map[string]string{"command": ". " + script}, Output: newOutputLog(job.MaxOutput), runDir: dir})
 	if got := exitCodeOf(err); got != "4" {
 		t.Fatalf("the client saw %v, want exit code 4", err)
 	}

@@ -23,7 +23,7 @@ func TestShellJobsRunAtTheJobsPriority(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close()
-	out := newTail(256)
+	out := newOutputLog(256)
 	// The shell reports its own niceness, and so does a process it starts.
 	err = runShell(context.Background(), JobContext{Output: out, spawn: s,
 		Params: map[string]string{"command": `nice; sh -c nice`}})
@@ -40,7 +40,7 @@ func TestShellJobsRunAtTheJobsPriority(t *testing.T) {
 
 	// After close, a process still starts (a run that outlives the client's shutdown), still lowered.
 	s.close()
-	out = newTail(256)
+	out = newOutputLog(256)
 	if err := runShell(context.Background(), JobContext{Output: out, spawn: s, Params: map[string]string{"command": "nice"}}); err != nil {
 		t.Fatal(err)
 	}

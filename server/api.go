@@ -42,6 +42,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"POST /api/v1/jobs/{name}/resume":    s.pauseJob(false),
 		"GET /api/v1/executions":             s.listExecutions,
 		"GET /api/v1/executions/{id}":        s.getExecution,
+		"GET /api/v1/executions/{id}/output": s.getOutput,
 		"POST /api/v1/executions/{id}/stop":  s.execAction("stop"),
 		"POST /api/v1/executions/{id}/rerun": s.execAction("rerun"),
 		"POST /api/v1/executions/{id}/done":  s.execAction("done"),

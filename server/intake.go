@@ -81,6 +81,8 @@ type intakeDeps struct {
 	otherLeader func() (string, bool)
 	// checkRunToken checks the run token of a client's report (keyring.RunToken); nil in insecure mode.
 	checkRunToken func(execID string, run int, client, token string) bool
+	// output hands a client's answer to the ask waiting for it (false: nobody waits for it).
+	output func(*wire.Output) bool
 }
 
 // termReports is what the intake tells a leader term.
@@ -117,6 +119,7 @@ func (s *Server) intakeDeps() intakeDeps {
 			return info.ID, ok && info.ID != s.cfg.ID
 		},
 		checkRunToken: s.sec.checkRunToken(),
+		output:        s.outputs.deliver,
 	}
 }
 
@@ -178,6 +181,11 @@ func (in *intake) receive(frame []byte, from transport.Sender) {
 		in.toLeader(m, in.resent(m))
 	case *wire.Heartbeat, *wire.Request:
 		in.toLeader(m, false)
+		return
+	case *wire.Output:
+		if in.output == nil || !in.output(x) {
+			in.metrics.framesDropped.WithLabelValues("unasked").Inc()
+		}
 		return
 	case *wire.Receipt:
 		// A follower telling the leader which results it recorded.

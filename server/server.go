@@ -40,6 +40,7 @@ type Server struct {
 
 	sess     *zksession.Session
 	store    *store.Store
+	outputs  outputAsks // asks for output waiting for their clients' answers
 	inbox    *transport.Inbox
 	outbox   *transport.Outbox
 	clients  *registry.Cache

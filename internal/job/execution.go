@@ -151,7 +151,9 @@ type Result struct {
 	ExitCode int      `json:"exit_code" bson:"exit_code"`
 	Duration Duration `json:"duration" bson:"duration"`
 	Output   string   `json:"output,omitempty" bson:"output,omitempty"` // the tail, at most MaxOutput bytes
-	Error    string   `json:"error,omitempty" bson:"error,omitempty"`
+	// OutputBytes is how many bytes of output the run wrote: Output is the last of them.
+	OutputBytes int64  `json:"output_bytes,omitempty" bson:"output_bytes,omitempty"`
+	Error       string `json:"error,omitempty" bson:"error,omitempty"`
 	// Final says no retry may follow, whatever the job's retry policy: the run was stopped, or the leader
 	// gave it up without knowing whether it is still running somewhere.
 	Final bool `json:"final,omitempty" bson:"final,omitempty"`
@@ -326,6 +328,7 @@ const MaxError = 4096
 // Bounded is r with its output cut to its last MaxOutput bytes and its error to its first MaxError, at
 // UTF-8 boundaries: what a server stores whatever a client sent.
 func (r Result) Bounded() Result {
+	r.OutputBytes = max(r.OutputBytes, int64(len(r.Output)))
 	if len(r.Output) > MaxOutput {
 		out := r.Output[len(r.Output)-MaxOutput:]
 		for len(out) > 0 && !utf8.RuneStart(out[0]) {

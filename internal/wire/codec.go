@@ -26,6 +26,10 @@ func newMessage(k Kind) Message {
 		return new(Stop)
 	case KindRequest:
 		return new(Request)
+	case KindOutputAsk:
+		return new(OutputAsk)
+	case KindOutput:
+		return new(Output)
 	}
 	return nil
 }
@@ -84,6 +88,10 @@ func known(m Message) bool {
 	case *Stop:
 		return m != nil
 	case *Request:
+		return m != nil
+	case *OutputAsk:
+		return m != nil
+	case *Output:
 		return m != nil
 	}
 	return false
@@ -182,6 +190,10 @@ func normalize(m Message) {
 	case *Request:
 		if len(m.Params) == 0 {
 			m.Params = nil
+		}
+	case *Output:
+		if len(m.Data) == 0 {
+			m.Data = nil
 		}
 	}
 }
@@ -313,6 +325,10 @@ func validate(m Message) string {
 		case m.At.IsZero():
 			return "at is required"
 		}
+	case *OutputAsk:
+		return validateOutputAsk(m)
+	case *Output:
+		return validateOutput(m)
 	}
 	return ""
 }

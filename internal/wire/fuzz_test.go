@@ -6,7 +6,7 @@ import (
 )
 
 func FuzzDecode(f *testing.F) {
-	for _, m := range []Message{sampleDispatch, sampleAck, sampleResult, sampleReceipt, sampleHeartbeat, sampleRequest} {
+	for _, m := range []Message{sampleDispatch, sampleAck, sampleResult, sampleReceipt, sampleHeartbeat, sampleRequest, sampleAsk, sampleOutput} {
 		frame, err := Encode(m)
 		if err != nil {
 			f.Fatal(err)

@@ -33,6 +33,8 @@ const (
 	KindHeartbeat Kind = 5 // client -> any server: alive, and what it runs (renews the runs' leases)
 	KindStop      Kind = 6 // leader -> client: stop this run
 	KindRequest   Kind = 7 // client -> any server: run this job now, for the client's application
+	KindOutputAsk Kind = 8 // server -> client: send me this run's output from this offset
+	KindOutput    Kind = 9 // client -> the server that asked: the run's output
 )
 
 func (k Kind) String() string {
@@ -51,6 +53,10 @@ func (k Kind) String() string {
 		return "stop"
 	case KindRequest:
 		return "request"
+	case KindOutputAsk:
+		return "output_ask"
+	case KindOutput:
+		return "output"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -111,7 +117,8 @@ type Header struct {
 
 func (h *Header) header() *Header { return h }
 
-// Message is one of *Dispatch, *Ack, *Result, *Receipt, *Heartbeat, *Stop and *Request.
+// Message is one of *Dispatch, *Ack, *Result, *Receipt, *Heartbeat, *Stop, *Request, *OutputAsk and
+// *Output.
 type Message interface {
 	Kind() Kind
 	header() *Header
@@ -154,6 +161,12 @@ func Relay(m Message, via string) ([]byte, error) {
 		x := *m
 		c = &x
 	case *Request:
+		x := *m
+		c = &x
+	case *OutputAsk:
+		x := *m
+		c = &x
+	case *Output:
 		x := *m
 		c = &x
 	default: // a kind added to known but not here: refuse it rather than crash the server relaying it

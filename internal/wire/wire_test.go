@@ -37,6 +37,8 @@ var (
 	sampleReceipt   = &Receipt{Header: Header{From: "server-2", SentAt: t0}, ExecIDs: []string{"a@1", "b@2"}, Acked: []string{"c@3"}, ExecRuns: []int{1, 2}, AckedRuns: []int{1}}
 	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: []string{"j@1", "j@2"}, Runs: []int{1, 3}, Capacity: 8}
 	sampleRequest   = &Request{Header: Header{From: "client-a", SentAt: t0}, ReqID: "client-a.1795000000.7", Job: "settle", Params: map[string]string{"date": "2026-11-23"}, At: t0}
+	sampleAsk       = &OutputAsk{Header: Header{From: "server-2", SentAt: t0}, Ask: "server-2.17", ExecID: "backup@1", Run: 2, Offset: 4096, Max: MaxOutputChunk}
+	sampleOutput    = &Output{Header: Header{From: "client-a", SentAt: t0}, Ask: "server-2.17", ExecID: "backup@1", Run: 2, Offset: 4096, Data: []byte("dumped 12 tables\n\xff\xfe not UTF-8"), End: 9000}
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -60,6 +62,9 @@ func TestRoundTrip(t *testing.T) {
 		"local ack":                 {msg: &Ack{Header: Header{From: "c"}, ExecID: "j@1", Job: "j", Attempt: 1, Accepted: true, At: t0, Local: &job.Execution{ID: "j@1", Job: "j", ScheduledAt: t0, FiredAt: t0, Trigger: job.TriggerLocal, Handler: "h"}}, kind: KindAck},
 		"request":                   {msg: sampleRequest, kind: KindRequest},
 		"receipt of requests":       {msg: &Receipt{Header: Header{From: "s"}, Requests: []string{"c.1.1"}}, kind: KindReceipt},
+		"output ask":                {msg: sampleAsk, kind: KindOutputAsk},
+		"output":                    {msg: sampleOutput, kind: KindOutput},
+		"output of an unknown run":  {msg: &Output{Header: Header{From: "c"}, Ask: "a", ExecID: "e", Unknown: true}, kind: KindOutput},
 		"non-ASCII text":            {msg: &Ack{Header: Header{From: "клиент-1"}, ExecID: "e", Job: "j", Reason: "日本語 \u2028 \"quoted\"", At: t0}, kind: KindAck},
 	}
 	for name, tc := range tests {
@@ -114,7 +119,7 @@ func TestFrameLayout(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	want := map[Kind]string{KindDispatch: "dispatch", KindAck: "ack", KindResult: "result", KindReceipt: "receipt", KindHeartbeat: "heartbeat", 0: "kind(0)", 200: "kind(200)"}
+	want := map[Kind]string{KindDispatch: "dispatch", KindAck: "ack", KindResult: "result", KindReceipt: "receipt", KindHeartbeat: "heartbeat", KindOutputAsk: "output_ask", KindOutput: "output", 0: "kind(0)", 200: "kind(200)"}
 	for k, s := range want {
 		if k.String() != s {
 			t.Errorf("Kind(%d).String() = %q, want %q", uint8(k), k.String(), s)
@@ -143,7 +148,7 @@ func TestDecodeErrors(t *testing.T) {
 		"version 2":                   {frame: frameOf(2, KindAck, `{}`), err: ErrVersion, msg: "wire: version 2 is not supported (want 1)"},
 		"version 0":                   {frame: frameOf(0, KindAck, `{}`), err: ErrVersion, msg: "wire: version 0 is not supported (want 1)"},
 		"kind 0":                      {frame: frameOf(1, 0, `{}`), err: ErrKind, msg: "wire: unknown kind 0"},
-		"kind 9":                      {frame: frameOf(1, 9, `{}`), err: ErrKind, msg: "wire: unknown kind 9"},
+		"kind 10":                     {frame: frameOf(1, 10, `{}`), err: ErrKind, msg: "wire: unknown kind 10"},
 		"frame too large":             {frame: big, err: ErrTooLarge, msg: "wire: frame of 3000000 bytes exceeds 1048576"},
 		"decodes too large":           {frame: []byte("CLV\x01\x01\x80\x80\xc0\x02"), err: ErrTooLarge, msg: "wire: dispatch payload decodes to 5242880 bytes, exceeding 4194304"},
 		"declared length 4 GiB":       {frame: []byte("CLV\x01\x01\xff\xff\xff\xff\x0f"), err: ErrTooLarge, msg: "wire: dispatch payload decodes to 4294967295 bytes, exceeding 4194304"},
@@ -183,6 +188,12 @@ func TestDecodeErrors(t *testing.T) {
 		"stop without exec_id":        {frame: frameOf(1, KindStop, `{"from":"s"}`), err: ErrPayload, msg: "wire: stop: exec_id is required"},
 		"dispatch shard out of range": {frame: frameOf(1, KindDispatch, `{"from":"s","exec_id":"e","job":"j","handler":"h","accept_by":"2026-01-01T00:00:00Z","shard":{"index":3,"total":3}}`), err: ErrPayload, msg: "wire: dispatch: shard 3 of 3 is out of range"},
 		"ack local mismatch":          {frame: frameOf(1, KindAck, `{"from":"c","exec_id":"e","job":"j","accepted":true,"at":"2026-01-01T00:00:00Z","local":{"id":"f","job":"j"}}`), err: ErrPayload, msg: `wire: ack: local execution "f" of job "j" does not match exec_id and job`},
+		"ask without ask":             {frame: frameOf(1, KindOutputAsk, `{"from":"s","exec_id":"e","max":1}`), err: ErrPayload, msg: "wire: output_ask: ask is required"},
+		"ask for too much":            {frame: frameOf(1, KindOutputAsk, `{"from":"s","ask":"a","exec_id":"e","max":65537}`), err: ErrPayload, msg: "wire: output_ask: max 65537 is outside 1-65536"},
+		"ask negative offset":         {frame: frameOf(1, KindOutputAsk, `{"from":"s","ask":"a","exec_id":"e","max":1,"offset":-1}`), err: ErrPayload, msg: "wire: output_ask: offset -1 is negative"},
+		"output past its end":         {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","exec_id":"e","offset":2,"data":"AAAA","end":4}`), err: ErrPayload, msg: "wire: output: end 4 is before offset 2 plus 3 bytes of data"},
+		"output without exec_id":      {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","end":0}`), err: ErrPayload, msg: "wire: output: exec_id is required"},
+		"output data not base64":      {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","exec_id":"e","data":"*","end":9}`), err: ErrPayload, msg: "wire: output payload: illegal base64 data at input byte 0"},
 		"bad time":                    {frame: frameOf(1, KindHeartbeat, `{"from":"c","sent_at":"yesterday"}`), err: ErrPayload, msg: `wire: heartbeat payload: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`},
 	}
 	for name, tc := range tests {
@@ -262,7 +273,7 @@ func TestRelayEveryKind(t *testing.T) {
 	stop := &Stop{Header: Header{From: "s"}, ExecID: "j@1"}
 	for k := Kind(1); newMessage(k) != nil; k++ {
 		var m Message
-		for _, s := range []Message{sampleDispatch, sampleAck, sampleResult, sampleReceipt, sampleHeartbeat, stop, sampleRequest} {
+		for _, s := range []Message{sampleDispatch, sampleAck, sampleResult, sampleReceipt, sampleHeartbeat, stop, sampleRequest, sampleAsk, sampleOutput} {
 			if s.Kind() == k {
 				m = s
 			}
@@ -302,8 +313,8 @@ func TestPeek(t *testing.T) {
 	if k, err := Peek(frame); err != nil || k != KindReceipt {
 		t.Errorf("Peek = %v, %v, want receipt", k, err)
 	}
-	if _, err := Peek([]byte("CLV\x01\x08")); !errors.Is(err, ErrKind) {
-		t.Errorf("Peek(kind 8) error = %v, want ErrKind", err)
+	if _, err := Peek([]byte("CLV\x01\x0a")); !errors.Is(err, ErrKind) {
+		t.Errorf("Peek(kind 10) error = %v, want ErrKind", err)
 	}
 }
 
