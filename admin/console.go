@@ -97,6 +97,8 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("POST /ui/jobs/{name}/{action}", c.authed(c.jobAction))
 	mux.HandleFunc("GET /ui/executions", c.authed(c.executions))
 	mux.HandleFunc("GET /ui/executions/{id}", c.authed(c.executionPage))
+	mux.HandleFunc("GET /ui/executions/{id}/output", c.authed(c.outputPageHandler))
+	mux.HandleFunc("GET /ui/executions/{id}/output/stream", c.authed(c.outputStream))
 	mux.HandleFunc("POST /ui/executions/{id}/{action}", c.authed(c.executionAction))
 	mux.HandleFunc("GET /ui/members", c.authed(c.members))
 	mux.HandleFunc("GET /ui/logs", c.authed(c.logs))

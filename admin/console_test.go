@@ -36,6 +36,9 @@ type fakeAPI struct {
 	execs    []job.Execution // newest first, as the API lists them
 	contacts map[string]store.Contact
 	calls    []apiCall
+	// output and ended are executions' output and whether their run ended, for the output route.
+	output map[string]string
+	ended  map[string]bool
 }
 
 type apiCall struct {
@@ -144,6 +147,17 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 			}
 		}
 		return answer(out)
+	case strings.HasPrefix(p, "/api/v1/executions/") && strings.HasSuffix(p, "/output"):
+		id := strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/executions/"), "/output")
+		out := a.output[id]
+		n, _ := strconv.Atoi(u.Query().Get("max"))
+		off, err := strconv.ParseInt(u.Query().Get("offset"), 10, 64)
+		if err != nil {
+			off = max(int64(len(out)-n), 0)
+		}
+		off = min(off, int64(len(out)))
+		text := out[off:min(int(off)+n, len(out))]
+		return answer(api.OutputChunk{Execution: id, Run: 1, Offset: off, Text: text, Next: off + int64(len(text)), End: int64(len(out)), Ended: a.ended[id], Source: "client", Client: "client-a"})
 	case strings.HasPrefix(p, "/api/v1/executions/"):
 		id, action, _ := strings.Cut(strings.TrimPrefix(p, "/api/v1/executions/"), "/")
 		for i, e := range a.execs {

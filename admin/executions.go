@@ -76,6 +76,7 @@ type executionData struct {
 	E       job.Execution
 	Open    bool // not ended: stop applies
 	Message string
+	Out     *outputData // the last outputPage bytes of the newest run's output; nil when unreadable
 }
 
 func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +87,10 @@ func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Open = !d.E.State.Terminal()
 	d.Message = r.URL.Query().Get("done")
+	if chunk, err := c.readOutput(r, d.E.ID, 0, -1); err == nil && (chunk.Text != "" || !chunk.Ended) {
+		out := newOutputData(d.E.ID, chunk)
+		d.Out = &out
+	}
 	c.render(w, r, http.StatusOK, "execution", d)
 }
 

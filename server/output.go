@@ -147,7 +147,9 @@ func (s *Server) readOutput(ctx context.Context, e job.Execution, run int, offse
 		return storedOutput(chunk, res, offset, n)
 	}
 	if e.Client == "" || e.State.Terminal() {
-		chunk.Offset, chunk.Next = max(offset, 0), max(offset, 0)
+		// Not dispatched yet, or ended without output (skipped, given up): nothing, or nothing more.
+		chunk.Offset, chunk.Next, chunk.Ended = max(offset, 0), max(offset, 0), e.State.Terminal()
+		chunk.End = chunk.Next
 		return chunk
 	}
 	ask := offset
