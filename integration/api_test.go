@@ -101,6 +101,12 @@ func TestCLIManagesJobsThroughAnyServer(t *testing.T) {
 	if out := clover(t, c, leader, false, "exec", "list", "--job", "greet", "--state", "succeeded"); !strings.Contains(out, id) {
 		t.Fatalf("exec list does not show %s:\n%s", id, out)
 	}
+	if out := clover(t, c, follower, false, "exec", "output", id); out != "hello-operator\n" {
+		t.Fatalf("exec output printed %q", out)
+	}
+	if out := clover(t, c, follower, false, "exec", "output", id, "--offset", "6"); out != "operator\n" {
+		t.Fatalf("exec output from byte 6 printed %q", out)
+	}
 
 	for name, tc := range map[string]struct {
 		args []string

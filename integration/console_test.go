@@ -2,7 +2,10 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/browsertest"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/testenv"
@@ -124,6 +128,8 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 		t.Errorf("no audit entry of test-operator pausing console-job via the console: %v", audit)
 	}
 
+	watchOutputLiveAndStop(t, c, ctx, base, leader)
+
 	// A viewer: no write button, and a forced write (the form posted by hand, with the viewer's own CSRF
 	// token) is refused.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("logout"))); err != nil {
@@ -180,5 +186,75 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 	}
 	if err := c.CallAs(c.Tokens.Viewer, follower, "GET", "/api/v1/zookeeper", nil, nil); !isStatus(err, http.StatusForbidden) {
 		t.Errorf("a viewer reading the ZooKeeper tree: %v, want 403", err)
+	}
+}
+
+// watchOutputLiveAndStop opens a running execution's page and watches its output grow without a reload,
+// every line once and in order, until the run ends; then it stops another run from its page.
+func watchOutputLiveAndStop(t *testing.T, c *Cluster, ctx context.Context, base string, leader *Member) {
+	t.Helper()
+	gate := filepath.Join(t.TempDir(), "gate")
+	c.CreateJob(job.Spec{Name: "console-live", Schedule: "0 0 3 * * ?", Handler: job.HandlerShell, Params: map[string]string{
+		"command": fmt.Sprintf(`i=0; while [ ! -e %q ] && [ $i -lt 3000 ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done; echo done-ticking`, gate),
+	}})
+	var fired api.TriggerResponse
+	if err := c.Call(leader, "POST", "/api/v1/jobs/console-live/trigger", api.TriggerRequest{}, &fired); err != nil {
+		t.Fatal(err)
+	}
+	c.waitState(t, fired.Execution, job.StateRunning, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/executions/"+fired.Execution)); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#output", "tick ")
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+	lastTick := func() int {
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#output").textContent`))
+		lines := strings.Split(strings.TrimSpace(text), "\n")
+		n, _ := strconv.Atoi(strings.TrimPrefix(lines[len(lines)-1], "tick "))
+		return n
+	}
+	seen := lastTick()
+	testenv.WaitFor(t, 30*time.Second, "the output to grow on the open page", func() bool { return lastTick() >= seen+10 })
+	browsertest.Screenshot(t, ctx, "cluster-output-live")
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#output-state", "ended")
+	consoleText(t, ctx, "#output", "done-ticking")
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.notReloaded ? document.querySelector("#output").textContent : "the page was reloaded"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) < 12 || lines[len(lines)-1] != "done-ticking" {
+		t.Fatalf("the followed output ends %q", lines[max(len(lines)-3, 0):])
+	}
+	first, _ := strconv.Atoi(strings.TrimPrefix(lines[0], "tick "))
+	for i, line := range lines[:len(lines)-1] {
+		if want := fmt.Sprintf("tick %d", first+i); line != want {
+			t.Fatalf("line %d of the followed output is %q, want %q: every line once, in order", i, line, want)
+		}
+	}
+
+	// Another run, stopped from its page.
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(leader, "POST", "/api/v1/jobs/console-live/trigger", api.TriggerRequest{}, &fired); err != nil {
+		t.Fatal(err)
+	}
+	c.waitState(t, fired.Execution, job.StateRunning, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/executions/"+fired.Execution)); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#output", "tick ")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("stop"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#message", "stop asked")
+	if e := c.waitState(t, fired.Execution, job.StateFailed, 30*time.Second); e.Result == nil || !strings.Contains(e.Result.Error, "stopped") {
+		t.Fatalf("the stopped run's result: %+v", e.Result)
 	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 func newExecCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "exec", Short: "Inspect and operate executions: list, get, live, stop, rerun, done"}
+	cmd := &cobra.Command{Use: "exec", Short: "Inspect and operate executions: list, get, output, live, stop, rerun, done"}
 	addAPIFlags(cmd)
 	list := &cobra.Command{
 		Use: "list", Short: "List executions, newest first", Args: cobra.NoArgs,
@@ -84,6 +84,7 @@ func newExecCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), e)
 		},
 	})
+	cmd.AddCommand(newExecOutputCmd())
 	live := &cobra.Command{
 		Use: "live", Short: "Show what the leader tracks as open now: waiting, queued, running, retrying, orphaned...", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
