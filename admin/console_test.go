@@ -39,6 +39,8 @@ type fakeAPI struct {
 	// output and ended are executions' output and whether their run ended, for the output route.
 	output map[string]string
 	ended  map[string]bool
+	// triggered is the body of the last trigger.
+	triggered *api.TriggerRequest
 }
 
 type apiCall struct {
@@ -178,6 +180,10 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 		if err := json.Unmarshal(body, &spec); err != nil || spec.Schedule == "" {
 			return http.StatusBadRequest, []byte(`{"error":"job ` + spec.Name + `: schedule is empty"}`), nil
 		}
+		if err := spec.Validate(); err != nil {
+			b, _ := json.Marshal(map[string]string{"error": err.Error()})
+			return http.StatusBadRequest, b, nil
+		}
 		if _, ok := a.jobs[spec.Name]; ok {
 			return http.StatusConflict, []byte(`{"error":"job exists"}`), nil
 		}
@@ -213,6 +219,10 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 		case action == "" && method == http.MethodPut:
 			var spec job.Spec
 			_ = json.Unmarshal(body, &spec)
+			if err := spec.Validate(); err != nil {
+				b, _ := json.Marshal(map[string]string{"error": err.Error()})
+				return http.StatusBadRequest, b, nil
+			}
 			if spec.Version != j.Version {
 				return http.StatusConflict, []byte(fmt.Sprintf(`{"error":"conflict: job %s is at version %d, not %d"}`, name, j.Version, spec.Version)), nil
 			}
@@ -233,6 +243,8 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 			a.jobs[name] = j
 			return answer(j)
 		case "trigger":
+			a.triggered = nil
+			_ = json.Unmarshal(body, &a.triggered)
 			return answer(api.TriggerResponse{Execution: name + "@manual"})
 		}
 	}
@@ -241,8 +253,9 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 
 // tokens are the fake tokens file: token -> holder.
 var testTokens = map[string]Caller{
-	"admin-token":  {Name: "alice", Role: keyring.RoleAdmin},
-	"viewer-token": {Name: "victor", Role: keyring.RoleViewer},
+	"admin-token":    {Name: "alice", Role: keyring.RoleAdmin},
+	"viewer-token":   {Name: "victor", Role: keyring.RoleViewer},
+	"operator-token": {Name: "oscar", Role: keyring.RoleOperator},
 }
 
 type consoleRig struct {
@@ -624,7 +637,7 @@ func TestAJobIsCreatedAndEditedAsItsDefinitionAndAnEditNeverOverwritesANewerVers
 	rig := newConsoleRig(t)
 	c := rig.client()
 	csrf := rig.login(c, "admin-token")
-	_, body := rig.do(c, "GET", "/ui/new-job", nil, nil)
+	_, body := rig.do(c, "GET", "/ui/new-job?as=json", nil, nil)
 	if !strings.Contains(body, `id="definition"`) || !strings.Contains(body, "echo hello") {
 		t.Fatal("the new job page has no definition to start from")
 	}
@@ -641,8 +654,8 @@ func TestAJobIsCreatedAndEditedAsItsDefinitionAndAnEditNeverOverwritesANewerVers
 		t.Fatalf("create: %s", resp.Status)
 	}
 	// Two editors open version 1; the first saves, the second is told and overwrites nothing.
-	_, body = rig.do(c, "GET", "/ui/jobs/report/edit", nil, nil)
-	if !strings.Contains(body, `name="version" value="1"`) {
+	_, body = rig.do(c, "GET", "/ui/jobs/report/edit?as=json", nil, nil)
+	if !strings.Contains(body, `name="version" value="1"`) || !strings.Contains(body, `id="definition"`) {
 		t.Fatal("the edit page does not carry the version it shows")
 	}
 	first := strings.Replace(good, "0 0 6", "0 0 7", 1)

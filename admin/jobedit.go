@@ -13,17 +13,19 @@ import (
 	"github.com/clover-sched/clover/internal/keyring"
 )
 
-// A job is created and edited as its JSON definition, the API's own form (every policy, nothing the
-// page would have to keep in step with the API), and the API validates it: its error is shown above
-// the definition, which is kept as typed. An edit is conditional on the version the page showed: if the
-// job changed meanwhile, the page says so and shows the current definition next to the edited one,
-// and nothing is overwritten.
+// A job is created and edited with a form, a field per policy (see jobform.go), or as its JSON
+// definition, the API's own form (?as=json), and the API validates it: its error is shown at the field
+// it names, or above the definition, with what was typed kept. An edit is conditional on the version the
+// page showed: if the job changed meanwhile, the page says so and shows the current definition next to
+// the edited one, and nothing is overwritten.
 
 // jobEditData is the create and edit page.
 type jobEditData struct {
 	New        bool
 	Name       string
 	Version    int64
+	JSON       bool        // edited as its JSON definition
+	Fields     []formField // edited field by field
 	Definition string
 	Error      string
 	Current    string // a conflict: the job as it is now
@@ -61,7 +63,14 @@ func (c *Console) newJobPage(w http.ResponseWriter, r *http.Request) {
 	if !c.mayDefine(w, r) {
 		return
 	}
-	c.render(w, r, http.StatusOK, "jobedit", jobEditData{New: true, Definition: editable(newJobTemplate)})
+	d := jobEditData{New: true, JSON: r.URL.Query().Get("as") == "json"}
+	if d.JSON {
+		d.Definition = editable(newJobTemplate)
+	} else {
+		spec := newJobTemplate
+		d.Fields = formFields(&spec, true)
+	}
+	c.render(w, r, http.StatusOK, "jobedit", d)
 }
 
 func (c *Console) editJobPage(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +82,13 @@ func (c *Console) editJobPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusBadGateway, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "jobedit", jobEditData{Name: spec.Name, Version: spec.Version, Definition: editable(spec)})
+	d := jobEditData{Name: spec.Name, Version: spec.Version, JSON: r.URL.Query().Get("as") == "json"}
+	if d.JSON {
+		d.Definition = editable(spec)
+	} else {
+		d.Fields = formFields(&spec, false)
+	}
+	c.render(w, r, http.StatusOK, "jobedit", d)
 }
 
 // mayDefine reports whether the viewer may create, edit and delete jobs (the API asks the admin role,
@@ -92,15 +107,35 @@ func (c *Console) saveJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	d := jobEditData{New: name == "", Name: name, Definition: r.PostFormValue("definition")}
+	d := jobEditData{New: name == "", Name: name, Definition: r.PostFormValue("definition"), JSON: r.PostForm.Has("definition")}
 	fmt.Sscan(r.PostFormValue("version"), &d.Version)
 	var spec job.Spec
-	dec := json.NewDecoder(strings.NewReader(d.Definition))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		d.Error = "the definition is not a job's JSON: " + err.Error()
-		c.render(w, r, http.StatusBadRequest, "jobedit", d)
-		return
+	if d.JSON {
+		dec := json.NewDecoder(strings.NewReader(d.Definition))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&spec); err != nil {
+			d.Error = "the definition is not a job's JSON: " + err.Error()
+			c.render(w, r, http.StatusBadRequest, "jobedit", d)
+			return
+		}
+	} else {
+		if !d.New {
+			// What the form does not show (who owns the definition) stays as it is.
+			if err := c.get(r, "/api/v1/jobs/"+url.PathEscape(name), &spec); err != nil {
+				c.fail(w, r, http.StatusBadGateway, err)
+				return
+			}
+			spec.Stats = nil
+		}
+		var ok bool
+		if d.Fields, ok = specFromForm(&spec, r.PostForm, d.New); !ok {
+			d.Error = "some fields are not right: see below"
+			c.render(w, r, http.StatusBadRequest, "jobedit", d)
+			return
+		}
+		if !d.New {
+			spec.Name = name
+		}
 	}
 	var err error
 	if d.New {
@@ -112,10 +147,12 @@ func (c *Console) saveJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		spec.Version = d.Version // conditional on what the page showed
-		// Who owns the definition (a job file, a client) is not in the text: it stays as it is.
-		var cur job.Spec
-		if err := c.get(r, "/api/v1/jobs/"+url.PathEscape(name), &cur); err == nil {
-			spec.Source = cur.Source
+		if d.JSON {
+			// Who owns the definition (a job file, a client) is not in the text: it stays as it is.
+			var cur job.Spec
+			if err := c.get(r, "/api/v1/jobs/"+url.PathEscape(name), &cur); err == nil {
+				spec.Source = cur.Source
+			}
 		}
 		err = c.call(r, http.MethodPut, "/api/v1/jobs/"+url.PathEscape(name), spec, &spec)
 	}
@@ -138,6 +175,13 @@ func (c *Console) saveJob(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusConflict, "jobedit", d)
 	case errors.As(err, &ae) && ae.status < 500:
 		d.Error = ae.msg
+		if key := fieldOfError(ae.msg); key != "" {
+			for i := range d.Fields {
+				if d.Fields[i].Key == key {
+					d.Fields[i].Error, d.Error = ae.msg, "the job was not saved: see "+d.Fields[i].Label
+				}
+			}
+		}
 		c.render(w, r, ae.status, "jobedit", d)
 	default:
 		c.fail(w, r, http.StatusBadGateway, err)

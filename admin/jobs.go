@@ -114,8 +114,13 @@ func (c *Console) jobAction(w http.ResponseWriter, r *http.Request) {
 		}
 		done = action + "d"
 	case "trigger":
+		params, err := parsePairs(r.PostFormValue("params"))
+		if err != nil {
+			c.fail(w, r, http.StatusBadRequest, fmt.Errorf("parameters: %w", err))
+			return
+		}
 		var out api.TriggerResponse
-		if err := c.call(r, http.MethodPost, path+"trigger", api.TriggerRequest{}, &out); err != nil {
+		if err := c.call(r, http.MethodPost, path+"trigger", api.TriggerRequest{Params: params}, &out); err != nil {
 			c.fail(w, r, http.StatusBadGateway, err)
 			return
 		}
