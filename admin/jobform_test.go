@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clover-sched/clover/internal/job"
 )
@@ -139,5 +140,24 @@ func TestAJobIsTriggeredWithParameters(t *testing.T) {
 	}
 	if resp, _ := rig.do(c, "POST", "/ui/jobs/nightly/trigger", url.Values{"csrf": {csrf}, "params": {"no equals sign"}}, nil); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("a parameter line without '=': %s, want 400", resp.Status)
+	}
+}
+
+func TestNextFireTimesAreInTheJobsZoneWithDaylightSavingChangesMarked(t *testing.T) {
+	paris := time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC) // the day before Europe/Paris moves to summer time
+	times := []time.Time{
+		time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC), // 01:30 CET
+		time.Date(2026, 3, 30, 0, 30, 0, 0, time.UTC), // 02:30 CEST
+		time.Date(2026, 3, 31, 0, 30, 0, 0, time.UTC),
+	}
+	got := nextFires(times, "Europe/Paris", paris)
+	if len(got) != 3 || got[0].Shift != "" || got[2].Shift != "" {
+		t.Fatalf("marks: %+v", got)
+	}
+	if got[1].Shift != "the offset changes from UTC+01:00 to UTC+02:00 before it" || got[1].At.Hour() != 2 {
+		t.Fatalf("the first time after the change: %+v", got[1])
+	}
+	if got := nextFires(times, "", paris); got[0].At.Location() != time.UTC || got[1].Shift != "" {
+		t.Fatalf("no zone: %+v", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
@@ -65,11 +66,49 @@ func (c *Console) jobs(w http.ResponseWriter, r *http.Request) {
 // jobData is a job's page.
 type jobData struct {
 	Job        job.Spec
-	Next       []api.NextFires
+	Next       []nextFire
 	NextErr    string
 	Executions []job.Execution
 	ExecErr    string
 	Message    string // what an action just did
+	// Ended, Failed count the ended executions among Executions: the recent failure rate.
+	Ended, Failed int
+}
+
+// nextFire is a next fire time in the job's zone; Shift says the zone's offset changed since the time
+// before it (a daylight-saving change: a wall-clock time may be skipped or come twice).
+type nextFire struct {
+	At    time.Time
+	Shift string
+}
+
+// nextFires puts times in the zone named tz (UTC when empty or unknown) and marks offset changes,
+// counting from now.
+func nextFires(times []time.Time, tz string, now time.Time) []nextFire {
+	loc, err := time.LoadLocation(tz)
+	if err != nil || tz == "" {
+		loc = time.UTC
+	}
+	_, prev := now.In(loc).Zone()
+	var out []nextFire
+	for _, t := range times {
+		t = t.In(loc)
+		f := nextFire{At: t}
+		if _, off := t.Zone(); off != prev {
+			f.Shift = fmt.Sprintf("the offset changes from %s to %s before it", utcOffset(prev), utcOffset(off))
+			prev = off
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func utcOffset(seconds int) string {
+	sign := "+"
+	if seconds < 0 {
+		sign, seconds = "-", -seconds
+	}
+	return fmt.Sprintf("UTC%s%02d:%02d", sign, seconds/3600, seconds%3600/60)
 }
 
 func (c *Console) jobPage(w http.ResponseWriter, r *http.Request) {
@@ -84,13 +123,22 @@ func (c *Console) renderJob(w http.ResponseWriter, r *http.Request, status int, 
 		return
 	}
 	var next api.NextFires
-	if err := c.get(r, "/api/v1/jobs/"+esc+"/next?n=5", &next); err != nil {
+	if err := c.get(r, "/api/v1/jobs/"+esc+"/next?n=8", &next); err != nil {
 		d.NextErr = err.Error()
 	} else {
-		d.Next = []api.NextFires{next}
+		d.Next = nextFires(next.Next, d.Job.TimeZone, c.now())
 	}
 	if err := c.get(r, "/api/v1/executions?limit=20&job="+url.QueryEscape(name), &d.Executions); err != nil {
 		d.ExecErr = err.Error()
+	}
+	for _, e := range d.Executions {
+		switch e.State {
+		case job.StateSucceeded:
+			d.Ended++
+		case job.StateFailed:
+			d.Ended++
+			d.Failed++
+		}
 	}
 	c.render(w, r, status, "job", d)
 }
