@@ -55,6 +55,7 @@ type Console struct {
 	now      func() time.Time
 	pages    *pages
 	mux      *http.ServeMux
+	streams  streamSlots // output streams open
 }
 
 // New makes the console.

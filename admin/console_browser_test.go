@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clover-sched/clover/internal/browsertest"
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/testenv"
 )
 
@@ -128,4 +129,52 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("a viewer sees %s", sel)
 		}
 	}
+}
+
+// Every page, as an admin sees it: each form field has a label (its own, a wrapping one or aria-label),
+// and at a phone's width nothing is wider than the screen (tables scroll inside their panel).
+func TestEveryPageIsLabelledAndFitsAPhone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	rig := newConsoleRig(t)
+	rig.api.mu.Lock()
+	rig.api.execs = []job.Execution{{ID: "nightly@1", Job: "nightly", State: job.StateRunning, Client: "client-a", Run: 1}}
+	rig.api.output = map[string]string{"nightly@1": strings.Repeat("a long line of output that goes on and on ", 20) + "\n"}
+	rig.api.mu.Unlock()
+	ctx := browsertest.Browser(t)
+	base := rig.srv.URL
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/login")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "h1", "Log in")
+	// By keyboard: the token field has the focus, Enter sends the form.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("admin-token\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#who", "alice")
+	pages := []string{"/ui/", "/ui/jobs", "/ui/jobs/nightly", "/ui/new-job", "/ui/jobs/nightly/edit", "/ui/new-job?as=json",
+		"/ui/executions", "/ui/executions/nightly@1", "/ui/executions/nightly@1/output?offset=0", "/ui/members", "/ui/logs",
+		"/ui/contacts", "/ui/audit", "/ui/zookeeper"}
+	unlabelled := `[...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+		.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")).map(e => e.name || e.id).join(",")`
+	for _, width := range []int64{1280, 390} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 800)); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pages {
+			if err := chromedp.Do(ctx, chromedp.Navigate(base+p)); err != nil {
+				t.Fatal(err)
+			}
+			waitText(t, ctx, "#who", "alice")
+			if bad, err := chromedp.Run(ctx, chromedp.Evaluate[string](unlabelled)); err != nil || bad != "" {
+				t.Errorf("%s: fields without a label: %q (%v)", p, bad, err)
+			}
+			over, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`))
+			if err != nil || over > 0 {
+				t.Errorf("%s at %d px: the page is %d px wider than the window (%v)", p, width, over, err)
+			}
+		}
+	}
+	browsertest.Screenshot(t, ctx, "phone-execution")
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/clover-sched/clover/api"
@@ -34,8 +35,8 @@ func newOutputData(exec string, c api.OutputChunk) outputData {
 	d := outputData{Exec: exec, C: c, Live: !c.Ended}
 	base := "/ui/executions/" + url.PathEscape(exec) + "/output"
 	d.Stream = base + "/stream?" + url.Values{"run": {strconv.Itoa(c.Run)}, "offset": {strconv.FormatInt(c.Next, 10)}}.Encode()
-	if c.Offset > 0 {
-		d.Earlier = base + "?" + url.Values{"run": {strconv.Itoa(c.Run)}, "offset": {strconv.FormatInt(max(c.Offset-outputPage, 0), 10)}}.Encode()
+	if c.Offset > c.First {
+		d.Earlier = base + "?" + url.Values{"run": {strconv.Itoa(c.Run)}, "offset": {strconv.FormatInt(max(c.Offset-outputPage, c.First), 10)}}.Encode()
 	}
 	if c.Next < c.End {
 		d.Later = base + "?" + url.Values{"run": {strconv.Itoa(c.Run)}, "offset": {strconv.FormatInt(c.Next, 10)}}.Encode()
@@ -99,6 +100,13 @@ const streamLife = 2 * time.Minute
 // as text, with the offset after them as its id, so that a reconnecting browser (Last-Event-ID) resumes
 // where it stopped, and nothing is sent twice. An "end" event says the run ended and nothing follows.
 func (c *Console) outputStream(w http.ResponseWriter, r *http.Request) {
+	release, ok := c.streams.take(viewerOf(r.Context()).Name)
+	if !ok {
+		// The browser tries again (console.js): by then a tab may have closed.
+		http.Error(w, "too many output streams open; close some", http.StatusTooManyRequests)
+		return
+	}
+	defer release()
 	id := r.PathValue("id")
 	run, offset, err := outputQuery(r)
 	if err != nil {
@@ -172,4 +180,39 @@ func (c *Console) outputStream(w http.ResponseWriter, r *http.Request) {
 func sseEvent(event, id, data string) string {
 	b, _ := json.Marshal(data)
 	return "event: " + event + "\nid: " + id + "\ndata: " + string(b) + "\n\n"
+}
+
+// Each stream reads the API (a store read and a question to a client) every second, so their number is
+// bounded, for the console and for each person.
+const (
+	maxStreams       = 64
+	maxStreamsPerWho = 8
+)
+
+// streamSlots counts the output streams open.
+type streamSlots struct {
+	mu    sync.Mutex
+	total int
+	byWho map[string]int
+}
+
+func (s *streamSlots) take(who string) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byWho == nil {
+		s.byWho = map[string]int{}
+	}
+	if s.total >= maxStreams || s.byWho[who] >= maxStreamsPerWho {
+		return nil, false
+	}
+	s.total++
+	s.byWho[who]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.total--
+		if s.byWho[who]--; s.byWho[who] == 0 {
+			delete(s.byWho, who)
+		}
+	}, true
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -118,5 +119,32 @@ func TestARunningExecutionsOutputIsStreamedAndAReconnectResumesWhereItStopped(t 
 	_, body := rig.do(c, "GET", "/ui/executions/"+id+"/output?run=1&offset=7", nil, nil)
 	if !strings.Contains(body, "line 2") || strings.Contains(body, "line 1") || !strings.Contains(body, `id="earlier"`) {
 		t.Fatalf("the output page from offset 7:\n%s", body)
+	}
+}
+
+func TestOutputStreamsAreBoundedForEachPersonAndAll(t *testing.T) {
+	var s streamSlots
+	var releases []func()
+	for i := range maxStreamsPerWho {
+		r, ok := s.take("victor")
+		if !ok {
+			t.Fatalf("stream %d of victor refused", i)
+		}
+		releases = append(releases, r)
+	}
+	if _, ok := s.take("victor"); ok {
+		t.Fatal("victor opened more than maxStreamsPerWho streams")
+	}
+	releases[0]()
+	if _, ok := s.take("victor"); !ok {
+		t.Fatal("a closed stream's slot was not given back")
+	}
+	for i := 0; s.total < maxStreams; i++ {
+		if _, ok := s.take(fmt.Sprint("someone-", i)); !ok {
+			t.Fatalf("refused at %d streams, under %d", s.total, maxStreams)
+		}
+	}
+	if _, ok := s.take("alice"); ok {
+		t.Fatal("more than maxStreams streams")
 	}
 }

@@ -189,6 +189,8 @@ type OutputChunk struct {
 	Text string `json:"text"`
 	Next int64  `json:"next"` // the offset after Text's bytes
 	End  int64  `json:"end"`  // how many bytes the run has written so far (known so far)
+	// First is the oldest offset still kept: asking from before it gives what follows it.
+	First int64 `json:"first"`
 	// Ended: the run ended and End is final; nothing follows Next = End.
 	Ended bool `json:"ended"`
 	// Source says where the bytes come from: "client" (the run's client, live), "stored" (the run's

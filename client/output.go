@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/clover-sched/clover/internal/shellwrap"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -70,16 +71,16 @@ func (o *outputLog) size() int64 {
 	return o.total
 }
 
-// readAt returns up to n bytes from offset off, or from the oldest byte kept when off is older; start is
-// the offset of data, end the count of bytes written.
-func (o *outputLog) readAt(off int64, n int) (data []byte, start, end int64) {
+// readAt returns up to n bytes from offset off, or from the oldest byte kept (first) when off is older;
+// start is the offset of data, end the count of bytes written.
+func (o *outputLog) readAt(off int64, n int) (data []byte, first, start, end int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	k := o.kept()
-	first := o.total - int64(len(k))
+	first = o.total - int64(len(k))
 	start = min(max(off, first), o.total)
 	i := int(start - first)
-	return append([]byte(nil), k[i:min(i+n, len(k))]...), start, o.total
+	return append([]byte(nil), k[i:min(i+n, len(k))]...), first, start, o.total
 }
 
 // A journaled shell run writes its output to the file "out" in its directory: the command must outlive
@@ -93,8 +94,9 @@ const (
 	// outputFileKeep is what a cut keeps: enough for a reader to follow a fast writer.
 	outputFileKeep = 256 << 10
 	// outputWindowFile holds "first shift": the oldest offset the file holds, and the offset of its
-	// first byte (not 0 only after a cut on a file system without holes, see capOutput).
-	outputWindowFile = "out.window"
+	// first byte (not 0 only after a cut on a file system without holes, see capOutput). A slot's is
+	// removed with its output file.
+	outputWindowFile = shellwrap.OutputWindowFile
 )
 
 // outputFiles serializes cuts and reads of output files: a read never sees a cut half made.
@@ -122,9 +124,12 @@ func writeOutputWindow(dir string, first, shift int64) error {
 // system has no holes, it truncates the file and writes the tail back: a line written during that cut may
 // be lost, and the window file shifts offsets so that readers still count from the run's start.
 func capOutput(dir string) {
+	path := filepath.Join(dir, "out")
+	if fi, err := os.Stat(path); err != nil || fi.Size() <= maxOutputFile {
+		return // the common case, checked every second: one stat (the size counts any hole, so it bounds end-first)
+	}
 	outputFiles.Lock()
 	defer outputFiles.Unlock()
-	path := filepath.Join(dir, "out")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return
@@ -163,29 +168,36 @@ func capOutput(dir string) {
 // readOutputFile returns up to n bytes of a run's output file from offset off, or from the oldest the
 // file holds when off is older; start is the offset of data, end the bytes the run has written.
 func readOutputFile(dir string, off int64, n int) (data []byte, start, end int64, err error) {
+	data, _, start, end, err = readOutputWindow(dir, off, n)
+	return data, start, end, err
+}
+
+// readOutputWindow is readOutputFile that also says the oldest offset the file holds.
+func readOutputWindow(dir string, off int64, n int) (data []byte, first, start, end int64, err error) {
 	outputFiles.Lock()
 	defer outputFiles.Unlock()
 	f, err := os.Open(filepath.Join(dir, "out"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, 0, 0, nil // not started yet
+		return nil, 0, 0, 0, nil // not started yet
 	}
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, 0, err
 	}
-	first, shift := outputWindow(dir)
+	var shift int64
+	first, shift = outputWindow(dir)
 	end = shift + fi.Size()
 	start = min(max(off, first), end)
 	data = make([]byte, min(int64(n), end-start))
 	m, err := f.ReadAt(data, start-shift)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, 0, 0, err
+		return nil, 0, 0, 0, err
 	}
-	return data[:m], start, end, nil
+	return data[:m], first, start, end, nil
 }
 
 // outputFileSize is how many bytes a run wrote to its output file.
@@ -254,7 +266,7 @@ func (c *Client) readOutput(x *wire.OutputAsk) *wire.Output {
 	c.mu.Unlock()
 	switch {
 	case dir != "":
-		data, start, end, err := readOutputFile(dir, x.Offset, x.Max)
+		data, first, start, end, err := readOutputWindow(dir, x.Offset, x.Max)
 		c.mu.Lock()
 		same, _ := c.journaled.get(x.ExecID, ans.Run)
 		_, active = c.active.get(x.ExecID, ans.Run)
@@ -264,9 +276,9 @@ func (c *Client) readOutput(x *wire.OutputAsk) *wire.Output {
 			ans.Unknown = true
 			return ans
 		}
-		ans.Data, ans.Offset, ans.End, ans.Ended = data, start, end, !active
+		ans.Data, ans.First, ans.Offset, ans.End, ans.Ended = data, first, start, end, !active
 	case log != nil:
-		ans.Data, ans.Offset, ans.End = log.readAt(x.Offset, x.Max)
+		ans.Data, ans.First, ans.Offset, ans.End = log.readAt(x.Offset, x.Max)
 	default:
 		ans.Unknown = true
 	}

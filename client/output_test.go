@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/shellwrap"
 )
 
 func TestOutputLogKeepsTheLastBytesAndCountsAll(t *testing.T) {
@@ -29,16 +30,16 @@ func TestOutputLogKeepsTheLastBytesAndCountsAll(t *testing.T) {
 	}
 	w := all.Bytes()
 	// A reader that comes back with the offset it reached gets what follows, nothing twice.
-	data, start, end := o.readAt(int64(len(w)-5), 3)
+	data, _, start, end := o.readAt(int64(len(w)-5), 3)
 	if string(data) != string(w[len(w)-5:len(w)-2]) || start != int64(len(w)-5) || end != int64(len(w)) {
 		t.Fatalf("readAt(len-5, 3) = %q, %d, %d", data, start, end)
 	}
 	// One older than what is kept starts at the oldest byte kept, and says so by its start.
-	data, start, _ = o.readAt(0, 100)
-	if string(data) != string(w[len(w)-8:]) || start != int64(len(w)-8) {
+	data, first, start, _ := o.readAt(0, 100)
+	if string(data) != string(w[len(w)-8:]) || start != int64(len(w)-8) || first != start {
 		t.Fatalf("readAt(0) = %q from %d, want the 8 kept bytes from %d", data, start, len(w)-8)
 	}
-	if data, start, _ := o.readAt(1<<40, 10); len(data) != 0 || start != int64(len(w)) {
+	if data, _, start, _ := o.readAt(1<<40, 10); len(data) != 0 || start != int64(len(w)) {
 		t.Fatalf("readAt(past the end) = %q from %d", data, start)
 	}
 	if got := o.tail(3); got != string(w[len(w)-3:]) {
@@ -123,5 +124,38 @@ func TestAShellRunsOutputFileIsCutAndKeepsItsOffsets(t *testing.T) {
 	}
 	if outputFileSize(dir) != written {
 		t.Fatalf("outputFileSize = %d, want %d", outputFileSize(dir), written)
+	}
+}
+
+// A slot serves the next run with neither the earlier run's output nor its window: the next run's output
+// is read from its first byte.
+func TestASlotsNextRunReadsItsOutputFromItsStart(t *testing.T) {
+	runs := t.TempDir()
+	slots := shellwrap.NewSlots(runs)
+	slot, err := slots.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(runs, slot)
+	if err := os.WriteFile(filepath.Join(dir, "out"), bytes.Repeat([]byte("x"), 3*maxOutputFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	capOutput(dir)
+	if first, _ := outputWindow(dir); first == 0 {
+		t.Fatal("the big output was not cut")
+	}
+	if err := slots.Put(slot); err != nil {
+		t.Fatal(err)
+	}
+	again, err := slots.Get()
+	if err != nil || again != slot {
+		t.Fatalf("the slot was not given again: %q, %v", again, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "out"), []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, start, end, err := readOutputFile(dir, 0, 100)
+	if err != nil || string(data) != "hello\n" || start != 0 || end != 6 {
+		t.Fatalf("the next run's output reads %q from %d to %d (%v)", data, start, end, err)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,6 +27,7 @@ const outputAskTimeout = 3 * time.Second
 // outputAsks are the asks waiting for their answers.
 type outputAsks struct {
 	mu      sync.Mutex
+	nonce   string // random for each process: an answer to an ask of an earlier process matches none
 	seq     uint64
 	waiting map[string]outputWait
 }
@@ -40,9 +42,10 @@ func (o *outputAsks) open(server, client string) (string, chan *wire.Output) {
 	defer o.mu.Unlock()
 	if o.waiting == nil {
 		o.waiting = map[string]outputWait{}
+		o.nonce = rand.Text()[:8]
 	}
 	o.seq++
-	id := server + "." + strconv.FormatUint(o.seq, 10)
+	id := server + "." + o.nonce + "." + strconv.FormatUint(o.seq, 10)
 	ch := make(chan *wire.Output, 1)
 	o.waiting[id] = outputWait{client: client, answer: ch}
 	return id, ch
@@ -163,6 +166,9 @@ func (s *Server) readOutput(ctx context.Context, e job.Execution, run int, offse
 		ask = max(m.End-int64(n), 0)
 	}
 	m, err := s.askOutput(ctx, e.Client, e.ID, run, ask, n)
+	if err == nil && (m.ExecID != e.ID || m.Run != run || m.Offset < min(ask, m.End)) {
+		err = fmt.Errorf("the client answered for %s run %d from %d, not %s run %d from %d", m.ExecID, m.Run, m.Offset, e.ID, run, ask)
+	}
 	if err != nil || m.Unknown {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			s.logger.Debug("no output from the client", "execution", e.ID, "client", e.Client, "err", err)
@@ -170,7 +176,7 @@ func (s *Server) readOutput(ctx context.Context, e job.Execution, run int, offse
 		chunk.Offset, chunk.Next = max(ask, 0), max(ask, 0)
 		return chunk
 	}
-	chunk.Source, chunk.Ended, chunk.End = "client", m.Ended, m.End
+	chunk.Source, chunk.Ended, chunk.End, chunk.First = "client", m.Ended, m.End, m.First
 	return withText(chunk, m.Offset, m.Data, m.Ended && m.Offset+int64(len(m.Data)) == m.End)
 }
 
@@ -198,15 +204,16 @@ func storedOutput(chunk api.OutputChunk, res *job.Result, offset int64, n int) a
 	start := min(max(offset, first), end)
 	data := out[start-first:]
 	data = data[:min(len(data), n)]
-	chunk.Source, chunk.Ended, chunk.End = "stored", true, end
+	chunk.Source, chunk.Ended, chunk.End, chunk.First = "stored", true, end, first
 	return withText(chunk, start, data, start+int64(len(data)) == end)
 }
 
 // withText sets the chunk's bytes. Unless whole (nothing follows that could complete it), a character cut
-// at the end is left for the next chunk, so that no reader shows it broken.
+// at the end is left for the next chunk, so that no reader shows it broken; but never all of the chunk:
+// bytes that are not UTF-8 may never be completed, and a reader must always get on.
 func withText(chunk api.OutputChunk, start int64, data []byte, whole bool) api.OutputChunk {
 	if !whole {
-		for cut := 1; cut <= utf8.UTFMax && cut <= len(data); cut++ {
+		for cut := 1; cut <= utf8.UTFMax && cut < len(data); cut++ {
 			if utf8.RuneStart(data[len(data)-cut]) {
 				if !utf8.FullRune(data[len(data)-cut:]) {
 					data = data[:len(data)-cut]

@@ -12,6 +12,9 @@ import (
 func TestAnOutputAnswerReachesOnlyItsAskFromTheClientAsked(t *testing.T) {
 	var o outputAsks
 	id, answer := o.open("s1", "client-a")
+	if other, _ := (&outputAsks{}).open("s1", "client-a"); other == id {
+		t.Fatalf("two processes made the same ask id %q", id)
+	}
 	if o.deliver(&wire.Output{Header: wire.Header{From: "client-b"}, Ask: id, ExecID: "j@1"}) {
 		t.Fatal("an answer from another client was taken")
 	}
@@ -69,6 +72,10 @@ func TestAChunkNeverEndsInsideACharacterWhileMoreMayFollow(t *testing.T) {
 	}
 	if c := withText(api.OutputChunk{}, 10, data[:2], true); c.Next != 12 {
 		t.Fatalf("the end of an ended run was held back: %+v", c)
+	}
+	// A lone byte that may never be completed (Latin-1 é) is given rather than held for ever.
+	if c := withText(api.OutputChunk{}, 16, []byte("\xe9"), false); c.Next != 17 {
+		t.Fatalf("a reader at an incomplete last byte does not get on: %+v", c)
 	}
 }
 

@@ -39,6 +39,7 @@
     var url = pre.getAttribute("data-follow");
     var state = document.getElementById("output-state");
     var offset = null;
+    var failures = 0;
     var source;
     function show(text) {
       var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
@@ -75,10 +76,19 @@
           state.textContent = "cannot read the output: " + JSON.parse(e.data);
         }
       });
+      source.addEventListener("open", function () { failures = 0; });
       source.onerror = function () {
-        if (source.readyState === EventSource.CLOSED && pre.hasAttribute("data-follow")) {
-          setTimeout(open, 3000);
+        if (source.readyState !== EventSource.CLOSED || !pre.hasAttribute("data-follow")) {
+          return;
         }
+        // Refused (too many streams, the session ended): try again a few times, then say so.
+        if (++failures > 10) {
+          if (state) {
+            state.textContent = "the live output stopped: reload the page";
+          }
+          return;
+        }
+        setTimeout(open, 3000);
       };
     }
     open();

@@ -48,9 +48,10 @@ func newExecOutputCmd() *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "[... %d bytes no longer kept ...]\n", chunk.Offset-offset)
 				}
 				fmt.Fprint(out, chunk.Text)
+				moved := chunk.Next > offset || offset < 0
 				offset = chunk.Next
 				switch {
-				case chunk.Next < chunk.End:
+				case chunk.Next < chunk.End && moved:
 					continue // more is there already
 				case !follow || chunk.Ended:
 					return nil

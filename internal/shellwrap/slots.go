@@ -77,8 +77,7 @@ func (s *Slots) Get() (string, error) {
 // the result was made after it did). Its output file goes now, so that a large one does not wait. Put
 // never writes the status or the pid: a slot is emptied when it is handed out again.
 func (s *Slots) Put(slot string) error {
-	err := os.Remove(filepath.Join(s.dir, slot, "out"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeOutput(filepath.Join(s.dir, slot)); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -103,9 +102,24 @@ func empty(dir string) error {
 			return err
 		}
 	}
-	if err := os.Remove(filepath.Join(dir, "out")); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeOutput(dir); err != nil {
 		return err
 	}
 	_, err := os.Stat(dir)
 	return err
+}
+
+// OutputWindowFile is the file beside a run's output file that says which of its offsets it still holds
+// once its head was cut (see the client's capOutput): it belongs to that output file, and goes with it.
+const OutputWindowFile = "out.window"
+
+// removeOutput removes a slot's output file and its window, the window first: a window left alone would
+// hide the start of the next run's output.
+func removeOutput(dir string) error {
+	for _, f := range []string{OutputWindowFile, OutputWindowFile + ".tmp", "out"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

@@ -23,7 +23,7 @@ type OutputAsk struct {
 // that comes back with the offset it reached gets what follows, nothing twice. Data starts at Offset,
 // which is past the asked offset when the client no longer keeps the bytes asked for (a long output keeps
 // only its last part); End is how many bytes the run has written so far. Required: From, Ask, ExecID;
-// 0 <= Offset, Offset + len(Data) <= End, len(Data) <= MaxOutputChunk.
+// 0 <= First <= Offset, Offset + len(Data) <= End, len(Data) <= MaxOutputChunk.
 type Output struct {
 	Header
 	Ask    string `json:"ask"`
@@ -32,6 +32,7 @@ type Output struct {
 	Offset int64  `json:"offset"`
 	Data   []byte `json:"data,omitempty"`
 	End    int64  `json:"end"`
+	First  int64  `json:"first,omitempty"` // the oldest offset the client still keeps
 	// Ended: the run has ended, End is final. Unknown: the client has no such run (anymore): the answer is
 	// in the execution's stored result.
 	Ended   bool `json:"ended,omitempty"`
@@ -74,8 +75,10 @@ func validateOutput(m *Output) string {
 		return fmt.Sprintf("offset %d is negative", m.Offset)
 	case len(m.Data) > MaxOutputChunk:
 		return fmt.Sprintf("data of %d bytes exceeds %d", len(m.Data), MaxOutputChunk)
-	case m.End < m.Offset+int64(len(m.Data)) || m.End < 0:
+	case m.End < 0 || m.Offset > m.End-int64(len(m.Data)): // not Offset+len > End: that can overflow
 		return fmt.Sprintf("end %d is before offset %d plus %d bytes of data", m.End, m.Offset, len(m.Data))
+	case m.First < 0 || m.First > m.Offset:
+		return fmt.Sprintf("first %d is outside 0-%d (the offset)", m.First, m.Offset)
 	}
 	return ""
 }

@@ -38,7 +38,7 @@ var (
 	sampleHeartbeat = &Heartbeat{Header: Header{From: "client-a", SentAt: t0}, Running: []string{"j@1", "j@2"}, Runs: []int{1, 3}, Capacity: 8}
 	sampleRequest   = &Request{Header: Header{From: "client-a", SentAt: t0}, ReqID: "client-a.1795000000.7", Job: "settle", Params: map[string]string{"date": "2026-11-23"}, At: t0}
 	sampleAsk       = &OutputAsk{Header: Header{From: "server-2", SentAt: t0}, Ask: "server-2.17", ExecID: "backup@1", Run: 2, Offset: 4096, Max: MaxOutputChunk}
-	sampleOutput    = &Output{Header: Header{From: "client-a", SentAt: t0}, Ask: "server-2.17", ExecID: "backup@1", Run: 2, Offset: 4096, Data: []byte("dumped 12 tables\n\xff\xfe not UTF-8"), End: 9000}
+	sampleOutput    = &Output{Header: Header{From: "client-a", SentAt: t0}, Ask: "server-2.17", ExecID: "backup@1", Run: 2, Offset: 4096, Data: []byte("dumped 12 tables\n\xff\xfe not UTF-8"), End: 9000, First: 1024}
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -192,6 +192,8 @@ func TestDecodeErrors(t *testing.T) {
 		"ask for too much":            {frame: frameOf(1, KindOutputAsk, `{"from":"s","ask":"a","exec_id":"e","max":65537}`), err: ErrPayload, msg: "wire: output_ask: max 65537 is outside 1-65536"},
 		"ask negative offset":         {frame: frameOf(1, KindOutputAsk, `{"from":"s","ask":"a","exec_id":"e","max":1,"offset":-1}`), err: ErrPayload, msg: "wire: output_ask: offset -1 is negative"},
 		"output past its end":         {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","exec_id":"e","offset":2,"data":"AAAA","end":4}`), err: ErrPayload, msg: "wire: output: end 4 is before offset 2 plus 3 bytes of data"},
+		"output offset overflows":     {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","exec_id":"e","offset":9223372036854775807,"data":"AAAA","end":9223372036854775807}`), err: ErrPayload, msg: "wire: output: end 9223372036854775807 is before offset 9223372036854775807 plus 3 bytes of data"},
+		"output first past offset":    {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","exec_id":"e","offset":2,"first":3,"end":4}`), err: ErrPayload, msg: "wire: output: first 3 is outside 0-2 (the offset)"},
 		"output without exec_id":      {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","end":0}`), err: ErrPayload, msg: "wire: output: exec_id is required"},
 		"output data not base64":      {frame: frameOf(1, KindOutput, `{"from":"c","ask":"a","exec_id":"e","data":"*","end":9}`), err: ErrPayload, msg: "wire: output payload: illegal base64 data at input byte 0"},
 		"bad time":                    {frame: frameOf(1, KindHeartbeat, `{"from":"c","sent_at":"yesterday"}`), err: ErrPayload, msg: `wire: heartbeat payload: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`},
