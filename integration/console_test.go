@@ -179,6 +179,7 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 	consoleText(t, ctx, "#crumbs", "election")
 	consoleText(t, ctx, "#children", "leader")
 	browsertest.Screenshot(t, ctx, "cluster-zookeeper")
+	adminDefinesAndOperates(t, c, ctx, base, leader)
 	for _, p := range []string{"/zookeeper", "/clover/../zookeeper", "/cloverx", "clover"} {
 		if err := c.Call(follower, "GET", "/api/v1/zookeeper?path="+p, nil, nil); !isStatus(err, http.StatusBadRequest) {
 			t.Errorf("the ZooKeeper node %q, outside the cluster's tree: %v, want 400", p, err)
@@ -257,4 +258,75 @@ func watchOutputLiveAndStop(t *testing.T, c *Cluster, ctx context.Context, base 
 	if e := c.waitState(t, fired.Execution, job.StateFailed, 30*time.Second); e.Result == nil || !strings.Contains(e.Result.Error, "stopped") {
 		t.Fatalf("the stopped run's result: %+v", e.Result)
 	}
+}
+
+// adminDefinesAndOperates: an admin creates a job through the form, runs it, finds its failure by its
+// text in the logs, meets a version conflict when editing it, resumes the job the operator paused and
+// adds a contact.
+func adminDefinesAndOperates(t *testing.T, c *Cluster, ctx context.Context, base string, leader *Member) {
+	t.Helper()
+	navigate := func(path string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+path)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	navigate("/ui/new-job")
+	consoleText(t, ctx, "h1", "New job")
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("f-name"), "form-job"),
+		chromedp.SetValue(chromedp.ID("f-params-command"), "echo boom-from-the-form >&2; exit 3"),
+		chromedp.SetValue(chromedp.ID("f-retry-max"), "0"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Screenshot(t, ctx, "cluster-job-form")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("save"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#message", "created, version 1")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("trigger"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#message", "triggered: form-job@")
+	execID, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#message").textContent.replace("triggered: ", "").trim()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitState(t, execID, job.StateFailed, 30*time.Second)
+	navigate("/ui/logs?text=Boom-From-The-Form&hours=1")
+	consoleText(t, ctx, "#log-results", execID)
+	browsertest.Screenshot(t, ctx, "cluster-logs")
+
+	// Opened at version 1; changed meanwhile (a pause through the API): the save overwrites nothing.
+	navigate("/ui/jobs/form-job/edit")
+	consoleText(t, ctx, "h1", "version 1")
+	if err := c.Call(leader, "POST", "/api/v1/jobs/form-job/pause", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("f-schedule"), "0 0 5 * * ?"), chromedp.Click(chromedp.ID("save"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#edit-error", "changed since you opened it")
+	var spec job.Spec
+	if err := c.Call(leader, "GET", "/api/v1/jobs/form-job", nil, &spec); err != nil || spec.Schedule != "0 0 2 * * ?" || !spec.Paused {
+		t.Fatalf("after the conflicting edit the job is %+v (%v): want the paused version, its schedule untouched", spec, err)
+	}
+
+	navigate("/ui/jobs/console-job")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("resume"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#job-state", "active")
+
+	navigate("/ui/contacts")
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("contact-name"), "night-shift"),
+		chromedp.SendKeys(chromedp.ID("contact-email"), "night-shift@example.com"),
+		chromedp.Click(chromedp.ID("contact-add")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#contacts", "night-shift@example.com")
+	browsertest.Screenshot(t, ctx, "cluster-contacts")
 }
