@@ -109,13 +109,15 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	if b := q.Get("before"); b != "" {
 		read.Set("before", b)
+		read.Set("before_id", q.Get("before_id"))
 	}
 	if err := c.get(r, "/api/v1/audit?"+read.Encode(), &d.Entries); err != nil {
 		c.fail(w, r, http.StatusBadGateway, err)
 		return
 	}
 	if len(d.Entries) == auditPerPage {
-		older := url.Values{"before": {d.Entries[len(d.Entries)-1].At.UTC().Format(time.RFC3339Nano)}}
+		last := d.Entries[len(d.Entries)-1]
+		older := url.Values{"before": {last.At.UTC().Format(time.RFC3339Nano)}, "before_id": {last.ID}}
 		if d.Who != "" {
 			older.Set("who", d.Who)
 		}

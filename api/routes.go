@@ -85,7 +85,7 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/contacts/{name}", Role: keyring.RoleViewer, Summary: "One contact.", Status: http.StatusOK, Response: store.Contact{}},
 	{Method: "DELETE", Path: "/api/v1/contacts/{name}", Role: keyring.RoleAdmin, Summary: "Delete a contact.", Status: http.StatusNoContent},
 	{Method: "GET", Path: "/api/v1/audit", Role: keyring.RoleAdmin, Summary: "The audit log: every write through the API, who made it and its outcome, newest first.", Status: http.StatusOK, Response: []store.AuditEntry{},
-		Query: []Param{{"who", "only this caller's"}, {"before", "made before this RFC 3339 time (paging)"}, {"limit", "1-1000, default 100"}}},
+		Query: []Param{{"who", "only this caller's"}, {"before", "made before this RFC 3339 time (paging)"}, {"before_id", "with before: also those made at that time whose id sorts before this one (the last of the previous page)"}, {"limit", "1-1000, default 100"}}},
 	{Method: "GET", Path: "/api/v1/notifications", Role: keyring.RoleViewer, Summary: "Notifications sent or queued, newest first.", Status: http.StatusOK, Response: []store.Notification{},
 		Query: []Param{{"alert", "only this alert's"}, {"limit", "1-1000, default 100"}}},
 	{Method: "GET", Path: "/api/v1/zookeeper", Role: keyring.RoleAdmin, Summary: "One node of Clover's ZooKeeper tree, read-only: its data, children, ACL and the session that owns it if ephemeral (admins: ACLs name digest users).", Status: http.StatusOK, Response: ZNode{},

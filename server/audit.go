@@ -125,14 +125,14 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	var before time.Time
+	var before store.AuditCursor
 	if v := q.Get("before"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("before %q: want an RFC 3339 time", v))
 			return
 		}
-		before = t
+		before = store.AuditCursor{At: t, ID: q.Get("before_id")}
 	}
 	entries, err := s.store.ListAudit(r.Context(), q.Get("who"), before, limit)
 	if err != nil {

@@ -168,7 +168,7 @@ func TestEveryRouteNeedsATokenAndItsRole(t *testing.T) {
 	if code, body := (apiCall{method: "POST", path: "/api/v1/contacts", body: contactBody, token: tok.admin}).do(t, srv); code != http.StatusCreated {
 		t.Fatalf("an admin creating a contact: %d %s, want 201", code, body)
 	}
-	entries, err := st.ListAudit(t.Context(), "", time.Time{}, 10)
+	entries, err := st.ListAudit(t.Context(), "", store.AuditCursor{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestForwardedIdentityMustBeSigned(t *testing.T) {
 	if code, body := (apiCall{method: "POST", path: "/api/v1/contacts", body: contactBody, header: h}).do(t, srv); code != http.StatusUnauthorized {
 		t.Fatalf("replayed forward: %d %s, want 401", code, body)
 	}
-	entries, err := st.ListAudit(t.Context(), "alice", time.Time{}, 10)
+	entries, err := st.ListAudit(t.Context(), "alice", store.AuditCursor{}, 10)
 	if err != nil || len(entries) != 1 || entries[0].Via != "s2" {
 		t.Fatalf("audit of the forwarded write: %+v, %v; want alice's, via s2", entries, err)
 	}

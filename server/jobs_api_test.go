@@ -133,7 +133,7 @@ func TestJobWritesThroughTheAPI(t *testing.T) {
 	if len(changes) != 5 {
 		t.Errorf("the loop was handed %d jobs, want 5", len(changes))
 	}
-	entries, err := st.ListAudit(t.Context(), "", time.Time{}, 100)
+	entries, err := st.ListAudit(t.Context(), "", store.AuditCursor{}, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

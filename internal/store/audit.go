@@ -65,13 +65,21 @@ func (s *Store) InsertAudits(ctx context.Context, entries []AuditEntry) error {
 
 // ListAudit returns up to limit entries, newest first, made before before (all when zero) and, when who
 // is set, by that caller only.
-func (s *Store) ListAudit(ctx context.Context, who string, before time.Time, limit int) ([]AuditEntry, error) {
+func (s *Store) ListAudit(ctx context.Context, who string, before AuditCursor, limit int) ([]AuditEntry, error) {
 	filter := bson.D{}
 	if who != "" {
 		filter = append(filter, bson.E{Key: "who", Value: who})
 	}
-	if !before.IsZero() {
-		filter = append(filter, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: storedTime(before)}}})
+	switch {
+	case !before.At.IsZero() && before.ID != "":
+		// Entries of the same millisecond as the last one shown come after it by id.
+		at := storedTime(before.At)
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: at}}}},
+			bson.D{{Key: "at", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: before.ID}}}},
+		}})
+	case !before.At.IsZero():
+		filter = append(filter, bson.E{Key: "at", Value: bson.D{{Key: "$lt", Value: storedTime(before.At)}}})
 	}
 	opts := options.Find().SetSort(bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}})
 	if limit > 0 {
@@ -86,6 +94,13 @@ func (s *Store) ListAudit(ctx context.Context, who string, before time.Time, lim
 		return nil, fmt.Errorf("store: list audit: %w", err)
 	}
 	return out, nil
+}
+
+// AuditCursor is where a page of the audit log starts: before the entry at At with id ID (the last one of
+// the page before), or before At when ID is empty; the zero value starts at the newest.
+type AuditCursor struct {
+	At time.Time
+	ID string
 }
 
 // PruneAudit deletes entries older than cutoff and returns how many.
