@@ -42,8 +42,11 @@ type Options struct {
 	SessionKey []byte
 	// SecureCookies: the console is reached over HTTPS only.
 	SecureCookies bool
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Origins are browser origins (scheme://host:port) besides the console's own from which writes are
+	// taken: a proxy's public address (the API's api.origins).
+	Origins []string
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Console is the web console: an http.Handler for the paths under /ui/.
@@ -56,6 +59,7 @@ type Console struct {
 	pages    *pages
 	mux      *http.ServeMux
 	streams  streamSlots // output streams open
+	origins  []string
 }
 
 // New makes the console.
@@ -77,7 +81,7 @@ func New(o Options) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{
-		api: o.API, holder: o.Holder, logger: o.Logger, now: o.Now, pages: p,
+		api: o.API, holder: o.Holder, logger: o.Logger, now: o.Now, pages: p, origins: o.Origins,
 		sessions: sessions{key: o.SessionKey, secure: o.SecureCookies, now: o.Now},
 	}
 	mux := http.NewServeMux()
@@ -176,7 +180,7 @@ func (c *Console) authed(h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if !sameOrigin(r) || (v.Insecure && r.Header.Get("Origin") == "" && r.Header.Get("Referer") == "") {
+			if !c.sameOrigin(r) || (v.Insecure && r.Header.Get("Origin") == "" && r.Header.Get("Referer") == "") {
 				// Without sessions (insecure) nothing else tells a page of the console's from another's.
 				c.fail(w, r, http.StatusForbidden, errors.New("request from a foreign origin refused"))
 				return
@@ -204,8 +208,9 @@ func formBody(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// sameOrigin reports whether a write's Origin (or, without one, its Referer) is the console's host.
-func sameOrigin(r *http.Request) bool {
+// sameOrigin reports whether a write's Origin (or, without one, its Referer) is the console's host, or
+// one of the origins it is told to take writes from.
+func (c *Console) sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		o = r.Header.Get("Referer")
@@ -214,7 +219,18 @@ func sameOrigin(r *http.Request) bool {
 		return true // not sent by a browser that follows a foreign page; the CSRF token still holds
 	}
 	u, err := url.Parse(o)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, allowed := range c.origins {
+		if strings.EqualFold(u.Scheme+"://"+u.Host, strings.TrimSuffix(allowed, "/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // toLogin sends a browser to the login page, keeping where it was going; an htmx request is told to
@@ -255,7 +271,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 		return
 	}
-	if !sameOrigin(r) {
+	if !c.sameOrigin(r) {
 		c.fail(w, r, http.StatusForbidden, errors.New("request from a foreign origin refused"))
 		return
 	}
@@ -297,7 +313,7 @@ func safeNext(next string) string {
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	// No CSRF token (the page that asks may be an old one), but not from a foreign page: it would log
 	// people out at will.
-	if !sameOrigin(r) {
+	if !c.sameOrigin(r) {
 		c.fail(w, r, http.StatusForbidden, errors.New("request from a foreign origin refused"))
 		return
 	}

@@ -744,3 +744,21 @@ func TestFormsAreBoundedAndALogoutComesFromTheConsole(t *testing.T) {
 		}
 	}
 }
+
+// Behind a proxy, the console takes writes from the origins api.origins names, and only those.
+func TestTheConsoleTakesWritesFromTheOriginsItIsGiven(t *testing.T) {
+	c := &Console{origins: []string{"https://clover.example.com/"}}
+	for origin, want := range map[string]bool{
+		"https://clover.example.com":  true,
+		"https://CLOVER.example.com":  true,
+		"http://clover.example.com":   false,
+		"https://evil.example":        false,
+		"https://clover.example.com.": false,
+	} {
+		r := httptest.NewRequest("POST", "http://10.0.0.5:17700/ui/jobs/x/pause", nil)
+		r.Header.Set("Origin", origin)
+		if got := c.sameOrigin(r); got != want {
+			t.Errorf("a write from %s: taken %v, want %v", origin, got, want)
+		}
+	}
+}

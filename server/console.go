@@ -61,7 +61,7 @@ func (b *bufferedResponse) WriteHeader(status int) {
 // newConsole makes the console once the keys are loaded.
 func (s *Server) newConsole(api http.Handler) (*admin.Console, error) {
 	o := admin.Options{API: consoleAPI{api: api}, Logger: s.logger.With("component", "console"), Now: s.now,
-		SecureCookies: s.cfg.API.TLS.Enabled()}
+		SecureCookies: s.cfg.API.TLS.Enabled(), Origins: s.cfg.API.Origins}
 	if !s.sec.insecure() {
 		o.SessionKey = []byte(keyring.Derive(s.sec.forwardKey, keyring.PurposeConsoleSession))
 		o.Holder = func(hash string) (admin.Caller, bool, error) {
