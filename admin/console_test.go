@@ -198,7 +198,8 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 			switch {
 			case j.Name <= q.Get("after"),
 				text != "" && !strings.Contains(strings.ToLower(j.Name+" "+j.Handler+" "+j.Source), text),
-				q.Get("state") == "paused" && !j.Paused, q.Get("state") == "active" && j.Paused:
+				q.Get("state") == "paused" && !j.Paused, q.Get("state") == "active" && j.Paused,
+				q.Has("contact") && !slices.Contains(j.Contacts, q.Get("contact")):
 				continue
 			}
 			out = append(out, j)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +26,7 @@ type contactsData struct {
 type contactRow struct {
 	store.Contact
 	Jobs []string
+	More string // the job list of all that name it, when there are more than shown
 }
 
 func (c *Console) contacts(w http.ResponseWriter, r *http.Request) {
@@ -38,21 +39,28 @@ func (c *Console) renderContacts(w http.ResponseWriter, r *http.Request, status 
 		c.fail(w, r, http.StatusBadGateway, err)
 		return
 	}
-	var jobs []job.Spec
-	if err := c.get(r, "/api/v1/jobs", &jobs); err != nil {
-		d.JobsErr = "which jobs name each contact is unknown: " + err.Error()
-	}
 	for _, ct := range list {
 		row := contactRow{Contact: ct}
-		for _, j := range jobs {
-			if slices.Contains(j.Contacts, ct.Name) {
-				row.Jobs = append(row.Jobs, j.Name)
+		// A page of the jobs that name it (the API filters, by index on MongoDB), not every job.
+		var jobs []job.Spec
+		q := url.Values{"contact": {ct.Name}, "limit": {strconv.Itoa(contactJobsShown + 1)}}
+		if err := c.get(r, "/api/v1/jobs?"+q.Encode(), &jobs); err != nil {
+			d.JobsErr = "which jobs name each contact is unknown: " + err.Error()
+		}
+		for i, j := range jobs {
+			if i == contactJobsShown {
+				row.More = "/ui/jobs?" + url.Values{"contact": {ct.Name}}.Encode()
+				break
 			}
+			row.Jobs = append(row.Jobs, j.Name)
 		}
 		d.Contacts = append(d.Contacts, row)
 	}
 	c.render(w, r, status, "contacts", d)
 }
+
+// contactJobsShown is how many of the jobs that name a contact its row lists; the job list has the rest.
+const contactJobsShown = 20
 
 // addContact adds or replaces a contact (admins); the API's refusal is shown on the form, filled in again.
 func (c *Console) addContact(w http.ResponseWriter, r *http.Request) {

@@ -18,13 +18,18 @@ const jobsPerPage = 50
 
 // jobsData is a page of the job list.
 type jobsData struct {
-	Query    string
-	State    string // "", "active" or "paused"
+	Query string
+	State string // "", "active" or "paused"
+	// Exact filters, by the API's names: handler, source, client, label, contact.
+	Exact    map[string]string
 	Jobs     []job.Spec
 	After    string // where this page starts ("" on the first)
 	FirstURL string // back to the first page, when this is not it
 	NextURL  string
 }
+
+// jobFilters are the job list's exact filters, by the API's names.
+var jobFilters = []string{"handler", "client", "label", "source", "contact"}
 
 // jobs lists the jobs a page at a time in name order, filtered by text (name, handler, source) and state,
 // with the API's cursor (the last name shown): a page reads what it shows, however many jobs there are.
@@ -37,6 +42,13 @@ func (c *Console) jobs(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.State == "paused" || d.State == "active" {
 		filter.Set("state", d.State)
+	}
+	d.Exact = map[string]string{}
+	for _, k := range jobFilters {
+		if v := strings.TrimSpace(q.Get(k)); v != "" {
+			filter.Set(k, v)
+			d.Exact[k] = v
+		}
 	}
 	read := url.Values{"limit": {strconv.Itoa(jobsPerPage + 1)}} // one more says whether a next page exists
 	for k, v := range filter {

@@ -39,9 +39,11 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/openapi.json", Role: keyring.RoleViewer, Summary: "This document.", Status: http.StatusOK, Response: map[string]any{}},
 	{Method: "GET", Path: "/api/v1/cluster", Role: keyring.RoleViewer, Summary: "The leader, the servers and the clients, as ZooKeeper shows them.", Status: http.StatusOK, Response: ClusterStatus{}},
 
-	{Method: "GET", Path: "/api/v1/jobs", Role: keyring.RoleViewer, Summary: "Every job; with limit, after, q or state, a page of them in name order.", Status: http.StatusOK, Response: []job.Spec{},
+	{Method: "GET", Path: "/api/v1/jobs", Role: keyring.RoleViewer, Summary: "Every job; with any of the parameters, a page of them in name order.", Status: http.StatusOK, Response: []job.Spec{},
 		Query: []Param{{"limit", "1-1000 (default 100 when any of these is given)"}, {"after", "the last name of the previous page"},
-			{"q", "name, handler or source contains this (any case)"}, {"state", "paused or active"}}},
+			{"q", "name, handler or source contains this (any case)"}, {"state", "paused or active"},
+			{"handler", "this handler"}, {"source", "this source (api, client:<id>)"}, {"client", "pinned to this client"},
+			{"label", "asks its clients for this label (name=value)"}, {"contact", "names this contact"}}},
 	{Method: "POST", Path: "/api/v1/jobs", Role: keyring.RoleAdmin, Summary: "Create a job.", Leader: true, Body: job.Spec{}, Status: http.StatusCreated, Response: job.Spec{}},
 	{Method: "GET", Path: "/api/v1/jobs/{name}", Role: keyring.RoleViewer, Summary: "One job.", Status: http.StatusOK, Response: job.Spec{}},
 	{Method: "PUT", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Replace a job; conditional on the version it carries.", Leader: true, Body: job.Spec{}, Status: http.StatusOK, Response: job.Spec{}},

@@ -23,8 +23,19 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		jobs []job.Spec
 		err  error
 	)
-	if q.Has("limit") || q.Has("after") || q.Has("q") || q.Has("state") {
-		p := store.JobPage{After: q.Get("after"), Text: q.Get("q"), Limit: 100}
+	paged := false
+	for _, k := range []string{"limit", "after", "q", "state", "handler", "source", "client", "label", "contact"} {
+		paged = paged || q.Has(k)
+	}
+	if paged {
+		p := store.JobPage{After: q.Get("after"), Text: q.Get("q"), Limit: 100,
+			Handler: q.Get("handler"), Source: q.Get("source"), Client: q.Get("client"), Label: q.Get("label"), Contact: q.Get("contact")}
+		if v := p.Label; v != "" {
+			if name, _, ok := strings.Cut(v, "="); !ok || name == "" || strings.ContainsAny(name, ".$") {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("query label=%q: want name=value, the name without '.' or '$'", v))
+				return
+			}
+		}
 		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -117,12 +118,16 @@ func (s *Store) ListJobs(ctx context.Context) ([]job.Spec, error) {
 }
 
 // JobPage asks for a page of jobs in name order: those after After, at most Limit of them, whose name,
-// handler or source contains Text (any case), and paused or not if Paused is set.
+// handler or source contains Text (any case), and paused or not if Paused is set. The other fields, when
+// set, must match exactly: the handler, the source ("api", "client:<id>"), a client the job is pinned
+// to, a label it asks of its clients (name=value), a contact it names.
 type JobPage struct {
 	After  string
 	Limit  int
 	Text   string
 	Paused *bool
+
+	Handler, Source, Client, Label, Contact string
 }
 
 // ListJobsPage returns a page of jobs. The name is the key, so a page starts where the last one ended
@@ -140,6 +145,16 @@ func (s *Store) ListJobsPage(ctx context.Context, p JobPage) ([]job.Spec, error)
 	}
 	if p.Paused != nil {
 		filter = append(filter, bson.E{Key: "paused", Value: *p.Paused})
+	}
+	for _, f := range []struct{ key, value string }{
+		{"handler", p.Handler}, {"source", p.Source}, {"routing.clients", p.Client}, {"contacts", p.Contact},
+	} {
+		if f.value != "" {
+			filter = append(filter, bson.E{Key: f.key, Value: f.value}) // an array matches when it holds the value
+		}
+	}
+	if name, value, ok := strings.Cut(p.Label, "="); ok && name != "" && !strings.ContainsAny(name, ".$") {
+		filter = append(filter, bson.E{Key: "routing.labels." + name, Value: value})
 	}
 	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}})
 	if p.Limit > 0 {

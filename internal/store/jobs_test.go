@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +135,43 @@ func TestJobsArePagedByNameWithFilters(t *testing.T) {
 	}
 	if got, err = s.ListJobsPage(ctx, JobPage{Text: "etl-.*", Limit: 100}); err != nil || len(got) != 0 {
 		t.Errorf("text %q is not a pattern: %d jobs (%v), want 0", "etl-.*", len(got), err)
+	}
+}
+
+func TestJobsAreFilteredByHandlerSourceClientLabelAndContact(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+	a := spec("pinned")
+	a.Routing.Clients, a.Routing.Labels, a.Contacts, a.Source = []string{"client-a", "client-b"}, map[string]string{"zone": "eu"}, []string{"ops", "dba"}, "client:client-a"
+	b := spec("anywhere")
+	b.Handler, b.Params, b.Contacts, b.Source = "report", nil, []string{"ops"}, "api"
+	for _, sp := range []job.Spec{a, b, spec("plain")} {
+		if err := s.CreateJob(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, tc := range map[string]struct {
+		page JobPage
+		want string
+	}{
+		"handler":              {JobPage{Handler: "report"}, "anywhere"},
+		"source":               {JobPage{Source: "client:client-a"}, "pinned"},
+		"pinned to a client":   {JobPage{Client: "client-b"}, "pinned"},
+		"pinned to no such":    {JobPage{Client: "client-z"}, ""},
+		"label":                {JobPage{Label: "zone=eu"}, "pinned"},
+		"label of other value": {JobPage{Label: "zone=us"}, ""},
+		"contact":              {JobPage{Contact: "ops"}, "anywhere,pinned"},
+		"contact and handler":  {JobPage{Contact: "ops", Handler: "report"}, "anywhere"},
+	} {
+		tc.page.Limit = 100
+		got, err := s.ListJobsPage(ctx, tc.page)
+		var names []string
+		for _, j := range got {
+			names = append(names, j.Name)
+		}
+		if err != nil || strings.Join(names, ",") != tc.want {
+			t.Errorf("%s: %v (%v), want %q", name, names, err, tc.want)
+		}
 	}
 }

@@ -179,6 +179,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("alert_key_created_at", bson.D{{Key: "alert_key", Value: 1}, {Key: "created_at", Value: -1}}),
 		}},
 		{s.audit, []mongo.IndexModel{index("at", bson.D{{Key: "at", Value: -1}})}},
+		// The job list's filters (the console's): which jobs name a contact, are pinned to a client.
+		{s.jobs, []mongo.IndexModel{
+			index("contacts", bson.D{{Key: "contacts", Value: 1}}),
+			index("routing_clients", bson.D{{Key: "routing.clients", Value: 1}}),
+			index("handler", bson.D{{Key: "handler", Value: 1}}),
+		}},
 		{s.claims, []mongo.IndexModel{
 			index("notification_attempt", bson.D{{Key: "notification", Value: 1}, {Key: "attempt", Value: 1}, {Key: "gen", Value: -1}}),
 		}},
