@@ -26,6 +26,7 @@ import (
 	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/wire"
 )
 
 // fakeAPI answers the console's API calls from memory and refuses writes below the operator role, as
@@ -130,6 +131,9 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 	case p == "/api/v1/heartbeats":
 		return answer([]api.ClientHeartbeat{{Client: "client-a", LastAt: time.Now()}})
 	case p == "/api/v1/inflight":
+		if u.Query().Get("job") == "nightly" {
+			return answer([]api.InFlight{{ID: "nightly@1", Job: "nightly", Client: "client-a", Status: "running", Progress: &wire.Progress{ExecID: "nightly@1", Percent: 40, Message: "4 of 10 files"}}})
+		}
 		return answer([]api.InFlight{{ID: "x@1", Job: "x", Client: "client-a", Status: "running"}})
 	case p == "/api/v1/alerts":
 		return answer([]map[string]any{{"key": "k", "summary": "client-b is gone", "since": time.Now()}})
@@ -142,6 +146,12 @@ func (a *fakeAPI) Do(_ context.Context, caller Caller, method, path string, body
 		before, _ := time.Parse(time.RFC3339Nano, q.Get("before"))
 		for _, e := range a.execs {
 			if !before.IsZero() && (e.ScheduledAt.After(before) || e.ScheduledAt.Equal(before) && e.ID >= q.Get("before_id")) {
+				continue
+			}
+			if q.Has("client") && !q.Has("since") {
+				return http.StatusBadRequest, []byte(`{"error":"query text or client: needs since, at most 31 days back"}`), nil
+			}
+			if since, err := time.Parse(time.RFC3339, q.Get("since")); err == nil && e.ScheduledAt.Before(since) || q.Has("client") && e.Client != q.Get("client") {
 				continue
 			}
 			if len(out) < limit {

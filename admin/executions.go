@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/api"
@@ -17,6 +20,8 @@ const execsPerPage = 50
 // executionsData is a page of executions, newest first.
 type executionsData struct {
 	Job, State string
+	Client     string
+	Hours      int // only those scheduled within the last Hours (0: any time; a client filter needs one)
 	Archived   bool
 	States     []job.State
 	Executions []job.Execution
@@ -41,9 +46,29 @@ func (c *Console) executions(w http.ResponseWriter, r *http.Request) {
 	if d.Archived {
 		filter.Set("archived", "true")
 	}
+	d.Client = strings.TrimSpace(q.Get("client"))
+	d.Hours, _ = strconv.Atoi(q.Get("hours"))
+	if !slices.Contains(logsHours, d.Hours) {
+		d.Hours = 0
+	}
+	if d.Client != "" {
+		filter.Set("client", d.Client)
+		if d.Hours == 0 {
+			d.Hours = 24 // the API reads a client's executions within a window only
+		}
+	}
+	if d.Hours > 0 {
+		filter.Set("hours", strconv.Itoa(d.Hours))
+	}
 	read := url.Values{}
 	for k, v := range filter {
 		read[k] = v
+	}
+	if d.Hours > 0 {
+		// A window from now: each page of it reads the same one (the cursor bounds its other end).
+		read.Del("hours")
+		since := c.now().Add(-time.Duration(d.Hours) * time.Hour).Truncate(time.Minute)
+		read.Set("since", since.UTC().Format(time.RFC3339))
 	}
 	read.Set("limit", fmt.Sprint(execsPerPage+1)) // one more says whether an older page exists
 	if b := q.Get("before"); b != "" {
@@ -77,6 +102,7 @@ type executionData struct {
 	Open    bool // not ended: stop applies
 	Message string
 	Out     *outputData // the last outputPage bytes of the newest run's output; nil when unreadable
+	Live    *api.InFlight // the leader's view of it while it is open (status, progress); nil otherwise
 }
 
 func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +113,16 @@ func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Open = !d.E.State.Terminal()
 	d.Message = r.URL.Query().Get("done")
+	if d.Open {
+		var open []api.InFlight
+		if c.get(r, "/api/v1/inflight?"+url.Values{"job": {d.E.Job}, "limit": {"1000"}}.Encode(), &open) == nil {
+			for i := range open {
+				if open[i].ID == d.E.ID {
+					d.Live = &open[i]
+				}
+			}
+		}
+	}
 	if chunk, err := c.readOutput(r, d.E.ID, 0, -1); err == nil && (chunk.Text != "" || !chunk.Ended) {
 		out := newOutputData(d.E.ID, chunk)
 		d.Out = &out

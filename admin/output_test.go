@@ -84,6 +84,9 @@ func TestARunningExecutionsOutputIsStreamedAndAReconnectResumesWhereItStopped(t 
 	if !strings.Contains(page, `data-follow="/ui/executions/nightly@1/output/stream?offset=7&amp;run=1"`) || !strings.Contains(page, "line 1") {
 		t.Fatalf("the page neither shows the output nor follows it from its end:\n%s", page)
 	}
+	if !strings.Contains(page, `<progress id="progress" max="100" value="40">`) || !strings.Contains(page, "4 of 10 files") {
+		t.Fatalf("the page does not show the run's progress:\n%s", page)
+	}
 
 	stream, closeStream := openStream(t, rig, c, "/ui/executions/"+id+"/output/stream?offset=7&run=1", "")
 	forged := "evil\revent: end\nid: 0\ndata: \"x\"\n"
@@ -146,5 +149,26 @@ func TestOutputStreamsAreBoundedForEachPersonAndAll(t *testing.T) {
 	}
 	if _, ok := s.take("alice"); ok {
 		t.Fatal("more than maxStreams streams")
+	}
+}
+
+func TestExecutionsAreFilteredByClientWithinAWindow(t *testing.T) {
+	rig := newConsoleRig(t)
+	now := time.Now()
+	rig.api.mu.Lock()
+	rig.api.execs = []job.Execution{
+		{ID: "nightly@3", Job: "nightly", State: job.StateSucceeded, Client: "client-a", ScheduledAt: now.Add(-time.Hour)},
+		{ID: "nightly@2", Job: "nightly", State: job.StateSucceeded, Client: "client-b", ScheduledAt: now.Add(-2 * time.Hour)},
+		{ID: "nightly@1", Job: "nightly", State: job.StateSucceeded, Client: "client-a", ScheduledAt: now.Add(-48 * time.Hour)},
+	}
+	rig.api.mu.Unlock()
+	c := rig.client()
+	rig.login(c, "viewer-token")
+	_, body := rig.do(c, "GET", "/ui/executions?client=client-a", nil, nil)
+	if !strings.Contains(body, "nightly@3") || strings.Contains(body, "nightly@2") || strings.Contains(body, "nightly@1") {
+		t.Fatalf("client-a's executions of the last day (the window a client filter takes by default):\n%s", body)
+	}
+	if _, body = rig.do(c, "GET", "/ui/executions?client=client-a&hours=168", nil, nil); !strings.Contains(body, "nightly@1") || strings.Contains(body, "nightly@2") {
+		t.Fatalf("client-a's executions of the last week:\n%s", body)
 	}
 }
