@@ -101,7 +101,7 @@ type executionData struct {
 	E       job.Execution
 	Open    bool // not ended: stop applies
 	Message string
-	Out     *outputData // the last outputPage bytes of the newest run's output; nil when unreadable
+	Out     *outputData   // the last outputPage bytes of the newest run's output; nil when unreadable
 	Live    *api.InFlight // the leader's view of it while it is open (status, progress); nil otherwise
 }
 
