@@ -34,6 +34,9 @@ type Param struct {
 	Name, Description string
 }
 
+// messageParam is the message a job change records in its revision (see GET /api/v1/jobs/{name}/revisions).
+var messageParam = Param{"message", "why: recorded with the revision the change makes (at most 1000 bytes)"}
+
 // Routes is the REST API.
 var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/openapi.json", Role: keyring.RoleViewer, Summary: "This document.", Status: http.StatusOK, Response: map[string]any{}},
@@ -44,17 +47,26 @@ var Routes = []Route{
 			{"q", "name, handler or source contains this (any case)"}, {"state", "paused or active"},
 			{"handler", "this handler"}, {"source", "this source (api, client:<id>)"}, {"client", "pinned to this client"},
 			{"label", "asks its clients for this label (name=value)"}, {"contact", "names this contact"}}},
-	{Method: "POST", Path: "/api/v1/jobs", Role: keyring.RoleAdmin, Summary: "Create a job.", Leader: true, Body: job.Spec{}, Status: http.StatusCreated, Response: job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs", Role: keyring.RoleAdmin, Summary: "Create a job.", Leader: true, Body: job.Spec{}, Status: http.StatusCreated, Response: job.Spec{}, Query: []Param{messageParam}},
 	{Method: "GET", Path: "/api/v1/jobs/{name}", Role: keyring.RoleViewer, Summary: "One job.", Status: http.StatusOK, Response: job.Spec{}},
-	{Method: "PUT", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Replace a job; conditional on the version it carries.", Leader: true, Body: job.Spec{}, Status: http.StatusOK, Response: job.Spec{}},
-	{Method: "DELETE", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Delete a job.", Leader: true, Status: http.StatusNoContent},
+	{Method: "PUT", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Replace a job; conditional on the version it carries.", Leader: true, Body: job.Spec{}, Status: http.StatusOK, Response: job.Spec{}, Query: []Param{messageParam}},
+	{Method: "DELETE", Path: "/api/v1/jobs/{name}", Role: keyring.RoleAdmin, Summary: "Delete a job.", Leader: true, Status: http.StatusNoContent, Query: []Param{messageParam}},
 	{Method: "POST", Path: "/api/v1/jobs:batch", Role: keyring.RoleAdmin, Summary: "Create, update and delete up to 1,000 jobs at once; each operation succeeds or fails on its own, with the status its single-job route would answer.",
-		Leader: true, Body: BatchRequest{}, Status: http.StatusOK, Response: BatchResponse{}, MaxBody: MaxBatchBody},
+		Leader: true, Body: BatchRequest{}, Status: http.StatusOK, Response: BatchResponse{}, MaxBody: MaxBatchBody, Query: []Param{messageParam}},
 	{Method: "GET", Path: "/api/v1/jobs/{name}/next", Role: keyring.RoleViewer, Summary: "The job's next fire times.", Status: http.StatusOK, Response: NextFires{},
 		Query: []Param{{"n", "how many (1-1000, default 10)"}}},
+	{Method: "GET", Path: "/api/v1/jobs/{name}/revisions", Role: keyring.RoleViewer, Summary: "The job's definition history, newest first, a page of versions at a time (a deleted job's too).", Status: http.StatusOK, Response: RevisionPage{},
+		Query: []Param{{"before", "versions before this one (default: all up to the newest)"}, {"limit", "how many versions a page spans, 1-1000 (default 50)"}, {"tagged", "true: only the tagged revisions"}}},
+	{Method: "GET", Path: "/api/v1/jobs/{name}/revisions/{version}", Role: keyring.RoleViewer, Summary: "One revision: the definition at that version, who made it, when, why.", Status: http.StatusOK, Response: store.Revision{}},
+	{Method: "GET", Path: "/api/v1/jobs/{name}/diff", Role: keyring.RoleViewer, Summary: "What changed in the definition between two versions, field by field.", Status: http.StatusOK, Response: JobDiff{},
+		Query: []Param{{"from", "the older version (default: the one before to)"}, {"to", "the newer version (default: the newest)"}}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/rollback", Role: keyring.RoleAdmin, Summary: "Make a new version equal to an earlier one, provided the job is still at the version expected.", Leader: true, Body: RollbackRequest{}, Status: http.StatusOK, Response: job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/restore", Role: keyring.RoleAdmin, Summary: "Bring a deleted job back as it was deleted, as a new version.", Leader: true, Body: RestoreRequest{}, Status: http.StatusCreated, Response: job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/revisions/{version}/tags", Role: keyring.RoleAdmin, Summary: "Tag a revision: tagged revisions are never pruned.", Leader: true, Body: TagRequest{}, Status: http.StatusOK, Response: store.Revision{}},
+	{Method: "DELETE", Path: "/api/v1/jobs/{name}/revisions/{version}/tags/{tag}", Role: keyring.RoleAdmin, Summary: "Remove a revision's tag.", Leader: true, Status: http.StatusOK, Response: store.Revision{}},
 	{Method: "POST", Path: "/api/v1/jobs/{name}/trigger", Role: keyring.RoleOperator, Summary: "Fire the job now, with parameters over its own.", Leader: true, Body: TriggerRequest{}, Status: http.StatusAccepted, Response: TriggerResponse{}},
-	{Method: "POST", Path: "/api/v1/jobs/{name}/pause", Role: keyring.RoleOperator, Summary: "Pause the job: it does not fire until resumed.", Leader: true, Status: http.StatusOK, Response: job.Spec{}},
-	{Method: "POST", Path: "/api/v1/jobs/{name}/resume", Role: keyring.RoleOperator, Summary: "Resume the job; what it missed goes to its misfire policy.", Leader: true, Status: http.StatusOK, Response: job.Spec{}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/pause", Role: keyring.RoleOperator, Summary: "Pause the job: it does not fire until resumed.", Leader: true, Status: http.StatusOK, Response: job.Spec{}, Query: []Param{messageParam}},
+	{Method: "POST", Path: "/api/v1/jobs/{name}/resume", Role: keyring.RoleOperator, Summary: "Resume the job; what it missed goes to its misfire policy.", Leader: true, Status: http.StatusOK, Response: job.Spec{}, Query: []Param{messageParam}},
 
 	{Method: "GET", Path: "/api/v1/executions", Role: keyring.RoleViewer, Summary: "Executions, newest first: the open ones and the history (or the archive).", Status: http.StatusOK, Response: []job.Execution{},
 		Query: []Param{

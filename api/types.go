@@ -8,7 +8,9 @@ import (
 
 	"github.com/clover-sched/clover/internal/fallback"
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/jobdiff"
 	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
 )
 
@@ -197,4 +199,40 @@ type OutputChunk struct {
 	// reported tail) or "none" (nothing yet: the run has not started, or its client did not answer).
 	Source string `json:"source"`
 	Client string `json:"client,omitempty"`
+}
+
+// RevisionPage is a page of a job's definition history, newest first: the versions in [Before-Limit,
+// Before) that are kept (pruned ones are missing). Ask for the next page with before=Next (0: none).
+type RevisionPage struct {
+	Job       string           `json:"job"`
+	Latest    int64            `json:"latest"`  // the job's newest version (its deletion's, if it was deleted)
+	Deleted   bool             `json:"deleted"` // the job is deleted: restore brings it back
+	Revisions []store.Revision `json:"revisions"`
+	Next      int64            `json:"next,omitempty"`
+}
+
+// JobDiff is what changed in a job's definition from one version to another, field by field.
+type JobDiff struct {
+	Job     string           `json:"job"`
+	From    int64            `json:"from"`
+	To      int64            `json:"to"`
+	Changes []jobdiff.Change `json:"changes"`
+}
+
+// RollbackRequest is the body of POST /api/v1/jobs/{name}/rollback: make a new version equal to Version,
+// provided the job is still at Expect (the version the caller last saw).
+type RollbackRequest struct {
+	Version int64  `json:"version"`
+	Expect  int64  `json:"expect"`
+	Message string `json:"message,omitempty"`
+}
+
+// RestoreRequest is the (optional) body of POST /api/v1/jobs/{name}/restore.
+type RestoreRequest struct {
+	Message string `json:"message,omitempty"`
+}
+
+// TagRequest is the body of POST /api/v1/jobs/{name}/revisions/{version}/tags.
+type TagRequest struct {
+	Tag string `json:"tag"`
 }

@@ -78,7 +78,7 @@ func DefaultConfig() Config {
 		TimeoutGrace:     5 * time.Second,
 		FallbackPoll:     2 * time.Second,
 		FallbackKeep:     7 * 24 * time.Hour,
-		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour, BucketSize: store.DefaultBucketSize},
+		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour, BucketSize: store.DefaultBucketSize, RevisionsKeep: 100},
 		LogLevel:         "info",
 	}
 }
@@ -93,6 +93,9 @@ type History struct {
 	// which reads a whole bucket to answer a listing; larger on a busy cluster with a real MongoDB, so that
 	// the buckets are fewer collections.
 	BucketSize int `mapstructure:"bucket_size"`
+	// RevisionsKeep is how many revisions of each job's definition are kept (its newest); tagged ones are
+	// kept besides, whatever their age.
+	RevisionsKeep int `mapstructure:"revisions_keep"`
 }
 
 // Validate names the bad key.
@@ -105,6 +108,9 @@ func (h History) Validate() error {
 	}
 	if h.BucketSize < 100 || h.BucketSize > 1_000_000 {
 		return fmt.Errorf("history.bucket_size %d: must be from 100 to 1000000", h.BucketSize)
+	}
+	if h.RevisionsKeep < 1 || h.RevisionsKeep > 100_000 {
+		return fmt.Errorf("history.revisions_keep %d: must be from 1 to 100000", h.RevisionsKeep)
 	}
 	return nil
 }

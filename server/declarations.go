@@ -125,6 +125,14 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 		spec.Source, spec.Version = "client:"+clientID, 1
 		spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
 		spec.Paused = false
+		if l.revisions != nil {
+			specs := []job.Spec{spec}
+			if err := l.revisions.continueVersions(sctx, specs); err != nil {
+				settle(false)
+				return err
+			}
+			spec = specs[0]
+		}
 		err = l.store.CreateJob(sctx, spec)
 		settle(err == nil)
 		switch {
@@ -158,6 +166,9 @@ func (l *leader) applyDeclaration(ctx context.Context, clientID string, spec job
 	// were stored before it, its lock held).
 	l.changes.put([]job.Spec{store.AsStored(spec)}, nil)
 	l.applyJobChanges()
+	if l.revisions != nil {
+		l.revisions.recordRevisions(sctx, store.RevisionDeclared, []job.Spec{store.AsStored(spec)})
+	}
 	return nil
 }
 

@@ -119,7 +119,7 @@ func (l *leader) newExecutions(fr firing) []job.Execution {
 		ID: id, Firing: id, Job: fr.spec.Name, ScheduledAt: fr.at.UTC(), FiredAt: l.now().UTC(), Trigger: fr.trigger,
 		Epoch: l.epoch, Server: l.cfg.ID, Handler: fr.spec.Handler, Params: params, Timeout: fr.spec.Timeout,
 		MaxRuns: fr.spec.Retry.MaxRuns(), Rerunnable: fr.spec.Rerunnable, Missed: fr.missed,
-		Width: fr.spec.Routing.Width, State: job.StatePending,
+		Width: fr.spec.Routing.Width, State: job.StatePending, JobVersion: fr.spec.Version,
 	}
 	if base.MaxRuns == 1 {
 		base.MaxRuns = 0

@@ -141,6 +141,10 @@ func apiSource(given string) string {
 }
 
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
+	r, ok := withMessage(w, r, revisionNote{})
+	if !ok {
+		return
+	}
 	spec, err := decodeSpec(r)
 	if err == nil {
 		err = validateSpec(spec)
@@ -150,13 +154,15 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec = s.stampNew(spec)
-	if err := s.createJobs(r.Context(), []job.Spec{spec})[0]; err != nil {
+	specs := []job.Spec{spec}
+	if err := s.createJobs(r.Context(), specs)[0]; err != nil {
 		writeError(w, storeStatus(err), err)
 		return
 	}
+	created := store.AsStored(specs[0]) // its version may go on from a deleted job's
 	note := noteAudit(r)
-	note.target, note.after = spec.Name, spec.Version
-	writeJSON(w, http.StatusCreated, store.AsStored(spec))
+	note.target, note.after = spec.Name, created.Version
+	writeJSON(w, http.StatusCreated, created)
 }
 
 // stampNew makes spec a new job's first version, written through the API now.
@@ -168,6 +174,10 @@ func (s *Server) stampNew(spec job.Spec) job.Spec {
 }
 
 func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
+	r, ok := withMessage(w, r, revisionNote{})
+	if !ok {
+		return
+	}
 	name := r.PathValue("name")
 	spec, err := decodeSpec(r)
 	if err != nil {
@@ -216,6 +226,10 @@ func replaced(cur, spec job.Spec, now time.Time) (job.Spec, error) {
 }
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	r, ok := withMessage(w, r, revisionNote{})
+	if !ok {
+		return
+	}
 	name := r.PathValue("name")
 	old, errs := s.deleteJobs(r.Context(), []string{name}, nil)
 	if errs[0] != nil {
@@ -227,7 +241,15 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) pauseJob(pause bool) http.HandlerFunc {
+	action := store.RevisionResumed
+	if pause {
+		action = store.RevisionPaused
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		r, ok := withMessage(w, r, revisionNote{action: action})
+		if !ok {
+			return
+		}
 		name := r.PathValue("name")
 		var same *job.Spec // the job, already as asked
 		now := s.now().UTC()

@@ -21,6 +21,10 @@ import (
 // matters (creations are made before updates, updates before deletions). The request's whole body is
 // refused only when it cannot be read, holds no operation or more than api.MaxBatchOps.
 func (s *Server) batchJobs(w http.ResponseWriter, r *http.Request) {
+	r, ok := withMessage(w, r, revisionNote{})
+	if !ok {
+		return
+	}
 	var req api.BatchRequest
 	dec := json.NewDecoder(r.Body) // bounded by the route's MaxBody
 	dec.DisallowUnknownFields()
@@ -109,7 +113,7 @@ func (b *batch) run(s *Server, r *http.Request, now time.Time) {
 	ctx := r.Context()
 	if len(b.creates) > 0 {
 		for k, err := range s.createJobs(ctx, b.creates) {
-			b.answer(b.createAt[k], http.StatusCreated, 1, err)
+			b.answer(b.createAt[k], http.StatusCreated, b.creates[k].Version, err)
 		}
 	}
 	if len(b.updates) > 0 {

@@ -144,7 +144,9 @@ func unknownOutcome(err error) bool {
 }
 
 // createJobs stores new jobs, stamped and validated, and returns each one's error. Near limits.jobs the
-// first ones get the room left, and the room of one that turns out to exist goes to the next.
+// first ones get the room left, and the room of one that turns out to exist goes to the next. A job
+// made under a deleted one's name goes on from its versions: specs[i].Version is set to the version
+// stored.
 func (s *Server) createJobs(ctx context.Context, specs []job.Spec) []error {
 	errs := make([]error, len(specs))
 	names := make([]string, len(specs))
@@ -152,6 +154,9 @@ func (s *Server) createJobs(ctx context.Context, specs []job.Spec) []error {
 		names[i] = spec.Name
 	}
 	defer s.jobLocks.lock(names...)()
+	if err := s.continueVersions(ctx, specs); err != nil {
+		return fill(errs, fmt.Errorf("read the deleted jobs of these names: %w", err))
+	}
 	for next := 0; next < len(specs); {
 		room, err := s.room.reserve(ctx, s.store.CountJobs, s.cfg.Limits.Jobs, s.epoch(), s.now(), len(specs)-next)
 		if err != nil {
@@ -185,6 +190,7 @@ func (s *Server) createJobs(ctx context.Context, specs []job.Spec) []error {
 		}
 		s.room.settle(room, len(written), len(unknown) > 0)
 		s.publish(written, nil, unknown)
+		s.recordRevisions(ctx, store.RevisionCreated, written)
 		next += room
 	}
 	return errs
@@ -206,6 +212,9 @@ func (s *Server) updateJobs(ctx context.Context, names []string, change func(i i
 				defer s.jobLocks.lock(name)()
 				out[i], errs[i] = s.store.UpdateJob(ctx, name, func(cur job.Spec) (job.Spec, error) { return change(i, cur) })
 				s.publishUpdates(names[i:i+1], out[i:i+1], errs[i:i+1])
+				if errs[i] == nil {
+					s.recordRevisions(ctx, store.RevisionUpdated, out[i:i+1])
+				}
 			})
 		}
 		wg.Wait()
@@ -214,6 +223,13 @@ func (s *Server) updateJobs(ctx context.Context, names []string, change func(i i
 	defer s.jobLocks.lock(names...)()
 	out, errs = s.store.UpdateJobs(ctx, names, change)
 	s.publishUpdates(names, out, errs)
+	var changed []job.Spec
+	for i, err := range errs {
+		if err == nil {
+			changed = append(changed, out[i])
+		}
+	}
+	s.recordRevisions(ctx, store.RevisionUpdated, changed)
 	return out, errs
 }
 
@@ -252,17 +268,22 @@ func (s *Server) deleteJobs(ctx context.Context, names []string, expect []int64)
 	} else {
 		out, errs = s.store.DeleteJobs(ctx, names, expect)
 	}
-	var deleted, unknown []string
+	var (
+		deleted, unknown []string
+		buried           []job.Spec
+	)
 	for i, err := range errs {
 		switch {
 		case err == nil:
 			deleted = append(deleted, names[i])
+			buried = append(buried, out[i])
 		case unknownOutcome(err):
 			unknown = append(unknown, names[i])
 		}
 	}
 	s.room.deleted(len(deleted), len(unknown) > 0)
 	s.publish(nil, deleted, unknown)
+	s.buryJobs(ctx, buried)
 	return out, errs
 }
 

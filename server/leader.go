@@ -181,6 +181,15 @@ type leaderDeps struct {
 	// jobwrites.go), which declarations share with the API; nil in unit tests: no lock, and a count.
 	locks *jobLocks
 	room  *jobRoom
+	// revisions records the revisions of the jobs a declaration creates or changes, and says the version
+	// a new job of a deleted one's name goes on from (see revisions.go); nil in unit tests.
+	revisions declarationRevisions
+}
+
+// declarationRevisions is what declarations need of the definition history.
+type declarationRevisions interface {
+	recordRevisions(ctx context.Context, action string, specs []job.Spec)
+	continueVersions(ctx context.Context, specs []job.Spec) error
 }
 
 func (s *Server) leaderDeps() leaderDeps {
@@ -196,6 +205,7 @@ func (s *Server) leaderDeps() leaderDeps {
 		replay:       &replayState{},
 		locks:        &s.jobLocks,
 		room:         &s.room,
+		revisions:    s,
 	}
 }
 

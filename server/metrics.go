@@ -43,6 +43,7 @@ type metrics struct {
 	fallbackReplayed *prometheus.CounterVec // by kind and outcome
 	apiRefused       *prometheus.CounterVec // by reason
 	auditFailed      prometheus.Counter
+	revisionsFailed  prometheus.Counter
 	handshakes       prometheus.CounterFunc
 }
 
@@ -101,7 +102,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Fallback queue entries the leader settled, by kind and state (applied, rejected)."}, []string{"kind", "state"}),
 		apiRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clover_api_refused_total",
 			Help: "API requests refused before their handler, by reason (unauthenticated, forbidden, host, origin, media_type)."}, []string{"reason"}),
-		auditFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_audit_failures_total", Help: "API writes whose audit entry could not be stored."}),
+		auditFailed:     prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_audit_failures_total", Help: "API writes whose audit entry could not be stored."}),
+		revisionsFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "clover_revision_failures_total", Help: "Job changes whose revision (definition history) could not be stored."}),
 		handshakes: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "clover_curve_handshakes_refused_total",
 			Help: "ZeroMQ CURVE handshakes this process's inboxes refused: keys not in the allowlist."},
 			func() float64 { return float64(transport.HandshakesRefused()) }),
@@ -110,6 +112,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.leaseLapses, m.timeouts, m.stops, m.fireLateness,
 		m.dispatches, m.redispatches, m.resends, m.inflight, m.waiting, m.backlogBytes, m.backlogFull, m.insertSize, m.framesReceived, m.framesDropped, m.eventsPersisted,
 		m.storeErrors, m.closesDropped, m.finished, m.storeChecks, m.storeCheckReads, m.notesDropped, m.fallbackSeen, m.fallbackReplayed,
-		m.apiRefused, m.auditFailed, m.handshakes)
+		m.apiRefused, m.auditFailed, m.revisionsFailed, m.handshakes)
 	return m
 }

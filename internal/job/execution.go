@@ -69,6 +69,9 @@ type Execution struct {
 	Missed int `json:"missed,omitempty" bson:"missed,omitempty"`
 	// Width is the resource width it holds on its client (Routing.Width of its job).
 	Width int `json:"width,omitempty" bson:"width,omitempty"`
+	// JobVersion is the version of its job's definition it was fired with: the revision it runs (see
+	// `clover job history`); 0 for a client's local run and records from before it existed.
+	JobVersion int64 `json:"job_version,omitempty" bson:"job_version,omitempty"`
 
 	State      State     `json:"state" bson:"-"`
 	Client     string    `json:"client,omitempty" bson:"-"`

@@ -70,6 +70,8 @@ type Store struct {
 	notes        *mongo.Collection // notifications
 	claims       *mongo.Collection // notification_claims
 	audit        *mongo.Collection
+	revisions    *mongo.Collection // job_revisions
+	tombstones   *mongo.Collection // job_tombstones
 	noIndexes    bool
 	// ferret: the server is FerretDB, which reads every document for any filter but {_id: x}; some
 	// writes are then made differently (see versionFilter).
@@ -116,6 +118,8 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		notes:        db.Collection(collNotes),
 		claims:       db.Collection(collNoteClaims),
 		audit:        db.Collection(collAudit),
+		revisions:    db.Collection(collRevisions),
+		tombstones:   db.Collection(collTombstones),
 	}
 	for _, o := range opts {
 		o(s)
@@ -179,6 +183,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("alert_key_created_at", bson.D{{Key: "alert_key", Value: 1}, {Key: "created_at", Value: -1}}),
 		}},
 		{s.audit, []mongo.IndexModel{index("at", bson.D{{Key: "at", Value: -1}})}},
+		{s.revisions, []mongo.IndexModel{index("job_version", bson.D{{Key: "job", Value: 1}, {Key: "version", Value: -1}})}},
 		// The job list's filters (the console's): which jobs name a contact, are pinned to a client.
 		{s.jobs, []mongo.IndexModel{
 			index("contacts", bson.D{{Key: "contacts", Value: 1}}),

@@ -1,0 +1,335 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/jobdiff"
+	"github.com/clover-sched/clover/internal/store"
+)
+
+// withMessage puts the request's ?message= in its context, for the revisions its job writes record;
+// false (after answering 400) when it is too long.
+func withMessage(w http.ResponseWriter, r *http.Request, n revisionNote) (*http.Request, bool) {
+	if m := r.URL.Query().Get("message"); m != "" {
+		n.message = m
+	}
+	if len(n.message) > maxRevisionMessage {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("message: %d bytes, at most %d", len(n.message), maxRevisionMessage))
+		return r, false
+	}
+	return r.WithContext(withRevision(r.Context(), n)), true
+}
+
+// latestVersion is the newest version of job name: the job's, or its deletion's (deleted true).
+func (s *Server) latestVersion(r *http.Request, name string) (v int64, deleted bool, err error) {
+	spec, err := s.store.GetJob(r.Context(), name)
+	if err == nil {
+		return spec.Version, false, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return 0, false, err
+	}
+	dead, terr := s.store.Tombstones(r.Context(), []string{name})
+	if terr != nil {
+		return 0, false, terr
+	}
+	t, ok := dead[name]
+	if !ok {
+		return 0, false, err // no such job, and none deleted
+	}
+	return t.Version, true, nil
+}
+
+func pathVersion(r *http.Request, key string) (int64, error) {
+	v, err := strconv.ParseInt(r.PathValue(key), 10, 64)
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("version %q: want a number, 1 or more", r.PathValue(key))
+	}
+	return v, nil
+}
+
+func queryVersion(r *http.Request, key string) (int64, error) {
+	s := r.URL.Query().Get(key)
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("query %s=%q: want a version, 1 or more", key, s)
+	}
+	return v, nil
+}
+
+// listRevisions serves GET /api/v1/jobs/{name}/revisions.
+func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	before, err := queryVersion(r, "before")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	limit := int64(50)
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query limit=%q: must be a number from 1 to 1000", v))
+			return
+		}
+		limit = n
+	}
+	latest, deleted, err := s.latestVersion(r, name)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	page := api.RevisionPage{Job: name, Latest: latest, Deleted: deleted}
+	if r.URL.Query().Get("tagged") == "true" {
+		page.Revisions, err = s.store.TaggedRevisions(r.Context(), name)
+	} else {
+		if before == 0 || before > latest+1 {
+			before = latest + 1
+		}
+		from := max(before-limit, 1)
+		page.Revisions, err = s.store.ListRevisions(r.Context(), name, from, before)
+		if from > 1 {
+			page.Next = from
+		}
+	}
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if page.Revisions == nil {
+		page.Revisions = []store.Revision{}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// getRevision serves GET /api/v1/jobs/{name}/revisions/{version}.
+func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) {
+	v, err := pathVersion(r, "version")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	rev, err := s.store.GetRevision(r.Context(), r.PathValue("name"), v)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rev)
+}
+
+// diffJob serves GET /api/v1/jobs/{name}/diff.
+func (s *Server) diffJob(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	from, err := queryVersion(r, "from")
+	if err == nil {
+		var to int64
+		if to, err = queryVersion(r, "to"); err == nil {
+			s.answerDiff(w, r, name, from, to)
+			return
+		}
+	}
+	writeError(w, http.StatusBadRequest, err)
+}
+
+func (s *Server) answerDiff(w http.ResponseWriter, r *http.Request, name string, from, to int64) {
+	if to == 0 {
+		latest, _, err := s.latestVersion(r, name)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		to = latest
+	}
+	if from == 0 {
+		from = max(to-1, 1)
+	}
+	a, err := s.store.GetRevision(r.Context(), name, from)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	b, err := s.store.GetRevision(r.Context(), name, to)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	changes := jobdiff.Diff(a.Spec, b.Spec)
+	if changes == nil {
+		changes = []jobdiff.Change{}
+	}
+	writeJSON(w, http.StatusOK, api.JobDiff{Job: name, From: from, To: to, Changes: changes})
+}
+
+// decodeBody reads a small JSON body into v; an empty body leaves v as it is.
+func decodeBody(r *http.Request, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// rollbackJob serves POST /api/v1/jobs/{name}/rollback: a new version whose definition is an earlier
+// one's, made only if the job is still at the version the caller expects (it saw the history at it).
+func (s *Server) rollbackJob(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var body api.RollbackRequest
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("rollback body: %w", err))
+		return
+	}
+	if body.Version < 1 || body.Expect < 1 {
+		writeError(w, http.StatusBadRequest, errors.New("rollback body: version (the one to go back to) and expect (the job's version you saw) are required"))
+		return
+	}
+	r, ok := withMessage(w, r, revisionNote{action: store.RevisionRolledBack, message: body.Message, from: body.Version})
+	if !ok {
+		return
+	}
+	rev, err := s.store.GetRevision(r.Context(), name, body.Version)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	target := rev.Spec
+	target.Name = name
+	if err := validateSpec(target); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("version %d cannot be made again: %w", body.Version, err))
+		return
+	}
+	now := s.now().UTC()
+	out, errs := s.updateJobs(r.Context(), []string{name}, func(_ int, cur job.Spec) (job.Spec, error) {
+		if cur.Version != body.Expect {
+			return job.Spec{}, fmt.Errorf("%w: job %s changed since version %d (it is at %d now): nothing was rolled back; read its history again",
+				store.ErrConflict, name, body.Expect, cur.Version)
+		}
+		next := target
+		next.Source, next.CreatedAt, next.UpdatedAt, next.ActiveSince = cur.Source, cur.CreatedAt, now, cur.ActiveSince
+		next.Paused, next.PausedAt = cur.Paused, cur.PausedAt // pausing is done by pause and resume only
+		if next.Schedule != cur.Schedule || next.TimeZone != cur.TimeZone {
+			next.ActiveSince = now // the restored schedule owes nothing from before now
+		}
+		return next, nil
+	})
+	if errs[0] != nil {
+		writeError(w, storeStatus(errs[0]), errs[0])
+		return
+	}
+	note := noteAudit(r)
+	note.before, note.after = out[0].Version-1, out[0].Version
+	writeJSON(w, http.StatusOK, out[0])
+}
+
+// restoreJob serves POST /api/v1/jobs/{name}/restore: a deleted job made again as it was deleted, its
+// versions going on from the deletion's.
+func (s *Server) restoreJob(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var body api.RestoreRequest
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("restore body: %w", err))
+		return
+	}
+	dead, err := s.store.Tombstones(r.Context(), []string{name})
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	t, ok := dead[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("%w: no deleted job %s to restore", store.ErrNotFound, name))
+		return
+	}
+	r, ok = withMessage(w, r, revisionNote{action: store.RevisionRestored, message: body.Message, from: t.Version - 1})
+	if !ok {
+		return
+	}
+	rev, err := s.store.GetRevision(r.Context(), name, t.Version)
+	if err != nil {
+		writeError(w, storeStatus(err), fmt.Errorf("job %s: its last definition is gone: %w", name, err))
+		return
+	}
+	spec := rev.Spec
+	now := s.now().UTC()
+	spec.Name, spec.Version = name, t.Version+1
+	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
+	specs := []job.Spec{spec}
+	if err := s.createJobs(r.Context(), specs)[0]; err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	note := noteAudit(r)
+	note.target, note.after = name, specs[0].Version
+	writeJSON(w, http.StatusCreated, store.AsStored(specs[0]))
+}
+
+// tagPattern is what a tag may be: a name people type.
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// maxTags bounds a revision's tags.
+const maxTags = 20
+
+// tagRevision serves POST and DELETE of a revision's tags, under the job's lock: a prune that checks the
+// tags and then deletes never races a tagging.
+func (s *Server) tagRevision(add bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		v, err := pathVersion(r, "version")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		tag := r.PathValue("tag")
+		if add {
+			var body api.TagRequest
+			if err := decodeBody(r, &body); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("tag body: %w", err))
+				return
+			}
+			tag = body.Tag
+		}
+		if !tagPattern.MatchString(tag) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("tag %q: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", tag))
+			return
+		}
+		defer s.jobLocks.lock(name)()
+		rev, err := s.store.GetRevision(r.Context(), name, v)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		switch i := slices.Index(rev.Tags, tag); {
+		case add && i < 0:
+			if len(rev.Tags) >= maxTags {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("version %d of %s has %d tags, at most %d", v, name, len(rev.Tags), maxTags))
+				return
+			}
+			rev.Tags = append(rev.Tags, tag)
+		case !add && i >= 0:
+			rev.Tags = slices.Delete(rev.Tags, i, i+1)
+		case !add:
+			writeError(w, http.StatusNotFound, fmt.Errorf("%w: version %d of %s has no tag %q", store.ErrNotFound, v, name, tag))
+			return
+		}
+		if err := s.store.SetRevisionTags(r.Context(), name, v, rev.Tags); err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rev)
+	}
+}
