@@ -60,7 +60,11 @@ func newConfigCmd() *cobra.Command {
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
 			}
-			a := &configApplier{api: api, source: "config:" + name, out: cmd.OutOrStdout()}
+			msg, _ := cmd.Flags().GetString("message")
+			if msg == "" {
+				msg = "config apply " + strings.Join(args, " ")
+			}
+			a := &configApplier{api: api, source: "config:" + name, out: cmd.OutOrStdout(), message: msg}
 			opts := loadOptions(cmd)
 			if watch, _ := cmd.Flags().GetBool("watch"); watch {
 				return a.watch(cmd, args, opts)
@@ -78,6 +82,7 @@ func newConfigCmd() *cobra.Command {
 	}
 	apply.Flags().Bool("watch", false, "keep running and apply every valid change of the files")
 	apply.Flags().String("source", "", "name of this config source: jobs get source config:NAME (default: the first file's base name)")
+	addMessageFlag(apply)
 	cmd.AddCommand(apply)
 	return cmd
 }
@@ -105,10 +110,22 @@ func printLoadErrors(w io.Writer, err error) error {
 
 // configApplier applies job changes to the cluster through the REST API on behalf of one config source.
 type configApplier struct {
-	api    *apiClient
-	source string
-	out    io.Writer
-	warned bool // the server did not keep our source: said once
+	api     *apiClient
+	source  string
+	message string // recorded with each change's revision (--message); the source when empty
+	out     io.Writer
+	warned  bool // the server did not keep our source: said once
+}
+
+func (a *configApplier) withMessage(path string) string {
+	return path + "?message=" + url.QueryEscape(truncate(a.message, 1000))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
 }
 
 func (a *configApplier) list(ctx context.Context) (map[string]job.Spec, error) {
@@ -161,7 +178,7 @@ func (a *configApplier) apply(ctx context.Context, ch springconfig.Changes) erro
 		if !ok || have.Source != a.source {
 			continue // gone already, or no longer ours: never delete what another source owns
 		}
-		if err := a.api.do(ctx, "DELETE", "/api/v1/jobs/"+url.PathEscape(spec.Name), nil, nil); err != nil {
+		if err := a.api.do(ctx, "DELETE", a.withMessage("/api/v1/jobs/"+url.PathEscape(spec.Name)), nil, nil); err != nil {
 			errs = append(errs, fmt.Errorf("job %s: delete: %w", spec.Name, err))
 			continue
 		}
@@ -178,7 +195,7 @@ func (a *configApplier) upsert(ctx context.Context, cur map[string]job.Spec, spe
 	var out job.Spec
 	switch {
 	case !exists:
-		if err := a.api.do(ctx, "POST", "/api/v1/jobs", spec, &out); err != nil {
+		if err := a.api.do(ctx, "POST", a.withMessage("/api/v1/jobs"), spec, &out); err != nil {
 			return "", fmt.Errorf("create: %w", err)
 		}
 		fmt.Fprintf(a.out, "ADD %s\n", spec.Name)
@@ -192,7 +209,7 @@ func (a *configApplier) upsert(ctx context.Context, cur map[string]job.Spec, spe
 		return "", nil
 	}
 	spec.Version = have.Version // the update fails if someone changed the job since we read it
-	if err := a.api.do(ctx, "PUT", "/api/v1/jobs/"+url.PathEscape(spec.Name), spec, &out); err != nil {
+	if err := a.api.do(ctx, "PUT", a.withMessage("/api/v1/jobs/"+url.PathEscape(spec.Name)), spec, &out); err != nil {
 		return "", fmt.Errorf("update: %w", err)
 	}
 	fmt.Fprintf(a.out, "UPDATE %s\n", spec.Name)

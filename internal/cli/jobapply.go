@@ -53,11 +53,12 @@ func newJobApplyCmd() *cobra.Command {
 			}
 			// A bulk request of updates on FerretDB takes about 15 ms a job per 1,000 jobs stored.
 			api.http.Timeout, _ = cmd.Flags().GetDuration("timeout")
-			return applyJobs(cmd.Context(), api, specs, chunk, wantJSON(cmd), cmd.OutOrStdout())
+			return applyJobs(cmd.Context(), api, specs, chunk, wantJSON(cmd), cmd.OutOrStdout(), withMessage(cmd, "/api/v1/jobs:batch"))
 		},
 	}
 	cmd.Flags().StringArrayP("file", "f", nil, "job file (repeatable)")
 	cmd.Flags().Int("chunk", apiv1.MaxBatchOps, "jobs per bulk request")
+	addMessageFlag(cmd)
 	cmd.Flags().Duration("timeout", 10*time.Minute, "how long to wait for the answer to one bulk request")
 	cmd.Flags().String("profile", "", "profile of the job files to lay over their base (default $CLOVER_PROFILE)")
 	return cmd
@@ -134,7 +135,7 @@ func definitionOnly(spec job.Spec) job.Spec {
 
 // applyJobs creates the jobs of specs that the cluster lacks and updates those that differ, chunk
 // operations a request, and reports every failure; it fails if any operation did.
-func applyJobs(ctx context.Context, api *apiClient, specs []job.Spec, chunk int, asJSON bool, out io.Writer) error {
+func applyJobs(ctx context.Context, api *apiClient, specs []job.Spec, chunk int, asJSON bool, out io.Writer, batchPath string) error {
 	var have []job.Spec
 	if err := api.do(ctx, "GET", "/api/v1/jobs", nil, &have); err != nil {
 		return fmt.Errorf("list jobs: %w", err)
@@ -163,7 +164,7 @@ func applyJobs(ctx context.Context, api *apiClient, specs []job.Spec, chunk int,
 	)
 	for chunkOps := range slices.Chunk(ops, chunk) {
 		var resp apiv1.BatchResponse
-		if err := api.do(ctx, "POST", "/api/v1/jobs:batch", apiv1.BatchRequest{Ops: chunkOps}, &resp); err != nil {
+		if err := api.do(ctx, "POST", batchPath, apiv1.BatchRequest{Ops: chunkOps}, &resp); err != nil {
 			return fmt.Errorf("bulk request (%d of the %d operations were answered before it): %w", len(results), len(ops), err)
 		}
 		for _, r := range resp.Results {

@@ -73,7 +73,7 @@ func newClusterCmd() *cobra.Command {
 }
 
 func newJobCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "job", Short: "Manage jobs: list, get, add, update, delete, apply, trigger, pause, resume, next"}
+	cmd := &cobra.Command{Use: "job", Short: "Manage jobs: list, get, add, update, delete, apply, trigger, pause, resume, next; history, show, diff, rollback, tag, restore"}
 	addAPIFlags(cmd)
 
 	cmd.AddCommand(&cobra.Command{
@@ -134,13 +134,14 @@ func newJobCmd() *cobra.Command {
 				return err
 			}
 			var out job.Spec
-			if err := api.do(cmd.Context(), "POST", "/api/v1/jobs", spec, &out); err != nil {
+			if err := api.do(cmd.Context(), "POST", withMessage(cmd, "/api/v1/jobs"), spec, &out); err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
 	}
 	addSpecFlags(add)
+	addMessageFlag(add)
 	cmd.AddCommand(add)
 
 	update := &cobra.Command{
@@ -161,29 +162,32 @@ func newJobCmd() *cobra.Command {
 				return err
 			}
 			var out job.Spec
-			if err := api.do(cmd.Context(), "PUT", "/api/v1/jobs/"+url.PathEscape(args[0]), spec, &out); err != nil {
+			if err := api.do(cmd.Context(), "PUT", withMessage(cmd, "/api/v1/jobs/"+url.PathEscape(args[0])), spec, &out); err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
 	}
 	addSpecFlags(update)
+	addMessageFlag(update)
 	cmd.AddCommand(update)
 
-	cmd.AddCommand(&cobra.Command{
-		Use: "delete NAME", Short: "Delete a job", Args: cobra.ExactArgs(1),
+	del := &cobra.Command{
+		Use: "delete NAME", Short: "Delete a job (restore brings it back)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			api, err := newAPIClient(cmd)
 			if err != nil {
 				return err
 			}
-			if err := api.do(cmd.Context(), "DELETE", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			if err := api.do(cmd.Context(), "DELETE", withMessage(cmd, "/api/v1/jobs/"+url.PathEscape(args[0])), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
 			return nil
 		},
-	})
+	}
+	addMessageFlag(del)
+	cmd.AddCommand(del)
 
 	trigger := &cobra.Command{
 		Use: "trigger NAME", Short: "Run a job now, outside its schedule", Args: cobra.ExactArgs(1),
@@ -212,7 +216,7 @@ func newJobCmd() *cobra.Command {
 	cmd.AddCommand(trigger)
 
 	for _, verb := range []string{"pause", "resume"} {
-		cmd.AddCommand(&cobra.Command{
+		c := &cobra.Command{
 			Use: verb + " NAME", Short: strings.ToUpper(verb[:1]) + verb[1:] + " a job", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				api, err := newAPIClient(cmd)
@@ -220,13 +224,15 @@ func newJobCmd() *cobra.Command {
 					return err
 				}
 				var out job.Spec
-				if err := api.do(cmd.Context(), "POST", "/api/v1/jobs/"+url.PathEscape(args[0])+"/"+verb, nil, &out); err != nil {
+				if err := api.do(cmd.Context(), "POST", withMessage(cmd, "/api/v1/jobs/"+url.PathEscape(args[0])+"/"+verb), nil, &out); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: paused=%v (version %d)\n", out.Name, out.Paused, out.Version)
 				return nil
 			},
-		})
+		}
+		addMessageFlag(c)
+		cmd.AddCommand(c)
 	}
 
 	next := &cobra.Command{
@@ -265,6 +271,7 @@ func newJobCmd() *cobra.Command {
 	next.Flags().IntP("n", "n", 10, "how many")
 	cmd.AddCommand(next)
 	cmd.AddCommand(newJobApplyCmd())
+	cmd.AddCommand(newJobHistoryCmds()...)
 	return cmd
 }
 
