@@ -100,6 +100,8 @@ func New(o Options) (*Console, error) {
 	mux.HandleFunc("POST /ui/jobs/{name}/edit", c.authed(c.saveJob))
 	mux.HandleFunc("POST /ui/jobs/{name}/delete", c.authed(c.deleteJob))
 	mux.HandleFunc("POST /ui/jobs/{name}/{action}", c.authed(c.jobAction))
+	mux.HandleFunc("GET /ui/jobs/{name}/history", c.authed(c.historyPage))
+	mux.HandleFunc("POST /ui/jobs/{name}/history/{action}", c.authed(c.historyAction))
 	mux.HandleFunc("GET /ui/executions", c.authed(c.executions))
 	mux.HandleFunc("GET /ui/executions/{id}", c.authed(c.executionPage))
 	mux.HandleFunc("GET /ui/executions/{id}/output", c.authed(c.outputPageHandler))

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -131,6 +132,14 @@ func (c *Console) renderJob(w http.ResponseWriter, r *http.Request, status int, 
 	d := jobData{Message: message}
 	esc := url.PathEscape(name)
 	if err := c.get(r, "/api/v1/jobs/"+esc, &d.Job); err != nil {
+		var ae *apiError
+		var page api.RevisionPage
+		if errors.As(err, &ae) && ae.status == http.StatusNotFound &&
+			c.get(r, "/api/v1/jobs/"+esc+"/revisions?limit=1", &page) == nil && page.Deleted {
+			// Deleted: its history says when, by whom, and restores it.
+			http.Redirect(w, r, "/ui/jobs/"+esc+"/history", http.StatusSeeOther)
+			return
+		}
 		c.fail(w, r, http.StatusBadGateway, err)
 		return
 	}

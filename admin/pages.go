@@ -73,6 +73,12 @@ func loadPages() (*pages, error) {
 			return fmt.Sprintf("%d hours", h)
 		},
 		"join": strings.Join,
+		"dec":  func(v int64) int64 { return v - 1 },
+		// jobChange: an audit entry's action changed a job's definition (its versions name revisions).
+		"jobChange": func(action string) bool {
+			return action == "POST /api/v1/jobs" || strings.Contains(action, " /api/v1/jobs/{name}")
+		},
+		"diffLines": diffLines,
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html")
 	if err != nil {

@@ -313,6 +313,26 @@ func adminDefinesAndOperates(t *testing.T, c *Cluster, ctx context.Context, base
 		t.Fatalf("after the conflicting edit the job is %+v (%v): want the paused version, its schedule untouched", spec, err)
 	}
 
+	// Its history tab: the pause's revision, the diff of the last change, and a rollback to version 1
+	// (made conditional on the version the tab showed).
+	navigate("/ui/jobs/form-job/history")
+	consoleText(t, ctx, "#revisions", "paused")
+	consoleText(t, ctx, "#diff", "+ paused: true")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("rollback-1"))); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, ctx, "#message", "rolled back to version 1")
+	consoleText(t, ctx, "#revisions", "rolled back (from 1)")
+	browsertest.Screenshot(t, ctx, "cluster-history")
+	if err := c.Call(leader, "GET", "/api/v1/jobs/form-job", nil, &spec); err != nil || spec.Version != 3 || !spec.Paused {
+		t.Fatalf("after the rollback to version 1: %+v (%v); want version 3, still paused (pausing is not a definition change to roll back)", spec, err)
+	}
+	navigate("/ui/audit?who=test-admin")
+	consoleText(t, ctx, "#audit", "rollback")
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#audit a[href*="/ui/jobs/form-job/history?from=2"]').length`)); err != nil || n == 0 {
+		t.Errorf("the audit log has no diff link for the rollback (%d, %v)", n, err)
+	}
+
 	navigate("/ui/jobs/console-job")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("resume"))); err != nil {
 		t.Fatal(err)
