@@ -126,11 +126,15 @@ func TestEveryChangeToAJobIsARevisionFromEverySource(t *testing.T) {
 	if h := cli("job", "history", "ledger"); !strings.Contains(h, "rolled back (from 1)") || !strings.Contains(h, "1 a.m. after all") {
 		t.Errorf("the rollback's revision:\n%s", h)
 	}
-	// Keep 6: versions 7 and 8 prune 1 and 2; 2 is tagged and stays.
+	// Keep 6: versions 7, 8 and 9 prune 1, 2 and 3 (in that order, in the background); 2 is tagged and stays.
 	cli("job", "update", "ledger", "--schedule", "0 0 2 * * ?")
 	cli("job", "update", "ledger", "--schedule", "0 0 4 * * ?")
-	if msg := clover(t, c, f, true, "job", "show", "ledger", "--version", "1"); !strings.Contains(msg, "no version 1") {
-		t.Errorf("version 1, out of the window: %s", msg)
+	cli("job", "update", "ledger", "--schedule", "0 0 5 * * ?")
+	testenv.WaitFor(t, 30*time.Second, "version 3, out of the window, to be pruned", func() bool {
+		return isStatus(c.Call(f, "GET", "/api/v1/jobs/ledger/revisions/3", nil, nil), http.StatusNotFound)
+	})
+	if err := c.Call(f, "GET", "/api/v1/jobs/ledger/revisions/1", nil, nil); !isStatus(err, http.StatusNotFound) {
+		t.Errorf("version 1, out of the window: %v, want pruned (404)", err)
 	}
 	var rev store.Revision
 	if err := json.Unmarshal([]byte(cli("job", "show", "ledger", "--version", "2")), &rev); err != nil || rev.Spec.Schedule != "0 0 3 * * ?" || len(rev.Tags) != 1 {
@@ -139,17 +143,17 @@ func TestEveryChangeToAJobIsARevisionFromEverySource(t *testing.T) {
 
 	// Deleted by mistake, restored.
 	cli("job", "delete", "ledger", "-m", "oops")
-	if h := cli("job", "history", "ledger"); !strings.Contains(h, "ledger is deleted (version 9)") {
+	if h := cli("job", "history", "ledger"); !strings.Contains(h, "ledger is deleted (version 10)") {
 		t.Errorf("a deleted job's history:\n%s", h)
 	}
-	if out := cli("job", "restore", "ledger", "-m", "it was needed"); !strings.Contains(out, "restored ledger (version 10)") {
+	if out := cli("job", "restore", "ledger", "-m", "it was needed"); !strings.Contains(out, "restored ledger (version 11)") {
 		t.Fatalf("restore: %s", out)
 	}
 	// An execution names the version it ran.
 	id := strings.TrimSpace(cli("job", "trigger", "ledger"))
 	e := c.waitState(t, id, job.StateSucceeded, 30*time.Second)
-	if e.JobVersion != 10 {
-		t.Errorf("the execution ran version %d of its job, want 10", e.JobVersion)
+	if e.JobVersion != 11 {
+		t.Errorf("the execution ran version %d of its job, want 11", e.JobVersion)
 	}
 }
 

@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
@@ -22,8 +25,13 @@ func withMessage(w http.ResponseWriter, r *http.Request, n revisionNote) (*http.
 	if m := r.URL.Query().Get("message"); m != "" {
 		n.message = m
 	}
-	if len(n.message) > maxRevisionMessage {
+	switch {
+	case len(n.message) > maxRevisionMessage:
 		writeError(w, http.StatusBadRequest, fmt.Errorf("message: %d bytes, at most %d", len(n.message), maxRevisionMessage))
+		return r, false
+	case !utf8.ValidString(n.message) || strings.ContainsFunc(n.message, unicode.IsControl):
+		// It is printed in tables and terminals: no escape sequences, no broken columns.
+		writeError(w, http.StatusBadRequest, errors.New("message: must be UTF-8 text without control characters (tabs and newlines included)"))
 		return r, false
 	}
 	return r.WithContext(withRevision(r.Context(), n)), true
@@ -268,6 +276,12 @@ func (s *Server) restoreJob(w http.ResponseWriter, r *http.Request) {
 	now := s.now().UTC()
 	spec.Name, spec.Version = name, t.Version+1
 	spec.CreatedAt, spec.UpdatedAt, spec.ActiveSince = now, now, now
+	// Restored through the API, it is the API's now: a client that declared it does not get it back.
+	spec.Source = apiSource(spec.Source)
+	if err := validateSpec(spec); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("its last definition cannot be made again: %w", err))
+		return
+	}
 	specs := []job.Spec{spec}
 	if err := s.createJobs(r.Context(), specs)[0]; err != nil {
 		writeError(w, storeStatus(err), err)
@@ -284,8 +298,8 @@ var tagPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // maxTags bounds a revision's tags.
 const maxTags = 20
 
-// tagRevision serves POST and DELETE of a revision's tags, under the job's lock: a prune that checks the
-// tags and then deletes never races a tagging.
+// tagRevision serves POST and DELETE of a revision's tags, under the job's lock (two taggings of one
+// revision do not lose each other's tag). A prune checks the tags in its delete's own filter.
 func (s *Server) tagRevision(add bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")

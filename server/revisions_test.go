@@ -11,6 +11,7 @@ import (
 	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/testenv"
 )
 
 // A job's history through the API: each change (create, update, pause, resume, rollback, delete,
@@ -75,6 +76,7 @@ func TestAJobsHistoryRecordsEveryChangeAndRollsBackAndRestores(t *testing.T) {
 	// Keep 4: version 6 prunes 2, but 2 is tagged; version 7 prunes 3.
 	must("update 6", 200, "PUT", "/api/v1/jobs/ledger", `{"schedule":"0 0 4 * * ?","handler":"shell","params":{"command":"close"},"version":5}`)
 	must("update 7", 200, "PUT", "/api/v1/jobs/ledger", `{"schedule":"0 0 5 * * ?","handler":"shell","params":{"command":"close"},"version":6}`)
+	testenv.WaitFor(t, 20*time.Second, "the pruner", s.prunes.idle)
 	if code, _ := call("GET", "/api/v1/jobs/ledger/revisions/3", ""); code != http.StatusNotFound {
 		t.Fatalf("revision 3, out of the window of 4: %d, want pruned (404)", code)
 	}

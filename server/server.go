@@ -60,6 +60,9 @@ type Server struct {
 	jobLocks     jobLocks                       // see jobwrites.go
 	room         jobRoom                        // the jobs under limits.jobs
 	auditLog     groupCommit[store.AuditEntry]  // see auditEntries
+	revisionLog  groupCommit[store.Revision]    // see recordRevisions
+	prunes       revisionPrunes                 // revisions out of their window, deleted in the background
+	tombs        tombstoneCache                 // deleted jobs' last versions (see continueVersions)
 	creates      groupCommit[job.Spec]          // see createJobs
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -55,26 +54,57 @@ type Revision struct {
 // RevisionID is the key of version v of job name: the version zero-padded, so that ids sort as versions.
 func RevisionID(name string, v int64) string { return fmt.Sprintf("%s@%012d", name, v) }
 
-// InsertRevisions records revisions; one already recorded (same job and version) is left as it was.
-func (s *Store) InsertRevisions(ctx context.Context, revs []Revision) error {
+// InsertRevisions records revisions, and returns each one's error; one already recorded with the same
+// definition (a retry) is left as it was. One recorded with another definition is ErrRevisionTaken: the
+// job's versions started again (its deletion's tombstone was lost), and this version's history is the
+// older job's.
+func (s *Store) InsertRevisions(ctx context.Context, revs []Revision) []error {
+	errs := make([]error, len(revs))
 	if len(revs) == 0 {
-		return nil
+		return errs
 	}
 	docs := make([]any, len(revs))
 	for i, r := range revs {
 		r.ID, r.At, r.Spec = RevisionID(r.Job, r.Version), storedTime(r.At), storedSpec(r.Spec)
 		r.Spec.Stats = nil
-		docs[i] = r
+		revs[i], docs[i] = r, r
 	}
 	_, err := s.revisions.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return errs
+	}
 	var bw mongo.BulkWriteException
-	if errors.As(err, &bw) && bw.WriteConcernError == nil && !slices.ContainsFunc(bw.WriteErrors, func(e mongo.BulkWriteError) bool { return e.Code != 11000 }) {
-		return nil // duplicates only: recorded before
+	if !errors.As(err, &bw) || bw.WriteConcernError != nil || len(bw.WriteErrors) == 0 {
+		return fillErrs(errs, fmt.Errorf("store: record revisions: %w", err))
 	}
-	if err != nil {
-		return fmt.Errorf("store: record revisions: %w", err)
+	for _, we := range bw.WriteErrors {
+		if we.Index < 0 || we.Index >= len(revs) {
+			continue
+		}
+		r := revs[we.Index]
+		if we.Code != 11000 {
+			errs[we.Index] = fmt.Errorf("store: record revision %d of %s: %s", r.Version, r.Job, we.Message)
+			continue
+		}
+		had, gerr := s.GetRevision(ctx, r.Job, r.Version)
+		switch {
+		case gerr != nil:
+			errs[we.Index] = gerr
+		case !had.Spec.CreatedAt.Equal(r.Spec.CreatedAt) || had.Action != r.Action:
+			errs[we.Index] = fmt.Errorf("%w: version %d of %s is recorded for a job created %s", ErrRevisionTaken, r.Version, r.Job, had.Spec.CreatedAt.Format(time.RFC3339))
+		}
 	}
-	return nil
+	return errs
+}
+
+// ErrRevisionTaken: a revision's key holds another definition (see InsertRevisions).
+var ErrRevisionTaken = errors.New("revision taken")
+
+func fillErrs(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // GetRevision returns version v of job name, or ErrNotFound.
@@ -91,26 +121,13 @@ func (s *Store) GetRevision(ctx context.Context, name string, v int64) (Revision
 }
 
 // ListRevisions returns the revisions of job name whose versions are in [from, to), newest first: a
-// page of its history by version (pruned versions are missing from it). On FerretDB, which reads every
-// document for any other filter, each version is read by its key.
+// page of its history by version (pruned versions are missing from it). One query: on MongoDB by the
+// (job, version) index; FerretDB reads the collection once, which is cheaper than a read by key per
+// version (each of which reads it too).
 func (s *Store) ListRevisions(ctx context.Context, name string, from, to int64) ([]Revision, error) {
 	from = max(from, 1)
 	if to <= from {
 		return nil, nil
-	}
-	if s.ferret {
-		var out []Revision
-		for v := to - 1; v >= from; v-- {
-			r, err := s.GetRevision(ctx, name, v)
-			switch {
-			case errors.Is(err, ErrNotFound):
-			case err != nil:
-				return nil, err
-			default:
-				out = append(out, r)
-			}
-		}
-		return out, nil
 	}
 	cur, err := s.revisions.Find(ctx, bson.D{{Key: "job", Value: name}, {Key: "version", Value: bson.D{{Key: "$gte", Value: from}, {Key: "$lt", Value: to}}}},
 		options.Find().SetSort(bson.D{{Key: "version", Value: -1}}))
@@ -154,21 +171,27 @@ func (s *Store) SetRevisionTags(ctx context.Context, name string, v int64, tags 
 	return nil
 }
 
-// PruneRevision deletes version v of job name unless it is tagged; it reports whether it did. Callers
-// serialize it with tagging (the server's job locks): the check and the delete are two steps.
-func (s *Store) PruneRevision(ctx context.Context, name string, v int64) (bool, error) {
-	r, err := s.GetRevision(ctx, name, v)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
+// RevisionKey names one revision (to prune).
+type RevisionKey struct {
+	Job     string
+	Version int64
+}
+
+// PruneRevisions deletes the revisions of keys that are not tagged, in one delete (the tag is checked by
+// the delete itself, document by document), and returns how many it deleted.
+func (s *Store) PruneRevisions(ctx context.Context, keys []RevisionKey) (int64, error) {
+	if len(keys) == 0 {
+		return 0, nil
 	}
-	if err != nil || len(r.Tags) > 0 {
-		return false, err
+	ids := make(bson.A, len(keys))
+	for i, k := range keys {
+		ids[i] = RevisionID(k.Job, k.Version)
 	}
-	res, err := s.revisions.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.ID}})
+	res, err := s.revisions.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "tags", Value: bson.D{{Key: "$exists", Value: false}}}})
 	if err != nil {
-		return false, fmt.Errorf("store: prune revision %d of %s: %w", v, name, err)
+		return 0, fmt.Errorf("store: prune %d revisions: %w", len(keys), err)
 	}
-	return res.DeletedCount == 1, nil
+	return res.DeletedCount, nil
 }
 
 // Tombstone is what a deleted job leaves: its name and the version its deletion made.
@@ -178,15 +201,52 @@ type Tombstone struct {
 	At      time.Time `bson:"at" json:"at"`
 }
 
-// PutTombstones records deleted jobs' last versions (replacing older tombstones of the same names).
+// PutTombstones records deleted jobs' last versions (replacing older tombstones of the same names): one
+// insert, and a replace only for a name deleted before.
 func (s *Store) PutTombstones(ctx context.Context, ts []Tombstone) error {
-	for _, t := range ts {
-		t.At = storedTime(t.At)
-		if _, err := s.tombstones.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.Job}}, t, options.Replace().SetUpsert(true)); err != nil {
+	if len(ts) == 0 {
+		return nil
+	}
+	docs := make([]any, len(ts))
+	for i := range ts {
+		ts[i].At = storedTime(ts[i].At)
+		docs[i] = ts[i]
+	}
+	_, err := s.tombstones.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return nil
+	}
+	var bw mongo.BulkWriteException
+	if !errors.As(err, &bw) || bw.WriteConcernError != nil {
+		return fmt.Errorf("store: record %d deleted jobs: %w", len(ts), err)
+	}
+	for _, we := range bw.WriteErrors {
+		if we.Code != 11000 || we.Index < 0 || we.Index >= len(ts) {
+			return fmt.Errorf("store: record %d deleted jobs: %s", len(ts), we.Message)
+		}
+		t := ts[we.Index]
+		if _, err := s.tombstones.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.Job}}, t); err != nil {
 			return fmt.Errorf("store: record the deletion of %s: %w", t.Job, err)
 		}
 	}
 	return nil
+}
+
+// AllTombstones returns every deleted job's last version, by name.
+func (s *Store) AllTombstones(ctx context.Context) (map[string]Tombstone, error) {
+	cur, err := s.tombstones.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("store: read deleted jobs: %w", err)
+	}
+	ts, err := decodeEach[Tombstone](ctx, s, "tombstone", cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: read deleted jobs: %w", err)
+	}
+	out := make(map[string]Tombstone, len(ts))
+	for _, t := range ts {
+		out[t.Job] = t
+	}
+	return out, nil
 }
 
 // Tombstones returns the tombstones of names that have one, by name.
