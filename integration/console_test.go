@@ -73,6 +73,7 @@ func TestTheConsoleOnARealCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	consoleText(t, ctx, "#jobs", "console-job")
+	browsertest.Screenshot(t, ctx, "cluster-jobs")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href="/ui/jobs/console-job"]`))); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +333,13 @@ func adminDefinesAndOperates(t *testing.T, c *Cluster, ctx context.Context, base
 	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#audit a[href*="/ui/jobs/form-job/history?from=2"]').length`)); err != nil || n == 0 {
 		t.Errorf("the audit log has no diff link for the rollback (%d, %v)", n, err)
 	}
+	browsertest.Screenshot(t, ctx, "cluster-audit")
+	navigate("/ui/executions?job=form-job")
+	consoleText(t, ctx, "#executions", "form-job@")
+	browsertest.Screenshot(t, ctx, "cluster-executions")
+	navigate("/ui/members")
+	consoleText(t, ctx, "main", "client-1")
+	browsertest.Screenshot(t, ctx, "cluster-members")
 
 	navigate("/ui/jobs/console-job")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("resume"))); err != nil {

@@ -120,15 +120,8 @@ func decodeSpec(r *http.Request) (job.Spec, error) {
 	return spec, nil
 }
 
-func validateSpec(spec job.Spec) error {
-	if err := spec.Validate(); err != nil {
-		return err
-	}
-	if _, err := schedule.Parse(spec.Schedule, spec.TimeZone); err != nil {
-		return fmt.Errorf("job %s: %w", spec.Name, err)
-	}
-	return nil
-}
+// validateSpec checks a definition before it is stored; the CLI checks with the same function.
+func validateSpec(spec job.Spec) error { return schedule.ValidateSpec(spec) }
 
 // apiSource is the source recorded for a job written through the API: "api", or "config:NAME" when
 // `clover config apply` wrote it (it deletes only the jobs of its own source). A caller cannot claim to be a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/schedule"
 )
 
 func printJSON(w io.Writer, v any) error {
@@ -129,6 +130,10 @@ func newJobCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Checked here first, in the server's words: a mistake needs no server to be told.
+			if err := schedule.ValidateSpec(spec); err != nil {
+				return err
+			}
 			api, err := newAPIClient(cmd)
 			if err != nil {
 				return err
@@ -149,6 +154,10 @@ func newJobCmd() *cobra.Command {
 		Short: "Change a job: only the flags given change",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// What the flags say is checked before the API is asked for the rest.
+			if err := checkScheduleFlags(cmd, args[0]); err != nil {
+				return err
+			}
 			api, err := newAPIClient(cmd)
 			if err != nil {
 				return err
@@ -159,6 +168,9 @@ func newJobCmd() *cobra.Command {
 			}
 			spec, err := specFromFlags(cmd, args, cur)
 			if err != nil {
+				return err
+			}
+			if err := schedule.ValidateSpec(spec); err != nil {
 				return err
 			}
 			var out job.Spec
@@ -394,6 +406,24 @@ func paramsFlag(cmd *cobra.Command) (map[string]string, error) {
 }
 
 // specFromFlags starts from base (or --file) and applies the flags that were set.
+// checkScheduleFlags checks the --schedule and --tz an update gives, before the job is read.
+func checkScheduleFlags(cmd *cobra.Command, name string) error {
+	f := cmd.Flags()
+	sched, _ := f.GetString("schedule")
+	tz, _ := f.GetString("tz")
+	if f.Changed("tz") && tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			return fmt.Errorf("job %s: time_zone %q: %w", name, tz, err)
+		}
+	}
+	if f.Changed("schedule") {
+		if _, err := schedule.Parse(sched, tz); err != nil {
+			return fmt.Errorf("job %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 func specFromFlags(cmd *cobra.Command, args []string, base job.Spec) (job.Spec, error) {
 	spec := base
 	f := cmd.Flags()
