@@ -77,6 +77,9 @@ type Options struct {
 	ClientSessionDefault bool
 	// TLS serves the API over HTTPS, with certificates of a CA made for the cluster.
 	TLS bool
+	// ZooKeepers, when 3 or more, runs the cluster on an ensemble of that many ZooKeeper servers (ZKE)
+	// instead of one standalone server (ZK).
+	ZooKeepers int
 }
 
 // Tokens are API tokens of each role, made for the cluster.
@@ -90,7 +93,8 @@ type Cluster struct {
 	opts     Options
 	Dir      string
 	Bin      string
-	ZK       *testenv.ZooKeeper
+	ZK       *testenv.ZooKeeper // the standalone server; nil on an ensemble
+	ZKE      *testenv.Ensemble  // the ensemble (Options.ZooKeepers); nil on a standalone server
 	Mongo    *testenv.FerretDB
 	DB       string
 	Root     string
@@ -143,7 +147,11 @@ func StartCluster(t testenv.T, opts Options) *Cluster {
 	if opts.TLS {
 		c.makeTLS()
 	}
-	c.ZK = testenv.StartZooKeeper(t)
+	if opts.ZooKeepers >= 3 {
+		c.ZKE = testenv.StartZooKeeperEnsemble(t, opts.ZooKeepers)
+	} else {
+		c.ZK = testenv.StartZooKeeper(t)
+	}
 	c.Mongo = testenv.StartFerretDB(t)
 	for i := range opts.Servers {
 		c.AddServer(fmt.Sprintf("server-%d", i+1))
@@ -217,10 +225,18 @@ func (c *Cluster) clientEnv() []string {
 	return env
 }
 
+// ZooKeeperServers are the addresses the cluster's members connect to.
+func (c *Cluster) ZooKeeperServers() []string {
+	if c.ZKE != nil {
+		return c.ZKE.Servers()
+	}
+	return []string{c.ZK.Addr}
+}
+
 func (c *Cluster) commonEnv() []string {
 	return []string{
 		"CLOVER_KEYS_DIR=" + c.Keys,
-		"CLOVER_ZOOKEEPER_SERVERS=" + c.ZK.Addr,
+		"CLOVER_ZOOKEEPER_SERVERS=" + strings.Join(c.ZooKeeperServers(), ","),
 		"CLOVER_ZOOKEEPER_ROOT=" + c.Root,
 		"CLOVER_LOG_LEVEL=debug",
 		"GORACE=halt_on_error=1",

@@ -56,7 +56,7 @@ func (c *Cluster) StartAppClient(opts AppClientOptions) *AppClient {
 	cfg.ID = opts.ID
 	cfg.KeysDir = c.Keys
 	cfg.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(c.t))
-	cfg.ZooKeeper = config.ZooKeeper{Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: c.opts.SessionTimeout}
+	cfg.ZooKeeper = config.ZooKeeper{Servers: c.ZooKeeperServers(), Root: c.Root, SessionTimeout: c.opts.SessionTimeout}
 	cfg.Capacity = opts.Capacity
 	cfg.StateDir = filepath.Join(c.Dir, "state") // the same for every start of ID, as the spool
 	cfg.Fallback = client.FallbackConfig{MongoURI: c.Mongo.URI, Database: c.DB, SpoolDir: opts.SpoolDir, SpoolMaxBytes: 16 << 20, After: opts.After}

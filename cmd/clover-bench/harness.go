@@ -66,7 +66,7 @@ func startEmbeddedClients(t *T, c *integration.Cluster, n int, handler string, h
 			ID:     fmt.Sprintf("%s-embedded-%d", t.name, i+1),
 			Listen: "tcp://127.0.0.1:0",
 			ZooKeeper: config.ZooKeeper{
-				Servers: []string{c.ZK.Addr}, Root: c.Root, SessionTimeout: client.DefaultConfig().ZooKeeper.SessionTimeout,
+				Servers: c.ZooKeeperServers(), Root: c.Root, SessionTimeout: client.DefaultConfig().ZooKeeper.SessionTimeout,
 			},
 			KeysDir:     c.Keys,
 			Insecure:    insecure,

@@ -45,7 +45,7 @@ dataDir=%s
 clientPort=%d
 clientPortAddress=127.0.0.1
 admin.enableServer=false
-4lw.commands.whitelist=ruok,srvr,stat,mntr
+4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
 minSessionTimeout=400
 maxSessionTimeout=60000
 `, filepath.Join(dir, "data"), port)
@@ -83,4 +83,114 @@ func ruok(addr string) bool {
 	}
 	b, _ := io.ReadAll(c)
 	return strings.TrimSpace(string(b)) == "imok"
+}
+
+// Ensemble is a quorum of ZooKeeper servers on loopback ports, as a production cluster runs: any one of
+// them may be stopped (Members[i].Stop) and started again with its data.
+type Ensemble struct {
+	Members []*ZooKeeper
+}
+
+// StartZooKeeperEnsemble starts n ZooKeeper servers forming one ensemble and waits until it serves.
+func StartZooKeeperEnsemble(t T, n int) *Ensemble {
+	t.Helper()
+	if _, err := os.Stat(ZkServerSh()); err != nil {
+		t.Fatalf("testenv: ZooKeeper not installed (%v): run `make deps`", err)
+	}
+	type ports struct{ client, quorum, election int }
+	ps := make([]ports, n)
+	var servers strings.Builder
+	for i := range ps {
+		ps[i] = ports{FreePort(t), FreePort(t), FreePort(t)}
+		fmt.Fprintf(&servers, "server.%d=127.0.0.1:%d:%d\n", i+1, ps[i].quorum, ps[i].election)
+	}
+	e := &Ensemble{}
+	for i, p := range ps {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("zookeeper-%d", i+1))
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "data", "myid"), []byte(fmt.Sprintf("%d\n", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := fmt.Sprintf(`tickTime=200
+initLimit=25
+syncLimit=10
+dataDir=%s
+clientPort=%d
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
+minSessionTimeout=400
+maxSessionTimeout=60000
+%s`, filepath.Join(dir, "data"), p.client, servers.String())
+		if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.Members = append(e.Members, &ZooKeeper{Addr: fmt.Sprintf("127.0.0.1:%d", p.client), dir: dir, t: t})
+	}
+	for _, z := range e.Members {
+		z.Start()
+	}
+	e.WaitServing(t, 60*time.Second)
+	return e
+}
+
+// Servers are the members' addresses, as a Clover configuration lists them.
+func (e *Ensemble) Servers() []string {
+	out := make([]string, len(e.Members))
+	for i, z := range e.Members {
+		out[i] = z.Addr
+	}
+	return out
+}
+
+// WaitServing waits until a quorum of the members that run serves requests (one leads).
+func (e *Ensemble) WaitServing(t T, timeout time.Duration) {
+	t.Helper()
+	if !Poll(timeout, func() bool { return e.Leader() >= 0 }) {
+		t.Fatalf("testenv: the ZooKeeper ensemble does not serve within %s", timeout)
+	}
+}
+
+// Leader is the index of the member that leads the ensemble, or -1.
+func (e *Ensemble) Leader() int {
+	for i, z := range e.Members {
+		if strings.Contains(fourLetter(z.Addr, "srvr"), "Mode: leader") {
+			return i
+		}
+	}
+	return -1
+}
+
+// SessionsOn returns the ids of the sessions connected to the member at addr (the "cons" command).
+func SessionsOn(addr string) []int64 {
+	var out []int64
+	for _, line := range strings.Split(fourLetter(addr, "cons"), "\n") {
+		_, rest, ok := strings.Cut(line, "sid=0x")
+		if !ok {
+			continue
+		}
+		hex, _, _ := strings.Cut(rest, ",")
+		var id int64
+		if _, err := fmt.Sscanf(hex, "%x", &id); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// fourLetter sends a four-letter command to a ZooKeeper server and returns its answer ("" if none).
+func fourLetter(addr, cmd string) string {
+	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
 }
