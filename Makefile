@@ -23,7 +23,7 @@ build: deps ## build bin/clover (and bin/clover-tagged, the example client that 
 	$(GO) build -o $(BIN) ./cmd/clover
 	$(GO) build -o bin/clover-tagged ./examples/tagged
 
-run: build ## run a local cluster: ZooKeeper, FerretDB, 2 servers, 2 clients, example jobs (Ctrl-C stops it)
+run: build ## run a local cluster: ZooKeeper (ZK=3: an ensemble), FerretDB, 2 servers, 2 clients, example jobs (Ctrl-C stops it)
 	@scripts/run.sh
 
 test: deps ## vet, then every test with -race against real ZooKeeper, FerretDB and ZeroMQ

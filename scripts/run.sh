@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs a local Clover cluster under ./run: a standalone ZooKeeper, FerretDB (SQLite), two servers and two
-# clients with the example jobs in examples/. Ctrl-C stops every process it started.
+# Runs a local Clover cluster under ./run: a standalone ZooKeeper (or, with ZK=3, an ensemble of three),
+# FerretDB (SQLite), two servers and two clients with the example jobs in examples/. Ctrl-C stops every
+# process it started.
 # Ports can be moved with CLOVER_RUN_PORT_BASE (default 17700).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ for p in $zk_port $mongo_port $api1 $zmq1 $api2 $zmq2 $mon; do
   fi
 done
 
-mkdir -p "$run"/{zookeeper/data,ferretdb/data,logs}
+mkdir -p "$run"/{ferretdb/data,logs}
 # Secure by default: CURVE keys for the servers and each client, the cluster secret, and API tokens (an
 # admin's for the CLI, a viewer's for the monitor). Made once; a second run keeps them.
 "$clover" keys gen --dir "$run/keys" --client client-a --client client-b --client client-tagged >/dev/null
@@ -41,33 +42,61 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   echo "run: stopped. Logs are in $run/logs."
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM  # a signal to this script alone (not Ctrl-C's to the group) ends it too
 
 wait_port() { # port name
   for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   echo "run: $2 did not start on port $1; see $run/logs/$2.log" >&2; exit 1
 }
 
-cat > "$run/zookeeper/zoo.cfg" <<CFG
+# ZK=3 (make run ZK=3) runs a three-server ZooKeeper ensemble on ports zk_port, +1, +2 (quorum and
+# election ports above them), as production does; the default is one standalone server.
+zk_count=${ZK:-1}
+case "$zk_count" in 1|3|5) ;; *) echo "run: ZK=$zk_count: want 1, 3 or 5 ZooKeeper servers" >&2; exit 1;; esac
+zk_servers=""; zk_lines=""
+for i in $(seq 1 "$zk_count"); do
+  zk_servers+="${zk_servers:+,}127.0.0.1:$((zk_port + i - 1))"
+  [ "$zk_count" -gt 1 ] && zk_lines+="server.$i=127.0.0.1:$((base + 200 + i)):$((base + 210 + i))"$'\n'
+done
+for i in $(seq 1 "$zk_count"); do
+  dir="$run/zookeeper"; [ "$zk_count" -gt 1 ] && dir="$run/zookeeper-$i"
+  mkdir -p "$dir/data"
+  [ "$zk_count" -gt 1 ] && echo "$i" >"$dir/data/myid"
+  cat > "$dir/zoo.cfg" <<CFG
 tickTime=500
 initLimit=10
 syncLimit=5
-dataDir=$run/zookeeper/data
-clientPort=$zk_port
+dataDir=$dir/data
+clientPort=$((zk_port + i - 1))
 clientPortAddress=127.0.0.1
 admin.enableServer=false
-4lw.commands.whitelist=ruok,srvr,stat,mntr
+4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
+$zk_lines
 CFG
-JMXDISABLE=true ZOO_LOG_DIR="$run/logs" /usr/share/zookeeper/bin/zkServer.sh start-foreground "$run/zookeeper/zoo.cfg" >"$run/logs/zookeeper.log" 2>&1 &
-pids+=($!)
-wait_port $zk_port zookeeper
+  log=zookeeper; [ "$zk_count" -gt 1 ] && log="zookeeper-$i"
+  JMXDISABLE=true ZOO_LOG_DIR="$run/logs" /usr/share/zookeeper/bin/zkServer.sh start-foreground "$dir/zoo.cfg" >"$run/logs/$log.log" 2>&1 &
+  pids+=($!)
+done
+for i in $(seq 1 "$zk_count"); do
+  log=zookeeper; [ "$zk_count" -gt 1 ] && log="zookeeper-$i"
+  wait_port $((zk_port + i - 1)) "$log"
+done
+if [ "$zk_count" -gt 1 ]; then  # the ensemble serves once a quorum has elected its leader
+  for _ in $(seq 1 300); do
+    for i in $(seq 1 "$zk_count"); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$((zk_port + i - 1))"; echo srvr >&3; cat <&3) 2>/dev/null | grep -q "Mode: leader" && break 2
+    done
+    sleep 0.2
+  done
+fi
 
 "$ferretdb" --handler=sqlite --sqlite-url="file:$run/ferretdb/data/" --listen-addr="127.0.0.1:$mongo_port" \
   --telemetry=disable --debug-addr=- --state-dir="$run/ferretdb" --log-level=warn >"$run/logs/ferretdb.log" 2>&1 &
 pids+=($!)
 wait_port $mongo_port ferretdb
 
-export CLOVER_ZOOKEEPER_SERVERS="127.0.0.1:$zk_port"
+export CLOVER_ZOOKEEPER_SERVERS="$zk_servers"
 export CLOVER_MONGO_URI="mongodb://127.0.0.1:$mongo_port/"
 # Clients keep what no server takes in the fallback queue (MongoDB), or in a local spool while MongoDB is
 # down too. Servers do not read these keys.
@@ -90,7 +119,7 @@ CLOVER_TOKEN_FILE="$run/keys/monitor.token" CLOVER_OPERATORS="${CLOVER_OPERATORS
   >"$run/logs/monitor-1.log" 2>&1 &
 pids+=($!)
 # A client that declares its jobs in Go code (tagged handler fields) and serves the file jobs' handlers.
-"$root/bin/clover-tagged" -zookeeper "127.0.0.1:$zk_port" >"$run/logs/client-tagged.log" 2>&1 &
+"$root/bin/clover-tagged" -zookeeper "$zk_servers" >"$run/logs/client-tagged.log" 2>&1 &
 pids+=($!)
 
 export CLOVER_API="http://127.0.0.1:$api1" CLOVER_TOKEN_FILE="$run/admin.token"
@@ -112,7 +141,8 @@ $("$clover" cluster status | sed 's/^/  /')
   Console:       http://127.0.0.1:$api1/ui/  (log in with the token in $run/admin.token:
                  $(cat "$run/admin.token"); any server serves it, e.g. http://127.0.0.1:$api2/ui/)
   Logs:          $run/logs/  (server-1.log, server-2.log, client-a.log, client-b.log, client-tagged.log,
-                 monitor-1.log, config.log, zookeeper.log, ferretdb.log)
+                 monitor-1.log, config.log, zookeeper*.log, ferretdb.log)
+  ZooKeeper:     $zk_servers  ($zk_count server(s); make run ZK=3 runs an ensemble of three)
   Use the CLI:   export CLOVER_API=$CLOVER_API CLOVER_TOKEN_FILE=$CLOVER_TOKEN_FILE
                  bin/clover job list
                  bin/clover exec list --limit 10
@@ -137,7 +167,9 @@ $("$clover" cluster status | sed 's/^/  /')
 
 MSG
 # Keep running until Ctrl-C, even when a member is killed on purpose (to watch a failover).
-names=(zookeeper ferretdb server-1 server-2 client-a client-b monitor-1 client-tagged config)
+names=()
+if [ "$zk_count" -gt 1 ]; then for i in $(seq 1 "$zk_count"); do names+=("zookeeper-$i"); done; else names+=(zookeeper); fi
+names+=(ferretdb server-1 server-2 client-a client-b monitor-1 client-tagged config)
 declare -A reported=()
 while sleep 1; do
   for i in "${!pids[@]}"; do
