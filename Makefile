@@ -6,7 +6,7 @@ PKGS := ./...
 # Integration tests start real processes; the race detector makes them slower but keeps them honest.
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: help deps build run test test-short bench bench-compare lint fmt tidy-check fuzz clean
+.PHONY: help deps build run test test-short bench bench-compare lint fmt tidy-check fuzz deb deb-test clean
 
 # bench and bench-compare: extra clover-bench flags (e.g. -quick); bench-compare's older commit and scenarios.
 BENCH_FLAGS ?=
@@ -69,5 +69,11 @@ tidy-check: ## fail if go.mod/go.sum are not tidy
 	if ! diff -q go.mod /tmp/clover.go.mod.bak >/dev/null || ! diff -q go.sum /tmp/clover.go.sum.bak >/dev/null; then \
 	  cp /tmp/clover.go.mod.bak go.mod; cp /tmp/clover.go.sum.bak go.sum; echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; fi
 
+deb: deps ## build dist/clover_<version>_<arch>.deb: the binary, systemd units, /etc/clover defaults, key generation on first install
+	@scripts/deb.sh
+
+deb-test: deps ## build the package, install it on this machine (root), check files, user, keys and units, remove and purge it
+	@scripts/deb-test.sh
+
 clean: ## remove build output and the local run folder
-	rm -rf bin run
+	rm -rf bin run dist
