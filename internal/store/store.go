@@ -11,6 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -92,6 +94,15 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } 
 // database (creating existing indexes again is a no-op).
 func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, error) {
 	clientOpts := options.Client().SetServerSelectionTimeout(DefaultServerSelectionTimeout).ApplyURI(uri)
+	// Fencing rests on inserts that a new primary still holds after a failover, and a new leader must read
+	// only what cannot be rolled back: majority writes and reads unless the URI says otherwise (w=,
+	// readConcernLevel=). FerretDB ignores both.
+	if clientOpts.WriteConcern == nil {
+		clientOpts.SetWriteConcern(writeconcern.Majority())
+	}
+	if clientOpts.ReadConcern == nil {
+		clientOpts.SetReadConcern(readconcern.Majority())
+	}
 	client, err := mongo.Connect(clientOpts)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
