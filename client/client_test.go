@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"github.com/clover-sched/clover/internal/config"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -275,5 +276,19 @@ func TestADeclaredShellJobRunsOnlyItsOwnCommand(t *testing.T) {
 		if (h != nil) != tc.runs {
 			t.Errorf("job %s with %q: runs = %v, want %v", tc.job, tc.command, h != nil, tc.runs)
 		}
+	}
+}
+
+// The Debian package's client.yaml holds only keys a client knows, with values it takes.
+func TestThePackagesClientConfigLoads(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := config.Load("../packaging/etc/client.yaml", nil, nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("packaging/etc/client.yaml: %v", err)
+	}
+	if cfg.StateDir != "/var/lib/clover/state" || cfg.Fallback.MongoURIFile != "/etc/clover/mongo.uri" || len(cfg.ZooKeeper.Servers) != 3 {
+		t.Fatalf("loaded %+v", cfg)
 	}
 }

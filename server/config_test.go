@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clover-sched/clover/internal/config"
 )
 
 func TestConfigValidateNamesTheKey(t *testing.T) {
@@ -48,5 +50,19 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	cfg.Insecure = true
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("the default config, insecure on loopback, is invalid: %v", err)
+	}
+}
+
+// The Debian package's server.yaml holds only keys a server knows, with values it takes.
+func TestThePackagesServerConfigLoads(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := config.Load("../packaging/etc/server.yaml", nil, nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("packaging/etc/server.yaml: %v", err)
+	}
+	if cfg.Mongo.URIFile != "/etc/clover/mongo.uri" || len(cfg.ZooKeeper.Servers) != 3 || cfg.KeysDir != "/etc/clover/keys" {
+		t.Fatalf("loaded %+v", cfg)
 	}
 }
