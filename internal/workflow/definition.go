@@ -1,0 +1,146 @@
+package workflow
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Flag is an edge's control flag: how the node before it must end for the node after it to run.
+type Flag string
+
+const (
+	OnSuccess    Flag = "successful" // the node before succeeded (or did not run this time: skipped)
+	OnFailure    Flag = "failed"     // the node before failed: a recovery or alerting step
+	OnCompletion Flag = "completed"  // the node before ended, either way
+	Disabled     Flag = "disabled"   // the edge is kept in the definition but imposes nothing
+)
+
+// Definition is a batch: a named graph of nodes.
+type Definition struct {
+	Name  string `json:"name"`
+	Nodes []Node `json:"nodes"`
+	Edges []Edge `json:"edges"`
+}
+
+// Node is one step of a batch: a job, run once or once per partition, on the run's frequencies.
+type Node struct {
+	Name   string            `json:"name"`
+	Job    string            `json:"job"`
+	Params map[string]string `json:"params,omitempty"`
+	// Partitions splits the node into one execution per item (department A, B, C); empty: one.
+	Partitions []string `json:"partitions,omitempty"`
+	// Frequencies are the run frequencies the node runs on ("D", "W", "M", or any name); empty: every
+	// run. On another frequency it does not run, and counts as succeeded for the nodes after it.
+	Frequencies []string `json:"frequencies,omitempty"`
+}
+
+// Edge makes To wait for From, as Flag says.
+type Edge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	Flag Flag   `json:"flag,omitempty"` // default OnSuccess
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ErrCycle: the graph has a cycle; the error names its path.
+var ErrCycle = errors.New("cycle")
+
+// Validate reports the first thing wrong with d, naming it: a bad or repeated name, an edge to an
+// unknown node, a bad flag, a repeated edge, a cycle (with its path: "batch eod: cycle: a → b → a").
+func (d Definition) Validate() error {
+	if !namePattern.MatchString(d.Name) {
+		return fmt.Errorf("batch name %q: must be 1-128 characters of letters, digits, '.', '_' or '-'", d.Name)
+	}
+	if len(d.Nodes) == 0 {
+		return fmt.Errorf("batch %s: no nodes", d.Name)
+	}
+	seen := map[string]bool{}
+	for i, n := range d.Nodes {
+		switch {
+		case !namePattern.MatchString(n.Name):
+			return fmt.Errorf("batch %s: nodes[%d]: name %q: must be 1-128 characters of letters, digits, '.', '_' or '-'", d.Name, i, n.Name)
+		case seen[n.Name]:
+			return fmt.Errorf("batch %s: node %s: named twice", d.Name, n.Name)
+		case n.Job == "":
+			return fmt.Errorf("batch %s: node %s: job is required", d.Name, n.Name)
+		}
+		seen[n.Name] = true
+		parts := map[string]bool{}
+		for _, p := range n.Partitions {
+			if p == "" || parts[p] {
+				return fmt.Errorf("batch %s: node %s: partition %q is empty or repeated", d.Name, n.Name, p)
+			}
+			parts[p] = true
+		}
+	}
+	edges := map[[2]string]bool{}
+	for i, e := range d.Edges {
+		switch {
+		case !seen[e.From]:
+			return fmt.Errorf("batch %s: edges[%d]: from %q: no such node", d.Name, i, e.From)
+		case !seen[e.To]:
+			return fmt.Errorf("batch %s: edges[%d]: to %q: no such node", d.Name, i, e.To)
+		case e.From == e.To:
+			return fmt.Errorf("batch %s: edges[%d]: %s waits for itself", d.Name, i, e.From)
+		case edges[[2]string{e.From, e.To}]:
+			return fmt.Errorf("batch %s: edges[%d]: %s → %s is given twice", d.Name, i, e.From, e.To)
+		}
+		switch e.Flag {
+		case "", OnSuccess, OnFailure, OnCompletion, Disabled:
+		default:
+			return fmt.Errorf("batch %s: edges[%d]: flag %q: want %s, %s, %s or %s", d.Name, i, e.Flag, OnSuccess, OnFailure, OnCompletion, Disabled)
+		}
+		edges[[2]string{e.From, e.To}] = true
+	}
+	if path := d.cycle(); path != nil {
+		return fmt.Errorf("batch %s: %w: %s", d.Name, ErrCycle, strings.Join(path, " → "))
+	}
+	return nil
+}
+
+// cycle returns a cycle's path (its first node repeated at its end), or nil. Disabled edges count: a
+// definition must stay a graph whatever is enabled.
+func (d Definition) cycle() []string {
+	out := map[string][]string{}
+	for _, e := range d.Edges {
+		out[e.From] = append(out[e.From], e.To)
+	}
+	const (
+		unseen = iota
+		open
+		closed
+	)
+	state := map[string]int{}
+	var stack []string
+	var found []string
+	var visit func(n string) bool
+	visit = func(n string) bool {
+		state[n] = open
+		stack = append(stack, n)
+		for _, m := range out[n] {
+			switch state[m] {
+			case open:
+				i := slices.Index(stack, m)
+				found = append(append([]string{}, stack[i:]...), m)
+				return true
+			case unseen:
+				if visit(m) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[n] = closed
+		return false
+	}
+	for _, n := range d.Nodes {
+		if state[n.Name] == unseen && visit(n.Name) {
+			return found
+		}
+	}
+	return nil
+}
