@@ -2,10 +2,8 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,13 +37,9 @@ func termError(w http.ResponseWriter, err error) {
 func (s *Server) execAction(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var body api.ExecActionRequest
-		if r.ContentLength != 0 {
-			dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-				writeError(w, http.StatusBadRequest, fmt.Errorf("%s body: %w", action, err))
-				return
-			}
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s body: %w", action, err))
+			return
 		}
 		if action == "done" && body.Status == "" {
 			body.Status = job.StateSucceeded

@@ -277,13 +277,9 @@ var errUnchanged = errors.New("unchanged")
 
 func (s *Server) triggerJob(w http.ResponseWriter, r *http.Request) {
 	var body api.TriggerRequest
-	if r.ContentLength != 0 {
-		dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("trigger body: %w", err))
-			return
-		}
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("trigger body: %w", err))
+		return
 	}
 	l := s.term(w)
 	if l == nil {

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -180,18 +178,6 @@ func (s *Server) answerDiff(w http.ResponseWriter, r *http.Request, name string,
 	writeJSON(w, http.StatusOK, api.JobDiff{Job: name, From: from, To: to, Changes: changes})
 }
 
-// decodeBody reads a small JSON body into v; an empty body leaves v as it is.
-func decodeBody(r *http.Request, v any) error {
-	if r.ContentLength == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
-}
 
 // rollbackJob serves POST /api/v1/jobs/{name}/rollback: a new version whose definition is an earlier
 // one's, made only if the job is still at the version the caller expects (it saw the history at it).

@@ -33,14 +33,28 @@ func StartZooKeeper(t T) *ZooKeeper {
 	if _, err := os.Stat(ZkServerSh()); err != nil {
 		t.Fatalf("testenv: ZooKeeper not installed (%v): run `make deps`", err)
 	}
-	dir := filepath.Join(t.TempDir(), "zookeeper")
+	z := prepareZooKeeper(t, "zookeeper", FreePort(t), "", 0)
+	z.Start()
+	return z
+}
+
+// prepareZooKeeper makes a server's directory (named name, under the test's temp dir) and its zoo.cfg:
+// a 200 ms tick, the client port on loopback, the four-letter commands the harness reads; for a member
+// of an ensemble (myid > 0), its id and the ensemble's server lines.
+func prepareZooKeeper(t T, name string, port int, servers string, myid int) *ZooKeeper {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port := FreePort(t)
+	if myid > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "data", "myid"), []byte(fmt.Sprintf("%d\n", myid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := fmt.Sprintf(`tickTime=200
-initLimit=10
-syncLimit=5
+initLimit=25
+syncLimit=10
 dataDir=%s
 clientPort=%d
 clientPortAddress=127.0.0.1
@@ -48,13 +62,11 @@ admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
 minSessionTimeout=400
 maxSessionTimeout=60000
-`, filepath.Join(dir, "data"), port)
+%s`, filepath.Join(dir, "data"), port, servers)
 	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	z := &ZooKeeper{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, t: t}
-	z.Start()
-	return z
+	return &ZooKeeper{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, t: t}
 }
 
 // Start (re)starts the server on the same port and data directory.
@@ -106,28 +118,7 @@ func StartZooKeeperEnsemble(t T, n int) *Ensemble {
 	}
 	e := &Ensemble{}
 	for i, p := range ps {
-		dir := filepath.Join(t.TempDir(), fmt.Sprintf("zookeeper-%d", i+1))
-		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "data", "myid"), []byte(fmt.Sprintf("%d\n", i+1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg := fmt.Sprintf(`tickTime=200
-initLimit=25
-syncLimit=10
-dataDir=%s
-clientPort=%d
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=ruok,srvr,stat,mntr,cons
-minSessionTimeout=400
-maxSessionTimeout=60000
-%s`, filepath.Join(dir, "data"), p.client, servers.String())
-		if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.Members = append(e.Members, &ZooKeeper{Addr: fmt.Sprintf("127.0.0.1:%d", p.client), dir: dir, t: t})
+		e.Members = append(e.Members, prepareZooKeeper(t, fmt.Sprintf("zookeeper-%d", i+1), p.client, servers.String(), i+1))
 	}
 	for _, z := range e.Members {
 		z.Start()
