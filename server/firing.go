@@ -397,5 +397,5 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 // onSchedule reports whether executions of trigger stand for fire times of the job's schedule (and so
 // count for what the schedule still owes).
 func onSchedule(t job.Trigger) bool {
-	return t != job.TriggerManual && t != job.TriggerRequest
+	return t != job.TriggerManual && t != job.TriggerRequest && t != job.TriggerBatch
 }

@@ -178,7 +178,6 @@ func (s *Server) answerDiff(w http.ResponseWriter, r *http.Request, name string,
 	writeJSON(w, http.StatusOK, api.JobDiff{Job: name, From: from, To: to, Changes: changes})
 }
 
-
 // rollbackJob serves POST /api/v1/jobs/{name}/rollback: a new version whose definition is an earlier
 // one's, made only if the job is still at the version the caller expects (it saw the history at it).
 func (s *Server) rollbackJob(w http.ResponseWriter, r *http.Request) {

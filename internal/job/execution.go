@@ -36,6 +36,7 @@ const (
 	TriggerManual   Trigger = "manual"   // asked for through the API or CLI
 	TriggerLocal    Trigger = "local"    // fired by the client itself (a job in local mode)
 	TriggerRequest  Trigger = "request"  // asked for by a client's application (Client.RequestRun)
+	TriggerBatch    Trigger = "batch"    // a node (or a node's partition) of a batch run
 )
 
 // Execution is one firing of a job. The stored document holds the fields up to Params; the rest is folded

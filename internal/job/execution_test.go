@@ -42,7 +42,7 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		want string
 	}{
 		"name":     {Spec{Name: "a b", Schedule: "@hourly", Handler: "x"}, `job name "a b"`},
-		"schedule": {Spec{Name: "a", Handler: "x"}, "job a: schedule is required"},
+		"schedule": {Spec{Name: "a", Handler: "x", Mode: ModeLocal}, "job a: schedule is required in local mode (a job without one runs only when asked)"},
 		"handler":  {Spec{Name: "a", Schedule: "@hourly"}, "job a: handler is required"},
 		"command":  {Spec{Name: "a", Schedule: "@hourly", Handler: HandlerShell}, `job a: handler "shell" needs params.command`},
 		"timeout":  {Spec{Name: "a", Schedule: "@hourly", Handler: "x", Timeout: -1}, "job a: timeout -1ns is negative"},

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
 // Spec is a job's definition, as stored and as shown by the API.
 type Spec struct {
 	Name     string            `json:"name" bson:"_id"`
-	Schedule string            `json:"schedule" bson:"schedule"`                       // cron with seconds, "@every 10s", "@daily", ...
+	Schedule string            `json:"schedule" bson:"schedule"`                       // cron with seconds, "@every 10s", "@daily", ...; empty: only when asked (a trigger, a request, a batch)
 	TimeZone string            `json:"time_zone,omitempty" bson:"time_zone,omitempty"` // IANA name; empty means UTC
 	Handler  string            `json:"handler" bson:"handler"`                         // "shell", or a Go handler name a client serves
 	Params   map[string]string `json:"params,omitempty" bson:"params,omitempty"`
@@ -63,8 +64,8 @@ func (s *Spec) Validate() error {
 	if err := ValidateName(s.Name); err != nil {
 		return err
 	}
-	if s.Schedule == "" {
-		return fmt.Errorf("job %s: schedule is required", s.Name)
+	if strings.TrimSpace(s.Schedule) == "" && s.Mode == ModeLocal {
+		return fmt.Errorf("job %s: schedule is required in local mode (a job without one runs only when asked)", s.Name)
 	}
 	if len(s.Schedule) > MaxScheduleLen {
 		return fmt.Errorf("job %s: schedule of %d characters, at most %d", s.Name, len(s.Schedule), MaxScheduleLen)

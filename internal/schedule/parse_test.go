@@ -102,7 +102,6 @@ func TestParseErrors(t *testing.T) {
 		index int
 		msg   string
 	}{
-		"empty":                     {expr: "  ", msg: `schedule "  ": is empty`},
 		"too few fields":            {expr: "0 0 * *", msg: `schedule "0 0 * *": has 4 fields, want 5 (minute hour day-of-month month day-of-week), 6 (second first) or 7 (second first, year last)`},
 		"too many fields":           {expr: "0 0 0 * * ? 2026 x", msg: `schedule "0 0 0 * * ? 2026 x": has 8 fields, want 5 (minute hour day-of-month month day-of-week), 6 (second first) or 7 (second first, year last)`},
 		"hour out of range":         {expr: "0 0 25 * * ?", field: "hour", index: 3, msg: `schedule "0 0 25 * * ?": field 3 (hour): value 25 out of range 0-23`},
@@ -201,5 +200,26 @@ func TestStringAndLocation(t *testing.T) {
 	}
 	if u.Location() != time.UTC {
 		t.Errorf("Location() for \"\" = %v, want UTC", u.Location())
+	}
+}
+
+// A job without a schedule runs only when asked (a trigger, a request, a batch): its schedule parses and
+// has no fire time at all.
+func TestEmptyScheduleNeverFires(t *testing.T) {
+	for _, expr := range []string{"", "  "} {
+		s, err := Parse(expr, "Europe/London")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", expr, err)
+		}
+		now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+		if !s.Never() || !s.Next(now).IsZero() || !s.Latest(time.Time{}, now).IsZero() {
+			t.Errorf("Parse(%q): Never %v, Next %v, Latest %v; want true and zero times", expr, s.Never(), s.Next(now), s.Latest(time.Time{}, now))
+		}
+		if times, more := s.Between(time.Time{}, now, 10); len(times) > 0 || more {
+			t.Errorf("Parse(%q).Between = %v, %v; want none", expr, times, more)
+		}
+	}
+	if s, _ := Parse("@daily", ""); s.Never() {
+		t.Error("@daily: Never")
 	}
 }

@@ -13,6 +13,7 @@ const (
 	kindCron  kind = iota + 1
 	kindEvery      // every interval seconds since the Unix epoch
 	kindAt         // once, at at
+	kindNever      // no schedule: the job fires only when asked (a trigger, a request, a batch)
 )
 
 // Schedule is a parsed schedule: when a job fires. It is immutable and safe for concurrent use.
@@ -38,6 +39,7 @@ var descriptors = map[string]string{
 
 // Parse parses expr, a cron expression (5, 6 or 7 fields), a descriptor such as @daily,
 // "@every <duration>" or "@at <RFC 3339 time>", to be evaluated in the IANA time zone tz ("" means UTC).
+// An empty expr is a schedule that never fires (Never reports it).
 // Errors are *ParseError.
 func Parse(expr, tz string) (*Schedule, error) {
 	loc, perr := location(expr, tz)
@@ -47,7 +49,9 @@ func Parse(expr, tz string) (*Schedule, error) {
 	s := &Schedule{expr: strings.TrimSpace(expr), loc: loc}
 	fields := strings.Fields(expr)
 	if len(fields) == 0 {
-		return nil, &ParseError{Expr: expr, Reason: "is empty"}
+		// A job without a schedule runs only when asked: by an operator, an application, or a batch.
+		s.kind = kindNever
+		return s, nil
 	}
 	if !strings.HasPrefix(fields[0], "@") {
 		s.kind = kindCron
@@ -124,6 +128,9 @@ func location(expr, tz string) (*time.Location, *ParseError) {
 	return loc, nil
 }
 
+// Never reports whether the schedule has no fire time at all (an empty expression).
+func (s *Schedule) Never() bool { return s.kind == kindNever }
+
 // String returns the expression as given to Parse, without surrounding spaces.
 func (s *Schedule) String() string { return s.expr }
 
@@ -134,6 +141,8 @@ func (s *Schedule) Location() *time.Location { return s.loc }
 // a cron expression with no date left before 2100). The result is in the schedule's zone and a whole second.
 func (s *Schedule) Next(t time.Time) time.Time {
 	switch s.kind {
+	case kindNever:
+		return time.Time{}
 	case kindEvery:
 		k := floorDiv(t.Unix(), s.interval) + 1
 		if k > maxUnix/s.interval {
@@ -181,6 +190,8 @@ func (s *Schedule) Latest(floor, t time.Time) time.Time {
 	}
 	var last time.Time
 	switch s.kind {
+	case kindNever:
+		return time.Time{}
 	case kindEvery:
 		k := floorDiv(t.Unix(), s.interval)
 		if k > maxUnix/s.interval || k < floorDiv(minUnix, s.interval) {

@@ -201,6 +201,13 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("routing_clients", bson.D{{Key: "routing.clients", Value: 1}}),
 			index("handler", bson.D{{Key: "handler", Value: 1}}),
 		}},
+		{s.db.Collection(collBatchRevisions), []mongo.IndexModel{index("batch_id", bson.D{{Key: "batch", Value: 1}, {Key: "_id", Value: -1}})}},
+		{s.db.Collection(collBatchRuns), []mongo.IndexModel{
+			index("batch_started_at", bson.D{{Key: "batch", Value: 1}, {Key: "started_at", Value: -1}}),
+			index("state", bson.D{{Key: "state", Value: 1}}),
+		}},
+		{s.db.Collection(collBatchEnds), []mongo.IndexModel{index("run", bson.D{{Key: "run", Value: 1}})}},
+		{s.db.Collection(collBatchOperations), []mongo.IndexModel{index("run_at", bson.D{{Key: "run", Value: 1}, {Key: "at", Value: 1}})}},
 		{s.claims, []mongo.IndexModel{
 			index("notification_attempt", bson.D{{Key: "notification", Value: 1}, {Key: "attempt", Value: 1}, {Key: "gen", Value: -1}}),
 		}},

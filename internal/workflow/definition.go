@@ -46,6 +46,25 @@ type Edge struct {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// ValidName checks a name that goes into an execution's id (a batch run's cycle): the characters of a
+// node's or a partition's name.
+func ValidName(what, name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%s %q: must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", what, name)
+	}
+	return nil
+}
+
+// Node returns the node named name.
+func (d Definition) Node(name string) (Node, bool) {
+	for _, n := range d.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
 // ErrCycle: the graph has a cycle; the error names its path.
 var ErrCycle = errors.New("cycle")
 
@@ -71,8 +90,8 @@ func (d Definition) Validate() error {
 		seen[n.Name] = true
 		parts := map[string]bool{}
 		for _, p := range n.Partitions {
-			if p == "" || parts[p] {
-				return fmt.Errorf("batch %s: node %s: partition %q is empty or repeated", d.Name, n.Name, p)
+			if !namePattern.MatchString(p) || parts[p] {
+				return fmt.Errorf("batch %s: node %s: partition %q: repeated, or not 1-128 characters of letters, digits, '.', '_' or '-'", d.Name, n.Name, p)
 			}
 			parts[p] = true
 		}

@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -328,15 +329,27 @@ func (r *Run) Done() bool {
 }
 
 // Rerun is a rerun from the point of failure: a new run that keeps every node that succeeded (and every
-// partition that did), every node skipped for its frequency and every node still running; the failed,
-// the blocked, the branches not taken and what never ran are decided again from there.
+// partition that did) and every node still running (whose failed partitions are running again, to be
+// dispatched by the caller like a started node's); the failed, the blocked, the skipped and what never
+// ran are decided again from there. A node off the frequency is skipped again, but only once the nodes
+// before it end again: kept skipped, it would let the nodes after it start before those it stands between.
 func (r *Run) Rerun() *Run {
 	next := &Run{def: r.def, frequency: r.frequency, index: r.index, out: r.out, in: r.in, order: r.order, nodes: make([]nodeRun, len(r.nodes))}
 	var again []int
 	for _, i := range r.order {
 		n := r.nodes[i]
-		if n.state == Succeeded || n.state == Running || n.state == Skipped && r.offFrequency(i) {
+		if n.state == Succeeded {
 			next.nodes[i] = nodeRun{state: n.state, reason: n.reason, parts: n.parts}
+			continue
+		}
+		if n.state == Running { // its failed partitions run again now, beside those still running
+			parts := maps.Clone(n.parts)
+			for p, s := range parts {
+				if s == Failed {
+					parts[p] = Running
+				}
+			}
+			next.nodes[i] = nodeRun{state: Running, parts: parts}
 			continue
 		}
 		if n.parts != nil { // it ran and a partition failed: those that succeeded are kept

@@ -71,7 +71,7 @@ func TestDefinitionsAreValidatedWithTheFaultNamed(t *testing.T) {
 		"self":           {Definition{Name: "eod", Nodes: []Node{{Name: "a", Job: "j"}}, Edges: []Edge{e("a", "a", "")}}, "a waits for itself"},
 		"no job":         {Definition{Name: "eod", Nodes: []Node{{Name: "a"}}}, "node a: job is required"},
 		"twice":          {Definition{Name: "eod", Nodes: []Node{{Name: "a", Job: "j"}, {Name: "a", Job: "j"}}}, "node a: named twice"},
-		"partition":      {Definition{Name: "eod", Nodes: []Node{{Name: "a", Job: "j", Partitions: []string{"A", "A"}}}}, `partition "A" is empty or repeated`},
+		"partition":      {Definition{Name: "eod", Nodes: []Node{{Name: "a", Job: "j", Partitions: []string{"A", "A"}}}}, `partition "A": repeated`},
 		"bad name":       {Definition{Name: "eod/x", Nodes: []Node{{Name: "a", Job: "j"}}}, `batch name "eod/x"`},
 	} {
 		t.Run(name, func(t *testing.T) {
