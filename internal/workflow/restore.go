@@ -43,6 +43,7 @@ func Restore(d Definition, frequency string, marks map[string]string, recorded m
 			}
 		}
 		r.nodes[i] = nodeRun{state: Succeeded, parts: kept}
+		r.ready = slices.DeleteFunc(r.ready, func(name string) bool { return name == d.Nodes[i].Name })
 		if under {
 			r.nodes[i].state = Running
 		}
@@ -90,7 +91,14 @@ func Restore(d Definition, frequency string, marks map[string]string, recorded m
 			break
 		}
 	}
-	r.ready = frontier
+	// A mark may have decided a frontier node again (and made it ready again, or not).
+	seen := map[string]bool{}
+	r.ready = slices.DeleteFunc(frontier, func(name string) bool {
+		s, _ := r.State(name)
+		drop := seen[name] || s != Ready
+		seen[name] = true
+		return drop
+	})
 	return r, nil
 }
 

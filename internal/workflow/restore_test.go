@@ -118,7 +118,7 @@ func frontier(r *Run, dispatched map[string]map[string]State) (ready []string, u
 // ready again. And a restore that keeps only what succeeded (and what still runs) is a rerun from the
 // point of failure.
 func TestARunRestoredFromItsRecordIsTheLiveRun(t *testing.T) {
-	for seed := range uint64(500) {
+	for seed := range uint64(2000) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		d := randomGraph(rng, 2+rng.IntN(14))
 		freq := []string{"D", "M"}[rng.IntN(2)]
@@ -165,10 +165,10 @@ func TestARunRestoredFromItsRecordIsTheLiveRun(t *testing.T) {
 		// reasons, and the partitions of running nodes (what is left to dispatch). (The rerun keeps the
 		// partition counts of nodes not started again for people; the restored run counts only what it
 		// replayed.)
-		for _, x := range []*Run{rerun, restored} {
+		for k, x := range []*Run{rerun, restored} {
 			for _, n := range x.Ready() {
 				if err := x.Start(n); err != nil {
-					t.Fatal(err)
+					t.Fatalf("seed %d: %s: %v", seed, []string{"rerun", "restored"}[k], err)
 				}
 			}
 		}
