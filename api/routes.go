@@ -6,6 +6,7 @@ import (
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/keyring"
 	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/workflow"
 )
 
 // Route is one operation of the REST API. The server serves exactly the routes of Routes (it refuses to
@@ -67,6 +68,22 @@ var Routes = []Route{
 	{Method: "POST", Path: "/api/v1/jobs/{name}/trigger", Role: keyring.RoleOperator, Summary: "Fire the job now, with parameters over its own.", Leader: true, Body: TriggerRequest{}, Status: http.StatusAccepted, Response: TriggerResponse{}},
 	{Method: "POST", Path: "/api/v1/jobs/{name}/pause", Role: keyring.RoleOperator, Summary: "Pause the job: it does not fire until resumed.", Leader: true, Status: http.StatusOK, Response: job.Spec{}, Query: []Param{messageParam}},
 	{Method: "POST", Path: "/api/v1/jobs/{name}/resume", Role: keyring.RoleOperator, Summary: "Resume the job; what it missed goes to its misfire policy.", Leader: true, Status: http.StatusOK, Response: job.Spec{}, Query: []Param{messageParam}},
+
+	{Method: "GET", Path: "/api/v1/batches", Role: keyring.RoleViewer, Summary: "Every batch (a named graph of jobs), by name.", Status: http.StatusOK, Response: []store.Batch{}},
+	{Method: "GET", Path: "/api/v1/batches/{name}", Role: keyring.RoleViewer, Summary: "One batch's latest definition.", Status: http.StatusOK, Response: workflow.Definition{}},
+	{Method: "PUT", Path: "/api/v1/batches/{name}", Role: keyring.RoleAdmin, Summary: "Create a batch (version 0) or replace it at the version it carries; every node's job must exist. Runs under way keep the version they started with.", Leader: true, Body: workflow.Definition{}, Status: http.StatusOK, Response: workflow.Definition{}, Query: []Param{messageParam}},
+	{Method: "DELETE", Path: "/api/v1/batches/{name}", Role: keyring.RoleAdmin, Summary: "Delete a batch; its revisions and runs are kept.", Leader: true, Status: http.StatusNoContent, Query: []Param{messageParam, {"version", "only if the batch is at this version"}}},
+	{Method: "GET", Path: "/api/v1/batches/{name}/revisions", Role: keyring.RoleViewer, Summary: "The batch's definition history, newest first.", Status: http.StatusOK, Response: []store.BatchRevision{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs", Role: keyring.RoleOperator, Summary: "Start a run of the batch for a cycle (refused if the cycle has one, unless rerun).", Leader: true, Body: BatchRunRequest{}, Status: http.StatusCreated, Response: store.BatchRun{}},
+	{Method: "GET", Path: "/api/v1/batches/{name}/runs", Role: keyring.RoleViewer, Summary: "The batch's runs, newest first.", Status: http.StatusOK, Response: []store.BatchRun{},
+		Query: []Param{{"limit", "1-1000 (default 50)"}, {"open", "true: only runs under way (running, paused, stopping)"}}},
+	{Method: "GET", Path: "/api/v1/batches/{name}/runs/{cycle}", Role: keyring.RoleViewer, Summary: "A run and where each node stands (partitions counted by state), its executions under way and the operations asked of it.", Leader: true, Status: http.StatusOK, Response: BatchRunStatus{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/pause", Role: keyring.RoleOperator, Summary: "Pause the run: no node starts; those running finish.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/resume", Role: keyring.RoleOperator, Summary: "Resume a paused run.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/stop", Role: keyring.RoleOperator, Summary: "Stop the run: its running executions are stopped and nothing more starts.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/rerun", Role: keyring.RoleOperator, Summary: "Rerun from the point of failure: what succeeded is kept; what failed, was stopped or was blocked runs again.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/reset", Role: keyring.RoleOperator, Summary: "Put every node back to not started (nothing may be running); the run is paused until resumed.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
+	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/nodes/{node}/skip", Role: keyring.RoleOperator, Summary: "Mark a node that is not running succeeded, by hand (recorded with who and why): the nodes after it go on.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
 
 	{Method: "GET", Path: "/api/v1/executions", Role: keyring.RoleViewer, Summary: "Executions, newest first: the open ones and the history (or the archive).", Status: http.StatusOK, Response: []job.Execution{},
 		Query: []Param{

@@ -31,6 +31,8 @@ type firing struct {
 	failedAt time.Time
 	// stop: why its execution was asked to stop while it was on its way to the store (recording.go).
 	stop string
+	// batch: the batch run's node (and partition) it runs, if it is a batch's (see batchrun.go).
+	batch *batchSlot
 }
 
 // planned is an execution about to be recorded, and what happens to it then.
@@ -123,6 +125,9 @@ func (l *leader) newExecutions(fr firing) []job.Execution {
 	}
 	if base.MaxRuns == 1 {
 		base.MaxRuns = 0
+	}
+	if b := fr.batch; b != nil {
+		base.BatchRun, base.BatchNode, base.BatchPartition, base.BatchRound = b.run, b.node, b.partition, b.round
 	}
 	n := fr.spec.Routing.ShardCount()
 	if fr.spec.Routing.Strategy != job.RouteShardBroadcast || fr.skip != "" {
@@ -331,6 +336,7 @@ func (l *leader) recordSkip(e job.Execution, reason string) {
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
 	})
 	l.ended(e)
+	l.batchEnded(e, job.StateSkipped)
 	l.logger.Info("firing skipped", "execution", e.ID, "reason", reason)
 }
 

@@ -190,6 +190,7 @@ func (l *leader) forget(id string, outcome job.State) {
 	if l.onEnd != nil {
 		l.onEnd(f.exec, outcome)
 	}
+	l.batchEnded(f.exec, outcome)
 	if byJob := l.openByJob[f.exec.Job]; byJob != nil {
 		delete(byJob, id)
 		if len(byJob) == 0 {

@@ -78,6 +78,14 @@ type leader struct {
 	fullLog         logx.Limiter    // the backlog-full warning, at most once a minute
 	staleSkipped    int64           // executions of this term that waited past the misfire threshold and were skipped
 	activity        activity        // minute counts for the console's charts
+	// Batch runs (see batchrun.go): the runs followed, the partitions to fire at the end of this turn,
+	// the writes left to the batch writer, and the store lookups of ends not heard of.
+	runs           map[string]*batchRun
+	batchDue       []*batchSlot
+	batchWrites    []batchWrite
+	batchWriting   bool
+	batchLooking   bool
+	lastBatchCheck time.Time
 }
 
 // Notes sent to the leader loop.
@@ -184,6 +192,8 @@ type leaderDeps struct {
 	// revisions records the revisions of the jobs a declaration creates or changes, and says the version
 	// a new job of a deleted one's name goes on from (see revisions.go); nil in unit tests.
 	revisions declarationRevisions
+	// batchStore keeps batch definitions and runs; nil in unit tests (no batches).
+	batchStore batchStore
 }
 
 // declarationRevisions is what declarations need of the definition history.
@@ -206,6 +216,7 @@ func (s *Server) leaderDeps() leaderDeps {
 		locks:        &s.jobLocks,
 		room:         &s.room,
 		revisions:    s,
+		batchStore:   s.store,
 	}
 }
 
@@ -235,6 +246,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		heard:      map[string]time.Time{},
 		kept:       map[string]keptFiring{},
 		fullLog:    logx.Limiter{Interval: time.Minute},
+		runs:       map[string]*batchRun{},
 	}
 }
 
@@ -328,6 +340,9 @@ func (l *leader) run(ctx context.Context) error {
 		case <-l.changes.wake:
 			l.applyJobChanges()
 		}
+		if err == nil {
+			err = l.fireBatchDue(ctx)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -335,6 +350,7 @@ func (l *leader) run(ctx context.Context) error {
 			return err
 		}
 		l.releaseWoken()
+		l.flushBatchWrites(ctx)
 	}
 }
 
@@ -372,6 +388,9 @@ func (l *leader) establish(ctx context.Context) error {
 		return err
 	}
 	if err := l.catchUp(ctx, l.start); err != nil {
+		return err
+	}
+	if err := l.loadBatchRuns(ctx); err != nil {
 		return err
 	}
 	l.applyDeclarations(ctx)
@@ -447,6 +466,15 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		l.onRequest(ctx, n)
 	case declareNote:
 		n.reply <- l.onDeclare(ctx, n)
+	case batchOpNote:
+		n.reply <- l.onBatchOp(ctx, n)
+	case batchStatusNote:
+		n.reply <- l.batchStatus(n.id)
+	case batchLookedUp:
+		l.applyBatchLookup(n)
+	case batchWritten:
+		l.batchWriting = false
+		l.batchWrites = append(n.failed, l.batchWrites...)
 	}
 	return nil
 }

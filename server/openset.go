@@ -234,10 +234,12 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 		f.heldUntil, f.verify = now.Add(l.cfg.AcceptWindow+l.cfg.AckTimeout), true
 		// A firing queued behind another stays queued under the new leader. Under forbid it is late by
 		// now, as are those this term owes the job: they run one after another (see plan).
-		switch l.spec(e).Overlap {
-		case job.OverlapQueue:
+		switch overlap := l.spec(e).Overlap; {
+		case e.Trigger == job.TriggerBatch:
+			// A batch's executions are not its job's firings: the batch decides when they run.
+		case overlap == job.OverlapQueue:
 			f.phase = phaseQueued
-		case "", job.OverlapForbid:
+		case overlap == "" || overlap == job.OverlapForbid:
 			f.phase, f.catchUp = phaseQueued, true
 		}
 	}

@@ -27,6 +27,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 	if err := l.retryUnsaved(ctx, now); err != nil {
 		return err
 	}
+	l.checkBatches(ctx, now)
 	if len(l.flights) > 0 && !l.confirmed() {
 		return errUnconfirmed
 	}

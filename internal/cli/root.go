@@ -25,7 +25,7 @@ func NewRoot(out, errOut io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(newServerCmd(), newClientCmd(), newClusterCmd(), newJobCmd(), newExecCmd(), newFallbackCmd(), newConfigCmd(), newMonitorCmd(), newAlertCmd(), newContactCmd(), newKeysCmd(), newAuditCmd())
+	root.AddCommand(newServerCmd(), newClientCmd(), newClusterCmd(), newJobCmd(), newExecCmd(), newFallbackCmd(), newConfigCmd(), newMonitorCmd(), newAlertCmd(), newContactCmd(), newKeysCmd(), newAuditCmd(), newBatchCmd())
 	return root
 }
 

@@ -61,10 +61,13 @@ type Execution struct {
 	Firing string `json:"firing,omitempty" bson:"firing,omitempty"`
 	// Shard is its partition of a sharded firing: index, count (Total) and key (Item).
 	Shard *Shard `json:"shard,omitempty" bson:"shard,omitempty"`
-	// BatchRun and BatchNode are reserved for batch workflows: the batch run and the node of its graph
-	// the execution runs for.
-	BatchRun  string `json:"batch_run,omitempty" bson:"batch_run,omitempty"`
-	BatchNode string `json:"batch_node,omitempty" bson:"batch_node,omitempty"`
+	// BatchRun, BatchNode, BatchPartition and BatchRound say what a batch workflow's execution runs: the
+	// batch run (batch/cycle), the node of its graph, the node's partition ("" if it has none) and the
+	// run's round (1, then one more per rerun or reset).
+	BatchRun       string `json:"batch_run,omitempty" bson:"batch_run,omitempty"`
+	BatchNode      string `json:"batch_node,omitempty" bson:"batch_node,omitempty"`
+	BatchPartition string `json:"batch_partition,omitempty" bson:"batch_partition,omitempty"`
+	BatchRound     int    `json:"batch_round,omitempty" bson:"batch_round,omitempty"`
 	// Missed is how many fire times this execution stands for besides its own (a catch-up run, or a
 	// skipped record of a misfire).
 	Missed int `json:"missed,omitempty" bson:"missed,omitempty"`
@@ -109,6 +112,20 @@ func IsLocalOf(id, client string) bool {
 	}
 	_, err := time.Parse(time.RFC3339Nano, at)
 	return err == nil
+}
+
+// BatchExecutionID is the key of a batch run's node (or one of its partitions) in a round: run/node, or
+// run/node/partition, and ~r<round> after it past the first round. The same on every server, so that a
+// new leader that dispatches it again meets the first dispatch's key.
+func BatchExecutionID(run, node, partition string, round int) string {
+	id := run + "/" + node
+	if partition != "" {
+		id += "/" + partition
+	}
+	if round > 1 {
+		id += fmt.Sprintf("~r%d", round)
+	}
+	return id
 }
 
 // ShardExecutionID is the key of shard index of the firing keyed fireID.

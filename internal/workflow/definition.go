@@ -20,9 +20,13 @@ const (
 
 // Definition is a batch: a named graph of nodes.
 type Definition struct {
-	Name  string `json:"name"`
-	Nodes []Node `json:"nodes"`
-	Edges []Edge `json:"edges"`
+	Name        string `json:"name" bson:"name"`
+	Description string `json:"description,omitempty" bson:"description,omitempty"`
+	Nodes       []Node `json:"nodes" bson:"nodes"`
+	Edges       []Edge `json:"edges,omitempty" bson:"edges,omitempty"`
+	// Version is the stored version (read), or the version a write replaces (0: a new batch); not part
+	// of what is stored as the definition.
+	Version int64 `json:"version,omitempty" bson:"-"`
 }
 
 // Node is one step of a batch: a job, run once or once per partition, on the run's frequencies.

@@ -1,0 +1,338 @@
+package integration
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/workflow"
+)
+
+// ledgerJob is a shell job that writes "start <node>/<partition> <round>" and "end ..." lines to a ledger
+// around a pause, and fails when a file named fail-<node>-<partition> exists in dir.
+func ledgerJob(name, dir, pause string) job.Spec {
+	cmd := fmt.Sprintf(`key="$CLOVER_PARAM_BATCH_NODE/$CLOVER_PARAM_BATCH_PARTITION"; echo "start $key $CLOVER_EXECUTION" >> %[1]s/ledger; sleep %[2]s; `+
+		`if [ -e "%[1]s/fail-$CLOVER_PARAM_BATCH_NODE-$CLOVER_PARAM_BATCH_PARTITION" ]; then echo "fail $key" >> %[1]s/ledger; exit 3; fi; `+
+		`echo "end $key txdate=$CLOVER_PARAM_TXDATE" >> %[1]s/ledger`, dir, pause)
+	return job.Spec{Name: name, Handler: "shell", Params: map[string]string{"command": cmd}}
+}
+
+// ledgerLines reads the ledger's lines.
+func ledgerLines(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "ledger"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// count counts the ledger's lines that start with prefix ("start extract/A").
+func count(lines []string, prefix string) int {
+	n := 0
+	for _, l := range lines {
+		if l == prefix || strings.HasPrefix(l, prefix+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitRun polls a run's status until ok says so.
+func waitRun(t *testing.T, c *Cluster, batch, cycle string, timeout time.Duration, what string, ok func(api.BatchRunStatus) bool) api.BatchRunStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var st api.BatchRunStatus
+	for {
+		err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/"+batch+"/runs/"+cycle, nil, &st)
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch run %s/%s: not %s within %s (last: %+v, %v)\n%s", batch, cycle, what, timeout, st, err, c.Logs(40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func nodeStates(st api.BatchRunStatus) map[string]workflow.State {
+	out := map[string]workflow.State{}
+	for _, n := range st.Nodes {
+		out[n.Name] = n.State
+	}
+	return out
+}
+
+const yearEnd = `
+name: year-end
+description: the year-end report
+nodes:
+  - {name: extract, job: extract, partitions: [A, B, C]}
+  - {name: summary, job: report}
+  - {name: branch, job: report, partitions: [A, B, C]}
+  - {name: archive, job: report, frequencies: [M]}
+  - {name: final, job: report}
+  - {name: alert, job: report}
+  - {name: payroll, job: report}
+edges:
+  - {from: extract, to: summary}
+  - {from: extract, to: branch}
+  - {from: summary, to: archive}
+  - {from: archive, to: final}
+  - {from: branch, to: final}
+  - {from: extract, to: alert, flag: failed}
+`
+
+// The year-end report batch on a real cluster: extraction per department in parallel, then the
+// head-office summary beside the branch reports, then the final report; each node × partition runs once
+// and after what it waits for. A failed partition stops what depends on it and nothing else; a second run
+// of the cycle is refused; a rerun from the point of failure repeats only the failed partition and what
+// depends on it.
+func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 2, Clients: 2})
+	leader, _ := c.WaitLeader(30 * time.Second)
+	c.WaitClients(2, 30*time.Second)
+	follower := c.otherServer(leader)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	c.CreateJob(ledgerJob("extract", dir, "0.3"))
+	report := ledgerJob("report", dir, "0.2")
+	report.Params["txdate"], report.Overridable = "unset", []string{"txdate"}
+	c.CreateJob(report)
+
+	file := filepath.Join(dir, "year-end.yaml")
+	if err := os.WriteFile(file, []byte(yearEnd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) string { t.Helper(); return clover(t, c, follower, false, args...) }
+	if out := cli("batch", "apply", "-f", file, "-m", "first cut"); !strings.Contains(out, "batch year-end created (version 1)") {
+		t.Fatalf("apply: %s", out)
+	}
+	// A cycle in the graph is refused with its path, before anything is sent.
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte(yearEnd+"  - {from: final, to: extract}\n"), 0o644)
+	if out := clover(t, c, follower, true, "batch", "apply", "-f", bad); !strings.Contains(out, "cycle: extract → ") || !strings.Contains(out, " → final → extract") {
+		t.Fatalf("apply of a cycle: %s", out)
+	}
+
+	// Department B's extraction fails.
+	if err := os.WriteFile(filepath.Join(dir, "fail-extract-B"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := cli("batch", "run", "year-end", "--cycle", "2026-12-31", "--frequency", "Y", "--param", "txdate=20261231")
+	if !strings.Contains(out, "batch run year-end/2026-12-31 running") {
+		t.Fatalf("run: %s", out)
+	}
+	st := waitRun(t, c, "year-end", "2026-12-31", 60*time.Second, "failed", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunFailed })
+	want := map[string]workflow.State{
+		"extract": workflow.Failed, "summary": workflow.Blocked, "branch": workflow.Blocked, "archive": workflow.Blocked,
+		"final": workflow.Blocked, "alert": workflow.Succeeded, "payroll": workflow.Succeeded,
+	}
+	if got := nodeStates(st); !statesEqual(got, want) {
+		t.Fatalf("after the failure: %v, want %v", got, want)
+	}
+	lines := ledgerLines(t, dir)
+	for _, k := range []string{"start extract/A", "start extract/B", "start extract/C", "start alert/", "start payroll/"} {
+		if n := count(lines, k); n != 1 {
+			t.Errorf("%s: %d times, want 1\n%s", k, n, strings.Join(lines, "\n"))
+		}
+	}
+	for _, k := range []string{"start summary/", "start branch/A", "start final/", "start archive/"} {
+		if n := count(lines, k); n != 0 {
+			t.Errorf("%s ran after its extraction failed\n%s", k, strings.Join(lines, "\n"))
+		}
+	}
+	status := cli("batch", "status", "year-end", "2026-12-31")
+	if !strings.Contains(status, "failed: B") || !strings.Contains(status, "blocked") {
+		t.Errorf("status does not show the failed partition:\n%s", status)
+	}
+
+	// The same cycle again is refused; a rerun goes on from the point of failure.
+	if out := clover(t, c, follower, true, "batch", "run", "year-end", "--cycle", "2026-12-31"); !strings.Contains(out, "HTTP 409") {
+		t.Fatalf("second run of the cycle: %s", out)
+	}
+	if err := os.Remove(filepath.Join(dir, "fail-extract-B")); err != nil {
+		t.Fatal(err)
+	}
+	cli("batch", "rerun", "year-end", "2026-12-31", "--why", "B's source fixed")
+	st = waitRun(t, c, "year-end", "2026-12-31", 60*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	if st.Run.Round != 2 {
+		t.Errorf("round %d after one rerun, want 2", st.Run.Round)
+	}
+	if s := nodeStates(st); s["archive"] != workflow.Skipped || s["final"] != workflow.Succeeded {
+		t.Errorf("after the rerun: %v", s)
+	}
+	lines = ledgerLines(t, dir)
+	once := []string{"start extract/A", "start extract/C", "start alert/", "start payroll/", "start summary/", "start branch/A",
+		"start branch/B", "start branch/C", "start final/"}
+	for _, k := range once {
+		if n := count(lines, k); n != 1 {
+			t.Errorf("%s: %d times, want 1", k, n)
+		}
+	}
+	if n := count(lines, "start extract/B"); n != 2 {
+		t.Errorf("extract/B ran %d times, want 2 (failed, then the rerun)", n)
+	}
+	if n := count(lines, "start archive/"); n != 0 {
+		t.Errorf("archive (monthly) ran in a yearly run")
+	}
+	if n := count(lines, "end final/ txdate=20261231"); n != 1 {
+		t.Errorf("the final report did not get the run's txdate:\n%s", strings.Join(lines, "\n"))
+	}
+	// Order: nothing starts before what it waits for has ended (in the round that counted).
+	lastEnd := func(prefix string) int {
+		at := -1
+		for i, l := range lines {
+			if strings.HasPrefix(l, "end "+prefix) {
+				at = i
+			}
+		}
+		return at
+	}
+	firstStart := func(prefix string) int {
+		return slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "start "+prefix) })
+	}
+	for _, e := range []struct{ before, after string }{
+		{"extract/", "summary/"}, {"extract/", "branch/"}, {"summary/", "final/"}, {"branch/", "final/"},
+	} {
+		if b, a := lastEnd(e.before), firstStart(e.after); b < 0 || a < 0 || a < b {
+			t.Errorf("%s started (line %d) before %s ended (line %d)\n%s", e.after, a, e.before, b, strings.Join(lines, "\n"))
+		}
+	}
+	// Each execution has its stable id, and the run's operations are recorded with who asked.
+	var e job.Execution
+	if err := c.Call(c.AnyServer(), "GET", "/api/v1/executions/"+url.PathEscape("year-end/2026-12-31/extract/B~r2"), nil, &e); err != nil || e.State != job.StateSucceeded || e.BatchRound != 2 {
+		t.Errorf("the rerun's execution of extract/B: %+v, %v", e, err)
+	}
+	ops := map[string]string{}
+	for _, op := range st.Operations {
+		ops[op.Op] = op.Who + ": " + op.Why
+	}
+	if !strings.Contains(ops["rerun"], "B's source fixed") || ops["run"] == "" {
+		t.Errorf("operations: %v", ops)
+	}
+}
+
+func statesEqual(a, b map[string]workflow.State) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Pause holds the next node; resume lets it start; stop ends the run with what runs stopped and nothing
+// after it started; reset puts every node back, and a resume runs the batch from its first node again.
+// Skipping a failed node by hand lets the nodes after it go on.
+func TestABatchRunIsPausedResumedStoppedResetAndSkipped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 1, Clients: 1})
+	c.WaitLeader(30 * time.Second)
+	c.WaitClients(1, 30*time.Second)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o777)
+	c.CreateJob(ledgerJob("step", dir, "2"))
+	chain := workflow.Definition{Name: "chain", Nodes: []workflow.Node{{Name: "a", Job: "step"}, {Name: "b", Job: "step"}, {Name: "c", Job: "step"}},
+		Edges: []workflow.Edge{{From: "a", To: "b"}, {From: "b", To: "c"}}}
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/chain", chain, nil); err != nil {
+		t.Fatal(err)
+	}
+	op := func(cycle, name string) store.BatchRun {
+		t.Helper()
+		var run store.BatchRun
+		if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/chain/runs/"+cycle+"/"+name, api.BatchOperationRequest{Why: "test"}, &run); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return run
+	}
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/chain/runs", api.BatchRunRequest{Cycle: "d1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(t, c, "chain", "d1", 30*time.Second, "running a", func(st api.BatchRunStatus) bool { return nodeStates(st)["a"] == workflow.Running })
+	if run := op("d1", "pause"); run.State != store.RunPaused {
+		t.Fatalf("pause: %s", run.State)
+	}
+	// a finishes; b stays ready while the run is paused.
+	st := waitRun(t, c, "chain", "d1", 30*time.Second, "a done", func(st api.BatchRunStatus) bool { return nodeStates(st)["a"] == workflow.Succeeded })
+	time.Sleep(time.Second) // b would have been started by now, were the run not paused
+	st = waitRun(t, c, "chain", "d1", 5*time.Second, "still paused", func(api.BatchRunStatus) bool { return true })
+	if s := nodeStates(st)["b"]; s != workflow.Ready || st.Running != 0 || count(ledgerLines(t, dir), "start b/") != 0 {
+		t.Fatalf("while paused: b %s, %d running", s, st.Running)
+	}
+	op("d1", "resume")
+	waitRun(t, c, "chain", "d1", 30*time.Second, "running b", func(st api.BatchRunStatus) bool { return nodeStates(st)["b"] == workflow.Running })
+	waitFor(t, 30*time.Second, "b started", func() bool { return count(ledgerLines(t, dir), "start b/") == 1 })
+	op("d1", "stop")
+	st = waitRun(t, c, "chain", "d1", 30*time.Second, "stopped", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunStopped })
+	if s := nodeStates(st); s["b"] != workflow.Failed || s["c"] != workflow.Blocked {
+		t.Fatalf("after stop: %v", s)
+	}
+	if count(ledgerLines(t, dir), "end b/") != 0 || count(ledgerLines(t, dir), "start c/") != 0 {
+		t.Fatalf("b ended or c started after the stop:\n%s", strings.Join(ledgerLines(t, dir), "\n"))
+	}
+	// Reset: back to not started, paused; resume runs a again.
+	if run := op("d1", "reset"); run.State != store.RunPaused {
+		t.Fatalf("reset: %s", run.State)
+	}
+	st = waitRun(t, c, "chain", "d1", 5*time.Second, "reset", func(api.BatchRunStatus) bool { return true })
+	if s := nodeStates(st); s["a"] != workflow.Ready || s["b"] != workflow.Waiting {
+		t.Fatalf("after reset: %v", s)
+	}
+	op("d1", "resume")
+	waitRun(t, c, "chain", "d1", 60*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	lines := ledgerLines(t, dir)
+	if count(lines, "start a/") != 2 || count(lines, "start b/") != 2 || count(lines, "start c/") != 1 {
+		t.Fatalf("after reset and resume:\n%s", strings.Join(lines, "\n"))
+	}
+
+	// Skip: b fails; marking it succeeded lets c run.
+	_ = os.WriteFile(filepath.Join(dir, "fail-b-"), nil, 0o644)
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/chain/runs", api.BatchRunRequest{Cycle: "d2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(t, c, "chain", "d2", 60*time.Second, "failed", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunFailed })
+	var run store.BatchRun
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/chain/runs/d2/nodes/b/skip", api.BatchOperationRequest{Why: "loaded by hand"}, &run); err != nil {
+		t.Fatal(err)
+	}
+	st = waitRun(t, c, "chain", "d2", 60*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	for _, n := range st.Nodes {
+		if n.Name == "b" && (n.State != workflow.Succeeded || !strings.Contains(n.Reason, "loaded by hand")) {
+			t.Errorf("b after skip: %+v", n)
+		}
+	}
+	if count(ledgerLines(t, dir), "start c/") != 2 {
+		t.Errorf("c did not run after b was skipped")
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

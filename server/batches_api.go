@@ -1,0 +1,264 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/workflow"
+)
+
+// The batch routes (see api.Routes): definitions are written to the store by the server that leads (so
+// that a write is checked against the jobs the leader knows); runs and their operations are made by the
+// leader loop (batchops.go).
+
+func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
+	out, err := s.store.ListBatches(r.Context())
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if out == nil {
+		out = []store.Batch{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
+	b, err := s.store.GetBatch(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, definitionOf(b))
+}
+
+func definitionOf(b store.Batch) workflow.Definition {
+	d := b.Definition
+	d.Version = b.Version
+	return d
+}
+
+// putBatch creates a batch (version 0) or replaces it at the version the body carries.
+func (s *Server) putBatch(w http.ResponseWriter, r *http.Request) {
+	message, ok := batchMessage(w, r)
+	if !ok {
+		return
+	}
+	var def workflow.Definition
+	if err := decodeBody(r, &def); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("batch body: %w", err))
+		return
+	}
+	name := r.PathValue("name")
+	if def.Name == "" {
+		def.Name = name
+	}
+	if def.Name != name {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("batch body names %q, the path %q", def.Name, name))
+		return
+	}
+	if err := s.checkBatch(r, def); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	expect := def.Version
+	def.Version = 0
+	b, err := s.store.PutBatch(r.Context(), def, expect, callerOf(r.Context()).Name, message, s.now())
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	note := noteAudit(r)
+	note.before, note.after = expect, b.Version
+	writeJSON(w, http.StatusOK, definitionOf(b))
+}
+
+// checkBatch refuses a definition the graph's rules refuse, or whose nodes name jobs that do not exist or
+// run in local mode (fired by their clients only).
+func (s *Server) checkBatch(r *http.Request, def workflow.Definition) error {
+	if err := def.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	checked := map[string]bool{}
+	for _, n := range def.Nodes {
+		if err := job.ValidateParams("batch "+def.Name+": node "+n.Name+": params", n.Params); err != nil {
+			return fmt.Errorf("%w: %w", errBadRequest, err)
+		}
+		if checked[n.Job] {
+			continue
+		}
+		checked[n.Job] = true
+		spec, err := s.store.GetJob(r.Context(), n.Job)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("%w: batch %s: node %s: job %s does not exist", errBadRequest, def.Name, n.Name, n.Job)
+		case err != nil:
+			return err
+		case spec.Mode == job.ModeLocal:
+			return fmt.Errorf("%w: batch %s: node %s: job %s: %w", errBadRequest, def.Name, n.Name, n.Job, errLocalMode)
+		}
+	}
+	return nil
+}
+
+func batchMessage(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if _, ok := withMessage(w, r, revisionNote{}); !ok {
+		return "", false
+	}
+	return r.URL.Query().Get("message"), true
+}
+
+func (s *Server) deleteBatch(w http.ResponseWriter, r *http.Request) {
+	message, ok := batchMessage(w, r)
+	if !ok {
+		return
+	}
+	var version int64
+	if v := r.URL.Query().Get("version"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("version %q: want a positive number", v))
+			return
+		}
+		version = n
+	}
+	if err := s.store.DeleteBatch(r.Context(), r.PathValue("name"), version, callerOf(r.Context()).Name, message, s.now()); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listBatchRevisions(w http.ResponseWriter, r *http.Request) {
+	out, err := s.store.ListBatchRevisions(r.Context(), r.PathValue("name"))
+	switch {
+	case err != nil:
+		writeError(w, storeStatus(err), err)
+	case len(out) == 0:
+		writeError(w, http.StatusNotFound, fmt.Errorf("%w: batch %s", store.ErrNotFound, r.PathValue("name")))
+	default:
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (s *Server) startBatchRun(w http.ResponseWriter, r *http.Request) {
+	var body api.BatchRunRequest
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("batch run body: %w", err))
+		return
+	}
+	s.batchOp(w, r, batchOpNote{op: "run", batch: r.PathValue("name"), cycle: body.Cycle, frequency: body.Frequency,
+		params: body.Params, rerun: body.Rerun, why: body.Why}, http.StatusCreated)
+}
+
+// batchRunOp serves an operation on a run: pause, resume, stop, rerun, reset, or skip (of a node).
+func (s *Server) batchRunOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body api.BatchOperationRequest
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s body: %w", op, err))
+			return
+		}
+		s.batchOp(w, r, batchOpNote{op: op, batch: r.PathValue("name"), cycle: r.PathValue("cycle"), node: r.PathValue("node"), why: body.Why}, http.StatusOK)
+	}
+}
+
+func (s *Server) batchOp(w http.ResponseWriter, r *http.Request, n batchOpNote, status int) {
+	if len(n.why) > maxRevisionMessage {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("why: %d bytes, at most %d", len(n.why), maxRevisionMessage))
+		return
+	}
+	n.who = callerOf(r.Context()).Name
+	l := s.term(w)
+	if l == nil {
+		return
+	}
+	run, err := l.BatchOp(r.Context(), n)
+	switch {
+	case unanswered(err):
+		termError(w, err)
+	case err != nil:
+		writeError(w, storeStatus(err), err)
+	default:
+		noteAudit(r).target = run.ID
+		writeJSON(w, status, run)
+	}
+}
+
+func (s *Server) listBatchRuns(w http.ResponseWriter, r *http.Request) {
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want 1-1000", v))
+			return
+		}
+		limit = n
+	}
+	out, err := s.store.ListBatchRuns(r.Context(), r.PathValue("name"), r.URL.Query().Get("open") == "true", limit)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if out == nil {
+		out = []store.BatchRun{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getBatchRun answers from the leader's live view of a run it follows, else from the store.
+func (s *Server) getBatchRun(w http.ResponseWriter, r *http.Request) {
+	id := store.BatchRunID(r.PathValue("name"), r.PathValue("cycle"))
+	l := s.term(w)
+	if l == nil {
+		return
+	}
+	st, err := l.BatchStatus(r.Context(), id)
+	if err != nil {
+		termError(w, err)
+		return
+	}
+	if st == nil {
+		doc, err := s.store.GetBatchRun(r.Context(), id)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		rev, err := s.store.GetBatchRevision(r.Context(), doc.Batch, doc.Version)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		ends, err := s.store.ListBatchEnds(r.Context(), id)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		ops, err := s.store.ListBatchOperations(r.Context(), id)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		run, err := buildRun(doc, rev.Definition, ends, ops, nil)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		st = runStatus(run)
+		st.Live, st.Running, st.Executions = false, 0, nil
+	}
+	ops, err := s.store.ListBatchOperations(r.Context(), id)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	st.Operations = ops
+	slices.SortFunc(st.Operations, func(a, b store.BatchOperation) int { return a.At.Compare(b.At) })
+	writeJSON(w, http.StatusOK, st)
+}

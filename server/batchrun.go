@@ -1,0 +1,332 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/workflow"
+)
+
+// Batch runs on the leader (design record 22). The loop keeps, per open run, the graph's state machine
+// (workflow.Run): an execution's end (forget, the one end-of-execution hook) ends its partition, which
+// decides the nodes after it by counts, and the nodes made ready are started and their partitions fired
+// through the same path as any firing (recorded off the loop, dispatched by routing, retried, timed out,
+// orphaned by the job's rules). Nothing rescans the graph.
+//
+// What a new leader needs is in the store: the run (its state and round), the end of every partition
+// (inserted as each ends), the operations (marks), and the executions themselves, keyed by run, node,
+// partition and round, so that dispatching one again meets the first dispatch's key. The run is rebuilt
+// from those (workflow.Restore) with the executions still open as running; a partition started and not
+// known to have ended is fired again under the same key, and one whose end was lost (recorded in the
+// history before its end was) is looked up (checkBatches).
+
+// batchStore is what the leader needs of the store for batches; nil in unit tests (no batches).
+type batchStore interface {
+	GetBatch(ctx context.Context, name string) (store.Batch, error)
+	GetBatchRevision(ctx context.Context, name string, v int64) (store.BatchRevision, error)
+	CreateBatchRun(ctx context.Context, r store.BatchRun) error
+	SaveBatchRun(ctx context.Context, r store.BatchRun) error
+	GetBatchRun(ctx context.Context, id string) (store.BatchRun, error)
+	ListBatchRuns(ctx context.Context, batch string, open bool, limit int) ([]store.BatchRun, error)
+	InsertBatchEnds(ctx context.Context, ends []store.BatchEnd) error
+	ListBatchEnds(ctx context.Context, run string) ([]store.BatchEnd, error)
+	InsertBatchOperation(ctx context.Context, op store.BatchOperation) error
+	ListBatchOperations(ctx context.Context, run string) ([]store.BatchOperation, error)
+	GetExecution(ctx context.Context, id string) (job.Execution, error)
+}
+
+var _ batchStore = (*store.Store)(nil)
+
+// batchSlot is one partition of one node of a run, in one round: what one execution runs.
+type batchSlot struct {
+	run, node, partition string
+	round                int
+	id                   string    // its execution's id
+	firedAt              time.Time // when this term fired it (zero: inherited)
+	unknown              bool      // it ended without this term learning how: the store is asked
+}
+
+// batchRun is a run the loop follows.
+type batchRun struct {
+	doc   store.BatchRun
+	def   workflow.Definition
+	wf    *workflow.Run
+	marks map[string]string // node → why a person marked it succeeded (since the last reset)
+	// ends are the ends that count in the current round, by node and partition (see considered).
+	ends map[string]map[string]store.BatchEnd
+	// dispatched: the executions fired (or inherited) for the run that have not ended, by id.
+	dispatched map[string]*batchSlot
+	// toFire: partitions of started nodes not fired yet (the run is paused or stopping).
+	toFire []*batchSlot
+}
+
+// considered reports whether end counts in a run at round, reset at resetRound: a success counts in
+// every round after it (a rerun does not repeat it), a failure only in its own round (a rerun repeats it),
+// and nothing from before a reset.
+func considered(end store.BatchEnd, round, resetRound int) bool {
+	return end.Round >= resetRound && (end.Succeeded || end.Round == round)
+}
+
+// buildRun rebuilds a run from its record: the revision it runs, its ends, its operations, and the
+// executions of it still open (running, by id). The caller fires what it returns in toFire.
+func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd, ops []store.BatchOperation, running []job.Execution) (*batchRun, error) {
+	run := &batchRun{doc: doc, def: def, marks: map[string]string{}, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}}
+	reset := max(doc.ResetRound, 1)
+	for _, op := range ops {
+		if op.Op == "skip" && op.Round >= reset && op.Node != "" {
+			run.marks[op.Node] = markReason(op)
+		}
+	}
+	for _, e := range ends {
+		if considered(e, doc.Round, reset) {
+			run.keepEnd(e)
+		}
+	}
+	recorded := map[string]map[string]workflow.State{}
+	set := func(node, part string, s workflow.State) {
+		if recorded[node] == nil {
+			recorded[node] = map[string]workflow.State{}
+		}
+		recorded[node][part] = s
+	}
+	for node, parts := range run.ends {
+		for part, e := range parts {
+			set(node, part, map[bool]workflow.State{true: workflow.Succeeded, false: workflow.Failed}[e.Succeeded])
+		}
+	}
+	for _, e := range running {
+		if e.BatchRound < reset {
+			continue
+		}
+		if end, ok := run.ends[e.BatchNode][e.BatchPartition]; ok && end.Round >= e.BatchRound {
+			continue // it ended; its flight is on its way out
+		}
+		set(e.BatchNode, e.BatchPartition, workflow.Running)
+		run.dispatched[e.ID] = &batchSlot{run: doc.ID, node: e.BatchNode, partition: e.BatchPartition, round: e.BatchRound, id: e.ID}
+	}
+	wf, err := workflow.Restore(def, doc.Frequency, run.marks, recorded)
+	if err != nil {
+		return nil, fmt.Errorf("batch run %s: %w", doc.ID, err)
+	}
+	run.wf = wf
+	// Started nodes' partitions that nothing runs: fire them (again: the key meets a first dispatch).
+	for _, st := range wf.Status() {
+		if st.State == workflow.Running {
+			run.queuePending(st.Name)
+		}
+	}
+	return run, nil
+}
+
+func markReason(op store.BatchOperation) string {
+	if op.Why == "" {
+		return "by " + op.Who
+	}
+	return "by " + op.Who + ": " + op.Why
+}
+
+// keepEnd records an end that counts, over an earlier one of the same partition.
+func (r *batchRun) keepEnd(e store.BatchEnd) {
+	if r.ends[e.Node] == nil {
+		r.ends[e.Node] = map[string]store.BatchEnd{}
+	}
+	if prev, ok := r.ends[e.Node][e.Partition]; !ok || prev.Round <= e.Round {
+		r.ends[e.Node][e.Partition] = e
+	}
+}
+
+// queuePending adds the running node's partitions that nothing runs to toFire.
+func (r *batchRun) queuePending(node string) {
+	running := map[string]bool{}
+	for _, s := range r.dispatched {
+		if s.node == node {
+			running[s.partition] = true
+		}
+	}
+	for _, s := range r.toFire {
+		if s.node == node {
+			running[s.partition] = true
+		}
+	}
+	for _, p := range r.wf.Pending(node) {
+		if !running[p] {
+			r.toFire = append(r.toFire, &batchSlot{run: r.doc.ID, node: node, partition: p, round: r.doc.Round,
+				id: job.BatchExecutionID(r.doc.ID, node, p, r.doc.Round)})
+		}
+	}
+}
+
+// advance starts the nodes that became ready and fires what they run, while the run is running.
+func (l *leader) advance(run *batchRun) {
+	if run.doc.State != store.RunRunning {
+		return
+	}
+	for _, name := range run.wf.Ready() {
+		if err := run.wf.Start(name); err != nil {
+			l.logger.Error("batch: cannot start a ready node", "run", run.doc.ID, "node", name, "err", err)
+			continue
+		}
+		run.queuePending(name)
+	}
+	if len(run.toFire) > 0 {
+		l.batchDue = append(l.batchDue, run.toFire...)
+		for _, s := range run.toFire {
+			run.dispatched[s.id] = s
+		}
+		run.toFire = nil
+	}
+}
+
+// fireBatchDue fires the partitions advance made due, in one plan: their inserts are chunked like any.
+func (l *leader) fireBatchDue(ctx context.Context) error {
+	if len(l.batchDue) == 0 {
+		return nil
+	}
+	due := l.batchDue
+	l.batchDue = nil
+	now := l.now()
+	var firings []firing
+	for _, s := range due {
+		run := l.runs[s.run]
+		if run == nil || run.dispatched[s.id] != s {
+			continue // ended, stopped or rebuilt meanwhile
+		}
+		fr, err := l.batchFiring(run, s)
+		if err != nil {
+			// Nothing can run it: the partition fails, said where people look.
+			l.logger.Warn("batch: a partition cannot run", "run", s.run, "node", s.node, "partition", s.partition, "err", err)
+			delete(run.dispatched, s.id)
+			l.endPartition(run, s, false, "")
+			continue
+		}
+		s.firedAt = now
+		firings = append(firings, fr)
+	}
+	return l.fire(ctx, firings, now)
+}
+
+// batchFiring is the firing of one slot: its node's job, with the job's parameters, then the node's,
+// then the run's (those the job lets a firing change), then the run's context.
+func (l *leader) batchFiring(run *batchRun, s *batchSlot) (firing, error) {
+	node, ok := run.def.Node(s.node)
+	if !ok {
+		return firing{}, fmt.Errorf("node %s is not in revision %d of batch %s", s.node, run.doc.Version, run.doc.Batch)
+	}
+	e, ok := l.jobs[node.Job]
+	if !ok {
+		return firing{}, fmt.Errorf("job %s does not exist", node.Job)
+	}
+	spec := e.spec
+	if spec.Mode == job.ModeLocal {
+		return firing{}, fmt.Errorf("job %s: %w", node.Job, errLocalMode)
+	}
+	// The batch decides when its executions run, and its partitions are its shards.
+	spec.Overlap = job.OverlapAllow
+	if spec.Routing.Strategy == job.RouteShardBroadcast {
+		spec.Routing.Strategy = ""
+	}
+	params := maps.Clone(spec.Params)
+	if params == nil {
+		params = map[string]string{}
+	}
+	maps.Copy(params, node.Params)
+	for k, v := range run.doc.Params {
+		if _, has := params[k]; has && !slices.Contains(spec.Overridable, k) {
+			continue // checked when the run started; a job changed since keeps its own
+		}
+		params[k] = v
+	}
+	params["batch"], params["batch_cycle"], params["batch_node"] = run.doc.Batch, run.doc.Cycle, s.node
+	params["batch_frequency"], params["batch_partition"] = run.doc.Frequency, s.partition
+	return firing{spec: spec, at: run.doc.StartedAt, trigger: job.TriggerBatch, params: params, id: s.id, batch: s}, nil
+}
+
+// batchEnded is told of every execution that ends (forget, recordSkip): a batch's ends its partition.
+func (l *leader) batchEnded(e job.Execution, outcome job.State) {
+	if e.BatchRun == "" {
+		return
+	}
+	run := l.runs[e.BatchRun]
+	if run == nil {
+		return
+	}
+	s, ok := run.dispatched[e.ID]
+	if !ok {
+		return
+	}
+	if outcome == "" {
+		s.unknown = true // another term or a server recorded it: checkBatches asks the store
+		return
+	}
+	delete(run.dispatched, e.ID)
+	l.endPartition(run, s, outcome == job.StateSucceeded, e.ID)
+}
+
+// endPartition records how a slot ended and moves the run on.
+func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execID string) {
+	end := store.BatchEnd{Run: run.doc.ID, Node: s.node, Partition: s.partition, Round: s.round, Succeeded: succeeded, Execution: execID, At: l.now()}
+	l.batchWrites = append(l.batchWrites, batchWrite{end: &end})
+	if !considered(end, run.doc.Round, max(run.doc.ResetRound, 1)) {
+		// An older round's failure ended after a rerun started: the rerun fires the partition again.
+		if run.wf.PartitionState(s.node, s.partition) == workflow.Running {
+			run.queuePending(s.node)
+		}
+		l.advance(run)
+		l.finishIfDone(run)
+		return
+	}
+	run.keepEnd(end)
+	if st := run.wf.PartitionState(s.node, s.partition); st == workflow.Running {
+		if err := run.wf.EndPartition(s.node, s.partition, succeeded); err != nil {
+			l.logger.Error("batch: cannot end a partition", "run", run.doc.ID, "node", s.node, "partition", s.partition, "err", err)
+		}
+	}
+	l.advance(run)
+	l.finishIfDone(run)
+}
+
+// finishIfDone ends the run once nothing runs and nothing can start: stopped, succeeded or failed.
+func (l *leader) finishIfDone(run *batchRun) {
+	if len(run.dispatched) > 0 {
+		return
+	}
+	doc := run.doc
+	switch {
+	case doc.State == store.RunStopping:
+		doc.State = store.RunStopped
+	case !run.wf.Done():
+		return
+	case run.wf.Failed():
+		doc.State, doc.Reason = store.RunFailed, failedNodes(run.wf)
+	default:
+		doc.State, doc.Reason = store.RunSucceeded, ""
+	}
+	doc.EndedAt, doc.Epoch = l.now(), l.epoch
+	run.doc = doc
+	l.batchWrites = append(l.batchWrites, batchWrite{run: &doc})
+	delete(l.runs, doc.ID)
+	l.logger.Info("batch run ended", "run", doc.ID, "state", doc.State, "round", doc.Round, "reason", doc.Reason)
+}
+
+// failedNodes names the nodes that failed or were blocked, for the run's reason.
+func failedNodes(wf *workflow.Run) string {
+	var failed, blocked []string
+	for _, st := range wf.Status() {
+		switch st.State {
+		case workflow.Failed:
+			failed = append(failed, st.Name)
+		case workflow.Blocked:
+			blocked = append(blocked, st.Name)
+		}
+	}
+	out := fmt.Sprintf("failed: %v", failed)
+	if len(blocked) > 0 {
+		out += fmt.Sprintf("; blocked: %v", blocked)
+	}
+	return out
+}
