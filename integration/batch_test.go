@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -334,5 +335,101 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("not %s within %s", what, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// layeredBatch is a batch of layers × width nodes, each after two nodes of the layer before, every tenth
+// node split into four partitions.
+func layeredBatch(name, jobName string, layers, width int, rng *rand.Rand) workflow.Definition {
+	d := workflow.Definition{Name: name}
+	node := func(l, i int) string { return fmt.Sprintf("n%02d-%02d", l, i) }
+	for l := range layers {
+		for i := range width {
+			n := workflow.Node{Name: node(l, i), Job: jobName}
+			if (l*width+i)%10 == 0 {
+				n.Partitions = []string{"p1", "p2", "p3", "p4"}
+			}
+			d.Nodes = append(d.Nodes, n)
+			if l == 0 {
+				continue
+			}
+			a, b := rng.IntN(width), rng.IntN(width)
+			d.Edges = append(d.Edges, workflow.Edge{From: node(l-1, a), To: n.Name})
+			if b != a {
+				d.Edges = append(d.Edges, workflow.Edge{From: node(l-1, b), To: n.Name})
+			}
+		}
+	}
+	return d
+}
+
+// The leader is SIGKILLed in the middle of a 200-node batch: the new leader rebuilds the run from the
+// store and finishes it, with every node × partition run exactly once, each after what it waits for.
+func TestABatchRunSurvivesItsLeaderKilledMidway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 2, Clients: 2})
+	leader, _ := c.WaitLeader(30 * time.Second)
+	c.WaitClients(2, 30*time.Second)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o777)
+	c.CreateJob(ledgerJob("work", dir, "0.3"))
+	d := layeredBatch("big", "work", 10, 20, rand.New(rand.NewPCG(7, 7)))
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/big", d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/big/runs", api.BatchRunRequest{Cycle: "2026-12-31"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "a third of the batch started", func() bool { return count(ledgerLines(t, dir), "start") >= 80 })
+	leader.Kill()
+	t.Logf("leader %s killed with %d starts in the ledger", leader.ID, count(ledgerLines(t, dir), "start"))
+	next, _ := c.WaitLeader(30 * time.Second)
+	if next == leader {
+		t.Fatal("the killed server still leads")
+	}
+	st := waitRun(t, c, "big", "2026-12-31", 3*time.Minute, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State.Open() == false })
+	if st.Run.State != store.RunSucceeded {
+		t.Fatalf("run ended %s: %s", st.Run.State, st.Run.Reason)
+	}
+	lines := ledgerLines(t, dir)
+	want := 0
+	for _, n := range d.Nodes {
+		parts := n.Partitions
+		if len(parts) == 0 {
+			parts = []string{""}
+		}
+		for _, p := range parts {
+			want++
+			key := n.Name + "/" + p
+			if s, e := count(lines, "start "+key), count(lines, "end "+key); s != 1 || e != 1 {
+				t.Errorf("%s: started %d times, ended %d times; want once", key, s, e)
+			}
+		}
+	}
+	if got := count(lines, "start"); got != want {
+		t.Errorf("%d starts in the ledger, want %d", got, want)
+	}
+	// Order: a node starts after the last end of each node it waits for.
+	at := map[string]int{}
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) >= 2 {
+			node, _, _ := strings.Cut(f[1], "/")
+			key := f[0] + " " + node
+			if f[0] == "start" {
+				if _, ok := at[key]; !ok {
+					at[key] = i
+				}
+			} else {
+				at[key] = i
+			}
+		}
+	}
+	for _, e := range d.Edges {
+		if at["start "+e.To] < at["end "+e.From] {
+			t.Errorf("%s started (line %d) before %s ended (line %d)", e.To, at["start "+e.To], e.From, at["end "+e.From])
+		}
 	}
 }

@@ -5,6 +5,7 @@
 // once (ready, skipped or blocked). Nothing rescans the graph, so a run of n nodes and e edges costs
 // O(n + e) over its whole life.
 //
-// This package is the graph's rules only: the leader will keep a Run per batch run and dispatch what it
-// makes ready through the existing execution path (not built yet).
+// This package is the graph's rules only. The leader keeps a Run per open batch run and dispatches what
+// it makes ready through the execution path (server/batchrun.go); a new leader rebuilds each Run from what
+// the store recorded with Restore.
 package workflow
