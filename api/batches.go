@@ -22,6 +22,12 @@ type BatchRunRequest struct {
 	Why   string `json:"why,omitempty"`
 }
 
+// ResourceRequest is the body of PUT /api/v1/resources/{name}: how many units of a counted resource batch
+// nodes may hold at once.
+type ResourceRequest struct {
+	Capacity int `json:"capacity"`
+}
+
 // BatchOperationRequest is the body of an operation on a run (pause, resume, stop, rerun, reset, skip).
 type BatchOperationRequest struct {
 	Why string `json:"why,omitempty"`
@@ -32,8 +38,10 @@ type BatchRunStatus struct {
 	Run   store.BatchRun        `json:"run"`
 	Nodes []workflow.NodeStatus `json:"nodes"`
 	// Running counts the executions under way; Executions names them (at most 1,000).
-	Running    int                    `json:"running"`
-	Executions []string               `json:"executions,omitempty"`
+	Running    int      `json:"running"`
+	Executions []string `json:"executions,omitempty"`
+	// Waiting names the executions waiting for their node's locks or resources, and what they wait for.
+	Waiting    []string               `json:"waiting,omitempty"`
 	Operations []store.BatchOperation `json:"operations,omitempty"`
 	// Live: the leader follows the run and answered; otherwise the status is rebuilt from the store.
 	Live bool `json:"live"`

@@ -85,6 +85,9 @@ var Routes = []Route{
 	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/reset", Role: keyring.RoleOperator, Summary: "Put every node back to not started (nothing may be running); the run is paused until resumed.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
 	{Method: "POST", Path: "/api/v1/batches/{name}/runs/{cycle}/nodes/{node}/skip", Role: keyring.RoleOperator, Summary: "Mark a node that is not running succeeded, by hand (recorded with who and why): the nodes after it go on.", Leader: true, Body: BatchOperationRequest{}, Status: http.StatusOK, Response: store.BatchRun{}},
 
+	{Method: "GET", Path: "/api/v1/resources", Role: keyring.RoleViewer, Summary: "The counted resources batch nodes hold units of, and their capacities.", Status: http.StatusOK, Response: []store.Resource{}},
+	{Method: "PUT", Path: "/api/v1/resources/{name}", Role: keyring.RoleAdmin, Summary: "Set a counted resource's capacity; executions waiting for it go as soon as it fits.", Leader: true, Body: ResourceRequest{}, Status: http.StatusOK, Response: store.Resource{}},
+
 	{Method: "GET", Path: "/api/v1/executions", Role: keyring.RoleViewer, Summary: "Executions, newest first: the open ones and the history (or the archive).", Status: http.StatusOK, Response: []job.Execution{},
 		Query: []Param{
 			{"job", "only this job's"}, {"state", "pending, running, retrying, orphaned, succeeded, failed or skipped"},

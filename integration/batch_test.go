@@ -433,3 +433,88 @@ func TestABatchRunSurvivesItsLeaderKilledMidway(t *testing.T) {
 		}
 	}
 }
+
+// overlaps reports the pairs of keys whose start-end intervals in the ledger overlap.
+func maxConcurrent(lines []string, keys ...string) int {
+	in, most := 0, 0
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 2 || !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(f[1], k+"/") }) {
+			continue
+		}
+		switch f[0] {
+		case "start":
+			in++
+		case "end", "fail":
+			in--
+		}
+		most = max(most, in)
+	}
+	return most
+}
+
+// A mutex keeps two nodes apart across two clients, and a counted resource lets no more run at once than
+// its capacity; a run asking for more than a resource has is refused; what waits says what it waits for.
+func TestBatchMutexesAndResourcesKeepNodesApart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 1, Clients: 2})
+	c.WaitLeader(30 * time.Second)
+	c.WaitClients(2, 30*time.Second)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o777)
+	c.CreateJob(ledgerJob("load", dir, "1"))
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/resources/db", api.ResourceRequest{Capacity: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	d := workflow.Definition{Name: "loads", Nodes: []workflow.Node{
+		{Name: "gl", Job: "load", Locks: []workflow.Lock{{Name: "ledger"}}},
+		{Name: "ap", Job: "load", Locks: []workflow.Lock{{Name: "ledger"}}},
+		{Name: "ar", Job: "load", Locks: []workflow.Lock{{Name: "ledger"}}},
+		{Name: "fx", Job: "load", Resources: map[string]int{"db": 1}, Partitions: []string{"p1", "p2", "p3", "p4", "p5"}},
+	}}
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/loads", d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/loads/runs", api.BatchRunRequest{Cycle: "c1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := waitRun(t, c, "loads", "c1", 30*time.Second, "waiting at the gate", func(st api.BatchRunStatus) bool { return len(st.Waiting) > 0 })
+	if !strings.Contains(strings.Join(st.Waiting, "\n"), "lock ledger (held by loads/c1/") {
+		t.Errorf("waiting: %v", st.Waiting)
+	}
+	waitRun(t, c, "loads", "c1", 2*time.Minute, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	lines := ledgerLines(t, dir)
+	if n := maxConcurrent(lines, "gl", "ap", "ar"); n != 1 {
+		t.Errorf("%d holders of the ledger mutex at once:\n%s", n, strings.Join(lines, "\n"))
+	}
+	if n := maxConcurrent(lines, "fx"); n > 2 || n < 1 {
+		t.Errorf("%d holders of resource db (capacity 2) at once:\n%s", n, strings.Join(lines, "\n"))
+	}
+	for _, k := range []string{"gl/", "ap/", "ar/", "fx/p1", "fx/p5"} {
+		if count(lines, "start "+k) != 1 {
+			t.Errorf("%s did not run once", k)
+		}
+	}
+	// The executions ran on both clients.
+	clients := map[string]bool{}
+	for _, node := range []string{"gl", "ap", "ar"} {
+		var e job.Execution
+		if err := c.Call(c.AnyServer(), "GET", "/api/v1/executions/"+url.PathEscape("loads/c1/"+node), nil, &e); err == nil {
+			clients[e.Client] = true
+		}
+	}
+	t.Logf("the mutex's nodes ran on %v", clients)
+
+	// More units than the resource has: refused at the start, naming it.
+	d.Nodes[3].Resources["db"] = 3
+	d.Version = 1
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/loads", d, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/loads/runs", api.BatchRunRequest{Cycle: "c2"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "asks for 3 of resource db, whose capacity is 2") {
+		t.Fatalf("a run asking for too much: %v", err)
+	}
+}

@@ -62,6 +62,8 @@ func (s *Server) routes() (http.Handler, error) {
 		"POST /api/v1/batches/{name}/runs/{cycle}/rerun":             s.batchRunOp("rerun"),
 		"POST /api/v1/batches/{name}/runs/{cycle}/reset":             s.batchRunOp("reset"),
 		"POST /api/v1/batches/{name}/runs/{cycle}/nodes/{node}/skip": s.batchRunOp("skip"),
+		"GET /api/v1/resources":                                      s.listResources,
+		"PUT /api/v1/resources/{name}":                               s.putResource,
 		"GET /api/v1/executions":                                     s.listExecutions,
 		"GET /api/v1/executions/{id}":                                s.getExecution,
 		"GET /api/v1/executions/{id}/output":                         s.getOutput,

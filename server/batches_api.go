@@ -262,3 +262,46 @@ func (s *Server) getBatchRun(w http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(st.Operations, func(a, b store.BatchOperation) int { return a.At.Compare(b.At) })
 	writeJSON(w, http.StatusOK, st)
 }
+
+func (s *Server) listResources(w http.ResponseWriter, r *http.Request) {
+	out, err := s.store.ListResources(r.Context())
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if out == nil {
+		out = []store.Resource{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// putResource sets a resource's capacity and tells the leader, which lets through what now fits.
+func (s *Server) putResource(w http.ResponseWriter, r *http.Request) {
+	var body api.ResourceRequest
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("resource body: %w", err))
+		return
+	}
+	name := r.PathValue("name")
+	if err := workflow.ValidName("resource", name); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if body.Capacity < 0 || body.Capacity > workflow.MaxUnits {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("capacity %d: want 0-%d", body.Capacity, workflow.MaxUnits))
+		return
+	}
+	res := store.Resource{Name: name, Capacity: body.Capacity, UpdatedAt: s.now(), UpdatedBy: callerOf(r.Context()).Name}
+	if err := s.store.PutResource(r.Context(), res); err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if l := s.lead.Load(); l != nil {
+		reply := make(chan error, 1)
+		if err, askErr := askTerm(r.Context(), l, resourcesChanged{reply: reply}, reply); askErr != nil || err != nil {
+			// Stored: the next term reads it; this one goes on with the capacity it had.
+			s.logger.Warn("the leader did not take a resource's new capacity", "resource", name, "err", errors.Join(askErr, err))
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}

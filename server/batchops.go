@@ -107,12 +107,36 @@ func (l *leader) loadBatchRuns(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := l.retryRead(ctx, "read the batch resources", l.loadResources); err != nil {
+		return err
+	}
+	// What runs holds its locks and resources, whatever they are now (their ends release them).
+	for _, run := range l.runs {
+		for id, s := range run.dispatched {
+			if n, ok := run.def.Node(s.node); ok && needs(n) {
+				l.gate.take(id, holdingOf(n))
+			}
+		}
+	}
 	for _, run := range l.runs {
 		l.advance(run)
 		l.finishIfDone(run)
 	}
 	if len(docs) > 0 {
 		l.logger.Info("batch runs taken over", "runs", len(docs))
+	}
+	return nil
+}
+
+// loadResources reads the resources' capacities.
+func (l *leader) loadResources(ctx context.Context) error {
+	rs, err := l.batchStore.ListResources(ctx)
+	if err != nil {
+		return err
+	}
+	clear(l.gate.capacity)
+	for _, r := range rs {
+		l.gate.capacity[r.Name] = r.Capacity
 	}
 	return nil
 }
@@ -186,8 +210,8 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 		}
 		doc.State, doc.Round, doc.Reason, doc.EndedAt, rebuild = store.RunRunning, doc.Round+1, "", time.Time{}, true
 	case "reset":
-		if len(run.dispatched) > 0 {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s has %d executions under way: stop it first: %w", id, len(run.dispatched), errBatchState)}
+		if n := underway(run); n > 0 {
+			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s has %d executions under way: stop it first: %w", id, n, errBatchState)}
 		}
 		// Every node back to not started; the run waits for a resume.
 		doc.Round++
@@ -225,7 +249,11 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 	case n.op == "skip":
 		run.marks[n.node] = markReason(op)
 	case n.op == "stop":
-		for id := range run.dispatched {
+		for id, s := range run.dispatched {
+			if s.waiting { // never fired: it just stops waiting
+				delete(run.dispatched, id)
+				continue
+			}
 			l.stopOpen(id, "batch run "+doc.ID+" stopped by "+n.who)
 		}
 		run.toFire = nil
@@ -233,6 +261,7 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 		if n.op == "reset" {
 			clear(run.marks)
 			clear(run.ends)
+			clear(run.dispatched) // only slots waiting at the gate, never fired
 		}
 		l.rebuildRun(run)
 	}
@@ -240,6 +269,17 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 	l.advance(run)
 	l.finishIfDone(run)
 	return batchOpReply{run: run.doc}
+}
+
+// underway counts the run's executions fired and not ended (not those waiting at the gate).
+func underway(run *batchRun) int {
+	n := 0
+	for _, s := range run.dispatched {
+		if !s.waiting {
+			n++
+		}
+	}
+	return n
 }
 
 // undoMark takes back a mark the store did not record.
@@ -330,6 +370,9 @@ func (l *leader) startRun(ctx context.Context, n batchOpNote) batchOpReply {
 			}
 		}
 	}
+	if err := l.checkRunResources(b.Definition); err != nil {
+		return batchOpReply{err: err}
+	}
 	doc := store.BatchRun{ID: id, Batch: n.batch, Cycle: n.cycle, Frequency: n.frequency, Params: n.params, Version: b.Version,
 		State: store.RunRunning, Round: 1, StartedAt: l.now().UTC().Truncate(time.Millisecond), By: n.who, Trigger: "api", Epoch: l.epoch}
 	sctx, cancel = storeCtx(ctx)
@@ -367,18 +410,35 @@ func (l *leader) batchStatus(id string) *api.BatchRunStatus {
 	if !ok {
 		return nil
 	}
-	return runStatus(run)
+	st := runStatus(run)
+	l.gateStatus(run, st)
+	return st
 }
 
 func runStatus(run *batchRun) *api.BatchRunStatus {
 	st := &api.BatchRunStatus{Run: run.doc, Nodes: run.wf.Status(), Running: len(run.dispatched), Live: true}
 	for _, s := range run.dispatched {
+		if s.waiting {
+			st.Running--
+			continue
+		}
 		if len(st.Executions) < 1000 {
 			st.Executions = append(st.Executions, s.id)
 		}
 	}
 	slices.Sort(st.Executions)
 	return st
+}
+
+// gateStatus says what the run's slots waiting at the gate wait for.
+func (l *leader) gateStatus(run *batchRun, st *api.BatchRunStatus) {
+	for _, s := range l.gate.waiting {
+		if s.run != run.doc.ID || run.dispatched[s.id] != s || len(st.Waiting) >= 1000 {
+			continue
+		}
+		n, _ := run.def.Node(s.node)
+		st.Waiting = append(st.Waiting, s.id+" waits for "+l.gate.describe(holdingOf(n)))
+	}
 }
 
 // flushBatchWrites hands the writes the loop made to a goroutine, one batch at a time, in order: ends
@@ -451,7 +511,7 @@ func (l *leader) checkBatches(ctx context.Context, now time.Time) {
 			_, tracked := l.flights[id]
 			_, recording := l.recording[id]
 			switch {
-			case tracked && !s.unknown, recording, unsaved[id]:
+			case tracked && !s.unknown, recording, unsaved[id], s.waiting:
 			case s.unknown || now.Sub(s.firedAt) > 2*batchCheckEvery:
 				ids = append(ids, id)
 			}
@@ -498,6 +558,7 @@ func (l *leader) applyBatchLookup(n batchLookedUp) {
 			}
 			s := run.dispatched[e.ID]
 			delete(run.dispatched, e.ID)
+			l.releaseGate(e.ID)
 			l.endPartition(run, s, e.State == job.StateSucceeded, e.ID)
 			continue
 		}

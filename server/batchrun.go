@@ -38,6 +38,7 @@ type batchStore interface {
 	InsertBatchOperation(ctx context.Context, op store.BatchOperation) error
 	ListBatchOperations(ctx context.Context, run string) ([]store.BatchOperation, error)
 	GetExecution(ctx context.Context, id string) (job.Execution, error)
+	ListResources(ctx context.Context) ([]store.Resource, error)
 }
 
 var _ batchStore = (*store.Store)(nil)
@@ -49,6 +50,7 @@ type batchSlot struct {
 	id                   string    // its execution's id
 	firedAt              time.Time // when this term fired it (zero: inherited)
 	unknown              bool      // it ended without this term learning how: the store is asked
+	waiting              bool      // it waits at the gate for its node's locks and resources (batchgate.go)
 }
 
 // batchRun is a run the loop follows.
@@ -174,11 +176,9 @@ func (l *leader) advance(run *batchRun) {
 		run.queuePending(name)
 	}
 	if len(run.toFire) > 0 {
-		l.batchDue = append(l.batchDue, run.toFire...)
-		for _, s := range run.toFire {
-			run.dispatched[s.id] = s
-		}
+		slots := run.toFire
 		run.toFire = nil
+		l.gateOrFire(run, slots)
 	}
 }
 
@@ -201,6 +201,7 @@ func (l *leader) fireBatchDue(ctx context.Context) error {
 			// Nothing can run it: the partition fails, said where people look.
 			l.logger.Warn("batch: a partition cannot run", "run", s.run, "node", s.node, "partition", s.partition, "err", err)
 			delete(run.dispatched, s.id)
+			l.releaseGate(s.id)
 			l.endPartition(run, s, false, "")
 			continue
 		}
@@ -264,6 +265,7 @@ func (l *leader) batchEnded(e job.Execution, outcome job.State) {
 		return
 	}
 	delete(run.dispatched, e.ID)
+	l.releaseGate(e.ID)
 	l.endPartition(run, s, outcome == job.StateSucceeded, e.ID)
 }
 

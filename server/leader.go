@@ -86,6 +86,7 @@ type leader struct {
 	batchWriting   bool
 	batchLooking   bool
 	lastBatchCheck time.Time
+	gate           *batchGate
 }
 
 // Notes sent to the leader loop.
@@ -247,6 +248,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		kept:       map[string]keptFiring{},
 		fullLog:    logx.Limiter{Interval: time.Minute},
 		runs:       map[string]*batchRun{},
+		gate:       newBatchGate(),
 	}
 }
 
@@ -472,6 +474,8 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		n.reply <- l.batchStatus(n.id)
 	case batchLookedUp:
 		l.applyBatchLookup(n)
+	case resourcesChanged:
+		n.reply <- l.onResourcesChanged(ctx)
 	case batchWritten:
 		l.batchWriting = false
 		l.batchWrites = append(n.failed, l.batchWrites...)

@@ -359,3 +359,37 @@ func (s *Store) ListBatchOperations(ctx context.Context, run string) ([]BatchOpe
 	}
 	return out, nil
 }
+
+const collResources = "batch_resources"
+
+// Resource is a counted resource batch nodes hold units of while they run (Control-M's quantitative
+// resources): its capacity is how many units may be held at once.
+type Resource struct {
+	Name      string    `bson:"_id" json:"name"`
+	Capacity  int       `bson:"capacity" json:"capacity"`
+	UpdatedAt time.Time `bson:"updated_at" json:"updated_at"`
+	UpdatedBy string    `bson:"updated_by,omitempty" json:"updated_by,omitempty"`
+}
+
+// PutResource sets a resource's capacity.
+func (s *Store) PutResource(ctx context.Context, r Resource) error {
+	r.UpdatedAt = storedTime(r.UpdatedAt)
+	_, err := s.db.Collection(collResources).ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.Name}}, r, options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("store: set resource %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+// ListResources returns every resource, by name.
+func (s *Store) ListResources(ctx context.Context) ([]Resource, error) {
+	cur, err := s.db.Collection(collResources).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: list resources: %w", err)
+	}
+	out, err := decodeEach[Resource](ctx, s, "resource", cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: list resources: %w", err)
+	}
+	return out, nil
+}

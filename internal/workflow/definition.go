@@ -39,7 +39,22 @@ type Node struct {
 	// Frequencies are the run frequencies the node runs on ("D", "W", "M", or any name); empty: every
 	// run. On another frequency it does not run, and counts as succeeded for the nodes after it.
 	Frequencies []string `json:"frequencies,omitempty"`
+	// Locks are named mutexes each execution of the node holds while it runs (the design's mutex locks):
+	// exclusive, or shared with other shared holders. They hold across batches, runs and clients.
+	Locks []Lock `json:"locks,omitempty" bson:"locks,omitempty"`
+	// Resources are counted units each execution of the node holds while it runs, by resource (a
+	// resource's capacity is set with PUT /api/v1/resources/{name}).
+	Resources map[string]int `json:"resources,omitempty" bson:"resources,omitempty"`
 }
+
+// Lock is a named mutex a node holds.
+type Lock struct {
+	Name   string `json:"name" bson:"name"`
+	Shared bool   `json:"shared,omitempty" bson:"shared,omitempty"`
+}
+
+// MaxUnits bounds the units of a resource one node asks for, and a resource's capacity.
+const MaxUnits = 1_000_000
 
 // Edge makes To wait for From, as Flag says.
 type Edge struct {
@@ -92,6 +107,21 @@ func (d Definition) Validate() error {
 			return fmt.Errorf("batch %s: node %s: job is required", d.Name, n.Name)
 		}
 		seen[n.Name] = true
+		locks := map[string]bool{}
+		for _, l := range n.Locks {
+			if !namePattern.MatchString(l.Name) || locks[l.Name] {
+				return fmt.Errorf("batch %s: node %s: lock %q: repeated, or not 1-128 characters of letters, digits, '.', '_' or '-'", d.Name, n.Name, l.Name)
+			}
+			locks[l.Name] = true
+		}
+		for r, units := range n.Resources {
+			switch {
+			case !namePattern.MatchString(r):
+				return fmt.Errorf("batch %s: node %s: resource %q: must be 1-128 characters of letters, digits, '.', '_' or '-'", d.Name, n.Name, r)
+			case units < 1 || units > MaxUnits:
+				return fmt.Errorf("batch %s: node %s: resource %s: %d units, want 1-%d", d.Name, n.Name, r, units, MaxUnits)
+			}
+		}
 		parts := map[string]bool{}
 		for _, p := range n.Partitions {
 			if !namePattern.MatchString(p) || parts[p] {
