@@ -518,3 +518,74 @@ func TestBatchMutexesAndResourcesKeepNodesApart(t *testing.T) {
 		t.Fatalf("a run asking for too much: %v", err)
 	}
 }
+
+// A batch with a schedule starts a run per fire time, each cycle once, across a leader change.
+func TestAScheduledBatchStartsARunPerCycleOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 2, Clients: 1})
+	leader, _ := c.WaitLeader(30 * time.Second)
+	c.WaitClients(1, 30*time.Second)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o777)
+	c.CreateJob(ledgerJob("tick", dir, "0.1"))
+	d := workflow.Definition{Name: "ticker", Schedule: "@every 3s", Frequency: "D", CycleFormat: "20060102T150405",
+		Nodes: []workflow.Node{{Name: "a", Job: "tick"}, {Name: "b", Job: "tick"}}, Edges: []workflow.Edge{{From: "a", To: "b"}}}
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/ticker", d, nil); err != nil {
+		t.Fatal(err)
+	}
+	runs := func() []store.BatchRun {
+		var out []store.BatchRun
+		if err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/ticker/runs?limit=1000", nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waitFor(t, 30*time.Second, "two scheduled runs", func() bool { return len(runs()) >= 2 })
+	leader.Kill()
+	c.WaitLeader(30 * time.Second)
+	before := len(runs())
+	waitFor(t, 30*time.Second, "two more scheduled runs under the new leader", func() bool { return len(runs()) >= before+2 })
+	// Stop the schedule, then let the last runs finish.
+	d.Schedule, d.Version = "", 1
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/ticker", d, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "every run ended", func() bool {
+		for _, r := range runs() {
+			if r.State.Open() {
+				return false
+			}
+		}
+		return true
+	})
+	seen := map[string]bool{}
+	for _, r := range runs() {
+		if r.Trigger != "schedule" || r.By != "schedule" || r.Frequency != "D" {
+			t.Errorf("run %s: trigger %q by %q frequency %q", r.ID, r.Trigger, r.By, r.Frequency)
+		}
+		if r.State != store.RunSucceeded {
+			t.Errorf("run %s: %s %s", r.ID, r.State, r.Reason)
+		}
+		if _, err := time.Parse("20060102T150405", r.Cycle); err != nil || seen[r.Cycle] {
+			t.Errorf("cycle %q: repeated or not a fire time: %v", r.Cycle, err)
+		}
+		seen[r.Cycle] = true
+	}
+	lines := ledgerLines(t, dir)
+	execs := map[string]int{}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "start" {
+			execs[f[2]]++
+		}
+	}
+	for id, n := range execs {
+		if n != 1 {
+			t.Errorf("%s ran %d times", id, n)
+		}
+	}
+	if len(execs) != 2*len(seen) {
+		t.Errorf("%d executions for %d runs of 2 nodes", len(execs), len(seen))
+	}
+}

@@ -76,6 +76,7 @@ func (s *Server) putBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	note := noteAudit(r)
 	note.before, note.after = expect, b.Version
+	s.tellBatchChanged(def.Name)
 	writeJSON(w, http.StatusOK, definitionOf(b))
 }
 
@@ -132,7 +133,16 @@ func (s *Server) deleteBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, storeStatus(err), err)
 		return
 	}
+	s.tellBatchChanged(r.PathValue("name"))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// tellBatchChanged tells the leader term, if this server leads, to arm the batch's schedule again; the
+// next term reads every batch anyway.
+func (s *Server) tellBatchChanged(name string) {
+	if l := s.lead.Load(); l != nil {
+		l.notify(batchChanged{name: name})
+	}
 }
 
 func (s *Server) listBatchRevisions(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +27,8 @@ type batchOpNote struct {
 	node         string // skip: the node
 	frequency    string // run
 	params       map[string]string
-	rerun        bool // run: a run of the cycle exists: rerun it from the point of failure
+	rerun        bool   // run: a run of the cycle exists: rerun it from the point of failure
+	trigger      string // run: what started it (api, schedule); "" is api
 	who, why     string
 	reply        chan batchOpReply
 }
@@ -108,6 +110,9 @@ func (l *leader) loadBatchRuns(ctx context.Context) error {
 		}
 	}
 	if err := l.retryRead(ctx, "read the batch resources", l.loadResources); err != nil {
+		return err
+	}
+	if err := l.loadBatchSchedules(ctx); err != nil {
 		return err
 	}
 	// What runs holds its locks and resources, whatever they are now (their ends release them).
@@ -374,7 +379,7 @@ func (l *leader) startRun(ctx context.Context, n batchOpNote) batchOpReply {
 		return batchOpReply{err: err}
 	}
 	doc := store.BatchRun{ID: id, Batch: n.batch, Cycle: n.cycle, Frequency: n.frequency, Params: n.params, Version: b.Version,
-		State: store.RunRunning, Round: 1, StartedAt: l.now().UTC().Truncate(time.Millisecond), By: n.who, Trigger: "api", Epoch: l.epoch}
+		State: store.RunRunning, Round: 1, StartedAt: l.now().UTC().Truncate(time.Millisecond), By: n.who, Trigger: cmp.Or(n.trigger, "api"), Epoch: l.epoch}
 	sctx, cancel = storeCtx(ctx)
 	err = l.batchStore.CreateBatchRun(sctx, doc)
 	cancel()

@@ -87,6 +87,7 @@ type leader struct {
 	batchLooking   bool
 	lastBatchCheck time.Time
 	gate           *batchGate
+	batchScheds    map[string]*batchSchedule // batch → its schedule, for those that have one
 }
 
 // Notes sent to the leader loop.
@@ -223,32 +224,33 @@ func (s *Server) leaderDeps() leaderDeps {
 
 func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 	return &leader{
-		leaderDeps: deps,
-		epoch:      epoch,
-		logger:     logger.With("epoch", epoch),
-		notes:      make(chan any, 1<<16),
-		changes:    newJobChanges(),
-		jobs:       map[string]*entry{},
-		flights:    map[string]*flight{},
-		openByJob:  map[string]map[string]*flight{},
-		recording:  map[string]*flight{},
-		rr:         map[string]int{},
-		live:       map[string]bool{},
-		clients:    map[string]registry.Member{},
-		started:    map[string]time.Time{},
-		fullPipes:  map[string]bool{},
-		usage:      map[string]usage{},
-		lastFired:  map[string]time.Time{},
-		stats:      map[string]*job.Stats{},
-		statsDirty: map[string]bool{},
-		savedAvg:   map[string]job.Duration{},
-		removed:    map[string]time.Time{},
-		declared:   map[string]string{},
-		heard:      map[string]time.Time{},
-		kept:       map[string]keptFiring{},
-		fullLog:    logx.Limiter{Interval: time.Minute},
-		runs:       map[string]*batchRun{},
-		gate:       newBatchGate(),
+		leaderDeps:  deps,
+		epoch:       epoch,
+		logger:      logger.With("epoch", epoch),
+		notes:       make(chan any, 1<<16),
+		changes:     newJobChanges(),
+		jobs:        map[string]*entry{},
+		flights:     map[string]*flight{},
+		openByJob:   map[string]map[string]*flight{},
+		recording:   map[string]*flight{},
+		rr:          map[string]int{},
+		live:        map[string]bool{},
+		clients:     map[string]registry.Member{},
+		started:     map[string]time.Time{},
+		fullPipes:   map[string]bool{},
+		usage:       map[string]usage{},
+		lastFired:   map[string]time.Time{},
+		stats:       map[string]*job.Stats{},
+		statsDirty:  map[string]bool{},
+		savedAvg:    map[string]job.Duration{},
+		removed:     map[string]time.Time{},
+		declared:    map[string]string{},
+		heard:       map[string]time.Time{},
+		kept:        map[string]keptFiring{},
+		fullLog:     logx.Limiter{Interval: time.Minute},
+		runs:        map[string]*batchRun{},
+		gate:        newBatchGate(),
+		batchScheds: map[string]*batchSchedule{},
 	}
 }
 
@@ -474,6 +476,10 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		n.reply <- l.batchStatus(n.id)
 	case batchLookedUp:
 		l.applyBatchLookup(n)
+	case batchChanged:
+		if l.batchStore != nil {
+			l.onBatchChanged(ctx, n.name)
+		}
 	case resourcesChanged:
 		n.reply <- l.onResourcesChanged(ctx)
 	case batchWritten:

@@ -28,6 +28,9 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		return err
 	}
 	l.checkBatches(ctx, now)
+	if l.batchStore != nil && l.confirmed() {
+		l.fireBatchSchedules(ctx, now)
+	}
 	if len(l.flights) > 0 && !l.confirmed() {
 		return errUnconfirmed
 	}

@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/clover-sched/clover/internal/schedule"
 )
 
 // Flag is an edge's control flag: how the node before it must end for the node after it to run.
@@ -24,6 +27,13 @@ type Definition struct {
 	Description string `json:"description,omitempty" bson:"description,omitempty"`
 	Nodes       []Node `json:"nodes" bson:"nodes"`
 	Edges       []Edge `json:"edges,omitempty" bson:"edges,omitempty"`
+	// Schedule, when set, starts a run on its own (a job's schedule syntax, in TimeZone): the run's cycle
+	// is the fire time written with CycleFormat (a Go time layout, default "2006-01-02"), at Frequency.
+	// A cycle runs once, so two leaders, or a leader catching up, never start the same one twice.
+	Schedule    string `json:"schedule,omitempty" bson:"schedule,omitempty"`
+	TimeZone    string `json:"time_zone,omitempty" bson:"time_zone,omitempty"`
+	Frequency   string `json:"frequency,omitempty" bson:"frequency,omitempty"`
+	CycleFormat string `json:"cycle_format,omitempty" bson:"cycle_format,omitempty"`
 	// Version is the stored version (read), or the version a write replaces (0: a new batch); not part
 	// of what is stored as the definition.
 	Version int64 `json:"version,omitempty" bson:"-"`
@@ -74,6 +84,14 @@ func ValidName(what, name string) error {
 	return nil
 }
 
+// Layout is the time layout of a scheduled run's cycle.
+func (d Definition) Layout() string {
+	if d.CycleFormat == "" {
+		return "2006-01-02"
+	}
+	return d.CycleFormat
+}
+
 // Node returns the node named name.
 func (d Definition) Node(name string) (Node, bool) {
 	for _, n := range d.Nodes {
@@ -95,6 +113,20 @@ func (d Definition) Validate() error {
 	}
 	if len(d.Nodes) == 0 {
 		return fmt.Errorf("batch %s: no nodes", d.Name)
+	}
+	if d.Schedule != "" {
+		if _, err := schedule.Parse(d.Schedule, d.TimeZone); err != nil {
+			return fmt.Errorf("batch %s: %w", d.Name, err)
+		}
+		sample := time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)
+		if err := ValidName("cycle", sample.Format(d.Layout())); err != nil {
+			return fmt.Errorf("batch %s: cycle_format %q writes cycles like %q: %w", d.Name, d.CycleFormat, sample.Format(d.Layout()), err)
+		}
+	}
+	if d.Frequency != "" {
+		if err := ValidName("frequency", d.Frequency); err != nil {
+			return fmt.Errorf("batch %s: %w", d.Name, err)
+		}
 	}
 	seen := map[string]bool{}
 	for i, n := range d.Nodes {
