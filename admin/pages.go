@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -73,7 +74,21 @@ func loadPages() (*pages, error) {
 			return fmt.Sprintf("%d hours", h)
 		},
 		"join": strings.Join,
-		"dec":  func(v int64) int64 { return v - 1 },
+		// pathEscape: an id in a path segment (a batch execution's id has slashes).
+		"pathEscape": url.PathEscape,
+		// ops: the operations a run in this state takes, for its buttons.
+		"ops": func(state string) []string {
+			switch state {
+			case "running":
+				return []string{"pause", "stop"}
+			case "paused":
+				return []string{"resume", "stop", "reset"}
+			case "failed", "stopped":
+				return []string{"rerun", "reset"}
+			}
+			return nil
+		},
+		"dec":        func(v int64) int64 { return v - 1 },
 		// jobChange: an audit entry's action changed a job's definition (its versions name revisions).
 		"jobChange": func(action string) bool {
 			return action == "POST /api/v1/jobs" || strings.Contains(action, " /api/v1/jobs/{name}")

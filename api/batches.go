@@ -37,6 +37,8 @@ type BatchOperationRequest struct {
 type BatchRunStatus struct {
 	Run   store.BatchRun        `json:"run"`
 	Nodes []workflow.NodeStatus `json:"nodes"`
+	// Edges are the graph's, as in the version the run runs.
+	Edges []workflow.Edge `json:"edges,omitempty"`
 	// Running counts the executions under way; Executions names them (at most 1,000).
 	Running    int      `json:"running"`
 	Executions []string `json:"executions,omitempty"`

@@ -2,7 +2,10 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -159,6 +162,19 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	status := cli("batch", "status", "year-end", "2026-12-31")
 	if !strings.Contains(status, "failed: B") || !strings.Contains(status, "blocked") {
 		t.Errorf("status does not show the failed partition:\n%s", status)
+	}
+
+	// The console draws the run: the failed node with its partitions collapsed, what it blocked, the
+	// Gantt, and the operations its state takes.
+	page := consolePage(t, c, follower, "/ui/batches/year-end/runs/2026-12-31")
+	for _, want := range []string{`id="graph-node-extract"`, "1 of 3 failed", `class="node st-blocked" id="graph-node-summary"`,
+		`id="batch-gantt"`, `id="op-rerun"`, `id="skip-final"`, "extract/B"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the run's console page lacks %q", want)
+		}
+	}
+	if page := consolePage(t, c, follower, "/ui/batches/year-end"); !strings.Contains(page, `id="graph-node-final"`) || !strings.Contains(page, `id="run-start"`) {
+		t.Errorf("the batch's console page lacks its graph or its run form")
 	}
 
 	// The same cycle again is refused; a rerun goes on from the point of failure.
@@ -588,4 +604,30 @@ func TestAScheduledBatchStartsARunPerCycleOnce(t *testing.T) {
 	if len(execs) != 2*len(seen) {
 		t.Errorf("%d executions for %d runs of 2 nodes", len(execs), len(seen))
 	}
+}
+
+// consolePage logs in to a server's console as admin and returns a page's HTML.
+func consolePage(t *testing.T, c *Cluster, m *Member, path string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	base := c.scheme + "://" + m.API
+	req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader(url.Values{"token": {c.Tokens.Admin}, "next": {"/ui/"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get(base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("console %s: %s\n%s", path, resp.Status, body)
+	}
+	return string(body)
 }

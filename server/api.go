@@ -56,6 +56,7 @@ func (s *Server) routes() (http.Handler, error) {
 		"POST /api/v1/batches/{name}/runs":                           s.startBatchRun,
 		"GET /api/v1/batches/{name}/runs":                            s.listBatchRuns,
 		"GET /api/v1/batches/{name}/runs/{cycle}":                    s.getBatchRun,
+		"GET /api/v1/batches/{name}/runs/{cycle}/executions":         s.batchRunExecutions,
 		"POST /api/v1/batches/{name}/runs/{cycle}/pause":             s.batchRunOp("pause"),
 		"POST /api/v1/batches/{name}/runs/{cycle}/resume":            s.batchRunOp("resume"),
 		"POST /api/v1/batches/{name}/runs/{cycle}/stop":              s.batchRunOp("stop"),

@@ -315,3 +315,45 @@ func (s *Server) putResource(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// maxRunExecutions bounds the executions one answer reads (each is a lookup by id).
+const maxRunExecutions = 500
+
+// batchRunExecutions serves the executions of a run: those whose end the run recorded (the latest round
+// first), then those under way, at most maxRunExecutions.
+func (s *Server) batchRunExecutions(w http.ResponseWriter, r *http.Request) {
+	id := store.BatchRunID(r.PathValue("name"), r.PathValue("cycle"))
+	ends, err := s.store.ListBatchEnds(r.Context(), id)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	slices.SortFunc(ends, func(a, b store.BatchEnd) int { return b.At.Compare(a.At) })
+	var ids []string
+	seen := map[string]bool{}
+	add := func(x string) {
+		if x != "" && !seen[x] && len(ids) < maxRunExecutions {
+			seen[x] = true
+			ids = append(ids, x)
+		}
+	}
+	for _, e := range ends {
+		add(e.Execution)
+	}
+	if l := s.lead.Load(); l != nil {
+		if st, err := l.BatchStatus(r.Context(), id); err == nil && st != nil {
+			for _, x := range st.Executions {
+				add(x)
+			}
+		}
+	}
+	execs, err := s.store.ExecutionsByID(r.Context(), ids)
+	if err != nil {
+		writeError(w, storeStatus(err), err)
+		return
+	}
+	if execs == nil {
+		execs = []job.Execution{}
+	}
+	writeJSON(w, http.StatusOK, execs)
+}

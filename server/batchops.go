@@ -421,7 +421,7 @@ func (l *leader) batchStatus(id string) *api.BatchRunStatus {
 }
 
 func runStatus(run *batchRun) *api.BatchRunStatus {
-	st := &api.BatchRunStatus{Run: run.doc, Nodes: run.wf.Status(), Running: len(run.dispatched), Live: true}
+	st := &api.BatchRunStatus{Run: run.doc, Nodes: run.wf.Status(), Edges: run.def.Edges, Running: len(run.dispatched), Live: true}
 	for _, s := range run.dispatched {
 		if s.waiting {
 			st.Running--
