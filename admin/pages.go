@@ -88,7 +88,7 @@ func loadPages() (*pages, error) {
 			}
 			return nil
 		},
-		"dec":        func(v int64) int64 { return v - 1 },
+		"dec": func(v int64) int64 { return v - 1 },
 		// jobChange: an audit entry's action changed a job's definition (its versions name revisions).
 		"jobChange": func(action string) bool {
 			return action == "POST /api/v1/jobs" || strings.Contains(action, " /api/v1/jobs/{name}")

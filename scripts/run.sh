@@ -128,6 +128,12 @@ for _ in $(seq 1 100); do
 done
 # One job made through the API, beside the ones the clients declare.
 "$clover" job add api-date --schedule "*/15 * * * * ?" --command 'date -u +"api job ran at %T"' >/dev/null 2>&1 || true
+# A batch workflow: two jobs without a schedule (they run only in the batch), the year-end batch, and a
+# run of it for today's cycle.
+"$clover" job add ye-extract --command 'echo "extracting department $CLOVER_PARAM_BATCH_PARTITION"; sleep 2' >/dev/null 2>&1 || true
+"$clover" job add ye-report --command 'echo "report $CLOVER_PARAM_REPORT $CLOVER_PARAM_BATCH_PARTITION for $CLOVER_PARAM_BATCH_CYCLE"; sleep 1' >/dev/null 2>&1 || true
+"$clover" batch apply -f examples/batches/year-end.yaml >/dev/null 2>&1 || true
+"$clover" batch run year-end --cycle "$(date -u +%F)" --frequency Y --why "make run" >/dev/null 2>&1 || true
 # The jobs of a Spring-like job file, applied through the API and kept in step with the file: edit
 # examples/jobs.yaml while this runs and the change is applied (an invalid edit is refused as a whole).
 "$clover" config apply examples/jobs.yaml --profile dev --watch >"$run/logs/config.log" 2>&1 &
@@ -149,6 +155,9 @@ $("$clover" cluster status | sed 's/^/  /')
                  bin/clover job trigger go-hello
                  bin/clover exec live          (what the leader tracks now: waiting, running, retrying...)
                  bin/clover job next nightly-etl -n 5
+  Batches:       bin/clover batch status year-end $(date -u +%F)   (or the console's Batches page)
+                 bin/clover batch run year-end --cycle 2026-12-31 --frequency Y
+                 bin/clover batch rerun|pause|resume|stop year-end <cycle>
   Job files:     examples/jobs.yaml is applied live (profile dev): edit it and watch run/logs/config.log
                  bin/clover config validate examples/jobs.yaml examples/jobs.xml   (the same jobs twice: an error)
                  bin/clover config validate examples/jobs.xml --profile prod

@@ -250,12 +250,7 @@ func (s *Server) getBatchRun(w http.ResponseWriter, r *http.Request) {
 			writeError(w, storeStatus(err), err)
 			return
 		}
-		ops, err := s.store.ListBatchOperations(r.Context(), id)
-		if err != nil {
-			writeError(w, storeStatus(err), err)
-			return
-		}
-		run, err := buildRun(doc, rev.Definition, ends, ops, nil)
+		run, err := buildRun(doc, rev.Definition, ends, nil)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err)
 			return

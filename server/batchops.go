@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -50,15 +51,6 @@ type batchLookedUp struct {
 	missing []string
 }
 
-// batchWritten says the writes handed to the batch writer are done, or which were not.
-type batchWritten struct{ failed []batchWrite }
-
-// batchWrite is one write the loop leaves to the batch writer: an end, or a run's new state.
-type batchWrite struct {
-	end *store.BatchEnd
-	run *store.BatchRun
-}
-
 var (
 	// errBadRequest: what was asked is wrong (a 400), as the error says.
 	errBadRequest     = errors.New("bad request")
@@ -83,7 +75,10 @@ func (l *leader) BatchStatus(ctx context.Context, id string) (*api.BatchRunStatu
 	return askTerm(ctx, l, batchStatusNote{id: id, reply: reply}, reply)
 }
 
-// loadBatchRuns takes over the open runs, once the open executions are tracked (takeOver).
+// loadBatchRuns takes over the open runs, once the open executions are tracked (takeOver): each is
+// claimed for this term (a deposed term's late saves are refused from then on) and rebuilt. A run that
+// cannot be loaded (its revision unreadable, the store slow) is tried again on the tick: one run must not
+// keep the cluster from having a leader.
 func (l *leader) loadBatchRuns(ctx context.Context) error {
 	if l.batchStore == nil {
 		return nil
@@ -97,39 +92,52 @@ func (l *leader) loadBatchRuns(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, doc := range docs {
-		err := l.retryRead(ctx, "read batch run "+doc.ID, func(ctx context.Context) error {
-			run, err := l.loadRun(ctx, doc)
-			if err == nil {
-				l.runs[doc.ID] = run
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
 	if err := l.retryRead(ctx, "read the batch resources", l.loadResources); err != nil {
 		return err
 	}
 	if err := l.loadBatchSchedules(ctx); err != nil {
 		return err
 	}
-	// What runs holds its locks and resources, whatever they are now (their ends release them).
-	for _, run := range l.runs {
-		for id, s := range run.dispatched {
-			if n, ok := run.def.Node(s.node); ok && needs(n) {
-				l.gate.take(id, holdingOf(n))
+	for _, doc := range docs {
+		if err := l.takeRun(ctx, doc); err != nil {
+			if errors.Is(err, store.ErrFenced) {
+				return err
 			}
+			l.unloaded[doc.ID] = doc
+			l.logger.Warn("batch: a run could not be taken over; trying again on the tick", "run", doc.ID, "err", err)
 		}
 	}
-	for _, run := range l.runs {
-		l.advance(run)
-		l.finishIfDone(run)
-	}
+	clear(l.openSetEnds)
 	if len(docs) > 0 {
-		l.logger.Info("batch runs taken over", "runs", len(docs))
+		l.logger.Info("batch runs taken over", "runs", len(docs)-len(l.unloaded), "left_for_later", len(l.unloaded))
 	}
+	return nil
+}
+
+// takeRun claims an open run for this term, rebuilds it, counts what its executions hold at the gate,
+// and moves it on.
+func (l *leader) takeRun(ctx context.Context, doc store.BatchRun) error {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	run, err := l.loadRun(sctx, doc)
+	if err != nil {
+		return err
+	}
+	run.doc.Epoch = l.epoch
+	run.doc.Seq++
+	if err := l.batchStore.SaveBatchRun(sctx, run.doc); err != nil {
+		return err
+	}
+	l.runs[doc.ID] = run
+	delete(l.unloaded, doc.ID)
+	// What runs holds its locks and resources, whatever they are now (their ends release them).
+	for id, s := range run.dispatched {
+		if n, ok := run.def.Node(s.node); ok && needs(n) {
+			l.gate.take(id, holdingOf(n))
+		}
+	}
+	l.advance(run)
+	l.finishIfDone(run)
 	return nil
 }
 
@@ -146,7 +154,8 @@ func (l *leader) loadResources(ctx context.Context) error {
 	return nil
 }
 
-// loadRun rebuilds a run from the store and the executions this term follows.
+// loadRun rebuilds a run from the store and the executions this term follows; the ends found in the open
+// set at takeover count too (their records are on their way).
 func (l *leader) loadRun(ctx context.Context, doc store.BatchRun) (*batchRun, error) {
 	rev, err := l.batchStore.GetBatchRevision(ctx, doc.Batch, doc.Version)
 	if err != nil {
@@ -156,10 +165,7 @@ func (l *leader) loadRun(ctx context.Context, doc store.BatchRun) (*batchRun, er
 	if err != nil {
 		return nil, err
 	}
-	ops, err := l.batchStore.ListBatchOperations(ctx, doc.ID)
-	if err != nil {
-		return nil, err
-	}
+	ends = append(ends, l.openSetEnds[doc.ID]...)
 	var running []job.Execution
 	for _, f := range l.flights {
 		if f.exec.BatchRun == doc.ID {
@@ -171,7 +177,24 @@ func (l *leader) loadRun(ctx context.Context, doc store.BatchRun) (*batchRun, er
 			running = append(running, f.exec)
 		}
 	}
-	return buildRun(doc, rev.Definition, ends, ops, running)
+	return buildRun(doc, rev.Definition, ends, running)
+}
+
+// openSetEnded is told of an execution found ended in the open set, which this term did not follow (at
+// takeover, or by a sweep), before it is closed: the end of its partition is recorded first, and a run
+// the term follows takes it as any end.
+func (l *leader) openSetEnded(e job.Execution) {
+	if e.BatchRun == "" {
+		return
+	}
+	if run := l.runs[e.BatchRun]; run != nil && run.dispatched[e.ID] != nil {
+		l.batchEnded(e, e.State)
+		return
+	}
+	end := store.BatchEnd{Run: e.BatchRun, Node: e.BatchNode, Partition: e.BatchPartition, Round: max(e.BatchRound, 1),
+		Succeeded: e.State == job.StateSucceeded, Execution: e.ID, At: l.now()}
+	l.persistBatchEnd(end)
+	l.openSetEnds[e.BatchRun] = append(l.openSetEnds[e.BatchRun], end)
 }
 
 // onBatchOp applies an operation.
@@ -192,79 +215,86 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 	}
 	doc := run.doc
 	doc.Epoch = l.epoch
+	doc.Seq++
 	rebuild := false
 	switch n.op {
 	case "pause":
 		if doc.State != store.RunRunning {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s is %s: %w", id, doc.State, errBatchState)}
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s is %s: %w", id, doc.State, errBatchState)}
 		}
 		doc.State = store.RunPaused
 	case "resume":
 		if doc.State != store.RunPaused {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s is %s, not paused: %w", id, doc.State, errBatchState)}
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s is %s, not paused: %w", id, doc.State, errBatchState)}
 		}
 		doc.State = store.RunRunning
 	case "stop":
 		if doc.State != store.RunRunning && doc.State != store.RunPaused {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s is %s: %w", id, doc.State, errBatchState)}
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s is %s: %w", id, doc.State, errBatchState)}
 		}
 		doc.State, doc.Reason = store.RunStopping, "stopped by "+n.who
 	case "rerun":
-		if doc.State == store.RunStopping || doc.State == store.RunSucceeded {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s is %s: nothing to rerun: %w", id, doc.State, errBatchState)}
+		switch {
+		case doc.State == store.RunStopping || doc.State == store.RunSucceeded:
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s is %s: nothing to rerun: %w", id, doc.State, errBatchState)}
+		case len(n.params) > 0 || n.frequency != "" && n.frequency != doc.Frequency:
+			return batchOpReply{run: run.doc, err: fmt.Errorf("%w: batch run %s: a rerun keeps the run's frequency and parameters; start another cycle to change them", errBadRequest, id)}
 		}
-		doc.State, doc.Round, doc.Reason, doc.EndedAt, rebuild = store.RunRunning, doc.Round+1, "", time.Time{}, true
+		if doc.State != store.RunPaused { // a paused run stays paused: resume starts what the rerun decided
+			doc.State = store.RunRunning
+		}
+		doc.Round, doc.Reason, doc.EndedAt, rebuild = doc.Round+1, "", time.Time{}, true
 	case "reset":
 		if n := underway(run); n > 0 {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s has %d executions under way: stop it first: %w", id, n, errBatchState)}
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s has %d executions under way: stop it first: %w", id, n, errBatchState)}
 		}
 		// Every node back to not started; the run waits for a resume.
 		doc.Round++
-		doc.State, doc.ResetRound, doc.Reason, doc.EndedAt, rebuild = store.RunPaused, doc.Round, "", time.Time{}, true
+		doc.State, doc.ResetRound, doc.Reason, doc.EndedAt, doc.Marks, rebuild = store.RunPaused, doc.Round, "", time.Time{}, nil, true
 	case "skip":
-		if st, _ := run.wf.State(n.node); st == "" {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s has no node %q: %w", id, n.node, store.ErrNotFound)}
+		st, _ := run.wf.State(n.node)
+		switch {
+		case st == "":
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s has no node %q: %w", id, n.node, store.ErrNotFound)}
+		case doc.State == store.RunStopping:
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s is %s: %w", id, doc.State, errBatchState)}
+		case st == workflow.Running || st == workflow.Succeeded || st == workflow.Skipped:
+			return batchOpReply{run: run.doc, err: fmt.Errorf("batch run %s: node %s is %s: only a node not running and not done may be marked succeeded: %w", id, n.node, st, errBatchState)}
 		}
-		if doc.State == store.RunStopping {
-			return batchOpReply{run: doc, err: fmt.Errorf("batch run %s is %s: %w", id, doc.State, errBatchState)}
+		doc.Marks = maps.Clone(doc.Marks)
+		if doc.Marks == nil {
+			doc.Marks = map[string]string{}
 		}
-		if err := run.wf.MarkSucceeded(n.node, "by "+n.who); err != nil {
-			return batchOpReply{run: doc, err: fmt.Errorf("%w: %w", err, errBatchState)}
-		}
+		doc.Marks[n.node] = markReason(n.who, n.why)
 		if !doc.State.Open() {
 			doc.State, doc.Reason, doc.EndedAt = store.RunRunning, "", time.Time{}
 		}
 	default:
 		return batchOpReply{err: fmt.Errorf("unknown batch operation %q", n.op)}
 	}
-	op := store.BatchOperation{ID: doc.ID + "#" + uuid.NewString(), Run: doc.ID, Op: n.op, Node: n.node, Round: doc.Round, Who: n.who, Why: n.why, At: l.now()}
+	// The run's document first: the state, the round and the marks are one write; the operation is then
+	// recorded for people (a failure to record it is logged, the operation stands).
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
-	if err := l.batchStore.InsertBatchOperation(sctx, op); err != nil {
-		l.undoMark(run, n)
+	if err := l.batchStore.SaveBatchRun(sctx, doc); err != nil {
 		return batchOpReply{run: run.doc, err: err}
 	}
-	if err := l.batchStore.SaveBatchRun(sctx, doc); err != nil {
-		l.undoMark(run, n)
-		return batchOpReply{run: run.doc, err: err}
+	op := store.BatchOperation{ID: doc.ID + "#" + uuid.NewString(), Run: doc.ID, Op: n.op, Node: n.node, Round: doc.Round, Who: n.who, Why: n.why, At: l.now()}
+	if err := l.batchStore.InsertBatchOperation(sctx, op); err != nil {
+		l.logger.Warn("batch: an operation was made but not recorded among the run's operations", "run", doc.ID, "op", n.op, "err", err)
 	}
 	run.doc = doc
 	l.runs[doc.ID] = run
+	delete(l.finished, doc.ID)
 	switch {
 	case n.op == "skip":
-		run.marks[n.node] = markReason(op)
-	case n.op == "stop":
-		for id, s := range run.dispatched {
-			if s.waiting { // never fired: it just stops waiting
-				delete(run.dispatched, id)
-				continue
-			}
-			l.stopOpen(id, "batch run "+doc.ID+" stopped by "+n.who)
+		if err := run.wf.MarkSucceeded(n.node, doc.Marks[n.node]); err != nil {
+			l.logger.Error("batch: a mark saved could not be applied", "run", doc.ID, "node", n.node, "err", err)
 		}
-		run.toFire = nil
+	case n.op == "stop":
+		l.stopRun(run, "batch run "+doc.ID+" stopped by "+n.who)
 	case rebuild:
 		if n.op == "reset" {
-			clear(run.marks)
 			clear(run.ends)
 			clear(run.dispatched) // only slots waiting at the gate, never fired
 		}
@@ -274,6 +304,24 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 	l.advance(run)
 	l.finishIfDone(run)
 	return batchOpReply{run: run.doc}
+}
+
+// stopRun stops what the run has under way: its executions, those waiting at the gate (never fired), and
+// those whose insert failed and waits for a retry (they are stopped once recorded, never sent).
+func (l *leader) stopRun(run *batchRun, reason string) {
+	for id, s := range run.dispatched {
+		if s.waiting {
+			delete(run.dispatched, id)
+			continue
+		}
+		l.stopOpen(id, reason)
+	}
+	for i := range l.unsaved {
+		if b := l.unsaved[i].batch; b != nil && b.run == run.doc.ID {
+			l.unsaved[i].stop = reason
+		}
+	}
+	run.toFire = nil
 }
 
 // underway counts the run's executions fired and not ended (not those waiting at the gate).
@@ -287,13 +335,6 @@ func underway(run *batchRun) int {
 	return n
 }
 
-// undoMark takes back a mark the store did not record.
-func (l *leader) undoMark(run *batchRun, n batchOpNote) {
-	if n.op == "skip" {
-		l.rebuildRun(run)
-	}
-}
-
 // rebuildRun decides a run again from what this term knows of it: its ends that count in the current
 // round, its marks, and what runs (a rerun, a reset).
 func (l *leader) rebuildRun(run *batchRun) {
@@ -303,15 +344,11 @@ func (l *leader) rebuildRun(run *batchRun) {
 			ends = append(ends, e)
 		}
 	}
-	var ops []store.BatchOperation
-	for node, why := range run.marks {
-		ops = append(ops, store.BatchOperation{Op: "skip", Node: node, Round: run.doc.Round, Who: "", Why: why})
-	}
 	var running []job.Execution
 	for id, s := range run.dispatched {
 		running = append(running, job.Execution{ID: id, BatchRun: s.run, BatchNode: s.node, BatchPartition: s.partition, BatchRound: s.round})
 	}
-	next, err := buildRun(run.doc, run.def, ends, ops, running)
+	next, err := buildRun(run.doc, run.def, ends, running)
 	if err != nil {
 		l.logger.Error("batch: cannot rebuild a run", "run", run.doc.ID, "err", err)
 		return
@@ -319,7 +356,6 @@ func (l *leader) rebuildRun(run *batchRun) {
 	for id, s := range run.dispatched { // keep what this term knows of them (when fired, unknown ends)
 		next.dispatched[id] = s
 	}
-	next.marks = run.marks // the reasons as recorded
 	*run = *next
 }
 
@@ -328,6 +364,9 @@ func (l *leader) rebuildRun(run *batchRun) {
 func (l *leader) followRun(ctx context.Context, id string) (*batchRun, error) {
 	if run, ok := l.runs[id]; ok {
 		return run, nil
+	}
+	if run, ok := l.finished[id]; ok {
+		return run, nil // newer than the store, where its end may still be on its way
 	}
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
@@ -355,6 +394,10 @@ func (l *leader) startRun(ctx context.Context, n batchOpNote) batchOpReply {
 	if _, ok := l.runs[id]; ok && !n.rerun {
 		return batchOpReply{run: l.runs[id].doc, err: fmt.Errorf("batch run %s: %w", id, errBatchRunExists)}
 	}
+	if _, ok := l.runs[id]; ok {
+		n.op = "rerun"
+		return l.onBatchOp(ctx, n)
+	}
 	sctx, cancel := storeCtx(ctx)
 	b, err := l.batchStore.GetBatch(sctx, n.batch)
 	cancel()
@@ -369,19 +412,24 @@ func (l *leader) startRun(ctx context.Context, n batchOpNote) batchOpReply {
 		case e.spec.Mode == job.ModeLocal:
 			return batchOpReply{err: fmt.Errorf("%w: batch %s: node %s: job %s: %w", errBadRequest, n.batch, node.Name, node.Job, errLocalMode)}
 		}
-		for k := range n.params {
-			if _, has := e.spec.Params[k]; has && !slices.Contains(e.spec.Overridable, k) {
-				return batchOpReply{err: fmt.Errorf("%w: param %s: job %s (node %s) does not let a firing change it (overridable)", errBadRequest, k, node.Job, node.Name)}
-			}
+		if _, err := runParams(e.spec, node, n.params); err != nil {
+			return batchOpReply{err: fmt.Errorf("%w: batch %s: %w", errBadRequest, n.batch, err)}
 		}
 	}
 	if err := l.checkRunResources(b.Definition); err != nil {
 		return batchOpReply{err: err}
 	}
 	doc := store.BatchRun{ID: id, Batch: n.batch, Cycle: n.cycle, Frequency: n.frequency, Params: n.params, Version: b.Version,
-		State: store.RunRunning, Round: 1, StartedAt: l.now().UTC().Truncate(time.Millisecond), By: n.who, Trigger: cmp.Or(n.trigger, "api"), Epoch: l.epoch}
+		State: store.RunRunning, Round: 1, StartedAt: l.now().UTC().Truncate(time.Millisecond), By: n.who, Trigger: cmp.Or(n.trigger, "api"),
+		Epoch: l.epoch, Seq: 1}
 	sctx, cancel = storeCtx(ctx)
 	err = l.batchStore.CreateBatchRun(sctx, doc)
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		// The answer may be lost with the run recorded: then it is this call's, and followed.
+		if got, gerr := l.batchStore.GetBatchRun(sctx, id); gerr == nil && got.Epoch == l.epoch && got.StartedAt.Equal(doc.StartedAt) && got.By == doc.By {
+			err = nil
+		}
+	}
 	cancel()
 	switch {
 	case errors.Is(err, store.ErrExists) && n.rerun:
@@ -392,7 +440,7 @@ func (l *leader) startRun(ctx context.Context, n batchOpNote) batchOpReply {
 	case err != nil:
 		return batchOpReply{err: err}
 	}
-	run, err := buildRun(doc, b.Definition, nil, nil, nil)
+	run, err := buildRun(doc, b.Definition, nil, nil)
 	if err != nil {
 		return batchOpReply{err: err}
 	}
@@ -446,53 +494,6 @@ func (l *leader) gateStatus(run *batchRun, st *api.BatchRunStatus) {
 	}
 }
 
-// flushBatchWrites hands the writes the loop made to a goroutine, one batch at a time, in order: ends
-// in one insert, then the runs' states.
-func (l *leader) flushBatchWrites(ctx context.Context) {
-	if l.batchWriting || len(l.batchWrites) == 0 || l.batchStore == nil {
-		return
-	}
-	writes := l.batchWrites
-	l.batchWrites = nil
-	l.batchWriting = true
-	go func() {
-		var failed []batchWrite
-		var ends []store.BatchEnd
-		for _, w := range writes {
-			if w.end != nil {
-				ends = append(ends, *w.end)
-			}
-		}
-		sctx, cancel := storeCtx(ctx)
-		if err := l.batchStore.InsertBatchEnds(sctx, ends); err != nil {
-			l.logger.Warn("batch: recording ends failed; will retry", "ends", len(ends), "err", err)
-			failed = writes // the runs' states wait behind their ends
-		} else {
-			for _, w := range writes {
-				if w.run == nil {
-					continue
-				}
-				err := l.batchStore.SaveBatchRun(sctx, *w.run)
-				switch {
-				case errors.Is(err, store.ErrFenced):
-					l.logger.Warn("batch: a newer term owns the run", "run", w.run.ID)
-				case err != nil:
-					l.logger.Warn("batch: saving a run failed; will retry", "run", w.run.ID, "err", err)
-					failed = append(failed, w)
-				}
-			}
-		}
-		cancel()
-		if len(failed) > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-		l.tell(ctx, batchWritten{failed: failed})
-	}()
-}
-
 // batchCheckEvery is how often the loop looks for batch executions whose end it did not learn.
 const batchCheckEvery = 2 * time.Second
 
@@ -500,7 +501,7 @@ const batchCheckEvery = 2 * time.Second
 // whose end it did not hear of: a dispatch found already recorded and ended (a first dispatch by an
 // earlier term), an end recorded by another term. Those not found at all are fired again.
 func (l *leader) checkBatches(ctx context.Context, now time.Time) {
-	if l.batchStore == nil || l.batchLooking || now.Sub(l.lastBatchCheck) < batchCheckEvery || len(l.runs) == 0 {
+	if l.batchStore == nil || l.batchLooking || now.Sub(l.lastBatchCheck) < batchCheckEvery || len(l.runs)+len(l.unloaded) == 0 {
 		return
 	}
 	l.lastBatchCheck = now
@@ -510,7 +511,21 @@ func (l *leader) checkBatches(ctx context.Context, now time.Time) {
 			unsaved[fr.batch.id] = true
 		}
 	}
+	if now.Sub(l.lastUnloadedTry) > 30*time.Second && len(l.unloaded) > 0 {
+		l.lastUnloadedTry = now
+		for _, doc := range l.unloaded {
+			if err := l.takeRun(ctx, doc); err != nil {
+				l.logger.Warn("batch: a run still cannot be taken over", "run", doc.ID, "err", err)
+			}
+		}
+	}
+	for id := range l.openSetEnds { // kept only for runs still to be taken over
+		if _, ok := l.unloaded[id]; !ok {
+			delete(l.openSetEnds, id)
+		}
+	}
 	var ids []string
+runs:
 	for _, run := range l.runs {
 		for id, s := range run.dispatched {
 			_, tracked := l.flights[id]
@@ -521,7 +536,7 @@ func (l *leader) checkBatches(ctx context.Context, now time.Time) {
 				ids = append(ids, id)
 			}
 			if len(ids) >= 500 {
-				break
+				break runs
 			}
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
@@ -56,10 +56,9 @@ type batchSlot struct {
 
 // batchRun is a run the loop follows.
 type batchRun struct {
-	doc   store.BatchRun
-	def   workflow.Definition
-	wf    *workflow.Run
-	marks map[string]string // node → why a person marked it succeeded (since the last reset)
+	doc store.BatchRun
+	def workflow.Definition
+	wf  *workflow.Run
 	// ends are the ends that count in the current round, by node and partition (see considered).
 	ends map[string]map[string]store.BatchEnd
 	// dispatched: the executions fired (or inherited) for the run that have not ended, by id.
@@ -75,16 +74,11 @@ func considered(end store.BatchEnd, round, resetRound int) bool {
 	return end.Round >= resetRound && (end.Succeeded || end.Round == round)
 }
 
-// buildRun rebuilds a run from its record: the revision it runs, its ends, its operations, and the
+// buildRun rebuilds a run from its record: the revision it runs, its ends, its marks (in doc), and the
 // executions of it still open (running, by id). The caller fires what it returns in toFire.
-func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd, ops []store.BatchOperation, running []job.Execution) (*batchRun, error) {
-	run := &batchRun{doc: doc, def: def, marks: map[string]string{}, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}}
+func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd, running []job.Execution) (*batchRun, error) {
+	run := &batchRun{doc: doc, def: def, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}}
 	reset := max(doc.ResetRound, 1)
-	for _, op := range ops {
-		if op.Op == "skip" && op.Round >= reset && op.Node != "" {
-			run.marks[op.Node] = markReason(op)
-		}
-	}
 	for _, e := range ends {
 		if considered(e, doc.Round, reset) {
 			run.keepEnd(e)
@@ -112,7 +106,7 @@ func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd
 		set(e.BatchNode, e.BatchPartition, workflow.Running)
 		run.dispatched[e.ID] = &batchSlot{run: doc.ID, node: e.BatchNode, partition: e.BatchPartition, round: e.BatchRound, id: e.ID}
 	}
-	wf, err := workflow.Restore(def, doc.Frequency, run.marks, recorded)
+	wf, err := workflow.Restore(def, doc.Frequency, doc.Marks, recorded)
 	if err != nil {
 		return nil, fmt.Errorf("batch run %s: %w", doc.ID, err)
 	}
@@ -126,11 +120,11 @@ func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd
 	return run, nil
 }
 
-func markReason(op store.BatchOperation) string {
-	if op.Why == "" {
-		return "by " + op.Who
+func markReason(who, why string) string {
+	if why == "" {
+		return "by " + who
 	}
-	return "by " + op.Who + ": " + op.Why
+	return "by " + who + ": " + why
 }
 
 // keepEnd records an end that counts, over an earlier one of the same partition.
@@ -185,11 +179,12 @@ func (l *leader) advance(run *batchRun) {
 
 // fireBatchDue fires the partitions advance made due, in one plan: their inserts are chunked like any.
 func (l *leader) fireBatchDue(ctx context.Context) error {
-	if len(l.batchDue) == 0 {
-		return nil
+	if len(l.batchDue) == 0 || l.pipe.busy() {
+		return nil // the inserts under way are answered first; scheduled firings take turns with these
 	}
-	due := l.batchDue
-	l.batchDue = nil
+	n := min(len(l.batchDue), l.inserts.batch())
+	due := l.batchDue[:n:n]
+	l.batchDue = l.batchDue[n:]
 	now := l.now()
 	var firings []firing
 	for _, s := range due {
@@ -232,20 +227,35 @@ func (l *leader) batchFiring(run *batchRun, s *batchSlot) (firing, error) {
 	if spec.Routing.Strategy == job.RouteShardBroadcast {
 		spec.Routing.Strategy = ""
 	}
-	params := maps.Clone(spec.Params)
-	if params == nil {
-		params = map[string]string{}
-	}
-	maps.Copy(params, node.Params)
-	for k, v := range run.doc.Params {
-		if _, has := params[k]; has && !slices.Contains(spec.Overridable, k) {
-			continue // checked when the run started; a job changed since keeps its own
-		}
-		params[k] = v
+	params, err := runParams(spec, node, run.doc.Params)
+	if err != nil {
+		return firing{}, err
 	}
 	params["batch"], params["batch_cycle"], params["batch_node"] = run.doc.Batch, run.doc.Cycle, s.node
 	params["batch_frequency"], params["batch_partition"] = run.doc.Frequency, s.partition
 	return firing{spec: spec, at: run.doc.StartedAt, trigger: job.TriggerBatch, params: params, id: s.id, batch: s}, nil
+}
+
+// runParams are a node's execution's parameters: the job's, the node's over them (written by the batch's
+// author, but never the command: operating a batch never runs a command of one's choice), then the run's
+// by the job's rules for a firing (job.Spec.MergeParams: only those it lists as overridable change).
+func runParams(spec job.Spec, node workflow.Node, run map[string]string) (map[string]string, error) {
+	base := spec
+	base.Params = maps.Clone(spec.Params)
+	if base.Params == nil {
+		base.Params = map[string]string{}
+	}
+	for k, v := range node.Params {
+		if strings.EqualFold(k, "command") {
+			return nil, fmt.Errorf("node %s: params.%s: a batch never sets a job's command", node.Name, k)
+		}
+		base.Params[k] = v
+	}
+	merged, err := base.MergeParams(run)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (job %s): %w", node.Name, spec.Name, err)
+	}
+	return merged, nil
 }
 
 // batchEnded is told of every execution that ends (forget, recordSkip): a batch's ends its partition.
@@ -273,7 +283,7 @@ func (l *leader) batchEnded(e job.Execution, outcome job.State) {
 // endPartition records how a slot ended and moves the run on.
 func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execID string) {
 	end := store.BatchEnd{Run: run.doc.ID, Node: s.node, Partition: s.partition, Round: s.round, Succeeded: succeeded, Execution: execID, At: l.now()}
-	l.batchWrites = append(l.batchWrites, batchWrite{end: &end})
+	l.persistBatchEnd(end)
 	if !considered(end, run.doc.Round, max(run.doc.ResetRound, 1)) {
 		// An older round's failure ended after a rerun started: the rerun fires the partition again.
 		if run.wf.PartitionState(s.node, s.partition) == workflow.Running {
@@ -293,6 +303,37 @@ func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execI
 	l.finishIfDone(run)
 }
 
+// persistBatchEnd records an end on the intake's ordered path: before the close of the execution that
+// ended (forget closes it after this), so that the execution leaves the open set only once its batch end
+// is recorded.
+func (l *leader) persistBatchEnd(end store.BatchEnd) {
+	if l.persistBatch != nil {
+		l.persistBatch(&end, nil)
+	}
+}
+
+// persistBatchRun records a run's new state on the same path, after the ends before it.
+func (l *leader) persistBatchRun(doc store.BatchRun) {
+	if l.persistBatch != nil {
+		l.persistBatch(nil, &doc)
+	}
+}
+
+// maxFinishedKept bounds the finished runs a term keeps in memory (see keepFinished).
+const maxFinishedKept = 256
+
+// keepFinished keeps a run that just ended, so that an operation on it (a rerun, a mark) starts from what
+// the term knows, not from the store, where its last writes may still be on their way.
+func (l *leader) keepFinished(run *batchRun) {
+	if len(l.finished) >= maxFinishedKept {
+		for id := range l.finished { // any one: the store has caught up with all but the newest
+			delete(l.finished, id)
+			break
+		}
+	}
+	l.finished[run.doc.ID] = run
+}
+
 // finishIfDone ends the run once nothing runs and nothing can start: stopped, succeeded or failed.
 func (l *leader) finishIfDone(run *batchRun) {
 	if len(run.dispatched) > 0 {
@@ -310,9 +351,11 @@ func (l *leader) finishIfDone(run *batchRun) {
 		doc.State, doc.Reason = store.RunSucceeded, ""
 	}
 	doc.EndedAt, doc.Epoch = l.now(), l.epoch
+	doc.Seq++
 	run.doc = doc
-	l.batchWrites = append(l.batchWrites, batchWrite{run: &doc})
+	l.persistBatchRun(doc)
 	delete(l.runs, doc.ID)
+	l.keepFinished(run)
 	l.logger.Info("batch run ended", "run", doc.ID, "state", doc.State, "round", doc.Round, "reason", doc.Reason)
 }
 

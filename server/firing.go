@@ -213,12 +213,12 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 				}
 			}
 		}
-		if skip == "" {
+		if skip == "" && fr.batch == nil {
 			batchFirings[name]++
 			batchCatchUp[name] = batchCatchUp[name] || fr.catchUp
 		}
 		for _, e := range execs {
-			if skip == "" {
+			if skip == "" && fr.batch == nil {
 				batchOpen[name] = append(batchOpen[name], len(out))
 			}
 			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp, from: fi, stop: fr.stop})
@@ -335,8 +335,8 @@ func (l *leader) recordSkip(e job.Execution, reason string) {
 		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
 	})
-	l.ended(e)
 	l.batchEnded(e, job.StateSkipped)
+	l.ended(e)
 	l.logger.Info("firing skipped", "execution", e.ID, "reason", reason)
 }
 

@@ -162,9 +162,13 @@ func (f *flight) status(now time.Time) (status string, since time.Time) {
 }
 
 // track starts following f; forget stops. They keep the per-job index of open executions that the
-// overlap policies read.
+// overlap policies read, which leaves out a batch's executions: the batch decides when they run, and a
+// job's own firings neither wait for them, nor skip for them, nor replace them.
 func (l *leader) track(f *flight) {
 	l.flights[f.exec.ID] = f
+	if f.exec.Trigger == job.TriggerBatch {
+		return
+	}
 	byJob := l.openByJob[f.exec.Job]
 	if byJob == nil {
 		byJob = map[string]*flight{}
@@ -186,11 +190,12 @@ func (l *leader) forget(id string, outcome job.State) {
 	}
 	delete(l.flights, id)
 	l.activity.ended(l.now(), outcome)
+	// A batch's partition end is recorded before the execution's close is queued (see persistBatchEnd).
+	l.batchEnded(f.exec, outcome)
 	l.ended(f.exec)
 	if l.onEnd != nil {
 		l.onEnd(f.exec, outcome)
 	}
-	l.batchEnded(f.exec, outcome)
 	if byJob := l.openByJob[f.exec.Job]; byJob != nil {
 		delete(byJob, id)
 		if len(byJob) == 0 {

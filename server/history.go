@@ -59,6 +59,20 @@ func (l *leader) keepHistoryOnce(ctx context.Context, now time.Time) {
 	// A firing is never made again once its time is older than the misfire handling looks back (the
 	// jobs' last firings are in the open set) and no queued request can name it (fallback_keep).
 	step("drop fences", func(ctx context.Context) (int, error) {
-		return l.history.PruneFences(ctx, now.Add(-max(h.Keep, l.cfg.FallbackKeep)))
+		cut := now.Add(-max(h.Keep, l.cfg.FallbackKeep))
+		// A batch run's executions are fenced on the day the run started, however long it stays open (a
+		// paused run resumed weeks later): those days are kept while it is open.
+		if l.batchStore != nil {
+			open, err := l.batchStore.ListBatchRuns(ctx, "", true, 0)
+			if err != nil {
+				return 0, err
+			}
+			for _, r := range open {
+				if day := r.StartedAt.UTC().Truncate(24 * time.Hour); day.Before(cut) {
+					cut = day
+				}
+			}
+		}
+		return l.history.PruneFences(ctx, cut)
 	})
 }

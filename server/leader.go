@@ -80,14 +80,16 @@ type leader struct {
 	activity        activity        // minute counts for the console's charts
 	// Batch runs (see batchrun.go): the runs followed, the partitions to fire at the end of this turn,
 	// the writes left to the batch writer, and the store lookups of ends not heard of.
-	runs           map[string]*batchRun
-	batchDue       []*batchSlot
-	batchWrites    []batchWrite
-	batchWriting   bool
-	batchLooking   bool
-	lastBatchCheck time.Time
-	gate           *batchGate
-	batchScheds    map[string]*batchSchedule // batch → its schedule, for those that have one
+	runs            map[string]*batchRun
+	finished        map[string]*batchRun      // runs that ended lately (see keepFinished)
+	unloaded        map[string]store.BatchRun // open runs not taken over yet (see loadBatchRuns)
+	lastUnloadedTry time.Time
+	openSetEnds     map[string][]store.BatchEnd // ends found in the open set at takeover, by run
+	batchDue        []*batchSlot
+	batchLooking    bool
+	lastBatchCheck  time.Time
+	gate            *batchGate
+	batchScheds     map[string]*batchSchedule // batch → its schedule, for those that have one
 }
 
 // Notes sent to the leader loop.
@@ -196,6 +198,9 @@ type leaderDeps struct {
 	revisions declarationRevisions
 	// batchStore keeps batch definitions and runs; nil in unit tests (no batches).
 	batchStore batchStore
+	// persistBatch records a batch end or a run's state in order with persist and closeOpen (the
+	// intake's); nil in unit tests.
+	persistBatch func(end *store.BatchEnd, run *store.BatchRun)
 }
 
 // declarationRevisions is what declarations need of the definition history.
@@ -219,6 +224,7 @@ func (s *Server) leaderDeps() leaderDeps {
 		room:         &s.room,
 		revisions:    s,
 		batchStore:   s.store,
+		persistBatch: s.intake.persistBatch,
 	}
 }
 
@@ -249,6 +255,9 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		kept:        map[string]keptFiring{},
 		fullLog:     logx.Limiter{Interval: time.Minute},
 		runs:        map[string]*batchRun{},
+		finished:    map[string]*batchRun{},
+		unloaded:    map[string]store.BatchRun{},
+		openSetEnds: map[string][]store.BatchEnd{},
 		gate:        newBatchGate(),
 		batchScheds: map[string]*batchSchedule{},
 	}
@@ -354,7 +363,6 @@ func (l *leader) run(ctx context.Context) error {
 			return err
 		}
 		l.releaseWoken()
-		l.flushBatchWrites(ctx)
 	}
 }
 
@@ -482,9 +490,6 @@ func (l *leader) handle(ctx context.Context, n any) error {
 		}
 	case resourcesChanged:
 		n.reply <- l.onResourcesChanged(ctx)
-	case batchWritten:
-		l.batchWriting = false
-		l.batchWrites = append(n.failed, l.batchWrites...)
 	}
 	return nil
 }

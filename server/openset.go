@@ -122,6 +122,7 @@ func (l *leader) applyOpenSet(execs []job.Execution, stray []string, now time.Ti
 		case l.flights[e.ID] != nil:
 			// The loop still follows it (its end is on the way): it closes it when it learns.
 		default:
+			l.openSetEnded(e) // a batch's: its partition's end is recorded before the close
 			l.ended(e)
 		}
 	}

@@ -167,8 +167,8 @@ func (l *leader) placeRecording(c *insertChunk) {
 		}
 		f := &flight{exec: p.exec, run: 1, phase: phaseRecording, catchUp: p.catchUp, stopping: p.stop, stopFinal: p.stop != ""}
 		l.recording[p.exec.ID] = f
-		if p.skip != "" {
-			continue
+		if p.skip != "" || p.exec.Trigger == job.TriggerBatch {
+			continue // a batch's executions are not its job's firings (see track)
 		}
 		byJob := l.openByJob[p.exec.Job]
 		if byJob == nil {

@@ -211,6 +211,12 @@ type BatchRun struct {
 	Trigger    string    `bson:"trigger,omitempty" json:"trigger,omitempty"` // api, schedule, file, request
 	Epoch      int64     `bson:"epoch" json:"epoch"`                         // the term that last wrote it
 	Reason     string    `bson:"reason,omitempty" json:"reason,omitempty"`   // why it failed or stopped
+	// Marks are the nodes a person marked succeeded (skip) since the last reset, with who and why: in
+	// the run's document, so that a mark and the state it leads to are one write.
+	Marks map[string]string `bson:"marks,omitempty" json:"marks,omitempty"`
+	// Seq counts the run's saves: a save older than the one stored (a finish queued behind an
+	// operator's rerun) is refused.
+	Seq int64 `bson:"seq" json:"seq"`
 }
 
 // BatchRunID is the key of the run of batch for cycle.
@@ -228,22 +234,28 @@ func (s *Store) CreateBatchRun(ctx context.Context, r BatchRun) error {
 	return nil
 }
 
-// SaveBatchRun writes a run's state, round and end, unless a newer term wrote it (ErrFenced).
+// SaveBatchRun writes a run's state, round, marks and end, unless a newer term wrote it (ErrFenced) or a
+// newer save of it is stored (ErrConflict: r.Seq is not above the stored one).
 func (s *Store) SaveBatchRun(ctx context.Context, r BatchRun) error {
 	r.StartedAt = storedTime(r.StartedAt)
 	if !r.EndedAt.IsZero() {
 		r.EndedAt = storedTime(r.EndedAt)
 	}
-	filter := bson.D{{Key: "_id", Value: r.ID}, {Key: "epoch", Value: bson.D{{Key: "$lte", Value: r.Epoch}}}}
+	filter := bson.D{{Key: "_id", Value: r.ID}, {Key: "epoch", Value: bson.D{{Key: "$lte", Value: r.Epoch}}},
+		{Key: "seq", Value: bson.D{{Key: "$lt", Value: r.Seq}}}}
 	res, err := s.db.Collection(collBatchRuns).ReplaceOne(ctx, filter, r)
 	if err != nil {
 		return fmt.Errorf("store: save batch run %s: %w", r.ID, err)
 	}
 	if res.MatchedCount == 0 {
-		if _, err := s.GetBatchRun(ctx, r.ID); err != nil {
+		cur, err := s.GetBatchRun(ctx, r.ID)
+		switch {
+		case err != nil:
 			return err
+		case cur.Epoch > r.Epoch:
+			return fmt.Errorf("%w: batch run %s was written by a newer term than %d", ErrFenced, r.ID, r.Epoch)
 		}
-		return fmt.Errorf("%w: batch run %s was written by a newer term than %d", ErrFenced, r.ID, r.Epoch)
+		return fmt.Errorf("%w: batch run %s: save %d is stored, not older than %d", ErrConflict, r.ID, cur.Seq, r.Seq)
 	}
 	return nil
 }

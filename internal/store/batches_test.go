@@ -65,21 +65,26 @@ func TestBatchVersions(t *testing.T) {
 func TestBatchRuns(t *testing.T) {
 	s := testStore(t)
 	ctx := t.Context()
-	run := BatchRun{ID: BatchRunID("eod", "2026-12-15"), Batch: "eod", Cycle: "2026-12-15", Version: 1, State: RunRunning, Round: 1, StartedAt: t0, By: "alice", Epoch: 3}
+	run := BatchRun{ID: BatchRunID("eod", "2026-12-15"), Batch: "eod", Cycle: "2026-12-15", Version: 1, State: RunRunning, Round: 1, StartedAt: t0, By: "alice", Epoch: 3, Seq: 1}
 	if err := s.CreateBatchRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateBatchRun(ctx, run); !errors.Is(err, ErrExists) {
 		t.Fatalf("same cycle again: %v, want ErrExists", err)
 	}
-	run.State, run.Epoch = RunPaused, 4
+	run.State, run.Epoch, run.Seq = RunPaused, 4, 2
 	if err := s.SaveBatchRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}
 	stale := run
-	stale.State, stale.Epoch = RunFailed, 3
+	stale.State, stale.Epoch, stale.Seq = RunFailed, 3, 3
 	if err := s.SaveBatchRun(ctx, stale); !errors.Is(err, ErrFenced) {
 		t.Fatalf("save by an older term: %v, want ErrFenced", err)
+	}
+	late := run
+	late.State, late.Seq = RunFailed, 2 // a save queued before the one stored
+	if err := s.SaveBatchRun(ctx, late); !errors.Is(err, ErrConflict) {
+		t.Fatalf("an older save: %v, want ErrConflict", err)
 	}
 	open, err := s.ListBatchRuns(ctx, "eod", true, 0)
 	if err != nil || len(open) != 1 || open[0].State != RunPaused {

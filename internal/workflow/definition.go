@@ -66,6 +66,12 @@ type Lock struct {
 // MaxUnits bounds the units of a resource one node asks for, and a resource's capacity.
 const MaxUnits = 1_000_000
 
+// Bounds of one definition: what one run keeps in the leader's memory and fires.
+const (
+	MaxNodes      = 50_000
+	MaxPartitions = 100_000 // of one node
+)
+
 // Edge makes To wait for From, as Flag says.
 type Edge struct {
 	From string `json:"from"`
@@ -111,8 +117,8 @@ func (d Definition) Validate() error {
 	if !namePattern.MatchString(d.Name) {
 		return fmt.Errorf("batch name %q: must be 1-128 characters of letters, digits, '.', '_' or '-'", d.Name)
 	}
-	if len(d.Nodes) == 0 {
-		return fmt.Errorf("batch %s: no nodes", d.Name)
+	if len(d.Nodes) == 0 || len(d.Nodes) > MaxNodes {
+		return fmt.Errorf("batch %s: %d nodes, want 1-%d", d.Name, len(d.Nodes), MaxNodes)
 	}
 	if d.Schedule != "" {
 		if _, err := schedule.Parse(d.Schedule, d.TimeZone); err != nil {
@@ -139,6 +145,14 @@ func (d Definition) Validate() error {
 			return fmt.Errorf("batch %s: node %s: job is required", d.Name, n.Name)
 		}
 		seen[n.Name] = true
+		if len(n.Partitions) > MaxPartitions {
+			return fmt.Errorf("batch %s: node %s: %d partitions, at most %d", d.Name, n.Name, len(n.Partitions), MaxPartitions)
+		}
+		for k := range n.Params {
+			if strings.EqualFold(k, "command") {
+				return fmt.Errorf("batch %s: node %s: params.%s: a batch never sets a job's command", d.Name, n.Name, k)
+			}
+		}
 		locks := map[string]bool{}
 		for _, l := range n.Locks {
 			if !namePattern.MatchString(l.Name) || locks[l.Name] {

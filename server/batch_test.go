@@ -1,0 +1,410 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/wire"
+	"github.com/clover-sched/clover/internal/workflow"
+)
+
+// Batch runs on the leader, with the harness of leader_test.go and a batch store in memory: regressions
+// of what a review found (each test failed before its fix).
+
+// fakeBatchStore keeps batches, runs, ends and operations in memory; executions come from the fakeStore.
+type fakeBatchStore struct {
+	mu      sync.Mutex
+	fs      *fakeStore
+	batches map[string]store.Batch
+	revs    map[string]store.BatchRevision
+	runs    map[string]store.BatchRun
+	ends    map[string]store.BatchEnd
+	ops     []store.BatchOperation
+	noRev   bool // GetBatchRevision answers not found
+}
+
+func newFakeBatchStore(fs *fakeStore, defs ...workflow.Definition) *fakeBatchStore {
+	b := &fakeBatchStore{fs: fs, batches: map[string]store.Batch{}, revs: map[string]store.BatchRevision{}, runs: map[string]store.BatchRun{}, ends: map[string]store.BatchEnd{}}
+	for _, d := range defs {
+		b.batches[d.Name] = store.Batch{Name: d.Name, Version: 1, Definition: d}
+		b.revs[store.BatchRevisionID(d.Name, 1)] = store.BatchRevision{Batch: d.Name, Version: 1, Definition: d}
+	}
+	return b
+}
+
+func (b *fakeBatchStore) GetBatch(_ context.Context, name string) (store.Batch, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	x, ok := b.batches[name]
+	if !ok {
+		return x, store.ErrNotFound
+	}
+	return x, nil
+}
+func (b *fakeBatchStore) GetBatchRevision(_ context.Context, name string, v int64) (store.BatchRevision, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	x, ok := b.revs[store.BatchRevisionID(name, v)]
+	if !ok || b.noRev {
+		return x, store.ErrNotFound
+	}
+	return x, nil
+}
+func (b *fakeBatchStore) CreateBatchRun(_ context.Context, r store.BatchRun) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.runs[r.ID]; ok {
+		return store.ErrExists
+	}
+	b.runs[r.ID] = r
+	return nil
+}
+func (b *fakeBatchStore) SaveBatchRun(_ context.Context, r store.BatchRun) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.runs[r.ID]
+	if !ok {
+		return store.ErrNotFound
+	}
+	if cur.Epoch > r.Epoch {
+		return store.ErrFenced
+	}
+	if cur.Seq >= r.Seq {
+		return store.ErrConflict
+	}
+	b.runs[r.ID] = r
+	return nil
+}
+func (b *fakeBatchStore) GetBatchRun(_ context.Context, id string) (store.BatchRun, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	x, ok := b.runs[id]
+	if !ok {
+		return x, store.ErrNotFound
+	}
+	return x, nil
+}
+func (b *fakeBatchStore) ListBatchRuns(_ context.Context, batch string, open bool, _ int) ([]store.BatchRun, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []store.BatchRun
+	for _, r := range b.runs {
+		if (batch == "" || r.Batch == batch) && (!open || r.State.Open()) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+func (b *fakeBatchStore) InsertBatchEnds(_ context.Context, ends []store.BatchEnd) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range ends {
+		id := store.BatchEndID(e.Run, e.Node, e.Partition, e.Round)
+		if _, ok := b.ends[id]; !ok {
+			b.ends[id] = e
+		}
+	}
+	return nil
+}
+func (b *fakeBatchStore) ListBatchEnds(_ context.Context, run string) ([]store.BatchEnd, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []store.BatchEnd
+	for _, e := range b.ends {
+		if e.Run == run {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+func (b *fakeBatchStore) InsertBatchOperation(_ context.Context, op store.BatchOperation) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ops = append(b.ops, op)
+	return nil
+}
+func (b *fakeBatchStore) ListBatchOperations(_ context.Context, run string) ([]store.BatchOperation, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []store.BatchOperation
+	for _, op := range b.ops {
+		if op.Run == run {
+			out = append(out, op)
+		}
+	}
+	return out, nil
+}
+func (b *fakeBatchStore) ListBatches(context.Context) ([]store.Batch, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []store.Batch
+	for _, x := range b.batches {
+		out = append(out, x)
+	}
+	return out, nil
+}
+func (b *fakeBatchStore) ListResources(context.Context) ([]store.Resource, error) { return nil, nil }
+func (b *fakeBatchStore) GetExecution(_ context.Context, id string) (job.Execution, error) {
+	b.fs.mu.Lock()
+	defer b.fs.mu.Unlock()
+	for _, e := range b.fs.folded() {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	return job.Execution{}, store.ErrNotFound
+}
+
+// batchHarness is a harness whose leader keeps batches. The batch records and the closes go through one
+// queue, in order, as they do through the intake: flushBatch writes them; a term that dies drops it.
+type batchHarness struct {
+	*harness
+	bs    *fakeBatchStore
+	queue []func()
+}
+
+func newBatchHarness(t *testing.T, fs *fakeStore, bs *fakeBatchStore, clients ...string) *batchHarness {
+	h := &batchHarness{harness: newHarness(t, fs, clients...), bs: bs}
+	h.l.batchStore = bs
+	h.l.persistBatch = func(end *store.BatchEnd, run *store.BatchRun) {
+		h.queue = append(h.queue, func() {
+			if end != nil {
+				_ = bs.InsertBatchEnds(context.Background(), []store.BatchEnd{*end})
+			}
+			if run != nil {
+				_ = bs.SaveBatchRun(context.Background(), *run) // a stale save is refused and dropped
+			}
+		})
+	}
+	h.l.closeOpen = func(epoch int64, id string, recheck bool) {
+		h.queue = append(h.queue, func() { fs.closeOpen(epoch, id, recheck) })
+	}
+	return h
+}
+
+// op asks the loop for an operation, and does what the loop does after a note (fire what is due).
+func (h *batchHarness) op(n batchOpNote) (store.BatchRun, error) {
+	h.t.Helper()
+	rep := h.l.onBatchOp(context.Background(), n)
+	if err := h.l.fireBatchDue(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	return rep.run, rep.err
+}
+
+// flushBatch writes what is queued, in order.
+func (h *batchHarness) flushBatch() {
+	for _, w := range h.queue {
+		w()
+	}
+	h.queue = nil
+}
+
+func noSchedule(name string, mutate func(*job.Spec)) job.Spec {
+	s := job.Spec{Name: name, Handler: "shell", Params: map[string]string{"command": "true"}, Version: 1, ActiveSince: created, Overlap: job.OverlapAllow}
+	if mutate != nil {
+		mutate(&s)
+	}
+	return s
+}
+
+func dispatchOf(h *batchHarness, id string) *wire.Dispatch {
+	var d *wire.Dispatch
+	for _, s := range h.sent {
+		if s.d.ExecID == id {
+			d = s.d
+		}
+	}
+	return d
+}
+
+// A run that ended (its finish queued for the writer) and is rerun at once: the rerun's synchronous save
+// is overwritten by the queued finish; the store says failed at round 1 while the leader runs round 2.
+func TestABatchFinishQueuedBehindARerunDoesNotOverwriteIt(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "n", Job: "step"}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a")
+	h.establish()
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	d := dispatchOf(h, "b/c1/n")
+	if d == nil {
+		t.Fatal("b/c1/n not dispatched")
+	}
+	h.ack("a", d)
+	h.finish("a", d, job.StateFailed) // the run ends failed; its end and finish are queued for the writer
+	if _, err := h.op(batchOpNote{op: "rerun", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	live := h.l.runs["b/c1"]
+	h.flushBatch()
+	doc, _ := bs.GetBatchRun(context.Background(), "b/c1")
+	t.Logf("leader follows round %v; store: state %s round %d", live != nil && live.doc.Round == 2, doc.State, doc.Round)
+	if live != nil && (doc.State != store.RunRunning || doc.Round != 2) {
+		t.Errorf("the leader runs round %d, the store says %s at round %d: a new term will not take the run over", live.doc.Round, doc.State, doc.Round)
+	}
+}
+
+// A scheduled firing of a job under overlap replace stops the batch's execution of the same job.
+func TestAJobsReplacePolicyLeavesItsBatchExecutionsAlone(t *testing.T) {
+	fs := newFakeStore(spec("rep", "@every 10s", func(s *job.Spec) { s.Overlap = job.OverlapReplace }))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "n", Job: "rep"}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a", "b")
+	h.establish()
+	h.now = t0.Add(time.Second)
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	d := dispatchOf(h, "b/c1/n")
+	if d == nil {
+		t.Fatal("not dispatched")
+	}
+	h.ack(h.sent[len(h.sent)-1].peer, d)
+	h.advance(9 * time.Second) // rep@12:00:10 fires
+	for _, s := range h.stops {
+		if s.stop.ExecID == "b/c1/n" {
+			t.Errorf("the batch's execution was stopped: %q", s.stop.Reason)
+		}
+	}
+}
+
+// A stop of a run whose partition's insert failed (landed unanswered) is lost: the retry dispatches it.
+func TestStoppingARunStopsAPartitionWhoseInsertFailed(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "n", Job: "step"}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a")
+	h.establish()
+	fs.failInsert = 1
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.l.unsaved) != 1 {
+		t.Fatalf("unsaved %d, want 1", len(h.l.unsaved))
+	}
+	run, err := h.op(batchOpNote{op: "stop", batch: "b", cycle: "c1", who: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after stop: %s", run.State)
+	h.advance(time.Second)
+	h.advance(time.Second)
+	if d := dispatchOf(h, "b/c1/n"); d != nil {
+		t.Errorf("b/c1/n was dispatched after its run was stopped")
+	}
+}
+
+// Partition A of round 1 runs across a rerun and succeeds; its end is queued, the leader dies. The new
+// term does not know of A's success (ends lost; A closed) and fires A again in round 2: a new key.
+func TestAPartitionEndedAcrossARerunAndAFailoverRunsOnce(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "n", Job: "step", Partitions: []string{"A", "B"}}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a")
+	h.establish()
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	dA, dB := dispatchOf(h, "b/c1/n/A"), dispatchOf(h, "b/c1/n/B")
+	if dA == nil || dB == nil {
+		t.Fatal("not dispatched")
+	}
+	h.ack("a", dA)
+	h.ack("a", dB)
+	h.finish("a", dB, job.StateFailed)
+	h.flushBatch()
+	if _, err := h.op(batchOpNote{op: "rerun", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	h.flushBatch()
+	dB2 := dispatchOf(h, "b/c1/n/B~r2")
+	if dB2 == nil {
+		t.Fatal("B~r2 not dispatched")
+	}
+	h.ack("a", dB2)
+	h.finish("a", dA, job.StateSucceeded) // A (round 1) succeeds; its end stays queued: the leader dies now
+	// A new term.
+	h2 := newBatchHarness(t, fs, bs, "a")
+	h2.l.epoch = 8
+	h2.now = h.now.Add(time.Second)
+	h2.establish()
+	if err := h2.l.fireBatchDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	_, again := fs.execs["b/c1/n/A~r2"]
+	fs.mu.Unlock()
+	if again {
+		t.Errorf("partition A, which succeeded in round 1, was fired again as b/c1/n/A~r2")
+	}
+}
+
+// A run parameter differing from a job's non-overridable parameter only in case is accepted (MergeParams
+// refuses it); the shell sees both as CLOVER_PARAM_MODE, the later in sorted order winning.
+func TestARunParameterCannotChangeAJobsParameterByItsCase(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", func(s *job.Spec) { s.Params["MODE"] = "safe" }))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "n", Job: "step"}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a")
+	h.establish()
+	if _, err := fs.jobs["step"].MergeParams(map[string]string{"mode": "unsafe"}); err == nil {
+		t.Fatal("MergeParams accepted it")
+	}
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops", params: map[string]string{"mode": "unsafe"}}); err != nil {
+		t.Logf("refused: %v", err)
+		return
+	}
+	d := dispatchOf(h, "b/c1/n")
+	var keys []string
+	for k := range d.Params {
+		if strings.EqualFold(k, "mode") {
+			keys = append(keys, k+"="+d.Params[k])
+		}
+	}
+	sort.Strings(keys)
+	t.Errorf("a run changed a non-overridable parameter by its case: dispatched %v", keys)
+}
+
+// An open run whose revision cannot be read keeps every term from leading (establish retries it for
+// maxEstablishWait, then the term ends; the next does the same).
+func TestOneUnreadableRunDoesNotKeepATermFromLeading(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	bs := newFakeBatchStore(fs)
+	bs.runs["x/c"] = store.BatchRun{ID: "x/c", Batch: "x", Cycle: "c", Version: 3, State: store.RunRunning, Round: 1}
+	h := newBatchHarness(t, fs, bs, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := h.l.establish(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("establish still retrying one unreadable run after 3s (gives up only after %s, and the next term does the same)", maxEstablishWait)
+	}
+}
+
+// A node's params never set the job's shell command: the run is refused, naming it.
+func TestANodesParamsNeverSetTheCommand(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "n", Job: "step", Params: map[string]string{"Command": "echo other"}}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a")
+	h.establish()
+	_, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"})
+	if err == nil || !strings.Contains(err.Error(), "params.Command: a batch never sets a job's command") {
+		t.Fatalf("a run of a node setting the command: %v", err)
+	}
+	if d := dispatchOf(h, "b/c1/n"); d != nil {
+		t.Errorf("dispatched with command %q", d.Params["command"])
+	}
+	if err := def.Validate(); err == nil {
+		t.Error("Validate accepts a node that sets the command")
+	}
+}
