@@ -35,7 +35,7 @@ test-short: deps ## unit tests only (no cluster tests)
 
 bench: build ## the machine's ceilings first, then the cluster load driver and Go benchmarks (tables; figures, not pass/fail)
 	$(GO) run ./cmd/clover-bench -binary $(BIN) $(BENCH_FLAGS)
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/wire/ ./internal/schedule/ ./internal/store/ ./internal/transport/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/wire/ ./internal/schedule/ ./internal/store/ ./internal/transport/ ./internal/workflow/
 
 # The old commit is built in a temporary worktree (removed on exit) and runs insecure: acd91ff predates keys.
 bench-compare: build ## ceilings, then SCENARIOS against OLD's clover (default acd91ff) and this tree's, side by side

@@ -297,6 +297,7 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 		if n.op == "reset" {
 			clear(run.ends)
 			clear(run.dispatched) // only slots waiting at the gate, never fired
+			clear(run.held)
 		}
 		l.rebuildRun(run)
 	}
@@ -312,9 +313,13 @@ func (l *leader) stopRun(run *batchRun, reason string) {
 	for id, s := range run.dispatched {
 		if s.waiting {
 			delete(run.dispatched, id)
+			run.unhold(s)
 			continue
 		}
 		l.stopOpen(id, reason)
+	}
+	for _, s := range run.toFire {
+		run.unhold(s)
 	}
 	for i := range l.unsaved {
 		if b := l.unsaved[i].batch; b != nil && b.run == run.doc.ID {
@@ -355,6 +360,7 @@ func (l *leader) rebuildRun(run *batchRun) {
 	}
 	for id, s := range run.dispatched { // keep what this term knows of them (when fired, unknown ends)
 		next.dispatched[id] = s
+		next.hold(s)
 	}
 	*run = *next
 }
@@ -578,6 +584,7 @@ func (l *leader) applyBatchLookup(n batchLookedUp) {
 			}
 			s := run.dispatched[e.ID]
 			delete(run.dispatched, e.ID)
+			run.unhold(s)
 			l.releaseGate(e.ID)
 			l.endPartition(run, s, e.State == job.StateSucceeded, e.ID)
 			continue

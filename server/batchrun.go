@@ -65,7 +65,13 @@ type batchRun struct {
 	dispatched map[string]*batchSlot
 	// toFire: partitions of started nodes not fired yet (the run is paused or stopping).
 	toFire []*batchSlot
+	// held: the partitions (node, partition) some slot in dispatched or toFire stands for, so that a node
+	// started again never gets a second slot for one (queuePending), without a scan of either.
+	held map[[2]string]bool
 }
+
+func (r *batchRun) hold(s *batchSlot)   { r.held[[2]string{s.node, s.partition}] = true }
+func (r *batchRun) unhold(s *batchSlot) { delete(r.held, [2]string{s.node, s.partition}) }
 
 // considered reports whether end counts in a run at round, reset at resetRound: a success counts in
 // every round after it (a rerun does not repeat it), a failure only in its own round (a rerun repeats it),
@@ -77,7 +83,7 @@ func considered(end store.BatchEnd, round, resetRound int) bool {
 // buildRun rebuilds a run from its record: the revision it runs, its ends, its marks (in doc), and the
 // executions of it still open (running, by id). The caller fires what it returns in toFire.
 func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd, running []job.Execution) (*batchRun, error) {
-	run := &batchRun{doc: doc, def: def, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}}
+	run := &batchRun{doc: doc, def: def, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}, held: map[[2]string]bool{}}
 	reset := max(doc.ResetRound, 1)
 	for _, e := range ends {
 		if considered(e, doc.Round, reset) {
@@ -104,7 +110,9 @@ func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd
 			continue // it ended; its flight is on its way out
 		}
 		set(e.BatchNode, e.BatchPartition, workflow.Running)
-		run.dispatched[e.ID] = &batchSlot{run: doc.ID, node: e.BatchNode, partition: e.BatchPartition, round: e.BatchRound, id: e.ID}
+		s := &batchSlot{run: doc.ID, node: e.BatchNode, partition: e.BatchPartition, round: e.BatchRound, id: e.ID}
+		run.dispatched[e.ID] = s
+		run.hold(s)
 	}
 	wf, err := workflow.Restore(def, doc.Frequency, doc.Marks, recorded)
 	if err != nil {
@@ -139,21 +147,11 @@ func (r *batchRun) keepEnd(e store.BatchEnd) {
 
 // queuePending adds the running node's partitions that nothing runs to toFire.
 func (r *batchRun) queuePending(node string) {
-	running := map[string]bool{}
-	for _, s := range r.dispatched {
-		if s.node == node {
-			running[s.partition] = true
-		}
-	}
-	for _, s := range r.toFire {
-		if s.node == node {
-			running[s.partition] = true
-		}
-	}
 	for _, p := range r.wf.Pending(node) {
-		if !running[p] {
-			r.toFire = append(r.toFire, &batchSlot{run: r.doc.ID, node: node, partition: p, round: r.doc.Round,
-				id: job.BatchExecutionID(r.doc.ID, node, p, r.doc.Round)})
+		if !r.held[[2]string{node, p}] {
+			s := &batchSlot{run: r.doc.ID, node: node, partition: p, round: r.doc.Round, id: job.BatchExecutionID(r.doc.ID, node, p, r.doc.Round)}
+			r.toFire = append(r.toFire, s)
+			r.hold(s)
 		}
 	}
 }
@@ -197,6 +195,7 @@ func (l *leader) fireBatchDue(ctx context.Context) error {
 			// Nothing can run it: the partition fails, said where people look.
 			l.logger.Warn("batch: a partition cannot run", "run", s.run, "node", s.node, "partition", s.partition, "err", err)
 			delete(run.dispatched, s.id)
+			run.unhold(s)
 			l.releaseGate(s.id)
 			l.endPartition(run, s, false, "")
 			continue
@@ -276,6 +275,7 @@ func (l *leader) batchEnded(e job.Execution, outcome job.State) {
 		return
 	}
 	delete(run.dispatched, e.ID)
+	run.unhold(s)
 	l.releaseGate(e.ID)
 	l.endPartition(run, s, outcome == job.StateSucceeded, e.ID)
 }

@@ -81,12 +81,13 @@ var scenarios = []scenario{
 	{name: "history", run: runHistory},
 	{name: "writes", run: runWrites},
 	{name: "console", run: runConsole},
+	{name: "batch", run: runBatch},
 	{name: "soak", run: runSoak, long: true},
 }
 
 func main() {
 	var (
-		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of ceilings, shell, gofunc, overload, burst, failover, history, writes, console, soak (the ceilings are measured first whenever shell, gofunc or overload runs)")
+		which   = flag.String("scenario", "all", "scenarios to run: all (but soak, an hour), or a comma-separated list of ceilings, shell, gofunc, overload, burst, failover, history, writes, console, batch, soak (the ceilings are measured first whenever shell, gofunc or overload runs)")
 		s       settings
 		verbose = flag.Bool("v", false, "log the harness's steps and embedded clients' warnings to stderr")
 		levels  = flag.String("levels", "50,100,200", "overload: the levels, in percent of the spawn ceiling")
