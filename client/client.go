@@ -327,6 +327,7 @@ func (c *Client) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { c.resendLoop(ctx) })
 	wg.Go(func() { c.heartbeatLoop(ctx) })
+	wg.Go(func() { c.watchFiles(ctx) })
 	if metricsLn != nil {
 		wg.Go(func() { c.serveMetrics(ctx, metricsLn) })
 	}

@@ -58,6 +58,8 @@ type Config struct {
 	// going. Keep it on a disk that survives a restart, writable by this user only; default:
 	// $XDG_STATE_HOME/clover, else ~/.local/state/clover.
 	StateDir string `mapstructure:"state_dir"`
+	// Watches start batch runs when files arrive (see WatchConfig).
+	Watches []WatchConfig `mapstructure:"watches"`
 	// Fallback is where reports go when no server takes them; off unless fallback.mongo_uri is set.
 	Fallback FallbackConfig `mapstructure:"fallback"`
 	LogLevel string         `mapstructure:"log_level"`
@@ -259,6 +261,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("jobs[%d]: job %s is declared twice", i, spec.Name)
 		}
 		seen[spec.Name] = true
+	}
+	for i := range c.Watches {
+		if err := c.Watches[i].validate(i); err != nil {
+			return err
+		}
 	}
 	return nil
 }

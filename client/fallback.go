@@ -14,6 +14,7 @@ import (
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
+	"github.com/clover-sched/clover/internal/workflow"
 )
 
 // RequestRun asks the cluster to run jobName now, with params over the job's own, on behalf of this
@@ -193,4 +194,34 @@ func (c *Client) Spooled() int {
 		return 0
 	}
 	return q.Spooled()
+}
+
+// RequestBatchRun asks the cluster to start a run of batch for cycle, at frequency, with params, on
+// behalf of this client (the batch must list it in requested_by); note says why, for people. It is sent
+// and confirmed like RequestRun's requests, and queued in the fallback queue when no server is up. A cycle
+// runs once: asking again for one that ran, or one another client asked for, is harmless.
+func (c *Client) RequestBatchRun(batch, cycle, frequency string, params map[string]string, note string) (string, error) {
+	if err := workflow.ValidName("batch", batch); err != nil {
+		return "", fmt.Errorf("client: request batch run: %w", err)
+	}
+	if err := workflow.ValidName("cycle", cycle); err != nil {
+		return "", fmt.Errorf("client: request batch run of %s: %w", batch, err)
+	}
+	now := c.now()
+	id := c.cfg.ID + "." + strconv.FormatInt(c.boot, 36) + "." + strconv.FormatInt(c.reqSeq.Add(1), 10)
+	frame, err := wire.Encode(&wire.Request{
+		Header: wire.Header{From: c.cfg.ID, SentAt: now},
+		ReqID:  id, Batch: batch, Cycle: cycle, Frequency: frequency, Params: maps.Clone(params), Note: note, At: now,
+	})
+	if err != nil {
+		return "", fmt.Errorf("client: request batch run of %s: %w", batch, err)
+	}
+	c.mu.Lock()
+	c.requests[id] = &pendingReport{
+		frame: frame, next: now, wait: c.cfg.ResultRetry,
+		kind: fallback.KindRequest, execID: batch + "/" + cycle, created: now,
+	}
+	c.mu.Unlock()
+	c.stats.Requested.Add(1)
+	return id, nil
 }

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -630,4 +632,71 @@ func consolePage(t *testing.T, c *Cluster, m *Member, path string) string {
 		t.Fatalf("console %s: %s\n%s", path, resp.Status, body)
 	}
 	return string(body)
+}
+
+// A file-arrival trigger fires once when a file has finished growing and its MD5 companion matches: not
+// while it grows, not while the companion is wrong, and not again when the file is seen again.
+func TestAFileArrivalStartsABatchRunOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 1, Clients: 0})
+	c.WaitLeader(30 * time.Second)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o777)
+	in := filepath.Join(dir, "in")
+	if err := os.Mkdir(in, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	c.AddClientWithConfig("watcher", fmt.Sprintf("watches:\n  - batch: inbound\n    path: %s/gl-*.csv\n    stable: 2s\n    md5_suffix: .md5\n    cycle: 'gl-(\\d{8})\\.csv'\n    frequency: D\n", in))
+	c.WaitClients(1, 30*time.Second)
+	c.CreateJob(ledgerJob("load", dir, "0.1"))
+	d := workflow.Definition{Name: "inbound", RequestedBy: []string{"watcher"}, Nodes: []workflow.Node{{Name: "load", Job: "load"}}}
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/inbound", d, nil); err != nil {
+		t.Fatal(err)
+	}
+	runs := func() []store.BatchRun {
+		var out []store.BatchRun
+		if err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/inbound/runs", nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The file grows for 4 s, a line every 400 ms: no run meanwhile.
+	file := filepath.Join(in, "gl-20261231.csv")
+	var content strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&content, "line %d\n", i)
+		if err := os.WriteFile(file, []byte(content.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond)
+		if n := len(runs()); n != 0 {
+			t.Fatalf("a run started while the file was still growing (%d)", n)
+		}
+	}
+	// A companion that does not match: still no run, past the stable time.
+	if err := os.WriteFile(file+".md5", []byte("00000000000000000000000000000000  gl-20261231.csv\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	if n := len(runs()); n != 0 {
+		t.Fatalf("a run started with a wrong MD5 (%d)", n)
+	}
+	sum := md5.Sum([]byte(content.String()))
+	if err := os.WriteFile(file+".md5", []byte(hex.EncodeToString(sum[:])+"  gl-20261231.csv\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(t, c, "inbound", "20261231", 30*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	// Seen again (touched): it asks again, and the cycle that ran is not run twice.
+	later := time.Now().Add(time.Minute)
+	_ = os.Chtimes(file, later, later)
+	time.Sleep(5 * time.Second)
+	rs := runs()
+	if len(rs) != 1 || rs[0].Cycle != "20261231" || rs[0].By != "client:watcher" || rs[0].Trigger != "request" || rs[0].Frequency != "D" {
+		t.Fatalf("runs: %+v", rs)
+	}
+	if n := count(ledgerLines(t, dir), "start load/"); n != 1 {
+		t.Fatalf("the load ran %d times", n)
+	}
 }

@@ -408,3 +408,30 @@ func TestANodesParamsNeverSetTheCommand(t *testing.T) {
 		t.Error("Validate accepts a node that sets the command")
 	}
 }
+
+// A client may start only the batches that list it in requested_by; a cycle that ran is a request done.
+func TestABatchRunIsRequestedOnlyByTheClientsItNames(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", RequestedBy: []string{"a"}, Nodes: []workflow.Node{{Name: "n", Job: "step"}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a", "x")
+	h.establish()
+	req := func(from string) error {
+		return h.l.request(context.Background(), &wire.Request{Header: wire.Header{From: from}, ReqID: from + ".1", Batch: "b", Cycle: "c1", At: h.now})
+	}
+	if err := req("x"); !errors.Is(err, errRefused) || !strings.Contains(err.Error(), "does not list client x") {
+		t.Fatalf("a request by an unlisted client: %v", err)
+	}
+	if _, ok := bs.runs["b/c1"]; ok {
+		t.Fatal("an unlisted client started a run")
+	}
+	if err := req("a"); err != nil {
+		t.Fatal(err)
+	}
+	if r := bs.runs["b/c1"]; r.By != "client:a" || r.Trigger != "request" {
+		t.Fatalf("run %+v", r)
+	}
+	if err := req("a"); err != nil {
+		t.Fatalf("asking again for a cycle that runs: %v", err)
+	}
+}

@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/wire"
 )
 
 // Batches with a schedule start runs on their own. A scheduled run's cycle is its fire time written in
@@ -110,4 +113,40 @@ func (l *leader) onBatchChanged(ctx context.Context, name string) {
 	default:
 		l.armBatch(b, false)
 	}
+}
+
+// requestBatch starts the run a client asked for (a file arrived, an application asked), if the batch
+// lists the client in requested_by. A cycle that ran already is the request done, not refused: a re-send,
+// or a second client seeing the same file.
+func (l *leader) requestBatch(ctx context.Context, r *wire.Request) error {
+	if l.batchStore == nil {
+		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, errNoBatches)
+	}
+	sctx, cancel := storeCtx(ctx)
+	b, err := l.batchStore.GetBatch(sctx, r.Batch)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, err)
+	case err != nil:
+		return err
+	case !slices.Contains(b.Definition.RequestedBy, r.From):
+		return fmt.Errorf("%w: request %s: batch %s does not list client %s in requested_by", errRefused, r.ReqID, r.Batch, r.From)
+	}
+	why := "requested by client " + r.From
+	if r.Note != "" {
+		why += ": " + r.Note
+	}
+	rep := l.startRun(ctx, batchOpNote{op: "run", batch: r.Batch, cycle: r.Cycle, frequency: r.Frequency, params: r.Params,
+		who: "client:" + r.From, why: why, trigger: "request"})
+	switch {
+	case rep.err == nil:
+		return nil
+	case errors.Is(rep.err, errBatchRunExists):
+		l.logger.Info("a requested batch run exists already", "run", store.BatchRunID(r.Batch, r.Cycle), "client", r.From)
+		return nil
+	case errors.Is(rep.err, errBadRequest):
+		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, rep.err)
+	}
+	return rep.err
 }

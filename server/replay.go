@@ -372,6 +372,9 @@ func (l *leader) clearFallbackAlert(ctx context.Context, now time.Time) {
 // request runs a client's run request, once: its execution id comes from the request id, so a request
 // that was recorded already (sent twice, or replayed) fires nothing new.
 func (l *leader) request(ctx context.Context, r *wire.Request) error {
+	if r.Batch != "" {
+		return l.requestBatch(ctx, r)
+	}
 	id := job.RequestExecutionID(r.Job, r.ReqID)
 	if _, ok := l.flights[id]; ok {
 		return nil

@@ -320,8 +320,12 @@ func validate(m Message) string {
 		switch {
 		case m.ReqID == "":
 			return "req_id is required"
-		case m.Job == "":
+		case m.Job == "" && m.Batch == "":
 			return "job is required"
+		case m.Job != "" && m.Batch != "":
+			return "job and batch are exclusive"
+		case m.Batch != "" && m.Cycle == "":
+			return "a batch's cycle is required"
 		case m.At.IsZero():
 			return "at is required"
 		}

@@ -325,9 +325,15 @@ type Stop struct {
 type Request struct {
 	Header
 	ReqID  string            `json:"req_id"`
-	Job    string            `json:"job"`
+	Job    string            `json:"job,omitempty"`
 	Params map[string]string `json:"params,omitempty"`
 	At     time.Time         `json:"at"` // when the application asked
+	// Batch, Cycle and Frequency ask for a run of a batch instead of a job (a file that arrived, an
+	// application's request); the batch must list the client in requested_by. Note says why, for people.
+	Batch     string `json:"batch,omitempty"`
+	Cycle     string `json:"cycle,omitempty"`
+	Frequency string `json:"frequency,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 func (*Dispatch) Kind() Kind  { return KindDispatch }

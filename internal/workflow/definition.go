@@ -34,6 +34,10 @@ type Definition struct {
 	TimeZone    string `json:"time_zone,omitempty" bson:"time_zone,omitempty"`
 	Frequency   string `json:"frequency,omitempty" bson:"frequency,omitempty"`
 	CycleFormat string `json:"cycle_format,omitempty" bson:"cycle_format,omitempty"`
+	// RequestedBy are the clients that may start a run: by a file's arrival (a watch in their config) or
+	// an application's request (client.RequestBatchRun). Starting a batch runs its jobs' commands now,
+	// an operator's act: no client may unless named here.
+	RequestedBy []string `json:"requested_by,omitempty" bson:"requested_by,omitempty"`
 	// Version is the stored version (read), or the version a write replaces (0: a new batch); not part
 	// of what is stored as the definition.
 	Version int64 `json:"version,omitempty" bson:"-"`
