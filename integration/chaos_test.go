@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clover-sched/clover/api"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/workflow"
 )
 
 // chaos drives a random sequence of faults against a cluster and remembers what it did, so that a failure
@@ -228,6 +230,19 @@ func TestChaosNoFiringRunsTwiceNoneLost(t *testing.T) {
 	}
 	even.waitRunAfter(t, c, evenStart, 30*time.Second)
 
+	// A batch run under the chaos: 40 nodes in 8 layers (some in 4 partitions), each writing start and end
+	// lines to a ledger of its own around a 2 s pause, so that the run spans most of the chaos.
+	batchDir := t.TempDir()
+	_ = os.Chmod(batchDir, 0o777)
+	c.CreateJob(ledgerJob("bstep", batchDir, "2"))
+	batchDef := layeredBatch("chaos", "bstep", 8, 5, rand.New(rand.NewPCG(seed, 11)))
+	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/chaos", batchDef, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/chaos/runs", api.BatchRunRequest{Cycle: "c1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	ch := &chaos{t: t, c: c, rng: rng, ledgers: []*ledger{even, tick}, killed: map[*Member]bool{}, clientsKilled: map[string]bool{}}
 	steps := 6 + rng.IntN(3)
 	began := time.Now()
@@ -336,6 +351,7 @@ func TestChaosNoFiringRunsTwiceNoneLost(t *testing.T) {
 	}
 	check(tick, "tick", start, end, time.Second, false)
 	check(even, "even", evenStart, evenEnd, 2*time.Second, true)
+	problems = append(problems, checkChaosBatch(t, c, batchDir, batchDef, ch.clientsKilled)...)
 	skipped := 0
 	for _, e := range execs {
 		if e.Job == "even" && e.State == job.StateSkipped {
@@ -420,4 +436,93 @@ func pauseFor(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	<-t.C
+}
+
+// checkChaosBatch waits for the chaos batch's run to end (or to wait only on executions orphaned by a
+// killed client), then checks it: no execution ran twice, every succeeded one ran once, no node started
+// before what it waits for ended, and orphans only on killed clients.
+func checkChaosBatch(t *testing.T, c *Cluster, dir string, d workflow.Definition, killed map[string]bool) []string {
+	t.Helper()
+	var st api.BatchRunStatus
+	var execs []job.Execution
+	settled := testenv.Poll(90*time.Second, func() bool {
+		if err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/chaos/runs/c1", nil, &st); err != nil {
+			return false
+		}
+		if err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/chaos/runs/c1/executions", nil, &execs); err != nil {
+			return false
+		}
+		if !st.Run.State.Open() {
+			return true
+		}
+		open := 0
+		for _, e := range execs {
+			if !e.State.Terminal() && e.State != job.StateOrphaned {
+				open++
+			}
+		}
+		return open == 0 && st.Running == len(st.Executions) && len(st.Waiting) == 0 && batchOnlyOrphansLeft(execs, st)
+	})
+	var problems []string
+	if !settled {
+		problems = append(problems, fmt.Sprintf("batch run chaos/c1 did not settle: %s, %d running", st.Run.State, st.Running))
+	}
+	lines := ledgerLines(t, dir)
+	starts := map[string]int{}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "start" {
+			starts[f[2]]++
+		}
+	}
+	for id, n := range starts {
+		if n > 1 {
+			problems = append(problems, fmt.Sprintf("batch execution %s ran %d times", id, n))
+		}
+	}
+	for _, e := range execs {
+		switch {
+		case e.State == job.StateSucceeded && starts[e.ID] != 1:
+			problems = append(problems, fmt.Sprintf("batch execution %s succeeded, ran %d times", e.ID, starts[e.ID]))
+		case e.State == job.StateOrphaned && e.Client != "" && !killed[e.Client]:
+			problems = append(problems, fmt.Sprintf("batch execution %s orphaned on %s, never killed", e.ID, e.Client))
+		}
+	}
+	at := map[string]int{}
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		node, _, _ := strings.Cut(f[1], "/")
+		if _, seen := at["start "+node]; f[0] == "start" && !seen {
+			at["start "+node] = i
+		}
+		if f[0] == "end" || f[0] == "fail" {
+			at["end "+node] = i
+		}
+	}
+	for _, e := range d.Edges {
+		s, started := at["start "+e.To]
+		if started && s < at["end "+e.From] {
+			problems = append(problems, fmt.Sprintf("batch node %s started before %s ended", e.To, e.From))
+		}
+	}
+	t.Logf("chaos batch: %s, round %d, %d executions recorded, %d ledger starts, settled %v", st.Run.State, st.Run.Round, len(execs), len(starts), settled)
+	return problems
+}
+
+// batchOnlyOrphansLeft reports whether every execution the run still waits on is orphaned.
+func batchOnlyOrphansLeft(execs []job.Execution, st api.BatchRunStatus) bool {
+	orphaned := map[string]bool{}
+	for _, e := range execs {
+		if e.State == job.StateOrphaned {
+			orphaned[e.ID] = true
+		}
+	}
+	for _, id := range st.Executions {
+		if !orphaned[id] {
+			return false
+		}
+	}
+	return true
 }
