@@ -46,6 +46,9 @@ func runShell(ctx context.Context, jc JobContext) error {
 	if command == "" {
 		return errors.New("shell: params.command is empty")
 	}
+	if jc.Trigger == job.TriggerBatch {
+		command = batchCommand(command, jc.Params)
+	}
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Stdout, cmd.Stderr = jc.Output, jc.Output
 	if jc.runDir != "" {
@@ -145,4 +148,37 @@ func watchAdopted(pid int, dir, tag string) HandlerFunc {
 		}
 		return nil
 	}
+}
+
+// batchCommand wraps a batch node's command in its pre and post commands and its handlers: the params
+// batch_pre, batch_post, batch_on_start, batch_on_success and batch_on_failure, which only a batch run sets
+// (job.IsBatchParam: a trigger or a request cannot). The execution fails if pre, the command or post
+// fails, with the first failing one's exit code; the handlers' own codes are ignored.
+func batchCommand(command string, p map[string]string) string {
+	pre, post := p["batch_pre"], p["batch_post"]
+	start, success, failure := p["batch_on_start"], p["batch_on_success"], p["batch_on_failure"]
+	if pre == "" && post == "" && start == "" && success == "" && failure == "" {
+		return command
+	}
+	group := func(c string) string { return "(\n" + c + "\n)" }
+	var b strings.Builder
+	if start != "" {
+		b.WriteString(group(start) + "\n")
+	}
+	core := group(command)
+	if pre != "" {
+		core = group(pre) + " && " + core
+	}
+	if post != "" {
+		core += " && " + group(post)
+	}
+	b.WriteString(core + "\nclover_rc=$?\n")
+	if success != "" {
+		b.WriteString("if [ $clover_rc -eq 0 ]; then " + group(success) + "; fi\n")
+	}
+	if failure != "" {
+		b.WriteString("if [ $clover_rc -ne 0 ]; then " + group(failure) + "; fi\n")
+	}
+	b.WriteString("exit $clover_rc\n")
+	return b.String()
 }

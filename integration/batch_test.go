@@ -81,7 +81,13 @@ const yearEnd = `
 name: year-end
 description: the year-end report
 nodes:
-  - {name: extract, job: extract, partitions: [A, B, C]}
+  - name: extract
+    job: extract
+    partitions: [A, B, C]
+    pre: echo "pre $CLOVER_PARAM_BATCH_PARTITION" >> {{dir}}/ledger
+    post: echo "post $CLOVER_PARAM_BATCH_PARTITION" >> {{dir}}/ledger
+    handlers:
+      on_failure: {command: 'echo "handler failed $CLOVER_PARAM_BATCH_PARTITION $CLOVER_PARAM_BATCH_CYCLE" >> {{dir}}/ledger', contacts: [finance]}
   - {name: summary, job: report}
   - {name: branch, job: report, partitions: [A, B, C]}
   - {name: archive, job: report, frequencies: [M]}
@@ -120,7 +126,10 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	c.CreateJob(report)
 
 	file := filepath.Join(dir, "year-end.yaml")
-	if err := os.WriteFile(file, []byte(yearEnd), 0o644); err != nil {
+	if err := c.Call(c.AnyServer(), "POST", "/api/v1/contacts", api.ContactRequest{Name: "finance", Email: "finance@example.com"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(yearEnd, "{{dir}}", dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cli := func(args ...string) string { t.Helper(); return clover(t, c, follower, false, args...) }
@@ -129,7 +138,7 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	}
 	// A cycle in the graph is refused with its path, before anything is sent.
 	bad := filepath.Join(dir, "bad.yaml")
-	_ = os.WriteFile(bad, []byte(yearEnd+"  - {from: final, to: extract}\n"), 0o644)
+	_ = os.WriteFile(bad, []byte(strings.ReplaceAll(yearEnd, "{{dir}}", dir)+"  - {from: final, to: extract}\n"), 0o644)
 	if out := clover(t, c, follower, true, "batch", "apply", "-f", bad); !strings.Contains(out, "cycle: extract → ") || !strings.Contains(out, " → final → extract") {
 		t.Fatalf("apply of a cycle: %s", out)
 	}
@@ -161,6 +170,23 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 			t.Errorf("%s ran after its extraction failed\n%s", k, strings.Join(lines, "\n"))
 		}
 	}
+	// The node's pre and post commands ran around each partition's command, its failure handler on B
+	// only, and its contact was told the node failed.
+	for k, want := range map[string]int{"pre A": 1, "pre B": 1, "post A": 1, "post C": 1, "post B": 0, "handler failed B 2026-12-31": 1, "handler failed A": 0} {
+		if n := count(lines, k); n != want {
+			t.Errorf("%q: %d lines, want %d\n%s", k, n, want, strings.Join(lines, "\n"))
+		}
+	}
+	waitFor(t, 30*time.Second, "the contact told", func() bool {
+		var ns []store.Notification
+		_ = c.Call(c.AnyServer(), "GET", "/api/v1/notifications", nil, &ns)
+		for _, n := range ns {
+			if n.To == "finance@example.com" && strings.Contains(n.Subject, "batch run year-end/2026-12-31: node extract failed") {
+				return true
+			}
+		}
+		return false
+	})
 	status := cli("batch", "status", "year-end", "2026-12-31")
 	if !strings.Contains(status, "failed: B") || !strings.Contains(status, "blocked") {
 		t.Errorf("status does not show the failed partition:\n%s", status)

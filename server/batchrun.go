@@ -166,6 +166,9 @@ func (l *leader) advance(run *batchRun) {
 			l.logger.Error("batch: cannot start a ready node", "run", run.doc.ID, "node", name, "err", err)
 			continue
 		}
+		if n, ok := run.def.Node(name); ok {
+			l.notifyNode(run, n, "started", n.Handlers.OnStart, "")
+		}
 		run.queuePending(name)
 	}
 	if len(run.toFire) > 0 {
@@ -254,6 +257,18 @@ func runParams(spec job.Spec, node workflow.Node, run map[string]string) (map[st
 	if err != nil {
 		return nil, fmt.Errorf("node %s (job %s): %w", node.Name, spec.Name, err)
 	}
+	if node.Commands() {
+		if spec.Handler != job.HandlerShell {
+			return nil, fmt.Errorf("node %s: pre, post and handler commands run around a shell job's command; job %s's handler is %s", node.Name, spec.Name, spec.Handler)
+		}
+		h := node.Handlers
+		for k, v := range map[string]string{"batch_pre": node.Pre, "batch_post": node.Post, "batch_on_start": h.OnStart.Command,
+			"batch_on_success": h.OnSuccess.Command, "batch_on_failure": h.OnFailure.Command} {
+			if v != "" {
+				merged[k] = v
+			}
+		}
+	}
 	return merged, nil
 }
 
@@ -297,6 +312,14 @@ func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execI
 	if st := run.wf.PartitionState(s.node, s.partition); st == workflow.Running {
 		if err := run.wf.EndPartition(s.node, s.partition, succeeded); err != nil {
 			l.logger.Error("batch: cannot end a partition", "run", run.doc.ID, "node", s.node, "partition", s.partition, "err", err)
+		}
+		if n, ok := run.def.Node(s.node); ok {
+			switch st, why := run.wf.State(s.node); st {
+			case workflow.Succeeded:
+				l.notifyNode(run, n, "succeeded", n.Handlers.OnSuccess, "")
+			case workflow.Failed:
+				l.notifyNode(run, n, "failed", n.Handlers.OnFailure, why)
+			}
 		}
 	}
 	l.advance(run)

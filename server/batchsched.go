@@ -2,14 +2,17 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
+	"github.com/clover-sched/clover/internal/workflow"
 )
 
 // Batches with a schedule start runs on their own. A scheduled run's cycle is its fire time written in
@@ -149,4 +152,63 @@ func (l *leader) requestBatch(ctx context.Context, r *wire.Request) error {
 		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, rep.err)
 	}
 	return rep.err
+}
+
+// batchNotifier is what the leader needs to tell a node's contacts of its start and end; the store has it.
+type batchNotifier interface {
+	GetContact(ctx context.Context, name string) (store.Contact, error)
+	EnqueueNotifications(ctx context.Context, ns []store.Notification) (int, error)
+}
+
+// notifyNode queues mail (and webhook calls) to the contacts a node's handler names, off the loop; the
+// monitors' dispatchers deliver them. Each is keyed by run, round, node and event: queued twice (a new
+// term redoing a node's end), it is sent once.
+func (l *leader) notifyNode(run *batchRun, node workflow.Node, event string, h workflow.Handler, reason string) {
+	bn, ok := l.batchStore.(batchNotifier)
+	if !ok || len(h.Contacts) == 0 {
+		return
+	}
+	doc, now := run.doc, l.now()
+	subject := fmt.Sprintf("[clover] batch run %s: node %s %s", doc.ID, node.Name, event)
+	body := fmt.Sprintf("Batch:     %s (version %d)\nCycle:     %s\nFrequency: %s\nNode:      %s (job %s)\nRound:     %d\nEvent:     %s\n",
+		doc.Batch, doc.Version, doc.Cycle, doc.Frequency, node.Name, node.Job, doc.Round, event)
+	if reason != "" {
+		body += "Why:       " + reason + "\n"
+	}
+	for _, k := range slices.Sorted(maps.Keys(doc.Params)) {
+		body += fmt.Sprintf("Param:     %s=%s\n", k, doc.Params[k])
+	}
+	payload, _ := json.Marshal(map[string]any{"batch": doc.Batch, "cycle": doc.Cycle, "frequency": doc.Frequency, "run": doc.ID,
+		"round": doc.Round, "node": node.Name, "job": node.Job, "event": event, "reason": reason, "params": doc.Params, "at": now})
+	contacts := slices.Clone(h.Contacts)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		var ns []store.Notification
+		for _, name := range contacts {
+			ct, err := bn.GetContact(ctx, name)
+			if err != nil {
+				l.logger.Warn("batch: a node's contact is unknown; not told", "run", doc.ID, "node", node.Name, "contact", name, "err", err)
+				continue
+			}
+			base := store.Notification{AlertKey: "batch/" + doc.ID + "/" + node.Name, Kind: store.NotifyProblem, State: store.NotificationPending, CreatedAt: now, NextAttempt: now}
+			if event != "failed" {
+				base.Kind = store.NotifyRecovery
+			}
+			key := fmt.Sprintf("batch/%s/%d/%s/%s", doc.ID, doc.Round, node.Name, event)
+			if ct.Email != "" {
+				n := base
+				n.ID, n.Channel, n.To, n.Subject, n.Body = key+"/email/"+ct.Email, store.ChannelEmail, ct.Email, subject, body
+				ns = append(ns, n)
+			}
+			if ct.Webhook != "" {
+				n := base
+				n.ID, n.Channel, n.To, n.Payload = key+"/webhook/"+ct.Name, store.ChannelWebhook, ct.Webhook, payload
+				ns = append(ns, n)
+			}
+		}
+		if _, err := bn.EnqueueNotifications(ctx, ns); err != nil {
+			l.logger.Warn("batch: a node's contacts could not be told", "run", doc.ID, "node", node.Name, "err", err)
+		}
+	}()
 }

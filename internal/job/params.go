@@ -39,6 +39,14 @@ func ValidateParams(what string, p map[string]string) error {
 	return nil
 }
 
+// IsBatchParam reports whether k is one of the parameters a batch run gives its executions (its context,
+// and the pre, post and handler commands of its node, which a shell job's client runs around the command):
+// "batch" and "batch_*", in any case. Nothing but a batch run may set them.
+func IsBatchParam(k string) bool {
+	l := strings.ToLower(k)
+	return l == "batch" || strings.HasPrefix(l, "batch_")
+}
+
 // MergeParams is the job's parameters with those of one firing (a manual trigger, a client's request)
 // over them. A firing may add parameters, and change those the job lists in overridable; it never changes
 // the shell command, so that operating a job never amounts to running a command of one's choice.
@@ -55,6 +63,9 @@ func (s Spec) MergeParams(firing map[string]string) (map[string]string, error) {
 		// and "MODE" are one variable.
 		if strings.EqualFold(k, commandParam) {
 			return nil, fmt.Errorf("%w: params.%s: a firing never sets the command; change the job's definition (an admin's right)", ErrParams, k)
+		}
+		if IsBatchParam(k) {
+			return nil, fmt.Errorf("%w: params.%s: batch and batch_* are set by batch runs only (a batch's pre and post commands among them)", ErrParams, k)
 		}
 		for jk := range s.Params {
 			if strings.EqualFold(jk, k) && !slices.ContainsFunc(s.Overridable, func(o string) bool { return strings.EqualFold(o, jk) }) {

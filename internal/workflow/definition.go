@@ -59,7 +59,36 @@ type Node struct {
 	// Resources are counted units each execution of the node holds while it runs, by resource (a
 	// resource's capacity is set with PUT /api/v1/resources/{name}).
 	Resources map[string]int `json:"resources,omitempty" bson:"resources,omitempty"`
+	// Pre and Post are shell commands run before and after the job's command, in the same execution on
+	// the same client (a shell job's only): pre && command && post, each failing the execution.
+	Pre  string `json:"pre,omitempty" bson:"pre,omitempty"`
+	Post string `json:"post,omitempty" bson:"post,omitempty"`
+	// Handlers act when each of the node's executions starts, succeeds or fails: a shell command run
+	// with it (with the run's context in CLOVER_PARAM_BATCH_*), and mail or webhooks to contacts.
+	Handlers Handlers `json:"handlers,omitzero" bson:"handlers,omitempty"`
 }
+
+// Handlers are what a node does on the start, success and failure of each of its executions.
+type Handlers struct {
+	OnStart   Handler `json:"on_start,omitzero" bson:"on_start,omitempty"`
+	OnSuccess Handler `json:"on_success,omitzero" bson:"on_success,omitempty"`
+	OnFailure Handler `json:"on_failure,omitzero" bson:"on_failure,omitempty"`
+}
+
+// Handler is one event's handler.
+type Handler struct {
+	Command  string   `json:"command,omitempty" bson:"command,omitempty"`
+	Contacts []string `json:"contacts,omitempty" bson:"contacts,omitempty"`
+}
+
+// Commands reports whether the node runs any command besides its job's (pre, post, handlers).
+func (n Node) Commands() bool {
+	h := n.Handlers
+	return n.Pre != "" || n.Post != "" || h.OnStart.Command != "" || h.OnSuccess.Command != "" || h.OnFailure.Command != ""
+}
+
+// MaxCommand bounds a pre, post or handler command.
+const MaxCommand = 8 << 10
 
 // Lock is a named mutex a node holds.
 type Lock struct {
@@ -155,6 +184,22 @@ func (d Definition) Validate() error {
 		for k := range n.Params {
 			if strings.EqualFold(k, "command") {
 				return fmt.Errorf("batch %s: node %s: params.%s: a batch never sets a job's command", d.Name, n.Name, k)
+			}
+			if l := strings.ToLower(k); l == "batch" || strings.HasPrefix(l, "batch_") {
+				return fmt.Errorf("batch %s: node %s: params.%s: batch and batch_* are the run's context (use pre, post and handlers for commands)", d.Name, n.Name, k)
+			}
+		}
+		for what, c := range map[string]string{"pre": n.Pre, "post": n.Post, "handlers.on_start.command": n.Handlers.OnStart.Command,
+			"handlers.on_success.command": n.Handlers.OnSuccess.Command, "handlers.on_failure.command": n.Handlers.OnFailure.Command} {
+			if len(c) > MaxCommand {
+				return fmt.Errorf("batch %s: node %s: %s: %d bytes, at most %d", d.Name, n.Name, what, len(c), MaxCommand)
+			}
+		}
+		for _, h := range []Handler{n.Handlers.OnStart, n.Handlers.OnSuccess, n.Handlers.OnFailure} {
+			for _, c := range h.Contacts {
+				if c == "" {
+					return fmt.Errorf("batch %s: node %s: a handler names an empty contact", d.Name, n.Name)
+				}
 			}
 		}
 		locks := map[string]bool{}
