@@ -435,3 +435,69 @@ func TestABatchRunIsRequestedOnlyByTheClientsItNames(t *testing.T) {
 		t.Fatalf("asking again for a cycle that runs: %v", err)
 	}
 }
+
+// finishWithOutput reports d's run succeeded with output, as finish does.
+func (h *batchHarness) finishWithOutput(peer string, d *wire.Dispatch, output string) {
+	res := job.Result{Status: job.StateSucceeded, Output: output}
+	h.l.onResult(&wire.Result{Header: wire.Header{From: peer}, ExecID: d.ExecID, Job: d.Job, Attempt: d.Attempt, Run: d.Run, Result: res, FinishedAt: h.now})
+	run := max(d.Run, 1)
+	id := job.EventID(d.ExecID, job.EventFinished, run)
+	h.store.mu.Lock()
+	h.store.events[id] = job.Event{ID: id, ExecID: d.ExecID, Job: d.Job, Kind: job.EventFinished, Attempt: d.Attempt, Run: run, Client: peer, At: h.now, Result: &res}
+	h.store.mu.Unlock()
+	h.l.recorded(d.ExecID, run)
+	if err := h.l.fireBatchDue(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// A node takes its partitions from the last line of a node before it, or from a run's parameter; a new
+// term rebuilds them from the recorded end; a list that cannot be read fails the node, not the run's
+// other branches.
+func TestANodeTakesItsPartitionsFromANodesOutputOrAParameter(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{
+		{Name: "list", Job: "step"},
+		{Name: "load", Job: "step", PartitionsFrom: "node:list"},
+		{Name: "post", Job: "step", PartitionsFrom: "param:regions"},
+		{Name: "bad", Job: "step", PartitionsFrom: "param:missing"},
+	}, Edges: []workflow.Edge{{From: "list", To: "load"}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "a")
+	h.establish()
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops", params: map[string]string{"regions": "emea, apac"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"b/c1/post/emea", "b/c1/post/apac"} {
+		if dispatchOf(h, id) == nil {
+			t.Errorf("%s not dispatched", id)
+		}
+	}
+	if st, why := h.l.runs["b/c1"].wf.State("bad"); st != workflow.Failed || !strings.Contains(why, "no parameter missing") {
+		t.Errorf("bad: %s %q", st, why)
+	}
+	d := dispatchOf(h, "b/c1/list")
+	h.ack("a", d)
+	h.finishWithOutput("a", d, "listing departments...\nA,B C\n")
+	h.flushBatch()
+	for _, id := range []string{"b/c1/load/A", "b/c1/load/B", "b/c1/load/C"} {
+		if dispatchOf(h, id) == nil {
+			t.Errorf("%s not dispatched", id)
+		}
+	}
+	// A new term: the partitions come back from list's recorded end; nothing is fired again under
+	// another key.
+	h2 := newBatchHarness(t, fs, bs, "a")
+	h2.l.epoch = 8
+	h2.now = h.now.Add(time.Second)
+	h2.establish()
+	if err := h2.l.fireBatchDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := runStatus(h2.l.runs["b/c1"])
+	for _, n := range st.Nodes {
+		if n.Name == "load" && (n.State != workflow.Running || n.Partitions[workflow.Running] != 3) {
+			t.Errorf("load after takeover: %+v", n)
+		}
+	}
+}

@@ -188,7 +188,7 @@ func (l *leader) openSetEnded(e job.Execution) {
 		return
 	}
 	if run := l.runs[e.BatchRun]; run != nil && run.dispatched[e.ID] != nil {
-		l.batchEnded(e, e.State)
+		l.batchEnded(e, e.State, resultOutput(e.Result))
 		return
 	}
 	end := store.BatchEnd{Run: e.BatchRun, Node: e.BatchNode, Partition: e.BatchPartition, Round: max(e.BatchRound, 1),
@@ -586,7 +586,7 @@ func (l *leader) applyBatchLookup(n batchLookedUp) {
 			delete(run.dispatched, e.ID)
 			run.unhold(s)
 			l.releaseGate(e.ID)
-			l.endPartition(run, s, e.State == job.StateSucceeded, e.ID)
+			l.endPartition(run, s, e.State == job.StateSucceeded, e.ID, resultOutput(e.Result))
 			continue
 		}
 		run.dispatched[e.ID].unknown = false

@@ -114,7 +114,15 @@ func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd
 		run.dispatched[e.ID] = s
 		run.hold(s)
 	}
-	wf, err := workflow.Restore(def, doc.Frequency, doc.Marks, recorded)
+	dynamic := map[string][]string{}
+	for _, n := range def.Nodes {
+		if n.PartitionsFrom != "" {
+			if parts, err := resolvePartitions(run, n); err == nil {
+				dynamic[n.Name] = parts
+			}
+		}
+	}
+	wf, err := workflow.RestoreWith(def, doc.Frequency, doc.Marks, recorded, dynamic)
 	if err != nil {
 		return nil, fmt.Errorf("batch run %s: %w", doc.ID, err)
 	}
@@ -162,6 +170,17 @@ func (l *leader) advance(run *batchRun) {
 		return
 	}
 	for _, name := range run.wf.Ready() {
+		if n, ok := run.def.Node(name); ok && n.PartitionsFrom != "" {
+			parts, err := resolvePartitions(run, n)
+			if err == nil {
+				err = run.wf.SetPartitions(name, parts)
+			}
+			if err != nil {
+				l.logger.Warn("batch: a node's partitions could not be taken; it fails", "run", run.doc.ID, "node", name, "err", err)
+				_ = run.wf.Fail(name, err.Error())
+				continue
+			}
+		}
 		if err := run.wf.Start(name); err != nil {
 			l.logger.Error("batch: cannot start a ready node", "run", run.doc.ID, "node", name, "err", err)
 			continue
@@ -200,7 +219,7 @@ func (l *leader) fireBatchDue(ctx context.Context) error {
 			delete(run.dispatched, s.id)
 			run.unhold(s)
 			l.releaseGate(s.id)
-			l.endPartition(run, s, false, "")
+			l.endPartition(run, s, false, "", "")
 			continue
 		}
 		s.firedAt = now
@@ -273,7 +292,7 @@ func runParams(spec job.Spec, node workflow.Node, run map[string]string) (map[st
 }
 
 // batchEnded is told of every execution that ends (forget, recordSkip): a batch's ends its partition.
-func (l *leader) batchEnded(e job.Execution, outcome job.State) {
+func (l *leader) batchEnded(e job.Execution, outcome job.State, output string) {
 	if e.BatchRun == "" {
 		return
 	}
@@ -292,12 +311,69 @@ func (l *leader) batchEnded(e job.Execution, outcome job.State) {
 	delete(run.dispatched, e.ID)
 	run.unhold(s)
 	l.releaseGate(e.ID)
-	l.endPartition(run, s, outcome == job.StateSucceeded, e.ID)
+	l.endPartition(run, s, outcome == job.StateSucceeded, e.ID, output)
+}
+
+// resultOutput is a stored result's output tail, "" without one.
+func resultOutput(r *job.Result) string {
+	if r == nil {
+		return ""
+	}
+	return r.Output
+}
+
+// lastLine is the last line of output that is not blank, at most 4 KiB of it.
+func lastLine(output string) string {
+	lines := strings.Split(strings.TrimRight(output, "\n\r\t "), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if len(last) > 4<<10 {
+		last = last[len(last)-4<<10:]
+	}
+	return last
+}
+
+// isSource reports whether some node of d takes its partitions from node.
+func isSource(d workflow.Definition, node string) bool {
+	for _, n := range d.Nodes {
+		if n.PartitionsFrom == "node:"+node {
+			return true
+		}
+	}
+	return false
+}
+
+// resolvePartitions are the partitions of a node that takes them from elsewhere: the run's parameter, or
+// the last line of another node's output (its end in this round, or a success kept from an earlier one).
+func resolvePartitions(run *batchRun, n workflow.Node) ([]string, error) {
+	kind, name, _ := strings.Cut(n.PartitionsFrom, ":")
+	var list string
+	switch kind {
+	case "param":
+		v, ok := run.doc.Params[name]
+		if !ok {
+			return nil, fmt.Errorf("partitions_from %s: the run has no parameter %s", n.PartitionsFrom, name)
+		}
+		list = v
+	default:
+		end, ok := run.ends[name][""]
+		if !ok {
+			return nil, fmt.Errorf("partitions_from %s: %s has not ended", n.PartitionsFrom, name)
+		}
+		list = end.Output
+	}
+	parts, err := workflow.SplitPartitions(list)
+	if err != nil {
+		return nil, fmt.Errorf("partitions_from %s: %w", n.PartitionsFrom, err)
+	}
+	return parts, nil
 }
 
 // endPartition records how a slot ended and moves the run on.
-func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execID string) {
+func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execID, output string) {
 	end := store.BatchEnd{Run: run.doc.ID, Node: s.node, Partition: s.partition, Round: s.round, Succeeded: succeeded, Execution: execID, At: l.now()}
+	if isSource(run.def, s.node) {
+		end.Output = lastLine(output)
+	}
 	l.persistBatchEnd(end)
 	if !considered(end, run.doc.Round, max(run.doc.ResetRound, 1)) {
 		// An older round's failure ended after a rerun started: the rerun fires the partition again.

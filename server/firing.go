@@ -335,7 +335,7 @@ func (l *leader) recordSkip(e job.Execution, reason string) {
 		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
 		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
 	})
-	l.batchEnded(e, job.StateSkipped)
+	l.batchEnded(e, job.StateSkipped, "")
 	l.ended(e)
 	l.logger.Info("firing skipped", "execution", e.ID, "reason", reason)
 }

@@ -191,7 +191,11 @@ func (l *leader) forget(id string, outcome job.State) {
 	delete(l.flights, id)
 	l.activity.ended(l.now(), outcome)
 	// A batch's partition end is recorded before the execution's close is queued (see persistBatchEnd).
-	l.batchEnded(f.exec, outcome)
+	var output string
+	if f.result != nil {
+		output = f.result.Result.Output
+	}
+	l.batchEnded(f.exec, outcome, output)
 	l.ended(f.exec)
 	if l.onEnd != nil {
 		l.onEnd(f.exec, outcome)

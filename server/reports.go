@@ -120,10 +120,11 @@ func (l *leader) recorded(id string, run int) {
 	switch {
 	case f.phase == phaseReporting && max(f.result.Run, 1) == run:
 		status := f.result.Result.Status
-		f.result = nil
 		if f.retryAt.IsZero() {
-			l.forget(id, status)
+			l.forget(id, status) // it reads f.result (a batch partition's output)
+			f.result = nil
 		} else {
+			f.result = nil
 			l.to(f, phaseRetrying)
 		}
 	case run < f.run || f.phase == phaseReporting:

@@ -300,6 +300,9 @@ type BatchEnd struct {
 	Succeeded bool      `bson:"succeeded" json:"succeeded"`
 	Execution string    `bson:"execution" json:"execution"`
 	At        time.Time `bson:"at" json:"at"`
+	// Output is the last line of the execution's output, kept for the nodes that take their partitions
+	// from this one (workflow.Node.PartitionsFrom).
+	Output string `bson:"output,omitempty" json:"output,omitempty"`
 }
 
 // BatchEndID keys an end: once per run, node, partition and round.

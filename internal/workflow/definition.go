@@ -50,6 +50,10 @@ type Node struct {
 	Params map[string]string `json:"params,omitempty"`
 	// Partitions splits the node into one execution per item (department A, B, C); empty: one.
 	Partitions []string `json:"partitions,omitempty"`
+	// PartitionsFrom takes the partitions when the node starts, instead: "param:NAME", the run's parameter
+	// NAME, or "node:NAME", the last line of the output of node NAME (unpartitioned, with an edge to this
+	// one): items separated by commas or spaces.
+	PartitionsFrom string `json:"partitions_from,omitempty" bson:"partitions_from,omitempty"`
 	// Frequencies are the run frequencies the node runs on ("D", "W", "M", or any name); empty: every
 	// run. On another frequency it does not run, and counts as succeeded for the nodes after it.
 	Frequencies []string `json:"frequencies,omitempty"`
@@ -129,6 +133,29 @@ func (d Definition) Layout() string {
 		return "2006-01-02"
 	}
 	return d.CycleFormat
+}
+
+// SplitPartitions reads a list of partitions: items separated by commas or white space, each checked as
+// a name, none twice.
+func SplitPartitions(s string) ([]string, error) {
+	items := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+	if len(items) > MaxPartitions {
+		return nil, fmt.Errorf("%d partitions, at most %d", len(items), MaxPartitions)
+	}
+	seen := map[string]bool{}
+	for _, it := range items {
+		if err := ValidName("partition", it); err != nil {
+			return nil, err
+		}
+		if seen[it] {
+			return nil, fmt.Errorf("partition %q is given twice", it)
+		}
+		seen[it] = true
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("no partitions")
+	}
+	return items, nil
 }
 
 // Node returns the node named name.
@@ -223,6 +250,30 @@ func (d Definition) Validate() error {
 				return fmt.Errorf("batch %s: node %s: partition %q: repeated, or not 1-128 characters of letters, digits, '.', '_' or '-'", d.Name, n.Name, p)
 			}
 			parts[p] = true
+		}
+	}
+	for _, n := range d.Nodes {
+		if n.PartitionsFrom == "" {
+			continue
+		}
+		kind, name, _ := strings.Cut(n.PartitionsFrom, ":")
+		switch {
+		case len(n.Partitions) > 0:
+			return fmt.Errorf("batch %s: node %s: partitions and partitions_from are exclusive", d.Name, n.Name)
+		case kind == "param" && name != "":
+		case kind == "node":
+			src, ok := d.Node(name)
+			has := slices.ContainsFunc(d.Edges, func(e Edge) bool { return e.From == name && e.To == n.Name && e.Flag != Disabled })
+			switch {
+			case !ok:
+				return fmt.Errorf("batch %s: node %s: partitions_from %q: no such node", d.Name, n.Name, n.PartitionsFrom)
+			case len(src.Partitions) > 0 || src.PartitionsFrom != "":
+				return fmt.Errorf("batch %s: node %s: partitions_from %q: that node is partitioned; its output is not one list", d.Name, n.Name, n.PartitionsFrom)
+			case !has:
+				return fmt.Errorf("batch %s: node %s: partitions_from %q: needs an edge from %s, so that its output exists when this node starts", d.Name, n.Name, n.PartitionsFrom, name)
+			}
+		default:
+			return fmt.Errorf("batch %s: node %s: partitions_from %q: want param:NAME or node:NAME", d.Name, n.Name, n.PartitionsFrom)
 		}
 	}
 	edges := map[[2]string]bool{}

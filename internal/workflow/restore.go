@@ -17,9 +17,23 @@ import (
 // round) and those of the current round is a rerun from the point of failure; passing nothing from before
 // a reset is the reset.
 func Restore(d Definition, frequency string, marks map[string]string, recorded map[string]map[string]State) (*Run, error) {
+	return RestoreWith(d, frequency, marks, recorded, nil)
+}
+
+// RestoreWith is Restore for a run some of whose nodes have their partitions from elsewhere (partitions:
+// node → its list, as SetPartitions would have set it).
+func RestoreWith(d Definition, frequency string, marks map[string]string, recorded map[string]map[string]State, partitions map[string][]string) (*Run, error) {
 	r, err := NewRun(d, frequency)
 	if err != nil {
 		return nil, err
+	}
+	for name, parts := range partitions {
+		if i, ok := r.index[name]; ok {
+			if r.dynamic == nil {
+				r.dynamic = map[int][]string{}
+			}
+			r.dynamic[i] = slices.Clone(parts)
+		}
 	}
 	// A node whose every partition succeeded stays succeeded, and one with a partition under way stays
 	// running, whatever runs again before it (a rerun keeps both); the others are decided again from there.

@@ -24,10 +24,11 @@ func (s State) Terminal() bool {
 	return s == Succeeded || s == Failed || s == Skipped || s == Blocked
 }
 
-// The state machine of a node (transitions in one place: decide, Start, EndPartition, MarkSucceeded):
+// The state machine of a node (transitions in one place: decide, Start, Fail, EndPartition, MarkSucceeded):
 //
 //	waiting --(every edge in resolved)--> ready | skipped | blocked
 //	ready   --Start-->                   running
+//	ready   --Fail-->                    failed (it cannot start: its partitions could not be taken)
 //	running --(every partition ended)--> succeeded | failed
 //	failed, blocked, ready, waiting --MarkSucceeded--> succeeded
 //
@@ -54,6 +55,7 @@ type Run struct {
 	order     []int          // the nodes in an order where every edge goes forward
 	nodes     []nodeRun
 	ready     []string // became ready, in the order they did, not yet taken by Start
+	dynamic   map[int][]string // partitions set when the node starts (SetPartitions)
 }
 
 // NewRun starts a run of d at frequency: the nodes with no edge in are decided at once.
@@ -191,10 +193,46 @@ func (r *Run) Start(name string) error {
 
 // partitions of node i: its items, or the one unnamed partition.
 func (r *Run) partitions(i int) []string {
+	if p := r.dynamic[i]; len(p) > 0 {
+		return p
+	}
 	if p := r.def.Nodes[i].Partitions; len(p) > 0 {
 		return p
 	}
 	return []string{""}
+}
+
+// SetPartitions gives a node whose partitions come from elsewhere (Node.PartitionsFrom) its partitions;
+// only before it starts.
+func (r *Run) SetPartitions(name string, parts []string) error {
+	i, n, err := r.node(name)
+	if err != nil {
+		return err
+	}
+	if n.state == Running || n.state.Terminal() {
+		return fmt.Errorf("batch %s: node %s is %s: its partitions are set", r.def.Name, name, n.state)
+	}
+	if r.dynamic == nil {
+		r.dynamic = map[int][]string{}
+	}
+	r.dynamic[i] = slices.Clone(parts)
+	n.parts = nil
+	return nil
+}
+
+// Fail ends a ready node as failed without running it (what it needs to start is missing: its
+// partitions could not be taken); the nodes after it are decided as after any failure.
+func (r *Run) Fail(name, why string) error {
+	i, n, err := r.node(name)
+	if err != nil {
+		return err
+	}
+	if n.state != Ready {
+		return fmt.Errorf("batch %s: node %s is %s, not ready", r.def.Name, name, n.state)
+	}
+	r.ready = slices.DeleteFunc(r.ready, func(s string) bool { return s == name })
+	r.end(i, Failed, why)
+	return nil
 }
 
 // EndPartition records how a partition of a running node ended ("" for an unpartitioned node). When the
@@ -334,7 +372,7 @@ func (r *Run) Done() bool {
 // ran are decided again from there. A node off the frequency is skipped again, but only once the nodes
 // before it end again: kept skipped, it would let the nodes after it start before those it stands between.
 func (r *Run) Rerun() *Run {
-	next := &Run{def: r.def, frequency: r.frequency, index: r.index, out: r.out, in: r.in, order: r.order, nodes: make([]nodeRun, len(r.nodes))}
+	next := &Run{def: r.def, frequency: r.frequency, index: r.index, out: r.out, in: r.in, order: r.order, nodes: make([]nodeRun, len(r.nodes)), dynamic: r.dynamic}
 	var again []int
 	for _, i := range r.order {
 		n := r.nodes[i]
