@@ -54,7 +54,7 @@ type Run struct {
 	in        [][]int        // node → its enabled edges in
 	order     []int          // the nodes in an order where every edge goes forward
 	nodes     []nodeRun
-	ready     []string // became ready, in the order they did, not yet taken by Start
+	ready     []string         // became ready, in the order they did, not yet taken by Start
 	dynamic   map[int][]string // partitions set when the node starts (SetPartitions)
 }
 
