@@ -262,6 +262,29 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	if err := c.Call(c.AnyServer(), "GET", "/api/v1/executions/"+url.PathEscape("year-end/2026-12-31/extract/B~r2"), nil, &e); err != nil || e.State != job.StateSucceeded || e.BatchRound != 2 {
 		t.Errorf("the rerun's execution of extract/B: %+v, %v", e, err)
 	}
+	// History: an edit, its diff, a rollback; the run kept the version it started with.
+	edited := strings.ReplaceAll(strings.ReplaceAll(yearEnd, "{{dir}}", dir), "  - {name: payroll, job: report}\n", "")
+	if err := os.WriteFile(file, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := cli("batch", "apply", "-f", file, "-m", "payroll moved out"); !strings.Contains(out, "version 2") {
+		t.Fatalf("apply of an edit: %s", out)
+	}
+	if out := cli("batch", "diff", "year-end"); !strings.Contains(out, "version 1 → 2") || !strings.Contains(out, `- node {"name":"payroll"`) {
+		t.Errorf("diff:\n%s", out)
+	}
+	if out := cli("batch", "rollback", "year-end", "--to", "1"); !strings.Contains(out, "version 3, equal to version 1") {
+		t.Errorf("rollback: %s", out)
+	}
+	if out := cli("batch", "show", "year-end"); !strings.Contains(out, `"payroll"`) {
+		t.Errorf("after the rollback:\n%s", out)
+	}
+	if out := cli("batch", "history", "year-end"); !strings.Contains(out, "rolled back to version 1") || !strings.Contains(out, "payroll moved out") {
+		t.Errorf("history:\n%s", out)
+	}
+	if st.Run.Version != 1 {
+		t.Errorf("the run records version %d, want 1", st.Run.Version)
+	}
 	ops := map[string]string{}
 	for _, op := range st.Operations {
 		ops[op.Op] = op.Who + ": " + op.Why

@@ -56,6 +56,13 @@ func (l *leader) keepHistoryOnce(ctx context.Context, now time.Time) {
 			return l.history.PruneArchive(ctx, now.Add(-h.Keep-h.ArchiveKeep))
 		})
 	}
+	// A batch run's records (its ends and operations) are kept as long as the archive keeps executions
+	// (for ever when it does).
+	if bp, ok := l.batchStore.(interface {
+		PruneBatchRuns(ctx context.Context, cut time.Time) (int, error)
+	}); ok && h.ArchiveKeep > 0 {
+		step("drop old batch runs", func(ctx context.Context) (int, error) { return bp.PruneBatchRuns(ctx, now.Add(-h.Keep-h.ArchiveKeep)) })
+	}
 	// A firing is never made again once its time is older than the misfire handling looks back (the
 	// jobs' last firings are in the open set) and no queued request can name it (fallback_keep).
 	step("drop fences", func(ctx context.Context) (int, error) {

@@ -408,3 +408,41 @@ func (s *Store) ListResources(ctx context.Context) ([]Resource, error) {
 	}
 	return out, nil
 }
+
+// PruneBatchRuns deletes the runs that ended before cut (succeeded, failed or stopped), with their ends
+// and operations, at most 1,000 runs a call; it returns how many runs it deleted. The batches' revisions
+// stay.
+func (s *Store) PruneBatchRuns(ctx context.Context, cut time.Time) (int, error) {
+	filter := bson.D{
+		{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{RunSucceeded, RunFailed, RunStopped}}}},
+		{Key: "ended_at", Value: bson.D{{Key: "$lt", Value: storedTime(cut)}}},
+	}
+	cur, err := s.db.Collection(collBatchRuns).Find(ctx, filter, options.Find().SetLimit(1000).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return 0, fmt.Errorf("store: find old batch runs: %w", err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, fmt.Errorf("store: find old batch runs: %w", err)
+	}
+	if len(docs) == 0 {
+		return 0, nil
+	}
+	ids := make(bson.A, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	// Ends and operations first: a run deleted last is found again by the next call if this one stops.
+	for _, coll := range []string{collBatchEnds, collBatchOperations} {
+		if _, err := s.db.Collection(coll).DeleteMany(ctx, bson.D{{Key: "run", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+			return 0, fmt.Errorf("store: prune %s: %w", coll, err)
+		}
+	}
+	res, err := s.db.Collection(collBatchRuns).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune batch runs: %w", err)
+	}
+	return int(res.DeletedCount), nil
+}

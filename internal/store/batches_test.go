@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/clover-sched/clover/internal/workflow"
 )
@@ -109,5 +110,47 @@ func TestBatchRuns(t *testing.T) {
 	}
 	if ops, err := s.ListBatchOperations(ctx, run.ID); err != nil || len(ops) != 1 || ops[0].Who != "alice" {
 		t.Fatalf("operations: %+v, %v", ops, err)
+	}
+}
+
+// Runs that ended before the cut leave with their ends and operations; open ones and newer ones stay.
+func TestOldBatchRunsArePruned(t *testing.T) {
+	s := testStore(t)
+	ctx := t.Context()
+	mk := func(cycle string, state RunState, ended time.Time) {
+		r := BatchRun{ID: BatchRunID("eod", cycle), Batch: "eod", Cycle: cycle, State: state, Round: 1, StartedAt: t0, EndedAt: ended, Seq: 1}
+		if err := s.CreateBatchRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InsertBatchEnds(ctx, []BatchEnd{{Run: r.ID, Node: "a", Round: 1, Succeeded: true, At: t0}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InsertBatchOperation(ctx, BatchOperation{ID: r.ID + "#1", Run: r.ID, Op: "run", At: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("old", RunSucceeded, t0.Add(time.Hour))
+	mk("old-failed", RunFailed, t0.Add(time.Hour))
+	mk("open", RunPaused, time.Time{})
+	mk("new", RunSucceeded, t0.Add(48*time.Hour))
+	n, err := s.PruneBatchRuns(ctx, t0.Add(24*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d, %v; want 2", n, err)
+	}
+	for _, c := range []string{"old", "old-failed"} {
+		if _, err := s.GetBatchRun(ctx, BatchRunID("eod", c)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: %v", c, err)
+		}
+		if ends, _ := s.ListBatchEnds(ctx, BatchRunID("eod", c)); len(ends) != 0 {
+			t.Errorf("%s kept %d ends", c, len(ends))
+		}
+	}
+	for _, c := range []string{"open", "new"} {
+		if _, err := s.GetBatchRun(ctx, BatchRunID("eod", c)); err != nil {
+			t.Errorf("%s: %v", c, err)
+		}
+		if ops, _ := s.ListBatchOperations(ctx, BatchRunID("eod", c)); len(ops) != 1 {
+			t.Errorf("%s lost its operations", c)
+		}
 	}
 }
