@@ -17,16 +17,21 @@ import (
 // that a write is checked against the jobs the leader knows); runs and their operations are made by the
 // leader loop (batchops.go).
 
-func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
-	out, err := s.store.ListBatches(r.Context())
+// writeList answers a list read from the store: [] rather than null when it is empty.
+func writeList[T any](w http.ResponseWriter, list []T, err error) {
 	if err != nil {
 		writeError(w, storeStatus(err), err)
 		return
 	}
-	if out == nil {
-		out = []store.Batch{}
+	if list == nil {
+		list = []T{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
+	out, err := s.store.ListBatches(r.Context())
+	writeList(w, out, err)
 }
 
 func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
@@ -212,14 +217,7 @@ func (s *Server) listBatchRuns(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	out, err := s.store.ListBatchRuns(r.Context(), r.PathValue("name"), r.URL.Query().Get("open") == "true", limit)
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	if out == nil {
-		out = []store.BatchRun{}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, out, err)
 }
 
 // getBatchRun answers from the leader's live view of a run it follows, else from the store.
@@ -270,14 +268,7 @@ func (s *Server) getBatchRun(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listResources(w http.ResponseWriter, r *http.Request) {
 	out, err := s.store.ListResources(r.Context())
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	if out == nil {
-		out = []store.Resource{}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, out, err)
 }
 
 // putResource sets a resource's capacity and tells the leader, which lets through what now fits.
@@ -343,12 +334,5 @@ func (s *Server) batchRunExecutions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	execs, err := s.store.ExecutionsByID(r.Context(), ids)
-	if err != nil {
-		writeError(w, storeStatus(err), err)
-		return
-	}
-	if execs == nil {
-		execs = []job.Execution{}
-	}
-	writeJSON(w, http.StatusOK, execs)
+	writeList(w, execs, err)
 }

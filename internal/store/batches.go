@@ -55,6 +55,19 @@ type BatchRevision struct {
 	Message    string              `bson:"message,omitempty" json:"message,omitempty"`
 }
 
+// findAll runs a query on coll and decodes every document it finds; what names them in errors.
+func findAll[T any](ctx context.Context, s *Store, coll, what string, filter bson.D, opts ...options.Lister[options.FindOptions]) ([]T, error) {
+	cur, err := s.db.Collection(coll).Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", what, err)
+	}
+	out, err := decodeEach[T](ctx, s, what, cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", what, err)
+	}
+	return out, nil
+}
+
 // BatchRevisionID is the key of version v of batch name, zero-padded so that ids sort as versions.
 func BatchRevisionID(name string, v int64) string { return fmt.Sprintf("%s@%012d", name, v) }
 
@@ -134,16 +147,8 @@ func (s *Store) GetBatch(ctx context.Context, name string) (Batch, error) {
 
 // ListBatches returns every batch not deleted, by name.
 func (s *Store) ListBatches(ctx context.Context) ([]Batch, error) {
-	cur, err := s.db.Collection(collBatches).Find(ctx, bson.D{{Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}},
+	return findAll[Batch](ctx, s, collBatches, "batches", bson.D{{Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("store: list batches: %w", err)
-	}
-	out, err := decodeEach[Batch](ctx, s, "batch", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list batches: %w", err)
-	}
-	return out, nil
 }
 
 // GetBatchRevision returns version v of a batch.
@@ -153,16 +158,8 @@ func (s *Store) GetBatchRevision(ctx context.Context, name string, v int64) (Bat
 
 // ListBatchRevisions returns a batch's revisions, newest first.
 func (s *Store) ListBatchRevisions(ctx context.Context, name string) ([]BatchRevision, error) {
-	cur, err := s.db.Collection(collBatchRevisions).Find(ctx, bson.D{{Key: "batch", Value: name}},
+	return findAll[BatchRevision](ctx, s, collBatchRevisions, "revisions of batch "+name, bson.D{{Key: "batch", Value: name}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}))
-	if err != nil {
-		return nil, fmt.Errorf("store: list revisions of batch %s: %w", name, err)
-	}
-	out, err := decodeEach[BatchRevision](ctx, s, "batch revision", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list revisions of batch %s: %w", name, err)
-	}
-	return out, nil
 }
 
 func (s *Store) latestBatchRevision(ctx context.Context, name string) (BatchRevision, error) {
@@ -279,15 +276,7 @@ func (s *Store) ListBatchRuns(ctx context.Context, batch string, open bool, limi
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
-	cur, err := s.db.Collection(collBatchRuns).Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("store: list batch runs: %w", err)
-	}
-	out, err := decodeEach[BatchRun](ctx, s, "batch run", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list batch runs: %w", err)
-	}
-	return out, nil
+	return findAll[BatchRun](ctx, s, collBatchRuns, "batch runs", filter, opts)
 }
 
 // BatchEnd is how one partition of one node ended in one round of a run ("" for an unpartitioned node).
@@ -329,15 +318,7 @@ func (s *Store) InsertBatchEnds(ctx context.Context, ends []BatchEnd) error {
 
 // ListBatchEnds returns every end recorded in a run.
 func (s *Store) ListBatchEnds(ctx context.Context, run string) ([]BatchEnd, error) {
-	cur, err := s.db.Collection(collBatchEnds).Find(ctx, bson.D{{Key: "run", Value: run}})
-	if err != nil {
-		return nil, fmt.Errorf("store: list ends of batch run %s: %w", run, err)
-	}
-	out, err := decodeEach[BatchEnd](ctx, s, "batch end", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list ends of batch run %s: %w", run, err)
-	}
-	return out, nil
+	return findAll[BatchEnd](ctx, s, collBatchEnds, "ends of batch run "+run, bson.D{{Key: "run", Value: run}})
 }
 
 // BatchOperation is one operation asked of a run (or of one of its nodes): who asked, when, and why.
@@ -363,16 +344,8 @@ func (s *Store) InsertBatchOperation(ctx context.Context, op BatchOperation) err
 
 // ListBatchOperations returns the operations asked of a run, oldest first.
 func (s *Store) ListBatchOperations(ctx context.Context, run string) ([]BatchOperation, error) {
-	cur, err := s.db.Collection(collBatchOperations).Find(ctx, bson.D{{Key: "run", Value: run}},
+	return findAll[BatchOperation](ctx, s, collBatchOperations, "operations of batch run "+run, bson.D{{Key: "run", Value: run}},
 		options.Find().SetSort(bson.D{{Key: "at", Value: 1}, {Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("store: list operations of batch run %s: %w", run, err)
-	}
-	out, err := decodeEach[BatchOperation](ctx, s, "batch operation", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list operations of batch run %s: %w", run, err)
-	}
-	return out, nil
 }
 
 const collResources = "batch_resources"
@@ -398,15 +371,7 @@ func (s *Store) PutResource(ctx context.Context, r Resource) error {
 
 // ListResources returns every resource, by name.
 func (s *Store) ListResources(ctx context.Context) ([]Resource, error) {
-	cur, err := s.db.Collection(collResources).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("store: list resources: %w", err)
-	}
-	out, err := decodeEach[Resource](ctx, s, "resource", cur)
-	if err != nil {
-		return nil, fmt.Errorf("store: list resources: %w", err)
-	}
-	return out, nil
+	return findAll[Resource](ctx, s, collResources, "resources", bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 }
 
 // PruneBatchRuns deletes the runs that ended before cut (succeeded, failed or stopped), with their ends
