@@ -4,6 +4,8 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"github.com/chromedp/chromedp"
+	"github.com/clover-sched/clover/internal/browsertest"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -204,6 +206,19 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	if page := consolePage(t, c, follower, "/ui/batches/year-end"); !strings.Contains(page, `id="graph-node-final"`) || !strings.Contains(page, `id="run-start"`) {
 		t.Errorf("the batch's console page lacks its graph or its run form")
 	}
+	// In Chromium: the graph is drawn, the failed node colored as failed.
+	browser := browsertest.Browser(t)
+	runPage := c.scheme + "://" + follower.API + "/ui/batches/year-end/runs/2026-12-31"
+	consoleLogin(t, browser, c.scheme+"://"+follower.API, c.Tokens.Operator)
+	if err := chromedp.Do(browser, chromedp.Navigate(runPage)); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, browser, "#run-state", "failed")
+	class, err := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector("#graph-node-extract").getAttribute("class")`))
+	if err != nil || !strings.Contains(class, "st-failed") {
+		t.Errorf("the extract node is drawn with class %q (%v), want st-failed", class, err)
+	}
+	browsertest.Screenshot(t, browser, "batch-run-failed")
 
 	// The same cycle again is refused; a rerun goes on from the point of failure.
 	if out := clover(t, c, follower, true, "batch", "run", "year-end", "--cycle", "2026-12-31"); !strings.Contains(out, "HTTP 409") {
@@ -262,6 +277,12 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	if err := c.Call(c.AnyServer(), "GET", "/api/v1/executions/"+url.PathEscape("year-end/2026-12-31/extract/B~r2"), nil, &e); err != nil || e.State != job.StateSucceeded || e.BatchRound != 2 {
 		t.Errorf("the rerun's execution of extract/B: %+v, %v", e, err)
 	}
+	if err := chromedp.Do(browser, chromedp.Navigate(runPage)); err != nil {
+		t.Fatal(err)
+	}
+	consoleText(t, browser, "#run-state", "succeeded")
+	browsertest.Screenshot(t, browser, "batch-run-succeeded")
+
 	// History: an edit, its diff, a rollback; the run kept the version it started with.
 	edited := strings.ReplaceAll(strings.ReplaceAll(yearEnd, "{{dir}}", dir), "  - {name: payroll, job: report}\n", "")
 	if err := os.WriteFile(file, []byte(edited), 0o644); err != nil {
