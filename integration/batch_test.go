@@ -189,7 +189,10 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 		}
 		return false
 	})
-	status := cli("batch", "status", "year-end", "2026-12-31")
+	status := cli("batch", "status", "year-end", "2026-12-31", "--exceptions")
+	if !strings.Contains(status, "year-end/2026-12-31/extract/B") || !strings.Contains(status, "FAILED EXECUTION") {
+		t.Errorf("the exceptions do not name extract/B:\n%s", status)
+	}
 	if !strings.Contains(status, "failed: B") || !strings.Contains(status, "blocked") {
 		t.Errorf("status does not show the failed partition:\n%s", status)
 	}

@@ -334,5 +334,8 @@ func (s *Server) batchRunExecutions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	execs, err := s.store.ExecutionsByID(r.Context(), ids)
+	if state := job.State(r.URL.Query().Get("state")); state != "" && err == nil {
+		execs = slices.DeleteFunc(execs, func(e job.Execution) bool { return e.State != state })
+	}
 	writeList(w, execs, err)
 }

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	apiv1 "github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/workflow"
 )
@@ -290,8 +291,8 @@ func batchRunsCmd() *cobra.Command {
 }
 
 func batchStatusCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "status NAME CYCLE", Short: "Where each node of a run stands", Args: cobra.ExactArgs(2),
+	c := &cobra.Command{
+		Use: "status NAME CYCLE", Short: "Where each node of a run stands (--exceptions: its failed executions and why)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			api, err := newAPIClient(cmd)
 			if err != nil {
@@ -301,13 +302,36 @@ func batchStatusCmd() *cobra.Command {
 			if err := api.do(cmd.Context(), "GET", batchPath(args[0], "runs", args[1]), nil, &st); err != nil {
 				return err
 			}
+			var failed []job.Execution
+			if ex, _ := cmd.Flags().GetBool("exceptions"); ex {
+				if err := api.do(cmd.Context(), "GET", batchPath(args[0], "runs", args[1], "executions")+"?state=failed", nil, &failed); err != nil {
+					return err
+				}
+			}
 			if wantJSON(cmd) {
+				if failed != nil {
+					return printJSON(cmd.OutOrStdout(), failed)
+				}
 				return printJSON(cmd.OutOrStdout(), st)
 			}
 			printBatchStatus(cmd.OutOrStdout(), st)
+			if len(failed) > 0 {
+				w := table(cmd.OutOrStdout())
+				fmt.Fprintln(w, "FAILED EXECUTION\tCLIENT\tEXIT\tERROR")
+				for _, e := range failed {
+					exit, msg := "", ""
+					if e.Result != nil {
+						exit, msg = fmt.Sprint(e.Result.ExitCode), e.Result.Error
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.ID, e.Client, exit, msg)
+				}
+				return w.Flush()
+			}
 			return nil
 		},
 	}
+	c.Flags().Bool("exceptions", false, "also list the run's failed executions, with their exit codes and errors")
+	return c
 }
 
 func printBatchStatus(out io.Writer, st apiv1.BatchRunStatus) {
