@@ -81,10 +81,18 @@ func runShell(ctx context.Context, jc JobContext) error {
 			"CLOVER_SHARD_ITEM="+sh.Item,
 		)
 	}
+	seen := map[string]string{}
 	for _, k := range slices.Sorted(maps.Keys(jc.Params)) { // sorted: the same environment every time
-		if k != "command" {
-			cmd.Env = append(cmd.Env, "CLOVER_PARAM_"+strings.ToUpper(k)+"="+jc.Params[k])
+		if k == "command" {
+			continue
 		}
+		v := job.ParamVar(k)
+		if other, dup := seen[v]; dup {
+			// Which one the command would see depends on the order: refuse rather than guess.
+			return fmt.Errorf("shell: params %q and %q are both CLOVER_PARAM_%s", other, k, v)
+		}
+		seen[v] = k
+		cmd.Env = append(cmd.Env, "CLOVER_PARAM_"+v+"="+jc.Params[k])
 	}
 	if err := jc.spawn.start(cmd); err != nil {
 		return err

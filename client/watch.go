@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clover-sched/clover/internal/workflow"
@@ -110,7 +111,7 @@ func (c *Client) pollWatch(w *WatchConfig, seen map[string]*seenFile) {
 		if w.MD5Suffix != "" && strings.HasSuffix(p, w.MD5Suffix) {
 			continue // a companion, not a file to watch
 		}
-		fi, err := os.Stat(p)
+		fi, err := os.Lstat(p) // a symbolic link is not a file that arrived (it could name a device)
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
@@ -147,11 +148,27 @@ func (c *Client) pollWatch(w *WatchConfig, seen map[string]*seenFile) {
 	}
 }
 
-// sumMatches reports whether the companion file holds the MD5 of path (its first word, in hex).
+// maxHashed bounds the files whose MD5 a watch computes: more is not a file that arrived, it is a mistake
+// (a sparse file, say), and hashing it would hold the watches for hours.
+const maxHashed = 64 << 30
+
+// sumMatches reports whether the companion file holds the MD5 of path (its first word, in hex). The
+// companion must be a small regular file: a FIFO would block the watches, a link to a device never end.
 func (c *Client) sumMatches(path, companion string, f *seenFile) bool {
+	ci, err := os.Lstat(companion)
+	if err != nil || !ci.Mode().IsRegular() || ci.Size() > 1<<10 {
+		return false // not there yet, or not a companion
+	}
 	data, err := os.ReadFile(companion)
 	if err != nil {
-		return false // not there yet
+		return false
+	}
+	if f.size > maxHashed {
+		if f.badSum != "too large" {
+			c.logger.Warn("a watched file is too large to check its MD5; no run asked", "file", path, "bytes", f.size, "limit", maxHashed)
+			f.badSum = "too large"
+		}
+		return false
 	}
 	want := strings.ToLower(strings.TrimSpace(strings.SplitN(strings.TrimSpace(string(data)), " ", 2)[0]))
 	if want == "" || f.badSum == want && f.md5Size == f.size {
@@ -183,12 +200,23 @@ func fileMD5(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+var cycleRegexps sync.Map // expression → *regexp.Regexp, compiled once (checked at start)
+
+func cycleRegexp(expr string) *regexp.Regexp {
+	if re, ok := cycleRegexps.Load(expr); ok {
+		return re.(*regexp.Regexp)
+	}
+	re := regexp.MustCompile(expr)
+	cycleRegexps.Store(expr, re)
+	return re
+}
+
 // watchCycle is the cycle a file stands for.
 func watchCycle(w *WatchConfig, path string, mtime time.Time) (string, error) {
 	if w.Cycle == "" {
 		return mtime.UTC().Format("2006-01-02"), nil
 	}
-	m := regexp.MustCompile(w.Cycle).FindStringSubmatch(filepath.Base(path))
+	m := cycleRegexp(w.Cycle).FindStringSubmatch(filepath.Base(path))
 	if m == nil || m[1] == "" {
 		return "", errors.New("its name does not match " + w.Cycle)
 	}

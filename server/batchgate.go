@@ -57,6 +57,16 @@ func (g *batchGate) free(h holding, reserved map[string]bool) bool {
 	return true
 }
 
+// fits reports whether h could ever be taken: no resource asks more than its capacity.
+func (g *batchGate) fits(h holding) bool {
+	for r, units := range h.resources {
+		if units > g.capacity[r] {
+			return false
+		}
+	}
+	return true
+}
+
 // take records id as holding h, whether it is free or not (a new term counts what runs as held).
 func (g *batchGate) take(id string, h holding) {
 	if _, ok := g.holders[id]; ok {
@@ -148,13 +158,18 @@ func (l *leader) gateOrFire(run *batchRun, slots []*batchSlot) {
 			l.gate.waiting = append(l.gate.waiting, s)
 			continue
 		}
+		s.due = true
 		l.batchDue = append(l.batchDue, s)
 	}
 	l.openGate()
 }
 
-// openGate fires the waiting slots that can take what they need now, in the order they came.
+// openGate fires the waiting slots that can take what they need now, in the order they came. It stays
+// shut while a run is not taken over yet: what that run's executions hold is not counted.
 func (l *leader) openGate() {
+	if len(l.unloaded) > 0 {
+		return
+	}
 	reserved := map[string]bool{}
 	kept := l.gate.waiting[:0]
 	for _, s := range l.gate.waiting {
@@ -165,14 +180,15 @@ func (l *leader) openGate() {
 		n, _ := run.def.Node(s.node)
 		h := holdingOf(n)
 		if run.doc.State != store.RunRunning || !l.gate.free(h, reserved) {
-			if run.doc.State == store.RunRunning {
-				reserve(h, reserved)
+			if run.doc.State == store.RunRunning && l.gate.fits(h) {
+				reserve(h, reserved) // one that can never fit (a capacity lowered) keeps nobody out
 			}
 			kept = append(kept, s)
 			continue
 		}
 		l.gate.take(s.id, h)
 		s.waiting = false
+		s.due = true
 		l.batchDue = append(l.batchDue, s)
 	}
 	clear(l.gate.waiting[len(kept):])

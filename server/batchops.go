@@ -98,15 +98,26 @@ func (l *leader) loadBatchRuns(ctx context.Context) error {
 	if err := l.loadBatchSchedules(ctx); err != nil {
 		return err
 	}
+	// Every run is loaded, and what its executions hold counted at the gate, before any run moves on: a
+	// run moved on first could let a waiter through a lock a run loaded after it holds.
+	var taken []*batchRun
 	for _, doc := range docs {
-		if err := l.takeRun(ctx, doc); err != nil {
+		run, err := l.takeRun(ctx, doc)
+		if err != nil {
 			if errors.Is(err, store.ErrFenced) {
 				return err
 			}
 			l.unloaded[doc.ID] = doc
 			l.logger.Warn("batch: a run could not be taken over; trying again on the tick", "run", doc.ID, "err", err)
+			continue
 		}
+		taken = append(taken, run)
 	}
+	for _, run := range taken {
+		l.advance(run)
+		l.finishIfDone(run)
+	}
+	l.openGate()
 	clear(l.openSetEnds)
 	if len(docs) > 0 {
 		l.logger.Info("batch runs taken over", "runs", len(docs)-len(l.unloaded), "left_for_later", len(l.unloaded))
@@ -114,19 +125,19 @@ func (l *leader) loadBatchRuns(ctx context.Context) error {
 	return nil
 }
 
-// takeRun claims an open run for this term, rebuilds it, counts what its executions hold at the gate,
-// and moves it on.
-func (l *leader) takeRun(ctx context.Context, doc store.BatchRun) error {
+// takeRun claims an open run for this term, rebuilds it and counts what its executions hold at the gate;
+// the caller moves it on.
+func (l *leader) takeRun(ctx context.Context, doc store.BatchRun) (*batchRun, error) {
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
 	run, err := l.loadRun(sctx, doc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	run.doc.Epoch = l.epoch
 	run.doc.Seq++
 	if err := l.batchStore.SaveBatchRun(sctx, run.doc); err != nil {
-		return err
+		return nil, err
 	}
 	l.runs[doc.ID] = run
 	delete(l.unloaded, doc.ID)
@@ -136,9 +147,7 @@ func (l *leader) takeRun(ctx context.Context, doc store.BatchRun) error {
 			l.gate.take(id, holdingOf(n))
 		}
 	}
-	l.advance(run)
-	l.finishIfDone(run)
-	return nil
+	return run, nil
 }
 
 // loadResources reads the resources' capacities.
@@ -192,7 +201,7 @@ func (l *leader) openSetEnded(e job.Execution) {
 		return
 	}
 	end := store.BatchEnd{Run: e.BatchRun, Node: e.BatchNode, Partition: e.BatchPartition, Round: max(e.BatchRound, 1),
-		Succeeded: e.State == job.StateSucceeded, Execution: e.ID, At: l.now()}
+		Succeeded: e.State == job.StateSucceeded, Execution: e.ID, At: l.now(), Output: lastLine(resultOutput(e.Result))}
 	l.persistBatchEnd(end)
 	l.openSetEnds[e.BatchRun] = append(l.openSetEnds[e.BatchRun], end)
 }
@@ -303,6 +312,7 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 	}
 	l.logger.Info("batch operation", "run", doc.ID, "op", n.op, "node", n.node, "who", n.who, "state", doc.State, "round", doc.Round)
 	l.advance(run)
+	l.openGate() // what waited while the run was paused may go now
 	l.finishIfDone(run)
 	return batchOpReply{run: run.doc}
 }
@@ -519,11 +529,26 @@ func (l *leader) checkBatches(ctx context.Context, now time.Time) {
 	}
 	if now.Sub(l.lastUnloadedTry) > 30*time.Second && len(l.unloaded) > 0 {
 		l.lastUnloadedTry = now
-		for _, doc := range l.unloaded {
-			if err := l.takeRun(ctx, doc); err != nil {
-				l.logger.Warn("batch: a run still cannot be taken over", "run", doc.ID, "err", err)
+		for id := range l.unloaded {
+			sctx, cancel := storeCtx(ctx)
+			doc, err := l.batchStore.GetBatchRun(sctx, id) // as it is now: an earlier term's late save may have landed
+			cancel()
+			var run *batchRun
+			if err == nil && !doc.State.Open() {
+				delete(l.unloaded, id) // ended meanwhile (an earlier term's last save)
+				continue
 			}
+			if err == nil {
+				run, err = l.takeRun(ctx, doc)
+			}
+			if err != nil {
+				l.logger.Warn("batch: a run still cannot be taken over", "run", id, "err", err)
+				continue
+			}
+			l.advance(run)
+			l.finishIfDone(run)
 		}
+		l.openGate()
 	}
 	for id := range l.openSetEnds { // kept only for runs still to be taken over
 		if _, ok := l.unloaded[id]; !ok {
@@ -537,7 +562,7 @@ runs:
 			_, tracked := l.flights[id]
 			_, recording := l.recording[id]
 			switch {
-			case tracked && !s.unknown, recording, unsaved[id], s.waiting:
+			case tracked && !s.unknown, recording, unsaved[id], s.waiting, s.due:
 			case s.unknown || now.Sub(s.firedAt) > 2*batchCheckEvery:
 				ids = append(ids, id)
 			}
@@ -604,10 +629,11 @@ func (l *leader) applyBatchLookup(n batchLookedUp) {
 			case tracked || recording:
 			case run.doc.State == store.RunRunning:
 				l.logger.Warn("batch: an execution fired for a run was not recorded; firing it again", "execution", id)
-				s.firedAt = now
+				s.firedAt, s.due = now, true
 				l.batchDue = append(l.batchDue, s)
 			default: // fired when the run goes on, if it does
 				delete(run.dispatched, id)
+				l.releaseGate(id)
 				run.toFire = append(run.toFire, s)
 				l.finishIfDone(run)
 			}

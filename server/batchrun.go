@@ -52,6 +52,7 @@ type batchSlot struct {
 	firedAt              time.Time // when this term fired it (zero: inherited)
 	unknown              bool      // it ended without this term learning how: the store is asked
 	waiting              bool      // it waits at the gate for its node's locks and resources (batchgate.go)
+	due                  bool      // it is in batchDue, to be fired at the end of the loop's turn
 }
 
 // batchRun is a run the loop follows.
@@ -178,6 +179,7 @@ func (l *leader) advance(run *batchRun) {
 			if err != nil {
 				l.logger.Warn("batch: a node's partitions could not be taken; it fails", "run", run.doc.ID, "node", name, "err", err)
 				_ = run.wf.Fail(name, err.Error())
+				l.notifyNode(run, n, "failed", n.Handlers.OnFailure, err.Error())
 				continue
 			}
 		}
@@ -208,9 +210,22 @@ func (l *leader) fireBatchDue(ctx context.Context) error {
 	now := l.now()
 	var firings []firing
 	for _, s := range due {
+		s.due = false
 		run := l.runs[s.run]
 		if run == nil || run.dispatched[s.id] != s {
 			continue // ended, stopped or rebuilt meanwhile
+		}
+		if run.doc.State != store.RunRunning {
+			// Paused or stopped since it was made due: it was never fired, so it just does not go.
+			delete(run.dispatched, s.id)
+			l.releaseGate(s.id)
+			if run.doc.State == store.RunPaused {
+				run.toFire = append(run.toFire, s)
+			} else {
+				run.unhold(s)
+			}
+			l.finishIfDone(run)
+			continue
 		}
 		fr, err := l.batchFiring(run, s)
 		if err != nil {
@@ -267,8 +282,13 @@ func runParams(spec job.Spec, node workflow.Node, run map[string]string) (map[st
 		base.Params = map[string]string{}
 	}
 	for k, v := range node.Params {
-		if strings.EqualFold(k, "command") {
+		if job.SameParam(k, "command") {
 			return nil, fmt.Errorf("node %s: params.%s: a batch never sets a job's command", node.Name, k)
+		}
+		for jk := range base.Params {
+			if jk != k && job.SameParam(jk, k) {
+				delete(base.Params, jk) // one variable: the node's spelling stands
+			}
 		}
 		base.Params[k] = v
 	}
@@ -314,9 +334,14 @@ func (l *leader) batchEnded(e job.Execution, outcome job.State, output string) {
 	l.endPartition(run, s, outcome == job.StateSucceeded, e.ID, output)
 }
 
-// resultOutput is a stored result's output tail, "" without one.
+// resultOutput is a stored result's output tail, "" without one. A tail that begins inside the line it
+// ends with (the output was longer than what is kept) gives "", so that a cut list is never taken for
+// a whole one.
 func resultOutput(r *job.Result) string {
 	if r == nil {
+		return ""
+	}
+	if r.OutputBytes > int64(len(r.Output)) && !strings.Contains(strings.TrimRight(r.Output, "\n\r\t "), "\n") {
 		return ""
 	}
 	return r.Output

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clover-sched/clover/internal/schedule"
 	"github.com/clover-sched/clover/internal/store"
@@ -29,6 +32,7 @@ type batchSchedule struct {
 	sched   *schedule.Schedule
 	next    time.Time
 	written time.Time // no catch-up before it
+	retryAt time.Time // a start that failed for a passing reason is tried again from then
 }
 
 // batchChanged tells the loop a batch was written or deleted (its schedule may have changed).
@@ -82,23 +86,30 @@ func (l *leader) armBatch(b store.Batch, catchUp bool) {
 // fireBatchSchedules starts the scheduled runs that are due.
 func (l *leader) fireBatchSchedules(ctx context.Context, now time.Time) {
 	for name, bs := range l.batchScheds {
-		if bs.next.After(now) {
+		if bs.next.After(now) || bs.retryAt.After(now) {
 			continue
 		}
 		at := bs.next
-		bs.next = bs.sched.Next(now)
-		if bs.next.IsZero() {
-			delete(l.batchScheds, name)
-		}
 		d := bs.batch.Definition
 		n := batchOpNote{op: "run", batch: name, cycle: at.In(bs.sched.Location()).Format(d.Layout()), frequency: d.Frequency,
 			who: "schedule", why: "scheduled at " + at.UTC().Format(time.RFC3339), trigger: "schedule"}
 		rep := l.startRun(ctx, n)
 		switch {
+		case rep.err != nil && !errors.Is(rep.err, errBatchRunExists) && !errors.Is(rep.err, errBadRequest):
+			// The store did not answer: this fire time is tried again, not lost.
+			bs.retryAt = now.Add(5 * time.Second)
+			l.logger.Warn("scheduled batch run not started yet; trying again", "batch", name, "cycle", n.cycle, "err", rep.err)
+			continue
 		case errors.Is(rep.err, errBatchRunExists):
-			l.logger.Debug("scheduled batch run exists already", "batch", name, "cycle", n.cycle)
+			// Another term fired it, or a request started the cycle first: said, since a request may
+			// have run it early.
+			l.logger.Info("scheduled batch run exists already", "batch", name, "cycle", n.cycle)
 		case rep.err != nil:
 			l.logger.Error("scheduled batch run not started", "batch", name, "cycle", n.cycle, "err", rep.err)
+		}
+		bs.retryAt = time.Time{}
+		if bs.next = bs.sched.Next(now); bs.next.IsZero() {
+			delete(l.batchScheds, name)
 		}
 	}
 }
@@ -125,6 +136,9 @@ func (l *leader) requestBatch(ctx context.Context, r *wire.Request) error {
 	if l.batchStore == nil {
 		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, errNoBatches)
 	}
+	if !l.confirmed() {
+		return errUnconfirmed // the client sends it again; a frozen term must not start a run nobody follows
+	}
 	sctx, cancel := storeCtx(ctx)
 	b, err := l.batchStore.GetBatch(sctx, r.Batch)
 	cancel()
@@ -135,12 +149,15 @@ func (l *leader) requestBatch(ctx context.Context, r *wire.Request) error {
 		return err
 	case !slices.Contains(b.Definition.RequestedBy, r.From):
 		return fmt.Errorf("%w: request %s: batch %s does not list client %s in requested_by", errRefused, r.ReqID, r.Batch, r.From)
+	case r.Frequency != "" && r.Frequency != b.Definition.Frequency:
+		// A frequency no node lists would skip those nodes, and they would count as succeeded.
+		return fmt.Errorf("%w: request %s: a client starts batch %s at its own frequency %q only, not %q", errRefused, r.ReqID, r.Batch, b.Definition.Frequency, r.Frequency)
 	}
 	why := "requested by client " + r.From
 	if r.Note != "" {
-		why += ": " + r.Note
+		why += ": " + clip(r.Note, 500)
 	}
-	rep := l.startRun(ctx, batchOpNote{op: "run", batch: r.Batch, cycle: r.Cycle, frequency: r.Frequency, params: r.Params,
+	rep := l.startRun(ctx, batchOpNote{op: "run", batch: r.Batch, cycle: r.Cycle, frequency: b.Definition.Frequency, params: r.Params,
 		who: "client:" + r.From, why: why, trigger: "request"})
 	switch {
 	case rep.err == nil:
@@ -152,6 +169,28 @@ func (l *leader) requestBatch(ctx context.Context, r *wire.Request) error {
 		return fmt.Errorf("%w: request %s: %v", errRefused, r.ReqID, rep.err)
 	}
 	return rep.err
+}
+
+// clip cuts s to at most n bytes, on a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// oneLine makes a value safe to print as one line of a mail: no line breaks or control characters that
+// could forge other lines.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, clip(s, 500))
 }
 
 // batchNotifier is what the leader needs to tell a node's contacts of its start and end; the store has it.
@@ -173,10 +212,10 @@ func (l *leader) notifyNode(run *batchRun, node workflow.Node, event string, h w
 	body := fmt.Sprintf("Batch:     %s (version %d)\nCycle:     %s\nFrequency: %s\nNode:      %s (job %s)\nRound:     %d\nEvent:     %s\n",
 		doc.Batch, doc.Version, doc.Cycle, doc.Frequency, node.Name, node.Job, doc.Round, event)
 	if reason != "" {
-		body += "Why:       " + reason + "\n"
+		body += "Why:       " + oneLine(reason) + "\n"
 	}
 	for _, k := range slices.Sorted(maps.Keys(doc.Params)) {
-		body += fmt.Sprintf("Param:     %s=%s\n", k, doc.Params[k])
+		body += fmt.Sprintf("Param:     %s=%s\n", oneLine(k), oneLine(doc.Params[k]))
 	}
 	payload, _ := json.Marshal(map[string]any{"batch": doc.Batch, "cycle": doc.Cycle, "frequency": doc.Frequency, "run": doc.ID,
 		"round": doc.Round, "node": node.Name, "job": node.Job, "event": event, "reason": reason, "params": doc.Params, "at": now})

@@ -193,7 +193,7 @@ func (l *leader) forget(id string, outcome job.State) {
 	// A batch's partition end is recorded before the execution's close is queued (see persistBatchEnd).
 	var output string
 	if f.result != nil {
-		output = f.result.Result.Output
+		output = resultOutput(&f.result.Result)
 	}
 	l.batchEnded(f.exec, outcome, output)
 	l.ended(f.exec)

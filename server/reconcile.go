@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/wire"
 )
 
 // reconcile asks the store, off the loop, about executions the loop is unsure of: those waiting for a
@@ -91,6 +92,9 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		}
 		switch {
 		case e.State.Terminal():
+			if e.Result != nil && f.result == nil {
+				f.result = &wire.Result{ExecID: e.ID, Job: e.Job, Result: *e.Result} // forget hands its output on
+			}
 			l.forget(e.ID, e.State)
 		case e.State == job.StateRetrying:
 			if f.phase != phaseRetrying && e.Run > f.run {

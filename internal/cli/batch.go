@@ -468,6 +468,9 @@ func batchDiffCmd() *cobra.Command {
 			if from == 0 {
 				from = newer.Version - 1
 			}
+			if from < 1 {
+				return fmt.Errorf("batch %s: version %d is the first; there is nothing before it", args[0], newer.Version)
+			}
 			older, _, err := batchRevision(cmd, api, args[0], from)
 			if err != nil {
 				return err

@@ -39,12 +39,22 @@ func ValidateParams(what string, p map[string]string) error {
 	return nil
 }
 
-// IsBatchParam reports whether k is one of the parameters a batch run gives its executions (its context,
-// and the pre, post and handler commands of its node, which a shell job's client runs around the command):
-// "batch" and "batch_*", in any case. Nothing but a batch run may set them.
+// ParamVar is the name a shell command sees a parameter under (CLOVER_PARAM_<VAR>): two keys with the same
+// variable are one parameter, whatever their case or spelling ("mode" and "MODE"; "scrıpt" with a
+// dotless i and "script", which upper-case alike).
+func ParamVar(k string) string { return strings.ToUpper(k) }
+
+// SameParam reports whether two keys name one parameter.
+func SameParam(a, b string) bool { return ParamVar(a) == ParamVar(b) || strings.EqualFold(a, b) }
+
+// batchParams are the parameters a batch run gives its executions: its context, and the pre, post and
+// handler commands of its node, which a shell job's client runs around the command.
+var batchParams = []string{"batch", "batch_cycle", "batch_frequency", "batch_node", "batch_partition",
+	"batch_pre", "batch_post", "batch_on_start", "batch_on_success", "batch_on_failure"}
+
+// IsBatchParam reports whether k names one of the parameters only a batch run sets.
 func IsBatchParam(k string) bool {
-	l := strings.ToLower(k)
-	return l == "batch" || strings.HasPrefix(l, "batch_")
+	return slices.ContainsFunc(batchParams, func(b string) bool { return SameParam(k, b) })
 }
 
 // MergeParams is the job's parameters with those of one firing (a manual trigger, a client's request)
@@ -59,17 +69,22 @@ func (s Spec) MergeParams(firing map[string]string) (map[string]string, error) {
 		merged = map[string]string{}
 	}
 	for _, k := range slices.Sorted(maps.Keys(firing)) {
-		// Keys are compared without case: a shell command sees them as CLOVER_PARAM_<KEY>, where "mode"
-		// and "MODE" are one variable.
-		if strings.EqualFold(k, commandParam) {
+		// Keys are compared as the variables a shell command sees (CLOVER_PARAM_<KEY>), where "mode" and
+		// "MODE" are one, and so are keys that upper-case alike (SameParam).
+		if SameParam(k, commandParam) {
 			return nil, fmt.Errorf("%w: params.%s: a firing never sets the command; change the job's definition (an admin's right)", ErrParams, k)
 		}
 		if IsBatchParam(k) {
-			return nil, fmt.Errorf("%w: params.%s: batch and batch_* are set by batch runs only (a batch's pre and post commands among them)", ErrParams, k)
+			return nil, fmt.Errorf("%w: params.%s: set by batch runs only (their context, a node's pre and post commands)", ErrParams, k)
 		}
 		for jk := range s.Params {
-			if strings.EqualFold(jk, k) && !slices.ContainsFunc(s.Overridable, func(o string) bool { return strings.EqualFold(o, jk) }) {
+			if SameParam(jk, k) && !slices.ContainsFunc(s.Overridable, func(o string) bool { return SameParam(o, jk) }) {
 				return nil, fmt.Errorf("%w: params.%s: job %s does not list it in overridable", ErrParams, k, s.Name)
+			}
+		}
+		for mk := range merged {
+			if mk != k && SameParam(mk, k) {
+				delete(merged, mk) // one variable: the firing's spelling stands
 			}
 		}
 		merged[k] = firing[k]

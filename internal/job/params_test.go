@@ -59,3 +59,21 @@ func TestTheCommandCannotBeDeclaredOverridable(t *testing.T) {
 		t.Fatalf("err = %v, want the long schedule refused", err)
 	}
 }
+
+// A firing cannot reach a parameter the job keeps by spelling its key so that it compares unequal but
+// names the same variable (a dotless i upper-cases to I), nor a batch run's own parameters.
+func TestAFiringCannotReachAKeptParameterByItsSpelling(t *testing.T) {
+	s := Spec{Name: "j", Params: map[string]string{"command": "run $CLOVER_PARAM_SCRIPT_DIR", "script_dir": "/opt/safe", "mode": "safe"}, Overridable: []string{"mode"}}
+	for _, k := range []string{"scr\u0131pt_d\u0131r", "SCRIPT_DIR", "Script_Dir", "comm\u0061nd", "batch_pre", "BATCH_Post", "b\u0061tch"} {
+		if _, err := s.MergeParams(map[string]string{k: "/tmp/evil"}); err == nil {
+			t.Errorf("params.%s was accepted", k)
+		}
+	}
+	merged, err := s.MergeParams(map[string]string{"MODE": "fast", "batch_size": "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged["MODE"] != "fast" || merged["mode"] != "" || merged["batch_size"] != "10" {
+		t.Errorf("merged %v: want MODE=fast replacing mode, and batch_size (not a batch run's) kept", merged)
+	}
+}

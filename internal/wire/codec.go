@@ -326,6 +326,8 @@ func validate(m Message) string {
 			return "job and batch are exclusive"
 		case m.Batch != "" && m.Cycle == "":
 			return "a batch's cycle is required"
+		case len(m.Note) > 1000:
+			return "note: at most 1000 bytes"
 		case m.At.IsZero():
 			return "at is required"
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/schedule"
 )
 
@@ -209,11 +210,11 @@ func (d Definition) Validate() error {
 			return fmt.Errorf("batch %s: node %s: %d partitions, at most %d", d.Name, n.Name, len(n.Partitions), MaxPartitions)
 		}
 		for k := range n.Params {
-			if strings.EqualFold(k, "command") {
+			if job.SameParam(k, "command") {
 				return fmt.Errorf("batch %s: node %s: params.%s: a batch never sets a job's command", d.Name, n.Name, k)
 			}
-			if l := strings.ToLower(k); l == "batch" || strings.HasPrefix(l, "batch_") {
-				return fmt.Errorf("batch %s: node %s: params.%s: batch and batch_* are the run's context (use pre, post and handlers for commands)", d.Name, n.Name, k)
+			if job.IsBatchParam(k) {
+				return fmt.Errorf("batch %s: node %s: params.%s: set by the run itself (its context; use pre, post and handlers for commands)", d.Name, n.Name, k)
 			}
 		}
 		for what, c := range map[string]string{"pre": n.Pre, "post": n.Post, "handlers.on_start.command": n.Handlers.OnStart.Command,
@@ -269,6 +270,8 @@ func (d Definition) Validate() error {
 				return fmt.Errorf("batch %s: node %s: partitions_from %q: no such node", d.Name, n.Name, n.PartitionsFrom)
 			case len(src.Partitions) > 0 || src.PartitionsFrom != "":
 				return fmt.Errorf("batch %s: node %s: partitions_from %q: that node is partitioned; its output is not one list", d.Name, n.Name, n.PartitionsFrom)
+			case src.Post != "" || src.Handlers.OnSuccess.Command != "":
+				return fmt.Errorf("batch %s: node %s: partitions_from %q: that node's post or on_success command would print after its list", d.Name, n.Name, n.PartitionsFrom)
 			case !has:
 				return fmt.Errorf("batch %s: node %s: partitions_from %q: needs an edge from %s, so that its output exists when this node starts", d.Name, n.Name, n.PartitionsFrom, name)
 			}
