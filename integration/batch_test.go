@@ -724,7 +724,7 @@ func TestAFileArrivalStartsABatchRunOnce(t *testing.T) {
 	c.AddClientWithConfig("watcher", fmt.Sprintf("watches:\n  - batch: inbound\n    path: %s/gl-*.csv\n    stable: 2s\n    md5_suffix: .md5\n    cycle: 'gl-(\\d{8})\\.csv'\n    frequency: D\n", in))
 	c.WaitClients(1, 30*time.Second)
 	c.CreateJob(ledgerJob("load", dir, "0.1"))
-	d := workflow.Definition{Name: "inbound", RequestedBy: []string{"watcher"}, Nodes: []workflow.Node{{Name: "load", Job: "load"}}}
+	d := workflow.Definition{Name: "inbound", RequestedBy: []string{"watcher"}, Frequency: "D", Nodes: []workflow.Node{{Name: "load", Job: "load"}}}
 	if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/inbound", d, nil); err != nil {
 		t.Fatal(err)
 	}
