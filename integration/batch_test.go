@@ -303,7 +303,10 @@ func TestTheYearEndBatchRunsInOrderAndRerunsFromFailure(t *testing.T) {
 	if out := cli("batch", "show", "year-end"); !strings.Contains(out, `"payroll"`) {
 		t.Errorf("after the rollback:\n%s", out)
 	}
-	if out := cli("batch", "history", "year-end"); !strings.Contains(out, "rolled back to version 1") || !strings.Contains(out, "payroll moved out") {
+	if out := cli("batch", "tag", "year-end", "1", "audited-2026"); !strings.Contains(out, "tags [audited-2026]") {
+		t.Errorf("tag: %s", out)
+	}
+	if out := cli("batch", "history", "year-end"); !strings.Contains(out, "rolled back to version 1") || !strings.Contains(out, "payroll moved out") || !strings.Contains(out, "audited-2026") {
 		t.Errorf("history:\n%s", out)
 	}
 	if st.Run.Version != 1 {

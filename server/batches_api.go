@@ -339,3 +339,33 @@ func (s *Server) batchRunExecutions(w http.ResponseWriter, r *http.Request) {
 	}
 	writeList(w, execs, err)
 }
+
+// tagBatchRevision adds or removes a tag of a batch's version.
+func (s *Server) tagBatchRevision(add bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		v, err := pathVersion(r, "version")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		tag, ok := tagOf(w, r, add)
+		if !ok {
+			return
+		}
+		rev, err := s.store.GetBatchRevision(r.Context(), name, v)
+		if err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		if rev.Tags, err = editTags(rev.Tags, tag, add, fmt.Sprintf("version %d of batch %s", v, name)); err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		if err := s.store.SetBatchRevisionTags(r.Context(), name, v, rev.Tags); err != nil {
+			writeError(w, storeStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rev)
+	}
+}

@@ -444,7 +444,7 @@ func (l *leader) persistBatchRun(doc store.BatchRun) {
 }
 
 // maxFinishedKept bounds the finished runs a term keeps in memory (see keepFinished).
-const maxFinishedKept = 256
+const maxFinishedKept = 32
 
 // keepFinished keeps a run that just ended, so that an operation on it (a rerun, a mark) starts from what
 // the term knows, not from the store, where its last writes may still be on their way.

@@ -293,17 +293,8 @@ func (s *Server) tagRevision(add bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		tag := r.PathValue("tag")
-		if add {
-			var body api.TagRequest
-			if err := decodeBody(r, &body); err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Errorf("tag body: %w", err))
-				return
-			}
-			tag = body.Tag
-		}
-		if !tagPattern.MatchString(tag) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("tag %q: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", tag))
+		tag, ok := tagOf(w, r, add)
+		if !ok {
 			return
 		}
 		defer s.jobLocks.lock(name)()
@@ -312,17 +303,8 @@ func (s *Server) tagRevision(add bool) http.HandlerFunc {
 			writeError(w, storeStatus(err), err)
 			return
 		}
-		switch i := slices.Index(rev.Tags, tag); {
-		case add && i < 0:
-			if len(rev.Tags) >= maxTags {
-				writeError(w, http.StatusBadRequest, fmt.Errorf("version %d of %s has %d tags, at most %d", v, name, len(rev.Tags), maxTags))
-				return
-			}
-			rev.Tags = append(rev.Tags, tag)
-		case !add && i >= 0:
-			rev.Tags = slices.Delete(rev.Tags, i, i+1)
-		case !add:
-			writeError(w, http.StatusNotFound, fmt.Errorf("%w: version %d of %s has no tag %q", store.ErrNotFound, v, name, tag))
+		if rev.Tags, err = editTags(rev.Tags, tag, add, fmt.Sprintf("version %d of %s", v, name)); err != nil {
+			writeError(w, storeStatus(err), err)
 			return
 		}
 		if err := s.store.SetRevisionTags(r.Context(), name, v, rev.Tags); err != nil {
@@ -331,4 +313,40 @@ func (s *Server) tagRevision(add bool) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, rev)
 	}
+}
+
+// tagOf is the tag a tag route names: the body's (to add) or the path's (to remove); false after
+// answering 400.
+func tagOf(w http.ResponseWriter, r *http.Request, add bool) (string, bool) {
+	tag := r.PathValue("tag")
+	if add {
+		var body api.TagRequest
+		if err := decodeBody(r, &body); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("tag body: %w", err))
+			return "", false
+		}
+		tag = body.Tag
+	}
+	if !tagPattern.MatchString(tag) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("tag %q: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", tag))
+		return "", false
+	}
+	return tag, true
+}
+
+// editTags adds tag to tags, or removes it; what names the revision in errors (errBadRequest: too many;
+// store.ErrNotFound: no such tag to remove).
+func editTags(tags []string, tag string, add bool, what string) ([]string, error) {
+	switch i := slices.Index(tags, tag); {
+	case add && i < 0:
+		if len(tags) >= maxTags {
+			return nil, fmt.Errorf("%w: %s has %d tags, at most %d", errBadRequest, what, len(tags), maxTags)
+		}
+		return append(tags, tag), nil
+	case !add && i >= 0:
+		return slices.Delete(tags, i, i+1), nil
+	case !add:
+		return nil, fmt.Errorf("%w: %s has no tag %q", store.ErrNotFound, what, tag)
+	}
+	return tags, nil
 }

@@ -28,7 +28,7 @@ func newBatchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "batch", Short: "Batch workflows: define graphs of jobs, run them for a cycle, and operate the runs"}
 	addAPIFlags(cmd)
 	cmd.AddCommand(batchListCmd(), batchGetCmd(), batchApplyCmd(), batchDeleteCmd(), batchHistoryCmd(),
-		batchRunCmd(), batchRunsCmd(), batchStatusCmd(), batchSkipCmd(), batchShowCmd(), batchDiffCmd(), batchRollbackCmd())
+		batchRunCmd(), batchRunsCmd(), batchStatusCmd(), batchSkipCmd(), batchShowCmd(), batchDiffCmd(), batchRollbackCmd(), batchTagCmd())
 	for _, op := range []struct{ name, short string }{
 		{"pause", "Pause a run: no node starts; those running finish"},
 		{"resume", "Resume a paused run"},
@@ -209,9 +209,9 @@ func batchHistoryCmd() *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), revs)
 			}
 			w := table(cmd.OutOrStdout())
-			fmt.Fprintln(w, "VERSION\tACTION\tAT\tWHO\tNODES\tMESSAGE")
+			fmt.Fprintln(w, "VERSION\tACTION\tAT\tWHO\tNODES\tTAGS\tMESSAGE")
 			for _, r := range revs {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Version, r.Action, r.At.Format(time.RFC3339), r.Who, len(r.Definition.Nodes), r.Message)
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Version, r.Action, r.At.Format(time.RFC3339), r.Who, len(r.Definition.Nodes), strings.Join(r.Tags, ","), r.Message)
 			}
 			return w.Flush()
 		},
@@ -578,5 +578,35 @@ func batchRollbackCmd() *cobra.Command {
 	}
 	c.Flags().Int64("to", 0, "the version whose definition becomes the newest")
 	addMessageFlag(c)
+	return c
+}
+
+func batchTagCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use: "tag NAME VERSION TAG [--remove]", Short: "Tag a version of a batch (or remove the tag)", Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := parseVersion(args[1])
+			if err != nil {
+				return err
+			}
+			api, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			path := batchPath(args[0], "revisions", fmt.Sprint(v), "tags")
+			var rev store.BatchRevision
+			if remove, _ := cmd.Flags().GetBool("remove"); remove {
+				err = api.do(cmd.Context(), "DELETE", path+"/"+url.PathEscape(args[2]), nil, &rev)
+			} else {
+				err = api.do(cmd.Context(), "POST", path, apiv1.TagRequest{Tag: args[2]}, &rev)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "batch %s version %d: tags [%s]\n", args[0], v, strings.Join(rev.Tags, " "))
+			return nil
+		},
+	}
+	c.Flags().Bool("remove", false, "remove the tag instead")
 	return c
 }

@@ -53,6 +53,23 @@ type BatchRevision struct {
 	At         time.Time           `bson:"at" json:"at"`
 	Who        string              `bson:"who" json:"who"`
 	Message    string              `bson:"message,omitempty" json:"message,omitempty"`
+	Tags       []string            `bson:"tags,omitempty" json:"tags,omitempty"` // the one thing of a revision that changes
+}
+
+// SetBatchRevisionTags replaces the tags of version v of a batch.
+func (s *Store) SetBatchRevisionTags(ctx context.Context, name string, v int64, tags []string) error {
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "tags", Value: tags}}}}
+	if len(tags) == 0 {
+		update = bson.D{{Key: "$unset", Value: bson.D{{Key: "tags", Value: ""}}}}
+	}
+	res, err := s.db.Collection(collBatchRevisions).UpdateOne(ctx, bson.D{{Key: "_id", Value: BatchRevisionID(name, v)}}, update)
+	if err != nil {
+		return fmt.Errorf("store: tag version %d of batch %s: %w", v, name, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("%w: batch %s has no version %d", ErrNotFound, name, v)
+	}
+	return nil
 }
 
 // findAll runs a query on coll and decodes every document it finds; what names them in errors.
