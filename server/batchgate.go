@@ -153,7 +153,7 @@ func (g *batchGate) describe(h holding) string {
 func (l *leader) gateOrFire(run *batchRun, slots []*batchSlot) {
 	for _, s := range slots {
 		run.dispatched[s.id] = s
-		if n, ok := run.def.Node(s.node); ok && needs(n) {
+		if n, ok := run.node(s.node); ok && needs(n) {
 			s.waiting = true
 			l.gate.waiting = append(l.gate.waiting, s)
 			continue
@@ -177,7 +177,7 @@ func (l *leader) openGate() {
 		if run == nil || run.dispatched[s.id] != s || !s.waiting {
 			continue // ended, stopped, or rebuilt meanwhile
 		}
-		n, _ := run.def.Node(s.node)
+		n, _ := run.node(s.node)
 		h := holdingOf(n)
 		if run.doc.State != store.RunRunning || !l.gate.free(h, reserved) {
 			if run.doc.State == store.RunRunning && l.gate.fits(h) {

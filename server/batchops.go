@@ -143,7 +143,7 @@ func (l *leader) takeRun(ctx context.Context, doc store.BatchRun) (*batchRun, er
 	delete(l.unloaded, doc.ID)
 	// What runs holds its locks and resources, whatever they are now (their ends release them).
 	for id, s := range run.dispatched {
-		if n, ok := run.def.Node(s.node); ok && needs(n) {
+		if n, ok := run.node(s.node); ok && needs(n) {
 			l.gate.take(id, holdingOf(n))
 		}
 	}
@@ -505,7 +505,7 @@ func (l *leader) gateStatus(run *batchRun, st *api.BatchRunStatus) {
 		if s.run != run.doc.ID || run.dispatched[s.id] != s || len(st.Waiting) >= 1000 {
 			continue
 		}
-		n, _ := run.def.Node(s.node)
+		n, _ := run.node(s.node)
 		st.Waiting = append(st.Waiting, s.id+" waits for "+l.gate.describe(holdingOf(n)))
 	}
 }

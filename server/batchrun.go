@@ -69,6 +69,18 @@ type batchRun struct {
 	// held: the partitions (node, partition) some slot in dispatched or toFire stands for, so that a node
 	// started again never gets a second slot for one (queuePending), without a scan of either.
 	held map[[2]string]bool
+	// index: node name → its place in def.Nodes; sources: the nodes others take their partitions from.
+	index   map[string]int
+	sources map[string]bool
+}
+
+// node returns the node named name, by index (a graph may have tens of thousands).
+func (r *batchRun) node(name string) (workflow.Node, bool) {
+	i, ok := r.index[name]
+	if !ok {
+		return workflow.Node{}, false
+	}
+	return r.def.Nodes[i], true
 }
 
 func (r *batchRun) hold(s *batchSlot)   { r.held[[2]string{s.node, s.partition}] = true }
@@ -84,7 +96,14 @@ func considered(end store.BatchEnd, round, resetRound int) bool {
 // buildRun rebuilds a run from its record: the revision it runs, its ends, its marks (in doc), and the
 // executions of it still open (running, by id). The caller fires what it returns in toFire.
 func buildRun(doc store.BatchRun, def workflow.Definition, ends []store.BatchEnd, running []job.Execution) (*batchRun, error) {
-	run := &batchRun{doc: doc, def: def, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}, held: map[[2]string]bool{}}
+	run := &batchRun{doc: doc, def: def, ends: map[string]map[string]store.BatchEnd{}, dispatched: map[string]*batchSlot{}, held: map[[2]string]bool{},
+		index: make(map[string]int, len(def.Nodes)), sources: map[string]bool{}}
+	for i, n := range def.Nodes {
+		run.index[n.Name] = i
+		if src, ok := strings.CutPrefix(n.PartitionsFrom, "node:"); ok {
+			run.sources[src] = true
+		}
+	}
 	reset := max(doc.ResetRound, 1)
 	for _, e := range ends {
 		if considered(e, doc.Round, reset) {
@@ -171,7 +190,7 @@ func (l *leader) advance(run *batchRun) {
 		return
 	}
 	for _, name := range run.wf.Ready() {
-		if n, ok := run.def.Node(name); ok && n.PartitionsFrom != "" {
+		if n, ok := run.node(name); ok && n.PartitionsFrom != "" {
 			parts, err := resolvePartitions(run, n)
 			if err == nil {
 				err = run.wf.SetPartitions(name, parts)
@@ -187,7 +206,7 @@ func (l *leader) advance(run *batchRun) {
 			l.logger.Error("batch: cannot start a ready node", "run", run.doc.ID, "node", name, "err", err)
 			continue
 		}
-		if n, ok := run.def.Node(name); ok {
+		if n, ok := run.node(name); ok {
 			l.notifyNode(run, n, "started", n.Handlers.OnStart, "")
 		}
 		run.queuePending(name)
@@ -246,7 +265,7 @@ func (l *leader) fireBatchDue(ctx context.Context) error {
 // batchFiring is the firing of one slot: its node's job, with the job's parameters, then the node's,
 // then the run's (those the job lets a firing change), then the run's context.
 func (l *leader) batchFiring(run *batchRun, s *batchSlot) (firing, error) {
-	node, ok := run.def.Node(s.node)
+	node, ok := run.node(s.node)
 	if !ok {
 		return firing{}, fmt.Errorf("node %s is not in revision %d of batch %s", s.node, run.doc.Version, run.doc.Batch)
 	}
@@ -357,16 +376,6 @@ func lastLine(output string) string {
 	return last
 }
 
-// isSource reports whether some node of d takes its partitions from node.
-func isSource(d workflow.Definition, node string) bool {
-	for _, n := range d.Nodes {
-		if n.PartitionsFrom == "node:"+node {
-			return true
-		}
-	}
-	return false
-}
-
 // resolvePartitions are the partitions of a node that takes them from elsewhere: the run's parameter, or
 // the last line of another node's output (its end in this round, or a success kept from an earlier one).
 func resolvePartitions(run *batchRun, n workflow.Node) ([]string, error) {
@@ -396,7 +405,7 @@ func resolvePartitions(run *batchRun, n workflow.Node) ([]string, error) {
 // endPartition records how a slot ended and moves the run on.
 func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execID, output string) {
 	end := store.BatchEnd{Run: run.doc.ID, Node: s.node, Partition: s.partition, Round: s.round, Succeeded: succeeded, Execution: execID, At: l.now()}
-	if isSource(run.def, s.node) {
+	if run.sources[s.node] {
 		end.Output = lastLine(output)
 	}
 	l.persistBatchEnd(end)
@@ -414,7 +423,7 @@ func (l *leader) endPartition(run *batchRun, s *batchSlot, succeeded bool, execI
 		if err := run.wf.EndPartition(s.node, s.partition, succeeded); err != nil {
 			l.logger.Error("batch: cannot end a partition", "run", run.doc.ID, "node", s.node, "partition", s.partition, "err", err)
 		}
-		if n, ok := run.def.Node(s.node); ok {
+		if n, ok := run.node(s.node); ok {
 			switch st, why := run.wf.State(s.node); st {
 			case workflow.Succeeded:
 				l.notifyNode(run, n, "succeeded", n.Handlers.OnSuccess, "")
