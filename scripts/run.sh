@@ -128,11 +128,9 @@ for _ in $(seq 1 100); do
 done
 # One job made through the API, beside the ones the clients declare.
 "$clover" job add api-date --schedule "*/15 * * * * ?" --command 'date -u +"api job ran at %T"' >/dev/null 2>&1 || true
-# A batch workflow: two jobs without a schedule (they run only in the batch), the year-end batch, and a
-# run of it for today's cycle.
-"$clover" job add ye-extract --command 'echo "extracting department $CLOVER_PARAM_BATCH_PARTITION"; sleep 2' >/dev/null 2>&1 || true
-"$clover" job add ye-report --command 'echo "report $CLOVER_PARAM_REPORT $CLOVER_PARAM_BATCH_PARTITION for $CLOVER_PARAM_BATCH_CYCLE"; sleep 1' >/dev/null 2>&1 || true
-"$clover" batch apply -f examples/batches/year-end.yaml >/dev/null 2>&1 || true
+# A batch workflow declared in a job file: two jobs without a schedule (they run only in the batch), the
+# year-end batch, and a run of it for today's cycle.
+"$clover" config apply examples/year-end.yaml >"$run/logs/config-year-end.log" 2>&1 || true
 "$clover" batch run year-end --cycle "$(date -u +%F)" --frequency Y --why "make run" >/dev/null 2>&1 || true
 # The jobs of a Spring-like job file, applied through the API and kept in step with the file: edit
 # examples/jobs.yaml while this runs and the change is applied (an invalid edit is refused as a whole).

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/wire"
 	"github.com/clover-sched/clover/internal/workflow"
@@ -499,5 +500,52 @@ func TestANodeTakesItsPartitionsFromANodesOutputOrAParameter(t *testing.T) {
 		if n.Name == "load" && (n.State != workflow.Running || n.Partitions[workflow.Running] != 3) {
 			t.Errorf("load after takeover: %+v", n)
 		}
+	}
+}
+
+// A node's labels route its executions to the clients that carry them, besides its job's; its group
+// reaches them as params.group, unless its params set one.
+func TestANodesLabelsRouteItAndItsGroupIsAParam(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", func(s *job.Spec) {
+		s.Routing.Labels = map[string]string{"dc": "paris"}
+		s.Params["group"] = "job-group"
+	}))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{
+		{Name: "win", Job: "step", Group: "ssis", Labels: map[string]string{"os": "windows"}},
+		{Name: "any", Job: "step", Group: "etl", Params: map[string]string{"GROUP": "own"}},
+	}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs)
+	h.clients = []registry.Member{
+		{ID: "lin", Handlers: []string{"shell"}, Labels: map[string]string{"os": "linux", "dc": "paris"}},
+		{ID: "win-london", Handlers: []string{"shell"}, Labels: map[string]string{"os": "windows", "dc": "london"}},
+		{ID: "win", Handlers: []string{"shell"}, Labels: map[string]string{"os": "windows", "dc": "paris"}},
+	}
+	h.establish()
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range h.sent {
+		if s.d.ExecID == "b/c1/win" && s.peer != "win" {
+			t.Errorf("node win went to %s: want the one client with both the job's and the node's labels", s.peer)
+		}
+	}
+	d := dispatchOf(h, "b/c1/win")
+	if d == nil {
+		t.Fatal("b/c1/win not dispatched")
+	}
+	if d.Params["group"] != "ssis" {
+		t.Errorf("node win's params.group = %q, want its group ssis", d.Params["group"])
+	}
+	a := dispatchOf(h, "b/c1/any")
+	if a == nil {
+		t.Fatal("b/c1/any not dispatched")
+	}
+	if a.Params["GROUP"] != "own" || a.Params["group"] != "" {
+		t.Errorf("node any's params %v: want its own GROUP, not its group's nor the job's", a.Params)
+	}
+	f := h.l.flights["b/c1/win"]
+	if f == nil || f.exec.Labels["os"] != "windows" {
+		t.Fatalf("the execution does not keep its node's labels (a new term would route it anywhere): %+v", f)
 	}
 }

@@ -74,6 +74,7 @@ func (s *Server) putBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	expect := def.Version
 	def.Version = 0
+	def.Source = apiSource(def.Source)
 	b, err := s.store.PutBatch(r.Context(), def, expect, callerOf(r.Context()).Name, message, s.now())
 	if err != nil {
 		writeError(w, storeStatus(err), err)

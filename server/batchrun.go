@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -288,7 +289,7 @@ func (l *leader) batchFiring(run *batchRun, s *batchSlot) (firing, error) {
 	}
 	params["batch"], params["batch_cycle"], params["batch_node"] = run.doc.Batch, run.doc.Cycle, s.node
 	params["batch_frequency"], params["batch_partition"] = run.doc.Frequency, s.partition
-	return firing{spec: spec, at: run.doc.StartedAt, trigger: job.TriggerBatch, params: params, id: s.id, batch: s}, nil
+	return firing{spec: spec, at: run.doc.StartedAt, trigger: job.TriggerBatch, params: params, id: s.id, batch: s, labels: node.Labels}, nil
 }
 
 // runParams are a node's execution's parameters: the job's, the node's over them (written by the batch's
@@ -310,6 +311,14 @@ func runParams(spec job.Spec, node workflow.Node, run map[string]string) (map[st
 			}
 		}
 		base.Params[k] = v
+	}
+	if node.Group != "" && !slices.ContainsFunc(slices.Collect(maps.Keys(node.Params)), func(k string) bool { return job.SameParam(k, "group") }) {
+		for jk := range base.Params {
+			if job.SameParam(jk, "group") {
+				delete(base.Params, jk)
+			}
+		}
+		base.Params["group"] = node.Group
 	}
 	merged, err := base.MergeParams(run)
 	if err != nil {

@@ -33,6 +33,8 @@ type firing struct {
 	stop string
 	// batch: the batch run's node (and partition) it runs, if it is a batch's (see batchrun.go).
 	batch *batchSlot
+	// labels: what a client must carry to run it, besides the job's (a batch node's).
+	labels map[string]string
 }
 
 // planned is an execution about to be recorded, and what happens to it then.
@@ -129,6 +131,7 @@ func (l *leader) newExecutions(fr firing) []job.Execution {
 	if b := fr.batch; b != nil {
 		base.BatchRun, base.BatchNode, base.BatchPartition, base.BatchRound = b.run, b.node, b.partition, b.round
 	}
+	base.Labels = fr.labels
 	n := fr.spec.Routing.ShardCount()
 	if fr.spec.Routing.Strategy != job.RouteShardBroadcast || fr.skip != "" {
 		return []job.Execution{base}

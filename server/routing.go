@@ -93,8 +93,10 @@ func (l *leader) eligible(e job.Execution, spec *job.Spec) []string {
 	} else {
 		out = slices.Clone(serving)
 	}
-	if len(r.Labels) > 0 {
-		out = slices.DeleteFunc(out, func(c string) bool { return !hasLabels(l.clients[c], r.Labels) })
+	if len(r.Labels) > 0 || len(e.Labels) > 0 {
+		out = slices.DeleteFunc(out, func(c string) bool {
+			return !hasLabels(l.clients[c], r.Labels) || !hasLabels(l.clients[c], e.Labels)
+		})
 	}
 	return out
 }

@@ -47,6 +47,9 @@ func checkSection(n *node, allowed []string, where string, c *collector) {
 			}
 		}
 	}
+	if b := n.kids["batches"]; b != nil {
+		checkBatches(b, where, c)
+	}
 	if j := n.kids["jobs"]; j != nil {
 		if j.kind != kList {
 			c.add(j.line, owner{section: where + "jobs"}, "", "want a list of jobs")

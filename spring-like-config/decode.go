@@ -233,9 +233,8 @@ func validateSpec(s job.Spec) []problem {
 		}
 	}
 	zoneBad := slices.ContainsFunc(out, func(p problem) bool { return p.key == "time_zone" })
-	if s.Schedule == "" {
-		out = append(out, problem{"schedule", "is required"})
-	} else if _, err := schedule.Parse(s.Schedule, s.TimeZone); err != nil {
+	// No schedule is a job that runs only when asked (an operator, an application, a batch), as the API has it.
+	if _, err := schedule.Parse(s.Schedule, s.TimeZone); err != nil {
 		if pe, ok := err.(*schedule.ParseError); ok && pe.Field == "time zone" {
 			if !zoneBad {
 				out = append(out, problem{"time_zone", err.Error()})

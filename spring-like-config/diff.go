@@ -1,6 +1,8 @@
 package springconfig
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -8,17 +10,24 @@ import (
 	"strings"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/workflow"
 )
 
-// Changes turn one set of job definitions into another. Each list is sorted by job name.
+// Changes turn one set of job and batch definitions into another. Each list is sorted by name.
 type Changes struct {
 	Adds    []job.Spec // in the new set only
 	Updates []job.Spec // in both and different: the new definition
 	Deletes []job.Spec // in the old set only: the old definition
+
+	BatchAdds    []workflow.Definition
+	BatchUpdates []workflow.Definition
+	BatchDeletes []workflow.Definition
 }
 
 // Empty reports whether nothing changes.
-func (c Changes) Empty() bool { return len(c.Adds)+len(c.Updates)+len(c.Deletes) == 0 }
+func (c Changes) Empty() bool {
+	return len(c.Adds)+len(c.Updates)+len(c.Deletes)+len(c.BatchAdds)+len(c.BatchUpdates)+len(c.BatchDeletes) == 0
+}
 
 func (c Changes) String() string {
 	var parts []string
@@ -30,6 +39,18 @@ func (c Changes) String() string {
 			names := make([]string, len(g.specs))
 			for i, s := range g.specs {
 				names[i] = s.Name
+			}
+			parts = append(parts, fmt.Sprintf("%s %s", g.verb, strings.Join(names, ",")))
+		}
+	}
+	for _, g := range []struct {
+		verb string
+		defs []workflow.Definition
+	}{{"add batch", c.BatchAdds}, {"update batch", c.BatchUpdates}, {"delete batch", c.BatchDeletes}} {
+		if len(g.defs) > 0 {
+			names := make([]string, len(g.defs))
+			for i, d := range g.defs {
+				names[i] = d.Name
 			}
 			parts = append(parts, fmt.Sprintf("%s %s", g.verb, strings.Join(names, ",")))
 		}
@@ -68,6 +89,54 @@ func Diff(old, new []job.Spec) Changes {
 		slices.SortFunc(l, func(a, b job.Spec) int { return strings.Compare(a.Name, b.Name) })
 	}
 	return c
+}
+
+// DiffSets returns what turns old into new, jobs and batches.
+func DiffSets(oldJobs, newJobs []job.Spec, oldBatches, newBatches []workflow.Definition) Changes {
+	c := Diff(oldJobs, newJobs)
+	before := map[string]workflow.Definition{}
+	for _, d := range oldBatches {
+		before[d.Name] = d
+	}
+	after := map[string]bool{}
+	for _, d := range newBatches {
+		after[d.Name] = true
+		prev, ok := before[d.Name]
+		switch {
+		case !ok:
+			c.BatchAdds = append(c.BatchAdds, d)
+		case !BatchEqual(prev, d):
+			c.BatchUpdates = append(c.BatchUpdates, d)
+		}
+	}
+	for _, d := range oldBatches {
+		if !after[d.Name] {
+			c.BatchDeletes = append(c.BatchDeletes, d)
+		}
+	}
+	for _, l := range [][]workflow.Definition{c.BatchAdds, c.BatchUpdates, c.BatchDeletes} {
+		slices.SortFunc(l, func(a, b workflow.Definition) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return c
+}
+
+// BatchEqual reports whether a and b define the same batch: what the cluster keeps about it (Version,
+// Source) is ignored, and so is the difference between an empty and a missing map or list, as the API's
+// JSON has it.
+func BatchEqual(a, b workflow.Definition) bool {
+	a.Version, a.Source, b.Version, b.Source = 0, "", 0, ""
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// Batches returns the definitions of ds.
+func Batches(ds []BatchDeclaration) []workflow.Definition {
+	out := make([]workflow.Definition, len(ds))
+	for i, d := range ds {
+		out[i] = d.Definition
+	}
+	return out
 }
 
 // Equal reports whether a and b define the same job: bookkeeping (Version, CreatedAt, UpdatedAt,

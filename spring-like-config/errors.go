@@ -10,6 +10,8 @@ type Error struct {
 	File string // file name as given, or where a code declaration is ("struct Jobs field Settle")
 	Line int    // 1-based; 0 when unknown
 	Job  string // the job the key belongs to; empty outside a job
+	// Batch is the batch the key belongs to; empty outside a batch.
+	Batch string
 	// Section is where the key is when it is not in a job: "defaults", "template nightly", "profile prod".
 	Section string
 	Key     string // dotted key path, e.g. retry.jitter; may be empty
@@ -28,6 +30,8 @@ func (e *Error) Error() string {
 	switch {
 	case e.Job != "":
 		fmt.Fprintf(&b, "job %s: ", e.Job)
+	case e.Batch != "":
+		fmt.Fprintf(&b, "batch %s: ", e.Batch)
 	case e.Section != "":
 		fmt.Fprintf(&b, "%s: ", e.Section)
 	}
@@ -63,9 +67,9 @@ type collector struct {
 	errs Errors
 }
 
-// owner says whose key it is: a job, or a section outside the jobs.
-type owner struct{ job, section string }
+// owner says whose key it is: a job, a batch, or a section outside them.
+type owner struct{ job, batch, section string }
 
 func (c *collector) add(line int, o owner, key, format string, args ...any) {
-	c.errs = append(c.errs, &Error{File: c.file, Line: line, Job: o.job, Section: o.section, Key: key, Msg: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, &Error{File: c.file, Line: line, Job: o.job, Batch: o.batch, Section: o.section, Key: key, Msg: fmt.Sprintf(format, args...)})
 }

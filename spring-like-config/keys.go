@@ -21,6 +21,9 @@ const (
 	vList   // of strings
 	vStrMap // string to string
 	vObject // a group of keys: retry, routing...
+	// Batches only:
+	vObjectList // a list of groups of keys: a batch's nodes, edges, a node's locks
+	vIntMap     // string to whole number: a node's resources
 )
 
 // jobKey is one key a job may set. The keys are those of client.JobConfig, read from its mapstructure
@@ -85,8 +88,8 @@ func init() {
 
 // Top-level keys of a file, and those a profile may overlay.
 var (
-	topKeys     = []string{"$schema", "properties", "defaults", "templates", "jobs", "profiles"}
-	profileKeys = []string{"properties", "defaults", "templates", "jobs"}
+	topKeys     = []string{"$schema", "properties", "defaults", "templates", "jobs", "batches", "profiles"}
+	profileKeys = []string{"properties", "defaults", "templates", "jobs", "batches"}
 )
 
 // suggest returns the candidate closest to s, or "" when none is close enough to be a likely typo.

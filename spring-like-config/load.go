@@ -47,14 +47,27 @@ func Specs(ds []Declaration) []job.Spec {
 	return out
 }
 
+// Set is what files and code declare: jobs, and batches of them.
+type Set struct {
+	Jobs    []Declaration
+	Batches []BatchDeclaration
+}
+
 // Load reads the job files at paths (.yaml, .yml, .json, .toml, .xml) into one set of declarations. It
 // reports every problem of every file at once, as Errors; a job declared in two files is one of them.
+// The files' batches are checked too; LoadSet returns them.
 func Load(ctx context.Context, paths []string, opts Options) ([]Declaration, error) {
+	set, err := LoadSet(ctx, paths, opts)
+	return set.Jobs, err
+}
+
+// LoadSet reads the jobs and the batches of the files at paths, as Load does.
+func LoadSet(ctx context.Context, paths []string, opts Options) (Set, error) {
 	var files []parsedFile
 	var errs Errors
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("springconfig: load: %w", err)
+			return Set{}, fmt.Errorf("springconfig: load: %w", err)
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -63,40 +76,43 @@ func Load(ctx context.Context, paths []string, opts Options) ([]Declaration, err
 		}
 		files = append(files, parseOne(p, data, opts))
 	}
-	decls, more := combine(files, opts)
+	set, more := combine(files, opts)
 	errs = append(errs, more...)
 	sortErrors(errs, paths)
 	if err := errs.err(); err != nil {
-		return nil, err
+		return Set{}, err
 	}
-	return decls, nil
+	return set, nil
 }
 
 // Parse reads one file's content as Load does; name gives its format (by extension) and names it in errors.
 func Parse(name string, data []byte, opts Options) ([]Declaration, error) {
-	decls, errs := combine([]parsedFile{parseOne(name, data, opts)}, opts)
+	set, errs := combine([]parsedFile{parseOne(name, data, opts)}, opts)
 	sortErrors(errs, []string{name})
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
-	return decls, nil
+	return set.Jobs, nil
 }
 
 type parsedFile struct {
 	decls    []Declaration
+	batches  []BatchDeclaration
 	profiles []string
 	errs     Errors
 }
 
 // combine checks what only the whole load can: the profile exists somewhere, no name is declared twice.
-func combine(files []parsedFile, opts Options) ([]Declaration, Errors) {
+func combine(files []parsedFile, opts Options) (Set, Errors) {
 	var decls []Declaration
+	var batches []BatchDeclaration
 	var errs Errors
 	var profiles []string
 	for _, f := range files {
 		errs = append(errs, f.errs...)
 		profiles = append(profiles, f.profiles...)
 		decls = append(decls, f.decls...)
+		batches = append(batches, f.batches...)
 	}
 	if opts.Profile != "" && !slices.Contains(profiles, opts.Profile) {
 		slices.Sort(profiles)
@@ -111,7 +127,25 @@ func combine(files []parsedFile, opts Options) ([]Declaration, Errors) {
 		errs = append(Errors{{Section: "profile " + opts.Profile, Msg: msg}}, errs...)
 	}
 	decls, dupErrs := dedupe(decls)
-	return decls, append(errs, dupErrs...)
+	batches, batchDups := dedupeBatches(batches)
+	return Set{Jobs: decls, Batches: batches}, append(append(errs, dupErrs...), batchDups...)
+}
+
+// dedupeBatches keeps the first declaration of each batch and reports the others, naming both places.
+func dedupeBatches(decls []BatchDeclaration) ([]BatchDeclaration, Errors) {
+	var errs Errors
+	first := map[string]BatchDeclaration{}
+	var out []BatchDeclaration
+	for _, d := range decls {
+		if f, ok := first[d.Definition.Name]; ok {
+			file, line := splitOrigin(d.Origin)
+			errs = append(errs, &Error{File: file, Line: line, Batch: d.Definition.Name, Msg: "declared twice (first at " + f.Origin + ")"})
+			continue
+		}
+		first[d.Definition.Name] = d
+		out = append(out, d)
+	}
+	return out, errs
 }
 
 // dedupe keeps the first declaration of each name and reports the others, naming both places.
@@ -167,6 +201,7 @@ func parseOne(name string, data []byte, opts Options) (pf parsedFile) {
 	root.del("$schema")
 	resolveAll(root, opts, c)
 	pf.decls = buildJobs(name, root, c)
+	pf.batches = buildBatches(name, root, c)
 	return pf
 }
 
@@ -179,19 +214,26 @@ func overlay(root, prof *node, c *collector) *node {
 			out.set(k, merge(out.kids[k], v))
 		}
 	}
-	pj := prof.kids["jobs"]
+	overlayList(out, prof, "jobs", "job", c)
+	overlayList(out, prof, "batches", "batch", c)
+	return out
+}
+
+// overlayList merges each item of the profile's list over the base's item of the same name, or adds it.
+func overlayList(out, prof *node, key, what string, c *collector) {
+	pj := prof.kids[key]
 	if pj == nil || pj.kind != kList {
-		return out
+		return
 	}
-	base := out.kids["jobs"]
+	base := out.kids[key]
 	if base == nil || base.kind != kList {
 		base = &node{kind: kList, line: pj.line}
-		out.set("jobs", base)
+		out.set(key, base)
 	}
 	for i, j := range pj.items {
 		name := j.get("name")
 		if name == nil || name.kind != kScalar || name.text == "" {
-			c.add(j.line, owner{section: fmt.Sprintf("profile jobs[%d]", i)}, "name", "is required to match a job of the base")
+			c.add(j.line, owner{section: fmt.Sprintf("profile %s[%d]", key, i)}, "name", "is required to match a %s of the base", what)
 			continue
 		}
 		idx := slices.IndexFunc(base.items, func(b *node) bool {
@@ -206,7 +248,6 @@ func overlay(root, prof *node, c *collector) *node {
 			base.items[idx].line = line
 		}
 	}
-	return out
 }
 
 // buildJobs turns each job of the file into a declaration, inheriting from defaults and parents.

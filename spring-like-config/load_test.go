@@ -59,10 +59,6 @@ func TestValidationErrors(t *testing.T) {
 			file: "jobs.yaml", src: "jobs:\n  - name: settle\n    schedule: \"0 0 25 * * ?\"\n    handler: settle\n",
 			want: []string{`jobs.yaml:3: job settle: key schedule: schedule "0 0 25 * * ?": field 3 (hour): value 25 out of range 0-23`},
 		},
-		"missing schedule": {
-			file: "jobs.yaml", src: "jobs:\n  - name: settle\n    handler: settle\n",
-			want: []string{"jobs.yaml:2: job settle: key schedule: is required"},
-		},
 		"missing handler": {
 			file: "jobs.yaml", src: "jobs:\n  - name: settle\n    schedule: \"@daily\"\n",
 			want: []string{"jobs.yaml:2: job settle: key handler: is required"},

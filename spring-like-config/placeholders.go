@@ -60,6 +60,13 @@ func resolveAll(root *node, opts Options, c *collector) {
 			for i, j := range n.items {
 				walk(j, "", jobOwner(j, i, ""))
 			}
+		case "batches":
+			if n.kind != kList {
+				continue
+			}
+			for i, b := range n.items {
+				walk(b, "", batchOwner(b, i, ""))
+			}
 		case "templates":
 			if n.kind != kMap {
 				continue

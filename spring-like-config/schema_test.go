@@ -49,7 +49,7 @@ func asJSON(t *testing.T, path string) any {
 
 func TestExamplesMatchSchema(t *testing.T) {
 	s := compileSchema(t)
-	for _, f := range []string{"../examples/jobs.yaml", "testdata/jobs.json"} {
+	for _, f := range []string{"../examples/jobs.yaml", "testdata/jobs.json", "testdata/batches.json", "testdata/batches.yaml", "../examples/year-end.yaml"} {
 		if err := s.Validate(asJSON(t, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -59,12 +59,14 @@ func TestExamplesMatchSchema(t *testing.T) {
 func TestSchemaRejects(t *testing.T) {
 	s := compileSchema(t)
 	tests := map[string]string{
-		"unknown key":     `{"jobs": [{"name": "a", "retry": {"jiter": 1}}]}`,
-		"jitter too big":  `{"jobs": [{"name": "a", "retry": {"jitter": 2}}]}`,
-		"bad overlap":     `{"jobs": [{"name": "a", "overlap": "sometimes"}]}`,
-		"no name":         `{"jobs": [{"schedule": "@daily"}]}`,
-		"bad duration":    `{"defaults": {"timeout": "5 minutes"}}`,
-		"unknown section": `{"job": []}`,
+		"unknown key":      `{"jobs": [{"name": "a", "retry": {"jiter": 1}}]}`,
+		"jitter too big":   `{"jobs": [{"name": "a", "retry": {"jitter": 2}}]}`,
+		"bad overlap":      `{"jobs": [{"name": "a", "overlap": "sometimes"}]}`,
+		"no name":          `{"jobs": [{"schedule": "@daily"}]}`,
+		"bad duration":     `{"defaults": {"timeout": "5 minutes"}}`,
+		"unknown section":  `{"job": []}`,
+		"unknown node key": `{"batches": [{"name": "b", "nodes": [{"name": "n", "job": "j", "partitons": ["A"]}]}]}`,
+		"bad edge flag":    `{"batches": [{"name": "b", "edges": [{"from": "a", "to": "b", "flag": "sometimes"}]}]}`,
 	}
 	for name, doc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -108,5 +110,51 @@ func TestSchemaKeysMatchLoader(t *testing.T) {
 	slices.Sort(keys)
 	if !slices.Equal(keys, jobKeyIDs) {
 		t.Errorf("schema job keys:\n%v\nloader keys:\n%v", keys, jobKeyIDs)
+	}
+}
+
+// The schema lists exactly the batch keys the loader knows.
+func TestSchemaBatchKeysMatchLoader(t *testing.T) {
+	data, err := os.ReadFile(schemaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Defs map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+			AnyOf      []struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"anyOf"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, d := range []struct{ def, prefix string }{{"batch", ""}, {"node", "nodes."}, {"edge", "edges."}, {"lock", "nodes.locks."}} {
+		props := doc.Defs[d.def].Properties
+		for _, a := range doc.Defs[d.def].AnyOf {
+			if a.Properties != nil {
+				props = a.Properties
+			}
+		}
+		for k := range props {
+			keys = append(keys, d.prefix+k)
+		}
+	}
+	for _, h := range []string{"on_start", "on_success", "on_failure"} {
+		keys = append(keys, "nodes.handlers."+h)
+		for k := range doc.Defs["handler"].Properties {
+			keys = append(keys, "nodes.handlers."+h+"."+k)
+		}
+	}
+	var want []string
+	for k := range batchKeys {
+		want = append(want, k)
+	}
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("schema batch keys:\n%v\nloader keys:\n%v", keys, want)
 	}
 }

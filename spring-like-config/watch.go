@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/workflow"
 )
 
 // WatchOptions say how Watch reads the files and what it starts from.
@@ -21,6 +22,8 @@ type WatchOptions struct {
 	// Current is the set in force before Watch starts: the first apply gets the changes from it to the
 	// files. Nil means nothing, so the first apply adds every job.
 	Current []job.Spec
+	// CurrentBatches is the batches in force before Watch starts, as Current is for jobs.
+	CurrentBatches []workflow.Definition
 	// Debounce is how long the files must stay quiet before they are read again (default 300ms): an
 	// editor's save is several events.
 	Debounce time.Duration
@@ -73,15 +76,15 @@ func Watch(ctx context.Context, paths []string, opts WatchOptions, apply func(co
 	}
 
 	// Watching starts before the first read, so that no change made after it is missed.
-	decls, err := Load(ctx, paths, opts.Options)
+	set, err := LoadSet(ctx, paths, opts.Options)
 	if err != nil {
 		return fmt.Errorf("springconfig: watch: %w", err)
 	}
-	current := opts.Current
+	current, currentBatches := opts.Current, opts.CurrentBatches
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	try := func(next []job.Spec) {
-		changes := Diff(current, next)
+	try := func(next Set) {
+		changes := DiffSets(current, Specs(next.Jobs), currentBatches, Batches(next.Batches))
 		if changes.Empty() {
 			log.Debug("job files read: no change")
 			return
@@ -94,9 +97,9 @@ func Watch(ctx context.Context, paths []string, opts WatchOptions, apply func(co
 			return
 		}
 		log.Info("job changes applied", "changes", changes.String())
-		current = next
+		current, currentBatches = Specs(next.Jobs), Batches(next.Batches)
 	}
-	try(Specs(decls))
+	try(set)
 
 	for {
 		select {
@@ -115,7 +118,7 @@ func Watch(ctx context.Context, paths []string, opts WatchOptions, apply func(co
 			}
 			log.Warn("file watch error", "err", err)
 		case <-timer.C:
-			decls, err := Load(ctx, paths, opts.Options)
+			set, err := LoadSet(ctx, paths, opts.Options)
 			if err != nil {
 				log.Error("job files refused: the jobs in force stay", "err", err)
 				if opts.OnReject != nil {
@@ -123,7 +126,7 @@ func Watch(ctx context.Context, paths []string, opts WatchOptions, apply func(co
 				}
 				continue
 			}
-			try(Specs(decls))
+			try(set)
 		}
 	}
 }

@@ -128,7 +128,7 @@ func xmlSection(e *xmlElem, top bool) (*node, error) {
 			return c
 		}
 		c := newMap(line)
-		if key == "jobs" {
+		if key == "jobs" || key == "batches" {
 			c = &node{kind: kList, line: line}
 		}
 		n.set(key, c)
@@ -172,6 +172,13 @@ func xmlSection(e *xmlElem, top bool) (*node, error) {
 			}
 			jobs := child("jobs", c.line)
 			jobs.items = append(jobs.items, m)
+		case c.name == "batch":
+			m, err := xmlBatch(c, "")
+			if err != nil {
+				return nil, err
+			}
+			batches := child("batches", c.line)
+			batches.items = append(batches.items, m)
 		case c.name == "profile" && top:
 			name, err := named(c)
 			if err != nil {
@@ -245,6 +252,81 @@ func xmlMap(e *xmlElem) (*node, error) {
 			val = strings.TrimSpace(c.text.String())
 		}
 		if err := xmlSet(n, name, scalar(val, c.line)); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// xmlBatch reads a <batch>, or an element within one whose key path is schema (nodes, nodes.locks...):
+//
+//	<batch name="year-end" schedule="0 0 22 * * ?" frequency="D">
+//	  <node name="extract" job="ye-extract" partitions="A,B,C">
+//	    <locks><lock name="ledger" shared="true"/></locks>
+//	    <resources><resource name="db" value="1"/></resources>
+//	    <handlers><on_failure command="notify.sh"><contacts><contact>ops@example.com</contact></contacts></on_failure></handlers>
+//	  </node>
+//	  <edge from="extract" to="summary" flag="successful"/>
+//	</batch>
+//
+// <node> and <edge> are the items of nodes and edges (a <nodes> or <edges> wrapper is allowed too); a list
+// of objects (locks) holds one element per item; the rest reads as in a job.
+func xmlBatch(e *xmlElem, schema string) (*node, error) {
+	n := newMap(e.line)
+	for _, a := range xmlAttrs(e) {
+		if err := xmlSet(n, a.Name.Local, scalar(a.Value, e.line)); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range e.children {
+		key := c.name
+		if schema == "" && (key == "node" || key == "edge") {
+			item, err := xmlBatch(c, key+"s")
+			if err != nil {
+				return nil, err
+			}
+			list, ok := n.kids[key+"s"]
+			if !ok {
+				list = &node{kind: kList, line: c.line}
+				n.set(key+"s", list)
+			}
+			if list.kind != kList {
+				return nil, &parseError{line: c.line, msg: fmt.Sprintf("<%s> beside a <%ss> that is not a list", key, key)}
+			}
+			list.items = append(list.items, item)
+			continue
+		}
+		path := joinPath(schema, key)
+		var v *node
+		var err error
+		switch kind := batchKeys[path]; {
+		case kind == vObjectList:
+			v = &node{kind: kList, line: c.line}
+			for _, item := range c.children {
+				var x *node
+				if len(item.children) == 0 && len(xmlAttrs(item)) == 0 {
+					x = scalar(strings.TrimSpace(item.text.String()), item.line)
+				} else if x, err = xmlBatch(item, path); err != nil {
+					return nil, err
+				}
+				v.items = append(v.items, x)
+			}
+		case kind == vStrMap || kind == vIntMap:
+			v, err = xmlMap(c)
+		case kind == vList && len(c.children) > 0:
+			v = &node{kind: kList, line: c.line}
+			for _, item := range c.children {
+				v.items = append(v.items, scalar(strings.TrimSpace(item.text.String()), item.line))
+			}
+		case kind != vObject && len(c.children) == 0 && len(xmlAttrs(c)) == 0:
+			v = scalar(strings.TrimSpace(c.text.String()), c.line)
+		default:
+			v, err = xmlBatch(c, path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := xmlSet(n, key, v); err != nil {
 			return nil, err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/workflow"
 	springconfig "github.com/clover-sched/clover/spring-like-config"
 )
 
@@ -31,22 +32,22 @@ func newConfigCmd() *cobra.Command {
 		Short: "Check job files without starting or changing anything",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			decls, err := springconfig.Load(cmd.Context(), args, loadOptions(cmd))
+			set, err := springconfig.LoadSet(cmd.Context(), args, loadOptions(cmd))
 			if err != nil {
 				return printLoadErrors(cmd.OutOrStdout(), err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d files, %d jobs\n", len(args), len(decls))
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d files, %d jobs, %d batches\n", len(args), len(set.Jobs), len(set.Batches))
 			return nil
 		},
 	})
 
 	apply := &cobra.Command{
 		Use:   "apply FILE...",
-		Short: "Make the cluster's jobs match the files: add, update, delete",
-		Long: "Make the cluster's jobs match the files. Jobs are created with source config:NAME (--source, by\n" +
-			"default the first file's name without its extension); a job that this source created and the files\n" +
-			"no longer declare is deleted. Jobs of other sources are never deleted; a job of the same name made by\n" +
-			"a client or another config source is a conflict, one made by the API is taken over.\n\n" +
+		Short: "Make the cluster's jobs and batches match the files: add, update, delete",
+		Long: "Make the cluster's jobs and batches match the files. They are created with source config:NAME (--source,\n" +
+			"by default the first file's name without its extension); a job or batch that this source created and\n" +
+			"the files no longer declare is deleted. Those of other sources are never deleted; one of the same name\n" +
+			"made by a client or another config source is a conflict, one made by the API is taken over.\n\n" +
 			"With --watch it keeps running and applies each valid change of the files; an invalid change is\n" +
 			"refused as a whole and the jobs in force stay.",
 		Example: "  clover config apply examples/jobs.yaml --profile prod\n  clover config apply jobs/*.yaml --source etl --watch",
@@ -69,7 +70,7 @@ func newConfigCmd() *cobra.Command {
 			if watch, _ := cmd.Flags().GetBool("watch"); watch {
 				return a.watch(cmd, args, opts)
 			}
-			decls, err := springconfig.Load(cmd.Context(), args, opts)
+			set, err := springconfig.LoadSet(cmd.Context(), args, opts)
 			if err != nil {
 				return printLoadErrors(cmd.OutOrStdout(), err)
 			}
@@ -77,7 +78,11 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.apply(cmd.Context(), springconfig.Diff(owned, springconfig.Specs(decls)))
+			ownedBatches, err := a.ownedBatches(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.apply(cmd.Context(), springconfig.DiffSets(owned, springconfig.Specs(set.Jobs), ownedBatches, springconfig.Batches(set.Batches)))
 		},
 	}
 	apply.Flags().Bool("watch", false, "keep running and apply every valid change of the files")
@@ -173,6 +178,10 @@ func (a *configApplier) apply(ctx context.Context, ch springconfig.Changes) erro
 		}
 		counts[verb]++
 	}
+	// Batches after the jobs their nodes run, and deleted before the jobs.
+	if err := a.applyBatches(ctx, ch, counts); err != nil {
+		errs = append(errs, err)
+	}
 	for _, spec := range ch.Deletes {
 		have, ok := cur[spec.Name]
 		if !ok || have.Source != a.source {
@@ -237,8 +246,12 @@ func (a *configApplier) watch(cmd *cobra.Command, paths []string, opts springcon
 	if err != nil {
 		return err
 	}
+	ownedBatches, err := a.ownedBatches(ctx)
+	if err != nil {
+		return err
+	}
 	wo := springconfig.WatchOptions{
-		Options: opts, Current: owned, Logger: logger,
+		Options: opts, Current: owned, CurrentBatches: ownedBatches, Logger: logger,
 		OnReject: func(err error) { _ = printLoadErrors(a.out, err) },
 	}
 	err = springconfig.Watch(ctx, paths, wo, a.apply)
@@ -247,4 +260,85 @@ func (a *configApplier) watch(cmd *cobra.Command, paths []string, opts springcon
 		return printLoadErrors(a.out, errs)
 	}
 	return err
+}
+
+// storedBatch is a batch as GET /api/v1/batches lists it.
+type storedBatch struct {
+	Name       string              `json:"name"`
+	Version    int64               `json:"version"`
+	Definition workflow.Definition `json:"definition"`
+}
+
+func (a *configApplier) listBatches(ctx context.Context) (map[string]storedBatch, error) {
+	var list []storedBatch
+	if err := a.api.do(ctx, "GET", "/api/v1/batches", nil, &list); err != nil {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	out := make(map[string]storedBatch, len(list))
+	for _, b := range list {
+		out[b.Name] = b
+	}
+	return out, nil
+}
+
+// ownedBatches returns the batches this source created.
+func (a *configApplier) ownedBatches(ctx context.Context) ([]workflow.Definition, error) {
+	all, err := a.listBatches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []workflow.Definition
+	for _, b := range all {
+		if b.Definition.Source == a.source {
+			out = append(out, b.Definition)
+		}
+	}
+	return out, nil
+}
+
+// applyBatches carries out the batch changes as apply does the jobs', against the batches as they are now.
+func (a *configApplier) applyBatches(ctx context.Context, ch springconfig.Changes, counts map[string]int) error {
+	if len(ch.BatchAdds)+len(ch.BatchUpdates)+len(ch.BatchDeletes) == 0 {
+		return nil
+	}
+	cur, err := a.listBatches(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, def := range append(append([]workflow.Definition(nil), ch.BatchAdds...), ch.BatchUpdates...) {
+		have, exists := cur[def.Name]
+		def.Source, def.Version = a.source, 0
+		verb := "ADD"
+		switch src := have.Definition.Source; {
+		case exists && src != a.source && src != "api" && src != "":
+			errs = append(errs, fmt.Errorf("batch %s: exists with source %s: remove it there, or rename it in the files", def.Name, src))
+			continue
+		case exists && springconfig.BatchEqual(have.Definition, def):
+			continue // an identical API batch stays the API's, as a job does
+		case exists:
+			verb, def.Version = "UPDATE", have.Version // refused if someone changed it since
+		}
+		var out workflow.Definition
+		if err := a.api.do(ctx, "PUT", a.withMessage("/api/v1/batches/"+url.PathEscape(def.Name)), def, &out); err != nil {
+			errs = append(errs, fmt.Errorf("batch %s: %s: %w", def.Name, strings.ToLower(verb), err))
+			continue
+		}
+		fmt.Fprintf(a.out, "%s batch %s\n", verb, def.Name)
+		counts[verb]++
+	}
+	for _, def := range ch.BatchDeletes {
+		have, ok := cur[def.Name]
+		if !ok || have.Definition.Source != a.source {
+			continue // gone already, or no longer ours
+		}
+		path := fmt.Sprintf("/api/v1/batches/%s?version=%d&message=%s", url.PathEscape(def.Name), have.Version, url.QueryEscape(truncate(a.message, 1000)))
+		if err := a.api.do(ctx, "DELETE", path, nil, nil); err != nil {
+			errs = append(errs, fmt.Errorf("batch %s: delete: %w", def.Name, err))
+			continue
+		}
+		fmt.Fprintf(a.out, "DELETE batch %s\n", def.Name)
+		counts["DELETE"]++
+	}
+	return errors.Join(errs...)
 }

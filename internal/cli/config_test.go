@@ -93,7 +93,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("out %q err %v", out, err)
 	}
 	out, err = runCLI(t, "config", "validate", "../../examples/jobs.yaml", "--profile", "dev")
-	if err != nil || out != "ok: 1 files, 3 jobs\n" {
+	if err != nil || out != "ok: 1 files, 3 jobs, 0 batches\n" {
 		t.Fatalf("out %q err %v", out, err)
 	}
 	bad := writeFile(t, t.TempDir(), "bad.yaml", "jobs:\n  - name: a\n    schedule: \"@daily\"\n    retry: {jiter: 1}\n")

@@ -68,6 +68,8 @@ type Execution struct {
 	BatchNode      string `json:"batch_node,omitempty" bson:"batch_node,omitempty"`
 	BatchPartition string `json:"batch_partition,omitempty" bson:"batch_partition,omitempty"`
 	BatchRound     int    `json:"batch_round,omitempty" bson:"batch_round,omitempty"`
+	// Labels are what a client must carry to run it besides its job's routing labels (a batch node's).
+	Labels map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
 	// Missed is how many fire times this execution stands for besides its own (a catch-up run, or a
 	// skipped record of a misfire).
 	Missed int `json:"missed,omitempty" bson:"missed,omitempty"`

@@ -39,6 +39,10 @@ type Definition struct {
 	// an application's request (client.RequestBatchRun). Starting a batch runs its jobs' commands now,
 	// an operator's act: no client may unless named here.
 	RequestedBy []string `json:"requested_by,omitempty" bson:"requested_by,omitempty"`
+	// Source says who maintains the batch, as a job's does: "api" (the API, the CLI and the console),
+	// "config:NAME" (`clover config apply`, which deletes only its own) or "client:ID" (declared by a
+	// client in code, applied by the leader). An API write takes any batch over.
+	Source string `json:"source,omitempty" bson:"source,omitempty"`
 	// Version is the stored version (read), or the version a write replaces (0: a new batch); not part
 	// of what is stored as the definition.
 	Version int64 `json:"version,omitempty" bson:"-"`
@@ -46,8 +50,14 @@ type Definition struct {
 
 // Node is one step of a batch: a job, run once or once per partition, on the run's frequencies.
 type Node struct {
-	Name   string            `json:"name"`
-	Job    string            `json:"job"`
+	Name string `json:"name"`
+	Job  string `json:"job"`
+	// Group names what the node belongs to (all DataStage jobs, all SSIS jobs): shown with it, and given
+	// to its executions as params.group unless its params set one.
+	Group string `json:"group,omitempty" bson:"group,omitempty"`
+	// Labels are what a client must carry to run the node, besides its job's routing labels (os=windows
+	// for an SSIS step).
+	Labels map[string]string `json:"labels,omitempty" bson:"labels,omitempty"`
 	Params map[string]string `json:"params,omitempty"`
 	// Partitions splits the node into one execution per item (department A, B, C); empty: one.
 	Partitions []string `json:"partitions,omitempty"`
@@ -206,6 +216,14 @@ func (d Definition) Validate() error {
 			return fmt.Errorf("batch %s: node %s: job is required", d.Name, n.Name)
 		}
 		seen[n.Name] = true
+		if n.Group != "" && !namePattern.MatchString(n.Group) {
+			return fmt.Errorf("batch %s: node %s: group %q: must be 1-128 characters of letters, digits, '.', '_' or '-'", d.Name, n.Name, n.Group)
+		}
+		for k, v := range n.Labels {
+			if !namePattern.MatchString(k) || len(v) > 256 {
+				return fmt.Errorf("batch %s: node %s: label %q: want a name of 1-128 letters, digits, '.', '_' or '-' and a value of at most 256 bytes", d.Name, n.Name, k)
+			}
+		}
 		if len(n.Partitions) > MaxPartitions {
 			return fmt.Errorf("batch %s: node %s: %d partitions, at most %d", d.Name, n.Name, len(n.Partitions), MaxPartitions)
 		}
