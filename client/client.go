@@ -22,6 +22,7 @@ import (
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
+	"github.com/clover-sched/clover/internal/workflow"
 	"github.com/clover-sched/clover/internal/zksession"
 )
 
@@ -68,6 +69,7 @@ type Client struct {
 	mu        sync.Mutex
 	handlers  map[string]HandlerFunc
 	declared  []job.Spec
+	batches   []workflow.Definition // declared, of declared jobs
 	seen      byRun[decision]           // what we answered for each run of an execution
 	active    byRun[*activeRun]         // runs under way here, from acceptance until their result is produced
 	pending   byRun[*pendingReport]     // results not yet confirmed by a receipt
@@ -207,6 +209,29 @@ func (c *Client) Declare(spec job.Spec) error {
 	return nil
 }
 
+// DeclareBatch declares a batch (a graph of jobs, see package workflow) of jobs this client declares;
+// the leader creates it, or keeps it as declared, unless the API or a job file maintains a batch of that
+// name. Batches of other jobs are made through the API, the CLI or job files: a client may not make others'
+// jobs run. Call it before Run, after declaring its jobs.
+func (c *Client) DeclareBatch(def workflow.Definition) error {
+	if err := def.Validate(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range def.Nodes {
+		if !slices.ContainsFunc(c.declared, func(s job.Spec) bool { return s.Name == n.Job }) {
+			return fmt.Errorf("batch %s: node %s: job %s is not declared by this client (declare it first)", def.Name, n.Name, n.Job)
+		}
+	}
+	if slices.ContainsFunc(c.batches, func(d workflow.Definition) bool { return d.Name == def.Name }) {
+		return fmt.Errorf("batch %s: declared twice", def.Name)
+	}
+	def.Version, def.Source = 0, ""
+	c.batches = append(c.batches, def)
+	return nil
+}
+
 // Stats returns the client's counters.
 func (c *Client) Stats() *Stats { return &c.stats }
 
@@ -233,6 +258,13 @@ func (c *Client) member(endpoint string) (registry.Member, error) {
 			return m, err
 		}
 		m.Declared = b
+	}
+	if len(c.batches) > 0 {
+		b, err := json.Marshal(c.batches)
+		if err != nil {
+			return m, err
+		}
+		m.DeclaredBatches = b
 	}
 	return m, nil
 }

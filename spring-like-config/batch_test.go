@@ -116,3 +116,32 @@ func writeTemp(t *testing.T, name, content string) string {
 	}
 	return p
 }
+
+// A batch built in code is the batch of the files, and is checked as they are.
+func TestBatchBuilderAgreesWithTheFiles(t *testing.T) {
+	b := Batch("year-end").Description("extract per department, then the reports").Frequency("D").RequestedBy("loader-1")
+	b.Node("extract", "ye-extract").Group("finance").Label("os", "linux").Partitions("A", "B", "C").Resource("db", 2).
+		Pre("test -d /data").OnFailure("echo failed", "finance@example.com", "ops@example.com")
+	b.Node("summary", "ye-report").Param("report", "head-office").Lock("ledger").After("extract").
+		Node("archive", "ye-report").Frequencies("M", "Y").SharedLock("ledger").Lock("archive-disk").AfterOn("completed", "summary").
+		Node("alert", "ye-report").Post("echo done").AfterOn("failed", "extract")
+	got, err := b.BatchDeclarations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wantYearEnd(""); !reflect.DeepEqual(got[0].Definition, want) {
+		t.Errorf("built:\n got %+v\nwant %+v", got[0].Definition, want)
+	}
+
+	files := Files([]string{"testdata/batches.yaml"}, Options{Lookup: noEnv})
+	_, err = MergeSet(context.Background(), files, b)
+	if err == nil || !strings.Contains(err.Error(), `batch year-end: declared twice (first at testdata/batches.yaml:10)`) {
+		t.Errorf("the same batch in a file and in code: %v", err)
+	}
+	bad := Batch("loop")
+	bad.Node("a", "x").After("b").Node("b", "x").After("a")
+	_, err = MergeSet(context.Background(), bad)
+	if err == nil || err.Error() != `Batch("loop"): batch loop: cycle: a → b → a` && !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("a cycle built in code: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,34 +41,74 @@ func (f files) Declarations(ctx context.Context) ([]Declaration, error) {
 // Merge gathers the declarations of ds into one set. A job declared twice, in files or in code, is an
 // error naming both places; every problem of every source is reported at once.
 func Merge(ctx context.Context, ds ...Declarer) ([]Declaration, error) {
-	var all []Declaration
+	set, err := MergeSet(ctx, ds...)
+	return set.Jobs, err
+}
+
+// MergeSet gathers the jobs and the batches of ds (those that are also BatchDeclarers: files and batch
+// builders), as Merge does the jobs.
+func MergeSet(ctx context.Context, ds ...Declarer) (Set, error) {
+	var set Set
 	var errs Errors
-	for _, d := range ds {
-		decls, err := d.Declarations(ctx)
+	collect := func(err error) error {
 		var es Errors
 		switch {
 		case errors.As(err, &es):
 			errs = append(errs, es...)
 		case err != nil:
-			return nil, err
+			return err
 		}
-		all = append(all, decls...)
+		return nil
 	}
-	all, dups := dedupe(all)
-	errs = append(errs, dups...)
+	for _, d := range ds {
+		if f, ok := d.(files); ok {
+			// Read once for both.
+			s, err := LoadSet(ctx, f.paths, f.opts)
+			if err := collect(err); err != nil {
+				return Set{}, err
+			}
+			set.Jobs, set.Batches = append(set.Jobs, s.Jobs...), append(set.Batches, s.Batches...)
+			continue
+		}
+		decls, err := d.Declarations(ctx)
+		if err := collect(err); err != nil {
+			return Set{}, err
+		}
+		set.Jobs = append(set.Jobs, decls...)
+		if bd, ok := d.(BatchDeclarer); ok {
+			batches, err := bd.BatchDeclarations(ctx)
+			if err := collect(err); err != nil {
+				return Set{}, err
+			}
+			set.Batches = append(set.Batches, batches...)
+		}
+	}
+	var dups, batchDups Errors
+	set.Jobs, dups = dedupe(set.Jobs)
+	set.Batches, batchDups = dedupeBatches(set.Batches)
+	errs = append(append(errs, dups...), batchDups...)
 	if err := errs.err(); err != nil {
-		return nil, err
+		return Set{}, err
 	}
-	return all, nil
+	return set, nil
 }
 
 // Register declares every job of ds with c.Declare, and registers the Go handlers of those declared in
-// code with c.Handle, under the job's handler name. Call it before c.Run. Nothing is registered unless
-// everything is valid.
+// code with c.Handle, under the job's handler name; then every batch with c.DeclareBatch, whose nodes
+// must run jobs declared here (a client declares batches of its own jobs only). Call it before c.Run.
+// Nothing is registered unless everything is valid.
 func Register(ctx context.Context, c *client.Client, ds ...Declarer) error {
-	decls, err := Merge(ctx, ds...)
+	set, err := MergeSet(ctx, ds...)
 	if err != nil {
 		return fmt.Errorf("springconfig: register: %w", err)
+	}
+	decls := set.Jobs
+	for _, b := range set.Batches {
+		for _, n := range b.Definition.Nodes {
+			if !slices.ContainsFunc(decls, func(d Declaration) bool { return d.Spec.Name == n.Job }) {
+				return fmt.Errorf("springconfig: register %s: node %s: job %s is not declared here; a client declares batches of its own jobs only (make others' with clover config apply or the API)", b.Origin, n.Name, n.Job)
+			}
+		}
 	}
 	handlers := map[string]Declaration{}
 	for _, d := range decls {
@@ -85,6 +126,11 @@ func Register(ctx context.Context, c *client.Client, ds ...Declarer) error {
 	for _, d := range decls {
 		if err := c.Declare(d.Spec); err != nil {
 			return fmt.Errorf("springconfig: register %s: %w", d.Origin, err)
+		}
+	}
+	for _, b := range set.Batches {
+		if err := c.DeclareBatch(b.Definition); err != nil {
+			return fmt.Errorf("springconfig: register %s: %w", b.Origin, err)
 		}
 	}
 	return nil

@@ -1,8 +1,6 @@
 package springconfig
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -123,12 +121,7 @@ func DiffSets(oldJobs, newJobs []job.Spec, oldBatches, newBatches []workflow.Def
 // BatchEqual reports whether a and b define the same batch: what the cluster keeps about it (Version,
 // Source) is ignored, and so is the difference between an empty and a missing map or list, as the API's
 // JSON has it.
-func BatchEqual(a, b workflow.Definition) bool {
-	a.Version, a.Source, b.Version, b.Source = 0, "", 0, ""
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && bytes.Equal(ja, jb)
-}
+func BatchEqual(a, b workflow.Definition) bool { return workflow.Same(a, b) }
 
 // Batches returns the definitions of ds.
 func Batches(ds []BatchDeclaration) []workflow.Definition {

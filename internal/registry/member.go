@@ -34,6 +34,8 @@ type Member struct {
 	Jobs     []string          `json:"jobs,omitempty"`     // job names it serves
 	Handlers []string          `json:"handlers,omitempty"` // generic handlers, e.g. "shell"
 	Declared json.RawMessage   `json:"declared,omitempty"` // job specs declared by a client, opaque here
+	// DeclaredBatches are batch definitions declared by a client (of its own jobs), opaque here.
+	DeclaredBatches json.RawMessage `json:"declared_batches,omitempty"`
 
 	StartedAt time.Time `json:"started_at"`
 	Version   string    `json:"version,omitempty"`
@@ -143,6 +145,7 @@ func (m Member) clone() Member {
 	m.Jobs = slices.Clone(m.Jobs)
 	m.Handlers = slices.Clone(m.Handlers)
 	m.Declared = slices.Clone(m.Declared)
+	m.DeclaredBatches = slices.Clone(m.DeclaredBatches)
 	return m
 }
 

@@ -1,6 +1,8 @@
 package workflow
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -363,4 +365,13 @@ func (d Definition) cycle() []string {
 		}
 	}
 	return nil
+}
+
+// Same reports whether a and b define the same batch: what the cluster keeps about it (Version, Source)
+// is ignored, and so is the difference between an empty and a missing map or list, as JSON has it.
+func Same(a, b Definition) bool {
+	a.Version, a.Source, b.Version, b.Source = 0, "", 0, ""
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
