@@ -69,7 +69,7 @@ type Client struct {
 	mu        sync.Mutex
 	handlers  map[string]HandlerFunc
 	declared  []job.Spec
-	batches   []workflow.Definition // declared, of declared jobs
+	batches   []workflow.Definition     // declared, of declared jobs
 	seen      byRun[decision]           // what we answered for each run of an execution
 	active    byRun[*activeRun]         // runs under way here, from acceptance until their result is produced
 	pending   byRun[*pendingReport]     // results not yet confirmed by a receipt
