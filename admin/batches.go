@@ -65,7 +65,7 @@ func (c *Console) renderBatch(w http.ResponseWriter, r *http.Request, status int
 	}
 	nodes := make([]workflow.NodeStatus, len(d.Def.Nodes))
 	for i, n := range d.Def.Nodes {
-		nodes[i] = workflow.NodeStatus{Name: n.Name, Job: n.Job}
+		nodes[i] = workflow.NodeStatus{Name: n.Name, Job: n.Job, Group: n.Group}
 	}
 	d.Graph, d.TooBig = drawGraph(nodes, d.Def.Edges), len(nodes) > maxDrawnNodes
 	c.render(w, r, status, "batch", d)

@@ -122,7 +122,11 @@ func nodeLine(n workflow.NodeStatus) string {
 }
 
 func nodeTitle(n workflow.NodeStatus) string {
-	t := n.Name + " (job " + n.Job + "): " + cmp.Or(string(n.State), "defined")
+	t := n.Name + " (job " + n.Job
+	if n.Group != "" {
+		t += ", group " + n.Group
+	}
+	t += "): " + cmp.Or(string(n.State), "defined")
 	if n.Reason != "" {
 		t += ": " + n.Reason
 	}

@@ -1,5 +1,5 @@
-// Command tagged is a client that declares two jobs in Go, with tagged handler fields, and serves the Go
-// handlers the jobs of examples/jobs.yaml name (report, settle). With -files it declares those jobs too,
+// Command tagged is a client that declares two jobs in Go, with tagged handler fields, and a batch of them,
+// and serves the Go handlers the jobs of examples/jobs.yaml name (report, settle). With -files it declares those jobs too,
 // merged with the code's into one set (a job in both is an error at start):
 //
 //	go run ./examples/tagged -zookeeper 127.0.0.1:2181 [-files examples/jobs.yaml]
@@ -82,7 +82,12 @@ func run(zk, files, profile string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sources := []springconfig.Declarer{springconfig.Tagged(&jobs{Settle: settle, Ping: ping})}
+	// A batch of this client's own jobs, declared in Go beside them: each night settle, then ping. A client
+	// declares batches of the jobs it declares only; others' are made with job files or the API.
+	nightly := springconfig.Batch("tagged-nightly").Description("declared in Go by client-tagged").
+		Cron("0 30 2 * * ?").TimeZone("Europe/Paris").Frequency("D")
+	nightly.Node("settle", "settle-code").Group("finance").Node("ping", "ping").After("settle")
+	sources := []springconfig.Declarer{springconfig.Tagged(&jobs{Settle: settle, Ping: ping}), nightly}
 	if files != "" {
 		sources = append(sources, springconfig.Files(strings.Split(files, ","), springconfig.Options{Profile: profile}))
 	}

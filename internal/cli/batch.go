@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -340,9 +341,9 @@ func printBatchStatus(out io.Writer, st apiv1.BatchRunStatus) {
 		fmt.Fprintf(out, "  %s\n", r.Reason)
 	}
 	w := table(out)
-	fmt.Fprintln(w, "NODE\tJOB\tSTATE\tPARTITIONS\tNOTE")
+	fmt.Fprintln(w, "NODE\tJOB\tGROUP\tSTATE\tPARTITIONS\tNOTE")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Job, n.State, partitionSummary(n), noteOf(n))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Job, cmp.Or(n.Group, "-"), n.State, partitionSummary(n), noteOf(n))
 	}
 	_ = w.Flush()
 	if st.Running > 0 {

@@ -144,6 +144,7 @@ func (r *Run) Pending(name string) []string {
 type NodeStatus struct {
 	Name   string `json:"name"`
 	Job    string `json:"job"`
+	Group  string `json:"group,omitempty"`
 	State  State  `json:"state"`
 	Reason string `json:"reason,omitempty"`
 	// Partitions counts the node's partitions by state, once it started (an unpartitioned node has one).
@@ -157,7 +158,7 @@ func (r *Run) Status() []NodeStatus {
 	out := make([]NodeStatus, len(r.nodes))
 	for i, n := range r.nodes {
 		node := r.def.Nodes[i]
-		st := NodeStatus{Name: node.Name, Job: node.Job, State: n.state, Reason: n.reason}
+		st := NodeStatus{Name: node.Name, Job: node.Job, Group: node.Group, State: n.state, Reason: n.reason}
 		if n.parts != nil {
 			st.Partitions = map[State]int{}
 			for _, p := range r.partitions(i) {
