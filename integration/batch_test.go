@@ -722,14 +722,14 @@ func TestAFileArrivalStartsABatchRunOnce(t *testing.T) {
 		t.Skip("cluster test")
 	}
 	c := StartCluster(t, Options{Servers: 1, Clients: 0})
-	c.WaitLeader(30 * time.Second)
+	leader, _ := c.WaitLeader(30 * time.Second)
 	dir := t.TempDir()
 	_ = os.Chmod(dir, 0o777)
 	in := filepath.Join(dir, "in")
 	if err := os.Mkdir(in, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	c.AddClientWithConfig("watcher", fmt.Sprintf("watches:\n  - batch: inbound\n    path: %s/gl-*.csv\n    stable: 2s\n    md5_suffix: .md5\n    cycle: 'gl-(\\d{8})\\.csv'\n    frequency: D\n", in))
+	watcher := c.AddClientWithConfig("watcher", fmt.Sprintf("watches:\n  - batch: inbound\n    path: %s/gl-*.csv\n    stable: 2s\n    md5_suffix: .md5\n    cycle: 'gl-(\\d{8})\\.csv'\n    frequency: D\n", in))
 	c.WaitClients(1, 30*time.Second)
 	c.CreateJob(ledgerJob("load", dir, "0.1"))
 	d := workflow.Definition{Name: "inbound", RequestedBy: []string{"watcher"}, Frequency: "D", Nodes: []workflow.Node{{Name: "load", Job: "load"}}}
@@ -760,7 +760,8 @@ func TestAFileArrivalStartsABatchRunOnce(t *testing.T) {
 	if err := os.WriteFile(file+".md5", []byte("00000000000000000000000000000000  gl-20261231.csv\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(4 * time.Second)
+	logged := func(m *Member, what string) int { return strings.Count(m.Log(5000), what) }
+	waitFor(t, 30*time.Second, "the watcher to find the MD5 wrong", func() bool { return logged(watcher, "MD5 does not match") > 0 })
 	if n := len(runs()); n != 0 {
 		t.Fatalf("a run started with a wrong MD5 (%d)", n)
 	}
@@ -770,9 +771,13 @@ func TestAFileArrivalStartsABatchRunOnce(t *testing.T) {
 	}
 	waitRun(t, c, "inbound", "20261231", 30*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
 	// Seen again (touched): it asks again, and the cycle that ran is not run twice.
+	asked := logged(watcher, "a file arrived: batch run asked for")
 	later := time.Now().Add(time.Minute)
 	_ = os.Chtimes(file, later, later)
-	time.Sleep(5 * time.Second)
+	waitFor(t, 30*time.Second, "the watcher to ask again", func() bool { return logged(watcher, "a file arrived: batch run asked for") > asked })
+	waitFor(t, 30*time.Second, "the leader to answer that the run exists", func() bool {
+		return logged(leader, "a requested batch run exists already") > 0
+	})
 	rs := runs()
 	if len(rs) != 1 || rs[0].Cycle != "20261231" || rs[0].By != "client:watcher" || rs[0].Trigger != "request" || rs[0].Frequency != "D" {
 		t.Fatalf("runs: %+v", rs)
