@@ -131,25 +131,8 @@ func typed(v *node, kind valueKind, path, at string, o owner, c *collector) (any
 		}
 		return items, true
 	case vList:
-		var list []string
-		switch v.kind {
-		case kScalar:
-			for item := range strings.SplitSeq(v.text, ",") {
-				if item = strings.TrimSpace(item); item != "" {
-					list = append(list, item)
-				}
-			}
-		case kList:
-			for _, item := range v.items {
-				if s, ok := wantScalar(item, at, o, c); ok {
-					list = append(list, s)
-				}
-			}
-		default:
-			c.add(v.line, o, at, "want a list of values, got a mapping")
-			return nil, false
-		}
-		return list, true
+		list, ok := wantList(v, at, o, c)
+		return list, ok
 	case vStrMap, vIntMap:
 		if v.kind != kMap {
 			c.add(v.line, o, at, "want a mapping of names to values")

@@ -79,23 +79,7 @@ func decodeInto(jc reflect.Value, n *node, prefix string, o owner, c *collector,
 		f := jc.FieldByIndex(jk.index)
 		switch jk.kind {
 		case vList:
-			var list []string
-			switch v.kind {
-			case kScalar:
-				for item := range strings.SplitSeq(v.text, ",") {
-					if item = strings.TrimSpace(item); item != "" {
-						list = append(list, item)
-					}
-				}
-			case kList:
-				for _, item := range v.items {
-					if s, ok := wantScalar(item, path, o, c); ok {
-						list = append(list, s)
-					}
-				}
-			default:
-				c.add(v.line, o, path, "want a list of values, got a mapping")
-			}
+			list, _ := wantList(v, path, o, c)
 			f.Set(reflect.ValueOf(list))
 		case vStrMap:
 			if v.kind != kMap {
@@ -119,6 +103,29 @@ func decodeInto(jc reflect.Value, n *node, prefix string, o owner, c *collector,
 			}
 		}
 	}
+}
+
+// wantList reads a list of values, or one value of comma-separated items.
+func wantList(v *node, path string, o owner, c *collector) ([]string, bool) {
+	var list []string
+	switch v.kind {
+	case kScalar:
+		for item := range strings.SplitSeq(v.text, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+	case kList:
+		for _, item := range v.items {
+			if s, ok := wantScalar(item, path, o, c); ok {
+				list = append(list, s)
+			}
+		}
+	default:
+		c.add(v.line, o, path, "want a list of values, got a mapping")
+		return nil, false
+	}
+	return list, true
 }
 
 func wantScalar(v *node, path string, o owner, c *collector) (string, bool) {

@@ -62,60 +62,45 @@ func (c Changes) String() string {
 // Diff returns what turns old into new. Definitions are compared without what the cluster keeps about a
 // job (version, times, source, stats, paused): see Equal.
 func Diff(old, new []job.Spec) Changes {
-	before := map[string]job.Spec{}
-	for _, s := range old {
-		before[s.Name] = s
-	}
 	var c Changes
-	after := map[string]bool{}
-	for _, s := range new {
-		after[s.Name] = true
-		prev, ok := before[s.Name]
-		switch {
-		case !ok:
-			c.Adds = append(c.Adds, s)
-		case !Equal(prev, s):
-			c.Updates = append(c.Updates, s)
-		}
-	}
-	for _, s := range old {
-		if !after[s.Name] {
-			c.Deletes = append(c.Deletes, s)
-		}
-	}
-	for _, l := range [][]job.Spec{c.Adds, c.Updates, c.Deletes} {
-		slices.SortFunc(l, func(a, b job.Spec) int { return strings.Compare(a.Name, b.Name) })
-	}
+	c.Adds, c.Updates, c.Deletes = diffNamed(old, new, func(s job.Spec) string { return s.Name }, Equal)
 	return c
 }
 
 // DiffSets returns what turns old into new, jobs and batches.
 func DiffSets(oldJobs, newJobs []job.Spec, oldBatches, newBatches []workflow.Definition) Changes {
 	c := Diff(oldJobs, newJobs)
-	before := map[string]workflow.Definition{}
-	for _, d := range oldBatches {
-		before[d.Name] = d
+	c.BatchAdds, c.BatchUpdates, c.BatchDeletes = diffNamed(oldBatches, newBatches, func(d workflow.Definition) string { return d.Name }, BatchEqual)
+	return c
+}
+
+// diffNamed returns what is only in new, what is in both and differs (as new has it), and what is only
+// in old, each sorted by name.
+func diffNamed[T any](old, new []T, name func(T) string, equal func(a, b T) bool) (adds, updates, deletes []T) {
+	before := map[string]T{}
+	for _, x := range old {
+		before[name(x)] = x
 	}
 	after := map[string]bool{}
-	for _, d := range newBatches {
-		after[d.Name] = true
-		prev, ok := before[d.Name]
+	for _, x := range new {
+		after[name(x)] = true
+		prev, ok := before[name(x)]
 		switch {
 		case !ok:
-			c.BatchAdds = append(c.BatchAdds, d)
-		case !BatchEqual(prev, d):
-			c.BatchUpdates = append(c.BatchUpdates, d)
+			adds = append(adds, x)
+		case !equal(prev, x):
+			updates = append(updates, x)
 		}
 	}
-	for _, d := range oldBatches {
-		if !after[d.Name] {
-			c.BatchDeletes = append(c.BatchDeletes, d)
+	for _, x := range old {
+		if !after[name(x)] {
+			deletes = append(deletes, x)
 		}
 	}
-	for _, l := range [][]workflow.Definition{c.BatchAdds, c.BatchUpdates, c.BatchDeletes} {
-		slices.SortFunc(l, func(a, b workflow.Definition) int { return strings.Compare(a.Name, b.Name) })
+	for _, l := range [][]T{adds, updates, deletes} {
+		slices.SortFunc(l, func(a, b T) int { return strings.Compare(name(a), name(b)) })
 	}
-	return c
+	return adds, updates, deletes
 }
 
 // BatchEqual reports whether a and b define the same batch: what the cluster keeps about it (Version,

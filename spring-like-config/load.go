@@ -133,33 +133,30 @@ func combine(files []parsedFile, opts Options) (Set, Errors) {
 
 // dedupeBatches keeps the first declaration of each batch and reports the others, naming both places.
 func dedupeBatches(decls []BatchDeclaration) ([]BatchDeclaration, Errors) {
-	var errs Errors
-	first := map[string]BatchDeclaration{}
-	var out []BatchDeclaration
-	for _, d := range decls {
-		if f, ok := first[d.Definition.Name]; ok {
-			file, line := splitOrigin(d.Origin)
-			errs = append(errs, &Error{File: file, Line: line, Batch: d.Definition.Name, Msg: "declared twice (first at " + f.Origin + ")"})
-			continue
-		}
-		first[d.Definition.Name] = d
-		out = append(out, d)
-	}
-	return out, errs
+	return dedupeNamed(decls, func(d BatchDeclaration) (string, string) { return d.Definition.Name, d.Origin },
+		func(e *Error, name string) { e.Batch = name })
 }
 
 // dedupe keeps the first declaration of each name and reports the others, naming both places.
 func dedupe(decls []Declaration) ([]Declaration, Errors) {
+	return dedupeNamed(decls, func(d Declaration) (string, string) { return d.Spec.Name, d.Origin },
+		func(e *Error, name string) { e.Job = name })
+}
+
+func dedupeNamed[T any](decls []T, key func(T) (name, origin string), owner func(e *Error, name string)) ([]T, Errors) {
 	var errs Errors
-	first := map[string]Declaration{}
-	var out []Declaration
+	first := map[string]string{} // name → origin
+	var out []T
 	for _, d := range decls {
-		if f, ok := first[d.Spec.Name]; ok {
-			file, line := splitOrigin(d.Origin)
-			errs = append(errs, &Error{File: file, Line: line, Job: d.Spec.Name, Msg: "declared twice (first at " + f.Origin + ")"})
+		name, origin := key(d)
+		if f, ok := first[name]; ok {
+			file, line := splitOrigin(origin)
+			e := &Error{File: file, Line: line, Msg: "declared twice (first at " + f + ")"}
+			owner(e, name)
+			errs = append(errs, e)
 			continue
 		}
-		first[d.Spec.Name] = d
+		first[name] = origin
 		out = append(out, d)
 	}
 	return out, errs
