@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -343,30 +344,13 @@ func (s *Server) batchRunExecutions(w http.ResponseWriter, r *http.Request) {
 
 // tagBatchRevision adds or removes a tag of a batch's version.
 func (s *Server) tagBatchRevision(add bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		v, err := pathVersion(r, "version")
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err)
-			return
-		}
-		tag, ok := tagOf(w, r, add)
-		if !ok {
-			return
-		}
-		rev, err := s.store.GetBatchRevision(r.Context(), name, v)
-		if err != nil {
-			writeError(w, storeStatus(err), err)
-			return
-		}
-		if rev.Tags, err = editTags(rev.Tags, tag, add, fmt.Sprintf("version %d of batch %s", v, name)); err != nil {
-			writeError(w, storeStatus(err), err)
-			return
-		}
-		if err := s.store.SetBatchRevisionTags(r.Context(), name, v, rev.Tags); err != nil {
-			writeError(w, storeStatus(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, rev)
-	}
+	return s.tagHandler(add, revisionTags{
+		what: func(name string, v int64) string { return fmt.Sprintf("version %d of batch %s", v, name) },
+		lock: func(name string) func() { return s.jobLocks.lock("batch/" + name) }, // no job has a '/'
+		get: func(ctx context.Context, name string, v int64) (any, *[]string, error) {
+			rev, err := s.store.GetBatchRevision(ctx, name, v)
+			return &rev, &rev.Tags, err
+		},
+		set: s.store.SetBatchRevisionTags,
+	})
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -286,6 +287,27 @@ const maxTags = 20
 // tagRevision serves POST and DELETE of a revision's tags, under the job's lock (two taggings of one
 // revision do not lose each other's tag). A prune checks the tags in its delete's own filter.
 func (s *Server) tagRevision(add bool) http.HandlerFunc {
+	return s.tagHandler(add, revisionTags{
+		what: func(name string, v int64) string { return fmt.Sprintf("version %d of %s", v, name) },
+		lock: func(name string) func() { return s.jobLocks.lock(name) },
+		get: func(ctx context.Context, name string, v int64) (any, *[]string, error) {
+			rev, err := s.store.GetRevision(ctx, name, v)
+			return &rev, &rev.Tags, err
+		},
+		set: s.store.SetRevisionTags,
+	})
+}
+
+// revisionTags are the revisions of one kind (a job's, a batch's), for tagHandler.
+type revisionTags struct {
+	what func(name string, v int64) string
+	lock func(name string) func() // orders the tag edits of one name
+	get  func(ctx context.Context, name string, v int64) (rev any, tags *[]string, err error)
+	set  func(ctx context.Context, name string, v int64, tags []string) error
+}
+
+// tagHandler adds the body's tag to a revision, or removes the path's.
+func (s *Server) tagHandler(add bool, t revisionTags) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		v, err := pathVersion(r, "version")
@@ -297,17 +319,17 @@ func (s *Server) tagRevision(add bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		defer s.jobLocks.lock(name)()
-		rev, err := s.store.GetRevision(r.Context(), name, v)
+		defer t.lock(name)()
+		rev, tags, err := t.get(r.Context(), name, v)
 		if err != nil {
 			writeError(w, storeStatus(err), err)
 			return
 		}
-		if rev.Tags, err = editTags(rev.Tags, tag, add, fmt.Sprintf("version %d of %s", v, name)); err != nil {
+		if *tags, err = editTags(*tags, tag, add, t.what(name, v)); err != nil {
 			writeError(w, storeStatus(err), err)
 			return
 		}
-		if err := s.store.SetRevisionTags(r.Context(), name, v, rev.Tags); err != nil {
+		if err := t.set(r.Context(), name, v, *tags); err != nil {
 			writeError(w, storeStatus(err), err)
 			return
 		}
