@@ -184,8 +184,15 @@ func batchRollbackCmd() *cobra.Command {
 }
 
 func batchTagCmd() *cobra.Command {
+	return tagCmd("batch", "Tag a version of a batch (or remove the tag)", func(name string, v int64) string {
+		return batchPath(name, "revisions", fmt.Sprint(v), "tags")
+	})
+}
+
+// tagCmd is `clover job|batch tag NAME VERSION TAG [--remove]`; tagsPath is the route of a revision's tags.
+func tagCmd(kind, short string, tagsPath func(name string, v int64) string) *cobra.Command {
 	c := &cobra.Command{
-		Use: "tag NAME VERSION TAG [--remove]", Short: "Tag a version of a batch (or remove the tag)", Args: cobra.ExactArgs(3),
+		Use: "tag NAME VERSION TAG [--remove]", Short: short, Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := parseVersion(args[1])
 			if err != nil {
@@ -195,8 +202,10 @@ func batchTagCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := batchPath(args[0], "revisions", fmt.Sprint(v), "tags")
-			var rev store.BatchRevision
+			path := tagsPath(args[0], v)
+			var rev struct {
+				Tags []string `json:"tags"`
+			}
 			if remove, _ := cmd.Flags().GetBool("remove"); remove {
 				err = api.do(cmd.Context(), "DELETE", path+"/"+url.PathEscape(args[2]), nil, &rev)
 			} else {
@@ -205,7 +214,7 @@ func batchTagCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "batch %s version %d: tags [%s]\n", args[0], v, strings.Join(rev.Tags, " "))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s version %d: tags [%s]\n", kind, args[0], v, strings.Join(rev.Tags, " "))
 			return nil
 		},
 	}

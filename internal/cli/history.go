@@ -186,32 +186,9 @@ func newJobHistoryCmds() []*cobra.Command {
 	rollback.Flags().Int64("expect", 0, "the job's version you saw: refused if it changed since")
 	addMessageFlag(rollback)
 
-	tag := &cobra.Command{
-		Use: "tag NAME VERSION TAG", Short: "Tag a revision (tagged revisions are never pruned); --remove takes the tag off", Args: cobra.ExactArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := parseVersion(args[1])
-			if err != nil {
-				return err
-			}
-			api, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			path := fmt.Sprintf("/api/v1/jobs/%s/revisions/%d/tags", url.PathEscape(args[0]), v)
-			var rev store.Revision
-			if remove, _ := cmd.Flags().GetBool("remove"); remove {
-				err = api.do(cmd.Context(), "DELETE", path+"/"+url.PathEscape(args[2]), nil, &rev)
-			} else {
-				err = api.do(cmd.Context(), "POST", path, apiv1.TagRequest{Tag: args[2]}, &rev)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s version %d: tags %s\n", rev.Job, rev.Version, orDash(strings.Join(rev.Tags, ",")))
-			return nil
-		},
-	}
-	tag.Flags().Bool("remove", false, "take the tag off")
+	tag := tagCmd("job", "Tag a revision (tagged revisions are never pruned); --remove takes the tag off", func(name string, v int64) string {
+		return fmt.Sprintf("/api/v1/jobs/%s/revisions/%d/tags", url.PathEscape(name), v)
+	})
 
 	restore := &cobra.Command{
 		Use: "restore NAME", Short: "Bring a deleted job back as it was deleted", Args: cobra.ExactArgs(1),
