@@ -351,6 +351,8 @@ func (s *Server) tagBatchRevision(add bool) http.HandlerFunc {
 			rev, err := s.store.GetBatchRevision(ctx, name, v)
 			return &rev, &rev.Tags, err
 		},
-		set: s.store.SetBatchRevisionTags,
+		set: func(ctx context.Context, name string, v int64, tags []string) error {
+			return s.store.SetBatchRevisionTags(ctx, name, v, tags) // s.store is set after the routes are
+		},
 	})
 }

@@ -294,7 +294,9 @@ func (s *Server) tagRevision(add bool) http.HandlerFunc {
 			rev, err := s.store.GetRevision(ctx, name, v)
 			return &rev, &rev.Tags, err
 		},
-		set: s.store.SetRevisionTags,
+		set: func(ctx context.Context, name string, v int64, tags []string) error {
+			return s.store.SetRevisionTags(ctx, name, v, tags) // s.store is set after the routes are
+		},
 	})
 }
 
