@@ -42,7 +42,8 @@ type BatchRunStatus struct {
 	// Running counts the executions under way; Executions names them (at most 1,000).
 	Running    int      `json:"running"`
 	Executions []string `json:"executions,omitempty"`
-	// Waiting names the executions waiting for their node's locks or resources, and what they wait for.
+	// Waiting names the executions waiting for their node's locks or resources, or for a client that may
+	// run them (none serves the job, or carries the labels its job and node ask), and what they wait for.
 	Waiting    []string               `json:"waiting,omitempty"`
 	Operations []store.BatchOperation `json:"operations,omitempty"`
 	// Live: the leader follows the run and answered; otherwise the status is rebuilt from the store.

@@ -223,6 +223,9 @@ func (c *Client) DeclareBatch(def workflow.Definition) error {
 		if !slices.ContainsFunc(c.declared, func(s job.Spec) bool { return s.Name == n.Job }) {
 			return fmt.Errorf("batch %s: node %s: job %s is not declared by this client (declare it first)", def.Name, n.Name, n.Job)
 		}
+		if len(n.Locks) > 0 || len(n.Resources) > 0 {
+			return fmt.Errorf("batch %s: node %s: a client's batch may not take locks or resources (the cluster's, shared by every batch: make the batch with a job file or the API)", def.Name, n.Name)
+		}
 	}
 	if slices.ContainsFunc(c.batches, func(d workflow.Definition) bool { return d.Name == def.Name }) {
 		return fmt.Errorf("batch %s: declared twice", def.Name)

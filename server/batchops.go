@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -481,6 +482,7 @@ func (l *leader) batchStatus(id string) *api.BatchRunStatus {
 	}
 	st := runStatus(run)
 	l.gateStatus(run, st)
+	l.clientStatus(run, st)
 	return st
 }
 
@@ -497,6 +499,44 @@ func runStatus(run *batchRun) *api.BatchRunStatus {
 	}
 	slices.Sort(st.Executions)
 	return st
+}
+
+// clientStatus says which of the run's executions no live client may take (none serves the job, or
+// carries the labels its job and node ask), so that a node that cannot run is seen, not only "running".
+func (l *leader) clientStatus(run *batchRun, st *api.BatchRunStatus) {
+	var out []string
+	for id, s := range run.dispatched {
+		if len(st.Waiting)+len(out) >= 1000 {
+			break
+		}
+		f := l.flights[id]
+		if s.waiting || f == nil || f.phase != phaseWaiting {
+			continue
+		}
+		spec := l.spec(f.exec)
+		if len(l.eligible(f.exec, spec)) > 0 {
+			continue
+		}
+		why := "no live client serves job " + f.exec.Job
+		if labels := labelList(spec.Routing.Labels, f.exec.Labels); labels != "" {
+			why += " with labels " + labels
+		}
+		out = append(out, id+" waits for a client: "+why)
+	}
+	slices.Sort(out)
+	st.Waiting = append(st.Waiting, out...)
+}
+
+// labelList writes the labels of the maps as k=v, sorted.
+func labelList(ms ...map[string]string) string {
+	var out []string
+	for _, m := range ms {
+		for k, v := range m {
+			out = append(out, k+"="+v)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), ",")
 }
 
 // gateStatus says what the run's slots waiting at the gate wait for.

@@ -279,6 +279,11 @@ func (l *leader) batchFiring(run *batchRun, s *batchSlot) (firing, error) {
 	if spec.Mode == job.ModeLocal {
 		return firing{}, fmt.Errorf("job %s: %w", node.Job, errLocalMode)
 	}
+	if src := run.def.Source; strings.HasPrefix(src, "client:") && spec.Source != src {
+		// Checked when it was declared, and again now: the job may have been taken over since (an API
+		// edit, a delete and a new job of the name), and a client's batch never wraps others' jobs.
+		return firing{}, fmt.Errorf("batch %s is declared by %s, and job %s is no longer that client's (its source is %s)", run.doc.Batch, src, node.Job, spec.Source)
+	}
 	// The batch decides when its executions run, and its partitions are its shards.
 	spec.Overlap = job.OverlapAllow
 	if spec.Routing.Strategy == job.RouteShardBroadcast {

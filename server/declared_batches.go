@@ -20,8 +20,13 @@ import (
 // as declared by it): a batch runs its jobs when it chooses, with commands around them, which a client
 // may not impose on jobs it does not own.
 func (l *leader) applyDeclaredBatches(ctx context.Context, m registry.Member) {
-	fp := fingerprintBytes(m.DeclaredBatches)
-	if len(m.DeclaredBatches) == 0 || l.batchStore == nil || l.declaredBatches[m.ID] == fp {
+	if len(m.DeclaredBatches) == 0 || l.batchStore == nil {
+		return
+	}
+	// Its jobs' declarations count too: a batch refused for a job the client did not declare is looked
+	// at again when it declares more.
+	fp := fingerprintBytes(append(append([]byte(nil), m.Declared...), m.DeclaredBatches...))
+	if l.declaredBatches[m.ID] == fp {
 		return
 	}
 	var defs []workflow.Definition
@@ -36,16 +41,15 @@ func (l *leader) applyDeclaredBatches(ctx context.Context, m registry.Member) {
 		l.declaredBatches[m.ID] = fp
 		return
 	}
-	ok := true
 	for _, def := range defs {
 		if err := l.applyDeclaredBatch(ctx, m.ID, def); err != nil {
 			l.logger.Warn("declared batch not applied", "client", m.ID, "batch", def.Name, "err", err)
-			ok = ok && !isTransient(err)
+			if isTransient(err) {
+				return // the store: the next pass tries them all again
+			}
 		}
 	}
-	if ok {
-		l.declaredBatches[m.ID] = fp
-	}
+	l.declaredBatches[m.ID] = fp
 }
 
 func (l *leader) applyDeclaredBatch(ctx context.Context, clientID string, def workflow.Definition) error {
@@ -54,29 +58,27 @@ func (l *leader) applyDeclaredBatch(ctx context.Context, clientID string, def wo
 	if err := def.Validate(); err != nil {
 		return errors.Join(errDeclarationRefused, err)
 	}
-	sctx, cancel := storeCtx(ctx)
-	defer cancel()
-	checked := map[string]bool{}
 	for _, n := range def.Nodes {
-		if checked[n.Job] {
-			continue
-		}
-		checked[n.Job] = true
 		if err := job.ValidateParams("batch "+def.Name+": node "+n.Name+": params", n.Params); err != nil {
 			return errors.Join(errDeclarationRefused, err)
 		}
-		spec, err := l.store.GetJob(sctx, n.Job)
+		if len(n.Locks) > 0 || len(n.Resources) > 0 {
+			// They are the cluster's, shared by every batch: a client's could hold them from everyone.
+			return errors.Join(errDeclarationRefused, fmt.Errorf("batch %s: node %s: a client's batch may not take locks or resources", def.Name, n.Name))
+		}
+		// The jobs as this term has them: the client's own, just applied, are there.
+		e, ok := l.jobs[n.Job]
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return fmt.Errorf("batch %s: node %s: job %s does not exist yet", def.Name, n.Name, n.Job) // it may be declared next
-		case err != nil:
-			return err
-		case spec.Source != source:
-			return errors.Join(errDeclarationRefused, fmt.Errorf("batch %s: node %s: job %s is not declared by this client (source %s)", def.Name, n.Name, n.Job, spec.Source))
-		case spec.Mode == job.ModeLocal:
+		case !ok:
+			return errors.Join(errDeclarationRefused, fmt.Errorf("batch %s: node %s: job %s does not exist", def.Name, n.Name, n.Job))
+		case e.spec.Source != source:
+			return errors.Join(errDeclarationRefused, fmt.Errorf("batch %s: node %s: job %s is not declared by this client (source %s)", def.Name, n.Name, n.Job, e.spec.Source))
+		case e.spec.Mode == job.ModeLocal:
 			return errors.Join(errDeclarationRefused, fmt.Errorf("batch %s: node %s: job %s: %w", def.Name, n.Name, n.Job, errLocalMode))
 		}
 	}
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
 	cur, err := l.batchStore.GetBatch(sctx, def.Name)
 	var expect int64
 	switch {

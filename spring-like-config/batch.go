@@ -1,6 +1,7 @@
 package springconfig
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -90,7 +91,8 @@ func toJSON(n *node, schema, shown string, o owner, c *collector) map[string]any
 		v := n.kids[k]
 		path, at := joinPath(schema, k), joinPath(shown, k)
 		kind, known := batchKeys[path]
-		if !known {
+		if !known || strings.Contains(k, ".") {
+			// A dotted key (handlers.on_failure.command) is not a path here: write the mapping out.
 			c.add(v.line, o, at, "%s", unknownKeyMsg(k, batchKeyIDs(joinPath(schema, ""))))
 			continue
 		}
@@ -211,7 +213,9 @@ func decodeBatch(m map[string]any) (workflow.Definition, error) {
 	if err != nil {
 		return def, err
 	}
-	if err := json.Unmarshal(b, &def); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // the schema let through only keys the definition has: a guard
+	if err := dec.Decode(&def); err != nil {
 		return def, err
 	}
 	if err := def.Validate(); err != nil {

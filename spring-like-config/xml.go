@@ -278,6 +278,14 @@ func xmlBatch(e *xmlElem, schema string) (*node, error) {
 			return nil, err
 		}
 	}
+	// Text in an element of keys is a mistake (<on_failure>notify.sh</on_failure>), not nothing; a lock's
+	// is its name (<lock shared="true">ledger</lock>).
+	if text := strings.TrimSpace(e.text.String()); text != "" {
+		if scalarItem[schema] == "" || n.kids[scalarItem[schema]] != nil || len(e.children) > 0 {
+			return nil, &parseError{line: e.line, msg: fmt.Sprintf("<%s> holds text %q: its keys are attributes or elements", e.name, clipText(text))}
+		}
+		n.set(scalarItem[schema], scalar(text, e.line))
+	}
 	for _, c := range e.children {
 		key := c.name
 		if schema == "" && (key == "node" || key == "edge") {
@@ -285,32 +293,40 @@ func xmlBatch(e *xmlElem, schema string) (*node, error) {
 			if err != nil {
 				return nil, err
 			}
-			list, ok := n.kids[key+"s"]
-			if !ok {
-				list = &node{kind: kList, line: c.line}
-				n.set(key+"s", list)
+			if err := xmlAppend(n, key+"s", c.line, item); err != nil {
+				return nil, err
 			}
-			if list.kind != kList {
-				return nil, &parseError{line: c.line, msg: fmt.Sprintf("<%s> beside a <%ss> that is not a list", key, key)}
-			}
-			list.items = append(list.items, item)
 			continue
 		}
 		path := joinPath(schema, key)
+		kind := batchKeys[path]
 		var v *node
 		var err error
-		switch kind := batchKeys[path]; {
+		if text := strings.TrimSpace(c.text.String()); text != "" && (kind == vObjectList || kind == vStrMap || kind == vIntMap || kind == vObject || kind == vList && len(c.children) > 0) {
+			return nil, &parseError{line: c.line, msg: fmt.Sprintf("<%s> holds text %q: want one element per item", c.name, clipText(text))}
+		}
+		switch {
 		case kind == vObjectList:
-			v = &node{kind: kList, line: c.line}
+			// <nodes><node/></nodes>, <locks><lock/></locks>: the items are named as the list is, less its s.
+			itemName := strings.TrimSuffix(key, "s")
 			for _, item := range c.children {
+				if item.name != itemName {
+					return nil, &parseError{line: item.line, msg: fmt.Sprintf("<%s> in <%s>: want <%s>", item.name, c.name, itemName)}
+				}
 				var x *node
-				if len(item.children) == 0 && len(xmlAttrs(item)) == 0 {
+				if len(item.children) == 0 && len(xmlAttrs(item)) == 0 && scalarItem[path] != "" {
 					x = scalar(strings.TrimSpace(item.text.String()), item.line)
 				} else if x, err = xmlBatch(item, path); err != nil {
 					return nil, err
 				}
-				v.items = append(v.items, x)
+				if err := xmlAppend(n, key, c.line, x); err != nil {
+					return nil, err
+				}
 			}
+			if _, ok := n.kids[key]; !ok {
+				n.set(key, &node{kind: kList, line: c.line})
+			}
+			continue
 		case kind == vStrMap || kind == vIntMap:
 			v, err = xmlMap(c)
 		case kind == vList && len(c.children) > 0:
@@ -331,4 +347,26 @@ func xmlBatch(e *xmlElem, schema string) (*node, error) {
 		}
 	}
 	return n, nil
+}
+
+// xmlAppend adds item to the list under key, made on first use: a batch's <node> and <edge> elements may
+// stand alone or in a <nodes> or <edges>, in any order.
+func xmlAppend(n *node, key string, line int, item *node) error {
+	list, ok := n.kids[key]
+	if !ok {
+		list = &node{kind: kList, line: line}
+		n.set(key, list)
+	}
+	if list.kind != kList {
+		return &parseError{line: line, msg: fmt.Sprintf("<%s> is given as a value and as items", key)}
+	}
+	list.items = append(list.items, item)
+	return nil
+}
+
+func clipText(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }

@@ -349,6 +349,9 @@ func printBatchStatus(out io.Writer, st apiv1.BatchRunStatus) {
 	if st.Running > 0 {
 		fmt.Fprintf(out, "%d executions under way\n", st.Running)
 	}
+	for _, w := range st.Waiting {
+		fmt.Fprintf(out, "  %s\n", w)
+	}
 }
 
 // partitionSummary says how a node's partitions stand: "3 of 3 succeeded", "1 of 3 failed (B)".

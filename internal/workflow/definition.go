@@ -371,7 +371,19 @@ func (d Definition) cycle() []string {
 // is ignored, and so is the difference between an empty and a missing map or list, as JSON has it.
 func Same(a, b Definition) bool {
 	a.Version, a.Source, b.Version, b.Source = 0, "", 0, ""
+	a.Edges, b.Edges = explicitFlags(a.Edges), explicitFlags(b.Edges)
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// explicitFlags writes the default flag out, so that "" and "successful" compare equal.
+func explicitFlags(edges []Edge) []Edge {
+	out := slices.Clone(edges)
+	for i := range out {
+		if out[i].Flag == "" {
+			out[i].Flag = OnSuccess
+		}
+	}
+	return out
 }
