@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -327,7 +329,16 @@ func TestAJournalWithRunsNamedDirectoriesIsStillRead(t *testing.T) {
 func TestABackgroundProcessOfAnEarlierRunIsNotTheNextRunsWrapper(t *testing.T) {
 	state, gates := t.TempDir(), t.TempDir()
 	gate, bgPID := filepath.Join(gates, "gate"), filepath.Join(gates, "bgpid")
-	t.Cleanup(func() { _ = os.WriteFile(gate, nil, 0o600) })
+	t.Cleanup(func() {
+		// The gate lets the loop end, but the temporary directory holding it goes next, faster than the
+		// loop looks: end the process itself, or it outlives the test.
+		_ = os.WriteFile(gate, nil, 0o600)
+		if b, err := os.ReadFile(bgPID); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	c := journaledClient(t, state)
 	first := shellDispatch("sh@1", `( while [ ! -e `+gate+` ]; do sleep 0.02; done ) & echo $! > `+bgPID)
 	dir, err := c.journal.begin(first, 1, true, time.Now())

@@ -40,18 +40,13 @@ func runBatch(t *T, s settings, out io.Writer) {
 		{fmt.Sprintf("chain of %d nodes", chain), chained(chain), chain},
 	}
 	fired := 0.0
-	for i, sh := range shapes {
-		if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/"+sh.def.Name, sh.def, nil); err != nil {
-			t.Fatalf("define %s: %v", sh.name, err)
-		}
-		before, _ := rss(leader.Proc.Pid())
-		peak := before
+	run := func(name string, def workflow.Definition, runs int, cycle string) (allFired, ended time.Duration, before, peak int64) {
+		before, _ = rss(leader.Proc.Pid())
+		peak = before
 		start := time.Now()
-		cycle := fmt.Sprintf("c%d", i)
-		if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/"+sh.def.Name+"/runs", api.BatchRunRequest{Cycle: cycle}, nil); err != nil {
-			t.Fatalf("run %s: %v", sh.name, err)
+		if err := c.Call(c.AnyServer(), "POST", "/api/v1/batches/"+def.Name+"/runs", api.BatchRunRequest{Cycle: cycle}, nil); err != nil {
+			t.Fatalf("run %s: %v", name, err)
 		}
-		var allFired, ended time.Duration
 		deadline := time.Now().Add(20 * time.Minute)
 		for ended == 0 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
@@ -59,33 +54,57 @@ func runBatch(t *T, s settings, out io.Writer) {
 				peak = r
 			}
 			if allFired == 0 {
-				if v, err := c.Metric(leader, "clover_fires_total"); err == nil && v-fired >= float64(sh.runs) {
+				if v, err := c.Metric(leader, "clover_fires_total"); err == nil && v-fired >= float64(runs) {
 					allFired = time.Since(start)
 				}
 			}
 			var st api.BatchRunStatus
-			if err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/"+sh.def.Name+"/runs/"+cycle, nil, &st); err == nil && !st.Run.State.Open() {
+			if err := c.Call(c.AnyServer(), "GET", "/api/v1/batches/"+def.Name+"/runs/"+cycle, nil, &st); err == nil && !st.Run.State.Open() {
 				ended = time.Since(start)
 				if st.Run.State != store.RunSucceeded {
-					t.Fatalf("%s: run %s: %s", sh.name, st.Run.State, st.Run.Reason)
+					t.Fatalf("%s: run %s: %s", name, st.Run.State, st.Run.Reason)
 				}
 			}
 		}
 		if ended == 0 {
-			t.Fatalf("%s: not ended within 20 minutes", sh.name)
+			t.Fatalf("%s: not ended within 20 minutes", name)
 		}
 		if allFired == 0 {
 			allFired = ended
 		}
-		fired += float64(sh.runs)
-		t.Progressf("%s: all fired in %s, ended in %s", sh.name, allFired.Round(time.Millisecond), ended.Round(time.Millisecond))
+		fired += float64(runs)
+		t.Progressf("%s: all fired in %s, ended in %s", name, allFired.Round(time.Millisecond), ended.Round(time.Millisecond))
+		return allFired, ended, before, peak
+	}
+	for i, sh := range shapes {
+		if err := c.Call(c.AnyServer(), "PUT", "/api/v1/batches/"+sh.def.Name, sh.def, nil); err != nil {
+			t.Fatalf("define %s: %v", sh.name, err)
+		}
+		allFired, ended, before, peak := run(sh.name, sh.def, sh.runs, fmt.Sprintf("c%d", i))
 		tb.add(sh.name, fmt.Sprint(sh.runs), fmtDur(allFired), fmt.Sprintf("%.0f", float64(sh.runs)/allFired.Seconds()),
 			fmtDur(ended), fmt.Sprintf("%.0f", float64(sh.runs)/ended.Seconds()), fmtMiB(before), fmtMiB(peak))
 	}
+	// Memory across runs: the fan-out again, run after run. What a run holds is its open executions; once
+	// it ends, the next run reuses that memory, so the leader's RSS stays at the first run's peak rather
+	// than growing per run.
+	mem := newTable("batch: the fan-out run again and again (leader memory across runs)",
+		"run", "run ended", "leader RSS before", "leader RSS peak", "leader heap in use after")
+	repeats := 4
+	if s.quick {
+		repeats = 2
+	}
+	for r := range repeats {
+		_, ended, before, peak := run(fmt.Sprintf("fan-out again, run %d", r+1), shapes[0].def, shapes[0].runs, fmt.Sprintf("again-%d", r))
+		heap, _ := c.Metric(leader, "go_memstats_heap_inuse_bytes")
+		mem.add(fmt.Sprint(r+1), fmtDur(ended), fmtMiB(before), fmtMiB(peak), fmtMiB(int64(heap)))
+	}
+	mem.note("run: another cycle of the same %d-node fan-out, one after another", shapes[0].runs)
+	mem.note("heap in use: the leader's go_memstats_heap_inuse_bytes once the run has ended (not forced by a GC)")
 	tb.note("all fired: from the run's start (the API's answer) until the leader's clover_fires_total counts every execution of the run (polled every 50 ms)")
 	tb.note("fired/s: the nodes (or partitions) made ready and fired a second; the scheduler's own cost per node is in the Go benchmark of internal/workflow")
 	tb.note("run ended: until the run's status says succeeded; a chain waits one dispatch, run and report per node")
 	emit(out, tb)
+	emit(out, mem)
 }
 
 func fanOut(n int) workflow.Definition {
