@@ -274,20 +274,39 @@ func (s *Store) InHistory(ctx context.Context, ids []string) (map[string]bool, e
 	if len(ids) == 0 {
 		return found, nil
 	}
+	// One read per bucket for all the ids it may hold, not one per id and bucket: on FerretDB every read
+	// scans its bucket, and a sweep's recheck of thousands of a batch's executions (ids without a time,
+	// so any bucket may hold them) was thousands of scans per bucket.
 	for _, archived := range []bool{false, true} {
 		buckets, err := s.Buckets(ctx, archived)
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range ids {
-			if found[id] {
+		for _, b := range buckets {
+			var want []string
+			for _, id := range ids {
+				if found[id] {
+					continue
+				}
+				if at, timed := scheduledFromID(id); timed && (at.Before(b.FirstScheduled) || at.After(b.LastScheduled)) {
+					continue // the bucket cannot hold it
+				}
+				want = append(want, id)
+			}
+			if len(want) == 0 {
 				continue
 			}
-			_, ok, err := s.findInBuckets(ctx, buckets, id)
+			type idOnly struct {
+				ID string `bson:"_id"`
+			}
+			got, err := findAll[idOnly](ctx, s, b.Name, "history "+b.Name, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: want}}}},
+				options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 			if err != nil {
 				return nil, fmt.Errorf("store: in history: %w", err)
 			}
-			found[id] = ok
+			for _, r := range got {
+				found[r.ID] = true
+			}
 		}
 	}
 	return found, nil

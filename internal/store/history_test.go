@@ -84,6 +84,12 @@ func TestHistoryBucketsArchiveAndPrune(t *testing.T) {
 		t.Fatalf("ArchiveBuckets again = %d, %v; want 0", n, err)
 	}
 
+	// InHistory finds ids in the history and the archive, timed or not, and nothing else.
+	in, err := s.InHistory(t.Context(), []string{old[0].ID, recent[0].ID, "b/c1/n", "a@2001-01-01T00:00:00Z"})
+	if err != nil || !in[old[0].ID] || !in[recent[0].ID] || in["b/c1/n"] || in["a@2001-01-01T00:00:00Z"] {
+		t.Fatalf("InHistory = %v, %v; want the archived and the live one only", in, err)
+	}
+
 	if n, err := s.PruneArchive(t.Context(), now.Add(-time.Hour)); err != nil || n != 0 {
 		t.Fatalf("PruneArchive of nothing old = %d, %v", n, err)
 	}
