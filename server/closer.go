@@ -33,8 +33,11 @@ type closer struct {
 
 	mu      sync.Mutex
 	pending []closeReq
-	epoch   int64 // the newest term that asked for a close
-	wake    chan struct{}
+	// queued: the ids pending or being closed. The sweep finds what waits here still in the open set and
+	// asks again, with a recheck of the history: one close each is enough.
+	queued map[string]bool
+	epoch  int64 // the newest term that asked for a close
+	wake   chan struct{}
 }
 
 // closeReq is one execution to close; recheck: it may be in the history already (see leaderDeps.closeOpen).
@@ -72,7 +75,7 @@ const (
 func newCloser(st closeStore, h History, now func() time.Time, logger *slog.Logger, m *metrics) *closer {
 	return &closer{
 		store: st, span: h.bucketSpan(), size: h.BucketSize, now: now, logger: logger.With("component", "closer"),
-		metrics: m, wake: make(chan struct{}, 1), batch: maxCloseBatch,
+		metrics: m, wake: make(chan struct{}, 1), batch: maxCloseBatch, queued: map[string]bool{},
 	}
 }
 
@@ -82,9 +85,19 @@ func (c *closer) add(epoch int64, reqs []closeReq) {
 		return
 	}
 	c.mu.Lock()
-	room := max(maxPendingCloses-len(c.pending), 0)
-	c.pending = append(c.pending, reqs[:min(len(reqs), room)]...)
-	if dropped := len(reqs) - min(len(reqs), room); dropped > 0 {
+	dropped := 0
+	for _, r := range reqs {
+		switch {
+		case c.queued[r.id]:
+			// Pending or under way: that close does it (and rechecks if it fails, see retry).
+		case len(c.pending) >= maxPendingCloses:
+			dropped++
+		default:
+			c.pending = append(c.pending, r)
+			c.queued[r.id] = true
+		}
+	}
+	if dropped > 0 {
 		c.metrics.closesDropped.Add(float64(dropped))
 	}
 	c.epoch = max(c.epoch, epoch)
@@ -121,6 +134,7 @@ func (c *closer) run(ctx context.Context) {
 			case err == nil:
 				spent += time.Since(began)
 				c.batch = min(c.batch*2, maxCloseBatch)
+				c.done(chunk)
 				continue
 			case ctx.Err() != nil:
 				return
@@ -131,7 +145,7 @@ func (c *closer) run(ctx context.Context) {
 			behind = true
 			c.metrics.storeErrors.WithLabelValues("close_executions").Inc()
 			c.logger.Warn("closing ended executions failed; they are closed again later", "executions", len(chunk), "err", err)
-			c.add(epoch, chunk)
+			c.retry(epoch, chunk)
 		}
 		pause := closePause(spent)
 		if behind {
@@ -142,6 +156,31 @@ func (c *closer) run(ctx context.Context) {
 			return
 		case <-time.After(pause):
 		}
+	}
+}
+
+// done forgets the ids of a close that succeeded.
+func (c *closer) done(reqs []closeReq) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range reqs {
+		delete(c.queued, r.id)
+	}
+}
+
+// retry queues a failed close again, each id rechecked: the failure may have come after its history record
+// was written (before the delete), and a second record must not be.
+func (c *closer) retry(epoch int64, reqs []closeReq) {
+	c.mu.Lock()
+	for _, r := range reqs {
+		r.recheck = true
+		c.pending = append(c.pending, r) // still queued: add would take them for a duplicate
+	}
+	c.epoch = max(c.epoch, epoch)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 
