@@ -505,6 +505,9 @@ func runStatus(run *batchRun) *api.BatchRunStatus {
 // carries the labels its job and node ask), so that a node that cannot run is seen, not only "running".
 func (l *leader) clientStatus(run *batchRun, st *api.BatchRunStatus) {
 	var out []string
+	// Whether a client may take an execution depends on its job and labels only: asked once per pair, not
+	// once per execution (a fan-out has thousands waiting for a slot, and the status is polled).
+	none := map[string]string{} // job and labels → why none may, or "" when some client may
 	for id, s := range run.dispatched {
 		if len(st.Waiting)+len(out) >= 1000 {
 			break
@@ -513,15 +516,21 @@ func (l *leader) clientStatus(run *batchRun, st *api.BatchRunStatus) {
 		if s.waiting || f == nil || f.phase != phaseWaiting {
 			continue
 		}
-		spec := l.spec(f.exec)
-		if len(l.eligible(f.exec, spec)) > 0 {
-			continue
+		key := f.exec.Job + "\x00" + labelList(f.exec.Labels)
+		why, asked := none[key]
+		if !asked {
+			spec := l.spec(f.exec)
+			if len(l.eligible(f.exec, spec)) == 0 {
+				why = "no live client serves job " + f.exec.Job
+				if labels := labelList(spec.Routing.Labels, f.exec.Labels); labels != "" {
+					why += " with labels " + labels
+				}
+			}
+			none[key] = why
 		}
-		why := "no live client serves job " + f.exec.Job
-		if labels := labelList(spec.Routing.Labels, f.exec.Labels); labels != "" {
-			why += " with labels " + labels
+		if why != "" {
+			out = append(out, id+" waits for a client: "+why)
 		}
-		out = append(out, id+" waits for a client: "+why)
 	}
 	slices.Sort(out)
 	st.Waiting = append(st.Waiting, out...)
