@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -645,5 +646,33 @@ func TestAClientDeclaresBatchesOfItsOwnJobsOnly(t *testing.T) {
 	}
 	if live := h.l.runs["own/c1"]; err == nil && live != nil && live.wf.Status()[0].State != workflow.Failed {
 		t.Errorf("node n of a run of a client's batch over a job taken over: %s, want failed (run %+v)", live.wf.Status()[0].State, run)
+	}
+}
+
+// Finished runs kept for the operations that may follow are bounded by what they hold, oldest out first:
+// ten finished 10,000-node runs are not ten runs in memory.
+func TestFinishedRunsKeptAreBoundedByTheirSize(t *testing.T) {
+	h := newBatchHarness(t, newFakeStore(), newFakeBatchStore(newFakeStore()))
+	big := func(id string, nodes int) *batchRun {
+		return &batchRun{doc: store.BatchRun{ID: id}, def: workflow.Definition{Nodes: make([]workflow.Node, nodes)}}
+	}
+	for i := range 5 {
+		h.l.keepFinished(big(fmt.Sprintf("b/%d", i), maxFinishedWeight/2))
+	}
+	if got := len(h.l.finished); got != 2 {
+		t.Fatalf("%d finished runs of %d nodes kept, want 2 (%d nodes in all)", got, maxFinishedWeight/2, maxFinishedWeight)
+	}
+	if _, ok := h.l.finished["b/4"]; !ok || h.l.finished["b/0"] != nil {
+		t.Errorf("kept %v: want the newest", h.l.finishedOrder)
+	}
+	for i := range maxFinishedKept + 5 {
+		h.l.keepFinished(big(fmt.Sprintf("s/%d", i), 1))
+	}
+	if len(h.l.finished) != maxFinishedKept || len(h.l.finishedOrder) != maxFinishedKept {
+		t.Errorf("%d small runs kept (%d in order), want %d", len(h.l.finished), len(h.l.finishedOrder), maxFinishedKept)
+	}
+	h.l.keepFinished(big("huge", 3*maxFinishedWeight))
+	if len(h.l.finished) != 1 || h.l.finished["huge"] == nil {
+		t.Errorf("a run over the bound alone: kept %v, want it alone", h.l.finishedOrder)
 	}
 }

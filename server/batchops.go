@@ -296,6 +296,7 @@ func (l *leader) onBatchOp(ctx context.Context, n batchOpNote) batchOpReply {
 	run.doc = doc
 	l.runs[doc.ID] = run
 	delete(l.finished, doc.ID)
+	l.finishedOrder = slices.DeleteFunc(l.finishedOrder, func(id string) bool { return id == doc.ID })
 	switch {
 	case n.op == "skip":
 		if err := run.wf.MarkSucceeded(n.node, doc.Marks[n.node]); err != nil {

@@ -467,19 +467,40 @@ func (l *leader) persistBatchRun(doc store.BatchRun) {
 	}
 }
 
-// maxFinishedKept bounds the finished runs a term keeps in memory (see keepFinished).
-const maxFinishedKept = 32
+// maxFinishedKept and maxFinishedWeight bound the finished runs a term keeps in memory (see keepFinished):
+// in number, and in nodes and partition ends, so that a few 10,000-node runs are not held for ever.
+const (
+	maxFinishedKept   = 32
+	maxFinishedWeight = 20_000
+)
 
 // keepFinished keeps a run that just ended, so that an operation on it (a rerun, a mark) starts from what
-// the term knows, not from the store, where its last writes may still be on their way.
+// the term knows, not from the store, where its last writes may still be on their way. The oldest go
+// first: the store has caught up with them, or their saves are fenced by sequence against a later one.
 func (l *leader) keepFinished(run *batchRun) {
-	if len(l.finished) >= maxFinishedKept {
-		for id := range l.finished { // any one: the store has caught up with all but the newest
-			delete(l.finished, id)
-			break
-		}
-	}
+	delete(l.finished, run.doc.ID)
+	l.finishedOrder = slices.DeleteFunc(l.finishedOrder, func(id string) bool { return id == run.doc.ID })
 	l.finished[run.doc.ID] = run
+	l.finishedOrder = append(l.finishedOrder, run.doc.ID)
+	weight := 0
+	for _, id := range l.finishedOrder {
+		weight += l.finished[id].weight()
+	}
+	for len(l.finishedOrder) > 1 && (len(l.finishedOrder) > maxFinishedKept || weight > maxFinishedWeight) {
+		oldest := l.finishedOrder[0]
+		weight -= l.finished[oldest].weight()
+		delete(l.finished, oldest)
+		l.finishedOrder = l.finishedOrder[1:]
+	}
+}
+
+// weight is what a run holds in memory, in nodes and partition ends.
+func (r *batchRun) weight() int {
+	w := len(r.def.Nodes)
+	for _, parts := range r.ends {
+		w += len(parts)
+	}
+	return w
 }
 
 // finishIfDone ends the run once nothing runs and nothing can start: stopped, succeeded or failed.

@@ -84,6 +84,7 @@ type leader struct {
 	// the writes left to the batch writer, and the store lookups of ends not heard of.
 	runs            map[string]*batchRun
 	finished        map[string]*batchRun      // runs that ended lately (see keepFinished)
+	finishedOrder   []string                  // their ids, oldest first
 	unloaded        map[string]store.BatchRun // open runs not taken over yet (see loadBatchRuns)
 	lastUnloadedTry time.Time
 	openSetEnds     map[string][]store.BatchEnd // ends found in the open set at takeover, by run
