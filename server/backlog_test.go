@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,12 +30,29 @@ func (h *harness) openOf(name string) (n int, oldest time.Time) {
 // skippedOf counts the executions of the job recorded skipped with a reason that contains part.
 func (h *harness) skippedOf(name, part string) int {
 	n := 0
-	for _, ev := range h.events {
-		if ev.Job == name && ev.Result != nil && ev.Result.Status == job.StateSkipped && strings.Contains(ev.Result.Error, part) {
+	for _, ev := range h.skipEvents() {
+		if ev.Job == name && strings.Contains(ev.Result.Error, part) {
 			n++
 		}
 	}
 	return n
+}
+
+// skipEvents are the finished events of the executions recorded skipped: persisted by the leader (one in
+// the open set), or with the execution skipped where it was fired (RecordSkipped).
+func (h *harness) skipEvents() []job.Event {
+	var out []job.Event
+	for _, ev := range h.events {
+		if ev.Kind == job.EventFinished && ev.Result != nil && ev.Result.Status == job.StateSkipped {
+			out = append(out, ev)
+		}
+	}
+	h.store.mu.Lock()
+	defer h.store.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(h.store.skippedAtFiring)) {
+		out = append(out, h.store.execs[id].Runs...)
+	}
+	return out
 }
 
 // With no client to take them, executions fired on schedule do not wait past the misfire threshold

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/store"
 )
 
 // firing is one decision to fire a job at a time. It becomes one execution, or one per shard.
@@ -255,20 +256,59 @@ func (l *leader) fire(ctx context.Context, firings []firing, now time.Time) erro
 // record inserts the planned executions on the loop and acts on the new ones; it reports which were new.
 // For a firing someone waits on (a manual trigger, a run request).
 func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map[string]bool, error) {
-	execs := make([]job.Execution, len(plan))
-	for i, p := range plan {
-		execs[i] = p.exec
-	}
 	sctx, cancel := storeCtx(ctx)
 	began := time.Now()
-	dups, err := l.store.InsertExecutions(sctx, execs)
+	dups, err := l.insertPlanned(sctx, plan, now)
 	cancel()
-	l.inserts.observe(len(execs), time.Since(began), err)
+	l.inserts.observe(len(plan), time.Since(began), err)
 	l.metrics.insertSize.Set(float64(l.inserts.batch()))
 	if err != nil {
 		return nil, err
 	}
 	return l.applyRecorded(ctx, plan, dups, nil, now), nil
+}
+
+// insertPlanned records planned executions: those that run in the fence and the open set
+// (InsertExecutions), those skipped straight into the history (RecordSkipped: they never run, and never
+// need the open set or a close). It returns the ids recorded before, of both. Safe off the loop.
+func (l *leader) insertPlanned(ctx context.Context, plan []planned, now time.Time) (duplicates []string, err error) {
+	var runs, skips []job.Execution
+	for _, p := range plan {
+		if p.skip == "" {
+			runs = append(runs, p.exec)
+		} else {
+			skips = append(skips, skippedExecution(p.exec, p.skip, now))
+		}
+	}
+	if len(runs) > 0 {
+		if duplicates, err = l.store.InsertExecutions(ctx, runs); err != nil {
+			return nil, err
+		}
+	}
+	if len(skips) > 0 {
+		series := store.HistorySeries{Epoch: l.epoch, Series: store.SkipSeries, Span: l.cfg.History.bucketSpan(), Size: l.cfg.History.BucketSize}
+		skipDups, err := l.store.RecordSkipped(ctx, series, skips, now)
+		if err != nil {
+			return nil, err
+		}
+		duplicates = append(duplicates, skipDups...)
+	}
+	return duplicates, nil
+}
+
+// skippedExecution is e ended at now, skipped for reason: folded with the finished event that says so, as
+// the closer would fold it.
+func skippedExecution(e job.Execution, reason string, now time.Time) job.Execution {
+	e.Fold([]job.Event{skipEvent(e, reason, now)})
+	return e
+}
+
+// skipEvent is the finished event of e skipped for reason.
+func skipEvent(e job.Execution, reason string, at time.Time) job.Event {
+	return job.Event{
+		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
+		At: at.UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
+	}
 }
 
 // applyRecorded acts on planned executions the store has recorded (dups: those it had recorded before),
@@ -289,11 +329,17 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 	planOf := map[string]planned{}
 	for _, p := range plan {
 		e := p.exec
-		// Recorded now or before, it is in the store (and the open set) either way.
+		// Recorded now or before, it is in the store either way; in the open set unless it was skipped
+		// there and then, which leaves the job's kept firing where it is (see keptFiring).
 		if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
 			l.lastFired[e.Job] = e.ScheduledAt
 		}
-		l.firedLater(e)
+		if p.skip == "" {
+			l.firedLater(e)
+			if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastOpened[e.Job]) {
+				l.lastOpened[e.Job] = e.ScheduledAt
+			}
+		}
 		if dup[e.ID] {
 			if f, tracked := l.flights[e.ID]; !tracked {
 				unexplained = append(unexplained, e.ID)
@@ -309,7 +355,7 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 			l.activity.fired(now)
 		}
 		if p.skip != "" {
-			l.recordSkip(e, p.skip)
+			l.skipped(e, p.skip)
 			continue
 		}
 		f := &flight{exec: e, run: 1, catchUp: p.catchUp}
@@ -330,16 +376,19 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 	return fresh
 }
 
-// recordSkip records that e never runs, and why.
+// recordSkip records that e, recorded in the open set, never runs, and why.
 func (l *leader) recordSkip(e job.Execution, reason string) {
+	l.persist(skipEvent(e, reason, l.now()))
+	l.skipped(e, reason)
+	l.ended(e)
+}
+
+// skipped counts and tells of a firing that never runs. One skipped where it was fired (insertPlanned) is in
+// the history already, and not in the open set: nothing more to do.
+func (l *leader) skipped(e job.Execution, reason string) {
 	l.metrics.skipped.WithLabelValues(skipLabel(reason)).Inc()
 	l.activity.ended(l.now(), job.StateSkipped)
-	l.persist(job.Event{
-		ID: job.EventID(e.ID, job.EventFinished, 1), ExecID: e.ID, Job: e.Job, Kind: job.EventFinished, Run: 1,
-		At: l.now().UTC(), Result: &job.Result{Status: job.StateSkipped, ExitCode: -1, Error: reason, Final: true},
-	})
 	l.batchEnded(e, job.StateSkipped, "")
-	l.ended(e)
 	l.logger.Info("firing skipped", "execution", e.ID, "reason", reason)
 }
 

@@ -57,6 +57,7 @@ type leader struct {
 	fullPipes      map[string]bool            // clients whose send queue refused a frame this tick or batch
 	usage          map[string]usage           // what each client holds (see routing.go)
 	lastFired      map[string]time.Time       // job -> latest scheduled time recorded
+	lastOpened     map[string]time.Time       // job -> the same, of those recorded in the open set (see ended)
 	stats          map[string]*job.Stats      // job -> what the leader learned of it (saved now and then)
 	statsDirty     map[string]bool            // jobs whose stats changed since the last save
 	savedAvg       map[string]job.Duration    // job -> the average runtime last saved (or being saved)
@@ -152,6 +153,8 @@ type leaderStore interface {
 	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
 	ExecutionRecorded(ctx context.Context, id string, scheduled time.Time) (bool, error)
 	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
+	RecordSkipped(ctx context.Context, into store.HistorySeries, execs []job.Execution, now time.Time) (duplicates []string, err error)
+	LatestSkipped(ctx context.Context, series string) (map[string]time.Time, error)
 	ListStats(ctx context.Context) (map[string]job.Stats, error)
 	SaveStats(ctx context.Context, stats []job.Stats) error
 }
@@ -249,6 +252,7 @@ func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 		fullPipes:  map[string]bool{},
 		usage:      map[string]usage{},
 		lastFired:  map[string]time.Time{},
+		lastOpened: map[string]time.Time{},
 		stats:      map[string]*job.Stats{},
 		statsDirty: map[string]bool{},
 		savedAvg:   map[string]job.Duration{},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -22,18 +23,22 @@ import (
 // fakeStore keeps executions in memory with the one guarantee the real store gives: an execution id is
 // inserted once.
 type fakeStore struct {
-	mu         sync.Mutex
-	jobs       map[string]job.Spec
-	execs      map[string]job.Execution
-	events     map[string]job.Event
-	lastFired  map[string]time.Time // job -> the scheduled time of an ended firing the open set keeps for it
-	shut       map[string]bool      // ids of executions taken out of the open set (which holds every other)
-	closed     []string             // ids closed, in order
-	stats      map[string]job.Stats
-	failInsert int   // the next n inserts store the executions but report an error (a lost answer)
-	inserts    []int // the size of each insert
-	failReads  int   // the next n reads of the open set time out
-	claimErr   error
+	mu          sync.Mutex
+	jobs        map[string]job.Spec
+	execs       map[string]job.Execution
+	events      map[string]job.Event
+	lastFired   map[string]time.Time // job -> the scheduled time of an ended firing the open set keeps for it
+	shut        map[string]bool      // ids of executions taken out of the open set (which holds every other)
+	closed      []string             // ids closed, in order
+	stats       map[string]job.Stats
+	failInsert  int                  // the next n inserts store the executions but report an error (a lost answer)
+	inserts     []int                // the size of each insert
+	skipInserts int                  // of which RecordSkipped
+	skippedLast map[string]time.Time // RecordSkipped's latest firing on schedule of each job
+	// skippedAtFiring: the ids RecordSkipped recorded, which never entered the open set
+	skippedAtFiring map[string]bool
+	failReads       int // the next n reads of the open set time out
+	claimErr        error
 }
 
 func newFakeStore(specs ...job.Spec) *fakeStore {
@@ -148,6 +153,45 @@ func (f *fakeStore) InsertExecutions(_ context.Context, execs []job.Execution) (
 		return nil, errors.New("connection reset")
 	}
 	return dups, nil
+}
+func (f *fakeStore) RecordSkipped(_ context.Context, _ store.HistorySeries, execs []job.Execution, _ time.Time) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inserts = append(f.inserts, len(execs))
+	f.skipInserts++
+	var dups []string
+	for _, e := range execs {
+		if _, ok := f.execs[e.ID]; ok {
+			dups = append(dups, e.ID)
+			continue
+		}
+		// Ended and closed at once: in the store, never in the open set.
+		f.execs[e.ID] = e
+		for _, ev := range e.Runs {
+			f.events[ev.ID] = ev
+		}
+		f.shut[e.ID] = true
+		if f.skippedAtFiring == nil {
+			f.skippedAtFiring = map[string]bool{}
+		}
+		f.skippedAtFiring[e.ID] = true
+		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(f.skippedLast[e.Job]) {
+			if f.skippedLast == nil {
+				f.skippedLast = map[string]time.Time{}
+			}
+			f.skippedLast[e.Job] = e.ScheduledAt
+		}
+	}
+	if f.failInsert > 0 {
+		f.failInsert--
+		return nil, errors.New("connection reset")
+	}
+	return dups, nil
+}
+func (f *fakeStore) LatestSkipped(context.Context, string) (map[string]time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.skippedLast), nil
 }
 func (f *fakeStore) ListStats(context.Context) (map[string]job.Stats, error) {
 	f.mu.Lock()

@@ -16,7 +16,9 @@ import (
 // Every execution enters the open set when it is recorded. The loop takes it out (closeOpen) once the
 // execution has ended and its end is recorded or queued for recording ahead of the close, with one
 // exception: each job's latest scheduled firing stays after it ended (kept), because its scheduled time is
-// where the job's schedule resumes under the next leader. It is taken out when a later firing of the job is
+// where the job's schedule resumes under the next leader. A firing skipped where it was fired never enters
+// the set (store.RecordSkipped); the next leader reads the latest of those from the history
+// (store.LatestSkipped), and the firing before it stays kept. It is taken out when a later firing of the job is
 // recorded, or the job is deleted. What the loop never learns of (local runs, reports recorded after the
 // term ended, a close lost with a dying server) is taken out by the sweep, which reads the set now and then
 // and closes what ended there; so the set holds what is in flight, one firing per job, and at most a
@@ -45,10 +47,10 @@ func keepsSchedule(t job.Trigger) bool {
 }
 
 // ended takes an execution that has ended (and whose end is recorded or queued ahead) out of the open set,
-// or keeps it there if it is its job's latest scheduled firing.
+// or keeps it there if it is its job's latest scheduled firing in the set.
 func (l *leader) ended(e job.Execution) {
 	_, exists := l.jobs[e.Job]
-	if exists && keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastFired[e.Job]) {
+	if exists && keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastOpened[e.Job]) {
 		if k, ok := l.kept[e.Job]; ok && k.id != e.ID {
 			l.close(k.id)
 		}
@@ -99,7 +101,23 @@ func (l *leader) takeOver(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	var skipped map[string]time.Time
+	err = l.retryRead(ctx, "read the latest skipped firings", func(ctx context.Context) error {
+		var err error
+		skipped, err = l.store.LatestSkipped(ctx, store.SkipSeries)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	l.applyOpenSet(execs, stray, now, true)
+	// After the open set, so that each job's latest firing there stays kept: a later one skipped where it
+	// was fired is in the history only (see store.RecordSkipped), and would not be found there next time.
+	for name, at := range skipped {
+		if at.After(l.lastFired[name]) {
+			l.lastFired[name] = at
+		}
+	}
 	return nil
 }
 
@@ -111,6 +129,9 @@ func (l *leader) applyOpenSet(execs []job.Execution, stray []string, now time.Ti
 	for _, e := range execs {
 		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
 			l.lastFired[e.Job] = e.ScheduledAt
+		}
+		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(l.lastOpened[e.Job]) {
+			l.lastOpened[e.Job] = e.ScheduledAt
 		}
 	}
 	for _, e := range execs { // oldest first: a job's latest ended firing is kept last

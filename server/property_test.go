@@ -19,6 +19,7 @@ import (
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/registry"
 	"github.com/clover-sched/clover/internal/schedule"
+	"github.com/clover-sched/clover/internal/store"
 	"github.com/clover-sched/clover/internal/transport"
 	"github.com/clover-sched/clover/internal/wire"
 )
@@ -199,6 +200,26 @@ func (s propStore) OpenByID(_ context.Context, ids []string) ([]job.Execution, e
 		}
 	}
 	return out, nil
+}
+
+// RecordSkipped records skipped executions as the fakeStore does, and their events for fold.
+func (s propStore) RecordSkipped(ctx context.Context, into store.HistorySeries, execs []job.Execution, now time.Time) ([]string, error) {
+	s.mu.Lock()
+	fresh := map[string]bool{}
+	for _, e := range execs {
+		_, had := s.execs[e.ID]
+		fresh[e.ID] = !had
+	}
+	s.mu.Unlock()
+	dups, err := s.fakeStore.RecordSkipped(ctx, into, execs, now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range execs {
+		if fresh[e.ID] {
+			s.byExec[e.ID] = append(s.byExec[e.ID], e.Runs...)
+		}
+	}
+	return dups, err
 }
 
 func (s propStore) isOpen(id string) bool {
@@ -1057,10 +1078,11 @@ func (s *propSim) check() []string {
 		}
 	}
 	// 4. The open set holds every execution that has not ended (a new leader reads only it), and of the
-	// ended ones only each job's latest scheduled firing and what ended since the last sweep could close it.
+	// ended ones only each job's latest scheduled firing that entered it (not one skipped where it was
+	// fired) and what ended since the last sweep could close it.
 	latest := map[string]time.Time{}
 	for _, e := range execs {
-		if keepsSchedule(e.Trigger) && e.ScheduledAt.After(latest[e.Job]) {
+		if keepsSchedule(e.Trigger) && !s.store.skippedAtFiring[e.ID] && e.ScheduledAt.After(latest[e.Job]) {
 			latest[e.Job] = e.ScheduledAt
 		}
 	}

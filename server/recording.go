@@ -94,13 +94,9 @@ func (l *leader) insertChunk(ctx context.Context, c *insertChunk, failedGen *int
 	case !l.confirmed():
 		n.err = errUnconfirmed
 	default:
-		execs := make([]job.Execution, len(c.plan))
-		for i, p := range c.plan {
-			execs[i] = p.exec
-		}
 		sctx, cancel := storeCtx(ctx)
 		began := time.Now()
-		n.dups, n.err = l.store.InsertExecutions(sctx, execs)
+		n.dups, n.err = l.insertPlanned(sctx, c.plan, c.now)
 		n.took = time.Since(began)
 		cancel()
 		n.tried = true

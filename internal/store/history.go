@@ -76,6 +76,9 @@ type BucketCount struct {
 	Job   string    `bson:"job" json:"job"`
 	State job.State `bson:"state" json:"state"`
 	N     int       `bson:"n" json:"n"`
+	// LastOnSchedule is the latest scheduled time among them of a firing of the job's schedule (see
+	// LatestSkipped).
+	LastOnSchedule time.Time `bson:"last_on_schedule,omitempty" json:"last_on_schedule,omitzero"`
 }
 
 // sealed reports whether no execution is added to b any more: it is full, or past its SealBy.
@@ -108,6 +111,9 @@ func (b *Bucket) add(e job.Execution, now time.Time) {
 		i = len(b.Counts) - 1
 	}
 	b.Counts[i].N++
+	if (e.Trigger == job.TriggerSchedule || e.Trigger == job.TriggerCatchUp) && at.After(b.Counts[i].LastOnSchedule) {
+		b.Counts[i].LastOnSchedule = at
+	}
 }
 
 // HistoryWriter appends ended executions to the history, filling one bucket after the other. A leader makes
@@ -116,6 +122,7 @@ func (b *Bucket) add(e job.Execution, now time.Time) {
 type HistoryWriter struct {
 	s      *Store
 	epoch  int64
+	series string // in the buckets' names, apart from other writers of the same term
 	span   time.Duration
 	size   int
 	n      int
@@ -132,6 +139,14 @@ func (s *Store) NewHistoryWriter(epoch int64, span time.Duration, size int) *His
 	return &HistoryWriter{s: s, epoch: epoch, span: span, size: size}
 }
 
+// newSeriesWriter is NewHistoryWriter for a second writer of the same term, whose buckets are named apart
+// (history_e<epoch>_<series><n>).
+func (s *Store) newSeriesWriter(epoch int64, series string, span time.Duration, size int) *HistoryWriter {
+	w := s.NewHistoryWriter(epoch, span, size)
+	w.series = series
+	return w
+}
+
 // Epoch is the term whose buckets w writes.
 func (w *HistoryWriter) Epoch() int64 { return w.epoch }
 
@@ -143,7 +158,7 @@ func (w *HistoryWriter) Append(ctx context.Context, execs []job.Execution, now t
 		if w.bucket == nil || w.bucket.Count >= w.size || now.After(w.bucket.SealBy) {
 			w.n++
 			w.bucket = &Bucket{
-				Name: fmt.Sprintf("%se%010d_%06d", historyPrefix, w.epoch, w.n), Epoch: w.epoch,
+				Name: fmt.Sprintf("%se%010d_%s%06d", historyPrefix, w.epoch, w.series, w.n), Epoch: w.epoch,
 				Created: storedTime(now), SealBy: storedTime(now.Add(w.span)), Capacity: w.size,
 			}
 			w.seen = map[string]bool{}

@@ -65,6 +65,7 @@ type Store struct {
 	archiveIndex *mongo.Collection
 	bucketsMu    sync.Mutex
 	buckets      map[string]Bucket // sealed buckets' index documents, by name (see Buckets)
+	series       seriesWriters     // RecordSkipped's
 	stats        *mongo.Collection
 	fallback     *mongo.Collection
 	alerts       *mongo.Collection

@@ -1,0 +1,59 @@
+package server
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/clover-sched/clover/internal/job"
+)
+
+// A firing its overlap policy skips where it is fired is recorded ended at once (store.RecordSkipped):
+// no open-set copy, no event, no close. The job's latest firing in the open set stays kept there, and a
+// new leader learns from the history (store.LatestSkipped) that the skipped time was fired: it does not
+// owe it again.
+func TestAFiringSkippedWhereItIsFiredGoesStraightToTheHistory(t *testing.T) {
+	fs := newFakeStore(spec("forbid", "@every 1s", nil))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	first := job.ExecutionID("forbid", t0.Add(time.Second))
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
+		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
+	}
+	h.ack("a", h.sent[0].d)
+	h.advance(time.Second) // the first still runs: forbid skips the second
+	second := job.ExecutionID("forbid", t0.Add(2*time.Second))
+	if st := h.state(second); st != job.StateSkipped {
+		t.Fatalf("%s is %s, want skipped", second, st)
+	}
+	if !fs.skippedAtFiring[second] {
+		t.Fatalf("%s was not recorded skipped where it was fired", second)
+	}
+	for _, ev := range h.events {
+		if ev.ExecID == second {
+			t.Fatalf("an event was persisted for %s, recorded ended already: %+v", second, ev)
+		}
+	}
+	h.finish("a", h.sent[0].d, job.StateSucceeded)
+	if slices.Contains(fs.closed, second) || slices.Contains(fs.closed, first) {
+		t.Fatalf("closed %v: neither the skipped firing (never in the open set) nor the job's latest firing there", fs.closed)
+	}
+
+	next := newHarness(t, fs, "a")
+	next.now = h.now
+	next.establish()
+	if got := next.l.lastFired["forbid"]; !got.Equal(t0.Add(2 * time.Second)) {
+		t.Fatalf("the new leader has the job last fired at %s, want the skipped firing's %s", got, t0.Add(2*time.Second))
+	}
+	next.advance(time.Second)
+	if dups := testutil.ToFloat64(next.l.metrics.duplicateFires); dups != 0 {
+		t.Fatalf("the new leader fired %v firings recorded before", dups)
+	}
+	third := job.ExecutionID("forbid", t0.Add(3*time.Second))
+	if len(next.sent) != 1 || next.sent[0].d.ExecID != third {
+		t.Fatalf("the new leader sent %+v, want one dispatch of %s", next.sent, third)
+	}
+}
