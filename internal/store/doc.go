@@ -31,7 +31,9 @@
 //
 // On FerretDB 1.24 with SQLite every query reads the whole collection, even one by _id (its SQLite index on
 // _id is not used by its queries): a filter on _id alone is evaluated in SQLite, a few microseconds a
-// document; any other filter decodes every document first, 50-90 microseconds each. So every read here
+// document; any other filter decodes every document first, 50-90 microseconds each. The FerretDB that
+// scripts/ferretdb.sh builds (tests, bench, demo) has that one line fixed: a filter on _id alone, and the
+// write that follows the read of every update and delete, search its _id index there. So every read here
 // meets a bounded number of documents: the open set, a bucket index, a few buckets. Moving and pruning
 // history are renames and drops. The indexes are for MongoDB.
 package store
