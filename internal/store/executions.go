@@ -21,6 +21,7 @@ import (
 //
 //	fired ──▶ fence (executions_<day>, its id only matters) + open set (a copy, and its events)
 //	ended ──▶ closed by the leader: folded into one record of a history bucket, out of the open set
+//	skipped where fired ──▶ fence (marked skipped) + its record in the history at once (skipped.go)
 //	older than history.keep ──▶ its bucket renamed into the archive; dropped after history.archive_keep
 //
 // Reads look in the open set, then the history, then the archive (and, for a store written by a version
