@@ -40,8 +40,10 @@ type firing struct {
 
 // planned is an execution about to be recorded, and what happens to it then.
 type planned struct {
-	exec    job.Execution
-	skip    string // recorded as skipped, for this reason
+	exec job.Execution
+	skip string // recorded as skipped, for this reason
+	// direct: the skip is recorded ended where it is fired, straight into the history (see skipsDirect)
+	direct  bool
 	queued  bool   // it waits for the job's open executions to end (overlap queue, or catch-up under forbid)
 	catchUp bool   // made by a catch-up firing (see firing.catchUp)
 	from    int    // the index of its firing in the (sorted) firings plan was given
@@ -221,11 +223,12 @@ func (l *leader) plan(firings []firing) (out []planned, stops map[string]string)
 			batchFirings[name]++
 			batchCatchUp[name] = batchCatchUp[name] || fr.catchUp
 		}
+		direct := skip != "" && l.skipsDirect(fr)
 		for _, e := range execs {
 			if skip == "" && fr.batch == nil {
 				batchOpen[name] = append(batchOpen[name], len(out))
 			}
-			out = append(out, planned{exec: e, skip: skip, queued: queue, catchUp: fr.catchUp, from: fi, stop: fr.stop})
+			out = append(out, planned{exec: e, skip: skip, direct: direct, queued: queue, catchUp: fr.catchUp, from: fi, stop: fr.stop})
 		}
 	}
 	return out, stops
@@ -268,16 +271,36 @@ func (l *leader) record(ctx context.Context, plan []planned, now time.Time) (map
 	return l.applyRecorded(ctx, plan, dups, nil, now), nil
 }
 
-// insertPlanned records planned executions: those that run in the fence and the open set
-// (InsertExecutions), those skipped straight into the history (RecordSkipped: they never run, and never
-// need the open set or a close). It returns the ids recorded before, of both. Safe off the loop.
+// directSkipHorizon bounds how long after its job's latest firing in the open set a firing may be skipped
+// straight into the history (see skipsDirect).
+const directSkipHorizon = 10 * time.Minute
+
+// skipsDirect reports whether a firing the plan skips is recorded ended where it is fired
+// (store.RecordSkipped: no open-set copy, event or close, the bulk of an overloaded store's work) rather
+// than recorded as a run and ended. Only where nothing but the open set's copy would keep it right:
+//   - a firing on the schedule: a manual trigger or a run request is looked for by its id (a request's
+//     re-send stops at its fence), and must be found with its end;
+//   - never tried before: one whose insert failed may have left its open-set copy without its fence, which
+//     only an insert of the copy (a duplicate) finds and ends;
+//   - shortly after the job's latest firing in the open set, which stays kept there: a new leader reads the
+//     skips from the newest history buckets, and one it misses is owed again and found in the fence (kept
+//     for days), so a job whose firings are sparse keeps its skips in the open set.
+func (l *leader) skipsDirect(fr firing) bool {
+	opened, ok := l.lastOpened[fr.spec.Name]
+	return (fr.trigger == job.TriggerSchedule || fr.trigger == job.TriggerCatchUp) && fr.batch == nil && len(fr.maybe) == 0 &&
+		ok && fr.at.Sub(opened) <= directSkipHorizon
+}
+
+// insertPlanned records planned executions: those that run, or are skipped as runs are recorded, in the
+// fence and the open set (InsertExecutions); those skipped where they are fired straight into the history
+// (RecordSkipped). It returns the ids recorded before, of both. Safe off the loop.
 func (l *leader) insertPlanned(ctx context.Context, plan []planned, now time.Time) (duplicates []string, err error) {
 	var runs, skips []job.Execution
 	for _, p := range plan {
-		if p.skip == "" {
-			runs = append(runs, p.exec)
-		} else {
+		if p.direct {
 			skips = append(skips, skippedExecution(p.exec, p.skip, now))
+		} else {
+			runs = append(runs, p.exec)
 		}
 	}
 	if len(runs) > 0 {
@@ -334,7 +357,7 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 		if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
 			l.lastFired[e.Job] = e.ScheduledAt
 		}
-		if p.skip == "" {
+		if !p.direct {
 			l.firedLater(e)
 			if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastOpened[e.Job]) {
 				l.lastOpened[e.Job] = e.ScheduledAt
@@ -354,8 +377,12 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 		if p.skip == "" {
 			l.activity.fired(now)
 		}
-		if p.skip != "" {
+		switch {
+		case p.direct:
 			l.skipped(e, p.skip)
+			continue
+		case p.skip != "":
+			l.recordSkip(e, p.skip)
 			continue
 		}
 		f := &flight{exec: e, run: 1, catchUp: p.catchUp}

@@ -57,3 +57,33 @@ func TestAFiringSkippedWhereItIsFiredGoesStraightToTheHistory(t *testing.T) {
 		t.Fatalf("the new leader sent %+v, want one dispatch of %s", next.sent, third)
 	}
 }
+
+// A firing skipped long after its job's latest firing in the open set is recorded as a run is and ended
+// (an open-set copy and a finished event): a new leader may not find a skip that old in the newest history
+// buckets, and the open set's copy is what keeps a sparse job's schedule where it stands.
+func TestASparseJobsSkipStaysInTheOpenSet(t *testing.T) {
+	fs := newFakeStore(spec("hourly", "@every 1h", nil))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Hour)
+	if len(h.sent) != 1 {
+		t.Fatalf("sent %d dispatches, want 1", len(h.sent))
+	}
+	h.ack("a", h.sent[0].d)
+	h.heartbeat("a", h.sent[0].d.ExecID)
+	h.advance(time.Hour) // the first still runs: forbid skips the second
+	second := job.ExecutionID("hourly", t0.Add(2*time.Hour))
+	if st := h.state(second); st != job.StateSkipped {
+		t.Fatalf("%s is %s, want skipped", second, st)
+	}
+	if fs.skippedAtFiring[second] {
+		t.Fatalf("%s, an hour after the job's latest firing in the open set, was skipped straight into the history", second)
+	}
+	var event bool
+	for _, ev := range h.events {
+		event = event || (ev.ExecID == second && ev.Kind == job.EventFinished)
+	}
+	if !event {
+		t.Fatalf("no finished event was persisted for %s", second)
+	}
+}

@@ -112,22 +112,14 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 // dropResurrected removes the open-set copy of e that InsertExecutions just inserted when the execution had
 // been fired before and has since ended and been closed (its record is in the history): a firing made
 // again (by a deposed leader, or a catch-up from an older last firing) must not bring back a copy without
-// the events that ended it, which a later leader would take for a pending execution and run again. So must a
-// firing skipped where it was fired (the fence says so, see RecordSkipped). Any other copy whose execution
-// is not in the history is left: it may be the only copy of a firing made at the same moment by another
-// leader.
+// the events that ended it, which a later leader would take for a pending execution and run again (a firing
+// skipped where it was fired is in the history at once, see RecordSkipped). A copy whose execution is not
+// in the history is left: it may be the only copy of a firing made at the same moment by another leader, or
+// one whose skip was half recorded (its fence, not its record), which has not run and may run now.
 func (s *Store) dropResurrected(ctx context.Context, e job.Execution) error {
 	closed, err := s.InHistory(ctx, []string{e.ID})
-	if err != nil {
+	if err != nil || !closed[e.ID] {
 		return err
-	}
-	if !closed[e.ID] {
-		// A firing skipped where it was fired has no open copy; its history record may be a moment behind
-		// its fence.
-		skipped, err := s.fenceSaysSkipped(ctx, e.ID, e.ScheduledAt)
-		if err != nil || !skipped {
-			return err
-		}
 	}
 	if _, err := s.openExecs.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}, {Key: "epoch", Value: e.Epoch}}); err != nil {
 		return fmt.Errorf("drop the copy of %s, ended before: %w", e.ID, err)

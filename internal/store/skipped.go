@@ -23,14 +23,14 @@ import (
 // (an open-set copy, a finished event, then the closer's read and deletes, which scan the open set on
 // FerretDB) cost the store about five times what these two inserts cost.
 //
-// The mark on the fence is what keeps the skip safe without the open-set copy:
-//   - A firing made again by another leader (a deposed one, or a catch-up) finds the fence taken. Its open
-//     copy would be the only one, without the events that ended it, and a later leader would run it;
-//     InsertExecutions drops it when the fence says skipped (see dropResurrected), as it does when the
-//     history has the execution.
-//   - A skip whose fence landed and whose history record did not (the leader died, the store failed in
-//     between) is recorded by the next RecordSkipped of the same firing, which finds the fence marked and
-//     the execution nowhere else.
+// Without the open-set copy:
+//   - A firing made again to run (a deposed leader, a catch-up) finds the fence taken, and its own copy
+//     would be the only one, without an end: InsertExecutions drops it, the history having the execution
+//     (see dropResurrected).
+//   - A skip whose fence landed and whose record did not (the leader died, the store failed in between) is
+//     recorded by the next RecordSkipped of the same firing, which finds the fence marked skipped and the
+//     execution nowhere else. If the firing is made again to run instead, it has not run, and it runs.
+//   - The leader skips firings this way only where nothing else needs the copy (server: skipsDirect).
 
 // SkipSeries names the leader's series of buckets for RecordSkipped.
 const SkipSeries = "s"
@@ -48,6 +48,7 @@ type HistorySeries struct {
 type seriesWriters struct {
 	mu      sync.Mutex
 	writers map[HistorySeries]*lockedWriter
+	newest  int64 // the newest term that wrote: an older one's writer is gone, and a new one would reuse its buckets' names
 }
 
 type lockedWriter struct {
@@ -55,16 +56,20 @@ type lockedWriter struct {
 	w  *HistoryWriter
 }
 
-// writer returns the writer of into, and forgets those of older terms.
-func (s *Store) seriesWriter(into HistorySeries) *lockedWriter {
+// seriesWriter returns the writer of into, and forgets those of older terms.
+func (s *Store) seriesWriter(into HistorySeries) (*lockedWriter, error) {
 	s.series.mu.Lock()
 	defer s.series.mu.Unlock()
 	if s.series.writers == nil {
 		s.series.writers = map[HistorySeries]*lockedWriter{}
 	}
 	if w, ok := s.series.writers[into]; ok {
-		return w
+		return w, nil
 	}
+	if into.Epoch < s.series.newest {
+		return nil, fmt.Errorf("term %d has ended here: term %d writes the history", into.Epoch, s.series.newest)
+	}
+	s.series.newest = into.Epoch
 	for k := range maps.Keys(s.series.writers) {
 		if k.Epoch < into.Epoch {
 			delete(s.series.writers, k)
@@ -72,7 +77,7 @@ func (s *Store) seriesWriter(into HistorySeries) *lockedWriter {
 	}
 	w := &lockedWriter{w: s.newSeriesWriter(into.Epoch, into.Series, into.Span, into.Size)}
 	s.series.writers[into] = w
-	return w
+	return w, nil
 }
 
 // RecordSkipped records executions skipped where they were fired, each folded with the finished event
@@ -131,7 +136,10 @@ func (s *Store) RecordSkipped(ctx context.Context, into HistorySeries, execs []j
 	if len(record) == 0 {
 		return duplicates, nil
 	}
-	lw := s.seriesWriter(into)
+	lw, err := s.seriesWriter(into)
+	if err != nil {
+		return nil, fmt.Errorf("store: record skipped: %w", err)
+	}
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	if err := lw.w.Append(ctx, record, now); err != nil {

@@ -42,10 +42,12 @@ func TestRecordSkipped(t *testing.T) {
 	if latest, err := s.LatestSkipped(ctx, SkipSeries); err != nil || !latest["j"].Equal(t0.Add(time.Minute)) || len(latest) != 1 {
 		t.Fatalf("LatestSkipped = %v, %v; want j at %s", latest, err, t0.Add(time.Minute))
 	}
-	// The closer's buckets are another series.
+	// The closer's buckets are another series: a skip it closed (one recorded as a run is) is not read.
 	w := s.NewHistoryWriter(3, time.Hour, 0)
-	ended(t, s, w, "other", t0, 1)
-	if latest, err := s.LatestSkipped(ctx, SkipSeries); err != nil || len(latest) != 1 {
+	if err := w.Append(ctx, []job.Execution{skippedExec(execution("j", t0.Add(time.Hour), job.TriggerSchedule))}, now); err != nil {
+		t.Fatal(err)
+	}
+	if latest, err := s.LatestSkipped(ctx, SkipSeries); err != nil || !latest["j"].Equal(t0.Add(time.Minute)) {
 		t.Fatalf("LatestSkipped after the closer wrote = %v, %v", latest, err)
 	}
 
@@ -62,7 +64,7 @@ func TestRecordSkipped(t *testing.T) {
 		total += bk.Count
 	}
 	if total != 4 {
-		t.Fatalf("the history holds %d executions, want 4 (3 skipped, 1 run)", total)
+		t.Fatalf("the history holds %d executions, want 4 (3 skipped here, 1 by the closer)", total)
 	}
 
 	// The same firing fired again to run (a deposed leader, a catch-up): a duplicate, and no copy of it is
@@ -87,19 +89,25 @@ func TestRecordSkipped(t *testing.T) {
 		t.Fatalf("a run skipped by another term left the open set: %+v, %v", open, err)
 	}
 
-	// A skip whose fence landed and whose history record did not (the leader died in between): a run of
-	// the same firing leaves no copy, and the next RecordSkipped records it.
-	c := skippedExec(execution("j", t0.Add(3*time.Minute), job.TriggerSchedule))
-	fence := fenceDoc{ID: c.ID, Job: c.Job, ScheduledAt: storedTime(c.ScheduledAt), Epoch: c.Epoch, Skipped: true}
-	if _, err := s.db.Collection(fenceName(c.ScheduledAt)).InsertOne(ctx, fence); err != nil {
-		t.Fatal(err)
+	// A skip whose fence landed and whose history record did not (the leader died in between): the next
+	// RecordSkipped records it; a run of the same firing instead keeps its copy (it never ran: it may).
+	halfSkipped := func(at time.Time) job.Execution {
+		t.Helper()
+		e := skippedExec(execution("j", at, job.TriggerSchedule))
+		fence := fenceDoc{ID: e.ID, Job: e.Job, ScheduledAt: storedTime(e.ScheduledAt), Epoch: e.Epoch, Skipped: true}
+		if _, err := s.db.Collection(fenceName(e.ScheduledAt)).InsertOne(ctx, fence); err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
-	if dups, err := s.InsertExecutions(ctx, []job.Execution{execution("j", t0.Add(3*time.Minute), job.TriggerSchedule)}); err != nil || len(dups) != 1 {
+	d := halfSkipped(t0.Add(4 * time.Minute))
+	if dups, err := s.InsertExecutions(ctx, []job.Execution{execution("j", d.ScheduledAt, job.TriggerSchedule)}); err != nil || len(dups) != 1 {
 		t.Fatalf("InsertExecutions of a half-recorded skip = %v, %v", dups, err)
 	}
-	if open, err := s.OpenByID(ctx, []string{c.ID}); err != nil || len(open) > 0 {
-		t.Fatalf("a half-recorded skip fired again left %+v, %v in the open set", open, err)
+	if open, err := s.OpenByID(ctx, []string{d.ID}); err != nil || len(open) != 1 || open[0].State != job.StatePending {
+		t.Fatalf("a half-recorded skip fired again to run: open %+v, %v; want its pending copy", open, err)
 	}
+	c := halfSkipped(t0.Add(3 * time.Minute))
 	if dups, err := s.RecordSkipped(ctx, into, []job.Execution{c}, now); err != nil || len(dups) > 0 {
 		t.Fatalf("RecordSkipped of a half-recorded skip = %v, %v; want it recorded", dups, err)
 	}
@@ -107,7 +115,14 @@ func TestRecordSkipped(t *testing.T) {
 		t.Fatalf("GetExecution of a half-recorded skip after its retry = %+v, %v", e, err)
 	}
 
-	if _, err := s.RecordSkipped(ctx, into, []job.Execution{execution("j", t0.Add(4*time.Minute), job.TriggerSchedule)}, now); err == nil {
+	if _, err := s.RecordSkipped(ctx, into, []job.Execution{execution("j", t0.Add(5*time.Minute), job.TriggerSchedule)}, now); err == nil {
 		t.Fatal("RecordSkipped took an execution that is not skipped")
+	}
+	// A term that ended here writes no more: a writer made again would reuse its buckets' names.
+	if _, err := s.RecordSkipped(ctx, HistorySeries{Epoch: 4, Series: SkipSeries, Span: time.Hour, Size: 100}, []job.Execution{skippedExec(execution("j", t0.Add(6*time.Minute), job.TriggerSchedule))}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordSkipped(ctx, into, []job.Execution{skippedExec(execution("j", t0.Add(7*time.Minute), job.TriggerSchedule))}, now); err == nil {
+		t.Fatal("RecordSkipped wrote for term 3 after term 4")
 	}
 }
