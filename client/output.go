@@ -174,6 +174,11 @@ func readOutputFile(dir string, off int64, n int) (data []byte, start, end int64
 
 // readOutputWindow is readOutputFile that also says the oldest offset the file holds.
 func readOutputWindow(dir string, off int64, n int) (data []byte, first, start, end int64, err error) {
+	return readOutputAt(dir, func(int64) int64 { return off }, n)
+}
+
+// readOutputAt is readOutputWindow from the offset offAt gives for the end of the output.
+func readOutputAt(dir string, offAt func(end int64) int64, n int) (data []byte, first, start, end int64, err error) {
 	outputFiles.Lock()
 	defer outputFiles.Unlock()
 	f, err := os.Open(filepath.Join(dir, "out"))
@@ -191,8 +196,11 @@ func readOutputWindow(dir string, off int64, n int) (data []byte, first, start, 
 	var shift int64
 	first, shift = outputWindow(dir)
 	end = shift + fi.Size()
-	start = min(max(off, first), end)
+	start = min(max(offAt(end), first), end)
 	data = make([]byte, min(int64(n), end-start))
+	if len(data) == 0 {
+		return data, first, start, end, nil
+	}
 	m, err := f.ReadAt(data, start-shift)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, 0, 0, 0, err
@@ -206,13 +214,9 @@ func outputFileSize(dir string) int64 {
 	return end
 }
 
-// outputTail copies the last max bytes of a shell run's output file to w.
+// outputTail copies the last max bytes of a shell run's output file to w (one open of the file).
 func outputTail(dir string, max int64, w io.Writer) {
-	_, _, end, err := readOutputFile(dir, 1<<62, 0)
-	if err != nil {
-		return
-	}
-	data, _, _, err := readOutputFile(dir, end-max, int(max))
+	data, _, _, _, err := readOutputAt(dir, func(end int64) int64 { return end - max }, int(max))
 	if err == nil {
 		_, _ = w.Write(data)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clover-sched/clover/internal/fallback"
@@ -234,7 +233,7 @@ func readStatus(dir string) (int, time.Time, bool) {
 	if err != nil {
 		return 0, time.Time{}, false
 	}
-	code, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	code, err := strconv.Atoi(shellwrap.Field(b))
 	if err != nil {
 		return 0, time.Time{}, false
 	}
@@ -256,7 +255,7 @@ func wrapperPID(dir, tag string) int {
 	if err != nil {
 		return 0
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := strconv.Atoi(shellwrap.Field(b))
 	if err != nil || pid <= 0 || !runsIn(pid, dir, tag) {
 		return 0
 	}

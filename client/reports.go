@@ -162,13 +162,15 @@ func (c *Client) resendLoop(ctx context.Context) {
 					}
 				}
 			}
-			// A run whose result a server confirmed (or the fallback queue took) is out of the journal.
-			for id, runs := range c.journaled {
-				for run, dir := range runs {
-					if !c.pending.has(id, run) && !c.active.has(id, run) {
-						c.journaled.del(id, run)
-						done = append(done, confirmedRun{id, run, dir})
-					}
+		}
+		// A run whose result a server confirmed (or the fallback queue took) is out of the journal, at the
+		// next tick: its slot then serves the next run. (Every 5 s, a busy client's slots waited that long,
+		// and its runs made new ones meanwhile: a new directory and files, each a new inode.)
+		for id, runs := range c.journaled {
+			for run, dir := range runs {
+				if !c.pending.has(id, run) && !c.active.has(id, run) {
+					c.journaled.del(id, run)
+					done = append(done, confirmedRun{id, run, dir})
 				}
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/shellwrap"
 )
@@ -99,10 +101,13 @@ func runShell(ctx context.Context, jc JobContext) error {
 	}
 	if jc.runDir != "" {
 		// The wrapper writes it too; this one is there even if the client dies before the wrapper runs.
-		_ = os.WriteFile(filepath.Join(jc.runDir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+		_ = shellwrap.WriteField(filepath.Join(jc.runDir, "pid"), strconv.Itoa(cmd.Process.Pid))
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		waitExited(cmd.Process.Pid)
+		done <- cmd.Wait()
+	}()
 	capEvery := time.NewTicker(time.Second)
 	defer capEvery.Stop()
 	for {
@@ -189,4 +194,26 @@ func batchCommand(command string, p map[string]string) string {
 	}
 	b.WriteString("exit $clover_rc\n")
 	return b.String()
+}
+
+// waitExited returns once child pid has exited (it is not reaped: cmd.Wait does that, then at once),
+// waiting in the runtime's poller on a pidfd rather than in a blocking waitid, which holds a thread for
+// each run under way and has the runtime take its P back (sysmon) and hand it over for every run. Where
+// pidfds cannot be polled it returns at once, and cmd.Wait waits as before.
+func waitExited(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil && err != unix.EINTR || n > 0
+	})
 }

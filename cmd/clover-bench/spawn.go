@@ -122,7 +122,7 @@ func (s *spawner) run() error {
 		out.Close()
 		return err
 	}
-	_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	_ = shellwrap.WriteField(filepath.Join(dir, "pid"), strconv.Itoa(cmd.Process.Pid))
 	err = cmd.Wait()
 	out.Close()
 	if err != nil {

@@ -30,14 +30,19 @@ import (
 // restarted while it ran no longer recognizes an exec'ed process (its command line changed), and reports
 // the status as unknown, as for a wrapper that was killed.
 //
+// The pid and status are written in place (<>, never truncated) as one field padded to FieldWidth: a
+// file truncated and written again costs ext4 a block freed (a discard on a mount with -o discard) and,
+// with auto_da_alloc, a writeback started when it is closed; a slot used again only overwrites a page.
+// A reader takes the first field (Field); a slot handed out again is blanked the same way (Blank).
+//
 // Both take a third argument, the run's tag (RunTag), which the script never reads: it is in the command line
 // of the wrapper and of every shell it forks, so that a process is known as this run's, not as a process of
 // an earlier run in the same slot that was left in the background.
 const Trap = `__clover_dir=$1 __clover_cmd=$2
 readonly __clover_dir
 set --
-echo $$ > "$__clover_dir/pid"
-trap '{ __clover_status=$?; set +e; unset -f echo; echo "$__clover_status" >| "$__clover_dir/status"; } 2>/dev/null' EXIT
+printf '%-10s\n' $$ 1<>"$__clover_dir/pid"
+trap '{ __clover_status=$?; set +e; unset -f printf; printf "%-10s\n" "$__clover_status" 1<>"$__clover_dir/status"; } 2>/dev/null' EXIT
 eval "$__clover_cmd"`
 
 // Sub is Trap for a command that may replace its shell or its EXIT trap: the command
@@ -45,10 +50,10 @@ eval "$__clover_cmd"`
 // the subshell, and the wrapper writes the status after it.
 const Sub = `__clover_dir=$1 __clover_cmd=$2
 set --
-echo $$ > "$__clover_dir/pid"
+printf '%-10s\n' $$ 1<>"$__clover_dir/pid"
 ( eval "$__clover_cmd" )
 __clover_status=$?
-echo $__clover_status > "$__clover_dir/status"
+printf '%-10s\n' $__clover_status 1<>"$__clover_dir/status"
 exit $__clover_status`
 
 // RunTag is the argument that names run of execID in its wrapper's command line.
@@ -61,4 +66,16 @@ func For(command string) string {
 		return Sub
 	}
 	return Trap
+}
+
+// FieldWidth is the width the wrapper pads the pid and status to (printf %-10s, then a newline).
+const FieldWidth = 10
+
+// Field is the value of a pid or status file: its first whitespace-separated field, "" when blank.
+func Field(b []byte) string {
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
