@@ -75,12 +75,15 @@ type leader struct {
 	sweeping        bool
 	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
 	applyingOpenSet bool
-	woken           map[string]bool // jobs with an execution that just ended (see wake)
-	backlog         backlogUse      // what waits for a client or its job's queue (see backlog.go)
-	inserts         insertSizer     // how many executions one insert takes (see insertSizer)
-	fullLog         logx.Limiter    // the backlog-full warning, at most once a minute
-	staleSkipped    int64           // executions of this term that waited past the misfire threshold and were skipped
-	activity        activity        // minute counts for the console's charts
+	// recordedBefore: executions found in the history while their copies were still open (see
+	// endedElsewhere): their close must look there first, and not record them twice.
+	recordedBefore map[string]bool
+	woken          map[string]bool // jobs with an execution that just ended (see wake)
+	backlog        backlogUse      // what waits for a client or its job's queue (see backlog.go)
+	inserts        insertSizer     // how many executions one insert takes (see insertSizer)
+	fullLog        logx.Limiter    // the backlog-full warning, at most once a minute
+	staleSkipped   int64           // executions of this term that waited past the misfire threshold and were skipped
+	activity       activity        // minute counts for the console's charts
 	// Batch runs (see batchrun.go): the runs followed, the partitions to fire at the end of this turn,
 	// the writes left to the batch writer, and the store lookups of ends not heard of.
 	runs            map[string]*batchRun
@@ -127,6 +130,9 @@ type (
 		// closed: asked about and not in the open set, which a flight's execution leaves only once it ended
 		// (another term's closer took it out).
 		closed []string
+		// inHistory: asked about because of flight.check, pending in the open set, and recorded in the
+		// history: ended elsewhere (see endedElsewhere).
+		inHistory []string
 	}
 )
 
@@ -151,6 +157,7 @@ type leaderStore interface {
 	MigrateOpenSet(ctx context.Context, since time.Time) (int, error)
 	ReadOpenSet(ctx context.Context) (execs []job.Execution, stray []string, err error)
 	OpenByID(ctx context.Context, ids []string) ([]job.Execution, error)
+	InHistory(ctx context.Context, ids []string) (map[string]bool, error)
 	ExecutionRecorded(ctx context.Context, id string, scheduled time.Time) (bool, error)
 	InsertExecutions(ctx context.Context, execs []job.Execution) (duplicates []string, err error)
 	RecordSkipped(ctx context.Context, into store.HistorySeries, execs []job.Execution, now time.Time) (duplicates []string, err error)
@@ -236,28 +243,29 @@ func (s *Server) leaderDeps() leaderDeps {
 
 func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 	return &leader{
-		leaderDeps: deps,
-		epoch:      epoch,
-		logger:     logger.With("epoch", epoch),
-		notes:      make(chan any, 1<<16),
-		changes:    newJobChanges(),
-		jobs:       map[string]*entry{},
-		flights:    map[string]*flight{},
-		openByJob:  map[string]map[string]*flight{},
-		recording:  map[string]*flight{},
-		rr:         map[string]int{},
-		live:       map[string]bool{},
-		clients:    map[string]registry.Member{},
-		started:    map[string]time.Time{},
-		fullPipes:  map[string]bool{},
-		usage:      map[string]usage{},
-		lastFired:  map[string]time.Time{},
-		lastOpened: map[string]time.Time{},
-		stats:      map[string]*job.Stats{},
-		statsDirty: map[string]bool{},
-		savedAvg:   map[string]job.Duration{},
-		removed:    map[string]time.Time{},
-		declared:   map[string]string{}, declaredBatches: map[string]string{},
+		leaderDeps:     deps,
+		epoch:          epoch,
+		logger:         logger.With("epoch", epoch),
+		notes:          make(chan any, 1<<16),
+		changes:        newJobChanges(),
+		jobs:           map[string]*entry{},
+		flights:        map[string]*flight{},
+		openByJob:      map[string]map[string]*flight{},
+		recording:      map[string]*flight{},
+		rr:             map[string]int{},
+		live:           map[string]bool{},
+		clients:        map[string]registry.Member{},
+		started:        map[string]time.Time{},
+		fullPipes:      map[string]bool{},
+		usage:          map[string]usage{},
+		lastFired:      map[string]time.Time{},
+		lastOpened:     map[string]time.Time{},
+		recordedBefore: map[string]bool{},
+		stats:          map[string]*job.Stats{},
+		statsDirty:     map[string]bool{},
+		savedAvg:       map[string]job.Duration{},
+		removed:        map[string]time.Time{},
+		declared:       map[string]string{}, declaredBatches: map[string]string{},
 		heard:       map[string]time.Time{},
 		kept:        map[string]keptFiring{},
 		fullLog:     logx.Limiter{Interval: time.Minute},

@@ -38,6 +38,9 @@ type fakeStore struct {
 	// skippedAtFiring: the ids RecordSkipped recorded, which never entered the open set
 	skippedAtFiring map[string]bool
 	failReads       int // the next n reads of the open set time out
+	// history: ids recorded in the history besides those closed (shut) here, e.g. by a skip of another
+	// term whose copy a deposed leader left in the open set
+	history map[string]bool
 	claimErr        error
 }
 
@@ -117,6 +120,17 @@ func (f *fakeStore) OpenByID(_ context.Context, ids []string) ([]job.Execution, 
 	for _, e := range f.folded() {
 		if !f.shut[e.ID] && slices.Contains(ids, e.ID) {
 			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+func (f *fakeStore) InHistory(_ context.Context, ids []string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for _, id := range ids {
+		if f.shut[id] || f.history[id] {
+			out[id] = true
 		}
 	}
 	return out, nil

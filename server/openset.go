@@ -66,7 +66,12 @@ func (l *leader) ended(e job.Execution) {
 // close asks for an ended execution to leave the open set for the history. One found ended in the set
 // (applyOpenSet) may have been recorded in the history by a closer that died before it took it out, so
 // its close looks in the history first.
-func (l *leader) close(id string) { l.closeOpen(l.epoch, id, l.applyingOpenSet) }
+// So does the close of one found in the history while it was open (recordedBefore).
+func (l *leader) close(id string) {
+	recheck := l.applyingOpenSet || l.recordedBefore[id]
+	delete(l.recordedBefore, id)
+	l.closeOpen(l.epoch, id, recheck)
+}
 
 // firedLater closes the job's kept firing once a later one of the job is recorded (and so in the set).
 func (l *leader) firedLater(e job.Execution) {

@@ -43,8 +43,11 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		defer cancel()
 		note := reconciledNote{checked: checked}
 		execs, err := l.store.OpenByID(sctx, ids)
+		if err == nil {
+			note.inHistory, err = l.endedElsewhere(sctx, checked, execs)
+		}
 		if err != nil {
-			note.checked = nil // unsure still: check again on a later tick
+			note.checked, execs = nil, nil // unsure still: check again on a later tick
 		} else {
 			for _, id := range ids {
 				if !slices.ContainsFunc(execs, func(e job.Execution) bool { return e.ID == id }) {
@@ -58,6 +61,30 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		}
 		l.tell(ctx, note)
 	}()
+}
+
+// endedElsewhere returns which of the checked executions are pending in the open set and yet recorded in the
+// history. A firing skipped where it was fired goes straight to the history (store.RecordSkipped), and a
+// deposed leader that fired it too may have left a copy in the open set that nothing ends: it inserted the
+// copy after this or an earlier term read the open set, and died before its fence insert (which would have
+// found the skip and dropped the copy). Such a copy, inherited, must not run: its firing was decided. A
+// pending copy whose fence alone says skipped (the skip's record was never written) is not in the history,
+// and runs, as a firing made again to run does.
+func (l *leader) endedElsewhere(ctx context.Context, checked []string, execs []job.Execution) ([]string, error) {
+	var pending []string
+	for _, e := range execs {
+		if e.State == job.StatePending && slices.Contains(checked, e.ID) {
+			pending = append(pending, e.ID)
+		}
+	}
+	if len(pending) == 0 {
+		return nil, nil
+	}
+	recorded, err := l.store.InHistory(ctx, pending)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(pending, func(id string) bool { return !recorded[id] }), nil
 }
 
 // notInFallback drops from checked the executions whose report waits in the fallback queue: the store
@@ -84,6 +111,18 @@ func (l *leader) applyReconciled(n reconciledNote) {
 			l.logger.Info("execution ended and was closed by another term; no longer followed", "execution", id)
 			l.forget(id, "")
 		}
+	}
+	for _, id := range n.inHistory {
+		f, ok := l.flights[id]
+		if !ok || f.sentOnce || f.phase != phaseWaiting && f.phase != phaseQueued {
+			continue
+		}
+		// Its end is what the history says; the copy gets an end of its own so that it can be closed, and
+		// the close looks in the history first, so the record stays the only one.
+		l.logger.Warn("an inherited execution, pending in the open set, is recorded ended in the history: it does not run", "execution", id)
+		l.persist(skipEvent(f.exec, "recorded ended in the history by another term (a copy a deposed leader left)", now))
+		l.recordedBefore[id] = true
+		l.forget(id, job.StateSkipped)
 	}
 	for _, e := range n.execs {
 		f, ok := l.flights[e.ID]

@@ -87,3 +87,62 @@ func TestASparseJobsSkipStaysInTheOpenSet(t *testing.T) {
 		t.Fatalf("no finished event was persisted for %s", second)
 	}
 }
+
+// A deposed leader fires a firing the new leader has just skipped straight into the history, inserting its
+// open-set copy after the new leader read the set, and dies before its fence insert (which would have met
+// the skip and dropped the copy). The next leader inherits that copy, pending: it asks the store before
+// sending it (verify), finds it recorded in the history, and ends the copy without running it; the
+// close looks in the history first, so the skip stays the only record.
+func TestAnInheritedCopyOfAFiringRecordedInTheHistoryDoesNotRun(t *testing.T) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
+	skipped := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 5, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.execs[skipped.ID] = skipped // the deposed leader's copy, pending
+	fs.history = map[string]bool{skipped.ID: true}
+	var rechecked []string
+	h := newHarness(t, fs, "a")
+	h.l.closeOpen = func(epoch int64, id string, recheck bool) {
+		if recheck {
+			rechecked = append(rechecked, id)
+		}
+		fs.closeOpen(epoch, id, recheck)
+	}
+	h.establish()
+	held := h.l.cfg.AcceptWindow + h.l.cfg.AckTimeout
+	for h.now.Before(t0.Add(2 * held)) {
+		h.advance(250 * time.Millisecond)
+	}
+	if len(h.sent) != 0 {
+		t.Fatalf("sent %+v: a copy of a firing recorded ended in the history ran", h.sent)
+	}
+	if _, ok := h.l.flights[skipped.ID]; ok {
+		t.Fatalf("%s is still followed", skipped.ID)
+	}
+	if st := h.state(skipped.ID); st != job.StateSkipped {
+		t.Fatalf("the copy is %s, want skipped", st)
+	}
+	// The job's latest firing stays kept in the open set until the job's next one (here: its deletion).
+	if k := h.l.kept["once"]; k.id != skipped.ID {
+		t.Fatalf("kept %+v, want the job's latest firing %s", k, skipped.ID)
+	}
+	h.l.jobGone("once")
+	if !slices.Contains(rechecked, skipped.ID) {
+		t.Fatalf("rechecked closes %v: the copy's close must look in the history first (it is recorded there)", rechecked)
+	}
+}
+
+// The same copy, when the history does not have the firing (its skip was half recorded: the fence, not
+// the record), is the firing's only execution: it runs.
+func TestAnInheritedCopyNotInTheHistoryRuns(t *testing.T) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
+	pending := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 5, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.execs[pending.ID] = pending
+	h := newHarness(t, fs, "a")
+	h.establish()
+	held := h.l.cfg.AcceptWindow + h.l.cfg.AckTimeout
+	for h.now.Before(t0.Add(2*held)) && len(h.sent) == 0 {
+		h.advance(250 * time.Millisecond)
+	}
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != pending.ID {
+		t.Fatalf("sent %+v, want the inherited execution once", h.sent)
+	}
+}
