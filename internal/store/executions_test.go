@@ -564,3 +564,42 @@ func TestExecutionsAreSearchedByTheirErrorsAndOutput(t *testing.T) {
 		t.Errorf("a text nothing holds: got %s", got)
 	}
 }
+
+// BenchmarkCloseRound measures one round of the closer's store work, the read of the ended executions
+// (OpenByID) and their removal (CloseExecutions), with the open set holding kept firings of 3,000 jobs:
+// on FerretDB both scan the open set unless they look up by _id alone.
+func BenchmarkCloseRound(b *testing.B) {
+	const kept, batch = 3000, 500
+	s := testStore(b)
+	var execs []job.Execution
+	var events []job.Event
+	for i := range kept {
+		e := execution(fmt.Sprint("kept-", i), t0, job.TriggerSchedule)
+		execs = append(execs, e)
+		events = append(events, acked(e, 1, t0), finished(e, job.StateSucceeded, t0))
+	}
+	mustInsert(b, s, execs, events)
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		execs, events = execs[:0], events[:0]
+		var ids []string
+		for range batch {
+			e := execution("bench", t0.Add(time.Duration(n)*time.Second), job.TriggerSchedule)
+			n++
+			execs = append(execs, e)
+			ids = append(ids, e.ID)
+			events = append(events, acked(e, 1, e.ScheduledAt), finished(e, job.StateSucceeded, e.ScheduledAt))
+		}
+		mustInsert(b, s, execs, events)
+		b.StartTimer()
+		got, err := s.OpenByID(b.Context(), ids)
+		if err != nil || len(got) != batch {
+			b.Fatalf("OpenByID: %d executions, %v", len(got), err)
+		}
+		if err := s.CloseExecutions(b.Context(), ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "closes/s")
+}
