@@ -352,16 +352,14 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 	planOf := map[string]planned{}
 	for _, p := range plan {
 		e := p.exec
-		// Recorded now or before, it is in the store either way; in the open set unless it was skipped
-		// there and then, which leaves the job's kept firing where it is (see keptFiring).
+		// Recorded now or before, it is in the store either way. A new one is in the open set unless it
+		// was skipped there and then, which leaves the job's kept firing where it is (see keptFiring); one
+		// recorded before may have ended and left it, and its copy was then dropped: adopt looks.
 		if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastFired[e.Job]) {
 			l.lastFired[e.Job] = e.ScheduledAt
 		}
-		if !p.direct {
-			l.firedLater(e)
-			if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastOpened[e.Job]) {
-				l.lastOpened[e.Job] = e.ScheduledAt
-			}
+		if !p.direct && !dup[e.ID] {
+			l.opened(e)
 		}
 		if dup[e.ID] {
 			if f, tracked := l.flights[e.ID]; !tracked {
@@ -447,6 +445,7 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 		return
 	}
 	for _, e := range execs {
+		l.opened(e)
 		switch {
 		case e.State.Terminal():
 		case e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0:
@@ -476,6 +475,15 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 				}
 			}
 		}
+	}
+}
+
+// opened notes that e, a firing, is in the open set: the job's kept firing, if older, leaves it, and e is
+// the job's latest firing there if it is later than the one known.
+func (l *leader) opened(e job.Execution) {
+	l.firedLater(e)
+	if onSchedule(e.Trigger) && e.ScheduledAt.After(l.lastOpened[e.Job]) {
+		l.lastOpened[e.Job] = e.ScheduledAt
 	}
 }
 

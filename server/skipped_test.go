@@ -146,3 +146,40 @@ func TestAnInheritedCopyNotInTheHistoryRuns(t *testing.T) {
 		t.Fatalf("sent %+v, want the inherited execution once", h.sent)
 	}
 }
+
+// A firing found recorded before, ended and closed (a deposed leader ran it; the store dropped the copy
+// this insert brought back), is not in the open set: the job's kept firing stays there, as the latest one
+// a new leader can find.
+func TestAFiringClosedBeforeLeavesTheKeptFiringInPlace(t *testing.T) {
+	fs := newFakeStore(shellJob("tick", "@every 1s", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	first := job.ExecutionID("tick", t0.Add(time.Second))
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
+		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
+	}
+	h.ack("a", h.sent[0].d)
+	h.finish("a", h.sent[0].d, job.StateSucceeded)
+	if k := h.l.kept["tick"]; k.id != first {
+		t.Fatalf("kept %+v, want %s", k, first)
+	}
+	second := job.Execution{ID: job.ExecutionID("tick", t0.Add(2*time.Second)), Job: "tick", ScheduledAt: t0.Add(2 * time.Second), Epoch: 6, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.mu.Lock()
+	fs.execs[second.ID] = second // run and closed by an earlier term: in the history, not in the open set
+	fs.shut[second.ID] = true
+	fs.mu.Unlock()
+	h.advance(time.Second)
+	if dups := testutil.ToFloat64(h.l.metrics.duplicateFires); dups != 1 {
+		t.Fatalf("%v duplicate firings, want 1 (%s)", dups, second.ID)
+	}
+	if slices.Contains(fs.closed, first) {
+		t.Fatalf("closed %v: the job's kept firing left the open set for a firing that is not there", fs.closed)
+	}
+	if k := h.l.kept["tick"]; k.id != first {
+		t.Fatalf("kept %+v, want %s still", k, first)
+	}
+	if got := h.l.lastOpened["tick"]; !got.Equal(t0.Add(time.Second)) {
+		t.Fatalf("latest firing in the open set %s, want %s", got, t0.Add(time.Second))
+	}
+}
