@@ -40,8 +40,8 @@ type fakeStore struct {
 	failReads       int // the next n reads of the open set time out
 	// history: ids recorded in the history besides those closed (shut) here, e.g. by a skip of another
 	// term whose copy a deposed leader left in the open set
-	history map[string]bool
-	claimErr        error
+	history  map[string]bool
+	claimErr error
 }
 
 func newFakeStore(specs ...job.Spec) *fakeStore {
