@@ -40,8 +40,10 @@ type fakeStore struct {
 	failReads       int // the next n reads of the open set time out
 	// history: ids recorded in the history besides those closed (shut) here, e.g. by a skip of another
 	// term whose copy a deposed leader left in the open set
-	history  map[string]bool
-	claimErr error
+	history map[string]bool
+	// failHistory: the next n reads of the history (InHistory) fail
+	failHistory int
+	claimErr    error
 }
 
 func newFakeStore(specs ...job.Spec) *fakeStore {
@@ -127,6 +129,10 @@ func (f *fakeStore) OpenByID(_ context.Context, ids []string) ([]job.Execution, 
 func (f *fakeStore) InHistory(_ context.Context, ids []string) (map[string]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failHistory > 0 && len(ids) > 0 {
+		f.failHistory--
+		return nil, context.DeadlineExceeded
+	}
 	out := map[string]bool{}
 	for _, id := range ids {
 		if f.shut[id] || f.history[id] {

@@ -29,9 +29,12 @@ import (
 const openSweepEvery = time.Minute
 
 // keptFiring is a job's latest scheduled firing, ended, left in the open set for its scheduled time.
+// recheck: it was found ended in the open set (an earlier term's, or one found in the history while open,
+// see endedElsewhere), so it may be in the history already, and its close looks there first.
 type keptFiring struct {
-	id string
-	at time.Time
+	id      string
+	at      time.Time
+	recheck bool
 }
 
 // openSwept is the open set as the sweep read it.
@@ -49,34 +52,52 @@ func keepsSchedule(t job.Trigger) bool {
 // ended takes an execution that has ended (and whose end is recorded or queued ahead) out of the open set,
 // or keeps it there if it is its job's latest scheduled firing in the set.
 func (l *leader) ended(e job.Execution) {
+	k, kept := l.kept[e.Job]
+	if kept && k.id == e.ID {
+		// Kept already; a sweep that finds it ended in the set tells nothing new: this term kept it.
+		if l.recordedBefore[e.ID] {
+			delete(l.recordedBefore, e.ID)
+			k.recheck = true
+			l.kept[e.Job] = k
+		}
+		return
+	}
+	recheck := l.mayBeRecorded(e.ID)
 	_, exists := l.jobs[e.Job]
 	if exists && keepsSchedule(e.Trigger) && !e.ScheduledAt.Before(l.lastOpened[e.Job]) {
-		if k, ok := l.kept[e.Job]; ok && k.id != e.ID {
-			l.close(k.id)
+		if kept {
+			l.closeKept(k)
 		}
-		l.kept[e.Job] = keptFiring{id: e.ID, at: e.ScheduledAt}
+		l.kept[e.Job] = keptFiring{id: e.ID, at: e.ScheduledAt, recheck: recheck}
 		return
 	}
-	if k, ok := l.kept[e.Job]; ok && k.id == e.ID {
-		return
-	}
-	l.close(e.ID)
+	l.closeOpen(l.epoch, e.ID, recheck)
 }
 
-// close asks for an ended execution to leave the open set for the history. One found ended in the set
-// (applyOpenSet) may have been recorded in the history by a closer that died before it took it out, so
-// its close looks in the history first.
-// So does the close of one found in the history while it was open (recordedBefore).
-func (l *leader) close(id string) {
-	recheck := l.applyingOpenSet || l.recordedBefore[id]
+// mayBeRecorded reports whether an ended execution about to leave the open set may be in the history
+// already, and forgets it: one found ended in the set (applyOpenSet) may have been recorded by a closer
+// that died before it took it out, and one found in the history while it was open (recordedBefore) is.
+// The close of such an execution looks in the history first.
+func (l *leader) mayBeRecorded(id string) bool {
+	recorded := l.recordedBefore[id]
 	delete(l.recordedBefore, id)
-	l.closeOpen(l.epoch, id, recheck)
+	return l.applyingOpenSet || recorded
+}
+
+// close asks for an ended execution to leave the open set for the history.
+func (l *leader) close(id string) { l.closeOpen(l.epoch, id, l.mayBeRecorded(id)) }
+
+// closeKept asks for a job's kept firing to leave the open set: with a look in the history first if it
+// was found ended in the set, whichever term found it, so that a firing kept across terms is not recorded
+// twice.
+func (l *leader) closeKept(k keptFiring) {
+	l.closeOpen(l.epoch, k.id, k.recheck || l.mayBeRecorded(k.id))
 }
 
 // firedLater closes the job's kept firing once a later one of the job is recorded (and so in the set).
 func (l *leader) firedLater(e job.Execution) {
 	if k, ok := l.kept[e.Job]; ok && keepsSchedule(e.Trigger) && k.at.Before(e.ScheduledAt) {
-		l.close(k.id)
+		l.closeKept(k)
 		delete(l.kept, e.Job)
 	}
 }
@@ -84,7 +105,7 @@ func (l *leader) firedLater(e job.Execution) {
 // jobGone closes the kept firing of a deleted job.
 func (l *leader) jobGone(name string) {
 	if k, ok := l.kept[name]; ok {
-		l.close(k.id)
+		l.closeKept(k)
 		delete(l.kept, name)
 	}
 }

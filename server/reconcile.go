@@ -18,11 +18,14 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		return
 	}
 	periodic := now.Sub(l.lastReconcile) >= reconcileEvery
-	var ids, checked []string
+	var ids, checked, unsent []string
 	for id, f := range l.flights {
 		switch {
 		case f.check:
 			ids, checked = append(ids, id), append(checked, id)
+			if neverSent(f) {
+				unsent = append(unsent, id)
+			}
 		case periodic && l.longOpen(f, now):
 			ids = append(ids, id)
 		}
@@ -42,17 +45,24 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
 		note := reconciledNote{checked: checked}
+		// The history first: an execution it has that the open set, read after, still holds pending is
+		// a copy nothing ends (see endedElsewhere). Read the other way round, one that ended and was
+		// closed between the two reads would look like one.
+		recorded, herr := l.store.InHistory(sctx, unsent)
 		execs, err := l.store.OpenByID(sctx, ids)
-		if err == nil {
-			note.inHistory, err = l.endedElsewhere(sctx, checked, execs)
-		}
 		if err != nil {
-			note.checked, execs = nil, nil // unsure still: check again on a later tick
+			note.checked = nil // unsure still: check again on a later tick
 		} else {
 			for _, id := range ids {
 				if !slices.ContainsFunc(execs, func(e job.Execution) bool { return e.ID == id }) {
 					note.closed = append(note.closed, id)
 				}
+			}
+			if herr != nil {
+				// The rest of the answer stands; those the history was to be asked about stay checked.
+				note.checked = slices.DeleteFunc(note.checked, func(id string) bool { return slices.Contains(unsent, id) })
+			} else {
+				note.inHistory = endedElsewhere(unsent, execs, recorded)
 			}
 		}
 		note.execs = execs
@@ -63,28 +73,28 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 	}()
 }
 
-// endedElsewhere returns which of the checked executions are pending in the open set and yet recorded in the
-// history. A firing skipped where it was fired goes straight to the history (store.RecordSkipped), and a
+// neverSent reports whether f is a firing this term has not sent, held for a store check before it is:
+// one inherited, or adopted from an earlier term, on the schedule. Only such a firing can be a copy a
+// deposed leader left (see endedElsewhere).
+func neverSent(f *flight) bool {
+	return !f.sentOnce && (f.phase == phaseWaiting || f.phase == phaseQueued) && keepsSchedule(f.exec.Trigger) && f.exec.Attempt == 0
+}
+
+// endedElsewhere returns which of the unsent executions are pending in the open set (execs) and yet were
+// recorded in the history (recorded, read before execs). A firing skipped where it was fired goes straight to the history (store.RecordSkipped), and a
 // deposed leader that fired it too may have left a copy in the open set that nothing ends: it inserted the
 // copy after this or an earlier term read the open set, and died before its fence insert (which would have
 // found the skip and dropped the copy). Such a copy, inherited, must not run: its firing was decided. A
 // pending copy whose fence alone says skipped (the skip's record was never written) is not in the history,
 // and runs, as a firing made again to run does.
-func (l *leader) endedElsewhere(ctx context.Context, checked []string, execs []job.Execution) ([]string, error) {
-	var pending []string
+func endedElsewhere(unsent []string, execs []job.Execution, recorded map[string]bool) []string {
+	var out []string
 	for _, e := range execs {
-		if e.State == job.StatePending && slices.Contains(checked, e.ID) {
-			pending = append(pending, e.ID)
+		if e.State == job.StatePending && e.Attempt == 0 && recorded[e.ID] && slices.Contains(unsent, e.ID) {
+			out = append(out, e.ID)
 		}
 	}
-	if len(pending) == 0 {
-		return nil, nil
-	}
-	recorded, err := l.store.InHistory(ctx, pending)
-	if err != nil {
-		return nil, err
-	}
-	return slices.DeleteFunc(pending, func(id string) bool { return !recorded[id] }), nil
+	return out
 }
 
 // notInFallback drops from checked the executions whose report waits in the fallback queue: the store

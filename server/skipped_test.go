@@ -120,11 +120,19 @@ func TestAnInheritedCopyOfAFiringRecordedInTheHistoryDoesNotRun(t *testing.T) {
 	if st := h.state(skipped.ID); st != job.StateSkipped {
 		t.Fatalf("the copy is %s, want skipped", st)
 	}
-	// The job's latest firing stays kept in the open set until the job's next one (here: its deletion).
-	if k := h.l.kept["once"]; k.id != skipped.ID {
-		t.Fatalf("kept %+v, want the job's latest firing %s", k, skipped.ID)
+	// The job's latest firing stays kept in the open set until the job's next one (here: its deletion),
+	// and its close, in this term or the next, looks in the history first.
+	if k := h.l.kept["once"]; k.id != skipped.ID || !k.recheck {
+		t.Fatalf("kept %+v, want the job's latest firing %s, to be rechecked", k, skipped.ID)
 	}
-	h.l.jobGone("once")
+	next := newHarness(t, fs, "a")
+	next.now = h.now
+	next.l.closeOpen = h.l.closeOpen
+	next.establish()
+	if k := next.l.kept["once"]; k.id != skipped.ID || !k.recheck {
+		t.Fatalf("the next term kept %+v, want %s, to be rechecked", k, skipped.ID)
+	}
+	next.l.jobGone("once")
 	if !slices.Contains(rechecked, skipped.ID) {
 		t.Fatalf("rechecked closes %v: the copy's close must look in the history first (it is recorded there)", rechecked)
 	}
@@ -181,5 +189,34 @@ func TestAFiringClosedBeforeLeavesTheKeptFiringInPlace(t *testing.T) {
 	}
 	if got := h.l.lastOpened["tick"]; !got.Equal(t0.Add(time.Second)) {
 		t.Fatalf("latest firing in the open set %s, want %s", got, t0.Add(time.Second))
+	}
+}
+
+// A failed read of the history leaves the inherited copy held and checked again: it is never sent on an
+// answer that did not ask the history.
+func TestAnInheritedCopyStaysHeldWhileTheHistoryCannotBeRead(t *testing.T) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
+	skipped := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 5, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.execs[skipped.ID] = skipped
+	fs.history = map[string]bool{skipped.ID: true}
+	fs.failHistory = 3
+	h := newHarness(t, fs, "a")
+	h.establish()
+	held := h.l.cfg.AcceptWindow + h.l.cfg.AckTimeout
+	for h.now.Before(t0.Add(2*held)) || fs.failHistory > 0 {
+		if h.now.After(t0.Add(time.Hour)) {
+			t.Fatalf("the history was asked %d times fewer than expected", fs.failHistory)
+		}
+		h.advance(250 * time.Millisecond)
+		if len(h.sent) != 0 {
+			t.Fatalf("sent %+v while the history could not be read", h.sent)
+		}
+	}
+	h.advance(250 * time.Millisecond)
+	if len(h.sent) != 0 {
+		t.Fatalf("sent %+v: a copy of a firing recorded ended in the history ran", h.sent)
+	}
+	if st := h.state(skipped.ID); st != job.StateSkipped {
+		t.Fatalf("the copy is %s, want skipped once the history answered", st)
 	}
 }
