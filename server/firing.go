@@ -444,17 +444,38 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 		}
 		return
 	}
+	// A pending copy of this term's is one from an insert whose answer was lost, or one the store failed to
+	// drop when the firing had ended before (dropResurrected could not read the history): that one must
+	// not run. The history tells them apart; unread, the copy is held for the store check (verify). (Firings
+	// on the schedule: a batch's or a person's are looked up by id and end as their requests say.)
+	var own []string
+	for _, e := range execs {
+		if e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0 && keepsSchedule(e.Trigger) {
+			own = append(own, e.ID)
+		}
+	}
+	var (
+		recorded map[string]bool
+		herr     error
+	)
+	if len(own) > 0 {
+		sctx, cancel := storeCtx(ctx)
+		recorded, herr = l.store.InHistory(sctx, own)
+		cancel()
+	}
 	for _, e := range execs {
 		l.opened(e)
 		switch {
 		case e.State.Terminal():
+		case e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0 && herr == nil && recorded[e.ID]:
+			l.endRecordedCopy(e, now)
 		case e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0:
 			p, ok := plans[e.ID]
 			if ok && p.skip != "" {
 				l.recordSkip(e, p.skip)
 				continue
 			}
-			f := &flight{exec: e, run: 1, catchUp: ok && p.catchUp}
+			f := &flight{exec: e, run: 1, catchUp: ok && p.catchUp, verify: herr != nil}
 			if ok && p.queued {
 				f.phase = phaseQueued
 			}

@@ -97,6 +97,21 @@ func endedElsewhere(unsent []string, execs []job.Execution, recorded map[string]
 	return out
 }
 
+// endRecordedCopy ends a pending copy of an execution the history has (see endedElsewhere) without running
+// it. Its end is what the history says; the copy gets an end of its own so that it can be closed, and its
+// close looks in the history first, so the record stays the only one.
+func (l *leader) endRecordedCopy(e job.Execution, now time.Time) {
+	l.logger.Warn("an execution pending in the open set is recorded ended in the history: this copy does not run", "execution", e.ID)
+	l.persist(skipEvent(e, "recorded ended in the history already (a copy left by a deposed leader or a failed insert)", now))
+	l.recordedBefore[e.ID] = true
+	if _, tracked := l.flights[e.ID]; tracked {
+		l.forget(e.ID, job.StateSkipped)
+		return
+	}
+	l.activity.ended(now, job.StateSkipped)
+	l.ended(e)
+}
+
 // notInFallback drops from checked the executions whose report waits in the fallback queue: the store
 // does not know yet how their run went, but the replay will tell it, so deciding now (rerun, orphan) would
 // be wrong. They stay unchecked and are asked about again on a later tick.
@@ -127,12 +142,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 		if !ok || f.sentOnce || f.phase != phaseWaiting && f.phase != phaseQueued {
 			continue
 		}
-		// Its end is what the history says; the copy gets an end of its own so that it can be closed, and
-		// the close looks in the history first, so the record stays the only one.
-		l.logger.Warn("an inherited execution, pending in the open set, is recorded ended in the history: it does not run", "execution", id)
-		l.persist(skipEvent(f.exec, "recorded ended in the history by another term (a copy a deposed leader left)", now))
-		l.recordedBefore[id] = true
-		l.forget(id, job.StateSkipped)
+		l.endRecordedCopy(f.exec, now)
 	}
 	for _, e := range n.execs {
 		f, ok := l.flights[e.ID]

@@ -220,3 +220,34 @@ func TestAnInheritedCopyStaysHeldWhileTheHistoryCannotBeRead(t *testing.T) {
 		t.Fatalf("the copy is %s, want skipped once the history answered", st)
 	}
 }
+
+// A firing retried after its insert failed finds its own copy pending (the store could not drop it: the
+// history read of dropResurrected failed) while the history has the execution (it ran and was closed
+// under an earlier term): the copy is ended, not sent.
+func TestAnOwnCopyOfAFiringRecordedInTheHistoryIsNotSent(t *testing.T) {
+	fs := newFakeStore(shellJob("tick", "@every 1s", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	id := job.ExecutionID("tick", t0.Add(time.Second))
+	fs.execs[id] = job.Execution{ID: id, Job: "tick", ScheduledAt: t0.Add(time.Second), Epoch: h.l.epoch, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.history = map[string]bool{id: true}
+	h.advance(time.Second)
+	for _, s := range h.sent {
+		if s.d.ExecID == id {
+			t.Fatalf("sent %s, whose execution the history has", id)
+		}
+	}
+	if _, ok := h.l.flights[id]; ok {
+		t.Fatalf("%s is followed", id)
+	}
+	if st := h.state(id); st != job.StateSkipped {
+		t.Fatalf("the copy is %s, want skipped", st)
+	}
+	fs.history = nil // the same copy from an insert whose answer was lost: sent
+	other := job.ExecutionID("tick", t0.Add(2*time.Second))
+	fs.execs[other] = job.Execution{ID: other, Job: "tick", ScheduledAt: t0.Add(2 * time.Second), Epoch: h.l.epoch, Handler: "shell", Trigger: job.TriggerSchedule}
+	h.advance(time.Second)
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != other {
+		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, other)
+	}
+}
