@@ -48,6 +48,7 @@ type journal struct {
 	rewriteAt int64               // the size past which the log is rewritten
 	open      map[runKey]*openRun // runs started and not yet confirmed: what a rewrite keeps
 	slots     *shellwrap.Slots    // shell runs' directories under runsDir
+	line      bytes.Buffer        // appendLocked's, reused
 }
 
 type runKey struct {
@@ -170,11 +171,17 @@ func (j *journal) appendLocked(l logLine) error {
 	if j.log == nil {
 		return errors.New("journal closed")
 	}
-	b, err := json.Marshal(l)
-	if err != nil {
+	// The line is encoded into a buffer kept for the next one (j.mu is held): an Encoder writes what
+	// json.Marshal does, and the newline.
+	j.line.Reset()
+	if err := json.NewEncoder(&j.line).Encode(l); err != nil {
 		return err
 	}
-	n, err := j.log.Write(append(b, '\n'))
+	b := j.line.Bytes()
+	if j.line.Cap() > 1<<20 {
+		j.line = bytes.Buffer{} // a rare large line's buffer is not kept
+	}
+	n, err := j.log.Write(b)
 	if err != nil {
 		// A part of a line would swallow the next one: cut it off.
 		if n > 0 && j.log.Truncate(j.size) != nil {

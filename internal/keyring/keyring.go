@@ -15,17 +15,20 @@
 package keyring
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -308,14 +311,33 @@ const PurposeRunToken = "clover run token"
 // checks it without knowing who the leader chose. An admitted client therefore cannot report for, or take
 // over, a run sent to another.
 func RunToken(key []byte, execID string, run int, client string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(execID))
-	m.Write([]byte{0})
-	m.Write([]byte(strconv.Itoa(max(run, 1))))
-	m.Write([]byte{0})
-	m.Write([]byte(client))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	// The HMAC is reused (Reset) rather than made for each token: hmac.New hashes the key's pads every
+	// time, and the leader makes a token for every dispatch. One made under another key is not reused.
+	t, _ := runTokenMACs.Get().(*runTokenMAC)
+	if t == nil || !hmac.Equal(t.key, key) {
+		t = &runTokenMAC{key: bytes.Clone(key), mac: hmac.New(sha256.New, key)}
+	} else {
+		t.mac.Reset()
+	}
+	defer runTokenMACs.Put(t)
+	var b [64]byte
+	buf := append(b[:0], execID...)
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, int64(max(run, 1)), 10)
+	buf = append(buf, 0)
+	buf = append(buf, client...)
+	t.mac.Write(buf)
+	sum := t.mac.Sum(t.sum[:0])
+	return hex.EncodeToString(sum[:16])
 }
+
+type runTokenMAC struct {
+	key []byte
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+var runTokenMACs sync.Pool
 
 // CheckRunToken reports whether token is RunToken(key, execID, run, client), in constant time.
 func CheckRunToken(key []byte, execID string, run int, client, token string) bool {

@@ -1,9 +1,15 @@
 package keyring
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -115,4 +121,29 @@ func TestTokensAreStoredHashedWithARoleAndUniqueNames(t *testing.T) {
 			t.Errorf("%s: err = %v, want an error naming the file and line", name, err)
 		}
 	}
+}
+
+// RunToken reuses its HMACs: tokens made under keys used in turn, from several goroutines, are those a
+// fresh HMAC makes.
+func TestRunTokensFromReusedMACsAreThoseOfFreshOnes(t *testing.T) {
+	fresh := func(key []byte, execID string, run int, client string) string {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(execID + "\x00" + strconv.Itoa(max(run, 1)) + "\x00" + client))
+		return hex.EncodeToString(m.Sum(nil)[:16])
+	}
+	keys := [][]byte{[]byte("key one"), []byte("key two, longer than the others"), {}}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				key := keys[(g+i)%len(keys)]
+				id := fmt.Sprintf("job-%d@2026-03-01T12:00:%02dZ", g, i%60)
+				if got, want := RunToken(key, id, i%4, "c1"), fresh(key, id, i%4, "c1"); got != want {
+					t.Errorf("RunToken(%q, %s, %d) = %s, want %s", key, id, i%4, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

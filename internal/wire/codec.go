@@ -5,9 +5,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/golang/snappy"
 )
+
+// poolKeep bounds the buffers kept for reuse: a rare large frame's is left to the collector.
+const poolKeep = 64 << 10
+
+var (
+	encodeBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	decodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+)
+
+func putEncodeBuf(b *bytes.Buffer) {
+	if b.Cap() <= poolKeep {
+		b.Reset()
+		encodeBufs.Put(b)
+	}
+}
+
+func putDecodeBuf(b *[]byte) {
+	if cap(*b) <= poolKeep {
+		decodeBufs.Put(b)
+	}
+}
 
 // newMessage returns an empty message of kind k, or nil for an unknown kind.
 func newMessage(k Kind) Message {
@@ -44,10 +66,14 @@ func Encode(m Message) ([]byte, error) {
 	if reason := validate(m); reason != "" {
 		return nil, &encodeError{fmt.Sprintf("wire: encode %s: %s", m.Kind(), reason), ErrPayload}
 	}
-	payload, err := json.Marshal(m)
-	if err != nil {
+	// The JSON goes to a pooled buffer (json.Marshal would copy it out of its own): only the frame is
+	// allocated. An Encoder writes what Marshal does (HTML escaped), and a newline, dropped here.
+	buf := encodeBufs.Get().(*bytes.Buffer)
+	defer putEncodeBuf(buf)
+	if err := json.NewEncoder(buf).Encode(m); err != nil {
 		return nil, &encodeError{fmt.Sprintf("wire: encode %s: %v", m.Kind(), err), ErrPayload}
 	}
+	payload := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 	if len(payload) > MaxDecoded {
 		return nil, &encodeError{fmt.Sprintf("wire: encode %s: JSON of %d bytes exceeds %d", m.Kind(), len(payload), MaxDecoded), ErrTooLarge}
 	}
@@ -133,7 +159,14 @@ func Decode(frame []byte) (Message, error) {
 	if n > MaxDecoded {
 		return nil, fail(ErrTooLarge, "%s payload decodes to %d bytes, exceeding %d", k, n, MaxDecoded)
 	}
-	payload, err := snappy.Decode(nil, block)
+	// The decompressed JSON lives in a pooled buffer: json.Unmarshal copies what it keeps (strings,
+	// []byte, RawMessage), so nothing decoded refers to it.
+	dbuf := decodeBufs.Get().(*[]byte)
+	defer putDecodeBuf(dbuf)
+	if cap(*dbuf) < n {
+		*dbuf = make([]byte, n)
+	}
+	payload, err := snappy.Decode((*dbuf)[:n], block)
 	if err != nil {
 		return nil, fail(ErrCorrupt, "%s payload: %v", k, err)
 	}
