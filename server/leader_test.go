@@ -580,6 +580,9 @@ func TestAnUnansweredDispatchToAVanishedClientIsOrphaned(t *testing.T) {
 	}
 }
 
+// An inherited pending execution is held past the earlier term's accept-by, asked about in the store
+// (the open set, and the history: see TestAnInheritedCopyOfAFiringRecordedInTheHistoryDoesNotRun), then
+// sent once.
 func TestInheritedExecutionsWaitForTheOldAcceptBy(t *testing.T) {
 	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
 	old := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 6, Handler: "shell", Trigger: job.TriggerSchedule}

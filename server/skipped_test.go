@@ -94,10 +94,7 @@ func TestASparseJobsSkipStaysInTheOpenSet(t *testing.T) {
 // sending it (verify), finds it recorded in the history, and ends the copy without running it; the
 // close looks in the history first, so the skip stays the only record.
 func TestAnInheritedCopyOfAFiringRecordedInTheHistoryDoesNotRun(t *testing.T) {
-	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
-	skipped := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 5, Handler: "shell", Trigger: job.TriggerSchedule}
-	fs.execs[skipped.ID] = skipped // the deposed leader's copy, pending
-	fs.history = map[string]bool{skipped.ID: true}
+	fs, skipped := storeWithALeftCopy()
 	var rechecked []string
 	h := newHarness(t, fs, "a")
 	h.l.closeOpen = func(epoch int64, id string, recheck bool) {
@@ -138,23 +135,6 @@ func TestAnInheritedCopyOfAFiringRecordedInTheHistoryDoesNotRun(t *testing.T) {
 	}
 }
 
-// The same copy, when the history does not have the firing (its skip was half recorded: the fence, not
-// the record), is the firing's only execution: it runs.
-func TestAnInheritedCopyNotInTheHistoryRuns(t *testing.T) {
-	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
-	pending := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 5, Handler: "shell", Trigger: job.TriggerSchedule}
-	fs.execs[pending.ID] = pending
-	h := newHarness(t, fs, "a")
-	h.establish()
-	held := h.l.cfg.AcceptWindow + h.l.cfg.AckTimeout
-	for h.now.Before(t0.Add(2*held)) && len(h.sent) == 0 {
-		h.advance(250 * time.Millisecond)
-	}
-	if len(h.sent) != 1 || h.sent[0].d.ExecID != pending.ID {
-		t.Fatalf("sent %+v, want the inherited execution once", h.sent)
-	}
-}
-
 // A firing found recorded before, ended and closed (a deposed leader ran it; the store dropped the copy
 // this insert brought back), is not in the open set: the job's kept firing stays there, as the latest one
 // a new leader can find.
@@ -172,7 +152,7 @@ func TestAFiringClosedBeforeLeavesTheKeptFiringInPlace(t *testing.T) {
 	if k := h.l.kept["tick"]; k.id != first {
 		t.Fatalf("kept %+v, want %s", k, first)
 	}
-	second := job.Execution{ID: job.ExecutionID("tick", t0.Add(2*time.Second)), Job: "tick", ScheduledAt: t0.Add(2 * time.Second), Epoch: 6, Handler: "shell", Trigger: job.TriggerSchedule}
+	second := firingCopy("tick", t0.Add(2*time.Second), 6)
 	fs.mu.Lock()
 	fs.execs[second.ID] = second // run and closed by an earlier term: in the history, not in the open set
 	fs.shut[second.ID] = true
@@ -195,10 +175,7 @@ func TestAFiringClosedBeforeLeavesTheKeptFiringInPlace(t *testing.T) {
 // A failed read of the history leaves the inherited copy held and checked again: it is never sent on an
 // answer that did not ask the history.
 func TestAnInheritedCopyStaysHeldWhileTheHistoryCannotBeRead(t *testing.T) {
-	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
-	skipped := job.Execution{ID: job.ExecutionID("once", t0.Add(-time.Second)), Job: "once", ScheduledAt: t0.Add(-time.Second), Epoch: 5, Handler: "shell", Trigger: job.TriggerSchedule}
-	fs.execs[skipped.ID] = skipped
-	fs.history = map[string]bool{skipped.ID: true}
+	fs, skipped := storeWithALeftCopy()
 	fs.failHistory = 3
 	h := newHarness(t, fs, "a")
 	h.establish()
@@ -229,7 +206,7 @@ func TestAnOwnCopyOfAFiringRecordedInTheHistoryIsNotSent(t *testing.T) {
 	h := newHarness(t, fs, "a")
 	h.establish()
 	id := job.ExecutionID("tick", t0.Add(time.Second))
-	fs.execs[id] = job.Execution{ID: id, Job: "tick", ScheduledAt: t0.Add(time.Second), Epoch: h.l.epoch, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.execs[id] = firingCopy("tick", t0.Add(time.Second), h.l.epoch)
 	fs.history = map[string]bool{id: true}
 	h.advance(time.Second)
 	for _, s := range h.sent {
@@ -245,9 +222,24 @@ func TestAnOwnCopyOfAFiringRecordedInTheHistoryIsNotSent(t *testing.T) {
 	}
 	fs.history = nil // the same copy from an insert whose answer was lost: sent
 	other := job.ExecutionID("tick", t0.Add(2*time.Second))
-	fs.execs[other] = job.Execution{ID: other, Job: "tick", ScheduledAt: t0.Add(2 * time.Second), Epoch: h.l.epoch, Handler: "shell", Trigger: job.TriggerSchedule}
+	fs.execs[other] = firingCopy("tick", t0.Add(2*time.Second), h.l.epoch)
 	h.advance(time.Second)
 	if len(h.sent) != 1 || h.sent[0].d.ExecID != other {
 		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, other)
 	}
+}
+
+// firingCopy is an open-set copy of the shell job's firing at scheduled, pending, made by the term of epoch.
+func firingCopy(name string, scheduled time.Time, epoch int64) job.Execution {
+	return job.Execution{ID: job.ExecutionID(name, scheduled), Job: name, ScheduledAt: scheduled, Epoch: epoch, Handler: "shell", Trigger: job.TriggerSchedule}
+}
+
+// storeWithALeftCopy is a store whose open set holds a pending copy of a job's only firing, left by the
+// term of epoch 5 (a deposed leader's), while the history has that execution (skipped where it was fired).
+func storeWithALeftCopy() (*fakeStore, job.Execution) {
+	fs := newFakeStore(shellJob("once", "@at 2026-03-01T11:59:59Z", t0.Add(-time.Hour)))
+	left := firingCopy("once", t0.Add(-time.Second), 5)
+	fs.execs[left.ID] = left
+	fs.history = map[string]bool{left.ID: true}
+	return fs, left
 }
