@@ -459,9 +459,17 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 		herr     error
 	)
 	if len(own) > 0 {
-		sctx, cancel := storeCtx(ctx)
+		// Short: the loop waits, and unread the copies are only held for the check off the loop.
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		recorded, herr = l.store.InHistory(sctx, own)
 		cancel()
+		if herr != nil {
+			l.metrics.storeErrors.WithLabelValues("in_history").Inc()
+			l.logger.Warn("cannot look up firings found recorded before in the history; held for the store check", "executions", len(own), "err", herr)
+			for _, id := range own {
+				l.maybeRecorded[id] = true // however they end, their close looks in the history first
+			}
+		}
 	}
 	for _, e := range execs {
 		l.opened(e)

@@ -75,15 +75,17 @@ type leader struct {
 	sweeping        bool
 	// applyingOpenSet: the closes asked now are of executions found ended in the open set (see close).
 	applyingOpenSet bool
-	// recordedBefore: executions found in the history while their copies were still open (see
+	// maybeRecorded: executions that may be in the history while their copies are still open: found there
+	// (endedElsewhere), or copies nothing may have ended that the loop took on before the history could
+	// tell (inherited, adopted; see
 	// endedElsewhere): their close must look there first, and not record them twice.
-	recordedBefore map[string]bool
-	woken          map[string]bool // jobs with an execution that just ended (see wake)
-	backlog        backlogUse      // what waits for a client or its job's queue (see backlog.go)
-	inserts        insertSizer     // how many executions one insert takes (see insertSizer)
-	fullLog        logx.Limiter    // the backlog-full warning, at most once a minute
-	staleSkipped   int64           // executions of this term that waited past the misfire threshold and were skipped
-	activity       activity        // minute counts for the console's charts
+	maybeRecorded map[string]bool
+	woken         map[string]bool // jobs with an execution that just ended (see wake)
+	backlog       backlogUse      // what waits for a client or its job's queue (see backlog.go)
+	inserts       insertSizer     // how many executions one insert takes (see insertSizer)
+	fullLog       logx.Limiter    // the backlog-full warning, at most once a minute
+	staleSkipped  int64           // executions of this term that waited past the misfire threshold and were skipped
+	activity      activity        // minute counts for the console's charts
 	// Batch runs (see batchrun.go): the runs followed, the partitions to fire at the end of this turn,
 	// the writes left to the batch writer, and the store lookups of ends not heard of.
 	runs            map[string]*batchRun
@@ -243,29 +245,29 @@ func (s *Server) leaderDeps() leaderDeps {
 
 func newLeader(deps leaderDeps, logger *slog.Logger, epoch int64) *leader {
 	return &leader{
-		leaderDeps:     deps,
-		epoch:          epoch,
-		logger:         logger.With("epoch", epoch),
-		notes:          make(chan any, 1<<16),
-		changes:        newJobChanges(),
-		jobs:           map[string]*entry{},
-		flights:        map[string]*flight{},
-		openByJob:      map[string]map[string]*flight{},
-		recording:      map[string]*flight{},
-		rr:             map[string]int{},
-		live:           map[string]bool{},
-		clients:        map[string]registry.Member{},
-		started:        map[string]time.Time{},
-		fullPipes:      map[string]bool{},
-		usage:          map[string]usage{},
-		lastFired:      map[string]time.Time{},
-		lastOpened:     map[string]time.Time{},
-		recordedBefore: map[string]bool{},
-		stats:          map[string]*job.Stats{},
-		statsDirty:     map[string]bool{},
-		savedAvg:       map[string]job.Duration{},
-		removed:        map[string]time.Time{},
-		declared:       map[string]string{}, declaredBatches: map[string]string{},
+		leaderDeps:    deps,
+		epoch:         epoch,
+		logger:        logger.With("epoch", epoch),
+		notes:         make(chan any, 1<<16),
+		changes:       newJobChanges(),
+		jobs:          map[string]*entry{},
+		flights:       map[string]*flight{},
+		openByJob:     map[string]map[string]*flight{},
+		recording:     map[string]*flight{},
+		rr:            map[string]int{},
+		live:          map[string]bool{},
+		clients:       map[string]registry.Member{},
+		started:       map[string]time.Time{},
+		fullPipes:     map[string]bool{},
+		usage:         map[string]usage{},
+		lastFired:     map[string]time.Time{},
+		lastOpened:    map[string]time.Time{},
+		maybeRecorded: map[string]bool{},
+		stats:         map[string]*job.Stats{},
+		statsDirty:    map[string]bool{},
+		savedAvg:      map[string]job.Duration{},
+		removed:       map[string]time.Time{},
+		declared:      map[string]string{}, declaredBatches: map[string]string{},
 		heard:       map[string]time.Time{},
 		kept:        map[string]keptFiring{},
 		fullLog:     logx.Limiter{Interval: time.Minute},

@@ -55,8 +55,8 @@ func (l *leader) ended(e job.Execution) {
 	k, kept := l.kept[e.Job]
 	if kept && k.id == e.ID {
 		// Kept already; a sweep that finds it ended in the set tells nothing new: this term kept it.
-		if l.recordedBefore[e.ID] {
-			delete(l.recordedBefore, e.ID)
+		if l.maybeRecorded[e.ID] {
+			delete(l.maybeRecorded, e.ID)
 			k.recheck = true
 			l.kept[e.Job] = k
 		}
@@ -76,11 +76,11 @@ func (l *leader) ended(e job.Execution) {
 
 // mayBeRecorded reports whether an ended execution about to leave the open set may be in the history
 // already, and forgets it: one found ended in the set (applyOpenSet) may have been recorded by a closer
-// that died before it took it out, and one found in the history while it was open (recordedBefore) is.
+// that died before it took it out, and one found in the history while it was open (maybeRecorded) is.
 // The close of such an execution looks in the history first.
 func (l *leader) mayBeRecorded(id string) bool {
-	recorded := l.recordedBefore[id]
-	delete(l.recordedBefore, id)
+	recorded := l.maybeRecorded[id]
+	delete(l.maybeRecorded, id)
 	return l.applyingOpenSet || recorded
 }
 
@@ -264,6 +264,11 @@ func (l *leader) inherit(e job.Execution, now time.Time) {
 		return
 	}
 	f := &flight{exec: e, attempt: e.Attempt, run: max(e.Run, 1)}
+	if e.State == job.StatePending && e.Attempt == 0 && keepsSchedule(e.Trigger) {
+		// It may be a copy nothing ends, of a firing the history has (see endedElsewhere): however it
+		// ends, before or after the store check, its close looks there first.
+		l.maybeRecorded[e.ID] = true
+	}
 	switch e.State {
 	case job.StateRunning:
 		l.toRunning(f, e.Client, now)

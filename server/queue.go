@@ -67,7 +67,7 @@ func (l *leader) skipStaleQueued(f *flight, now time.Time) bool {
 	if !orphanAhead && !f.exec.ScheduledAt.Before(now.Add(-l.cfg.MisfireThreshold)) {
 		return false
 	}
-	if f.exec.Epoch != l.epoch || f.attempt > 0 {
+	if f.exec.Epoch != l.epoch || f.attempt > 0 || f.verify {
 		// An earlier term's: it may have been sent and run. Once no dispatch of that term can be started
 		// any more, the store tells whether it was (a recorded ack makes it running, see applyReconciled).
 		switch {

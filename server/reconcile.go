@@ -48,7 +48,9 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 		// The history first: an execution it has that the open set, read after, still holds pending is
 		// a copy nothing ends (see endedElsewhere). Read the other way round, one that ended and was
 		// closed between the two reads would look like one.
-		recorded, herr := l.store.InHistory(sctx, unsent)
+		hctx, hcancel := context.WithTimeout(ctx, 4*storeTimeout)
+		recorded, herr := l.store.InHistory(hctx, unsent)
+		hcancel()
 		execs, err := l.store.OpenByID(sctx, ids)
 		if err != nil {
 			note.checked = nil // unsure still: check again on a later tick
@@ -60,6 +62,8 @@ func (l *leader) reconcile(ctx context.Context, now time.Time) {
 			}
 			if herr != nil {
 				// The rest of the answer stands; those the history was to be asked about stay checked.
+				l.metrics.storeErrors.WithLabelValues("in_history").Inc()
+				l.logger.Warn("cannot look up held firings in the history; they stay held", "executions", len(unsent), "err", herr)
 				note.checked = slices.DeleteFunc(note.checked, func(id string) bool { return slices.Contains(unsent, id) })
 			} else {
 				note.inHistory = endedElsewhere(unsent, execs, recorded)
@@ -103,7 +107,7 @@ func endedElsewhere(unsent []string, execs []job.Execution, recorded map[string]
 func (l *leader) endRecordedCopy(e job.Execution, now time.Time) {
 	l.logger.Warn("an execution pending in the open set is recorded ended in the history: this copy does not run", "execution", e.ID)
 	l.persist(skipEvent(e, "recorded ended in the history already (a copy left by a deposed leader or a failed insert)", now))
-	l.recordedBefore[e.ID] = true
+	l.maybeRecorded[e.ID] = true
 	if _, tracked := l.flights[e.ID]; tracked {
 		l.forget(e.ID, job.StateSkipped)
 		return
