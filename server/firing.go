@@ -446,8 +446,9 @@ func (l *leader) adopt(ctx context.Context, ids []string, plans map[string]plann
 	}
 	// A pending copy of this term's is one from an insert whose answer was lost, or one the store failed to
 	// drop when the firing had ended before (dropResurrected could not read the history): that one must
-	// not run. The history tells them apart; unread, the copy is held for the store check (verify). (Firings
-	// on the schedule: a batch's or a person's are looked up by id and end as their requests say.)
+	// not run. The history tells them apart; unread, the copy is held for the store check (verify), and
+	// however it ends its close looks in the history first. (Only firings on the schedule: a batch's or a
+	// person's are looked up by id and end as their requests say.)
 	var own []string
 	for _, e := range execs {
 		if e.Epoch == l.epoch && e.State == job.StatePending && e.Attempt == 0 && keepsSchedule(e.Trigger) {

@@ -70,6 +70,7 @@ func (l *leader) skipStaleQueued(f *flight, now time.Time) bool {
 	if f.exec.Epoch != l.epoch || f.attempt > 0 || f.verify {
 		// An earlier term's: it may have been sent and run. Once no dispatch of that term can be started
 		// any more, the store tells whether it was (a recorded ack makes it running, see applyReconciled).
+		// An own copy held for the check (verify, see adopt) waits for it too: the history may have it.
 		switch {
 		case now.Before(f.heldUntil) || f.check:
 			return false

@@ -85,12 +85,12 @@ func neverSent(f *flight) bool {
 }
 
 // endedElsewhere returns which of the unsent executions are pending in the open set (execs) and yet were
-// recorded in the history (recorded, read before execs). A firing skipped where it was fired goes straight to the history (store.RecordSkipped), and a
-// deposed leader that fired it too may have left a copy in the open set that nothing ends: it inserted the
-// copy after this or an earlier term read the open set, and died before its fence insert (which would have
-// found the skip and dropped the copy). Such a copy, inherited, must not run: its firing was decided. A
-// pending copy whose fence alone says skipped (the skip's record was never written) is not in the history,
-// and runs, as a firing made again to run does.
+// recorded in the history (recorded, read before execs). A firing skipped where it was fired goes straight
+// to the history (store.RecordSkipped), and a deposed leader that fired it too may have left a copy in the
+// open set that nothing ends: it inserted the copy after this or an earlier term read the open set, and
+// died before its fence insert (which would have found the skip and dropped the copy). Such a copy,
+// inherited, must not run: its firing was decided. A pending copy whose fence alone says skipped (the
+// skip's record was never written) is not in the history, and runs, as a firing made again to run does.
 func endedElsewhere(unsent []string, execs []job.Execution, recorded map[string]bool) []string {
 	var out []string
 	for _, e := range execs {
