@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +36,9 @@ func startCluster(t *T, opts integration.Options) *integration.Cluster {
 	opts.ServerEnv = append(opts.ServerEnv, "CLOVER_LOG_LEVEL=info",
 		"CLOVER_ACK_TIMEOUT="+def.AckTimeout.String(), "CLOVER_ACCEPT_WINDOW="+def.AcceptWindow.String())
 	opts.ClientEnv = append(opts.ClientEnv, "CLOVER_LOG_LEVEL=info")
+	// CLOVER_BENCH_SERVER_ENV: more settings for every server, to profile one under a bench
+	// (CLOVER_DEBUG_LISTEN=127.0.0.1:6061; one server at a time can have that address).
+	opts.ServerEnv = append(opts.ServerEnv, strings.Fields(os.Getenv("CLOVER_BENCH_SERVER_ENV"))...)
 	if insecure {
 		opts.ServerEnv = append(opts.ServerEnv, "CLOVER_INSECURE=true")
 		opts.ClientEnv = append(opts.ClientEnv, "CLOVER_INSECURE=true")
