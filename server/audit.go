@@ -56,7 +56,9 @@ func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 func (s *Server) audited(rt api.Route, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		note := &auditNote{}
-		r = r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note))
+		ctx, revisionsWritten := withRevisionWrites(context.WithValue(r.Context(), auditNoteKey{}, note))
+		r = r.WithContext(ctx)
+		defer revisionsWritten() // the answer goes when the handler returns, after its revisions are stored
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r)
 		if note.forwarded || note.itemized {
