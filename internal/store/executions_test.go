@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/clover-sched/clover/internal/job"
 )
 
@@ -602,4 +605,67 @@ func BenchmarkCloseRound(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "closes/s")
+}
+
+// A store written before the open set and the audit log had databases of their own: a takeover's
+// MigrateOpenSet moves them there, whole, whatever was moved before it was killed, and later writes of an
+// earlier version's server are moved by the next takeover.
+func TestTheOpenSetAndTheAuditLogMoveToTheirOwnDatabases(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	pending := execution("j", at(0), job.TriggerSchedule)
+	running := execution("j", at(time.Minute), job.TriggerManual)
+	done := execution("k", at(90*time.Second), job.TriggerSchedule)
+	legacyOpen, legacyEvents, legacyAudit := s.db.Collection(collOpenExecs), s.db.Collection(collOpenEvents), s.db.Collection(collAudit)
+	insert := func(coll *mongo.Collection, docs ...any) {
+		t.Helper()
+		if _, err := coll.InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(legacyOpen, storedExecutionDoc(pending), storedExecutionDoc(running), storedExecutionDoc(done))
+	insert(legacyEvents, acked(running, 1, at(time.Minute+time.Second)), acked(done, 1, at(91*time.Second)))
+	// Half moved by a leader killed before it deleted what it had copied.
+	insert(s.openExecs, storedExecutionDoc(done))
+	insert(legacyAudit, AuditEntry{ID: "a1", At: at(0), Who: "ops", Action: "POST /api/v1/jobs", Status: 201},
+		AuditEntry{ID: "a2", At: at(time.Second), Who: "ops", Action: "DELETE /api/v1/jobs/{name}", Status: 200})
+
+	if _, err := s.MigrateOpenSet(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	got, stray, err := s.ReadOpenSet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []job.Execution{pending, running, done}; ids(got) != ids(want) || len(stray) != 0 {
+		t.Fatalf("open set after the move =\n%s\nwant\n%s (stray %v)", ids(got), ids(want), stray)
+	}
+	wantState := map[string]job.State{pending.ID: job.StatePending, running.ID: job.StateRunning, done.ID: job.StateRunning}
+	for _, e := range got {
+		if e.State != wantState[e.ID] {
+			t.Errorf("%s is %s after the move, want %s", e.ID, e.State, wantState[e.ID])
+		}
+	}
+	entries, err := s.ListAudit(ctx, "", AuditCursor{}, 10)
+	if err != nil || len(entries) != 2 || entries[0].ID != "a2" || entries[1].ID != "a1" {
+		t.Fatalf("audit log after the move = %+v, %v; want a2, a1", entries, err)
+	}
+	for _, coll := range []*mongo.Collection{legacyOpen, legacyEvents, legacyAudit} {
+		if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
+			t.Errorf("%s of the main database after the move: %d documents, %v; want none", coll.Name(), n, err)
+		}
+	}
+
+	// A report recorded by a server of the earlier version after the move waits there for the next one.
+	finish := finished(running, job.StateSucceeded, at(2*time.Minute))
+	insert(legacyEvents, finish)
+	if _, err := s.MigrateOpenSet(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := s.OpenByID(ctx, []string{running.ID})
+	if err != nil || len(moved) != 1 || moved[0].State != job.StateSucceeded {
+		t.Fatalf("the execution whose end was recorded after the move = %+v, %v; want it succeeded", moved, err)
+	}
 }

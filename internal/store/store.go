@@ -47,7 +47,23 @@ const (
 	collAudit      = "audit"
 )
 
-// Store is Clover's state in one MongoDB database. It is safe for concurrent use.
+// Suffixes of the databases that hold what is written most, beside the one named in Open: the open set,
+// written by every report and every firing, and the audit log, written by every API write. On FerretDB
+// each database is a SQLite file of its own, with its own write lock: writers that share a file queue in
+// SQLite's busy handler, which sleeps a millisecond or more each time it finds the file locked (measured
+// in docs/design.md, 23). On MongoDB the split costs nothing.
+const (
+	OpenSuffix  = "_open"
+	AuditSuffix = "_audit"
+)
+
+// Databases names the databases a store named database uses: its own first.
+func Databases(database string) []string {
+	return []string{database, database + OpenSuffix, database + AuditSuffix}
+}
+
+// Store is Clover's state in MongoDB: one database, and the two of Databases for the open set and the
+// audit log. It is safe for concurrent use.
 type Store struct {
 	logger  *slog.Logger
 	client  *mongo.Client
@@ -109,6 +125,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	db := client.Database(database)
+	openDB, auditDB := client.Database(database+OpenSuffix), client.Database(database+AuditSuffix)
 	s := &Store{
 		logger:       slog.Default(),
 		client:       client,
@@ -119,8 +136,8 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		jobs:         db.Collection(collJobs),
 		execs:        db.Collection(collExecutions),
 		events:       db.Collection(collEvents),
-		openExecs:    db.Collection(collOpenExecs),
-		openEvents:   db.Collection(collOpenEvents),
+		openExecs:    openDB.Collection(collOpenExecs),
+		openEvents:   openDB.Collection(collOpenEvents),
 		historyIndex: db.Collection(collHistoryIndex),
 		archiveIndex: db.Collection(collArchiveIndex),
 		stats:        db.Collection(collJobStats),
@@ -129,7 +146,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		contacts:     db.Collection(collContacts),
 		notes:        db.Collection(collNotes),
 		claims:       db.Collection(collNoteClaims),
-		audit:        db.Collection(collAudit),
+		audit:        auditDB.Collection(collAudit),
 		revisions:    db.Collection(collRevisions),
 		tombstones:   db.Collection(collTombstones),
 	}

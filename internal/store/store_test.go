@@ -44,8 +44,10 @@ func testStore(tb testing.TB) *Store {
 	tb.Cleanup(func() {
 		ctx := context.Background()
 		if os.Getenv(mongoURIEnv) != "" {
-			if err := s.client.Database(db).Drop(ctx); err != nil {
-				tb.Errorf("drop %s: %v", db, err)
+			for _, db := range Databases(db) {
+				if err := s.client.Database(db).Drop(ctx); err != nil {
+					tb.Errorf("drop %s: %v", db, err)
+				}
 			}
 		}
 		if err := s.Close(ctx); err != nil {
