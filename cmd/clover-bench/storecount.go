@@ -36,7 +36,9 @@ func countFinished(c *integration.Cluster, from, to time.Time) (int64, error) {
 }
 
 // finishedLegacy reads the execution ids of the finished events in execution_events, where versions before
-// the open set recorded every event (internal/store has no read of it by time: nothing but this needs one).
+// the open set recorded every event, and in the main database's open_events, where versions before the
+// open set had a database of its own kept it (internal/store has no read of either by time: nothing but
+// this needs one).
 func finishedLegacy(ctx context.Context, c *integration.Cluster, from, to time.Time) (map[string]bool, error) {
 	cl, err := mongo.Connect(options.Client().ApplyURI(c.Mongo.URI))
 	if err != nil {
@@ -45,19 +47,21 @@ func finishedLegacy(ctx context.Context, c *integration.Cluster, from, to time.T
 	defer func() { _ = cl.Disconnect(context.Background()) }()
 	filter := bson.D{{Key: "kind", Value: job.EventFinished},
 		{Key: "at", Value: bson.D{{Key: "$gte", Value: from.UTC()}, {Key: "$lt", Value: to.UTC()}}}}
-	cur, err := cl.Database(c.DB).Collection("execution_events").Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "exec_id", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("legacy events: %w", err)
-	}
-	var rows []struct {
-		ExecID string `bson:"exec_id"`
-	}
-	if err := cur.All(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("legacy events: %w", err)
-	}
-	ids := make(map[string]bool, len(rows))
-	for _, r := range rows {
-		ids[r.ExecID] = true
+	ids := map[string]bool{}
+	for _, coll := range []string{"execution_events", "open_events"} {
+		cur, err := cl.Database(c.DB).Collection(coll).Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "exec_id", Value: 1}}))
+		if err != nil {
+			return nil, fmt.Errorf("legacy events: %s: %w", coll, err)
+		}
+		var rows []struct {
+			ExecID string `bson:"exec_id"`
+		}
+		if err := cur.All(ctx, &rows); err != nil {
+			return nil, fmt.Errorf("legacy events: %s: %w", coll, err)
+		}
+		for _, r := range rows {
+			ids[r.ExecID] = true
+		}
 	}
 	return ids, nil
 }
