@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -30,41 +31,52 @@ func noteAudit(r *http.Request) *auditNote {
 	return &auditNote{}
 }
 
-// statusRecorder keeps the status a handler answered.
-type statusRecorder struct {
+// heldAnswer keeps a handler's answer (status and body) until the request's audit entry and revisions
+// are stored, so that no caller reads an answer to a write whose records may still be missing: without
+// it, a body larger than net/http's buffer would be on its way before them.
+type heldAnswer struct {
 	http.ResponseWriter
 	status int
+	body   bytes.Buffer
 }
 
-func (w *statusRecorder) WriteHeader(status int) {
+func (w *heldAnswer) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
 	}
-	w.ResponseWriter.WriteHeader(status)
 }
 
-func (w *statusRecorder) Write(b []byte) (int, error) {
+func (w *heldAnswer) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	return w.body.Write(b)
 }
 
-func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// send sends what the handler answered.
+func (w *heldAnswer) send() {
+	if w.status == 0 {
+		return // nothing answered: net/http sends 200 with no body
+	}
+	w.ResponseWriter.WriteHeader(w.status)
+	_, _ = w.ResponseWriter.Write(w.body.Bytes())
+}
 
-// audited runs a write and records it in the audit log, whatever its outcome.
+// audited runs a write and records it in the audit log, whatever its outcome; the answer is sent once
+// the entry and the write's revisions are stored.
 func (s *Server) audited(rt api.Route, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		note := &auditNote{}
 		ctx, revisionsWritten := withRevisionWrites(context.WithValue(r.Context(), auditNoteKey{}, note))
 		r = r.WithContext(ctx)
-		defer revisionsWritten() // the answer goes when the handler returns, after its revisions are stored
-		rec := &statusRecorder{ResponseWriter: w}
-		h(rec, r)
+		held := &heldAnswer{ResponseWriter: w}
+		defer held.send()
+		defer revisionsWritten()
+		h(held, r)
 		if note.forwarded || note.itemized {
 			return
 		}
-		s.audit(r, rt, rec.status, note, nil)
+		s.audit(r, rt, held.status, note, nil)
 	}
 }
 

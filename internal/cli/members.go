@@ -86,6 +86,40 @@ func newServerCmd() *cobra.Command {
 	}
 	addMemberFlags(cmd, true)
 	cmd.Flags().String("api-listen", "", "REST API listen address, host:port")
+	cmd.AddCommand(newSplitStoreCmd())
+	return cmd
+}
+
+func newSplitStoreCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "split-store",
+		Short: "Move the open set and the audit log of a store made by an earlier version to databases of their own",
+		Long: "Move the open set and the audit log of a store made by a version before they had databases of their own\n" +
+			"(<database>_open, <database>_audit; a new store has them from the start). With every server stopped: it\n" +
+			"refuses while any is registered in ZooKeeper. Run it with the servers' config; running it again finishes a\n" +
+			"split cut short and does nothing to a split store.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := server.DefaultConfig()
+			logger, err := loadMemberConfig(cmd, &cfg, &cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cfg, server.WithLogger(logger))
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			moved, err := srv.SplitStore(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "store %s split: %d documents moved to %s_open and %s_audit\n", cfg.Mongo.Database, moved, cfg.Mongo.Database, cfg.Mongo.Database)
+			return nil
+		},
+	}
+	addMemberFlags(cmd, true)
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/clover-sched/clover/internal/job"
 )
@@ -607,65 +609,87 @@ func BenchmarkCloseRound(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "closes/s")
 }
 
-// A store written before the open set and the audit log had databases of their own: a takeover's
-// MigrateOpenSet moves them there, whole, whatever was moved before it was killed, and later writes of an
-// earlier version's server are moved by the next takeover.
-func TestTheOpenSetAndTheAuditLogMoveToTheirOwnDatabases(t *testing.T) {
+// A new store keeps the open set and the audit log in databases of their own; one written by an earlier
+// version keeps them where they were, and works there, until SplitDatabases moves them (with the servers
+// stopped), which a split cut short finishes when run again.
+func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 	t.Parallel()
-	s := testStore(t)
+	if !testStore(t).Split() {
+		t.Fatal("a new store is not split")
+	}
 	ctx := t.Context()
+	uri, db := testURI(t), testDatabase(t)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	pending := execution("j", at(0), job.TriggerSchedule)
 	running := execution("j", at(time.Minute), job.TriggerManual)
 	done := execution("k", at(90*time.Second), job.TriggerSchedule)
-	legacyOpen, legacyEvents, legacyAudit := s.db.Collection(collOpenExecs), s.db.Collection(collOpenEvents), s.db.Collection(collAudit)
-	insert := func(coll *mongo.Collection, docs ...any) {
-		t.Helper()
-		if _, err := coll.InsertMany(ctx, docs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	insert(legacyOpen, storedExecutionDoc(pending), storedExecutionDoc(running), storedExecutionDoc(done))
-	insert(legacyEvents, acked(running, 1, at(time.Minute+time.Second)), acked(done, 1, at(91*time.Second)))
-	// Half moved by a leader killed before it deleted what it had copied.
-	insert(s.openExecs, storedExecutionDoc(done))
-	insert(legacyAudit, AuditEntry{ID: "a1", At: at(0), Who: "ops", Action: "POST /api/v1/jobs", Status: 201},
-		AuditEntry{ID: "a2", At: at(time.Second), Who: "ops", Action: "DELETE /api/v1/jobs/{name}", Status: 200})
 
-	if _, err := s.MigrateOpenSet(ctx, t0); err != nil {
-		t.Fatal(err)
-	}
-	got, stray, err := s.ReadOpenSet(ctx)
+	// What an earlier version wrote: the open set and the audit log in the store's own database.
+	raw, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []job.Execution{pending, running, done}; ids(got) != ids(want) || len(stray) != 0 {
-		t.Fatalf("open set after the move =\n%s\nwant\n%s (stray %v)", ids(got), ids(want), stray)
-	}
-	wantState := map[string]job.State{pending.ID: job.StatePending, running.ID: job.StateRunning, done.ID: job.StateRunning}
-	for _, e := range got {
-		if e.State != wantState[e.ID] {
-			t.Errorf("%s is %s after the move, want %s", e.ID, e.State, wantState[e.ID])
+	t.Cleanup(func() { _ = raw.Disconnect(context.Background()) })
+	insert := func(coll string, docs ...any) {
+		t.Helper()
+		if _, err := raw.Database(db).Collection(coll).InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
 		}
 	}
-	entries, err := s.ListAudit(ctx, "", AuditCursor{}, 10)
-	if err != nil || len(entries) != 2 || entries[0].ID != "a2" || entries[1].ID != "a1" {
-		t.Fatalf("audit log after the move = %+v, %v; want a2, a1", entries, err)
-	}
-	for _, coll := range []*mongo.Collection{legacyOpen, legacyEvents, legacyAudit} {
-		if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
-			t.Errorf("%s of the main database after the move: %d documents, %v; want none", coll.Name(), n, err)
-		}
-	}
+	insert(collOpenExecs, storedExecutionDoc(pending), storedExecutionDoc(running), storedExecutionDoc(done))
+	insert(collOpenEvents, acked(running, 1, at(time.Minute+time.Second)))
+	insert(collAudit, AuditEntry{ID: "a1", At: at(0), Who: "ops", Action: "POST /api/v1/jobs", Status: 201},
+		AuditEntry{ID: "a2", At: at(time.Second), Who: "ops", Action: "DELETE /api/v1/jobs/{name}", Status: 200})
 
-	// A report recorded by a server of the earlier version after the move waits there for the next one.
-	finish := finished(running, job.StateSucceeded, at(2*time.Minute))
-	insert(legacyEvents, finish)
-	if _, err := s.MigrateOpenSet(ctx, t0); err != nil {
+	s := openTestStore(t, uri, db)
+	if s.Split() {
+		t.Fatal("a store written by an earlier version was split by Open")
+	}
+	// It works where it is: an event recorded now is read with the rest.
+	if _, err := s.InsertEvents(ctx, []job.Event{acked(done, 1, at(91*time.Second))}); err != nil {
 		t.Fatal(err)
 	}
-	moved, err := s.OpenByID(ctx, []string{running.ID})
-	if err != nil || len(moved) != 1 || moved[0].State != job.StateSucceeded {
-		t.Fatalf("the execution whose end was recorded after the move = %+v, %v; want it succeeded", moved, err)
+	check := func(s *Store, when string) {
+		t.Helper()
+		got, stray, err := s.ReadOpenSet(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []job.Execution{pending, running, done}; ids(got) != ids(want) || len(stray) != 0 {
+			t.Fatalf("open set %s =\n%s\nwant\n%s (stray %v)", when, ids(got), ids(want), stray)
+		}
+		wantState := map[string]job.State{pending.ID: job.StatePending, running.ID: job.StateRunning, done.ID: job.StateRunning}
+		for _, e := range got {
+			if e.State != wantState[e.ID] {
+				t.Errorf("%s is %s %s, want %s", e.ID, e.State, when, wantState[e.ID])
+			}
+		}
+		entries, err := s.ListAudit(ctx, "", AuditCursor{}, 10)
+		if err != nil || len(entries) != 2 || entries[0].ID != "a2" || entries[1].ID != "a1" {
+			t.Fatalf("audit log %s = %+v, %v; want a2, a1", when, entries, err)
+		}
+	}
+	check(s, "before the split")
+
+	// A split cut short: the copies made, the old collections still there.
+	if _, err := copyCollection(ctx, s.db.Collection(collOpenExecs), raw.Database(db+OpenSuffix).Collection(collOpenExecs)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.SplitDatabases(ctx)
+	if err != nil || n != 7 {
+		t.Fatalf("SplitDatabases = %d, %v; want the 7 documents moved", n, err)
+	}
+	check(s, "after the split")
+	names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: []string{collOpenExecs, collOpenEvents, collAudit}}}}})
+	if err != nil || len(names) != 0 {
+		t.Errorf("the store's own database after the split still has %v (%v)", names, err)
+	}
+	again := openTestStore(t, uri, db)
+	if !again.Split() {
+		t.Fatal("a split store opened again is not split")
+	}
+	check(again, "opened again after the split")
+	if n, err := again.SplitDatabases(ctx); err != nil || n != 0 {
+		t.Fatalf("SplitDatabases of a split store = %d, %v; want nothing copied", n, err)
 	}
 }

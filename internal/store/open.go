@@ -144,17 +144,10 @@ func groupEvents(events []job.Event) map[string][]job.Event {
 // executions recorded before it existed.
 const openSetMigration = "migration-open-set"
 
-// MigrateOpenSet brings a store written by an earlier version up to this one's open set, at a leader's
-// takeover, before it reads the set:
-//   - the open set and the audit log kept in the main database (before they had their own, see
-//     Databases) are moved to theirs, every takeover that finds them there;
-//   - once per database, the open set is filled with the executions recorded since since that have not
-//     ended: they were recorded by a version without the open set, and a leader that reads only the open
-//     set would not see them. It scans the executions of that window once.
+// MigrateOpenSet fills the open set, once per database, with the executions recorded since since that
+// have not ended: they were recorded by a version without the open set, and a leader that reads only the
+// open set would not see them. It scans the executions of that window once; later calls return at once.
 func (s *Store) MigrateOpenSet(ctx context.Context, since time.Time) (migrated int, err error) {
-	if err := s.moveToOwnDatabases(ctx); err != nil {
-		return 0, fmt.Errorf("store: migrate open set: %w", err)
-	}
 	err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: openSetMigration}}).Err()
 	switch {
 	case err == nil:
@@ -245,57 +238,6 @@ func (s *Store) InsertLegacy(ctx context.Context, execs []job.Execution, events 
 		}
 		if err := insertIgnoringDuplicates(ctx, s.events, docs); err != nil {
 			return fmt.Errorf("store: insert legacy events: %w", err)
-		}
-	}
-	return nil
-}
-
-// moveToOwnDatabases moves the documents of the open set and the audit log that an earlier version wrote
-// in the main database to the databases they have now: each is copied (a document there already is left
-// as it is), then deleted from where it was, by id, so that one written meanwhile by a server of the
-// earlier version stays for the next takeover to move. The copies go before the events: a leader reads
-// the open set only once this has succeeded, and one killed half way leaves the next to move the rest.
-//
-// Upgrade the followers first and the leader last: a leader of the earlier version reads only the main
-// database, and would not see what a leader of this one moved.
-func (s *Store) moveToOwnDatabases(ctx context.Context) error {
-	for _, m := range []struct {
-		name string
-		to   *mongo.Collection
-	}{
-		{collOpenExecs, s.openExecs}, {collOpenEvents, s.openEvents}, {collAudit, s.audit},
-	} {
-		names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: m.name}})
-		if err != nil {
-			return fmt.Errorf("look for %s in %s: %w", m.name, s.dbName, err)
-		}
-		if len(names) == 0 {
-			continue
-		}
-		from := s.db.Collection(m.name)
-		cur, err := from.Find(ctx, bson.D{})
-		if err != nil {
-			return fmt.Errorf("read %s of %s: %w", m.name, s.dbName, err)
-		}
-		var docs []bson.Raw
-		if err := cur.All(ctx, &docs); err != nil {
-			return fmt.Errorf("read %s of %s: %w", m.name, s.dbName, err)
-		}
-		for chunk := range slices.Chunk(docs, 1000) {
-			batch := make([]any, len(chunk))
-			ids := make([]any, len(chunk))
-			for i, d := range chunk {
-				batch[i], ids[i] = d, d.Lookup("_id")
-			}
-			if err := insertIgnoringDuplicates(ctx, m.to, batch); err != nil {
-				return fmt.Errorf("move %s of %s to %s: %w", m.name, s.dbName, m.to.Database().Name(), err)
-			}
-			if _, err := from.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
-				return fmt.Errorf("move %s of %s: delete the moved: %w", m.name, s.dbName, err)
-			}
-		}
-		if len(docs) > 0 {
-			s.logger.Info("moved to the database of its own", "collection", m.name, "from", s.dbName, "to", m.to.Database().Name(), "documents", len(docs))
 		}
 	}
 	return nil

@@ -52,18 +52,28 @@ const (
 // each database is a SQLite file of its own, with its own write lock: writers that share a file queue in
 // SQLite's busy handler, which sleeps a millisecond or more each time it finds the file locked (measured
 // in docs/design.md, 23). On MongoDB the split costs nothing.
+//
+// A store is split when it is made (Open finds its database empty) or by SplitDatabases, offline; one
+// written by an earlier version keeps the open set and the audit log in its own database until then,
+// since every server, of any version, must read and write them in one place.
 const (
 	OpenSuffix  = "_open"
 	AuditSuffix = "_audit"
+	// MaxDatabaseName bounds the name given to Open: MongoDB takes names shorter than 64 bytes, suffixes
+	// included.
+	MaxDatabaseName = 63 - len(AuditSuffix)
 )
 
-// Databases names the databases a store named database uses: its own first.
+// Databases names the databases a store named database may use: its own first.
 func Databases(database string) []string {
 	return []string{database, database + OpenSuffix, database + AuditSuffix}
 }
 
-// Store is Clover's state in MongoDB: one database, and the two of Databases for the open set and the
-// audit log. It is safe for concurrent use.
+// layoutDoc names the cluster document that says the store is split.
+const layoutDoc = "store-layout"
+
+// Store is Clover's state in MongoDB: one database, and when split the two of Databases for the open set
+// and the audit log. It is safe for concurrent use.
 type Store struct {
 	logger  *slog.Logger
 	client  *mongo.Client
@@ -124,8 +134,11 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
+	if database == "" || len(database) > MaxDatabaseName {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: database name %q: must be 1 to %d bytes long (its siblings add %q)", database, MaxDatabaseName, AuditSuffix)
+	}
 	db := client.Database(database)
-	openDB, auditDB := client.Database(database+OpenSuffix), client.Database(database+AuditSuffix)
 	s := &Store{
 		logger:       slog.Default(),
 		client:       client,
@@ -136,8 +149,8 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		jobs:         db.Collection(collJobs),
 		execs:        db.Collection(collExecutions),
 		events:       db.Collection(collEvents),
-		openExecs:    openDB.Collection(collOpenExecs),
-		openEvents:   openDB.Collection(collOpenEvents),
+		openExecs:    db.Collection(collOpenExecs),
+		openEvents:   db.Collection(collOpenEvents),
 		historyIndex: db.Collection(collHistoryIndex),
 		archiveIndex: db.Collection(collArchiveIndex),
 		stats:        db.Collection(collJobStats),
@@ -146,7 +159,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		contacts:     db.Collection(collContacts),
 		notes:        db.Collection(collNotes),
 		claims:       db.Collection(collNoteClaims),
-		audit:        auditDB.Collection(collAudit),
+		audit:        db.Collection(collAudit),
 		revisions:    db.Collection(collRevisions),
 		tombstones:   db.Collection(collTombstones),
 	}
@@ -157,6 +170,10 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	err = s.Ping(ctx)
 	if err == nil {
 		s.ferret = isFerretDB(ctx, db)
+		var split bool
+		if split, err = s.chooseLayout(ctx); err == nil && split {
+			s.useSplitLayout()
+		}
 	}
 	if err == nil && !s.noIndexes {
 		err = s.createIndexes(ctx)

@@ -35,8 +35,12 @@ func testURI(tb testing.TB) string {
 // testStore opens a store on a database of the test's own, dropped at the end on a shared server.
 func testStore(tb testing.TB) *Store {
 	tb.Helper()
-	uri := testURI(tb)
-	db := testDatabase(tb)
+	return openTestStore(tb, testURI(tb), testDatabase(tb))
+}
+
+// openTestStore opens database, closed (and on a shared server dropped) at the end.
+func openTestStore(tb testing.TB, uri, db string) *Store {
+	tb.Helper()
 	s, err := Open(tb.Context(), uri, db)
 	if err != nil {
 		tb.Fatal(err)

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/clover-sched/clover/internal/job"
+	"github.com/clover-sched/clover/internal/registry"
+	"github.com/clover-sched/clover/internal/store"
+	"github.com/clover-sched/clover/internal/testenv"
+	"github.com/clover-sched/clover/internal/zksession"
+)
+
+// `clover server split-store` moves a store an earlier version made, and only while no server runs.
+func TestSplitStoreWaitsForEveryServerToStop(t *testing.T) {
+	t.Parallel()
+	z, f := testenv.StartZooKeeper(t), testenv.StartFerretDB(t)
+	ctx := t.Context()
+	db := "split_" + rand.Text()[:8]
+	// What an earlier version wrote: an execution in the open set of the store's own database.
+	e := job.Execution{ID: "j@2030-01-02T03:04:05Z", Job: "j", Trigger: job.TriggerSchedule, ScheduledAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), Epoch: 1}
+	raw, err := mongo.Connect(options.Client().ApplyURI(f.URI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Disconnect(context.Background()) })
+	if _, err := raw.Database(db).Collection("open_executions").InsertOne(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.Insecure, cfg.ZooKeeper.Servers, cfg.ZooKeeper.Root = true, []string{z.Addr}, "/split"
+	cfg.Mongo.URI, cfg.Mongo.Database = f.URI, db
+	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := zksession.Connect(ctx, []string{z.Addr}, "/split", 5*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.Close)
+	reg, err := registry.Register(ctx, sess, registry.KindServers, registry.Member{ID: "server-1", Endpoint: "tcp://127.0.0.1:5555",
+		APIAddr: "127.0.0.1:8080", StartedAt: time.Now()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SplitStore(ctx); err == nil || !strings.Contains(err.Error(), "server-1") {
+		t.Fatalf("split with server-1 running: %v; want it refused, naming server-1", err)
+	}
+	st, err := store.Open(ctx, f.URI, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	if st.Split() {
+		t.Fatal("the store was split while a server ran")
+	}
+
+	if err := reg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := s.SplitStore(ctx); err != nil || moved != 1 {
+		t.Fatalf("split with no server running = %d, %v; want 1 document moved", moved, err)
+	}
+	after, err := store.Open(ctx, f.URI, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close(context.Background())
+	open, _, err := after.ReadOpenSet(ctx)
+	if err != nil || !after.Split() || len(open) != 1 || open[0].ID != e.ID {
+		t.Fatalf("after the split: split %v, open set %v, %v; want %s in it", after.Split(), open, err, e.ID)
+	}
+}
