@@ -33,7 +33,8 @@ func noteAudit(r *http.Request) *auditNote {
 
 // heldAnswer keeps a handler's answer (status and body) until the request's audit entry and revisions
 // are stored, so that no caller reads an answer to a write whose records may still be missing: without
-// it, a body larger than net/http's buffer would be on its way before them.
+// it, a body larger than net/http's buffer would be on its way before them. It has no Unwrap: a flush
+// through http.ResponseController (a forwarding proxy's) would send the status before the handler's.
 type heldAnswer struct {
 	http.ResponseWriter
 	status int

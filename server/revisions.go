@@ -13,9 +13,9 @@ import (
 
 // Every change to a job's definition is recorded as a revision (see store.Revision), by the code that
 // makes it: createJobs, updateJobs and deleteJobs (the API, the console, `config apply`, rollbacks and
-// restores) and the leader's declarations (clients). It is written after the change, under the job's
-// lock: a revision whose write fails is missing from the history (logged at ERROR and counted), the change
-// stands. Past history.revisions_keep, each new revision's predecessor by that many falls out of the
+// restores) and the leader's declarations (clients). It is written after the change (an API request's
+// beside its audit entry, see withRevisionWrites), before the caller is answered: a revision whose write
+// fails is missing from the history (logged at ERROR and counted), the change stands. Past history.revisions_keep, each new revision's predecessor by that many falls out of the
 // window: it is deleted in the background unless it is tagged.
 
 // revisionNote is what a request says of the revisions its changes make: why (an action other than the
