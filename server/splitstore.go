@@ -13,8 +13,8 @@ import (
 	"github.com/clover-sched/clover/internal/zksession"
 )
 
-// SplitStore moves the open set and the audit log of a store written by an earlier version to databases
-// of their own (store.SplitDatabases; `clover server split-store`). Every server must be stopped, of any
+// SplitStore moves the open set, the audit log and the revisions of a store written by an earlier
+// version to databases of their own (store.SplitDatabases; `clover server split-store`). Every server must be stopped, of any
 // version: each reads and writes them where it found them when it started, so one running meanwhile
 // would act on an open set that is no longer there (a firing run twice, a result lost). It refuses while
 // any server is registered in ZooKeeper, and says so if one registered while it worked.

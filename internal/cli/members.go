@@ -93,11 +93,11 @@ func newServerCmd() *cobra.Command {
 func newSplitStoreCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "split-store",
-		Short: "Move the open set and the audit log of a store made by an earlier version to databases of their own",
-		Long: "Move the open set and the audit log of a store made by a version before they had databases of their own\n" +
-			"(<database>_open, <database>_audit; a new store has them from the start). With every server stopped: it\n" +
-			"refuses while any is registered in ZooKeeper. Run it with the servers' config; running it again finishes a\n" +
-			"split cut short and does nothing to a split store.",
+		Short: "Move the open set, audit log and revisions of a store made by an earlier version to databases of their own",
+		Long: "Move the open set, the audit log and the revisions of a store made by a version before they had\n" +
+			"databases of their own (<database>_open, _audit, _revisions; a new store has them from the start).\n" +
+			"With every server stopped: it refuses while any is registered in ZooKeeper. Run it with the servers'\n" +
+			"config; running it again finishes a split cut short and does nothing to a split store.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := server.DefaultConfig()
@@ -115,7 +115,7 @@ func newSplitStoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "store %s split: %d documents moved to %s_open and %s_audit\n", cfg.Mongo.Database, moved, cfg.Mongo.Database, cfg.Mongo.Database)
+			fmt.Fprintf(cmd.OutOrStdout(), "store %s split: %d documents moved to %s_open, _audit and _revisions\n", cfg.Mongo.Database, moved, cfg.Mongo.Database)
 			return nil
 		},
 	}

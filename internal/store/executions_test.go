@@ -645,9 +645,13 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 	if s.Split() {
 		t.Fatal("a store written by an earlier version was split by Open")
 	}
-	// It works where it is: an event recorded now is read with the rest.
+	// It works where it is: an event and a revision recorded now are read with the rest.
 	if _, err := s.InsertEvents(ctx, []job.Event{acked(done, 1, at(91*time.Second))}); err != nil {
 		t.Fatal(err)
+	}
+	rev := Revision{Job: "j", Version: 1, Action: RevisionCreated, Spec: job.Spec{Name: "j", Version: 1, CreatedAt: t0}, At: t0, Who: "ops"}
+	if errs := s.InsertRevisions(ctx, []Revision{rev}); errs[0] != nil {
+		t.Fatal(errs[0])
 	}
 	check := func(s *Store, when string) {
 		t.Helper()
@@ -668,6 +672,9 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 		if err != nil || len(entries) != 2 || entries[0].ID != "a2" || entries[1].ID != "a1" {
 			t.Fatalf("audit log %s = %+v, %v; want a2, a1", when, entries, err)
 		}
+		if got, err := s.GetRevision(ctx, "j", 1); err != nil || got.Who != "ops" {
+			t.Fatalf("revision 1 of j %s = %+v, %v", when, got, err)
+		}
 	}
 	check(s, "before the split")
 
@@ -676,11 +683,11 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := s.SplitDatabases(ctx)
-	if err != nil || n != 7 {
-		t.Fatalf("SplitDatabases = %d, %v; want the 7 documents moved", n, err)
+	if err != nil || n != 8 {
+		t.Fatalf("SplitDatabases = %d, %v; want the 8 documents moved", n, err)
 	}
 	check(s, "after the split")
-	names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: []string{collOpenExecs, collOpenEvents, collAudit}}}}})
+	names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: []string{collOpenExecs, collOpenEvents, collAudit, collRevisions}}}}})
 	if err != nil || len(names) != 0 {
 		t.Errorf("the store's own database after the split still has %v (%v)", names, err)
 	}

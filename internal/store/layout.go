@@ -48,19 +48,20 @@ func (s *Store) chooseLayout(ctx context.Context) (split bool, err error) {
 	return false, fmt.Errorf("store: the store's layout document of %s is made and gone", s.dbName)
 }
 
-// useSplitLayout points the open set and the audit log at their own databases.
+// useSplitLayout points the open set, the audit log and the revisions at their own databases.
 func (s *Store) useSplitLayout() {
-	open, audit := s.client.Database(s.dbName+OpenSuffix), s.client.Database(s.dbName+AuditSuffix)
+	open := s.client.Database(s.dbName + OpenSuffix)
 	s.openExecs, s.openEvents = open.Collection(collOpenExecs), open.Collection(collOpenEvents)
-	s.audit = audit.Collection(collAudit)
+	s.audit = s.client.Database(s.dbName + AuditSuffix).Collection(collAudit)
+	s.revisions = s.client.Database(s.dbName + RevisionsSuffix).Collection(collRevisions)
 }
 
-// Split reports whether the open set and the audit log are in databases of their own.
+// Split reports whether the open set, the audit log and the revisions are in databases of their own.
 func (s *Store) Split() bool { return s.openExecs.Database().Name() != s.dbName }
 
-// SplitDatabases moves the open set and the audit log of a store written by an earlier version to
-// databases of their own (see OpenSuffix), with every server stopped: a server reads and writes them
-// where its Open found them, so one running meanwhile would act on what is no longer there. Each
+// SplitDatabases moves the open set, the audit log and the revisions of a store written by an earlier
+// version to databases of their own (see OpenSuffix), with every server stopped: a server reads and writes
+// them where its Open found them, so one running meanwhile would act on what is no longer there. Each
 // collection is copied (a document there already is left as it is), the store is marked split, then the
 // old collections are dropped; a split cut short is finished by running it again. It reports how many
 // documents it moved.
@@ -73,7 +74,7 @@ func (s *Store) SplitDatabases(ctx context.Context) (copied int, err error) {
 	moves := []struct {
 		name string
 		to   *mongo.Collection
-	}{{collOpenExecs, s.openExecs}, {collOpenEvents, s.openEvents}, {collAudit, s.audit}}
+	}{{collOpenExecs, s.openExecs}, {collOpenEvents, s.openEvents}, {collAudit, s.audit}, {collRevisions, s.revisions}}
 	for _, m := range moves {
 		n, err := copyCollection(ctx, s.db.Collection(m.name), m.to)
 		copied += n

@@ -48,32 +48,33 @@ const (
 )
 
 // Suffixes of the databases that hold what is written most, beside the one named in Open: the open set,
-// written by every report and every firing, and the audit log, written by every API write. On FerretDB
-// each database is a SQLite file of its own, with its own write lock: writers that share a file queue in
-// SQLite's busy handler, which sleeps a millisecond or more each time it finds the file locked (measured
-// in docs/design.md, 23). On MongoDB the split costs nothing.
+// written by every firing and report; the audit log and the jobs' revisions, written by every API write
+// beside the job itself. On FerretDB each database is a SQLite file of its own, with its own write lock:
+// writers that share a file queue in SQLite's busy handler, which sleeps a millisecond or more each time
+// it finds the file locked (measured in docs/design.md, 23). On MongoDB the split costs nothing.
 //
 // A store is split when it is made (Open finds its database empty) or by SplitDatabases, offline; one
-// written by an earlier version keeps the open set and the audit log in its own database until then,
-// since every server, of any version, must read and write them in one place.
+// written by an earlier version keeps them in its own database until then, since every server, of any
+// version, must read and write them in one place.
 const (
-	OpenSuffix  = "_open"
-	AuditSuffix = "_audit"
+	OpenSuffix      = "_open"
+	AuditSuffix     = "_audit"
+	RevisionsSuffix = "_revisions"
 	// MaxDatabaseName bounds the name given to Open: MongoDB takes names shorter than 64 bytes, suffixes
 	// included.
-	MaxDatabaseName = 63 - len(AuditSuffix)
+	MaxDatabaseName = 63 - len(RevisionsSuffix)
 )
 
 // Databases names the databases a store named database may use: its own first.
 func Databases(database string) []string {
-	return []string{database, database + OpenSuffix, database + AuditSuffix}
+	return []string{database, database + OpenSuffix, database + AuditSuffix, database + RevisionsSuffix}
 }
 
 // layoutDoc names the cluster document that says the store is split.
 const layoutDoc = "store-layout"
 
-// Store is Clover's state in MongoDB: one database, and when split the two of Databases for the open set
-// and the audit log. It is safe for concurrent use.
+// Store is Clover's state in MongoDB: one database, and when split the three others of Databases. It is
+// safe for concurrent use.
 type Store struct {
 	logger  *slog.Logger
 	client  *mongo.Client
@@ -136,7 +137,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	if database == "" || len(database) > MaxDatabaseName {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("store: database name %q: must be 1 to %d bytes long (its siblings add %q)", database, MaxDatabaseName, AuditSuffix)
+		return nil, fmt.Errorf("store: database name %q: must be 1 to %d bytes long (its siblings add %q)", database, MaxDatabaseName, RevisionsSuffix)
 	}
 	db := client.Database(database)
 	s := &Store{
