@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -42,6 +43,12 @@ type heldAnswer struct {
 }
 
 func (w *heldAnswer) WriteHeader(status int) {
+	if status < http.StatusOK {
+		// Informational (a leader's 100 Continue through the forwarding proxy): on its way at once, as
+		// net/http sends it; the final status follows.
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
 	if w.status == 0 {
 		w.status = status
 	}
@@ -77,7 +84,7 @@ func (s *Server) audited(rt api.Route, h http.HandlerFunc) http.HandlerFunc {
 		if note.forwarded || note.itemized {
 			return
 		}
-		s.audit(r, rt, held.status, note, nil)
+		s.audit(r, rt, cmp.Or(held.status, http.StatusOK), note, nil) // nothing written: net/http answers 200
 	}
 }
 

@@ -140,6 +140,9 @@ func (s *Server) Run(ctx context.Context) error {
 			s.logger.Warn("the ZooKeeper tree was open to anyone (made by an earlier version or an insecure run): set the servers' ACLs", "nodes", len(secured))
 		}
 	}
+	if err := refuseDuringSplit(s.sess); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	s.store, err = store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)

@@ -17,7 +17,9 @@ import (
 // version to databases of their own (store.SplitDatabases; `clover server split-store`). Every server must be stopped, of any
 // version: each reads and writes them where it found them when it started, so one running meanwhile
 // would act on an open set that is no longer there (a firing run twice, a result lost). It refuses while
-// any server is registered in ZooKeeper, and says so if one registered while it worked.
+// any server is registered in ZooKeeper, holds an ephemeral node (splitLock) that a server starting
+// meanwhile finds before it opens the store (and refuses to start), and says so if one registered while
+// it worked anyway (it had looked for the node before the split took it).
 func (s *Server) SplitStore(ctx context.Context) (moved int, err error) {
 	sec, err := s.loadSecurity()
 	if err != nil {
@@ -28,6 +30,17 @@ func (s *Server) SplitStore(ctx context.Context) (moved int, err error) {
 		return 0, fmt.Errorf("split store: %w", err)
 	}
 	defer sess.Close()
+	lock := sess.Path(splitLock)
+	if err := sess.EnsurePath(ctx, sess.Root()); err != nil {
+		return 0, fmt.Errorf("split store: %w", err)
+	}
+	if _, err := sess.Conn().Create(lock, nil, zk.FlagEphemeral, sess.ACL(lock)); err != nil {
+		if errors.Is(err, zk.ErrNodeExists) {
+			return 0, fmt.Errorf("split store: another split holds %s", lock)
+		}
+		return 0, fmt.Errorf("split store: take %s: %w", lock, err)
+	}
+	defer func() { _ = sess.Conn().Delete(lock, -1) }()
 	running := func() ([]string, error) {
 		ids, _, err := sess.Conn().Children(sess.Path(registry.KindServers))
 		if errors.Is(err, zk.ErrNoNode) {
@@ -59,4 +72,20 @@ func (s *Server) SplitStore(ctx context.Context) (moved int, err error) {
 		return moved, fmt.Errorf("split store: done, but servers %v started meanwhile (%v): restart them, they may have opened the store before it was split", ids, err)
 	}
 	return moved, nil
+}
+
+// splitLock names the node SplitStore holds while it works.
+const splitLock = "split-store"
+
+// refuseDuringSplit fails a server's start while a store split is under way: the server would open the
+// store in the layout it is being moved out of.
+func refuseDuringSplit(sess *zksession.Session) error {
+	held, _, err := sess.Conn().Exists(sess.Path(splitLock))
+	switch {
+	case err != nil:
+		return fmt.Errorf("look for a store split under way: %w", err)
+	case held:
+		return fmt.Errorf("a store split (clover server split-store) is under way: start this server once it has ended")
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -47,6 +48,26 @@ func TestSplitStoreWaitsForEveryServerToStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(sess.Close)
+	// A split under way (its node held): a second refuses, and so does a server's start.
+	if err := sess.EnsurePath(ctx, sess.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Conn().Create(sess.Path(splitLock), nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SplitStore(ctx); err == nil || !strings.Contains(err.Error(), "another split") {
+		t.Fatalf("split while another holds the node: %v; want it refused", err)
+	}
+	if err := refuseDuringSplit(sess); err == nil {
+		t.Fatal("a server may start while a split is under way")
+	}
+	if err := sess.Conn().Delete(sess.Path(splitLock), -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := refuseDuringSplit(sess); err != nil {
+		t.Fatalf("with no split under way: %v", err)
+	}
+
 	reg, err := registry.Register(ctx, sess, registry.KindServers, registry.Member{ID: "server-1", Endpoint: "tcp://127.0.0.1:5555",
 		APIAddr: "127.0.0.1:8080", StartedAt: time.Now()}, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -678,8 +679,12 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 	}
 	check(s, "before the split")
 
-	// A split cut short: the copies made, the old collections still there.
+	// A split cut short before it marked the store: its copies, and one of an execution closed since.
 	if _, err := copyCollection(ctx, s.db.Collection(collOpenExecs), raw.Database(db+OpenSuffix).Collection(collOpenExecs)); err != nil {
+		t.Fatal(err)
+	}
+	closed := execution("j", at(-time.Minute), job.TriggerSchedule)
+	if _, err := raw.Database(db+OpenSuffix).Collection(collOpenExecs).InsertOne(ctx, storedExecutionDoc(closed)); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.SplitDatabases(ctx)
@@ -696,7 +701,47 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 		t.Fatal("a split store opened again is not split")
 	}
 	check(again, "opened again after the split")
+	// A split cut short after it marked the store, before it dropped the old collections: run again, it
+	// drops them and copies nothing back.
+	insert(collOpenExecs, storedExecutionDoc(closed))
 	if n, err := again.SplitDatabases(ctx); err != nil || n != 0 {
 		t.Fatalf("SplitDatabases of a split store = %d, %v; want nothing copied", n, err)
+	}
+	check(again, "split again")
+	if names, err := again.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: collOpenExecs}}); err != nil || len(names) != 0 {
+		t.Errorf("the old open set after the second split: %v (%v); want it dropped", names, err)
+	}
+}
+
+// Servers opening a new store at once all find it split, whichever inserts the layout document; a
+// client's fallback queue written before any server ran leaves it new.
+func TestServersOpeningANewStoreAtOnceAgreeItIsSplit(t *testing.T) {
+	t.Parallel()
+	uri, db := testURI(t), testDatabase(t)
+	raw, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Disconnect(context.Background()) })
+	if _, err := raw.Database(db).Collection(collFallback).InsertOne(t.Context(), bson.D{{Key: "_id", Value: "spooled"}}); err != nil {
+		t.Fatal(err)
+	}
+	stores := make([]*Store, 4)
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), uri, db) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		switch {
+		case errs[i] != nil:
+			t.Errorf("store %d: %v", i, errs[i])
+		case !s.Split():
+			t.Errorf("store %d opened at once is not split", i)
+		}
+		if s != nil {
+			t.Cleanup(func() { _ = s.Close(context.Background()) })
+		}
 	}
 }

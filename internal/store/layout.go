@@ -13,27 +13,43 @@ import (
 )
 
 // chooseLayout reports whether the store is split (see OpenSuffix): its layout document says so, or its
-// database is empty and this Open makes it split. A store opened WithoutIndexes (a client's fallback
-// queue, which reads neither the open set nor the audit log) only reads the document.
+// database holds nothing a server made and this Open makes it split. The document is inserted before
+// any collection is made, so a server that finds collections reads it again before taking the store for
+// one written by an earlier version (every Open of those made its indexed collections). A store opened
+// WithoutIndexes (a client's fallback queue, whose user may read nothing else) does not ask: it touches
+// neither the open set, the audit log nor the revisions.
 func (s *Store) chooseLayout(ctx context.Context) (split bool, err error) {
-	var doc struct {
-		Split bool `bson:"split"`
+	if s.noIndexes {
+		return false, nil
 	}
-	for range 2 {
-		err := s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
+	read := func() (found, split bool, err error) {
+		var doc struct {
+			Split bool `bson:"split"`
+		}
+		err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
 		switch {
 		case err == nil:
-			return doc.Split, nil
-		case !errors.Is(err, mongo.ErrNoDocuments):
-			return false, fmt.Errorf("store: read the store's layout: %w", err)
-		case s.noIndexes:
-			return false, nil
+			return true, doc.Split, nil
+		case errors.Is(err, mongo.ErrNoDocuments):
+			return false, false, nil
+		}
+		return false, false, fmt.Errorf("store: read the store's layout: %w", err)
+	}
+	for range 3 {
+		found, split, err := read()
+		if found || err != nil {
+			return split, err
 		}
 		names, err := s.db.ListCollectionNames(ctx, bson.D{})
 		if err != nil {
 			return false, fmt.Errorf("store: list the collections of %s: %w", s.dbName, err)
 		}
+		// The cluster collection holds the document itself; a client's fallback queue may come first.
+		names = slices.DeleteFunc(names, func(n string) bool { return n == collCluster || n == collFallback })
 		if len(names) > 0 {
+			if found, split, err := read(); found || err != nil {
+				return split, err
+			}
 			return false, nil // written by an earlier version: SplitDatabases splits it
 		}
 		_, err = s.cluster.InsertOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}, {Key: "split", Value: true}, {Key: "at", Value: storedTime(time.Now())}})
@@ -61,39 +77,54 @@ func (s *Store) Split() bool { return s.openExecs.Database().Name() != s.dbName 
 
 // SplitDatabases moves the open set, the audit log and the revisions of a store written by an earlier
 // version to databases of their own (see OpenSuffix), with every server stopped: a server reads and writes
-// them where its Open found them, so one running meanwhile would act on what is no longer there. Each
-// collection is copied (a document there already is left as it is), the store is marked split, then the
-// old collections are dropped; a split cut short is finished by running it again. It reports how many
+// them where its Open found them, so one running meanwhile would act on what is no longer there. The new
+// collections are emptied of what an earlier, cut-short split left (until the store is marked split no
+// server writes there), indexed and filled; then the store is marked split and the old collections are
+// dropped. Run on a store marked split, it only drops the old collections a split cut short left: their
+// documents were copied, and the servers have written in the new ones since. It reports how many
 // documents it moved.
-func (s *Store) SplitDatabases(ctx context.Context) (copied int, err error) {
-	// The new collections are indexed before anything is copied into them (Open indexed the old ones).
-	s.useSplitLayout()
-	if err := s.createIndexes(ctx); err != nil {
-		return 0, fmt.Errorf("store: split: %w", err)
+func (s *Store) SplitDatabases(ctx context.Context) (moved int, err error) {
+	var doc struct {
+		Split bool `bson:"split"`
 	}
+	err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("store: split: read the store's layout: %w", err)
+	}
+	s.useSplitLayout()
 	moves := []struct {
 		name string
 		to   *mongo.Collection
 	}{{collOpenExecs, s.openExecs}, {collOpenEvents, s.openEvents}, {collAudit, s.audit}, {collRevisions, s.revisions}}
-	for _, m := range moves {
-		n, err := copyCollection(ctx, s.db.Collection(m.name), m.to)
-		copied += n
-		if err != nil {
-			return copied, fmt.Errorf("store: split: move %s of %s to %s: %w", m.name, s.dbName, m.to.Database().Name(), err)
+	if !doc.Split {
+		for _, m := range moves {
+			if err := m.to.Drop(ctx); err != nil {
+				return 0, fmt.Errorf("store: split: empty %s of %s: %w", m.name, m.to.Database().Name(), err)
+			}
 		}
-	}
-	_, err = s.cluster.UpdateOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "split", Value: true}, {Key: "at", Value: storedTime(time.Now())}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return copied, fmt.Errorf("store: split: record the store's layout: %w", err)
+		if err := s.createIndexes(ctx); err != nil {
+			return 0, fmt.Errorf("store: split: %w", err)
+		}
+		for _, m := range moves {
+			n, err := copyCollection(ctx, s.db.Collection(m.name), m.to)
+			moved += n
+			if err != nil {
+				return moved, fmt.Errorf("store: split: move %s of %s to %s: %w", m.name, s.dbName, m.to.Database().Name(), err)
+			}
+		}
+		_, err = s.cluster.UpdateOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "split", Value: true}, {Key: "at", Value: storedTime(time.Now())}}}},
+			options.UpdateOne().SetUpsert(true))
+		if err != nil {
+			return moved, fmt.Errorf("store: split: record the store's layout: %w", err)
+		}
 	}
 	for _, m := range moves {
 		if err := s.db.Collection(m.name).Drop(ctx); err != nil {
-			return copied, fmt.Errorf("store: split: drop %s of %s (copied; run the split again): %w", m.name, s.dbName, err)
+			return moved, fmt.Errorf("store: split: drop %s of %s (copied; run the split again): %w", m.name, s.dbName, err)
 		}
 	}
-	return copied, nil
+	return moved, nil
 }
 
 // copyCollection copies every document of from into to, as stored, a batch at a time; one in to already
