@@ -78,7 +78,7 @@ func DefaultConfig() Config {
 		TimeoutGrace:     5 * time.Second,
 		FallbackPoll:     2 * time.Second,
 		FallbackKeep:     7 * 24 * time.Hour,
-		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour, BucketSize: store.DefaultBucketSize, RevisionsKeep: 100},
+		History:          History{Keep: 7 * 24 * time.Hour, ArchiveKeep: 90 * 24 * time.Hour, BucketSize: store.DefaultBucketSize, RevisionsKeep: 100, AuditKeep: 400 * 24 * time.Hour},
 		LogLevel:         "info",
 	}
 }
@@ -96,6 +96,9 @@ type History struct {
 	// RevisionsKeep is how many revisions of each job's definition are kept (its newest); tagged ones are
 	// kept besides, whatever their age.
 	RevisionsKeep int `mapstructure:"revisions_keep"`
+	// AuditKeep is how long the audit log keeps an entry (whole days: a day is dropped once all of it is
+	// this old); 0 keeps them for ever.
+	AuditKeep time.Duration `mapstructure:"audit_keep"`
 }
 
 // Validate names the bad key.
@@ -108,6 +111,9 @@ func (h History) Validate() error {
 	}
 	if h.BucketSize < 100 || h.BucketSize > 1_000_000 {
 		return fmt.Errorf("history.bucket_size %d: must be from 100 to 1000000", h.BucketSize)
+	}
+	if h.AuditKeep < 0 {
+		return fmt.Errorf("history.audit_keep %s: must be 0 (for ever) or positive", h.AuditKeep)
 	}
 	if h.RevisionsKeep < 1 || h.RevisionsKeep > 100_000 {
 		return fmt.Errorf("history.revisions_keep %d: must be from 1 to 100000", h.RevisionsKeep)

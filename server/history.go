@@ -10,12 +10,18 @@ type historyStore interface {
 	ArchiveBuckets(ctx context.Context, cut, now time.Time) (int, error)
 	PruneArchive(ctx context.Context, cut time.Time) (int, error)
 	PruneFences(ctx context.Context, cut time.Time) (int, error)
+	PruneAudit(ctx context.Context, cut time.Time) (int, error)
 }
+
+// pruneAuditEvery is how often the leader drops the audit log's old days: they end once a day, and an
+// audit log of an earlier version (one collection) is read whole by the delete.
+const pruneAuditEvery = time.Hour
 
 // keepHistory keeps the store's size set by the firing rate and history.keep, not by age, until the term
 // ends: every history.checkEvery (a minute at most), off the loop, it moves history buckets older than history.keep into the
 // archive (a rename each), drops archived buckets older than history.archive_keep more, and drops the
-// fences (the ids of fired executions) no firing can need again. Each step is idempotent, so a leader that
+// fences (the ids of fired executions) no firing can need again; every pruneAuditEvery it drops the audit
+// log's days older than history.audit_keep. Each step is idempotent, so a leader that
 // dies half way leaves the next one to finish it.
 func (l *leader) keepHistory(ctx context.Context) {
 	if l.history == nil {
@@ -35,9 +41,6 @@ func (l *leader) keepHistory(ctx context.Context) {
 
 func (l *leader) keepHistoryOnce(ctx context.Context, now time.Time) {
 	h := l.cfg.History
-	if h.Keep <= 0 {
-		return // kept for ever
-	}
 	step := func(what string, f func(ctx context.Context) (int, error)) {
 		sctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 		defer cancel()
@@ -49,6 +52,13 @@ func (l *leader) keepHistoryOnce(ctx context.Context, now time.Time) {
 		case n > 0:
 			l.logger.Info("history kept bounded", "step", what, "count", n)
 		}
+	}
+	if h.AuditKeep > 0 && now.Sub(l.auditPruned) >= pruneAuditEvery {
+		l.auditPruned = now
+		step("drop old audit days", func(ctx context.Context) (int, error) { return l.history.PruneAudit(ctx, now.Add(-h.AuditKeep)) })
+	}
+	if h.Keep <= 0 {
+		return // kept for ever
 	}
 	step("archive buckets", func(ctx context.Context) (int, error) { return l.history.ArchiveBuckets(ctx, now.Add(-h.Keep), now) })
 	if h.ArchiveKeep > 0 {

@@ -35,6 +35,8 @@ type leader struct {
 	logger *slog.Logger
 	notes  chan any
 	start  time.Time // when the term was established
+	// auditPruned is when keepHistory last pruned the audit log; only its goroutine uses it.
+	auditPruned time.Time
 	// changes are the job definitions written through the API and the declarations, taken by the loop in
 	// one turn (see jobChanges).
 	changes *jobChanges

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,5 +44,72 @@ func TestAuditPagesKeepEntriesOfTheSameMillisecond(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s listed %d times", id, n)
 		}
+	}
+}
+
+// The audit log is kept a day at a time: pages run across the days and the earlier versions' single
+// collection in time order, and pruning drops the days that ended before the cut and the single
+// collection's entries made before it.
+func TestTheAuditLogIsKeptADayAtATime(t *testing.T) {
+	t.Parallel()
+	s := testStore(t)
+	ctx := t.Context()
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d, h int) time.Time { return day.Add(time.Duration(d)*24*time.Hour + time.Duration(h)*time.Hour) }
+	var entries []AuditEntry
+	for d := range 3 {
+		for _, h := range []int{1, 12, 23} {
+			entries = append(entries, AuditEntry{ID: fmt.Sprintf("d%d-%02d", d, h), At: at(d, h), Who: "alice", Action: "PUT /api/v1/jobs/{name}"})
+		}
+	}
+	if err := s.InsertAudits(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	// Entries an earlier version wrote, one of them newer than some of the days' (a server not yet
+	// upgraded).
+	legacy := []any{
+		AuditEntry{ID: "old-0", At: at(-1, 5), Who: "alice"},
+		AuditEntry{ID: "old-1", At: at(1, 6), Who: "alice"},
+	}
+	if _, err := s.auditDB.Collection(collAudit).InsertMany(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	list := func() []string {
+		t.Helper()
+		var ids []string
+		var cursor AuditCursor
+		for pages := 0; ; pages++ {
+			if pages > 20 {
+				t.Fatal("more pages than entries")
+			}
+			page, err := s.ListAudit(ctx, "alice", cursor, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range page {
+				ids = append(ids, e.ID)
+			}
+			if len(page) < 2 {
+				return ids
+			}
+			last := page[len(page)-1]
+			cursor = AuditCursor{At: last.At, ID: last.ID}
+		}
+	}
+	want := "d2-23 d2-12 d2-01 d1-23 d1-12 old-1 d1-01 d0-23 d0-12 d0-01 old-0"
+	if got := strings.Join(list(), " "); got != want {
+		t.Fatalf("listed %s\nwant   %s", got, want)
+	}
+	// The cut falls in day 1: day 0 goes whole, day 1 stays whole, and the old entries before it go.
+	n, err := s.PruneAudit(ctx, at(1, 7))
+	if err != nil || n != 3 {
+		t.Fatalf("PruneAudit = %d, %v; want day 0 and the 2 old entries", n, err)
+	}
+	want = "d2-23 d2-12 d2-01 d1-23 d1-12 d1-01"
+	if got := strings.Join(list(), " "); got != want {
+		t.Fatalf("after the prune listed %s\nwant   %s", got, want)
+	}
+	if n, err := s.PruneAudit(ctx, at(1, 7)); err != nil || n != 0 {
+		t.Fatalf("PruneAudit again = %d, %v; want nothing left to remove", n, err)
 	}
 }

@@ -654,6 +654,10 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 	if errs := s.InsertRevisions(ctx, []Revision{rev}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
+	// An entry of the audit log made now goes to its day's collection, beside the old single one.
+	if err := s.InsertAudits(ctx, []AuditEntry{{ID: "a3", At: at(2 * time.Second), Who: "ops", Action: "PUT /api/v1/jobs/{name}", Status: 200}}); err != nil {
+		t.Fatal(err)
+	}
 	check := func(s *Store, when string) {
 		t.Helper()
 		got, stray, err := s.ReadOpenSet(ctx)
@@ -670,8 +674,8 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 			}
 		}
 		entries, err := s.ListAudit(ctx, "", AuditCursor{}, 10)
-		if err != nil || len(entries) != 2 || entries[0].ID != "a2" || entries[1].ID != "a1" {
-			t.Fatalf("audit log %s = %+v, %v; want a2, a1", when, entries, err)
+		if err != nil || len(entries) != 3 || entries[0].ID != "a3" || entries[1].ID != "a2" || entries[2].ID != "a1" {
+			t.Fatalf("audit log %s = %+v, %v; want a3, a2, a1", when, entries, err)
 		}
 		if got, err := s.GetRevision(ctx, "j", 1); err != nil || got.Who != "ops" {
 			t.Fatalf("revision 1 of j %s = %+v, %v", when, got, err)
@@ -688,11 +692,11 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := s.SplitDatabases(ctx)
-	if err != nil || n != 8 {
-		t.Fatalf("SplitDatabases = %d, %v; want the 8 documents moved", n, err)
+	if err != nil || n != 9 {
+		t.Fatalf("SplitDatabases = %d, %v; want the 9 documents moved", n, err)
 	}
 	check(s, "after the split")
-	names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: []string{collOpenExecs, collOpenEvents, collAudit, collRevisions}}}}})
+	names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: []string{collOpenExecs, collOpenEvents, collAudit, auditDayName(t0), collRevisions}}}}})
 	if err != nil || len(names) != 0 {
 		t.Errorf("the store's own database after the split still has %v (%v)", names, err)
 	}

@@ -68,7 +68,7 @@ func (s *Store) chooseLayout(ctx context.Context) (split bool, err error) {
 func (s *Store) useSplitLayout() {
 	open := s.client.Database(s.dbName + OpenSuffix)
 	s.openExecs, s.openEvents = open.Collection(collOpenExecs), open.Collection(collOpenEvents)
-	s.audit = s.client.Database(s.dbName + AuditSuffix).Collection(collAudit)
+	s.auditDB = s.client.Database(s.dbName + AuditSuffix)
 	s.revisions = s.client.Database(s.dbName + RevisionsSuffix).Collection(collRevisions)
 }
 
@@ -91,11 +91,21 @@ func (s *Store) SplitDatabases(ctx context.Context) (moved int, err error) {
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return 0, fmt.Errorf("store: split: read the store's layout: %w", err)
 	}
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("store: split: list the collections of %s: %w", s.dbName, err)
+	}
 	s.useSplitLayout()
-	moves := []struct {
+	type move struct {
 		name string
 		to   *mongo.Collection
-	}{{collOpenExecs, s.openExecs}, {collOpenEvents, s.openEvents}, {collAudit, s.audit}, {collRevisions, s.revisions}}
+	}
+	moves := []move{{collOpenExecs, s.openExecs}, {collOpenEvents, s.openEvents}, {collRevisions, s.revisions}}
+	for _, name := range names {
+		if _, ok := auditCollection(name); ok {
+			moves = append(moves, move{name, s.auditDB.Collection(name)})
+		}
+	}
 	if !doc.Split {
 		for _, m := range moves {
 			if err := m.to.Drop(ctx); err != nil {
@@ -104,6 +114,13 @@ func (s *Store) SplitDatabases(ctx context.Context) (moved int, err error) {
 		}
 		if err := s.createIndexes(ctx); err != nil {
 			return 0, fmt.Errorf("store: split: %w", err)
+		}
+		for _, m := range moves {
+			if day, ok := auditCollection(m.name); ok && !day.IsZero() {
+				if _, err := s.auditDay(ctx, m.name); err != nil {
+					return 0, fmt.Errorf("store: split: %w", err)
+				}
+			}
 		}
 		for _, m := range moves {
 			n, err := copyCollection(ctx, s.db.Collection(m.name), m.to)

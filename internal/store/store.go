@@ -99,7 +99,8 @@ type Store struct {
 	contacts     *mongo.Collection
 	notes        *mongo.Collection // notifications
 	claims       *mongo.Collection // notification_claims
-	audit        *mongo.Collection
+	auditDB      *mongo.Database   // the audit log's days (see InsertAudits)
+	auditDays    sync.Map          // day collections this process has indexed, by name
 	revisions    *mongo.Collection // job_revisions
 	tombstones   *mongo.Collection // job_tombstones
 	noIndexes    bool
@@ -160,7 +161,7 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		contacts:     db.Collection(collContacts),
 		notes:        db.Collection(collNotes),
 		claims:       db.Collection(collNoteClaims),
-		audit:        db.Collection(collAudit),
+		auditDB:      db,
 		revisions:    db.Collection(collRevisions),
 		tombstones:   db.Collection(collTombstones),
 	}
@@ -229,7 +230,6 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("state_next_attempt", bson.D{{Key: "state", Value: 1}, {Key: "next_attempt", Value: 1}}),
 			index("alert_key_created_at", bson.D{{Key: "alert_key", Value: 1}, {Key: "created_at", Value: -1}}),
 		}},
-		{s.audit, []mongo.IndexModel{index("at", bson.D{{Key: "at", Value: -1}})}},
 		{s.revisions, []mongo.IndexModel{index("job_version", bson.D{{Key: "job", Value: 1}, {Key: "version", Value: -1}})}},
 		// The job list's filters (the console's): which jobs name a contact, are pinned to a client.
 		{s.jobs, []mongo.IndexModel{
