@@ -205,10 +205,16 @@ func (s *Server) buryJobs(ctx context.Context, deleted []job.Spec) {
 		revs[i] = spec
 		ts[i] = store.Tombstone{Job: spec.Name, Version: spec.Version, At: s.now()}
 	}
+	// Concurrent deletions share one insert: on FerretDB each is a commit on the jobs' database, where the
+	// deletions themselves are.
+	put := func(ctx context.Context, ts []store.Tombstone) []error {
+		return fill(make([]error, len(ts)), s.store.PutTombstones(ctx, ts))
+	}
 	var err error
 	for range 2 {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupWriteTimeout)
-		err = s.store.PutTombstones(wctx, ts)
+		errs := s.tombstoneLog.write(wctx, put, ts)
+		err = errs[0] // one insert: the same error for every tombstone
 		cancel()
 		if err == nil {
 			break

@@ -3,8 +3,10 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,5 +111,53 @@ func TestAJobsHistoryRecordsEveryChangeAndRollsBackAndRestores(t *testing.T) {
 	}
 	if code, _ := (apiCall{method: "POST", path: "/api/v1/jobs/ledger/rollback", body: `{"version":1,"expect":9}`, token: tok.operator}).do(t, srv); code != http.StatusForbidden {
 		t.Fatalf("an operator's rollback: %d, want 403", code)
+	}
+}
+
+// Jobs deleted at once (their tombstones share an insert) come back, made again through another server,
+// with their versions going on.
+func TestJobsDeletedAtOnceComeBackWithTheirVersionsGoingOn(t *testing.T) {
+	t.Parallel()
+	st := testStore(t, "t_tomb_")
+	serve := func() (*Server, *httptest.Server, testTokens) {
+		s := &Server{store: st}
+		srv, tok := serveSecured(t, s)
+		s.cfg.Limits.Jobs = 100
+		s.lead.Store(newLeader(leaderDeps{cfg: s.cfg, metrics: s.metrics, now: time.Now, store: st}, s.logger, 7))
+		return s, srv, tok
+	}
+	_, srv, tok := serve()
+	const n = 16
+	name := func(i int) string { return fmt.Sprintf("nightly-%02d", i) }
+	for i := range n {
+		body := fmt.Sprintf(`{"name":%q,"schedule":"0 0 1 * * ?","handler":"shell","params":{"command":"true"}}`, name(i))
+		if code, out := (apiCall{method: "POST", path: "/api/v1/jobs", body: body, token: tok.admin}).do(t, srv); code != http.StatusCreated {
+			t.Fatalf("create %s: %d %s", name(i), code, out)
+		}
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			codes[i], _ = apiCall{method: "DELETE", path: "/api/v1/jobs/" + name(i), token: tok.admin}.do(t, srv)
+		})
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusNoContent {
+			t.Fatalf("delete %s: %d", name(i), code)
+		}
+	}
+	// Another server knows no tombstone but the store's.
+	_, other, tok2 := serve()
+	for i := range n {
+		body := fmt.Sprintf(`{"name":%q,"schedule":"0 0 2 * * ?","handler":"shell","params":{"command":"true"}}`, name(i))
+		code, out := apiCall{method: "POST", path: "/api/v1/jobs", body: body, token: tok2.admin}.do(t, other)
+		if code != http.StatusCreated {
+			t.Fatalf("create %s again: %d %s", name(i), code, out)
+		}
+		if spec := decodeInto[job.Spec](t, out); spec.Version != 3 {
+			t.Errorf("%s made again at version %d, want 3 (1 created, 2 deleted)", name(i), spec.Version)
+		}
 	}
 }

@@ -63,6 +63,7 @@ type Server struct {
 	revisionLog  groupCommit[store.Revision]    // see recordRevisions
 	prunes       revisionPrunes                 // revisions out of their window, deleted in the background
 	tombs        tombstoneCache                 // deleted jobs' last versions (see continueVersions)
+	tombstoneLog groupCommit[store.Tombstone]   // see buryJobs
 	creates      groupCommit[job.Spec]          // see createJobs
 }
 
