@@ -217,6 +217,7 @@ func (s *Server) Run(ctx context.Context) error {
 	start("leader observer", s.observeLeader)
 	start("intake", s.intake.run)
 	start("leadership", s.monitorLeadership)
+	start("store layout", s.watchLayout)
 
 	api := newHTTPServer(routes)
 	start("api", func(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -88,4 +89,39 @@ func refuseDuringSplit(sess *zksession.Session) error {
 		return fmt.Errorf("a store split (clover server split-store) is under way: start this server once it has ended")
 	}
 	return nil
+}
+
+// layoutCheckEvery is how often a server that opened the store in an earlier version's layout looks for
+// a split made since: a process that was paused, or cut off from ZooKeeper long enough to be counted
+// gone, while split-store ran, checks at once when it runs again (a ticker keeps the tick it missed).
+const layoutCheckEvery = 5 * time.Second
+
+// errStoreSplit ends a server whose store was split after it opened it.
+var errStoreSplit = errors.New("the store was split (clover server split-store) after this server opened it: start it again, it will open the split store")
+
+// watchLayout ends the server if the store is split after the server opened it: it would go on reading
+// and writing the collections the split moved (an open set nobody else reads, events lost to it). A
+// server that opened a split store has nothing to watch.
+func (s *Server) watchLayout(ctx context.Context) error {
+	if s.store.Split() {
+		return nil
+	}
+	t := time.NewTicker(layoutCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		changed, err := s.store.LayoutChanged(cctx)
+		cancel()
+		switch {
+		case changed:
+			return errStoreSplit
+		case err != nil && ctx.Err() == nil:
+			s.logger.Debug("could not look for a store split", "err", err)
+		}
+	}
 }

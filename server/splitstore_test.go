@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -84,12 +85,30 @@ func TestSplitStoreWaitsForEveryServerToStop(t *testing.T) {
 	if st.Split() {
 		t.Fatal("the store was split while a server ran")
 	}
+	// That server goes on with its store (it is paused, say, and counted gone); once the store is split it
+	// stops rather than read and write where the split moved things from.
+	stale := &Server{store: st, logger: slog.New(slog.DiscardHandler)}
+	watched := make(chan error, 1)
+	go func() { watched <- stale.watchLayout(ctx) }()
 
 	if err := reg.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case err := <-watched:
+		t.Fatalf("a server stopped for a split before any: %v", err)
+	default:
+	}
 	if moved, err := s.SplitStore(ctx); err != nil || moved != 1 {
 		t.Fatalf("split with no server running = %d, %v; want 1 document moved", moved, err)
+	}
+	select {
+	case err := <-watched:
+		if !errors.Is(err, errStoreSplit) {
+			t.Fatalf("the server that opened the store before the split ended with %v, want errStoreSplit", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server that opened the store before the split still runs 30 s after it")
 	}
 	after, err := store.Open(ctx, f.URI, db)
 	if err != nil {

@@ -691,11 +691,22 @@ func TestAStoreIsSplitWhenNewOrBySplitDatabases(t *testing.T) {
 	if _, err := raw.Database(db+OpenSuffix).Collection(collOpenExecs).InsertOne(ctx, storedExecutionDoc(closed)); err != nil {
 		t.Fatal(err)
 	}
+	// A process that opened the store before the split (paused, or away from ZooKeeper, while it ran).
+	stale := openTestStore(t, uri, db)
+	if changed, err := stale.LayoutChanged(ctx); err != nil || changed {
+		t.Fatalf("LayoutChanged before the split = %v, %v", changed, err)
+	}
 	n, err := s.SplitDatabases(ctx)
 	if err != nil || n != 9 {
 		t.Fatalf("SplitDatabases = %d, %v; want the 9 documents moved", n, err)
 	}
 	check(s, "after the split")
+	if changed, err := stale.LayoutChanged(ctx); err != nil || !changed {
+		t.Fatalf("LayoutChanged of a store opened before the split = %v, %v; want true", changed, err)
+	}
+	if changed, err := s.LayoutChanged(ctx); err != nil || changed {
+		t.Fatalf("LayoutChanged of the store that split = %v, %v; want false", changed, err)
+	}
 	names, err := s.db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: []string{collOpenExecs, collOpenEvents, collAudit, auditDayName(t0), collRevisions}}}}})
 	if err != nil || len(names) != 0 {
 		t.Errorf("the store's own database after the split still has %v (%v)", names, err)

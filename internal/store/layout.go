@@ -64,6 +64,26 @@ func (s *Store) chooseLayout(ctx context.Context) (split bool, err error) {
 	return false, fmt.Errorf("store: the store's layout document of %s is made and gone", s.dbName)
 }
 
+// LayoutChanged reports whether the store was split after s opened it: its layout document says split
+// while s reads and writes where an earlier version did. A process holding such a Store must open it
+// again (a server exits: see the server's watchLayout); a split Store never goes back.
+func (s *Store) LayoutChanged(ctx context.Context) (bool, error) {
+	if s.noIndexes || s.Split() {
+		return false, nil
+	}
+	var doc struct {
+		Split bool `bson:"split"`
+	}
+	err := s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: read the store's layout: %w", err)
+	}
+	return doc.Split, nil
+}
+
 // useSplitLayout points the open set, the audit log and the revisions at their own databases.
 func (s *Store) useSplitLayout() {
 	open := s.client.Database(s.dbName + OpenSuffix)
