@@ -112,8 +112,9 @@ func (h History) Validate() error {
 	if h.BucketSize < 100 || h.BucketSize > 1_000_000 {
 		return fmt.Errorf("history.bucket_size %d: must be from 100 to 1000000", h.BucketSize)
 	}
-	if h.AuditKeep < 0 {
-		return fmt.Errorf("history.audit_keep %s: must be 0 (for ever) or positive", h.AuditKeep)
+	if h.AuditKeep < 0 || (h.AuditKeep > 0 && h.AuditKeep < 24*time.Hour) {
+		// Days are dropped whole: a shorter keep would drop the day entries are still being written to.
+		return fmt.Errorf("history.audit_keep %s: must be 0 (for ever) or at least 24h", h.AuditKeep)
 	}
 	if h.RevisionsKeep < 1 || h.RevisionsKeep > 100_000 {
 		return fmt.Errorf("history.revisions_keep %d: must be from 1 to 100000", h.RevisionsKeep)

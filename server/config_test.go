@@ -30,6 +30,7 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		"ack_timeout":   {func(c *Config) { c.AckTimeout = 0 }, "ack_timeout"},
 		"accept_window": {func(c *Config) { c.AcceptWindow = time.Second }, "accept_window"},
 		"misfire":       {func(c *Config) { c.MisfireThreshold = 2 * time.Second }, "misfire_threshold 2s: must exceed zookeeper.session_timeout"},
+		"audit_keep":    {func(c *Config) { c.History.AuditKeep = time.Hour }, "history.audit_keep 1h0m0s: must be 0 (for ever) or at least 24h"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := DefaultConfig()

@@ -207,14 +207,10 @@ func (s *Server) buryJobs(ctx context.Context, deleted []job.Spec) {
 	}
 	// Concurrent deletions share one insert: on FerretDB each is a commit on the jobs' database, where the
 	// deletions themselves are.
-	put := func(ctx context.Context, ts []store.Tombstone) []error {
-		return fill(make([]error, len(ts)), s.store.PutTombstones(ctx, ts))
-	}
 	var err error
 	for range 2 {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupWriteTimeout)
-		errs := s.tombstoneLog.write(wctx, put, ts)
-		err = errs[0] // one insert: the same error for every tombstone
+		err = errors.Join(s.tombstoneLog.write(wctx, s.store.PutTombstones, ts)...)
 		cancel()
 		if err == nil {
 			break

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,18 +41,22 @@ func (s *Store) InsertAudit(ctx context.Context, e AuditEntry) error {
 // in the audit's database. A page of it reads the newest days until it is full, and keeping it bounded
 // (PruneAudit) drops whole days: on FerretDB every other filter reads the whole collection, so one
 // collection for all time would make both a scan of every entry ever made. A store of an earlier version
-// has one collection, audit: its entries are listed with the days' and pruned by a delete, until none is
-// left.
+// has one collection, audit: PruneAudit moves its entries into their days (it renames it audit_moving
+// first, so that a server of that version still writing makes a new one, moved the next time), and until
+// then its entries are listed with the days'.
 
-const auditDayPrefix = collAudit + "_"
+const (
+	auditDayPrefix = collAudit + "_"
+	auditMoving    = collAudit + "_moving"
+)
 
 // auditDayName is the collection of the entries made on t's day.
 func auditDayName(t time.Time) string { return auditDayPrefix + t.UTC().Format("20060102") }
 
-// auditCollection reports whether name is a collection of the audit log and, for a day's, the day; the
-// earlier versions' single collection has the zero time.
+// auditCollection reports whether name is a collection of the audit log and, for a day's, the day; an
+// earlier version's single collection (audit, or audit_moving while PruneAudit moves it) has the zero time.
 func auditCollection(name string) (day time.Time, ok bool) {
-	if name == collAudit {
+	if name == collAudit || name == auditMoving {
 		return time.Time{}, true
 	}
 	digits, found := strings.CutPrefix(name, auditDayPrefix)
@@ -62,7 +67,8 @@ func auditCollection(name string) (day time.Time, ok bool) {
 	return day, err == nil
 }
 
-// InsertAudits records entries, a day's in one insert; their IDs and times are set if empty.
+// InsertAudits records entries, a day's in one insert; their IDs and times are set if empty. A day whose
+// insert fails does not keep the others from theirs.
 func (s *Store) InsertAudits(ctx context.Context, entries []AuditEntry) error {
 	byDay := map[string][]any{}
 	var days []string
@@ -82,55 +88,56 @@ func (s *Store) InsertAudits(ctx context.Context, entries []AuditEntry) error {
 		}
 		byDay[day] = append(byDay[day], e)
 	}
+	var errs []error
 	for _, day := range days {
-		coll, err := s.auditDay(ctx, day)
-		if err != nil {
-			return err
-		}
-		docs := byDay[day]
+		coll, docs := s.auditDay(ctx, day), byDay[day]
+		var err error
 		if len(docs) == 1 {
 			_, err = coll.InsertOne(ctx, docs[0])
 		} else {
 			_, err = coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		}
 		if err != nil {
-			return fmt.Errorf("store: insert %d audit entries into %s: %w", len(docs), day, err)
+			errs = append(errs, fmt.Errorf("store: insert %d audit entries into %s: %w", len(docs), day, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// auditDay returns the day collection name, indexed by time the first time this process writes to it:
-// MongoDB then pages a day's entries in order without sorting them all.
-func (s *Store) auditDay(ctx context.Context, name string) (*mongo.Collection, error) {
+// auditDay returns the day collection name, indexed the first time this process writes to it, so that
+// MongoDB pages a day's entries from the index. The index is a help, not a condition: an entry is
+// inserted without it, and it is made again at the next write.
+func (s *Store) auditDay(ctx context.Context, name string) *mongo.Collection {
 	coll := s.auditDB.Collection(name)
 	if _, done := s.auditDays.Load(name); done || s.noIndexes {
-		return coll, nil
+		return coll
 	}
-	if _, err := coll.Indexes().CreateOne(ctx, index("at", bson.D{{Key: "at", Value: -1}})); err != nil {
-		return nil, fmt.Errorf("store: index the audit log's %s: %w", name, err)
+	if _, err := coll.Indexes().CreateOne(ctx, index("at_id", bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}})); err != nil {
+		s.logger.Warn("the audit log's day has no index yet; made again at the next write", "collection", name, "err", err)
+		return coll
 	}
 	s.auditDays.Store(name, true)
-	return coll, nil
+	return coll
 }
 
-// auditCollections returns the audit log's collections, the newest day first and the earlier versions'
-// single collection, if there is one, last.
-func (s *Store) auditCollections(ctx context.Context) (days []string, legacy bool, err error) {
+// auditCollections returns the audit log's collections: the days, newest first, and an earlier version's
+// single collection (audit, audit_moving).
+func (s *Store) auditCollections(ctx context.Context) (days, legacy []string, err error) {
 	names, err := s.auditDB.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
-		return nil, false, fmt.Errorf("store: list the audit log's days: %w", err)
+		return nil, nil, fmt.Errorf("store: list the audit log's days: %w", err)
 	}
 	for _, name := range names {
 		switch day, ok := auditCollection(name); {
 		case ok && day.IsZero():
-			legacy = true
+			legacy = append(legacy, name)
 		case ok:
 			days = append(days, name)
 		}
 	}
 	slices.Sort(days)
 	slices.Reverse(days)
+	slices.Sort(legacy)
 	return days, legacy, nil
 }
 
@@ -189,11 +196,13 @@ func (s *Store) ListAudit(ctx context.Context, who string, before AuditCursor, l
 			return nil, err
 		}
 	}
-	if legacy {
+	for _, name := range legacy {
 		// Written before the days (or by a server of an earlier version meanwhile): any time.
-		if err := read(collAudit, limit); err != nil {
+		if err := read(name, limit); err != nil {
 			return nil, err
 		}
+	}
+	if len(legacy) > 0 {
 		slices.SortStableFunc(out, func(a, b AuditEntry) int {
 			if c := b.At.Compare(a.At); c != 0 {
 				return c
@@ -214,15 +223,38 @@ type AuditCursor struct {
 	ID string
 }
 
-// PruneAudit drops the days of the audit log that ended before cut and deletes the entries of the earlier
-// versions' single collection made before cut (the collection is kept: a server of an earlier version may
-// still be writing to it). It returns how many days and entries it removed.
+// PruneAudit moves the entries of an earlier version's single collection into their days (those made
+// before cut are left out), then drops the days that ended before cut. It returns how many days and
+// earlier entries it removed. Run again after a failure, it goes on: every step is idempotent.
 func (s *Store) PruneAudit(ctx context.Context, cut time.Time) (int, error) {
 	days, legacy, err := s.auditCollections(ctx)
 	if err != nil {
 		return 0, err
 	}
 	removed := 0
+	if slices.Contains(legacy, auditMoving) {
+		// A move cut short: finish it before taking the collection an earlier version may have made since.
+		n, err := s.moveLegacyAudit(ctx, cut)
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+	}
+	if slices.Contains(legacy, collAudit) {
+		cmd := bson.D{{Key: "renameCollection", Value: s.auditDB.Name() + "." + collAudit}, {Key: "to", Value: s.auditDB.Name() + "." + auditMoving}}
+		if err := s.client.Database("admin").RunCommand(ctx, cmd).Err(); err != nil {
+			return removed, fmt.Errorf("store: prune audit: rename %s to %s: %w", collAudit, auditMoving, err)
+		}
+		n, err := s.moveLegacyAudit(ctx, cut)
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+		// Its entries may fall in days listed before the move.
+		if days, _, err = s.auditCollections(ctx); err != nil {
+			return removed, err
+		}
+	}
 	for _, name := range days {
 		if day, _ := auditCollection(name); day.Add(24 * time.Hour).After(cut) {
 			continue
@@ -233,14 +265,56 @@ func (s *Store) PruneAudit(ctx context.Context, cut time.Time) (int, error) {
 		s.auditDays.Delete(name)
 		removed++
 	}
-	if !legacy {
-		return removed, nil
-	}
-	old := s.auditDB.Collection(collAudit)
-	res, err := old.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: storedTime(cut)}}}})
-	if err != nil {
-		return removed, fmt.Errorf("store: prune audit: %w", err)
-	}
-	removed += int(res.DeletedCount)
 	return removed, nil
+}
+
+// moveLegacyAudit copies the entries of audit_moving made at or after cut into their days (one already
+// there is left as it is), then drops it; it returns how many it left out.
+func (s *Store) moveLegacyAudit(ctx context.Context, cut time.Time) (skipped int, err error) {
+	from := s.auditDB.Collection(auditMoving)
+	cur, err := from.Find(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune audit: read %s: %w", auditMoving, err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	batches := map[string][]any{}
+	flush := func(day string) error {
+		if err := insertIgnoringDuplicates(ctx, s.auditDay(ctx, day), batches[day]); err != nil {
+			return fmt.Errorf("store: prune audit: move entries into %s: %w", day, err)
+		}
+		delete(batches, day)
+		return nil
+	}
+	now := time.Now()
+	for cur.Next(ctx) {
+		// An entry is moved as it is stored; one without a time (written by someone else) goes to today.
+		t, ok := cur.Current.Lookup("at").TimeOK()
+		if !ok {
+			t = now
+		} else {
+			if t.Before(cut) {
+				skipped++
+				continue
+			}
+		}
+		day := auditDayName(t)
+		batches[day] = append(batches[day], slices.Clone(cur.Current))
+		if len(batches[day]) == 1000 {
+			if err := flush(day); err != nil {
+				return skipped, err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return skipped, fmt.Errorf("store: prune audit: read %s: %w", auditMoving, err)
+	}
+	for day := range batches {
+		if err := flush(day); err != nil {
+			return skipped, err
+		}
+	}
+	if err := from.Drop(ctx); err != nil {
+		return skipped, fmt.Errorf("store: prune audit: drop %s (moved): %w", auditMoving, err)
+	}
+	return skipped, nil
 }

@@ -137,9 +137,7 @@ func (s *Store) SplitDatabases(ctx context.Context) (moved int, err error) {
 		}
 		for _, m := range moves {
 			if day, ok := auditCollection(m.name); ok && !day.IsZero() {
-				if _, err := s.auditDay(ctx, m.name); err != nil {
-					return 0, fmt.Errorf("store: split: %w", err)
-				}
+				s.auditDay(ctx, m.name) // indexed before it is filled
 			}
 		}
 		for _, m := range moves {

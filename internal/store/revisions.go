@@ -202,10 +202,13 @@ type Tombstone struct {
 }
 
 // PutTombstones records deleted jobs' last versions (replacing older tombstones of the same names): one
-// insert, and a replace only for a name deleted before.
-func (s *Store) PutTombstones(ctx context.Context, ts []Tombstone) error {
+// insert, and a replace only for a name deleted before. It returns each tombstone's error: the
+// tombstones of several callers' deletions share the insert (a group commit), and one's failure is not
+// another's.
+func (s *Store) PutTombstones(ctx context.Context, ts []Tombstone) []error {
+	errs := make([]error, len(ts))
 	if len(ts) == 0 {
-		return nil
+		return errs
 	}
 	docs := make([]any, len(ts))
 	for i := range ts {
@@ -214,22 +217,29 @@ func (s *Store) PutTombstones(ctx context.Context, ts []Tombstone) error {
 	}
 	_, err := s.tombstones.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
-		return nil
+		return errs
 	}
 	var bw mongo.BulkWriteException
 	if !errors.As(err, &bw) || bw.WriteConcernError != nil {
-		return fmt.Errorf("store: record %d deleted jobs: %w", len(ts), err)
+		for i := range errs {
+			errs[i] = fmt.Errorf("store: record %d deleted jobs: %w", len(ts), err)
+		}
+		return errs
 	}
 	for _, we := range bw.WriteErrors {
-		if we.Code != 11000 || we.Index < 0 || we.Index >= len(ts) {
-			return fmt.Errorf("store: record %d deleted jobs: %s", len(ts), we.Message)
+		if we.Index < 0 || we.Index >= len(ts) {
+			continue // not one of ours: nothing to tell of it
 		}
 		t := ts[we.Index]
+		if we.Code != 11000 {
+			errs[we.Index] = fmt.Errorf("store: record the deletion of %s: %s", t.Job, we.Message)
+			continue
+		}
 		if _, err := s.tombstones.ReplaceOne(ctx, bson.D{{Key: "_id", Value: t.Job}}, t); err != nil {
-			return fmt.Errorf("store: record the deletion of %s: %w", t.Job, err)
+			errs[we.Index] = fmt.Errorf("store: record the deletion of %s: %w", t.Job, err)
 		}
 	}
-	return nil
+	return errs
 }
 
 // AllTombstones returns every deleted job's last version, by name.

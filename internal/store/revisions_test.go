@@ -58,10 +58,10 @@ func TestRevisionsAreKeyedByJobAndVersionAndPrunedUnlessTagged(t *testing.T) {
 		t.Fatal("an untagged revision was not pruned")
 	}
 
-	if err := s.PutTombstones(ctx, []Tombstone{{Job: "ledger", Version: 7, At: born}, {Job: "other", Version: 2, At: born}}); err != nil {
+	if err := errors.Join(s.PutTombstones(ctx, []Tombstone{{Job: "ledger", Version: 7, At: born}, {Job: "other", Version: 2, At: born}})...); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutTombstones(ctx, []Tombstone{{Job: "ledger", Version: 12, At: born}}); err != nil {
+	if err := errors.Join(s.PutTombstones(ctx, []Tombstone{{Job: "ledger", Version: 12, At: born}})...); err != nil {
 		t.Fatal(err)
 	}
 	all, err := s.AllTombstones(ctx)
