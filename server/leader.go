@@ -84,6 +84,7 @@ type leader struct {
 	maybeRecorded map[string]bool
 	woken         map[string]bool // jobs with an execution that just ended (see wake)
 	backlog       backlogUse      // what waits for a client or its job's queue (see backlog.go)
+	line          waitLine        // what the last tick left waiting, for room freed before the next (room.go)
 	inserts       insertSizer     // how many executions one insert takes (see insertSizer)
 	fullLog       logx.Limiter    // the backlog-full warning, at most once a minute
 	staleSkipped  int64           // executions of this term that waited past the misfire threshold and were skipped
@@ -382,6 +383,7 @@ func (l *leader) run(ctx context.Context) error {
 			return err
 		}
 		l.releaseWoken()
+		l.offerFreedRoom()
 	}
 }
 

@@ -37,6 +37,7 @@ func (h *harness) finish(peer string, d *wire.Dispatch, status job.State) {
 	h.store.mu.Unlock()
 	h.l.recorded(d.ExecID, run)
 	h.l.releaseWoken() // as the loop does after each note
+	h.l.offerFreedRoom()
 }
 
 func (h *harness) heartbeat(peer string, ids ...string) {

@@ -105,6 +105,7 @@ func (l *leader) checkFlights(ctx context.Context) error {
 		}
 	}
 	l.backlog = held
+	l.line.reset(want, now)
 	l.metrics.inflight.Set(float64(len(l.flights)))
 	l.metrics.orphaned.Set(float64(orphans))
 	l.metrics.waiting.Set(float64(held.count))
