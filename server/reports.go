@@ -75,6 +75,11 @@ func (l *leader) onAck(a *wire.Ack) {
 	}
 	f.refused[a.From] = l.now()
 	l.release(f.client, f.exec.Width)
+	if a.Code == wire.RefuseBusy {
+		// It holds more than the leader counts (a local run, a heartbeat not yet seen): nothing more
+		// goes to it until the next count, rather than one refusal after another (see room.go).
+		l.fullPipes[a.From] = true
+	}
 	l.toWaiting(f) // the next tick offers it to another client, or to this one after refuseBackoff
 }
 
@@ -91,6 +96,7 @@ func (l *leader) onResult(r *wire.Result) {
 	now := l.now()
 	if f.holds(now) {
 		l.release(f.client, f.exec.Width) // room for the next one now, not at the next count
+		l.line.roomFreed = true
 	}
 	if f.phase == phaseRunning && r.Result.Status == job.StateSucceeded {
 		l.observeRuntime(f.exec.Job, time.Duration(r.Result.Duration))

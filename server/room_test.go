@@ -9,12 +9,12 @@ import (
 	"github.com/clover-sched/clover/internal/wire"
 )
 
-// roomHarness is a leader with one client "a" of one slot and a job j without a schedule, so that what
-// it runs is what the test triggers.
-func roomHarness(t *testing.T) *harness {
+// roomHarness is a leader with one client "a" of slots slots and a job j without a schedule, so that
+// what it runs is what the test triggers.
+func roomHarness(t *testing.T, slots int) *harness {
 	fs := newFakeStore(spec("j", "@at 2099-01-01T00:00:00Z", func(s *job.Spec) { s.Overlap = job.OverlapAllow }))
 	h := newHarness(t, fs, "a")
-	h.clients[0].Capacity = 1
+	h.clients[0].Capacity = slots
 	h.establish()
 	return h
 }
@@ -41,7 +41,7 @@ func sentDispatch(f *flight) *wire.Dispatch {
 // A slot freed by a result goes to the oldest waiting execution at once, not at the next tick: otherwise a
 // slot serves at most one short run a tick.
 func TestRoomFreedBetweenTicksGoesToTheOldestWaiting(t *testing.T) {
-	h := roomHarness(t)
+	h := roomHarness(t, 1)
 	fs := h.triggerAll(3)
 	h.advance(0) // a tick: the two that found no room wait
 	if fs[0].phase != phaseDispatched || fs[1].phase != phaseWaiting || fs[2].phase != phaseWaiting {
@@ -64,7 +64,7 @@ func TestRoomFreedBetweenTicksGoesToTheOldestWaiting(t *testing.T) {
 
 // A leader that cannot confirm its term hands out no room: a deposed leader must not dispatch.
 func TestRoomFreedIsNotOfferedByAnUnconfirmedLeader(t *testing.T) {
-	h := roomHarness(t)
+	h := roomHarness(t, 1)
 	fs := h.triggerAll(2)
 	h.advance(0)
 	h.ack("a", sentDispatch(fs[0]))
@@ -98,5 +98,65 @@ func TestRoomFreedSkipsWhatTheMisfirePolicyDecides(t *testing.T) {
 	h.finish("a", sentDispatch(first), job.StateSucceeded)
 	if late.phase != phaseWaiting || len(h.sentTo("a")) != 1 {
 		t.Fatalf("a stale execution was dispatched between ticks: %s, %d sent", late.phase, len(h.sentTo("a")))
+	}
+}
+
+// A client that refuses as busy holds more than the leader counts: its refusal frees nothing, and nothing
+// more is sent to it before the next count, rather than one refusal after another.
+func TestABusyRefusalFreesNoRoom(t *testing.T) {
+	h := roomHarness(t, 2)
+	fs := h.triggerAll(5)
+	h.advance(0)
+	if n := len(h.sentTo("a")); n != 2 {
+		t.Fatalf("set-up: %d sent, want 2", n)
+	}
+	h.l.onAck(&wire.Ack{Header: wire.Header{From: "a"}, ExecID: fs[0].exec.ID, Job: "j", Attempt: fs[0].attempt, Run: 1, Code: wire.RefuseBusy})
+	h.l.offerFreedRoom() // as the loop does after the note
+	if n := len(h.sentTo("a")); n != 2 {
+		t.Fatalf("%d sent after a busy refusal, want still 2", n)
+	}
+	// A later result gives room back, but not to the client that said it is full, until the next count.
+	h.ack("a", sentDispatch(fs[1]))
+	h.finish("a", sentDispatch(fs[1]), job.StateSucceeded)
+	if n := len(h.sentTo("a")); n != 2 {
+		t.Fatalf("%d sent to a busy client before the next count, want still 2", n)
+	}
+	h.advance(0) // the count: a has room again
+	if n := len(h.sentTo("a")); n != 4 {
+		t.Fatalf("%d sent after the next count, want 4", n)
+	}
+}
+
+// Executions no client with room may take (their job is pinned to a full client) do not keep the room a
+// result frees from the executions of other jobs behind them, however many there are.
+func TestRoomFreedPassesOverAJobPinnedToAFullClient(t *testing.T) {
+	fs := newFakeStore(
+		spec("p", "@at 2099-01-01T00:00:00Z", func(s *job.Spec) { s.Overlap, s.Routing.Clients = job.OverlapAllow, []string{"a"} }),
+		spec("q", "@at 2099-01-01T00:00:00Z", func(s *job.Spec) { s.Overlap = job.OverlapAllow }),
+	)
+	h := newHarness(t, fs, "a", "b")
+	h.clients[0].Capacity, h.clients[1].Capacity = 1, 1
+	h.establish()
+	trigger := func(name string) *flight {
+		id, err := h.l.trigger(context.Background(), name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.now = h.now.Add(time.Millisecond)
+		return h.l.flights[id]
+	}
+	var ps []*flight
+	for range 2*maxRoomMisses + 8 {
+		ps = append(ps, trigger("p"))
+	}
+	q1, q2 := trigger("q"), trigger("q")
+	h.advance(0)
+	if ps[0].phase != phaseDispatched || q1.phase != phaseDispatched || q2.phase != phaseWaiting || ps[1].phase != phaseWaiting {
+		t.Fatalf("set-up: p0 %s, p1 %s, q1 %s (on %s), q2 %s", ps[0].phase, ps[1].phase, q1.phase, q1.client, q2.phase)
+	}
+	h.ack(q1.client, sentDispatch(q1))
+	h.finish(q1.client, sentDispatch(q1), job.StateSucceeded)
+	if q2.phase != phaseDispatched || q2.client != "b" {
+		t.Fatalf("the room b freed did not go to q's next: %s on %q", q2.phase, q2.client)
 	}
 }

@@ -53,7 +53,6 @@ func (l *leader) release(client string, width int) {
 	u.slots = max(u.slots-1, 0)
 	u.width = max(u.width-width, 0)
 	l.usage[client] = u
-	l.line.roomFreed = true
 }
 
 // incarnation tells registrations of the same client id apart: a client that restarts has forgotten
