@@ -342,6 +342,9 @@ func (l *leader) applyRecorded(ctx context.Context, plan []planned, dups []strin
 	// slot after it, and whole batches waited for the next tick with the clients idle.
 	l.rebuildUsage()
 	clear(l.fullPipes)
+	// Room the count finds goes first to what waited before these firings, oldest first (see room.go).
+	l.line.roomFreed = true
+	l.offerFreedRoom()
 	dup := make(map[string]bool, len(dups))
 	for _, id := range dups {
 		dup[id] = true

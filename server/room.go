@@ -22,7 +22,8 @@ import (
 // back, out of a store check), stale ones a misfire policy may keep, and a job whose first entry found no
 // client (pinned to a full one), whose later entries are passed over in that offer. Precedence within a
 // note: the queued executions the result woke (releaseWoken: their job's turn came with it), then the
-// line; fresh firings are sent as they are recorded, from the count the recording makes.
+// line. Fresh firings, as they are recorded, get what the line leaves of the room the recording's count
+// finds.
 
 const (
 	// maxRoomMisses bounds how many jobs one offer tries to dispatch an execution of without success

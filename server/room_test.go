@@ -160,3 +160,18 @@ func TestRoomFreedPassesOverAJobPinnedToAFullClient(t *testing.T) {
 		t.Fatalf("the room b freed did not go to q's next: %s on %q", q2.phase, q2.client)
 	}
 }
+
+// Room that the count made as firings are recorded finds goes first to what waited before them, then to
+// them: oldest first, whichever way the room is found.
+func TestRoomACountFindsGoesToWhatWaitedBeforeFreshFirings(t *testing.T) {
+	h := roomHarness(t, 1)
+	fs := h.triggerAll(2)
+	h.advance(0) // the second waits
+	h.now = h.now.Add(unansweredHold + time.Millisecond)
+	// No tick: the first's dispatch, unanswered, holds its slot no more, which the next recording's count
+	// finds.
+	fresh := h.triggerAll(1)[0]
+	if fs[1].phase != phaseDispatched || fresh.phase != phaseWaiting {
+		t.Fatalf("the older waiting execution is %s, the fresh firing %s", fs[1].phase, fresh.phase)
+	}
+}
