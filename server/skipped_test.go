@@ -220,9 +220,11 @@ func TestAnOwnCopyOfAFiringRecordedInTheHistoryIsNotSent(t *testing.T) {
 	if st := h.state(id); st != job.StateSkipped {
 		t.Fatalf("the copy is %s, want skipped", st)
 	}
-	fs.history = nil // the same copy from an insert whose answer was lost: sent
 	other := job.ExecutionID("tick", t0.Add(2*time.Second))
+	fs.mu.Lock()     // the tick's sweep reads the store on a goroutine of its own
+	fs.history = nil // the same copy from an insert whose answer was lost: sent
 	fs.execs[other] = firingCopy("tick", t0.Add(2*time.Second), h.l.epoch)
+	fs.mu.Unlock()
 	h.advance(time.Second)
 	if len(h.sent) != 1 || h.sent[0].d.ExecID != other {
 		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, other)
