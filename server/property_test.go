@@ -400,6 +400,13 @@ func (s *propSim) killClient(c *propClient) {
 	for exec := range c.received {
 		s.vanished[propVanished{exec, c.id}] = true
 	}
+	// A dispatch on its way to it (sent after a note, between steps) may have been read before it died:
+	// nobody can tell, as with one it received.
+	for _, f := range s.outbox {
+		if d, ok := f.msg.(*wire.Dispatch); ok && f.to == c {
+			s.vanished[propVanished{d.ExecID, c.id}] = true
+		}
+	}
 	c.active, c.reports, c.seen, c.newest, c.received = nil, nil, nil, nil, nil
 	s.logf("client %s#%d killed", c.id, c.inc)
 }
@@ -633,6 +640,8 @@ func (s *propSim) makeInserts(term *propTerm) {
 		if err := term.l.handle(term.ctx, note); err != nil {
 			s.t.Fatalf("inserted: %v", err)
 		}
+		term.l.releaseWoken()
+		term.l.offerFreedRoom()
 	}
 }
 
@@ -752,6 +761,8 @@ func (s *propSim) tell(n any) {
 	if err := s.lead.l.handle(s.lead.ctx, n); err != nil {
 		s.t.Fatalf("leader: %v", err)
 	}
+	s.lead.l.releaseWoken() // as the loop does after each note
+	s.lead.l.offerFreedRoom()
 }
 
 // sendReports sends c's due reports to a server: it records acks and results in the store, as the
