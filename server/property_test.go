@@ -507,7 +507,7 @@ func (s *propSim) endTerm() {
 		if c.gen <= s.lead.failedGen {
 			continue // the inserter does not try a failed generation's
 		}
-		s.lead.made(c)
+		s.lead.made(c, false)
 		execs := make([]job.Execution, len(c.plan))
 		for i, p := range c.plan {
 			execs[i] = p.exec
@@ -601,12 +601,18 @@ func (s *propSim) leaderStep() {
 	}
 }
 
-// made notes the scheduled times an insert the term made recorded.
-func (term *propTerm) made(c *insertChunk) {
+// made notes the scheduled times an insert the term made recorded. failed: its answer was an error, and
+// the fakeStore writes before it fails; insertPlanned records the firings skipped where they were fired
+// after the others, and not at all when those failed.
+func (term *propTerm) made(c *insertChunk, failed bool) {
 	if term.madeTo == nil {
 		term.madeTo = map[string]time.Time{}
 	}
+	runs := slices.ContainsFunc(c.plan, func(p planned) bool { return !p.direct })
 	for _, p := range c.plan {
+		if p.direct && failed && runs {
+			continue
+		}
 		if keepsSchedule(p.exec.Trigger) && p.exec.ScheduledAt.After(term.madeTo[p.exec.Job]) {
 			term.madeTo[p.exec.Job] = p.exec.ScheduledAt
 		}
@@ -630,7 +636,7 @@ func (s *propSim) makeInserts(term *propTerm) {
 			landed = note.tried // the fakeStore writes before it fails (failInsert)
 		}
 		if landed { // made, though its answer may be an error
-			term.made(c)
+			term.made(c, note.err != nil)
 		}
 		ids := make([]string, len(c.plan))
 		for i, p := range c.plan {
