@@ -29,6 +29,8 @@ run: build ## run a local cluster: ZooKeeper (ZK=3: an ensemble), FerretDB, 2 se
 test: deps ## vet, then every test with -race against real ZooKeeper, FerretDB and ZeroMQ
 	$(GO) vet $(PKGS)
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+	# the store's tests again, on the partitioned open set (docs/design.md, record 19)
+	CLOVER_TEST_OPEN_SET=partitioned $(GO) test $(TEST_FLAGS) ./internal/store
 
 test-short: deps ## unit tests only (no cluster tests)
 	$(GO) test -race -short -count=1 $(PKGS)

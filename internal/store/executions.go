@@ -65,7 +65,7 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 	if len(execs) == 0 {
 		return nil, nil
 	}
-	docs := make([]any, len(execs))
+	docs := make([]job.Execution, len(execs))
 	byDay := map[string][]int{}
 	for i, e := range execs {
 		if e.ID == "" {
@@ -75,8 +75,7 @@ func (s *Store) InsertExecutions(ctx context.Context, execs []job.Execution) (du
 		day := fenceName(e.ScheduledAt)
 		byDay[day] = append(byDay[day], i)
 	}
-	_, err = s.openExecs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	copyDups, err := duplicateIndexes(err)
+	copyDups, err := s.open.insertCopies(ctx, docs)
 	if err != nil {
 		return nil, fmt.Errorf("store: insert executions: open set: %w", err)
 	}
@@ -121,7 +120,7 @@ func (s *Store) dropResurrected(ctx context.Context, e job.Execution) error {
 	if err != nil || !closed[e.ID] {
 		return err
 	}
-	if _, err := s.openExecs.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}, {Key: "epoch", Value: e.Epoch}}); err != nil {
+	if err := s.open.dropCopy(ctx, e.ID, e.Epoch); err != nil {
 		return fmt.Errorf("drop the copy of %s, ended before: %w", e.ID, err)
 	}
 	return nil
@@ -134,7 +133,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicate
 	if len(events) == 0 {
 		return 0, nil
 	}
-	docs := make([]any, len(events))
+	docs := make([]job.Event, len(events))
 	for i, ev := range events {
 		if ev.ID == "" {
 			return 0, fmt.Errorf("store: insert events: event %d (execution %s) has no id", i, ev.ExecID)
@@ -142,12 +141,11 @@ func (s *Store) InsertEvents(ctx context.Context, events []job.Event) (duplicate
 		ev.At = storedTime(ev.At)
 		docs[i] = ev
 	}
-	_, err = s.openEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	dups, err := duplicateIndexes(err)
+	dups, err := s.open.insertEvents(ctx, docs)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert events: %w", err)
 	}
-	return len(dups), nil
+	return dups, nil
 }
 
 // ExecutionRecorded reports whether execution id, scheduled at, was ever fired: its fence holds it (for as

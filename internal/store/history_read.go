@@ -196,10 +196,7 @@ type Sizes struct {
 func (s *Store) ExecutionSizes(ctx context.Context) (Sizes, error) {
 	var z Sizes
 	var err error
-	if z.OpenExecutions, err = s.openExecs.CountDocuments(ctx, bson.D{}); err != nil {
-		return z, fmt.Errorf("store: sizes: %w", err)
-	}
-	if z.OpenEvents, err = s.openEvents.CountDocuments(ctx, bson.D{}); err != nil {
+	if z.OpenExecutions, z.OpenEvents, err = s.open.count(ctx); err != nil {
 		return z, fmt.Errorf("store: sizes: %w", err)
 	}
 	for _, archived := range []bool{false, true} {
@@ -258,7 +255,7 @@ func (s *Store) FinishedBetween(ctx context.Context, from, to time.Time) (map[st
 			ids[r.ID] = true
 		}
 	}
-	events, err := s.readOpenEvents(ctx, bson.D{{Key: "kind", Value: job.EventFinished}, {Key: "at", Value: window}})
+	events, err := s.open.findEvents(ctx, bson.D{{Key: "kind", Value: job.EventFinished}, {Key: "at", Value: window}})
 	if err != nil {
 		return nil, fmt.Errorf("store: finished between: %w", err)
 	}

@@ -12,56 +12,87 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// chooseLayout reports whether the store is split (see OpenSuffix): its layout document says so, or its
-// database holds nothing a server made and this Open makes it split. The document is inserted before
-// any collection is made, so a server that finds collections reads it again before taking the store for
-// one written by an earlier version (every Open of those made its indexed collections). A store opened
-// WithoutIndexes (a client's fallback queue, whose user may read nothing else) does not ask: it touches
-// neither the open set, the audit log nor the revisions.
-func (s *Store) chooseLayout(ctx context.Context) (split bool, err error) {
+// storeLayout is what the layout document (layoutDoc) says.
+type storeLayout struct {
+	// Split: the open set, the audit log and the revisions are in databases of their own (OpenSuffix).
+	Split bool `bson:"split"`
+	// OpenSet is the open set's form: OpenSetSingle (also when absent) or OpenSetPartitioned.
+	OpenSet string `bson:"open_set,omitempty"`
+}
+
+// chooseLayout reads the store's layout (see OpenSuffix): its layout document, or, when its database holds
+// nothing a server made, the one this Open makes: split, with the open set in the form WithOpenSet asked
+// for. The document is inserted before any collection is made, so a server that finds collections reads
+// it again before taking the store for one written by an earlier version (every Open of those made its
+// indexed collections). A store opened WithoutIndexes (a client's fallback queue, whose user may read
+// nothing else) does not ask: it touches neither the open set, the audit log nor the revisions.
+func (s *Store) chooseLayout(ctx context.Context) (storeLayout, error) {
 	if s.noIndexes {
-		return false, nil
+		return storeLayout{}, nil
 	}
-	read := func() (found, split bool, err error) {
-		var doc struct {
-			Split bool `bson:"split"`
-		}
-		err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
+	read := func() (found bool, lay storeLayout, err error) {
+		err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&lay)
 		switch {
 		case err == nil:
-			return true, doc.Split, nil
+			return true, lay, nil
 		case errors.Is(err, mongo.ErrNoDocuments):
-			return false, false, nil
+			return false, lay, nil
 		}
-		return false, false, fmt.Errorf("store: read the store's layout: %w", err)
+		return false, lay, fmt.Errorf("store: read the store's layout: %w", err)
 	}
 	for range 3 {
-		found, split, err := read()
+		found, lay, err := read()
 		if found || err != nil {
-			return split, err
+			return lay, err
 		}
 		names, err := s.db.ListCollectionNames(ctx, bson.D{})
 		if err != nil {
-			return false, fmt.Errorf("store: list the collections of %s: %w", s.dbName, err)
+			return storeLayout{}, fmt.Errorf("store: list the collections of %s: %w", s.dbName, err)
 		}
 		// The cluster collection holds the document itself; a client's fallback queue may come first.
 		names = slices.DeleteFunc(names, func(n string) bool { return n == collCluster || n == collFallback })
 		if len(names) > 0 {
-			if found, split, err := read(); found || err != nil {
-				return split, err
+			if found, lay, err := read(); found || err != nil {
+				return lay, err
 			}
-			return false, nil // written by an earlier version: SplitDatabases splits it
+			return storeLayout{}, nil // written by an earlier version: SplitDatabases splits it
 		}
-		_, err = s.cluster.InsertOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}, {Key: "split", Value: true}, {Key: "at", Value: storedTime(time.Now())}})
+		doc := bson.D{{Key: "_id", Value: layoutDoc}, {Key: "split", Value: true}, {Key: "at", Value: storedTime(time.Now())}}
+		if s.newOpenSet != "" && s.newOpenSet != OpenSetSingle {
+			doc = append(doc, bson.E{Key: "open_set", Value: s.newOpenSet})
+		}
+		_, err = s.cluster.InsertOne(ctx, doc)
 		if err == nil {
-			return true, nil
+			return storeLayout{Split: true, OpenSet: s.newOpenSet}, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
-			return false, fmt.Errorf("store: record the store's layout: %w", err)
+			return storeLayout{}, fmt.Errorf("store: record the store's layout: %w", err)
 		}
 		// Another server made it meanwhile: read what it says.
 	}
-	return false, fmt.Errorf("store: the store's layout document of %s is made and gone", s.dbName)
+	return storeLayout{}, fmt.Errorf("store: the store's layout document of %s is made and gone", s.dbName)
+}
+
+// useOpenSet keeps the open set in the form the layout names, in the database useSplitLayout chose.
+func (s *Store) useOpenSet(form string) error {
+	switch form {
+	case "", OpenSetSingle:
+		s.open = singleOpenSet{s: s, copies: s.openExecs, evts: s.openEvents}
+	case OpenSetPartitioned:
+		s.open = &partitionedOpenSet{s: s, db: s.openExecs.Database()}
+	default:
+		// A newer version's form: reading the open set where it is not would lead blind.
+		return fmt.Errorf("store: the open set of %s is kept as %q, which this version does not know", s.dbName, form)
+	}
+	return nil
+}
+
+// OpenSetForm names the form the open set is kept in.
+func (s *Store) OpenSetForm() string {
+	if _, ok := s.open.(*partitionedOpenSet); ok {
+		return OpenSetPartitioned
+	}
+	return OpenSetSingle
 }
 
 // LayoutChanged reports whether the store was split after s opened it: its layout document says split
@@ -90,6 +121,7 @@ func (s *Store) useSplitLayout() {
 	s.openExecs, s.openEvents = open.Collection(collOpenExecs), open.Collection(collOpenEvents)
 	s.auditDB = s.client.Database(s.dbName + AuditSuffix)
 	s.revisions = s.client.Database(s.dbName + RevisionsSuffix).Collection(collRevisions)
+	s.open = singleOpenSet{s: s, copies: s.openExecs, evts: s.openEvents}
 }
 
 // Split reports whether the open set, the audit log and the revisions are in databases of their own.

@@ -39,15 +39,7 @@ import (
 // Events are read before executions: an event is inserted after its execution's copy, so every event read
 // has its copy read too unless the execution was closed in between.
 func (s *Store) ReadOpenSet(ctx context.Context) (execs []job.Execution, stray []string, err error) {
-	events, err := s.readOpenEvents(ctx, bson.D{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("store: read open set: %w", err)
-	}
-	cur, err := s.openExecs.Find(ctx, bson.D{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("store: read open set: %w", err)
-	}
-	execs, err = decodeEach[job.Execution](ctx, s, "open execution", cur)
+	execs, events, err := s.open.read(ctx, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: read open set: %w", err)
 	}
@@ -70,16 +62,7 @@ func (s *Store) OpenByID(ctx context.Context, ids []string) ([]job.Execution, er
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	in := bson.D{{Key: "$in", Value: ids}}
-	events, err := s.readOpenEvents(ctx, bson.D{{Key: "exec_id", Value: in}})
-	if err != nil {
-		return nil, fmt.Errorf("store: open executions by id: %w", err)
-	}
-	cur, err := s.openExecs.Find(ctx, bson.D{{Key: "_id", Value: in}})
-	if err != nil {
-		return nil, fmt.Errorf("store: open executions by id: %w", err)
-	}
-	execs, err := decodeEach[job.Execution](ctx, s, "open execution", cur)
+	execs, events, err := s.open.read(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: open executions by id: %w", err)
 	}
@@ -99,14 +82,11 @@ const MaxCloseBatch = 4000
 // ReadOpenSet reports), never an execution without the events that ended it. Closing an id that is not in
 // the set is not an error.
 func (s *Store) CloseExecutions(ctx context.Context, ids []string) error {
-	for chunk := range slices.Chunk(ids, MaxCloseBatch) {
-		in := bson.D{{Key: "$in", Value: chunk}}
-		if _, err := s.openExecs.DeleteMany(ctx, bson.D{{Key: "_id", Value: in}}); err != nil {
-			return fmt.Errorf("store: close executions: %w", err)
-		}
-		if _, err := s.openEvents.DeleteMany(ctx, bson.D{{Key: "exec_id", Value: in}}); err != nil {
-			return fmt.Errorf("store: close executions: %w", err)
-		}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := s.open.remove(ctx, ids); err != nil {
+		return fmt.Errorf("store: close executions: %w", err)
 	}
 	return nil
 }
@@ -118,18 +98,6 @@ func insertIgnoringDuplicates(ctx context.Context, coll *mongo.Collection, docs 
 		return err
 	}
 	return nil
-}
-
-func (s *Store) readOpenEvents(ctx context.Context, filter bson.D) ([]job.Event, error) {
-	cur, err := s.openEvents.Find(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	events, err := decodeEach[job.Event](ctx, s, "open event", cur)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	return events, nil
 }
 
 func groupEvents(events []job.Event) map[string][]job.Event {
@@ -160,12 +128,12 @@ func (s *Store) MigrateOpenSet(ctx context.Context, since time.Time) (migrated i
 		return 0, fmt.Errorf("store: migrate open set: %w", err)
 	}
 	if len(open) > 0 {
-		docs := make([]any, len(open))
+		docs := make([]job.Execution, len(open))
 		ids := make([]string, len(open))
 		for i, e := range open {
 			docs[i], ids[i] = storedExecutionDoc(e), e.ID
 		}
-		if err := insertIgnoringDuplicates(ctx, s.openExecs, docs); err != nil {
+		if _, err := s.open.insertCopies(ctx, docs); err != nil {
 			return 0, fmt.Errorf("store: migrate open set: %w", err)
 		}
 		cur, err := s.events.Find(ctx, bson.D{{Key: "exec_id", Value: bson.D{{Key: "$in", Value: ids}}}})
@@ -177,11 +145,7 @@ func (s *Store) MigrateOpenSet(ctx context.Context, since time.Time) (migrated i
 			return 0, fmt.Errorf("store: migrate open set: %w", err)
 		}
 		if len(events) > 0 {
-			evDocs := make([]any, len(events))
-			for i, ev := range events {
-				evDocs[i] = ev
-			}
-			if err := insertIgnoringDuplicates(ctx, s.openEvents, evDocs); err != nil {
+			if _, err := s.open.insertEvents(ctx, events); err != nil {
 				return 0, fmt.Errorf("store: migrate open set: %w", err)
 			}
 		}

@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// The partitioned open set (docs/design.md, record 19; not used yet): each execution's copy and events
-// live in one collection chosen from the execution alone, so that a partition can be read once, when
+// The partitioned open set (docs/design.md, record 19; see partitionedOpenSet): each execution's copy and
+// events live in collections chosen from its id alone, so that a partition can be read once, when
 // everything in it has ended, and dropped, instead of every close scanning the whole set. Every writer
-// must place an execution the same way whatever it knows of it: the leader knows the whole execution,
-// an intake recording a report knows only its id.
+// places an execution the same way whatever it knows of it: the leader knows the whole execution, an
+// intake recording a report knows only its id.
 
 // PartitionSpan is how much scheduled time one time partition holds.
 const PartitionSpan = 10 * time.Second
@@ -19,6 +19,9 @@ const PartitionSpan = 10 * time.Second
 const (
 	partitionTimePrefix  = "open_p"
 	partitionBatchPrefix = "open_b_"
+	// partitionUntimed holds the executions whose id carries no time: manual triggers and run requests,
+	// a small share of firings, closed by their ids as the single open set is.
+	partitionUntimed = "open_untimed"
 	// maxReadableBatchRun bounds the batch run ids a partition is named after as they are; longer ones
 	// (a batch name and a cycle may be 128 characters each) are named by their hash, within the 255
 	// bytes a MongoDB namespace may have.
@@ -32,25 +35,21 @@ type Partition struct {
 	Start time.Time
 }
 
-// PartitionOf places the execution id, scheduled at scheduledAt (zero if the caller does not know it):
+// PartitionOf places the execution id:
 //   - an id that carries its scheduled time (a firing on schedule, a catch-up, a shard of either, a
-//     client's local firing) goes to the time partition of that time, whatever scheduledAt says, so that
-//     a report placed by its id alone meets its copy;
+//     client's local firing) goes to the time partition of that time;
 //   - a batch run's execution (run/node[/partition][~r<round>]) goes to its run's partition, dropped with
 //     the run;
-//   - an id without a time (a manual trigger, a run request) goes to the time partition of scheduledAt,
-//     which only the leader knows: without it, ok is false, and the caller hands the write to the leader.
-func PartitionOf(id string, scheduledAt time.Time) (p Partition, ok bool) {
+//   - an id without a time (a manual trigger, a run request) goes to the untimed partition. (Placing it
+//     by the scheduled time only the leader knows would make a follower's intake relay its reports.)
+func PartitionOf(id string) Partition {
 	if i := strings.IndexAny(id, "@/"); i > 0 && id[i] == '/' {
-		return batchPartition(id), true
+		return batchPartition(id)
 	}
 	if at, timed := scheduledFromID(id); timed {
-		return timePartition(at), true
+		return timePartition(at)
 	}
-	if scheduledAt.IsZero() {
-		return Partition{}, false
-	}
-	return timePartition(scheduledAt), true
+	return Partition{Name: partitionUntimed}
 }
 
 func timePartition(at time.Time) Partition {

@@ -87,6 +87,10 @@ type Store struct {
 	// openExecs and openEvents are the open set (see ReadOpenSet).
 	openExecs  *mongo.Collection
 	openEvents *mongo.Collection
+	// open holds the open set's documents: in openExecs and openEvents, or partitioned in their database.
+	open openSet
+	// newOpenSet: the form a store this Open makes keeps its open set in (WithOpenSet).
+	newOpenSet string
 	// historyIndex and archiveIndex list the history's buckets (see Bucket).
 	historyIndex *mongo.Collection
 	archiveIndex *mongo.Collection
@@ -115,6 +119,11 @@ type Option func(*Store)
 // WithoutIndexes opens the store without creating indexes, for a process that only inserts into and
 // reads its own entries of the fallback queue: its database user then needs no more rights than that.
 func WithoutIndexes() Option { return func(s *Store) { s.noIndexes = true } }
+
+// WithOpenSet sets the form (OpenSetSingle, OpenSetPartitioned) in which a store that Open makes keeps
+// its open set; a store that exists keeps the form it was made with. The default is OpenSetSingle: the
+// partitioned form is not finished (nothing drops an emptied partition yet).
+func WithOpenSet(form string) Option { return func(s *Store) { s.newOpenSet = form } }
 
 // WithLogger sets where the store reports documents it had to skip; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } }
@@ -169,12 +178,16 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		o(s)
 	}
 	s.logger = s.logger.With("component", "store")
+	s.open = singleOpenSet{s: s, copies: s.openExecs, evts: s.openEvents}
 	err = s.Ping(ctx)
 	if err == nil {
 		s.ferret = isFerretDB(ctx, db)
-		var split bool
-		if split, err = s.chooseLayout(ctx); err == nil && split {
-			s.useSplitLayout()
+		var lay storeLayout
+		if lay, err = s.chooseLayout(ctx); err == nil {
+			if lay.Split {
+				s.useSplitLayout()
+			}
+			err = s.useOpenSet(lay.OpenSet)
 		}
 	}
 	if err == nil && !s.noIndexes {
@@ -216,12 +229,6 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
 			index("job_at", bson.D{{Key: "job", Value: 1}, {Key: "at", Value: 1}}),
 		}},
-		{s.openEvents, []mongo.IndexModel{index("exec_id", bson.D{{Key: "exec_id", Value: 1}})}},
-		// An execution's identity (see job.Execution): the executions of one firing, of one batch run.
-		{s.openExecs, []mongo.IndexModel{
-			index("firing", bson.D{{Key: "firing", Value: 1}}),
-			index("batch_run_node", bson.D{{Key: "batch_run", Value: 1}, {Key: "batch_node", Value: 1}}),
-		}},
 		{s.fallback, []mongo.IndexModel{
 			index("state_order", bson.D{{Key: "state", Value: 1}, {Key: "client", Value: 1}, {Key: "boot", Value: 1}, {Key: "seq", Value: 1}}),
 			index("exec_id", bson.D{{Key: "exec_id", Value: 1}}),
@@ -248,13 +255,31 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			index("notification_attempt", bson.D{{Key: "notification", Value: 1}, {Key: "attempt", Value: 1}, {Key: "gen", Value: -1}}),
 		}},
 	} {
-		// One index a command: FerretDB 1.24 panics, and drops the connection, when a createIndexes command
-		// names two or more indexes that exist already (its validateIndexesForCreation deletes from the
-		// slice it indexes), which is every Open after the first.
-		for _, m := range ix.models {
-			if _, err := ix.coll.Indexes().CreateOne(ctx, m); err != nil {
-				return fmt.Errorf("store: create indexes on %s: %w", ix.coll.Name(), err)
-			}
+		if err := createEach(ctx, ix.coll, ix.models); err != nil {
+			return err
+		}
+	}
+	if _, partitioned := s.open.(*partitionedOpenSet); partitioned {
+		return nil // each partition's events are indexed when first written
+	}
+	if err := createEach(ctx, s.openEvents, []mongo.IndexModel{index("exec_id", bson.D{{Key: "exec_id", Value: 1}})}); err != nil {
+		return err
+	}
+	// An execution's identity (see job.Execution): the executions of one firing, of one batch run.
+	return createEach(ctx, s.openExecs, []mongo.IndexModel{
+		index("firing", bson.D{{Key: "firing", Value: 1}}),
+		index("batch_run_node", bson.D{{Key: "batch_run", Value: 1}, {Key: "batch_node", Value: 1}}),
+	})
+}
+
+// createEach creates the indexes models on coll.
+func createEach(ctx context.Context, coll *mongo.Collection, models []mongo.IndexModel) error {
+	// One index a command: FerretDB 1.24 panics, and drops the connection, when a createIndexes command
+	// names two or more indexes that exist already (its validateIndexesForCreation deletes from the slice
+	// it indexes), which is every Open after the first.
+	for _, m := range models {
+		if _, err := coll.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("store: create indexes on %s: %w", coll.Name(), err)
 		}
 	}
 	return nil

@@ -38,10 +38,20 @@ func testStore(tb testing.TB) *Store {
 	return openTestStore(tb, testURI(tb), testDatabase(tb))
 }
 
+// openSetEnv names the form of open set the tests' stores are made with (make test runs this package's
+// tests in both).
+const openSetEnv = "CLOVER_TEST_OPEN_SET"
+
 // openTestStore opens database, closed (and on a shared server dropped) at the end.
 func openTestStore(tb testing.TB, uri, db string) *Store {
 	tb.Helper()
-	s, err := Open(tb.Context(), uri, db)
+	return openTestStoreWith(tb, uri, db, WithOpenSet(os.Getenv(openSetEnv)))
+}
+
+// openTestStoreWith opens database with opts, as openTestStore does.
+func openTestStoreWith(tb testing.TB, uri, db string, opts ...Option) *Store {
+	tb.Helper()
+	s, err := Open(tb.Context(), uri, db, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
