@@ -240,6 +240,8 @@ func (c *Cluster) commonEnv() []string {
 		"CLOVER_ZOOKEEPER_ROOT=" + c.Root,
 		"CLOVER_LOG_LEVEL=debug",
 		"GORACE=halt_on_error=1",
+		// The open set's form the cluster's store is made with (make test runs the store's own tests in both).
+		"CLOVER_MONGO_OPEN_SET=" + os.Getenv("CLOVER_TEST_OPEN_SET"),
 	}
 }
 
@@ -482,7 +484,7 @@ func (c *Cluster) Store() *store.Store {
 	c.storeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		s, err := store.Open(ctx, c.Mongo.URI, c.DB)
+		s, err := store.Open(ctx, c.Mongo.URI, c.DB, store.WithOpenSet(os.Getenv("CLOVER_TEST_OPEN_SET")))
 		if err != nil {
 			c.t.Fatalf("open store: %v", err)
 		}

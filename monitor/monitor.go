@@ -177,7 +177,7 @@ func (m *Monitor) campaign(ctx context.Context, sess *zksession.Session) {
 func (m *Monitor) openStore(ctx context.Context) {
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := store.Open(sctx, m.cfg.Mongo.URI, m.cfg.Mongo.Database, store.WithLogger(m.logger))
+		st, err := store.Open(sctx, m.cfg.Mongo.URI, m.cfg.Mongo.Database, store.WithLogger(m.logger), store.WithOpenSet(m.cfg.Mongo.OpenSet))
 		cancel()
 		if err == nil {
 			m.mu.Lock()

@@ -144,7 +144,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := refuseDuringSplit(s.sess); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	s.store, err = store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database)
+	s.store, err = store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database, store.WithOpenSet(s.cfg.Mongo.OpenSet))
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}

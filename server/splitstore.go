@@ -60,7 +60,7 @@ func (s *Server) SplitStore(ctx context.Context) (moved int, err error) {
 	if len(ids) > 0 {
 		return 0, fmt.Errorf("split store: servers %v are running: stop every server first (the split moves what they read and write)", ids)
 	}
-	st, err := store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database, store.WithLogger(s.logger))
+	st, err := store.Open(ctx, s.cfg.Mongo.URI, s.cfg.Mongo.Database, store.WithLogger(s.logger), store.WithOpenSet(s.cfg.Mongo.OpenSet))
 	if err != nil {
 		return 0, fmt.Errorf("split store: %w", err)
 	}

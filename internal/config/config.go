@@ -48,6 +48,10 @@ type Mongo struct {
 	// must not be readable by others. It wins over uri.
 	URIFile  string `mapstructure:"uri_file"`
 	Database string `mapstructure:"database"`
+	// OpenSet is the form of open set a store made by this process keeps (store.OpenSetSingle, the
+	// default, or store.OpenSetPartitioned, not finished: docs/design.md record 19); a store that exists
+	// keeps its own.
+	OpenSet string `mapstructure:"open_set"`
 }
 
 // ReadURIFile sets URI from URIFile when it is set.
@@ -112,6 +116,11 @@ func (m Mongo) Validate() error {
 	}
 	if m.Database == "" || strings.ContainsAny(m.Database, "/\\. \"$") {
 		return fmt.Errorf("mongo.database %q: must be a non-empty name without / \\ . space \" $", m.Database)
+	}
+	switch m.OpenSet {
+	case "", "single", "partitioned":
+	default:
+		return fmt.Errorf("mongo.open_set %q: must be single or partitioned", m.OpenSet)
 	}
 	return nil
 }
