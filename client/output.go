@@ -26,9 +26,19 @@ type outputLog struct {
 	keep  int
 	buf   []byte // its last min(keep, len(buf)) bytes are kept; it holds up to 2*keep to copy less often
 	total int64
+	// fileEnd is, for a journaled shell run, the size of its output file when outputTail copied its tail
+	// here (-1 until then): the report's byte count, without opening the file again.
+	fileEnd int64
 }
 
-func newOutputLog(keep int) *outputLog { return &outputLog{keep: keep} }
+func newOutputLog(keep int) *outputLog { return &outputLog{keep: keep, fileEnd: -1} }
+
+// fileSize is the size of the run's output file outputTail saw, if it copied its tail here.
+func (o *outputLog) fileSize() (int64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.fileEnd, o.fileEnd >= 0
+}
 
 func (o *outputLog) Write(p []byte) (int, error) {
 	o.mu.Lock()
@@ -177,33 +187,43 @@ func readOutputWindow(dir string, off int64, n int) (data []byte, first, start, 
 	return readOutputAt(dir, func(int64) int64 { return off }, n)
 }
 
-// readOutputAt is readOutputWindow from the offset offAt gives for the end of the output.
+// readOutputAt is readOutputWindow from the offset offAt gives for the end of the output. The file is read
+// with plain system calls: os.Open costs a run twice the calls (the poller's registration, flag checks),
+// and a run's output is read at its end at least once.
 func readOutputAt(dir string, offAt func(end int64) int64, n int) (data []byte, first, start, end int64, err error) {
 	outputFiles.Lock()
 	defer outputFiles.Unlock()
-	f, err := os.Open(filepath.Join(dir, "out"))
-	if errors.Is(err, os.ErrNotExist) {
+	path := filepath.Join(dir, "out")
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
 		return nil, 0, 0, 0, nil // not started yet
 	}
 	if err != nil {
-		return nil, 0, 0, 0, err
+		return nil, 0, 0, 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, 0, 0, err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, 0, 0, 0, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	var shift int64
 	first, shift = outputWindow(dir)
-	end = shift + fi.Size()
+	end = shift + st.Size
 	start = min(max(offAt(end), first), end)
 	data = make([]byte, min(int64(n), end-start))
-	if len(data) == 0 {
-		return data, first, start, end, nil
-	}
-	m, err := f.ReadAt(data, start-shift)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, 0, 0, 0, err
+	m := 0
+	for m < len(data) {
+		k, err := unix.Pread(fd, data[m:], start-shift+int64(m))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, 0, 0, 0, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if k == 0 {
+			break // shorter than its size said: a cut made it so
+		}
+		m += k
 	}
 	return data[:m], first, start, end, nil
 }
@@ -214,11 +234,18 @@ func outputFileSize(dir string) int64 {
 	return end
 }
 
-// outputTail copies the last max bytes of a shell run's output file to w (one open of the file).
+// outputTail copies the last max bytes of a shell run's output file to w (one open of the file) and, when
+// w is the run's outputLog, notes there the file's size.
 func outputTail(dir string, max int64, w io.Writer) {
-	data, _, _, _, err := readOutputAt(dir, func(end int64) int64 { return end - max }, int(max))
-	if err == nil {
-		_, _ = w.Write(data)
+	data, _, _, end, err := readOutputAt(dir, func(end int64) int64 { return end - max }, int(max))
+	if err != nil {
+		return
+	}
+	_, _ = w.Write(data)
+	if l, ok := w.(*outputLog); ok {
+		l.mu.Lock()
+		l.fileEnd = end
+		l.mu.Unlock()
 	}
 }
 

@@ -86,7 +86,11 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 
 	res := job.Result{Status: job.StateSucceeded, Duration: job.Duration(finished.Sub(started)), Output: out.tail(job.MaxOutput), OutputBytes: out.size()}
 	if dir != "" {
-		res.OutputBytes = outputFileSize(dir)
+		if n, ok := out.fileSize(); ok {
+			res.OutputBytes = n
+		} else {
+			res.OutputBytes = outputFileSize(dir)
+		}
 	}
 	switch {
 	case stopped != nil:

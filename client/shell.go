@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ func runShell(ctx context.Context, jc JobContext) error {
 	if jc.runDir != "" {
 		// Journaled: the command must outlive the client and leave its exit status (see internal/shellwrap). Its
 		// output goes to a file, not a pipe, which would break (SIGPIPE) when the client dies.
-		out, err := os.OpenFile(filepath.Join(jc.runDir, "out"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		out, err := openOutput(filepath.Join(jc.runDir, "out"))
 		if err != nil {
 			return fmt.Errorf("shell: output file: %w", err)
 		}
@@ -68,6 +69,9 @@ func runShell(ctx context.Context, jc JobContext) error {
 		cmd.Stdout, cmd.Stderr = out, out
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if null, err := devNull(); err == nil {
+		cmd.Stdin = null // else os/exec opens /dev/null itself, as it does for every run when Stdin is nil
+	}
 	cmd.Env = append(shellEnviron(os.Environ(), jc.shellEnv),
 		"CLOVER_JOB="+jc.Job,
 		"CLOVER_EXECUTION="+jc.ExecutionID,
@@ -124,6 +128,21 @@ func runShell(ctx context.Context, jc JobContext) error {
 			}
 		}
 	}
+}
+
+// devNull is /dev/null, opened once for reading and given to every command as its standard input:
+// os/exec opens it for each command otherwise, seven system calls a run. It is never closed.
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
+// openOutput opens (making it if need be) a journaled run's output file for the command's appends. A plain
+// open: os.OpenFile also tries the runtime's poller and checks flags, which a file only handed to a child
+// needs neither of.
+func openOutput(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // watchAdopted is the handler of a journaled shell run that a restarted client found still going: it

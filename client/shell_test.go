@@ -117,3 +117,31 @@ func exitCodeOf(err error) string {
 	}
 	return err.Error()
 }
+
+// A journaled command reads nothing on its standard input (one /dev/null shared by every run, never
+// consumed), and the run's output log learns the size of the output file from the tail it copies, which
+// is what the report counts.
+func TestAJournaledRunsOutputIsCountedFromItsTail(t *testing.T) {
+	for run := range 2 {
+		dir := t.TempDir()
+		out := newOutputLog(job.MaxOutput)
+		command := `printf 'stdin:%s\n' "$(wc -c)"; head -c 70000 /dev/zero | tr '\0' x; echo`
+		if err := runShell(context.Background(), JobContext{Params: map[string]string{"command": command}, Output: out, runDir: dir}); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "stdin:0\n") {
+			t.Fatalf("run %d: output starts %q, want the command to have read nothing", run, b[:min(len(b), 20)])
+		}
+		size, ok := out.fileSize()
+		if !ok || size != int64(len(b)) || size != 8+70001 {
+			t.Fatalf("run %d: size %d (%v), want the file's %d", run, size, ok, len(b))
+		}
+		if tail := out.String(); len(tail) != min(job.MaxOutput, len(b)) || !strings.HasSuffix(string(b), tail) {
+			t.Fatalf("run %d: tail of %d bytes is not the file's last", run, len(tail))
+		}
+	}
+}

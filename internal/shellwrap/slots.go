@@ -97,16 +97,14 @@ func IsSlot(name string) bool {
 }
 
 // empty readies a given-back slot for its next run: its status and pid blanked in place (see Trap: a
-// truncation would free their blocks and start a writeback when the wrapper closes them) and the window
-// of its output file gone. The output file itself was emptied, or removed, when the slot was given back.
+// truncation would free their blocks and start a writeback when the wrapper closes them). The output file
+// and its window were emptied, or removed, when the slot was given back (recycleOutput), and nothing
+// writes a window after: only the client's cuts do, while the run is under way.
 func empty(dir string) error {
 	for _, f := range []string{"status", "pid"} {
 		if err := Blank(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-	}
-	if err := removeWindow(dir); err != nil {
-		return err
 	}
 	_, err := os.Stat(dir)
 	return err

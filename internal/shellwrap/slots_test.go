@@ -18,7 +18,8 @@ func TestSlotsNeverHandOutAKeptDirectory(t *testing.T) {
 	if err != nil || got != "slot1" {
 		t.Fatalf("Get() = %q, %v; want slot1 (slot0 is kept)", got, err)
 	}
-	for f, content := range map[string]string{"status": "3\n", "pid": "42\n", "out": "old\n"} {
+	// A run whose output was cut leaves a window (and a window's temporary file, cut short): both go.
+	for f, content := range map[string]string{"status": "3\n", "pid": "42\n", "out": "old\n", OutputWindowFile: "5 5\n", OutputWindowFile + ".tmp": "6"} {
 		if err := os.WriteFile(filepath.Join(dir, got, f), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -37,6 +38,11 @@ func TestSlotsNeverHandOutAKeptDirectory(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, again, "out")); err != nil && !os.IsNotExist(err) || len(b) != 0 {
 		t.Fatalf("out after Get: %q, %v; want empty or none", b, err)
+	}
+	for _, f := range []string{OutputWindowFile, OutputWindowFile + ".tmp"} {
+		if _, err := os.Stat(filepath.Join(dir, again, f)); !os.IsNotExist(err) {
+			t.Fatalf("%s after Get: %v; want none", f, err)
+		}
 	}
 	for name, want := range map[string]bool{"slot0": true, "slot12": true, "slot": false, "slot-1": false, "x.run1": false, "slot1.run1": false} {
 		if IsSlot(name) != want {
