@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -104,8 +105,8 @@ func BenchmarkShellRunParts(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			// What runShell does around the process, and the two files the wrapper would write.
-			out, err := os.OpenFile(filepath.Join(dir, "out"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+			// What runShell and runHandler do around the process, and the two files the wrapper would write.
+			out, err := openOutput(filepath.Join(dir, "out"))
 			if err != nil {
 				return err
 			}
@@ -114,6 +115,9 @@ func BenchmarkShellRunParts(b *testing.B) {
 			out.Close()
 			tail := newOutputLog(job.MaxOutput)
 			outputTail(dir, job.MaxOutput, tail)
+			if _, ok := tail.fileSize(); !ok {
+				return errors.New("no output size")
+			}
 			if err := j.result(d.ExecID, 1, []byte(tail.String())); err != nil {
 				return err
 			}
