@@ -484,9 +484,13 @@ func (c *Cluster) Store() *store.Store {
 	c.storeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		s, err := store.Open(ctx, c.Mongo.URI, c.DB, store.WithOpenSet(os.Getenv("CLOVER_TEST_OPEN_SET")))
+		form := os.Getenv("CLOVER_TEST_OPEN_SET")
+		s, err := store.Open(ctx, c.Mongo.URI, c.DB, store.WithOpenSet(form))
 		if err != nil {
 			c.t.Fatalf("open store: %v", err)
+		}
+		if form != "" && s.OpenSetForm() != form {
+			c.t.Fatalf("the cluster's store keeps its open set %s, not %s as asked", s.OpenSetForm(), form)
 		}
 		c.store = s
 	})

@@ -572,17 +572,25 @@ func TestExecutionsAreSearchedByTheirErrorsAndOutput(t *testing.T) {
 }
 
 // BenchmarkCloseRound measures one round of the closer's store work, the read of the ended executions
-// (OpenByID) and their removal (CloseExecutions), with the open set holding kept firings of 3,000 jobs:
-// on FerretDB both scan the open set unless they look up by _id alone.
+// (OpenByID) and their removal (CloseExecutions), with the open set holding kept firings of 3,000 jobs
+// an hour older than the round's (jobs that run hourly or daily): on FerretDB both scan the open set
+// unless they look up by _id alone, the single form all of it, the partitioned form only the partition
+// of the round's executions (each round's 500 are of one 10 s span, as a second's firings are).
 func BenchmarkCloseRound(b *testing.B) {
+	for _, form := range []string{OpenSetSingle, OpenSetPartitioned} {
+		b.Run(form, func(b *testing.B) { benchCloseRound(b, form) })
+	}
+}
+
+func benchCloseRound(b *testing.B, form string) {
 	const kept, batch = 3000, 500
-	s := testStore(b)
+	s := openTestStoreWith(b, testURI(b), testDatabase(b), WithOpenSet(form))
 	var execs []job.Execution
 	var events []job.Event
 	for i := range kept {
-		e := execution(fmt.Sprint("kept-", i), t0, job.TriggerSchedule)
+		e := execution(fmt.Sprint("kept-", i), t0.Add(-time.Hour), job.TriggerSchedule)
 		execs = append(execs, e)
-		events = append(events, acked(e, 1, t0), finished(e, job.StateSucceeded, t0))
+		events = append(events, acked(e, 1, e.ScheduledAt), finished(e, job.StateSucceeded, e.ScheduledAt))
 	}
 	mustInsert(b, s, execs, events)
 	n := 0
@@ -590,8 +598,8 @@ func BenchmarkCloseRound(b *testing.B) {
 		b.StopTimer()
 		execs, events = execs[:0], events[:0]
 		var ids []string
-		for range batch {
-			e := execution("bench", t0.Add(time.Duration(n)*time.Second), job.TriggerSchedule)
+		for i := range batch {
+			e := execution(fmt.Sprint("bench-", i), t0.Add(time.Duration(n/batch)*PartitionSpan), job.TriggerSchedule)
 			n++
 			execs = append(execs, e)
 			ids = append(ids, e.ID)
