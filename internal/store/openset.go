@@ -208,47 +208,36 @@ func (o *partitionedOpenSet) read(ctx context.Context, ids []string) ([]job.Exec
 	}
 	// The whole set: every event collection first, then every copy collection, listed after the events
 	// were read, so that a partition made meanwhile is read for its copies.
-	evNames, err := o.list(ctx, isEventsCollection)
+	events, err := readListed[job.Event](ctx, o, isEventsCollection, "open event", bson.D{})
 	if err != nil {
 		return nil, nil, err
 	}
-	var events []job.Event
-	for _, name := range evNames {
-		ev, err := readAll[job.Event](ctx, o.s, "open event", o.db.Collection(name))
-		if err != nil {
-			return nil, nil, err
-		}
-		events = append(events, ev...)
-	}
-	copyNames, err := o.list(ctx, isCopiesCollection)
+	execs, err := readListed[job.Execution](ctx, o, isCopiesCollection, "open execution", bson.D{})
 	if err != nil {
 		return nil, nil, err
-	}
-	var execs []job.Execution
-	for _, name := range copyNames {
-		e, err := readAll[job.Execution](ctx, o.s, "open execution", o.db.Collection(name))
-		if err != nil {
-			return nil, nil, err
-		}
-		execs = append(execs, e...)
 	}
 	return execs, events, nil
 }
 
 func (o *partitionedOpenSet) findEvents(ctx context.Context, filter bson.D) ([]job.Event, error) {
-	names, err := o.list(ctx, isEventsCollection)
+	return readListed[job.Event](ctx, o, isEventsCollection, "open event", filter)
+}
+
+// readListed reads what filter selects in every collection of o's database that keep names.
+func readListed[T any](ctx context.Context, o *partitionedOpenSet, keep func(string) bool, what string, filter bson.D) ([]T, error) {
+	names, err := o.list(ctx, keep)
 	if err != nil {
 		return nil, err
 	}
-	var events []job.Event
+	var out []T
 	for _, name := range names {
-		ev, err := readWhere[job.Event](ctx, o.s, "open event", o.db.Collection(name), filter)
+		docs, err := readWhere[T](ctx, o.s, what, o.db.Collection(name), filter)
 		if err != nil {
 			return nil, err
 		}
-		events = append(events, ev...)
+		out = append(out, docs...)
 	}
-	return events, nil
+	return out, nil
 }
 
 func (o *partitionedOpenSet) remove(ctx context.Context, ids []string) error {
@@ -322,10 +311,6 @@ func readPair(ctx context.Context, s *Store, copies, evts *mongo.Collection, ids
 		return nil, nil, err
 	}
 	return execs, events, nil
-}
-
-func readAll[T any](ctx context.Context, s *Store, what string, coll *mongo.Collection) ([]T, error) {
-	return readWhere[T](ctx, s, what, coll, bson.D{})
 }
 
 func readWhere[T any](ctx context.Context, s *Store, what string, coll *mongo.Collection, filter bson.D) ([]T, error) {
