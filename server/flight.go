@@ -183,7 +183,14 @@ func (l *leader) track(f *flight) {
 // whoever waits on executions ending (onEnd: the hook a batch engine needs). outcome is the state it
 // ended in, "" when this term does not know it (another term or a server recorded it). Slots need no
 // release here: the tick counts them from the flights that remain.
-func (l *leader) forget(id string, outcome job.State) {
+func (l *leader) forget(id string, outcome job.State) { l.unfollow(id, outcome, true) }
+
+// forgetClosed is forget of an execution the store no longer has in its open set (closed by another
+// term): it neither leaves the open set again nor becomes its job's kept firing, which must be one the
+// open set holds (a new term resumes the job's schedule from it); the kept firing stays as it is.
+func (l *leader) forgetClosed(id string) { l.unfollow(id, "", false) }
+
+func (l *leader) unfollow(id string, outcome job.State, inOpenSet bool) {
 	f, ok := l.flights[id]
 	if !ok {
 		return
@@ -196,7 +203,11 @@ func (l *leader) forget(id string, outcome job.State) {
 		output = resultOutput(&f.result.Result)
 	}
 	l.batchEnded(f.exec, outcome, output)
-	l.ended(f.exec)
+	if inOpenSet {
+		l.ended(f.exec)
+	} else {
+		delete(l.maybeRecorded, id)
+	}
 	if l.onEnd != nil {
 		l.onEnd(f.exec, outcome)
 	}

@@ -138,7 +138,7 @@ func (l *leader) applyReconciled(n reconciledNote) {
 	for _, id := range n.closed {
 		if f, ok := l.flights[id]; ok && f.phase != phaseReporting {
 			l.logger.Info("execution ended and was closed by another term; no longer followed", "execution", id)
-			l.forget(id, "")
+			l.forgetClosed(id)
 		}
 	}
 	for _, id := range n.inHistory {

@@ -245,3 +245,31 @@ func storeWithALeftCopy() (*fakeStore, job.Execution) {
 	fs.history = map[string]bool{left.ID: true}
 	return fs, left
 }
+
+// An execution this term follows that the store check finds closed by another term is not in the open
+// set: forgetting it neither makes it the job's kept firing (a new term resumes the schedule from the kept
+// firing, which must be in the set) nor asks for its close again.
+func TestAFiringFoundClosedElsewhereIsNotKept(t *testing.T) {
+	fs := newFakeStore(shellJob("tick", "@every 1s", created))
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	first := job.ExecutionID("tick", t0.Add(time.Second))
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
+		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
+	}
+	h.ack("a", h.sent[0].d)
+	h.l.applyReconciled(reconciledNote{closed: []string{first}})
+	if _, ok := h.l.flights[first]; ok {
+		t.Fatalf("%s still followed after the store said it was closed", first)
+	}
+	if k, ok := h.l.kept["tick"]; ok && k.id == first {
+		t.Fatalf("kept %+v: %s is not in the open set", k, first)
+	}
+	h.advance(time.Second) // the closer gets what the loop asked
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if slices.Contains(fs.closed, first) {
+		t.Fatalf("closed %v: %s was closed by another term already", fs.closed, first)
+	}
+}
