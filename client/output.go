@@ -194,7 +194,9 @@ func readOutputAt(dir string, offAt func(end int64) int64, n int) (data []byte, 
 	outputFiles.Lock()
 	defer outputFiles.Unlock()
 	path := filepath.Join(dir, "out")
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// Not followed if the command made it a link, and not waited on if it made it a FIFO (a read under
+	// outputFiles would stall every run's tail): only a regular file is read.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err == unix.ENOENT {
 		return nil, 0, 0, 0, nil // not started yet
 	}
@@ -205,6 +207,9 @@ func readOutputAt(dir string, offAt func(end int64) int64, n int) (data []byte, 
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, 0, 0, 0, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, 0, 0, 0, &os.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
 	}
 	var shift int64
 	first, shift = outputWindow(dir)

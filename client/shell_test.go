@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clover-sched/clover/internal/job"
 	"github.com/clover-sched/clover/internal/shellwrap"
@@ -143,5 +144,38 @@ func TestAJournaledRunsOutputIsCountedFromItsTail(t *testing.T) {
 		if tail := out.String(); len(tail) != min(job.MaxOutput, len(b)) || !strings.HasSuffix(string(b), tail) {
 			t.Fatalf("run %d: tail of %d bytes is not the file's last", run, len(tail))
 		}
+	}
+}
+
+// A command that makes its output file a FIFO or a link does not make the client wait on it or read
+// through it: its tail is empty, and the run ends.
+func TestAnOutputFileMadeAFIFOOrALinkIsNotRead(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("not the run's\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, command := range map[string]string{
+		"a FIFO": `rm -f "$__clover_dir/out"; mkfifo "$__clover_dir/out"`,
+		"a link": `rm -f "$__clover_dir/out"; ln -s ` + secret + ` "$__clover_dir/out"`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := newOutputLog(job.MaxOutput)
+			done := make(chan error, 1)
+			go func() {
+				done <- runShell(context.Background(), JobContext{Params: map[string]string{"command": command}, Output: out, runDir: dir})
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("the run did not end: the client waits on its output file")
+			}
+			if got := out.String(); got != "" {
+				t.Fatalf("tail %q, want nothing read through it", got)
+			}
+		})
 	}
 }

@@ -15,9 +15,43 @@ import (
 // storeLayout is what the layout document (layoutDoc) says.
 type storeLayout struct {
 	// Split: the open set, the audit log and the revisions are in databases of their own (OpenSuffix).
-	Split bool `bson:"split"`
+	Split bool
 	// OpenSet is the open set's form: OpenSetSingle (also when absent) or OpenSetPartitioned.
-	OpenSet string `bson:"open_set,omitempty"`
+	OpenSet string
+}
+
+// The layout document's split field is true for a split store whose open set is single, and the string
+// splitPartitioned for one whose open set is partitioned: a version before the partitioned form decodes
+// split as a boolean, and so fails to open such a store rather than read an empty open set where the
+// partitions are not (its takeover would inherit nothing, and its records be strays to the others).
+const splitPartitioned = "partitioned"
+
+// readLayout reads the layout document: found is false when there is none (a new store, or one written
+// before the split).
+func (s *Store) readLayout(ctx context.Context) (found bool, lay storeLayout, err error) {
+	var doc struct {
+		Split   bson.RawValue `bson:"split"`
+		OpenSet string        `bson:"open_set"`
+	}
+	err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return false, lay, nil
+	case err != nil:
+		return false, lay, fmt.Errorf("store: read the store's layout: %w", err)
+	}
+	lay.OpenSet = doc.OpenSet
+	if b, ok := doc.Split.BooleanOK(); ok {
+		lay.Split = b
+	} else if str, ok := doc.Split.StringValueOK(); ok && str == splitPartitioned {
+		lay.Split = true
+		if lay.OpenSet == "" {
+			lay.OpenSet = OpenSetPartitioned
+		}
+	} else if doc.Split.Type != 0 {
+		return false, lay, fmt.Errorf("store: the store's layout document of %s says split is %s, which this version does not know", s.dbName, doc.Split)
+	}
+	return true, lay, nil
 }
 
 // chooseLayout reads the store's layout (see OpenSuffix): its layout document, or, when its database holds
@@ -30,16 +64,7 @@ func (s *Store) chooseLayout(ctx context.Context) (storeLayout, error) {
 	if s.noIndexes {
 		return storeLayout{}, nil
 	}
-	read := func() (found bool, lay storeLayout, err error) {
-		err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&lay)
-		switch {
-		case err == nil:
-			return true, lay, nil
-		case errors.Is(err, mongo.ErrNoDocuments):
-			return false, lay, nil
-		}
-		return false, lay, fmt.Errorf("store: read the store's layout: %w", err)
-	}
+	read := func() (bool, storeLayout, error) { return s.readLayout(ctx) }
 	for range 3 {
 		found, lay, err := read()
 		if found || err != nil {
@@ -58,7 +83,8 @@ func (s *Store) chooseLayout(ctx context.Context) (storeLayout, error) {
 			return storeLayout{}, nil // written by an earlier version: SplitDatabases splits it
 		}
 		doc := bson.D{{Key: "_id", Value: layoutDoc}, {Key: "split", Value: true}, {Key: "at", Value: storedTime(time.Now())}}
-		if s.newOpenSet != "" && s.newOpenSet != OpenSetSingle {
+		if s.newOpenSet == OpenSetPartitioned {
+			doc[1].Value = splitPartitioned
 			doc = append(doc, bson.E{Key: "open_set", Value: s.newOpenSet})
 		}
 		_, err = s.cluster.InsertOne(ctx, doc)
@@ -79,7 +105,7 @@ func (s *Store) useOpenSet(form string) error {
 	case "", OpenSetSingle:
 		s.open = singleOpenSet{s: s, copies: s.openExecs, evts: s.openEvents}
 	case OpenSetPartitioned:
-		s.open = &partitionedOpenSet{s: s, db: s.openExecs.Database()}
+		s.open = &partitionedOpenSet{s: s, db: s.openExecs.Database(), indexed: map[string]bool{}}
 	default:
 		// A newer version's form: reading the open set where it is not would lead blind.
 		return fmt.Errorf("store: the open set of %s is kept as %q, which this version does not know", s.dbName, form)
@@ -102,17 +128,11 @@ func (s *Store) LayoutChanged(ctx context.Context) (bool, error) {
 	if s.noIndexes || s.Split() {
 		return false, nil
 	}
-	var doc struct {
-		Split bool `bson:"split"`
+	_, lay, err := s.readLayout(ctx)
+	if err != nil {
+		return false, err
 	}
-	err := s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("store: read the store's layout: %w", err)
-	}
-	return doc.Split, nil
+	return lay.Split, nil
 }
 
 // useSplitLayout points the open set, the audit log and the revisions at their own databases.
@@ -121,7 +141,7 @@ func (s *Store) useSplitLayout() {
 	s.openExecs, s.openEvents = open.Collection(collOpenExecs), open.Collection(collOpenEvents)
 	s.auditDB = s.client.Database(s.dbName + AuditSuffix)
 	s.revisions = s.client.Database(s.dbName + RevisionsSuffix).Collection(collRevisions)
-	s.open = singleOpenSet{s: s, copies: s.openExecs, evts: s.openEvents}
+	_ = s.useOpenSet(s.OpenSetForm()) // the form it had, in the new database: a known one
 }
 
 // Split reports whether the open set, the audit log and the revisions are in databases of their own.
@@ -136,12 +156,9 @@ func (s *Store) Split() bool { return s.openExecs.Database().Name() != s.dbName 
 // documents were copied, and the servers have written in the new ones since. It reports how many
 // documents it moved.
 func (s *Store) SplitDatabases(ctx context.Context) (moved int, err error) {
-	var doc struct {
-		Split bool `bson:"split"`
-	}
-	err = s.cluster.FindOne(ctx, bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&doc)
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, fmt.Errorf("store: split: read the store's layout: %w", err)
+	_, doc, err := s.readLayout(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: split: %w", err)
 	}
 	names, err := s.db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {

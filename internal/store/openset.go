@@ -96,9 +96,13 @@ type partitionedOpenSet struct {
 	s  *Store
 	db *mongo.Database
 	// indexed: the event collections whose exec_id index this process made (MongoDB only: FerretDB scans
-	// whatever the index, and every index is one more write per insert).
-	indexed sync.Map
+	// whatever the index, and every index is one more write per insert), at most maxIndexedKept.
+	mu      sync.Mutex
+	indexed map[string]bool
 }
+
+// maxIndexedKept bounds partitionedOpenSet.indexed: a new partition every 10 s makes 8,640 a day.
+const maxIndexedKept = 1024
 
 // eventsCollection names the collection of a partition's events.
 func eventsCollection(partition string) string {
@@ -177,12 +181,21 @@ func (o *partitionedOpenSet) events(ctx context.Context, partition string) (*mon
 	if o.s.ferret || o.s.noIndexes {
 		return coll, nil
 	}
-	if _, done := o.indexed.Load(coll.Name()); !done {
-		if _, err := coll.Indexes().CreateOne(ctx, index("exec_id", bson.D{{Key: "exec_id", Value: 1}})); err != nil {
-			return nil, fmt.Errorf("index %s: %w", coll.Name(), err)
-		}
-		o.indexed.Store(coll.Name(), true)
+	o.mu.Lock()
+	_, done := o.indexed[coll.Name()]
+	o.mu.Unlock()
+	if done {
+		return coll, nil
 	}
+	if _, err := coll.Indexes().CreateOne(ctx, index("exec_id", bson.D{{Key: "exec_id", Value: 1}})); err != nil {
+		return nil, fmt.Errorf("index %s: %w", coll.Name(), err)
+	}
+	o.mu.Lock()
+	if len(o.indexed) >= maxIndexedKept {
+		clear(o.indexed) // a partition written again is indexed again: creating an index that exists is a no-op
+	}
+	o.indexed[coll.Name()] = true
+	o.mu.Unlock()
 	return coll, nil
 }
 

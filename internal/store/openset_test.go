@@ -136,3 +136,48 @@ func TestAnOpenSetFormNotKnownIsRefused(t *testing.T) {
 		t.Fatalf("Open = %v, want a refusal naming the form", err)
 	}
 }
+
+// A form misspelt by the caller is refused before anything is written: the store stays usable.
+func TestAnUnknownAskedFormLeavesANewStoreUsable(t *testing.T) {
+	t.Parallel()
+	uri, db := testURI(t), testDatabase(t)
+	if s, err := Open(t.Context(), uri, db, WithOpenSet("Partitioned")); err == nil {
+		_ = s.Close(t.Context())
+		t.Fatal("Open with an unknown form succeeded")
+	}
+	s := openTestStoreWith(t, uri, db)
+	if s.OpenSetForm() != OpenSetSingle {
+		t.Fatalf("form %s, want single", s.OpenSetForm())
+	}
+}
+
+// A version before the partitioned form reads the layout's split as a boolean: on a partitioned store
+// that read fails, so such a version refuses the store instead of reading an empty open set.
+func TestAPartitionedStoreCannotBeReadAsASingleOne(t *testing.T) {
+	t.Parallel()
+	s := openTestStoreWith(t, testURI(t), testDatabase(t), WithOpenSet(OpenSetPartitioned))
+	var before struct {
+		Split bool `bson:"split"`
+	}
+	if err := s.cluster.FindOne(t.Context(), bson.D{{Key: "_id", Value: layoutDoc}}).Decode(&before); err == nil {
+		t.Fatalf("the layout decodes as an earlier version reads it (split %v)", before.Split)
+	}
+	if changed, err := s.LayoutChanged(t.Context()); err != nil || changed {
+		t.Fatalf("LayoutChanged = %v, %v; want false", changed, err)
+	}
+}
+
+// SplitDatabases on a partitioned store (split already) keeps its form.
+func TestSplitDatabasesKeepsThePartitionedForm(t *testing.T) {
+	t.Parallel()
+	s := openTestStoreWith(t, testURI(t), testDatabase(t), WithOpenSet(OpenSetPartitioned))
+	e := execution("nightly", t0, job.TriggerSchedule)
+	mustInsert(t, s, []job.Execution{e}, []job.Event{acked(e, 1, t0)})
+	if _, err := s.SplitDatabases(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.ReadOpenSet(t.Context())
+	if s.OpenSetForm() != OpenSetPartitioned || len(got) != 1 {
+		t.Fatalf("after SplitDatabases: form %s, %d open (%v); want partitioned, 1", s.OpenSetForm(), len(got), err)
+	}
+}

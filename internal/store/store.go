@@ -179,6 +179,13 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	s.logger = s.logger.With("component", "store")
 	s.open = singleOpenSet{s: s, copies: s.openExecs, evts: s.openEvents}
+	switch s.newOpenSet {
+	case "", OpenSetSingle, OpenSetPartitioned:
+	default:
+		// Refused before anything is written: a layout document naming it would refuse every Open after.
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: open set form %q: must be %s or %s", s.newOpenSet, OpenSetSingle, OpenSetPartitioned)
+	}
 	err = s.Ping(ctx)
 	if err == nil {
 		s.ferret = isFerretDB(ctx, db)
@@ -191,6 +198,9 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		}
 	}
 	if err == nil && !s.noIndexes {
+		s.tellOpenSetForm()
+	}
+	if err == nil && !s.noIndexes {
 		err = s.createIndexes(ctx)
 	}
 	if err != nil {
@@ -198,6 +208,18 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		return nil, err
 	}
 	return s, nil
+}
+
+// tellOpenSetForm logs the open set's form when it is not the one asked for (the store's first opener
+// chose), and warns of the partitioned form, which is not finished.
+func (s *Store) tellOpenSetForm() {
+	form := s.OpenSetForm()
+	if asked := s.newOpenSet; asked != "" && asked != form {
+		s.logger.Warn("the store keeps its open set in another form than the one asked for; the store's own form is used", "database", s.dbName, "form", form, "asked", asked)
+	}
+	if form == OpenSetPartitioned {
+		s.logger.Warn("the open set is partitioned: not finished, for tests (emptied partitions are not dropped yet, and a version before it cannot open this store)", "database", s.dbName)
+	}
 }
 
 // isFerretDB reports whether db is served by FerretDB, which names its own version in buildInfo. A server
