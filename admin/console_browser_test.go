@@ -30,6 +30,22 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) string {
 	return now
 }
 
+// act runs actions on the page, again while they fail on a node the browser no longer has: the document a
+// form's submit loads can replace the one chromedp queried between its query and its action ("Could not
+// find node with given id", seen in CI). The actions must be safe to repeat: SetValue rather than
+// SendKeys, and a click fails before it is dispatched when its node is gone.
+func act(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	var err error
+	testenv.Poll(10*time.Second, func() bool {
+		err = chromedp.Do(ctx, actions...)
+		return err == nil || !strings.Contains(err.Error(), "Could not find node with given id")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitAttr waits until the element sel has attribute attr equal to want.
 func waitAttr(t *testing.T, ctx context.Context, sel, attr, want string) {
 	t.Helper()
@@ -73,19 +89,13 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	waitText(t, ctx, "h1", "Log in")
 	browsertest.Screenshot(t, ctx, "login")
-	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("token"), "not-a-token"), chromedp.Click(chromedp.ID("login"))); err != nil {
-		t.Fatal(err)
-	}
+	act(t, ctx, chromedp.SetValue(chromedp.ID("token"), "not-a-token"), chromedp.Click(chromedp.ID("login")))
 	waitText(t, ctx, "#login-error", "Unknown or revoked token")
-	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("token"), "admin-token"), chromedp.Click(chromedp.ID("login"))); err != nil {
-		t.Fatal(err)
-	}
+	act(t, ctx, chromedp.SetValue(chromedp.ID("token"), "admin-token"), chromedp.Click(chromedp.ID("login")))
 	// Back where it was going, logged in.
 	waitText(t, ctx, "#job-name", "nightly")
 	waitText(t, ctx, "#who", "alice")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("pause"))); err != nil {
-		t.Fatal(err)
-	}
+	act(t, ctx, chromedp.Click(chromedp.ID("pause")))
 	waitText(t, ctx, "#message", "paused")
 	waitText(t, ctx, "#job-state", "paused")
 	browsertest.Screenshot(t, ctx, "job")
@@ -112,13 +122,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	browsertest.Screenshot(t, ctx, "dashboard")
 
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("logout"))); err != nil {
-		t.Fatal(err)
-	}
+	act(t, ctx, chromedp.Click(chromedp.ID("logout")))
 	waitText(t, ctx, "h1", "Log in") // the logout has landed before anything navigates again
-	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("token"), "viewer-token"), chromedp.Click(chromedp.ID("login"))); err != nil {
-		t.Fatal(err)
-	}
+	act(t, ctx, chromedp.SetValue(chromedp.ID("token"), "viewer-token"), chromedp.Click(chromedp.ID("login")))
 	waitText(t, ctx, "#who", "victor")
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/jobs/nightly")); err != nil {
 		t.Fatal(err)
