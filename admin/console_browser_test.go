@@ -32,14 +32,15 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) string {
 
 // act runs actions on the page, again while they fail on a node the browser no longer has: the document a
 // form's submit loads can replace the one chromedp queried between its query and its action ("Could not
-// find node with given id", seen in CI). The actions must be safe to repeat: SetValue rather than
+// find node with given id", "No node with given id found": CI, and -race here). The actions must be safe
+// to repeat: SetValue rather than
 // SendKeys, and a click fails before it is dispatched when its node is gone.
 func act(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	var err error
 	testenv.Poll(10*time.Second, func() bool {
 		err = chromedp.Do(ctx, actions...)
-		return err == nil || !strings.Contains(err.Error(), "Could not find node with given id")
+		return err == nil || !strings.Contains(err.Error(), "node with given id")
 	})
 	if err != nil {
 		t.Fatal(err)
