@@ -40,6 +40,14 @@ func (o *outputLog) fileSize() (int64, bool) {
 	return o.fileEnd, o.fileEnd >= 0
 }
 
+// fileBytes is how many bytes the run wrote to its output file in dir: what outputTail saw, else read now.
+func (o *outputLog) fileBytes(dir string) int64 {
+	if n, ok := o.fileSize(); ok {
+		return n
+	}
+	return outputFileSize(dir)
+}
+
 func (o *outputLog) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

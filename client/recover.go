@@ -75,12 +75,7 @@ func (c *Client) recoveredResult(r journaledRun, now time.Time) ([]byte, error) 
 	case r.statusOK:
 		out := newOutputLog(job.MaxOutput)
 		outputTail(r.dir, job.MaxOutput, out)
-		res.Output = out.String()
-		if n, ok := out.fileSize(); ok {
-			res.OutputBytes = n
-		} else {
-			res.OutputBytes = outputFileSize(r.dir)
-		}
+		res.Output, res.OutputBytes = out.String(), out.fileBytes(r.dir)
 		if !r.endedAt.IsZero() {
 			finished = r.endedAt
 		}

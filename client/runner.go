@@ -86,11 +86,7 @@ func (c *Client) runHandler(ctx context.Context, d *wire.Dispatch, run int, h Ha
 
 	res := job.Result{Status: job.StateSucceeded, Duration: job.Duration(finished.Sub(started)), Output: out.tail(job.MaxOutput), OutputBytes: out.size()}
 	if dir != "" {
-		if n, ok := out.fileSize(); ok {
-			res.OutputBytes = n
-		} else {
-			res.OutputBytes = outputFileSize(dir)
-		}
+		res.OutputBytes = out.fileBytes(dir)
 	}
 	switch {
 	case stopped != nil:

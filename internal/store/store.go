@@ -199,8 +199,6 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 	}
 	if err == nil && !s.noIndexes {
 		s.tellOpenSetForm()
-	}
-	if err == nil && !s.noIndexes {
 		err = s.createIndexes(ctx)
 	}
 	if err != nil {
