@@ -16,13 +16,7 @@ import (
 // owe it again.
 func TestAFiringSkippedWhereItIsFiredGoesStraightToTheHistory(t *testing.T) {
 	fs := newFakeStore(spec("forbid", "@every 1s", nil))
-	h := newHarness(t, fs, "a")
-	h.establish()
-	h.advance(time.Second)
-	first := job.ExecutionID("forbid", t0.Add(time.Second))
-	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
-		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
-	}
+	h, first := firstFiring(t, fs, "forbid")
 	h.ack("a", h.sent[0].d)
 	h.advance(time.Second) // the first still runs: forbid skips the second
 	second := job.ExecutionID("forbid", t0.Add(2*time.Second))
@@ -140,13 +134,7 @@ func TestAnInheritedCopyOfAFiringRecordedInTheHistoryDoesNotRun(t *testing.T) {
 // a new leader can find.
 func TestAFiringClosedBeforeLeavesTheKeptFiringInPlace(t *testing.T) {
 	fs := newFakeStore(shellJob("tick", "@every 1s", created))
-	h := newHarness(t, fs, "a")
-	h.establish()
-	h.advance(time.Second)
-	first := job.ExecutionID("tick", t0.Add(time.Second))
-	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
-		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
-	}
+	h, first := firstFiring(t, fs, "tick")
 	h.ack("a", h.sent[0].d)
 	h.finish("a", h.sent[0].d, job.StateSucceeded)
 	if k := h.l.kept["tick"]; k.id != first {
@@ -251,13 +239,7 @@ func storeWithALeftCopy() (*fakeStore, job.Execution) {
 // firing, which must be in the set) nor asks for its close again.
 func TestAFiringFoundClosedElsewhereIsNotKept(t *testing.T) {
 	fs := newFakeStore(shellJob("tick", "@every 1s", created))
-	h := newHarness(t, fs, "a")
-	h.establish()
-	h.advance(time.Second)
-	first := job.ExecutionID("tick", t0.Add(time.Second))
-	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
-		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
-	}
+	h, first := firstFiring(t, fs, "tick")
 	h.ack("a", h.sent[0].d)
 	h.l.applyReconciled(reconciledNote{closed: []string{first}})
 	if _, ok := h.l.flights[first]; ok {
@@ -272,4 +254,18 @@ func TestAFiringFoundClosedElsewhereIsNotKept(t *testing.T) {
 	if slices.Contains(fs.closed, first) {
 		t.Fatalf("closed %v: %s was closed by another term already", fs.closed, first)
 	}
+}
+
+// firstFiring starts a term on fs with client a and fires job's first second, which it checks was sent,
+// once, and returns the harness and that execution's id.
+func firstFiring(t *testing.T, fs *fakeStore, jobName string) (*harness, string) {
+	t.Helper()
+	h := newHarness(t, fs, "a")
+	h.establish()
+	h.advance(time.Second)
+	first := job.ExecutionID(jobName, t0.Add(time.Second))
+	if len(h.sent) != 1 || h.sent[0].d.ExecID != first {
+		t.Fatalf("sent %+v, want one dispatch of %s", h.sent, first)
+	}
+	return h, first
 }
